@@ -1,0 +1,37 @@
+"""Paillier cryptography for DeltaML: keys, fixed-point encoding, encrypted vectors.
+
+Two levels, as in ``phe``: :class:`PublicKey`/:class:`PrivateKey` work on integers
+mod ``n``; :class:`EncryptedVector` works on reals at an explicit fixed-point
+exponent and tracks a precision bound so that nothing overflows silently.
+"""
+
+from deltaml.crypto.encoding import PlainMatrix, decode_int, encode_float, rescale
+from deltaml.crypto.paillier import (
+    PrivateKey,
+    PublicKey,
+    check_decryption,
+    generate_keypair,
+)
+from deltaml.crypto.vector import (
+    MASK_STATISTICAL_BITS,
+    EncryptedVector,
+    mask_for_refresh,
+    needs_refresh,
+    refresh_masked,
+)
+
+__all__ = [
+    "MASK_STATISTICAL_BITS",
+    "EncryptedVector",
+    "PlainMatrix",
+    "PrivateKey",
+    "PublicKey",
+    "check_decryption",
+    "decode_int",
+    "encode_float",
+    "generate_keypair",
+    "mask_for_refresh",
+    "needs_refresh",
+    "refresh_masked",
+    "rescale",
+]

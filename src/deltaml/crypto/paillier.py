@@ -1,0 +1,239 @@
+r"""Paillier key pairs, on ``phe`` for key generation and CRT decryption, ``gmpy2`` for speed.
+
+Mathematics
+-----------
+With ``n = p·q`` and ``g = n + 1``, a plaintext ``m ∈ Z_n`` encrypts to
+
+.. math:: c = g^m · r^n = (1 + m·n) · r^n \bmod n^2 .
+
+The scheme is additively homomorphic: ``c₁·c₂ ↦ m₁ + m₂`` and ``c^k ↦ k·m``
+(mod ``n``). Plaintexts are signed by the convention of ``phe``: values in
+``[0, n/3]`` are non-negative, values in ``[2n/3, n)`` are negative, and
+anything between is an overflow that decryption refuses.
+
+Fast randomness
+---------------
+Computing ``r^n mod n²`` with a fresh 2048-bit ``r`` costs a full exponentiation
+(~11 ms at 2048 bits). As in Damgård–Jurik–Nielsen (2010, §4), the public key
+carries ``h_s = h^n mod n²`` for a random ``h``, and randomness is
+``h_s^α`` with ``α`` uniform in ``[0, 2^⌈k/2⌉)`` for a ``k``-bit modulus: the
+ciphertexts keep the standard form ``(1 + m·n)·r^n`` with ``r = h^α``, so
+decryption, re-randomization and proofs of decryption are unchanged. The
+exponentiation uses a fixed-base window table built once per key, which makes
+a fresh randomizer about ten times cheaper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+
+import gmpy2
+from phe import paillier as _phe
+
+from deltaml.errors import DeltaMLValueError, PrecisionBudgetError
+
+SUPPORTED_KEY_BITS = (2048, 3072)
+#: Smaller keys, for tests only: fast, not secure.
+TEST_KEY_BITS = (512, 768, 1024)
+
+_WINDOW_BITS = 8
+#: Direct exponentiations before the fixed-base table pays for its construction.
+_TABLE_AFTER_USES = 48
+
+
+@dataclass(eq=False)
+class PublicKey:
+    """A Paillier public key: the modulus ``n`` and the randomness base ``h_s``."""
+
+    n: int
+    hs: int
+    nsquare: int = field(init=False, repr=False)
+    max_int: int = field(init=False, repr=False)
+    _n: gmpy2.mpz = field(init=False, repr=False)
+    _nsquare: gmpy2.mpz = field(init=False, repr=False)
+    _hs: gmpy2.mpz = field(init=False, repr=False)
+    _alpha_bits: int = field(init=False, repr=False)
+    _table: list[list[gmpy2.mpz]] | None = field(init=False, default=None, repr=False)
+    _uses: int = field(init=False, default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.n < 2**255 or self.n % 2 == 0:
+            raise DeltaMLValueError("not a Paillier modulus")
+        self.nsquare = self.n * self.n
+        if not 1 < self.hs < self.nsquare:
+            raise DeltaMLValueError("randomness base out of range")
+        self.max_int = self.n // 3
+        self._n = gmpy2.mpz(self.n)
+        self._nsquare = gmpy2.mpz(self.nsquare)
+        self._hs = gmpy2.mpz(self.hs)
+        self._alpha_bits = (self.n.bit_length() + 1) // 2
+
+    @property
+    def key_bits(self) -> int:
+        return self.n.bit_length()
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        return (self.nsquare.bit_length() + 7) // 8
+
+    @property
+    def fingerprint(self) -> str:
+        """Short stable identifier: the first 16 hex digits of SHA-256 over ``n`` and ``h_s``."""
+        digest = hashlib.sha256(f"{self.n:x}:{self.hs:x}".encode()).hexdigest()
+        return digest[:16]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and self.n == other.n and self.hs == other.hs
+
+    def __hash__(self) -> int:
+        return hash((self.n, self.hs))
+
+    # -- randomness -------------------------------------------------------------------
+    def random_factor(self) -> gmpy2.mpz:
+        """A fresh ``r^n mod n²`` (``r = h^α``): multiplying by it re-randomizes a ciphertext."""
+        alpha = secrets.randbits(self._alpha_bits)
+        if self._table is None:
+            self._uses += 1
+            if self._uses <= _TABLE_AFTER_USES:
+                return gmpy2.powmod(self._hs, alpha, self._nsquare)
+            self._table = self._build_table()
+        acc = gmpy2.mpz(1)
+        mod = self._nsquare
+        mask = (1 << _WINDOW_BITS) - 1
+        for row in self._table:
+            digit = alpha & mask
+            if digit:
+                acc = acc * row[digit] % mod
+            alpha >>= _WINDOW_BITS
+        return acc
+
+    def _build_table(self) -> list[list[gmpy2.mpz]]:
+        """Rows ``i`` hold ``h_s^(v·2^(8i))`` for ``v < 256``: one product per window."""
+        table = []
+        base = self._hs
+        mod = self._nsquare
+        for _ in range(-(-self._alpha_bits // _WINDOW_BITS)):
+            row = [gmpy2.mpz(1), base]
+            for _ in range(2, 1 << _WINDOW_BITS):
+                row.append(row[-1] * base % mod)
+            table.append(row)
+            base = row[-1] * base % mod
+        return table
+
+    # -- raw integer operations ------------------------------------------------------
+    def raw_encrypt(self, plaintext: int) -> gmpy2.mpz:
+        """Encrypt an integer already reduced to ``[0, n)``; always randomized."""
+        if not 0 <= plaintext < self.n:
+            raise DeltaMLValueError("raw plaintext must lie in [0, n)")
+        return (1 + plaintext * self._n) % self._nsquare * self.random_factor() % self._nsquare
+
+    def encode_signed(self, value: int) -> int:
+        """Map a signed integer to ``Z_n`` (negative values wrap to ``n - |v|``)."""
+        if abs(value) > self.max_int:
+            raise PrecisionBudgetError(
+                f"integer of {abs(value).bit_length()} bits exceeds the "
+                f"{self.max_int.bit_length()}-bit precision budget of this key"
+            )
+        return value % self.n
+
+    def to_dict(self) -> dict[str, str]:
+        return {"n": format(self.n, "x"), "hs": format(self.hs, "x")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> PublicKey:
+        try:
+            return cls(int(data["n"], 16), int(data["hs"], 16))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeltaMLValueError(f"malformed public key: {exc}") from None
+
+
+@dataclass(eq=False)
+class PrivateKey:
+    """The buyer's Paillier private key (the factors of ``n``)."""
+
+    public_key: PublicKey
+    p: int
+    q: int
+    _phe: _phe.PaillierPrivateKey = field(init=False, repr=False)
+    _n_inv_mod_phi: gmpy2.mpz = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.p * self.q != self.public_key.n:
+            raise DeltaMLValueError("the factors do not match the public key")
+        self._phe = _phe.PaillierPrivateKey(_phe.PaillierPublicKey(self.public_key.n), self.p, self.q)
+        phi = (self.p - 1) * (self.q - 1)
+        self._n_inv_mod_phi = gmpy2.invert(gmpy2.mpz(self.public_key.n), phi)
+
+    def __repr__(self) -> str:  # never print the factors
+        return f"PrivateKey(fingerprint={self.public_key.fingerprint})"
+
+    def raw_decrypt(self, ciphertext: int) -> int:
+        """CRT decryption to ``[0, n)``."""
+        return int(self._phe.raw_decrypt(int(ciphertext)))
+
+    def decode_signed(self, plaintext: int) -> int:
+        """Inverse of :meth:`PublicKey.encode_signed`; refuses values in the overflow band."""
+        pk = self.public_key
+        if plaintext <= pk.max_int:
+            return plaintext
+        if plaintext >= pk.n - pk.max_int:
+            return plaintext - pk.n
+        raise PrecisionBudgetError("decrypted value lies in the overflow band: it overflowed")
+
+    def decrypt_signed(self, ciphertext: int) -> int:
+        return self.decode_signed(self.raw_decrypt(ciphertext))
+
+    def randomness_of(self, ciphertext: int, plaintext: int) -> int:
+        r"""The ``r`` with ``c = (1 + m·n)·r^n mod n²``: a proof that ``c`` decrypts to ``m``.
+
+        ``r^n = c·(1 + m·n)^{-1}`` is an ``n``-th residue; its ``n``-th root modulo ``n`` is
+        ``(c mod n)^{n^{-1} mod φ(n)}``. Anyone can check the proof with
+        :func:`check_decryption`.
+        """
+        n = self.public_key.n
+        return int(gmpy2.powmod(gmpy2.mpz(ciphertext) % n, self._n_inv_mod_phi, n))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"public_key": self.public_key.to_dict(), "p": format(self.p, "x"), "q": format(self.q, "x")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PrivateKey:
+        try:
+            pub = PublicKey.from_dict(data["public_key"])  # type: ignore[arg-type]
+            return cls(pub, int(str(data["p"]), 16), int(str(data["q"]), 16))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeltaMLValueError(f"malformed private key: {exc}") from None
+
+
+def check_decryption(public_key: PublicKey, ciphertext: int, plaintext: int, randomness: int) -> bool:
+    """Check a proof of decryption: ``c == (1 + m·n)·r^n mod n²`` with ``m`` in ``[0, n)``."""
+    n, n2 = public_key.n, public_key.nsquare
+    if not (0 <= plaintext < n and 0 < randomness < n and 0 < ciphertext < n2):
+        return False
+    expected = (1 + plaintext * n) % n2 * gmpy2.powmod(randomness, n, n2) % n2
+    return int(expected) == int(ciphertext)
+
+
+def generate_keypair(key_bits: int = 2048, *, allow_test_keys: bool = False) -> tuple[PublicKey, PrivateKey]:
+    """Generate a Paillier key pair of ``key_bits`` (2048 default, 3072 selectable).
+
+    Smaller keys (512–1024 bits) are refused unless ``allow_test_keys`` is set:
+    they exist to make tests fast and protect nothing.
+    """
+    allowed = SUPPORTED_KEY_BITS + (TEST_KEY_BITS if allow_test_keys else ())
+    if key_bits not in allowed:
+        raise DeltaMLValueError(
+            f"key size {key_bits} is not supported; choose one of {', '.join(map(str, SUPPORTED_KEY_BITS))}"
+        )
+    phe_pub, phe_priv = _phe.generate_paillier_keypair(n_length=key_bits)
+    n = phe_pub.n
+    nsquare = n * n
+    while True:
+        h = secrets.randbelow(n - 2) + 2
+        if gmpy2.gcd(h, n) == 1:
+            break
+    hs = int(gmpy2.powmod(h, n, nsquare))
+    public = PublicKey(n, hs)
+    return public, PrivateKey(public, phe_priv.p, phe_priv.q)

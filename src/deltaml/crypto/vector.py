@@ -1,0 +1,244 @@
+r"""Encrypted vectors: one public key, one fixed-point exponent, one precision bound.
+
+An :class:`EncryptedVector` holds ciphertexts of integers ``v_i`` that stand for
+the reals ``v_i / 2^exponent``, and an exact integer ``bound`` with
+``|v_i| ≤ bound`` for every ``i``. Every operation derives the bound of its
+result from the bounds of its inputs (``|Σ a_ij v_j| ≤ max_i Σ_j |a_ij| · bound``)
+and refuses, with :class:`~deltaml.errors.PrecisionBudgetError`, any result
+whose bound would reach the key's ``max_int = n/3``. So no value can overflow
+silently: it is either refreshed in time (:func:`mask_for_refresh`,
+:func:`refresh_masked`, :meth:`EncryptedVector.unmask`) or refused.
+
+Products with plaintext scalars are deterministic; :meth:`EncryptedVector.rerandomize`
+must be called on anything that leaves its party.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import gmpy2
+import numpy as np
+
+from deltaml.crypto.encoding import PlainMatrix, decode_array, encode_array, rescale
+from deltaml.crypto.multiexp import multi_exp
+from deltaml.crypto.paillier import PrivateKey, PublicKey
+from deltaml.errors import DeltaMLTypeError, DeltaMLValueError, KeyMismatchError, PrecisionBudgetError
+
+#: Statistical hiding of refresh masks, in bits (the masked value reveals < 2^-80).
+MASK_STATISTICAL_BITS = 80
+
+
+def _check_bound(public_key: PublicKey, bound: int, what: str) -> None:
+    if bound >= public_key.max_int:
+        raise PrecisionBudgetError(
+            f"{what} needs {bound.bit_length()} bits but the key's budget is "
+            f"{public_key.max_int.bit_length() - 1}: refresh the vector first"
+        )
+
+
+@dataclass(eq=False)
+class EncryptedVector:
+    """Ciphertexts of ``round(x_i · 2^exponent)`` under one public key, with a bound."""
+
+    public_key: PublicKey
+    ciphertexts: list[gmpy2.mpz]
+    exponent: int
+    bound: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.public_key, PublicKey):
+            raise DeltaMLTypeError("public_key must be a PublicKey")
+        if self.bound < 0:
+            raise DeltaMLValueError("bound must be non-negative")
+        _check_bound(self.public_key, self.bound, "this vector")
+
+    def __len__(self) -> int:
+        return len(self.ciphertexts)
+
+    @property
+    def headroom_bits(self) -> int:
+        """Bits left before the bound reaches the key's budget."""
+        return self.public_key.max_int.bit_length() - 1 - max(self.bound, 1).bit_length()
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def encrypt(cls, public_key: PublicKey, values: Sequence[float] | np.ndarray, exponent: int) -> EncryptedVector:
+        ints = encode_array(np.asarray(values, dtype=np.float64).ravel(), exponent)
+        return cls.encrypt_ints(public_key, ints, exponent)
+
+    @classmethod
+    def encrypt_ints(cls, public_key: PublicKey, ints: Sequence[int], exponent: int) -> EncryptedVector:
+        bound = max((abs(v) for v in ints), default=0)
+        _check_bound(public_key, bound, "the plaintext")
+        cts = [public_key.raw_encrypt(public_key.encode_signed(v)) for v in ints]
+        return cls(public_key, cts, exponent, bound)
+
+    @classmethod
+    def concat(cls, vectors: Sequence[EncryptedVector]) -> EncryptedVector:
+        """Join vectors of one key, aligned to the largest exponent."""
+        if not vectors:
+            raise DeltaMLValueError("nothing to concatenate")
+        key = vectors[0].public_key
+        exponent = max(v.exponent for v in vectors)
+        aligned = [v._check_key(key).align(exponent) for v in vectors]
+        return cls(key, [c for v in aligned for c in v.ciphertexts], exponent, max(v.bound for v in aligned))
+
+    def split(self, sizes: Sequence[int]) -> list[EncryptedVector]:
+        if sum(sizes) != len(self):
+            raise DeltaMLValueError("sizes do not add up to the vector's length")
+        out, start = [], 0
+        for size in sizes:
+            out.append(EncryptedVector(self.public_key, self.ciphertexts[start : start + size], self.exponent, self.bound))
+            start += size
+        return out
+
+    # -- arithmetic ------------------------------------------------------------------
+    def _check_key(self, key: PublicKey) -> EncryptedVector:
+        if self.public_key != key:
+            raise KeyMismatchError("the vectors are encrypted under different keys")
+        return self
+
+    def align(self, exponent: int) -> EncryptedVector:
+        """Raise the exponent (exact: multiplies every value by ``2^Δ``)."""
+        delta = exponent - self.exponent
+        if delta < 0:
+            raise DeltaMLValueError("cannot lower an exponent without decrypting")
+        if delta == 0:
+            return self
+        bound = self.bound << delta
+        _check_bound(self.public_key, bound, "aligning the exponent")
+        n2 = self.public_key._nsquare
+        factor = 1 << delta
+        cts = [gmpy2.powmod(c, factor, n2) for c in self.ciphertexts]
+        return EncryptedVector(self.public_key, cts, exponent, bound)
+
+    def __add__(self, other: EncryptedVector) -> EncryptedVector:
+        if not isinstance(other, EncryptedVector):
+            return NotImplemented
+        other._check_key(self.public_key)
+        if len(other) != len(self):
+            raise DeltaMLValueError(f"length mismatch: {len(self)} vs {len(other)}")
+        exponent = max(self.exponent, other.exponent)
+        a, b = self.align(exponent), other.align(exponent)
+        bound = a.bound + b.bound
+        _check_bound(self.public_key, bound, "the sum")
+        n2 = self.public_key._nsquare
+        return EncryptedVector(
+            self.public_key, [x * y % n2 for x, y in zip(a.ciphertexts, b.ciphertexts, strict=True)], exponent, bound
+        )
+
+    def __radd__(self, other: object) -> EncryptedVector:
+        if other == 0:  # lets sum() start from 0
+            return self
+        return NotImplemented
+
+    def __neg__(self) -> EncryptedVector:
+        n2 = self.public_key._nsquare
+        return EncryptedVector(self.public_key, [gmpy2.invert(c, n2) for c in self.ciphertexts], self.exponent, self.bound)
+
+    def __sub__(self, other: EncryptedVector) -> EncryptedVector:
+        return self + (-other)
+
+    def add_ints(self, ints: Sequence[int]) -> EncryptedVector:
+        """Add plaintext integers already encoded at this vector's exponent."""
+        if len(ints) != len(self):
+            raise DeltaMLValueError(f"length mismatch: {len(self)} vs {len(ints)}")
+        bound = self.bound + max((abs(v) for v in ints), default=0)
+        _check_bound(self.public_key, bound, "adding plaintexts")
+        pk = self.public_key
+        n, n2 = pk._n, pk._nsquare
+        cts = [c * ((1 + pk.encode_signed(v) * n) % n2) % n2 for c, v in zip(self.ciphertexts, ints, strict=True)]
+        return EncryptedVector(pk, cts, self.exponent, bound)
+
+    def add_plain(self, values: Sequence[float] | np.ndarray) -> EncryptedVector:
+        """Add plaintext reals, encoded at this vector's exponent."""
+        return self.add_ints(encode_array(np.asarray(values, dtype=np.float64).ravel(), self.exponent))
+
+    def mul_int(self, k: int) -> EncryptedVector:
+        """Multiply every value by the integer ``k`` (exact; the exponent does not change)."""
+        bound = self.bound * abs(k)
+        _check_bound(self.public_key, bound, "the integer product")
+        n2 = self.public_key._nsquare
+        if k >= 0:
+            cts = [gmpy2.powmod(c, k, n2) for c in self.ciphertexts]
+        else:
+            cts = [gmpy2.powmod(gmpy2.invert(c, n2), -k, n2) for c in self.ciphertexts]
+        return EncryptedVector(self.public_key, cts, self.exponent, bound)
+
+    def matvec(self, matrix: PlainMatrix) -> EncryptedVector:
+        """``A · v`` for a plaintext matrix: the result's exponent is the sum of both."""
+        rows, cols = matrix.shape
+        if cols != len(self):
+            raise DeltaMLValueError(f"matrix has {cols} columns but the vector has {len(self)} values")
+        bound = matrix.max_abs_row_sum() * self.bound
+        _check_bound(self.public_key, bound, "the matrix product")
+        cts = multi_exp(self.ciphertexts, matrix.entries, self.public_key._nsquare)
+        return EncryptedVector(self.public_key, cts, self.exponent + matrix.exponent, bound)
+
+    def rerandomize(self) -> EncryptedVector:
+        """Multiply each ciphertext by a fresh ``r^n``: same plaintexts, unlinkable ciphertexts."""
+        pk = self.public_key
+        n2 = pk._nsquare
+        return EncryptedVector(pk, [c * pk.random_factor() % n2 for c in self.ciphertexts], self.exponent, self.bound)
+
+    # -- decryption ------------------------------------------------------------------
+    def decrypt_ints(self, private_key: PrivateKey) -> list[int]:
+        if private_key.public_key != self.public_key:
+            raise KeyMismatchError("this private key does not belong to the vector's public key")
+        return [private_key.decrypt_signed(c) for c in self.ciphertexts]
+
+    def decrypt(self, private_key: PrivateKey) -> np.ndarray:
+        return decode_array(self.decrypt_ints(private_key), self.exponent)
+
+    # -- refresh ---------------------------------------------------------------------
+    def unmask(self, mask: Sequence[int], source_bound: int, source_exponent: int) -> EncryptedVector:
+        """Remove a refresh mask from a refreshed vector (see :func:`mask_for_refresh`).
+
+        The bound is recomputed from the holder's own knowledge (the bound of the
+        vector before masking), never taken from the refreshing party.
+        """
+        refreshed = self.add_ints([-m for m in mask])
+        bound = rescale(source_bound, source_exponent, self.exponent) + 1
+        return EncryptedVector(self.public_key, refreshed.ciphertexts, self.exponent, bound)
+
+
+def refresh_mask_bits(vector: EncryptedVector, base_exponent: int) -> int:
+    """Bits of the uniform mask that hides ``vector`` rescaled to ``base_exponent``."""
+    return (rescale(vector.bound, vector.exponent, base_exponent) + 1).bit_length() + MASK_STATISTICAL_BITS
+
+
+def needs_refresh(vector: EncryptedVector, next_growth_bits: int) -> bool:
+    """True when, after ``next_growth_bits`` more of growth, the vector could no longer be masked.
+
+    A refresh mask is ``MASK_STATISTICAL_BITS`` wider than the value it hides, so the
+    vector must be refreshed while ``bound · 2^(growth + mask bits)`` still fits the key.
+    """
+    need = vector.bound.bit_length() + next_growth_bits + MASK_STATISTICAL_BITS + 3
+    return need >= vector.public_key.max_int.bit_length() - 1
+
+
+def mask_for_refresh(vector: EncryptedVector, base_exponent: int) -> tuple[EncryptedVector, list[int]]:
+    r"""Hide ``vector`` for the key holder: add ``μ_i · 2^{e − e₀}`` with ``μ_i`` uniform.
+
+    The key holder decrypts ``v_i + μ_i·2^{e−e₀}`` and, rounding at ``e₀``, obtains
+    ``round(v_i / 2^{e−e₀}) + μ_i``: the mask is ``MASK_STATISTICAL_BITS`` wider than
+    the value, so what it sees is statistically independent of ``v``. Returns the
+    masked vector (re-randomized, ready to send) and the mask ``μ`` (kept secret).
+    """
+    shift = vector.exponent - base_exponent
+    if shift < 0:
+        raise DeltaMLValueError("base exponent above the vector's exponent")
+    bits = refresh_mask_bits(vector, base_exponent)
+    mask = [secrets.randbits(bits) for _ in range(len(vector))]
+    masked = vector.add_ints([m << shift for m in mask])
+    return masked.rerandomize(), mask
+
+
+def refresh_masked(masked: EncryptedVector, private_key: PrivateKey, base_exponent: int) -> EncryptedVector:
+    """The key holder's half of a refresh: decrypt, round to ``base_exponent``, re-encrypt."""
+    ints = masked.decrypt_ints(private_key)
+    rounded = [rescale(v, masked.exponent, base_exponent) for v in ints]
+    return EncryptedVector.encrypt_ints(masked.public_key, rounded, base_exponent)

@@ -1,0 +1,113 @@
+"""A data owner: keeps its rows, answers with ciphertexts only."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
+from deltaml.errors import ProtocolError
+from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
+from deltaml.learning.metrics import encrypted_residual_vector, secure_generator, validator_factor
+from deltaml.learning.models import ModelType, Standardization, model_type
+from deltaml.learning.standardize import local_sums
+from deltaml.roles import messages as m
+
+log = logging.getLogger(__name__)
+
+
+class DataOwner:
+    """Holds ``(x, y)`` and never lets a value of it, or of the model, out in the clear.
+
+    As a trainer it keeps its ADMM state ``s_i`` encrypted; as a validator it keeps
+    the triangular factor of its rows. Everything it sends is re-randomized.
+    """
+
+    def __init__(self, party_id: str, x: np.ndarray, y: np.ndarray) -> None:
+        self.party_id = party_id
+        self._x = np.asarray(x, dtype=np.float64)
+        self._y = np.asarray(y, dtype=np.float64)
+        self.role: str | None = None
+        self._key: PublicKey | None = None
+        self._model: ModelType | None = None
+        self._stats: Standardization | None = None
+        self._spec: m.TrainingSpec | None = None
+        self._update: EncodedUpdate | None = None
+        self._state: EncryptedVector | None = None
+        self._mask: list[int] | None = None
+        self._factor: np.ndarray | None = None
+        self._n_trainers = 0
+        self._rng = secure_generator()
+
+    @property
+    def n_rows(self) -> int:
+        return len(self._x)
+
+    def handle(self, message: m.Message) -> m.Message:
+        handler = getattr(self, "_on_" + message.kind, None)
+        if handler is None:
+            raise ProtocolError(f"a data owner does not accept {message.kind}")
+        return handler(message)  # type: ignore[no-any-return]
+
+    # -- standardization ------------------------------------------------------------
+    def _on_StatsRequest(self, msg: m.StatsRequest) -> m.EncryptedSums:
+        sums = local_sums(self._x, self._y, msg.include_target)
+        enc = EncryptedVector.encrypt(msg.public_key, sums, msg.base_exponent)
+        return m.EncryptedSums(enc)
+
+    # -- set-up ---------------------------------------------------------------------
+    def _on_Setup(self, msg: m.Setup) -> m.SetupDone:
+        self.role = msg.role
+        self._spec = msg.spec
+        self._key = msg.public_key
+        self._model = model_type(msg.spec.model, msg.spec.l2)
+        self._model.check_target(self._y)
+        s = msg.stats
+        self._stats = Standardization(s.count, np.array(s.means), np.array(s.scales), s.target_mean, s.target_scale)
+        self._n_trainers = msg.n_trainers
+        if msg.role == "trainer":
+            terms = self._model.local_terms(self._x, self._y, self._stats)
+            params = AdmmParams(msg.spec.rho, msg.spec.relaxation)
+            matrix, constant = trainer_update(terms, msg.n_trainers, params)
+            self._update = EncodedUpdate.encode(matrix, constant, msg.spec.precision_bits)
+            self._state = msg.initial_model
+            log.debug("%s: trainer ready (%d rows)", self.party_id, self.n_rows)
+            return m.SetupDone(self._update.growth_bits())
+        if msg.role == "validator":
+            self._factor = validator_factor(self._x, self._y, self._model, self._stats)
+            log.debug("%s: validator ready (%d rows)", self.party_id, self.n_rows)
+            return m.SetupDone(0)
+        raise ProtocolError(f"unknown role {msg.role!r}")
+
+    def _require(self, role: str) -> None:
+        if self.role != role:
+            raise ProtocolError(f"{self.party_id} is not a {role} in this training")
+
+    # -- training -------------------------------------------------------------------
+    def _on_RoundRequest(self, msg: m.RoundRequest) -> m.StateUpdate:
+        self._require("trainer")
+        assert self._update is not None and self._state is not None
+        self._state = self._update.apply(msg.total, self._state)
+        return m.StateUpdate(msg.round, self._state.rerandomize())
+
+    def _on_RefreshPrepare(self, msg: m.RefreshPrepare) -> m.MaskedState:
+        self._require("trainer")
+        assert self._state is not None and self._spec is not None
+        masked, self._mask = mask_for_refresh(self._state, self._spec.base_exponent)
+        return m.MaskedState(msg.round, masked)
+
+    def _on_RefreshComplete(self, msg: m.RefreshComplete) -> m.StateUpdate:
+        self._require("trainer")
+        if self._mask is None or self._state is None:
+            raise ProtocolError("no refresh is pending")
+        self._state = msg.refreshed.unmask(self._mask, self._state.bound, self._state.exponent)
+        self._mask = None
+        return m.StateUpdate(msg.round, self._state.rerandomize())
+
+    # -- evaluation -----------------------------------------------------------------
+    def _on_EvaluateRequest(self, msg: m.EvaluateRequest) -> m.EncryptedResiduals:
+        self._require("validator")
+        assert self._factor is not None and self._spec is not None
+        vec = encrypted_residual_vector(msg.total, self._n_trainers, self._factor, self._spec.precision_bits, self._rng)
+        return m.EncryptedResiduals(msg.round, vec.rerandomize(), self.n_rows)

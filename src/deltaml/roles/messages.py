@@ -1,0 +1,208 @@
+"""Typed messages between the roles. Nothing else crosses a party boundary.
+
+Every field is a public value, a ciphertext or a masked ciphertext; the privacy
+tests walk these records to prove it. Records check their field types on
+construction and fail with a clear :class:`~deltaml.errors.DeltaMLTypeError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.errors import DeltaMLTypeError
+
+_SIMPLE = {"int": int, "float": (int, float), "str": str, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of all messages; subclasses are frozen dataclasses with typed fields."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check(type(self).__name__, f.name, getattr(self, f.name), hints[f.name])
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+def _check(owner: str, name: str, value: object, hint: object) -> None:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return
+        hint = next(o for o in options if o is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            raise DeltaMLTypeError(f"{owner}.{name} must be a tuple, got {type(value).__name__}")
+        args = typing.get_args(hint)
+        for item in value:
+            _check(owner, name, item, args[0])
+        return
+    if isinstance(hint, type):
+        expected: type | tuple[type, ...] = _SIMPLE.get(hint.__name__, hint)
+        if isinstance(value, bool) and hint in (int, float):
+            raise DeltaMLTypeError(f"{owner}.{name} must be {hint.__name__}, got bool")
+        if not isinstance(value, expected):
+            raise DeltaMLTypeError(f"{owner}.{name} must be {hint.__name__}, got {type(value).__name__}")
+
+
+# -- set-up ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingSpec(Message):
+    """What the buyer asks for; public to every participant."""
+
+    model: str
+    rounds: int
+    l2: float | None = None
+    rho: float = 0.02
+    relaxation: float = 1.6
+    #: Fixed-point bits of plaintext matrices (ADMM updates, rotations).
+    precision_bits: int = 32
+    #: Fixed-point exponent of freshly encrypted values.
+    base_exponent: int = 40
+    #: Evaluate the validation metric every this many rounds (and after the last).
+    eval_every: int = 1
+    #: Seed of the trainer/validator split (recorded).
+    split_seed: int = 0
+    trainer_fraction: float = 0.7
+
+
+@dataclass(frozen=True)
+class StatsRequest(Message):
+    include_target: bool
+    public_key: PublicKey
+    base_exponent: int
+
+
+@dataclass(frozen=True)
+class EncryptedSums(Message):
+    sums: EncryptedVector
+
+
+@dataclass(frozen=True)
+class DecryptStats(Message):
+    """Aggregator → buyer: the sum of all owners' encrypted sums."""
+
+    total: EncryptedVector
+    contributors: int
+    n_features: int
+    include_target: bool
+
+
+@dataclass(frozen=True)
+class PublicStats(Message):
+    count: int
+    means: tuple[float, ...]
+    scales: tuple[float, ...]
+    target_mean: float
+    target_scale: float
+
+
+@dataclass(frozen=True)
+class Setup(Message):
+    """Aggregator → owner: its role, the statistics and the spec."""
+
+    role: str  # "trainer" | "validator"
+    spec: TrainingSpec
+    stats: PublicStats
+    public_key: PublicKey
+    n_trainers: int
+    initial_model: EncryptedVector
+
+
+@dataclass(frozen=True)
+class SetupDone(Message):
+    #: Trainers: bits an encrypted bound grows per round (public, ~6 bits of information).
+    growth_bits: int
+
+
+# -- rounds ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RoundRequest(Message):
+    round: int
+    total: EncryptedVector
+
+
+@dataclass(frozen=True)
+class StateUpdate(Message):
+    round: int
+    state: EncryptedVector
+
+
+@dataclass(frozen=True)
+class RefreshPrepare(Message):
+    round: int
+
+
+@dataclass(frozen=True)
+class MaskedState(Message):
+    round: int
+    masked: EncryptedVector
+
+
+@dataclass(frozen=True)
+class RefreshRequest(Message):
+    """Aggregator → buyer: masked vectors to re-encrypt at the base exponent."""
+
+    round: int
+    vectors: tuple[EncryptedVector, ...]
+    base_exponent: int
+
+
+@dataclass(frozen=True)
+class Refreshed(Message):
+    round: int
+    vectors: tuple[EncryptedVector, ...]
+
+
+@dataclass(frozen=True)
+class RefreshComplete(Message):
+    round: int
+    refreshed: EncryptedVector
+
+
+# -- metrics and result ---------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluateRequest(Message):
+    round: int
+    total: EncryptedVector
+
+
+@dataclass(frozen=True)
+class EncryptedResiduals(Message):
+    round: int
+    vector: EncryptedVector
+    rows: int
+
+
+@dataclass(frozen=True)
+class MetricRequest(Message):
+    round: int
+    vector: EncryptedVector
+    rows: int
+
+
+@dataclass(frozen=True)
+class MetricValue(Message):
+    round: int
+    value: float
+
+
+@dataclass(frozen=True)
+class FinalModel(Message):
+    total: EncryptedVector
+    n_trainers: int
+    rounds: int
+
+
+@dataclass(frozen=True)
+class Ack(Message):
+    note: str = field(default="")
