@@ -14,6 +14,7 @@ from deltaml.crypto.paillier import (
 )
 from deltaml.crypto.vector import (
     MASK_STATISTICAL_BITS,
+    OPERATION_COUNTS,
     EncryptedVector,
     mask_for_refresh,
     needs_refresh,
@@ -22,6 +23,7 @@ from deltaml.crypto.vector import (
 
 __all__ = [
     "MASK_STATISTICAL_BITS",
+    "OPERATION_COUNTS",
     "EncryptedVector",
     "PlainMatrix",
     "PrivateKey",

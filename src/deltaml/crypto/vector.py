@@ -16,6 +16,7 @@ must be called on anything that leaves its party.
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,12 @@ from deltaml.crypto.encoding import PlainMatrix, decode_array, encode_array, res
 from deltaml.crypto.multiexp import multi_exp
 from deltaml.crypto.paillier import PrivateKey, PublicKey
 from deltaml.errors import DeltaMLTypeError, DeltaMLValueError, KeyMismatchError, PrecisionBudgetError
+
+#: Ciphertext operations done in this process, by kind (for benchmarks and reports):
+#: ``scalar_mul`` counts ciphertext × plaintext-integer products (a matrix–vector
+#: product of ``r × c`` non-zero entries counts ``r·c``), ``encrypt``, ``decrypt`` and
+#: ``rerandomize`` count values.
+OPERATION_COUNTS: Counter[str] = Counter()
 
 #: Statistical hiding of refresh masks, in bits (the masked value reveals < 2^-80).
 MASK_STATISTICAL_BITS = 80
@@ -74,6 +81,7 @@ class EncryptedVector:
         bound = max((abs(v) for v in ints), default=0)
         _check_bound(public_key, bound, "the plaintext")
         cts = [public_key.raw_encrypt(public_key.encode_signed(v)) for v in ints]
+        OPERATION_COUNTS["encrypt"] += len(cts)
         return cls(public_key, cts, exponent, bound)
 
     @classmethod
@@ -162,6 +170,7 @@ class EncryptedVector:
         bound = self.bound * abs(k)
         _check_bound(self.public_key, bound, "the integer product")
         n2 = self.public_key._nsquare
+        OPERATION_COUNTS["scalar_mul"] += len(self)
         if k >= 0:
             cts = [gmpy2.powmod(c, k, n2) for c in self.ciphertexts]
         else:
@@ -176,18 +185,21 @@ class EncryptedVector:
         bound = matrix.max_abs_row_sum() * self.bound
         _check_bound(self.public_key, bound, "the matrix product")
         cts = multi_exp(self.ciphertexts, matrix.entries, self.public_key._nsquare)
+        OPERATION_COUNTS["scalar_mul"] += sum(1 for row in matrix.entries for v in row if v)
         return EncryptedVector(self.public_key, cts, self.exponent + matrix.exponent, bound)
 
     def rerandomize(self) -> EncryptedVector:
         """Multiply each ciphertext by a fresh ``r^n``: same plaintexts, unlinkable ciphertexts."""
         pk = self.public_key
         n2 = pk._nsquare
+        OPERATION_COUNTS["rerandomize"] += len(self)
         return EncryptedVector(pk, [c * pk.random_factor() % n2 for c in self.ciphertexts], self.exponent, self.bound)
 
     # -- decryption ------------------------------------------------------------------
     def decrypt_ints(self, private_key: PrivateKey) -> list[int]:
         if private_key.public_key != self.public_key:
             raise KeyMismatchError("this private key does not belong to the vector's public key")
+        OPERATION_COUNTS["decrypt"] += len(self)
         return [private_key.decrypt_signed(c) for c in self.ciphertexts]
 
     def decrypt(self, private_key: PrivateKey) -> np.ndarray:

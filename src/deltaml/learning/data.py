@@ -194,7 +194,7 @@ def load_dataset(
     Parameters
     ----------
     spec : str or path-like
-        ``"diabetes"`` (442 rows, 10 features, regression; scikit-learn's scaled
+        ``"diabetes"`` (442 rows, 10 features, regression; scikit-learn's unscaled
         version) or ``"breast_cancer"`` (569 rows, 30 features, classification,
         classes ``("malignant", "benign")``), read from scikit-learn's bundled
         files without network; these names win over a file of the same name.
@@ -254,7 +254,7 @@ def _load_builtin(name: str, target: str | None, task: Task | None) -> Dataset:
             f"not {_one_line(repr(target))}"
         )
     if name == "diabetes":
-        bunch = datasets.load_diabetes()
+        bunch = datasets.load_diabetes(scaled=False)  # raw units: standardization is ours
         code_names: Sequence[str] | None = None
     else:
         bunch = datasets.load_breast_cancer()

@@ -1,0 +1,249 @@
+"""The ``Ledger`` interface the roles use, and the plain values it returns.
+
+Nothing here imports web3: a role can type against :class:`Ledger` and read a
+:class:`RequestState` without loading the chain stack. The implementation on
+web3 is :class:`deltaml.ledger.web3_ledger.Web3Ledger`.
+
+Units: amounts are integers in wei (``*_wei``), times are unix seconds
+(``deadline``, ``finished_at``) or durations in seconds (``*_s``), metrics are the
+scaled integers of :func:`deltaml.ledger.payouts.scale_metric` (lower is better),
+hashes are 32 raw bytes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Role(IntEnum):
+    """A role an address registers for itself (``Marketplace.Role``)."""
+
+    BUYER = 0
+    DATA_OWNER = 1
+    AGGREGATOR = 2
+
+
+class RequestStatus(IntEnum):
+    """Life cycle of a request on chain (``Marketplace.Status``).
+
+    ``CANCELLED``, ``FAILED`` and ``SETTLED`` are final; in ``SETTLED`` every
+    payee may withdraw its credit, in the other two the buyer its deposit.
+    """
+
+    NONE = 0
+    OPEN = 1
+    IN_PROGRESS = 2
+    FINISHED = 3
+    SETTLED = 4
+    CANCELLED = 5
+    FAILED = 6
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """What the contract stores about one request.
+
+    Attributes
+    ----------
+    request_id:
+        The id ``create_request`` returned (ids start at 1).
+    buyer, aggregator:
+        Checksum addresses.
+    status:
+        Where the request is in its life cycle.
+    deadline:
+        Unix seconds; the aggregator may start, post and finish up to and
+        including it, and the buyer may reclaim after it.
+    challenge_window_s:
+        Seconds after ``finished_at`` before anyone may settle.
+    finished_at:
+        Unix seconds of the final result (0 before).
+    deposit_wei, refund_wei:
+        The escrow and what the buyer gets back once payable (0 before finish).
+    initial_metric, final_metric:
+        Scaled metrics posted with the final result (0 before).
+    last_round:
+        The last round with a posted metric (0: none yet).
+    n_trainers, n_validators:
+        Participants fixed by ``start`` (0 before).
+    spec_hash, evidence_hash:
+        Hash of the request's parameters, and of the final result's evidence.
+    """
+
+    request_id: int
+    buyer: str
+    aggregator: str
+    status: RequestStatus
+    deadline: int
+    challenge_window_s: int
+    finished_at: int
+    deposit_wei: int
+    refund_wei: int
+    initial_metric: int
+    final_metric: int
+    last_round: int
+    n_trainers: int
+    n_validators: int
+    spec_hash: bytes
+    evidence_hash: bytes
+
+    @property
+    def challenge_ends_at(self) -> int | None:
+        """Unix seconds from which anyone may settle, or ``None`` before finish."""
+        if self.status < RequestStatus.FINISHED or self.finished_at == 0:
+            return None
+        return self.finished_at + self.challenge_window_s
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A mined, successful transaction."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+
+
+class Ledger(ABC):
+    """The marketplace contract as seen by one account.
+
+    Every method that changes state sends one transaction signed by
+    :attr:`account` and returns only after it is mined; a transaction the
+    contract rejects raises :class:`deltaml.errors.LedgerError` carrying the
+    contract's custom error name and its arguments (``NotAggregator(id,
+    caller)``, ``WrongStatus(id, status)``, ...), whichever chain backend runs it.
+    The receipt of the last transaction is kept in :attr:`last_receipt`.
+    """
+
+    last_receipt: Receipt | None = None
+
+    # ------------------------------------------------------------- identity
+
+    @property
+    @abstractmethod
+    def account(self) -> str:
+        """Checksum address this ledger signs for."""
+
+    @property
+    @abstractmethod
+    def contract_address(self) -> str:
+        """Checksum address of the marketplace contract."""
+
+    # --------------------------------------------------------- registration
+
+    @abstractmethod
+    def register(self, role: Role) -> Receipt:
+        """Register :attr:`account` (and only it) for ``role``."""
+
+    @abstractmethod
+    def has_role(self, account: str, role: Role) -> bool:
+        """Whether ``account`` registered itself for ``role``."""
+
+    # ------------------------------------------------------------ the buyer
+
+    @abstractmethod
+    def create_request(
+        self,
+        aggregator: str,
+        deposit_wei: int,
+        deadline: int,
+        challenge_window_s: int,
+        spec_hash: bytes,
+    ) -> int:
+        """Escrow ``deposit_wei`` for a new request and return its id.
+
+        Parameters
+        ----------
+        aggregator:
+            A registered aggregator other than :attr:`account`.
+        deposit_wei:
+            The payment, ``> 0``.
+        deadline:
+            Unix seconds in the future, at most a year away.
+        challenge_window_s:
+            Seconds after the final result before anyone may settle (≤ 30 days).
+        spec_hash:
+            32-byte hash of the request's parameters.
+        """
+
+    @abstractmethod
+    def cancel(self, request_id: int) -> Receipt:
+        """Cancel a request that has not started; the deposit comes back at once."""
+
+    @abstractmethod
+    def approve(self, request_id: int) -> Receipt:
+        """Accept a finished request's result: its split becomes payable now."""
+
+    @abstractmethod
+    def reclaim(self, request_id: int) -> Receipt:
+        """Take back the deposit of an aborted request, or of one past its deadline."""
+
+    # ------------------------------------------------------- the aggregator
+
+    @abstractmethod
+    def start(self, request_id: int, trainers: Sequence[str], validators: Sequence[str]) -> Receipt:
+        """Fix trainers and validators (registered data owners) and start training."""
+
+    @abstractmethod
+    def post_metric(
+        self, request_id: int, round_: int, metric: int, evidence_hash: bytes
+    ) -> Receipt:
+        """Record the scaled validation metric of ``round_`` (rounds increase)."""
+
+    @abstractmethod
+    def finish(
+        self,
+        request_id: int,
+        initial_metric: int,
+        final_metric: int,
+        contributions: Sequence[int],
+        evidence_hash: bytes,
+    ) -> Receipt:
+        """Post the final result; ``contributions`` has one weight per trainer."""
+
+    @abstractmethod
+    def abort(self, request_id: int) -> Receipt:
+        """Give up on an unfinished request; its buyer may reclaim at once."""
+
+    # --------------------------------------------------------------- anyone
+
+    @abstractmethod
+    def settle(self, request_id: int) -> Receipt:
+        """Make a finished request's split payable after its challenge window."""
+
+    @abstractmethod
+    def withdraw(self, request_id: int) -> int:
+        """Send :attr:`account` its credit for ``request_id``; returns the wei paid."""
+
+    # ---------------------------------------------------------------- views
+
+    @abstractmethod
+    def request(self, request_id: int) -> RequestState:
+        """The stored state of ``request_id``."""
+
+    @abstractmethod
+    def claimable(self, request_id: int, account: str | None = None) -> int:
+        """Wei ``withdraw`` would pay ``account`` (default: :attr:`account`) now."""
+
+    @abstractmethod
+    def has_withdrawn(self, request_id: int, account: str | None = None) -> bool:
+        """Whether ``account`` (default: :attr:`account`) has withdrawn its credit."""
+
+    @abstractmethod
+    def seat_of(self, request_id: int, account: str | None = None) -> int | None:
+        """Seat of ``account`` in the request, or ``None`` if it is no participant.
+
+        Seats ``0 .. n_trainers - 1`` are the trainers in the order given to
+        :meth:`start`; the following ones are the validators.
+        """
+
+    @abstractmethod
+    def balance_wei(self, account: str | None = None) -> int:
+        """Ether balance of ``account`` (default: :attr:`account`)."""
+
+    @abstractmethod
+    def now(self) -> int:
+        """Timestamp of the chain's latest block, unix seconds."""

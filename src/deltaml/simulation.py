@@ -1,0 +1,230 @@
+"""A whole marketplace in one process: the roles, an in-memory transport, a data set.
+
+:func:`run_simulation` is what ``deltaml simulate`` runs. It splits a data set
+into a held-out test set (the buyer's) and N owners' shares, runs the encrypted
+protocol end to end, and compares the result with scikit-learn trained on the
+same trainers' rows — the experimenter's view, which no party of the protocol has.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deltaml.errors import DeltaMLValueError
+from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
+from deltaml.learning.models import ModelType, QuadraticTerms, Standardization, raw_coefficients
+from deltaml.roles import Aggregator, DataOwner, ModelBuyer
+from deltaml.roles.aggregator import RoundRecord
+from deltaml.roles.messages import TrainingSpec
+from deltaml.transport import InMemoryTransport, Transport
+
+DEFAULT_ROUNDS = 12
+TASK_MODELS = {"regression": "linear", "classification": "logistic"}
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    dataset: str = "diabetes"
+    target: str | None = None
+    owners: int = 5
+    model: str | None = None  # default: by the data set's task
+    key_bits: int = 2048
+    rounds: int = DEFAULT_ROUNDS
+    seed: int = 0
+    split_by: str | None = None
+    eval_every: int = 1
+    test_fraction: float = 0.2
+    l2: float | None = None
+    rho: float = 0.02
+    relaxation: float = 1.6
+    precision_bits: int = 32
+    allow_test_keys: bool = False
+
+    def __post_init__(self) -> None:
+        if self.owners < 2:
+            raise DeltaMLValueError("--owners must be at least 2 (one trainer and one validator)")
+        if self.rounds < 1:
+            raise DeltaMLValueError("--rounds must be at least 1")
+        if self.eval_every < 1:
+            raise DeltaMLValueError("--eval-every must be at least 1")
+
+
+@dataclass
+class SimulationResult:
+    config: SimulationConfig
+    model: str
+    task: str
+    trainers: list[str]
+    validators: list[str]
+    rounds: list[RoundRecord]
+    refreshes: int
+    seconds: float
+    setup_seconds: float
+    training_seconds: float
+    metric_seconds: float
+    keygen_seconds: float
+    objective_gap: float
+    weights: np.ndarray
+    coefficients: np.ndarray
+    intercept: float
+    test: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "dataset": self.config.dataset,
+            "model": self.model,
+            "task": self.task,
+            "owners": self.config.owners,
+            "trainers": self.trainers,
+            "validators": self.validators,
+            "key_bits": self.config.key_bits,
+            "rounds": len(self.rounds),
+            "refreshes": self.refreshes,
+            "seconds": round(self.seconds, 4),
+            "setup_seconds": round(self.setup_seconds, 4),
+            "training_seconds": round(self.training_seconds, 4),
+            "metric_seconds": round(self.metric_seconds, 4),
+            "keygen_seconds": round(self.keygen_seconds, 4),
+            "objective_gap": self.objective_gap,
+            "validation_metric": {str(r.round): r.metric for r in self.rounds if r.metric is not None},
+            "coefficients": [float(c) for c in self.coefficients],
+            "intercept": self.intercept,
+        }
+        out.update(self.test)
+        return out
+
+
+def owner_ids(n: int) -> list[str]:
+    width = len(str(n))
+    return [f"owner-{i + 1:0{width}d}" for i in range(n)]
+
+
+def run_simulation(
+    config: SimulationConfig,
+    progress: Callable[[RoundRecord], None] | None = None,
+    transport_wrapper: Callable[[Transport], Transport] | None = None,
+) -> SimulationResult:
+    """Run the encrypted protocol on ``config`` and measure it against the centralized optimum."""
+    dataset = load_dataset(config.dataset, target=config.target)
+    model_name = config.model or TASK_MODELS[dataset.task]
+    train, test = train_test_split(dataset, config.test_fraction, config.seed)
+    shares = split_owners(train, config.owners, seed=config.seed, by=config.split_by)
+    return simulate_shares(config, model_name, dataset.task, shares, test, progress, transport_wrapper)
+
+
+def simulate_shares(
+    config: SimulationConfig,
+    model_name: str,
+    task: str,
+    shares: list[Dataset],
+    test: Dataset | None,
+    progress: Callable[[RoundRecord], None] | None = None,
+    transport_wrapper: Callable[[Transport], Transport] | None = None,
+) -> SimulationResult:
+    """The protocol on shares that are already dealt out (used by benchmarks too)."""
+    spec = TrainingSpec(
+        model=model_name,
+        rounds=config.rounds,
+        l2=config.l2,
+        rho=config.rho,
+        relaxation=config.relaxation,
+        precision_bits=config.precision_bits,
+        eval_every=config.eval_every,
+        split_seed=config.seed,
+    )
+    k0 = time.perf_counter()
+    buyer = ModelBuyer("buyer", spec, config.key_bits, allow_test_keys=config.allow_test_keys)
+    keygen_seconds = time.perf_counter() - k0
+    buyer.model.check_target(shares[0].y) if task == "classification" else None
+    ids = owner_ids(len(shares))
+    owners = {oid: DataOwner(oid, share.X, share.y) for oid, share in zip(ids, shares, strict=True)}
+    transport: Transport = InMemoryTransport([buyer, *owners.values()])
+    if transport_wrapper is not None:
+        transport = transport_wrapper(transport)
+    aggregator = Aggregator(transport, buyer.party_id, ids)
+    n_features = shares[0].n_features
+
+    t0 = time.perf_counter()
+    record = aggregator.train(
+        spec,
+        buyer.public_key,
+        buyer.initial_model(n_features + 1),
+        n_features,
+        include_target=(task == "regression"),
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
+    assert buyer.weights is not None and buyer.stats is not None
+
+    trainer_shares = [shares[ids.index(oid)] for oid in record.trainers]
+    x_train = np.concatenate([s.X for s in trainer_shares])
+    y_train = np.concatenate([s.y for s in trainer_shares])
+    gap = objective_gap(buyer.model, buyer.stats, trainer_shares, buyer.weights)
+    coef, intercept = raw_coefficients(buyer.weights, buyer.stats)
+    result = SimulationResult(
+        config=config,
+        model=model_name,
+        task=task,
+        trainers=record.trainers,
+        validators=record.validators,
+        rounds=record.rounds,
+        refreshes=record.refreshes,
+        seconds=seconds,
+        setup_seconds=record.setup_seconds,
+        training_seconds=record.training_seconds,
+        metric_seconds=record.metric_seconds,
+        keygen_seconds=keygen_seconds,
+        objective_gap=gap,
+        weights=buyer.weights,
+        coefficients=coef,
+        intercept=intercept,
+    )
+    if test is not None:
+        result.test = test_metrics(buyer.model, buyer.stats, buyer.weights, x_train, y_train, test)
+    return result
+
+
+def objective_gap(
+    model: ModelType, stats: Standardization, trainer_shares: list[Dataset], weights: np.ndarray
+) -> float:
+    """``(f(w) − f*) / |f*|`` for the training objective on the trainers' rows."""
+    terms: QuadraticTerms = sum(
+        (model.local_terms(s.X, s.y, stats) for s in trainer_shares[1:]),
+        model.local_terms(trainer_shares[0].X, trainer_shares[0].y, stats),
+    )
+    best = terms.value(terms.minimizer())
+    return (terms.value(weights) - best) / abs(best)
+
+
+def test_metrics(
+    model: ModelType,
+    stats: Standardization,
+    weights: np.ndarray,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    test: Dataset,
+) -> dict[str, float]:
+    """Test metrics of our model next to scikit-learn's, trained on the same rows."""
+    from sklearn import linear_model
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scores = model.decision_function(test.X, weights, stats)
+    if model.task == "regression":
+        sk = linear_model.LinearRegression().fit(x_train, y_train)
+        return {
+            "test_mse": float(np.mean((scores - test.y) ** 2)),
+            "sklearn_test_mse": float(np.mean((sk.predict(test.X) - test.y) ** 2)),
+        }
+    sk = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=5000)).fit(x_train, y_train)
+    return {
+        "test_auc": float(roc_auc_score(test.y, scores)),
+        "sklearn_test_auc": float(roc_auc_score(test.y, sk.decision_function(test.X))),
+        "test_accuracy": float(accuracy_score(test.y, scores > 0)),
+        "sklearn_test_accuracy": float(accuracy_score(test.y, sk.predict(test.X))),
+    }
