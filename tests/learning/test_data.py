@@ -63,7 +63,7 @@ def row_ids(ds: Dataset) -> list[int]:
 
 def test_load_diabetes_matches_sklearn() -> None:
     ds = load_dataset("diabetes")
-    bunch = sk_datasets.load_diabetes()
+    bunch = sk_datasets.load_diabetes(scaled=False)
     assert (ds.n_rows, ds.n_features) == (442, 10)
     assert ds.task == "regression"
     assert ds.classes is None

@@ -1,0 +1,168 @@
+"""The ``deltaml`` command: thin — parses, builds settings, calls in.
+
+Errors a user can cause (bad data, bad options) end with one line on stderr and
+a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from deltaml import __version__
+from deltaml.errors import DeltaMLError
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+log = logging.getLogger("deltaml")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deltaml",
+        description="DeltaML: models trained on data the buyer never sees.",
+    )
+    parser.add_argument("--version", action="version", version=f"deltaml {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log protocol steps to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sim = sub.add_parser(
+        "simulate",
+        help="run a whole marketplace in one process",
+        description=(
+            "Run a whole marketplace in one process: split a data set over N data owners, "
+            "train the buyer's model encrypted, and compare it with scikit-learn on the same split."
+        ),
+    )
+    sim.add_argument("--dataset", default="diabetes", help="diabetes, breast_cancer, or a CSV file (default: diabetes)")
+    sim.add_argument("--target", help="target column of a CSV file (default: the last column)")
+    sim.add_argument("--owners", type=_positive_int, default=5, help="number of data owners (default: 5)")
+    sim.add_argument("--model", choices=("linear", "logistic"), help="model type (default: by the data set's task)")
+    sim.add_argument("--key-bits", type=int, default=2048, choices=(2048, 3072), help="Paillier key size (default: 2048)")
+    sim.add_argument("--rounds", type=_positive_int, default=None, help="training rounds (default: 12)")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the data splits and the role split (default: 0)")
+    sim.add_argument("--split-by", metavar="COLUMN", help="deal rows out by this column (non-iid) instead of at random")
+    sim.add_argument("--eval-every", type=_positive_int, default=1, help="evaluate the validation metric every N rounds")
+    sim.add_argument("--l2", type=float, help="ridge penalty (default: 0 for linear, 0.003 for logistic)")
+    sim.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "simulate":
+            return _simulate(args)
+    except DeltaMLError as exc:
+        print(f"deltaml {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"deltaml {args.command}: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from deltaml.simulation import DEFAULT_ROUNDS, SimulationConfig, run_simulation
+
+    config = SimulationConfig(
+        dataset=args.dataset,
+        target=args.target,
+        owners=args.owners,
+        model=args.model,
+        key_bits=args.key_bits,
+        rounds=args.rounds or DEFAULT_ROUNDS,
+        seed=args.seed,
+        split_by=args.split_by,
+        eval_every=args.eval_every,
+        l2=args.l2,
+    )
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.rounds, desc="training", unit="round", file=sys.stderr, leave=False, disable=None)
+
+    def progress(rec: object) -> None:
+        if bar is None:
+            return
+        metric = getattr(rec, "metric", None)
+        if metric is not None:
+            bar.set_postfix_str(f"validation {metric:.6g}")
+        bar.update(1)
+
+    try:
+        result = run_simulation(config, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    _print_report(result)
+    return 0
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {plural or word + 's'}"
+
+
+def _print_report(result: object) -> None:
+    from deltaml.simulation import SimulationResult
+
+    assert isinstance(result, SimulationResult)
+    r = result
+    metric_name = "validation MSE" if r.task == "regression" else "validation loss (Taylor)"
+    print(
+        f"{r.config.dataset} · {r.model} · {r.config.owners} owners "
+        f"({_plural(len(r.trainers), 'trainer')}, {_plural(len(r.validators), 'validator')}) · "
+        f"{r.config.key_bits}-bit Paillier"
+    )
+    print(f"  trainers: {', '.join(r.trainers)}   validators: {', '.join(r.validators)}")
+    print(f"\n  round  {metric_name}")
+    for rec in r.rounds:
+        if rec.metric is not None:
+            flag = "  (refreshed)" if rec.refreshed else ""
+            print(f"  {rec.round:>5}  {rec.metric:.6g}{flag}")
+    print(
+        f"\n{len(r.rounds)} rounds in {r.seconds:.2f} s "
+        f"(set-up {r.setup_seconds:.2f} s, training {r.training_seconds:.2f} s, metrics {r.metric_seconds:.2f} s; "
+        f"{_plural(r.refreshes, 'refresh', 'refreshes')})"
+    )
+    print(f"  objective gap to the centralized optimum: {100 * r.objective_gap:.4f} %")
+    t = r.test
+    if "test_mse" in t:
+        ratio = t["test_mse"] / t["sklearn_test_mse"]
+        print(f"  test MSE {t['test_mse']:.6g}   scikit-learn {t['sklearn_test_mse']:.6g}   ratio {ratio:.4f}")
+    if "test_auc" in t:
+        print(f"  test AUC {t['test_auc']:.4f}   scikit-learn {t['sklearn_test_auc']:.4f}")
+        print(f"  test accuracy {t['test_accuracy']:.4f}   scikit-learn {t['sklearn_test_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""``deltaml simulate`` as a user runs it: JSON output, reports, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deltaml.cli import main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deltaml.cli", *args], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.mark.slow
+def test_simulate_json_has_the_promised_fields() -> None:
+    proc = _run("simulate", "--rounds", "12", "--eval-every", "6", "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for key in ("seconds", "rounds", "objective_gap", "test_mse", "sklearn_test_mse", "trainers", "validators"):
+        assert key in out
+    assert out["rounds"] == 12 and out["key_bits"] == 2048
+    assert out["objective_gap"] <= 1e-3
+    assert out["test_mse"] <= 1.01 * out["sklearn_test_mse"]
+    assert len(out["trainers"]) == 4 and len(out["validators"]) == 1
+
+
+def test_simulate_report_on_a_csv_classification(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    path = tmp_path / "cancer.csv"
+    header = ",".join(f"f{i}" for i in range(5)) + ",label"
+    rows = [",".join(f"{v:.6g}" for v in x[:5]) + f",{int(t)}" for x, t in zip(data.data, data.target, strict=True)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    code = main(["simulate", "--dataset", str(path), "--target", "label", "--owners", "4", "--rounds", "8", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "logistic" in out and "test AUC" in out and "3 trainers, 1 validator" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("a,b,y\n1,2,3\n4,,6\n7,8,9\n1,1,1\n", "missing"),
+        ("a,b,y\n1,2,3\n4,zz,6\n7,8,9\n1,1,1\n", "non-numeric"),
+        ("a,b,y\n1,2,3\n2,1,5\n", "fewer"),
+        ("a,b,y\n1,2,3\n1,3,4\n1,4,5\n1,5,7\n1,6,2\n", "constant"),
+        ("y\n1\n2\n3\n", "feature"),
+    ],
+)
+def test_bad_csv_is_one_clear_line(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    proc = _run("simulate", "--dataset", str(path), "--quiet", "--owners", "2")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(path) in lines[0] and problem in lines[0].lower()
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_target_and_bad_options(tmp_path: Path) -> None:
+    path = tmp_path / "ok.csv"
+    path.write_text("a,b,y\n" + "\n".join(f"{i},{i * i % 7},{i % 5}" for i in range(30)) + "\n")
+    proc = _run("simulate", "--dataset", str(path), "--target", "nope", "--quiet")
+    assert proc.returncode == 1 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run("simulate", "--owners", "0")
+    assert proc.returncode == 2 and "at least 1" in proc.stderr
+    proc = _run("simulate", "--owners", "1", "--quiet")
+    assert proc.returncode == 1 and "at least 2" in proc.stderr

@@ -1,0 +1,219 @@
+"""Privacy is shown, not claimed: record every message each role receives and check it.
+
+The test holds the buyer's private key (no party but the buyer does) so that it can
+decrypt what flowed and compare it with what each party is allowed to learn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from deltaml.crypto import EncryptedVector, PrivateKey, PublicKey
+from deltaml.learning import metrics as metric_protocol
+from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.learning.models import model_type
+from deltaml.learning.standardize import local_sums
+from deltaml.roles import messages as m
+from deltaml.simulation import SimulationConfig, owner_ids, simulate_shares
+from deltaml.transport import RecordingTransport
+
+OWNERS = 7  # 5 trainers, 2 validators: so "one validator's error" is not the aggregate
+ROUNDS = 12
+
+OWNER_MAY_RECEIVE = {"StatsRequest", "Setup", "RoundRequest", "RefreshPrepare", "RefreshComplete", "EvaluateRequest"}
+AGGREGATOR_MAY_RECEIVE = {
+    "EncryptedSums", "PublicStats", "SetupDone", "StateUpdate", "MaskedState",
+    "Refreshed", "EncryptedResiduals", "MetricValue", "Ack",
+}
+BUYER_MAY_RECEIVE = {"DecryptStats", "RefreshRequest", "MetricRequest", "FinalModel"}
+
+
+@dataclasses.dataclass
+class Run:
+    recorder: RecordingTransport
+    key: PrivateKey
+    shares: list
+    result: object
+
+
+def _run(monkeypatch: pytest.MonkeyPatch | None = None) -> Run:
+    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    shares = split_owners(train, OWNERS, seed=0)
+    holder: dict[str, RecordingTransport] = {}
+
+    def wrap(inner):
+        holder["r"] = RecordingTransport(inner)
+        return holder["r"]
+
+    config = SimulationConfig(rounds=ROUNDS, key_bits=512, allow_test_keys=True, eval_every=1)
+    result = simulate_shares(config, "linear", "regression", shares, None, transport_wrapper=wrap)
+    recorder = holder["r"]
+    buyer = recorder.inner._parties["buyer"]  # the test's privileged view
+    return Run(recorder, buyer._private_key, shares, result)
+
+
+@pytest.fixture(scope="module")
+def run() -> Run:
+    return _run()
+
+
+def _plain_numbers(obj: object) -> Iterator[float]:
+    """Every number in a message that is not inside a ciphertext or a public key."""
+    if isinstance(obj, EncryptedVector | PublicKey | str | type(None)):
+        return
+    if isinstance(obj, PrivateKey):
+        raise AssertionError("a private key travelled in a message")
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, int | float | np.floating | np.integer):
+        yield float(obj)
+    elif isinstance(obj, np.ndarray):
+        yield from (float(v) for v in obj.ravel())
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _plain_numbers(getattr(obj, f.name))
+    elif isinstance(obj, tuple | list):
+        for item in obj:
+            yield from _plain_numbers(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _plain_numbers(item)
+
+
+def _secret_values(run: Run, viewer: str | None = None) -> np.ndarray:
+    """Every intermediate model and every trainer update, decrypted by the test.
+
+    A trainer's first update from the zero model is its own constant ``c_i``
+    (computed from its own rows), so it is not secret from that trainer.
+    """
+    values = []
+    n_trainers = len(run.result.trainers)
+    for d in run.recorder.deliveries:
+        msg = d.message
+        if isinstance(msg, m.RoundRequest | m.EvaluateRequest):
+            values.append(msg.total.decrypt(run.key) / n_trainers)
+        elif isinstance(msg, m.StateUpdate) and not (d.sender == viewer and msg.round == 1):
+            values.append(msg.state.decrypt(run.key))
+    values.append(run.result.weights)
+    flat = np.concatenate(values)
+    return flat[np.abs(flat) > 1e-4]
+
+
+def _matches(numbers: list[float], secrets: np.ndarray) -> list[float]:
+    return [x for x in numbers if np.any(np.isclose(secrets, x, rtol=1e-9, atol=0))]
+
+
+def test_refreshes_and_evaluations_happened(run: Run) -> None:
+    assert run.result.refreshes >= 1
+    assert len(run.result.validators) == 2
+    assert sum(r.metric is not None for r in run.result.rounds) == ROUNDS
+
+
+def test_owners_receive_only_ciphertexts_and_public_values(run: Run) -> None:
+    secrets = _secret_values(run)
+    for oid in owner_ids(OWNERS):
+        received = run.recorder.received_by(oid)
+        assert received, oid
+        assert {msg.kind for msg in received} <= OWNER_MAY_RECEIVE
+        numbers = [x for msg in received for x in _plain_numbers(msg)]
+        assert _matches(numbers, secrets) == []
+
+
+def test_aggregator_never_holds_a_plaintext_weight_update_or_residual(run: Run) -> None:
+    secrets = _secret_values(run)
+    received = run.recorder.received_by("aggregator")
+    assert {msg.kind for msg in received} <= AGGREGATOR_MAY_RECEIVE
+    numbers = [x for msg in received if msg.kind != "PublicStats" for x in _plain_numbers(msg)]
+    assert _matches(numbers, secrets) == []
+    # The only plaintext it gets besides statistics and counts is the published metric.
+    floats = {type(msg).__name__ for msg in received for x in _plain_numbers(msg) if x != int(x)}
+    assert floats <= {"PublicStats", "MetricValue"}
+
+
+def test_owner_state_holds_no_model_value(run: Run) -> None:
+    parties = run.recorder.inner._parties
+    for oid in owner_ids(OWNERS):
+        secrets = _secret_values(run, viewer=oid)
+        numbers = [x for x in _plain_numbers(dict(vars(parties[oid]))) if x != 0]
+        assert _matches(numbers, secrets) == []
+
+
+def test_buyer_receives_only_aggregates_masked_values_and_the_result(run: Run) -> None:
+    received = run.recorder.received_by("buyer")
+    kinds = [msg.kind for msg in received]
+    assert set(kinds) <= BUYER_MAY_RECEIVE
+    assert kinds.count("FinalModel") == 1 and kinds[-1] == "FinalModel"
+
+    # Statistics: the sum over every owner, never one owner's sums.
+    (stats,) = [msg for msg in received if isinstance(msg, m.DecryptStats)]
+    assert stats.contributors == OWNERS
+    expected = sum(local_sums(s.X, s.y, True) for s in run.shares)
+    np.testing.assert_allclose(stats.total.decrypt(run.key), expected, rtol=1e-9)
+
+
+def test_buyer_sees_refreshed_states_only_masked(run: Run) -> None:
+    secrets = _secret_values(run)
+    requests = [msg for msg in run.recorder.received_by("buyer") if isinstance(msg, m.RefreshRequest)]
+    assert requests
+    for req in requests:
+        assert len(req.vectors) == len(run.result.trainers)
+        for vec in req.vectors:
+            seen = vec.decrypt(run.key)
+            # What the buyer decrypts is off from every true value by far more than any value's size.
+            assert np.all(np.abs(seen) > 2.0**60)
+            assert _matches(list(seen), secrets) == []
+
+
+def _validator_sse(run: Run, weights: np.ndarray) -> list[float]:
+    parties = run.recorder.inner._parties
+    model = model_type("linear")
+    out = []
+    for vid in run.result.validators:
+        owner = parties[vid]
+        r = owner._stats.design(owner._x) @ weights - model.residual_target(owner._y, owner._stats)
+        out.append(float(r @ r))
+    return out
+
+
+def _metric_blocks(run: Run) -> list[tuple[np.ndarray, list[float]]]:
+    """For every evaluation: the buyer's decrypted vector, and each validator's true SSE."""
+    deliveries = run.recorder.deliveries
+    n_trainers = len(run.result.trainers)
+    out = []
+    totals = {d.message.round: d.message.total for d in deliveries if isinstance(d.message, m.EvaluateRequest)}
+    for d in deliveries:
+        if d.recipient == "buyer" and isinstance(d.message, m.MetricRequest):
+            weights = totals[d.message.round].decrypt(run.key) / n_trainers
+            out.append((d.message.vector.decrypt(run.key), _validator_sse(run, weights)))
+    return out
+
+
+def test_buyer_learns_only_the_total_validation_error(run: Run) -> None:
+    blocks = _metric_blocks(run)
+    assert len(blocks) == ROUNDS
+    k = len(blocks[0][0]) // 2
+    for vector, sse in blocks:
+        assert len(vector) == 2 * k  # (features + 2) per validator, never per sample
+        assert float(vector @ vector) == pytest.approx(sum(sse), rel=1e-6)
+        for block in (vector[:k], vector[k:]):
+            norm = float(block @ block)
+            assert not any(np.isclose(norm, s, rtol=1e-6) for s in sse), "a single validator's error is visible"
+
+
+def test_without_the_aggregators_mixing_a_single_error_would_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above can fail: disable the aggregator's rotation and it sees one validator's SSE."""
+
+    def no_mixing(vectors, precision_bits, rng):
+        return EncryptedVector.concat(vectors).rerandomize()
+
+    monkeypatch.setattr(metric_protocol, "mix_residual_vectors", no_mixing)
+    monkeypatch.setattr("deltaml.roles.aggregator.mix_residual_vectors", no_mixing)
+    run = _run()
+    vector, sse = _metric_blocks(run)[-1]
+    k = len(vector) // 2
+    norms = [float(vector[:k] @ vector[:k]), float(vector[k:] @ vector[k:])]
+    assert any(np.isclose(n, s, rtol=1e-6) for n in norms for s in sse)
