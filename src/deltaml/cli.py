@@ -48,17 +48,53 @@ def build_parser() -> argparse.ArgumentParser:
             "train the buyer's model encrypted, and compare it with scikit-learn on the same split."
         ),
     )
-    sim.add_argument("--dataset", default="diabetes", help="diabetes, breast_cancer, or a CSV file (default: diabetes)")
+    sim.add_argument(
+        "--dataset",
+        default="diabetes",
+        help="diabetes, breast_cancer, or a CSV file (default: diabetes)",
+    )
     sim.add_argument("--target", help="target column of a CSV file (default: the last column)")
-    sim.add_argument("--owners", type=_positive_int, default=5, help="number of data owners (default: 5)")
-    sim.add_argument("--model", choices=("linear", "logistic"), help="model type (default: by the data set's task)")
-    sim.add_argument("--key-bits", type=int, default=2048, choices=(2048, 3072), help="Paillier key size (default: 2048)")
-    sim.add_argument("--rounds", type=_positive_int, default=None, help="training rounds (default: 12)")
-    sim.add_argument("--seed", type=int, default=0, help="seed of the data splits and the role split (default: 0)")
-    sim.add_argument("--split-by", metavar="COLUMN", help="deal rows out by this column (non-iid) instead of at random")
-    sim.add_argument("--eval-every", type=_positive_int, default=1, help="evaluate the validation metric every N rounds")
-    sim.add_argument("--l2", type=float, help="ridge penalty (default: 0 for linear, 0.003 for logistic)")
-    sim.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    sim.add_argument(
+        "--owners", type=_positive_int, default=5, help="number of data owners (default: 5)"
+    )
+    sim.add_argument(
+        "--model",
+        choices=("linear", "logistic"),
+        help="model type (default: by the data set's task)",
+    )
+    sim.add_argument(
+        "--key-bits",
+        type=int,
+        default=2048,
+        choices=(2048, 3072),
+        help="Paillier key size (default: 2048)",
+    )
+    sim.add_argument(
+        "--rounds", type=_positive_int, default=None, help="training rounds (default: 12)"
+    )
+    sim.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the data splits and the role split (default: 0)",
+    )
+    sim.add_argument(
+        "--split-by",
+        metavar="COLUMN",
+        help="deal rows out by this column (non-iid) instead of at random",
+    )
+    sim.add_argument(
+        "--eval-every",
+        type=_positive_int,
+        default=1,
+        help="evaluate the validation metric every N rounds",
+    )
+    sim.add_argument(
+        "--l2", type=float, help="ridge penalty (default: 0 for linear, 0.003 for logistic)"
+    )
+    sim.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a report"
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -106,7 +142,14 @@ def _simulate(args: argparse.Namespace) -> int:
     if not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.rounds, desc="training", unit="round", file=sys.stderr, leave=False, disable=None)
+        bar = tqdm(
+            total=config.rounds,
+            desc="training",
+            unit="round",
+            file=sys.stderr,
+            leave=False,
+            disable=None,
+        )
 
     def progress(rec: object) -> None:
         if bar is None:
@@ -151,17 +194,20 @@ def _print_report(result: object) -> None:
             print(f"  {rec.round:>5}  {rec.metric:.6g}{flag}")
     print(
         f"\n{len(r.rounds)} rounds in {r.seconds:.2f} s "
-        f"(set-up {r.setup_seconds:.2f} s, training {r.training_seconds:.2f} s, metrics {r.metric_seconds:.2f} s; "
+        f"(set-up {r.setup_seconds:.2f} s, training {r.training_seconds:.2f} s, "
+        f"metrics {r.metric_seconds:.2f} s; "
         f"{_plural(r.refreshes, 'refresh', 'refreshes')})"
     )
     print(f"  objective gap to the centralized optimum: {100 * r.objective_gap:.4f} %")
     t = r.test
     if "test_mse" in t:
         ratio = t["test_mse"] / t["sklearn_test_mse"]
-        print(f"  test MSE {t['test_mse']:.6g}   scikit-learn {t['sklearn_test_mse']:.6g}   ratio {ratio:.4f}")
+        print(f"  test MSE {t['test_mse']:.6g}   scikit-learn {t['sklearn_test_mse']:.6g}", end="")
+        print(f"   ratio {ratio:.4f}")
     if "test_auc" in t:
         print(f"  test AUC {t['test_auc']:.4f}   scikit-learn {t['sklearn_test_auc']:.4f}")
-        print(f"  test accuracy {t['test_accuracy']:.4f}   scikit-learn {t['sklearn_test_accuracy']:.4f}")
+        acc, sk_acc = t["test_accuracy"], t["sklearn_test_accuracy"]
+        print(f"  test accuracy {acc:.4f}   scikit-learn {sk_acc:.4f}")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,9 @@ class SimulationResult:
             "metric_seconds": round(self.metric_seconds, 4),
             "keygen_seconds": round(self.keygen_seconds, 4),
             "objective_gap": self.objective_gap,
-            "validation_metric": {str(r.round): r.metric for r in self.rounds if r.metric is not None},
+            "validation_metric": {
+                str(r.round): r.metric for r in self.rounds if r.metric is not None
+            },
             "coefficients": [float(c) for c in self.coefficients],
             "intercept": self.intercept,
         }
@@ -113,7 +115,9 @@ def run_simulation(
     model_name = config.model or TASK_MODELS[dataset.task]
     train, test = train_test_split(dataset, config.test_fraction, config.seed)
     shares = split_owners(train, config.owners, seed=config.seed, by=config.split_by)
-    return simulate_shares(config, model_name, dataset.task, shares, test, progress, transport_wrapper)
+    return simulate_shares(
+        config, model_name, dataset.task, shares, test, progress, transport_wrapper
+    )
 
 
 def simulate_shares(
@@ -221,7 +225,9 @@ def test_metrics(
             "test_mse": float(np.mean((scores - test.y) ** 2)),
             "sklearn_test_mse": float(np.mean((sk.predict(test.X) - test.y) ** 2)),
         }
-    sk = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=5000)).fit(x_train, y_train)
+    sk = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=5000)).fit(
+        x_train, y_train
+    )
     return {
         "test_auc": float(roc_auc_score(test.y, scores)),
         "sklearn_test_auc": float(roc_auc_score(test.y, sk.decision_function(test.X))),

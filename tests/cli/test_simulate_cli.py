@@ -14,7 +14,11 @@ from deltaml.cli import main
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "deltaml.cli", *args], capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, "-m", "deltaml.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -23,7 +27,15 @@ def test_simulate_json_has_the_promised_fields() -> None:
     proc = _run("simulate", "--rounds", "12", "--eval-every", "6", "--json", "--quiet")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    for key in ("seconds", "rounds", "objective_gap", "test_mse", "sklearn_test_mse", "trainers", "validators"):
+    for key in (
+        "seconds",
+        "rounds",
+        "objective_gap",
+        "test_mse",
+        "sklearn_test_mse",
+        "trainers",
+        "validators",
+    ):
         assert key in out
     assert out["rounds"] == 12 and out["key_bits"] == 2048
     assert out["objective_gap"] <= 1e-3
@@ -31,15 +43,33 @@ def test_simulate_json_has_the_promised_fields() -> None:
     assert len(out["trainers"]) == 4 and len(out["validators"]) == 1
 
 
-def test_simulate_report_on_a_csv_classification(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_report_on_a_csv_classification(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
     path = tmp_path / "cancer.csv"
     header = ",".join(f"f{i}" for i in range(5)) + ",label"
-    rows = [",".join(f"{v:.6g}" for v in x[:5]) + f",{int(t)}" for x, t in zip(data.data, data.target, strict=True)]
+    rows = [
+        ",".join(f"{v:.6g}" for v in x[:5]) + f",{int(t)}"
+        for x, t in zip(data.data, data.target, strict=True)
+    ]
     path.write_text(header + "\n" + "\n".join(rows) + "\n")
-    code = main(["simulate", "--dataset", str(path), "--target", "label", "--owners", "4", "--rounds", "8", "--quiet"])
+    code = main(
+        [
+            "simulate",
+            "--dataset",
+            str(path),
+            "--target",
+            "label",
+            "--owners",
+            "4",
+            "--rounds",
+            "8",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "logistic" in out and "test AUC" in out and "3 trainers, 1 validator" in out

@@ -24,10 +24,24 @@ from deltaml.transport import RecordingTransport
 OWNERS = 7  # 5 trainers, 2 validators: so "one validator's error" is not the aggregate
 ROUNDS = 12
 
-OWNER_MAY_RECEIVE = {"StatsRequest", "Setup", "RoundRequest", "RefreshPrepare", "RefreshComplete", "EvaluateRequest"}
+OWNER_MAY_RECEIVE = {
+    "StatsRequest",
+    "Setup",
+    "RoundRequest",
+    "RefreshPrepare",
+    "RefreshComplete",
+    "EvaluateRequest",
+}
 AGGREGATOR_MAY_RECEIVE = {
-    "EncryptedSums", "PublicStats", "SetupDone", "StateUpdate", "MaskedState",
-    "Refreshed", "EncryptedResiduals", "MetricValue", "Ack",
+    "EncryptedSums",
+    "PublicStats",
+    "SetupDone",
+    "StateUpdate",
+    "MaskedState",
+    "Refreshed",
+    "EncryptedResiduals",
+    "MetricValue",
+    "Ack",
 }
 BUYER_MAY_RECEIVE = {"DecryptStats", "RefreshRequest", "MetricRequest", "FinalModel"}
 
@@ -157,13 +171,15 @@ def test_buyer_receives_only_aggregates_masked_values_and_the_result(run: Run) -
 
 def test_buyer_sees_refreshed_states_only_masked(run: Run) -> None:
     secrets = _secret_values(run)
-    requests = [msg for msg in run.recorder.received_by("buyer") if isinstance(msg, m.RefreshRequest)]
+    requests = [
+        msg for msg in run.recorder.received_by("buyer") if isinstance(msg, m.RefreshRequest)
+    ]
     assert requests
     for req in requests:
         assert len(req.vectors) == len(run.result.trainers)
         for vec in req.vectors:
             seen = vec.decrypt(run.key)
-            # What the buyer decrypts is off from every true value by far more than any value's size.
+            # The buyer's view is off from every true value by far more than the value's size.
             assert np.all(np.abs(seen) > 2.0**60)
             assert _matches(list(seen), secrets) == []
 
@@ -184,7 +200,11 @@ def _metric_blocks(run: Run) -> list[tuple[np.ndarray, list[float]]]:
     deliveries = run.recorder.deliveries
     n_trainers = len(run.result.trainers)
     out = []
-    totals = {d.message.round: d.message.total for d in deliveries if isinstance(d.message, m.EvaluateRequest)}
+    totals = {
+        d.message.round: d.message.total
+        for d in deliveries
+        if isinstance(d.message, m.EvaluateRequest)
+    }
     for d in deliveries:
         if d.recipient == "buyer" and isinstance(d.message, m.MetricRequest):
             weights = totals[d.message.round].decrypt(run.key) / n_trainers
@@ -201,11 +221,15 @@ def test_buyer_learns_only_the_total_validation_error(run: Run) -> None:
         assert float(vector @ vector) == pytest.approx(sum(sse), rel=1e-6)
         for block in (vector[:k], vector[k:]):
             norm = float(block @ block)
-            assert not any(np.isclose(norm, s, rtol=1e-6) for s in sse), "a single validator's error is visible"
+            assert not any(np.isclose(norm, s, rtol=1e-6) for s in sse), (
+                "a single validator's error is visible"
+            )
 
 
-def test_without_the_aggregators_mixing_a_single_error_would_show(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check above can fail: disable the aggregator's rotation and it sees one validator's SSE."""
+def test_without_the_aggregators_mixing_a_single_error_would_show(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check above can fail: without the aggregator's rotation one validator's SSE shows."""
 
     def no_mixing(vectors, precision_bits, rng):
         return EncryptedVector.concat(vectors).rerandomize()

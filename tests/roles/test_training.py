@@ -13,7 +13,12 @@ from deltaml.learning.models import model_type
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.roles.aggregator import split_roles
-from deltaml.simulation import SimulationConfig, objective_gap, owner_ids, run_simulation, simulate_shares
+from deltaml.simulation import (
+    SimulationConfig,
+    owner_ids,
+    run_simulation,
+    simulate_shares,
+)
 from deltaml.transport import InMemoryTransport
 
 SMALL = {"key_bits": 512, "allow_test_keys": True}
@@ -45,14 +50,19 @@ def test_encrypted_rounds_match_the_plaintext_iteration(diabetes_shares) -> None
     model = model_type("linear")
     buyer_stats = _stats(shares, include_target=True)
     ids = owner_ids(len(shares))
-    terms = [model.local_terms(shares[ids.index(o)].X, shares[ids.index(o)].y, buyer_stats) for o in result.trainers]
+    terms = [
+        model.local_terms(shares[ids.index(o)].X, shares[ids.index(o)].y, buyer_stats)
+        for o in result.trainers
+    ]
     reference = run_plaintext(terms, AdmmParams(), 6)[-1]
     np.testing.assert_allclose(result.weights, reference, rtol=0, atol=1e-7)
 
 
 def test_reaches_the_centralized_optimum_and_sklearn(diabetes_shares) -> None:
     shares, test = diabetes_shares
-    result = simulate_shares(SimulationConfig(rounds=14, eval_every=1, **SMALL), "linear", "regression", shares, test)
+    result = simulate_shares(
+        SimulationConfig(rounds=14, eval_every=1, **SMALL), "linear", "regression", shares, test
+    )
     assert result.objective_gap <= 1e-3
     assert result.test["test_mse"] <= 1.01 * result.test["sklearn_test_mse"]
     # Validation metric falls from the first evaluation to the last.
@@ -62,7 +72,9 @@ def test_reaches_the_centralized_optimum_and_sklearn(diabetes_shares) -> None:
 
 def test_refresh_keeps_long_training_exact(diabetes_shares) -> None:
     shares, _ = diabetes_shares
-    result = simulate_shares(SimulationConfig(rounds=40, eval_every=13, **SMALL), "linear", "regression", shares, None)
+    result = simulate_shares(
+        SimulationConfig(rounds=40, eval_every=13, **SMALL), "linear", "regression", shares, None
+    )
     assert result.refreshes >= 2  # a 512-bit key runs out of budget every few rounds
     assert result.objective_gap <= 1e-5
 
@@ -72,17 +84,24 @@ def test_raw_and_prescaled_data_train_the_same(diabetes_shares) -> None:
     rng = np.random.default_rng(5)
     scale = rng.uniform(1e-3, 1e3, shares[0].n_features)
     shift = rng.uniform(-1e4, 1e4, shares[0].n_features)
-    warped = [Dataset(s.X * scale + shift, s.y, s.feature_names, s.target_name, s.task, s.source) for s in shares]
+    warped = [
+        Dataset(s.X * scale + shift, s.y, s.feature_names, s.target_name, s.task, s.source)
+        for s in shares
+    ]
     config = SimulationConfig(rounds=12, eval_every=100, **SMALL)
     plain = simulate_shares(config, "linear", "regression", shares, test)
     wild = simulate_shares(config, "linear", "regression", warped, None)
     assert wild.objective_gap == pytest.approx(plain.objective_gap, rel=1e-3, abs=1e-9)
     predictions = wild.coefficients @ (test.X * scale + shift).T + wild.intercept
-    np.testing.assert_allclose(predictions, plain.coefficients @ test.X.T + plain.intercept, rtol=1e-6)
+    np.testing.assert_allclose(
+        predictions, plain.coefficients @ test.X.T + plain.intercept, rtol=1e-6
+    )
 
 
 def test_logistic_breast_cancer_matches_sklearn_auc() -> None:
-    result = run_simulation(SimulationConfig(dataset="breast_cancer", rounds=15, eval_every=15, **SMALL))
+    result = run_simulation(
+        SimulationConfig(dataset="breast_cancer", rounds=15, eval_every=15, **SMALL)
+    )
     assert result.model == "logistic"
     assert abs(result.test["test_auc"] - result.test["sklearn_test_auc"]) <= 0.01
     assert result.objective_gap <= 1e-2
@@ -100,12 +119,16 @@ def test_round_cost_grows_with_features_not_rows(diabetes_shares) -> None:
     counts = []
     for data in (shares, doubled):
         OPERATION_COUNTS.clear()
-        simulate_shares(SimulationConfig(rounds=3, eval_every=100, **SMALL), "linear", "regression", data, None)
+        simulate_shares(
+            SimulationConfig(rounds=3, eval_every=100, **SMALL), "linear", "regression", data, None
+        )
         counts.append(OPERATION_COUNTS["scalar_mul"])
     assert counts[0] == counts[1]
     d = shares[0].n_features + 1
     trainers = 4
-    assert counts[0] <= 3 * trainers * 2 * d * d + 2 * (d + 1) ** 2 + 10 * d  # rounds + one evaluation
+    assert (
+        counts[0] <= 3 * trainers * 2 * d * d + 2 * (d + 1) ** 2 + 10 * d
+    )  # rounds + one evaluation
 
 
 def test_parties_refuse_out_of_protocol_messages(diabetes_shares) -> None:
@@ -130,7 +153,13 @@ def test_aggregator_validates_its_inputs(diabetes_shares) -> None:
     with pytest.raises(DeltaMLValueError):
         agg.train(spec, buyer.public_key, buyer.initial_model(5), 10, True)
     with pytest.raises(DeltaMLValueError):
-        agg.train(m.TrainingSpec(model="linear", rounds=0), buyer.public_key, buyer.initial_model(11), 10, True)
+        agg.train(
+            m.TrainingSpec(model="linear", rounds=0),
+            buyer.public_key,
+            buyer.initial_model(11),
+            10,
+            True,
+        )
 
 
 def test_messages_check_their_types() -> None:

@@ -40,10 +40,14 @@ def haar_orthogonal(size: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def validator_factor(x: np.ndarray, y: np.ndarray, model: ModelType, stats: Standardization) -> np.ndarray:
+def validator_factor(
+    x: np.ndarray, y: np.ndarray, model: ModelType, stats: Standardization
+) -> np.ndarray:
     """Triangular ``R`` with ``‖A w − r‖² = ‖R [w; −1]‖²`` (square, size ``d + 2``)."""
-    stacked = np.hstack([stats.design(x), model.residual_target(np.asarray(y, float), stats)[:, None]])
-    r = np.linalg.qr(stacked, mode="r")
+    stacked = np.hstack(
+        [stats.design(x), model.residual_target(np.asarray(y, float), stats)[:, None]]
+    )
+    r: np.ndarray = np.linalg.qr(stacked, mode="r")  # type: ignore[assignment]
     k = stacked.shape[1]
     if r.shape[0] < k:  # fewer rows than columns: pad with zero rows
         r = np.vstack([r, np.zeros((k - r.shape[0], k))])
@@ -73,7 +77,9 @@ def mix_residual_vectors(
     return joined.matvec(rotation).rerandomize()
 
 
-def metric_from_vector(values: np.ndarray, rows: int, model: ModelType, stats: Standardization) -> float:
+def metric_from_vector(
+    values: np.ndarray, rows: int, model: ModelType, stats: Standardization
+) -> float:
     """The buyer's step: the published metric from the decrypted mixed vector."""
     sse = float(np.dot(values, values))
     return model.metric_from_sse(sse, rows, stats)

@@ -32,6 +32,12 @@ AGGREGATOR_PERCENT = 10
 METRIC_SCALE = 10**6
 #: Most participants one request may have (bounds every loop in the contract).
 MAX_PARTICIPANTS = 64
+#: The contract refuses larger inputs (``MetricTooLarge``, ``ContributionTooLarge``,
+#: ``DepositTooLarge``) so that none of its products can overflow 256 bits; within
+#: these bounds it computes exactly what :func:`compute_payouts` computes.
+MAX_METRIC = 2**96 - 1
+MAX_CONTRIBUTION = 2**96 - 1
+MAX_DEPOSIT_WEI = 2**128 - 1
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,14 @@ log = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=m.Message)
 
 
-def split_roles(owner_ids: Sequence[str], trainer_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def split_roles(
+    owner_ids: Sequence[str], trainer_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """Random trainer/validator split, ``round(fraction · n)`` trainers, at least one of each."""
     if len(owner_ids) < 2:
-        raise DeltaMLValueError("training needs at least two data owners (a trainer and a validator)")
+        raise DeltaMLValueError(
+            "training needs at least two data owners (a trainer and a validator)"
+        )
     if not 0 < trainer_fraction < 1:
         raise DeltaMLValueError("trainer fraction must lie strictly between 0 and 1")
     n = len(owner_ids)
@@ -71,7 +75,13 @@ class Aggregator:
     public statistics and the published metrics.
     """
 
-    def __init__(self, transport: Transport, buyer_id: str, owner_ids: Sequence[str], party_id: str = "aggregator"):
+    def __init__(
+        self,
+        transport: Transport,
+        buyer_id: str,
+        owner_ids: Sequence[str],
+        party_id: str = "aggregator",
+    ):
         self.party_id = party_id
         self.transport = transport
         self.buyer_id = buyer_id
@@ -92,16 +102,33 @@ class Aggregator:
         if spec.eval_every < 1:
             raise DeltaMLValueError("eval_every must be at least 1")
         if len(initial_model) != n_features + 1:
-            raise DeltaMLValueError("the initial model needs one weight per feature plus the intercept")
+            raise DeltaMLValueError(
+                "the initial model needs one weight per feature plus the intercept"
+            )
         t0 = time.perf_counter()
         trainers, validators = split_roles(self.owner_ids, spec.trainer_fraction, spec.split_seed)
         record = TrainingRecord(trainers, validators, spec.split_seed)
-        log.info("split: %d trainers, %d validators (seed %d)", len(trainers), len(validators), spec.split_seed)
+        log.info(
+            "split: %d trainers, %d validators (seed %d)",
+            len(trainers),
+            len(validators),
+            spec.split_seed,
+        )
 
         stats = self._standardize(public_key, spec.base_exponent, n_features, include_target)
         setups = self.transport.request_all(
             [
-                (oid, m.Setup("trainer" if oid in trainers else "validator", spec, stats, public_key, len(trainers), initial_model))
+                (
+                    oid,
+                    m.Setup(
+                        "trainer" if oid in trainers else "validator",
+                        spec,
+                        stats,
+                        public_key,
+                        len(trainers),
+                        initial_model,
+                    ),
+                )
                 for oid in trainers + validators
             ]
         )
@@ -120,24 +147,39 @@ class Aggregator:
                 states = self._refresh(k, trainers, spec.base_exponent)
                 total = sum(states.values())  # type: ignore[assignment]
                 record.refreshes += 1
-            replies = self.transport.request_all([(oid, m.RoundRequest(k, total)) for oid in trainers])
-            states = {oid: _expect(r, m.StateUpdate).state for oid, r in zip(trainers, replies, strict=True)}
+            # A sum of ciphertexts is a function of what the trainers sent: re-randomize
+            # it before it leaves, like everything else.
+            outgoing = total.rerandomize()
+            replies = self.transport.request_all(
+                [(oid, m.RoundRequest(k, outgoing)) for oid in trainers]
+            )
+            states = {
+                oid: _expect(r, m.StateUpdate).state
+                for oid, r in zip(trainers, replies, strict=True)
+            }
             total = sum(states.values())  # type: ignore[assignment]
             rec = RoundRecord(k, 0.0, refreshed)
             record.training_seconds += time.perf_counter() - r0
             if k % spec.eval_every == 0 or k == spec.rounds:
                 e0 = time.perf_counter()
-                rec.metric = self._evaluate(k, total, validators, spec.precision_bits)
+                rec.metric = self._evaluate(k, total.rerandomize(), validators, spec.precision_bits)
                 record.metric_seconds += time.perf_counter() - e0
             rec.seconds = time.perf_counter() - r0
             record.rounds.append(rec)
             if progress is not None:
                 progress(rec)
 
-        _expect(self.transport.request(self.buyer_id, m.FinalModel(total.rerandomize(), len(trainers), spec.rounds)), m.Ack)
+        _expect(
+            self.transport.request(
+                self.buyer_id, m.FinalModel(total.rerandomize(), len(trainers), spec.rounds)
+            ),
+            m.Ack,
+        )
         return record
 
-    def _standardize(self, key: PublicKey, exponent: int, n_features: int, include_target: bool) -> m.PublicStats:
+    def _standardize(
+        self, key: PublicKey, exponent: int, n_features: int, include_target: bool
+    ) -> m.PublicStats:
         request = m.StatsRequest(include_target, key, exponent)
         replies = self.transport.request_all([(oid, request) for oid in self.owner_ids])
         sums = [_expect(r, m.EncryptedSums).sums for r in replies]
@@ -145,26 +187,42 @@ class Aggregator:
         if any(len(s) != expected or s.public_key != key for s in sums):
             raise ProtocolError("an owner sent statistics of the wrong size or key")
         total: EncryptedVector = sum(sums)  # type: ignore[assignment]
-        reply = self.transport.request(self.buyer_id, m.DecryptStats(total, len(sums), n_features, include_target))
+        reply = self.transport.request(
+            self.buyer_id, m.DecryptStats(total, len(sums), n_features, include_target)
+        )
         return _expect(reply, m.PublicStats)
 
-    def _refresh(self, k: int, trainers: list[str], base_exponent: int) -> dict[str, EncryptedVector]:
+    def _refresh(
+        self, k: int, trainers: list[str], base_exponent: int
+    ) -> dict[str, EncryptedVector]:
         replies = self.transport.request_all([(oid, m.RefreshPrepare(k)) for oid in trainers])
         masked = tuple(_expect(r, m.MaskedState).masked for r in replies)
-        fresh = _expect(self.transport.request(self.buyer_id, m.RefreshRequest(k, masked, base_exponent)), m.Refreshed)
+        fresh = _expect(
+            self.transport.request(self.buyer_id, m.RefreshRequest(k, masked, base_exponent)),
+            m.Refreshed,
+        )
         if len(fresh.vectors) != len(trainers):
             raise ProtocolError("the buyer refreshed the wrong number of vectors")
         done = self.transport.request_all(
-            [(oid, m.RefreshComplete(k, vec)) for oid, vec in zip(trainers, fresh.vectors, strict=True)]
+            [
+                (oid, m.RefreshComplete(k, vec))
+                for oid, vec in zip(trainers, fresh.vectors, strict=True)
+            ]
         )
         return {oid: _expect(r, m.StateUpdate).state for oid, r in zip(trainers, done, strict=True)}
 
-    def _evaluate(self, k: int, total: EncryptedVector, validators: list[str], precision_bits: int) -> float:
-        replies = self.transport.request_all([(oid, m.EvaluateRequest(k, total)) for oid in validators])
+    def _evaluate(
+        self, k: int, total: EncryptedVector, validators: list[str], precision_bits: int
+    ) -> float:
+        replies = self.transport.request_all(
+            [(oid, m.EvaluateRequest(k, total)) for oid in validators]
+        )
         parts = [_expect(r, m.EncryptedResiduals) for r in replies]
         mixed = mix_residual_vectors([p.vector for p in parts], precision_bits, self._rng)
         rows = sum(p.rows for p in parts)
-        return _expect(self.transport.request(self.buyer_id, m.MetricRequest(k, mixed, rows)), m.MetricValue).value
+        return _expect(
+            self.transport.request(self.buyer_id, m.MetricRequest(k, mixed, rows)), m.MetricValue
+        ).value
 
 
 def _expect(reply: m.Message, kind: type[_M]) -> _M:

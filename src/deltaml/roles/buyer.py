@@ -8,8 +8,8 @@ import numpy as np
 
 from deltaml.crypto import EncryptedVector, PrivateKey, PublicKey, generate_keypair, refresh_masked
 from deltaml.errors import ProtocolError
-from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.metrics import metric_from_vector
+from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import stats_from_sums
 from deltaml.roles import messages as m
 
@@ -38,7 +38,9 @@ class ModelBuyer:
     ) -> None:
         self.party_id = party_id
         self.spec = spec
-        self.public_key, self._private_key = keypair or generate_keypair(key_bits, allow_test_keys=allow_test_keys)
+        self.public_key, self._private_key = keypair or generate_keypair(
+            key_bits, allow_test_keys=allow_test_keys
+        )
         self.model: ModelType = model_type(spec.model, spec.l2)
         self.stats: Standardization | None = None
         self.metrics: dict[int, float] = {}
@@ -47,18 +49,22 @@ class ModelBuyer:
 
     def initial_model(self, n_weights: int) -> EncryptedVector:
         """``Enc(z₀)``: zeros, i.e. the mean predictor once features are standardized."""
-        return EncryptedVector.encrypt(self.public_key, np.zeros(n_weights), self.spec.base_exponent)
+        return EncryptedVector.encrypt(
+            self.public_key, np.zeros(n_weights), self.spec.base_exponent
+        )
 
     def handle(self, message: m.Message) -> m.Message:
         handler = getattr(self, "_on_" + message.kind, None)
         if handler is None:
             raise ProtocolError(f"the buyer does not accept {message.kind}")
-        return handler(message)  # type: ignore[no-any-return]
+        return handler(message)  # type: ignore[no-any-return,unused-ignore]
 
     def _on_DecryptStats(self, msg: m.DecryptStats) -> m.PublicStats:
         if msg.contributors < MIN_STATS_CONTRIBUTORS:
             raise ProtocolError("refusing to decrypt statistics of fewer than two owners")
-        stats = stats_from_sums(msg.total.decrypt(self._private_key), msg.n_features, msg.include_target)
+        stats = stats_from_sums(
+            msg.total.decrypt(self._private_key), msg.n_features, msg.include_target
+        )
         self.stats = stats
         return m.PublicStats(
             stats.count,
@@ -76,7 +82,9 @@ class ModelBuyer:
     def _on_MetricRequest(self, msg: m.MetricRequest) -> m.MetricValue:
         if self.stats is None:
             raise ProtocolError("no statistics yet")
-        value = metric_from_vector(msg.vector.decrypt(self._private_key), msg.rows, self.model, self.stats)
+        value = metric_from_vector(
+            msg.vector.decrypt(self._private_key), msg.rows, self.model, self.stats
+        )
         self.metrics[msg.round] = value
         log.info("round %d: validation %s %.6g", msg.round, self.model.metric_name, value)
         return m.MetricValue(msg.round, value)

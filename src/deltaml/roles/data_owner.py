@@ -48,7 +48,7 @@ class DataOwner:
         handler = getattr(self, "_on_" + message.kind, None)
         if handler is None:
             raise ProtocolError(f"a data owner does not accept {message.kind}")
-        return handler(message)  # type: ignore[no-any-return]
+        return handler(message)  # type: ignore[no-any-return,unused-ignore]
 
     # -- standardization ------------------------------------------------------------
     def _on_StatsRequest(self, msg: m.StatsRequest) -> m.EncryptedSums:
@@ -64,7 +64,9 @@ class DataOwner:
         self._model = model_type(msg.spec.model, msg.spec.l2)
         self._model.check_target(self._y)
         s = msg.stats
-        self._stats = Standardization(s.count, np.array(s.means), np.array(s.scales), s.target_mean, s.target_scale)
+        self._stats = Standardization(
+            s.count, np.array(s.means), np.array(s.scales), s.target_mean, s.target_scale
+        )
         self._n_trainers = msg.n_trainers
         if msg.role == "trainer":
             terms = self._model.local_terms(self._x, self._y, self._stats)
@@ -109,5 +111,7 @@ class DataOwner:
     def _on_EvaluateRequest(self, msg: m.EvaluateRequest) -> m.EncryptedResiduals:
         self._require("validator")
         assert self._factor is not None and self._spec is not None
-        vec = encrypted_residual_vector(msg.total, self._n_trainers, self._factor, self._spec.precision_bits, self._rng)
+        vec = encrypted_residual_vector(
+            msg.total, self._n_trainers, self._factor, self._spec.precision_bits, self._rng
+        )
         return m.EncryptedResiduals(msg.round, vec.rerandomize(), self.n_rows)

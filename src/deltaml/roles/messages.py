@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.errors import DeltaMLTypeError
 
-_SIMPLE = {"int": int, "float": (int, float), "str": str, "bool": bool}
+_SIMPLE: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "str": str,
+    "bool": bool,
+}
 
 
 @dataclass(frozen=True)
@@ -47,11 +52,13 @@ def _check(owner: str, name: str, value: object, hint: object) -> None:
             _check(owner, name, item, args[0])
         return
     if isinstance(hint, type):
-        expected: type | tuple[type, ...] = _SIMPLE.get(hint.__name__, hint)
+        expected = _SIMPLE.get(hint.__name__, hint)
         if isinstance(value, bool) and hint in (int, float):
             raise DeltaMLTypeError(f"{owner}.{name} must be {hint.__name__}, got bool")
         if not isinstance(value, expected):
-            raise DeltaMLTypeError(f"{owner}.{name} must be {hint.__name__}, got {type(value).__name__}")
+            raise DeltaMLTypeError(
+                f"{owner}.{name} must be {hint.__name__}, got {type(value).__name__}"
+            )
 
 
 # -- set-up ---------------------------------------------------------------------------
