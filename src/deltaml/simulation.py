@@ -42,6 +42,7 @@ class SimulationConfig:
     rho: float = 0.02
     relaxation: float = 1.6
     precision_bits: int = 32
+    contributions: bool = True
     allow_test_keys: bool = False
 
     def __post_init__(self) -> None:
@@ -66,11 +67,15 @@ class SimulationResult:
     setup_seconds: float
     training_seconds: float
     metric_seconds: float
+    contribution_seconds: float
     keygen_seconds: float
     objective_gap: float
     weights: np.ndarray
     coefficients: np.ndarray
     intercept: float
+    initial_metric: float | None = None
+    #: Shapley value per trainer (``trainers`` order), in validation-SSE units.
+    contributions: list[float] = field(default_factory=list)
     test: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -88,8 +93,11 @@ class SimulationResult:
             "setup_seconds": round(self.setup_seconds, 4),
             "training_seconds": round(self.training_seconds, 4),
             "metric_seconds": round(self.metric_seconds, 4),
+            "contribution_seconds": round(self.contribution_seconds, 4),
             "keygen_seconds": round(self.keygen_seconds, 4),
             "objective_gap": self.objective_gap,
+            "initial_metric": self.initial_metric,
+            "contributions": dict(zip(self.trainers, self.contributions, strict=True)),
             "validation_metric": {
                 str(r.round): r.metric for r in self.rounds if r.metric is not None
             },
@@ -139,6 +147,7 @@ def simulate_shares(
         precision_bits=config.precision_bits,
         eval_every=config.eval_every,
         split_seed=config.seed,
+        contributions=config.contributions,
     )
     k0 = time.perf_counter()
     buyer = ModelBuyer("buyer", spec, config.key_bits, allow_test_keys=config.allow_test_keys)
@@ -181,11 +190,14 @@ def simulate_shares(
         setup_seconds=record.setup_seconds,
         training_seconds=record.training_seconds,
         metric_seconds=record.metric_seconds,
+        contribution_seconds=record.contribution_seconds,
         keygen_seconds=keygen_seconds,
         objective_gap=gap,
         weights=buyer.weights,
         coefficients=coef,
         intercept=intercept,
+        initial_metric=record.initial_metric,
+        contributions=record.contributions,
     )
     if test is not None:
         result.test = test_metrics(buyer.model, buyer.stats, buyer.weights, x_train, y_train, test)

@@ -97,7 +97,8 @@ def test_builtin_refuses_other_target_and_impossible_task() -> None:
 @pytest.mark.parametrize("name", ["diabetes", "breast_cancer"])
 def test_train_test_split_matches_sklearn(name: str) -> None:
     ds = load_dataset(name)
-    bunch = getattr(sk_datasets, f"load_{name}")()
+    loader = getattr(sk_datasets, f"load_{name}")
+    bunch = loader(scaled=False) if name == "diabetes" else loader()
     stratify = bunch.target if ds.task == "classification" else None
     X_train, X_test, y_train, y_test = sk_train_test_split(
         bunch.data, bunch.target, test_size=0.2, random_state=0, stratify=stratify

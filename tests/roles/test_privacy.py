@@ -7,6 +7,7 @@ decrypt what flowed and compare it with what each party is allowed to learn.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,6 +32,7 @@ OWNER_MAY_RECEIVE = {
     "RefreshPrepare",
     "RefreshComplete",
     "EvaluateRequest",
+    "ContributionRequest",
 }
 AGGREGATOR_MAY_RECEIVE = {
     "EncryptedSums",
@@ -41,9 +43,11 @@ AGGREGATOR_MAY_RECEIVE = {
     "Refreshed",
     "EncryptedResiduals",
     "MetricValue",
+    "ContributionColumns",
+    "ContributionValues",
     "Ack",
 }
-BUYER_MAY_RECEIVE = {"DecryptStats", "RefreshRequest", "MetricRequest", "FinalModel"}
+BUYER_MAY_RECEIVE = {"DecryptStats", "RefreshRequest", "MetricRequest", "GramRequest", "FinalModel"}
 
 
 @dataclasses.dataclass
@@ -125,6 +129,7 @@ def test_refreshes_and_evaluations_happened(run: Run) -> None:
     assert run.result.refreshes >= 1
     assert len(run.result.validators) == 2
     assert sum(r.metric is not None for r in run.result.rounds) == ROUNDS
+    assert len(run.result.contributions) == len(run.result.trainers)
 
 
 def test_owners_receive_only_ciphertexts_and_public_values(run: Run) -> None:
@@ -145,7 +150,7 @@ def test_aggregator_never_holds_a_plaintext_weight_update_or_residual(run: Run) 
     assert _matches(numbers, secrets) == []
     # The only plaintext it gets besides statistics and counts is the published metric.
     floats = {type(msg).__name__ for msg in received for x in _plain_numbers(msg) if x != int(x)}
-    assert floats <= {"PublicStats", "MetricValue"}
+    assert floats <= {"PublicStats", "MetricValue", "ContributionValues"}
 
 
 def test_owner_state_holds_no_model_value(run: Run) -> None:
@@ -214,7 +219,7 @@ def _metric_blocks(run: Run) -> list[tuple[np.ndarray, list[float]]]:
 
 def test_buyer_learns_only_the_total_validation_error(run: Run) -> None:
     blocks = _metric_blocks(run)
-    assert len(blocks) == ROUNDS
+    assert len(blocks) == ROUNDS + 1  # the initial model is evaluated too
     k = len(blocks[0][0]) // 2
     for vector, sse in blocks:
         assert len(vector) == 2 * k  # (features + 2) per validator, never per sample
@@ -241,3 +246,29 @@ def test_without_the_aggregators_mixing_a_single_error_would_show(
     k = len(vector) // 2
     norms = [float(vector[:k] @ vector[:k]), float(vector[k:] @ vector[k:])]
     assert any(np.isclose(n, s, rtol=1e-6) for n in norms for s in sse)
+
+
+def test_buyer_never_receives_a_coalition_model(run: Run) -> None:
+    """The contribution columns are rotated residuals, never a model the buyer could decrypt."""
+    (gram_request,) = [
+        msg for msg in run.recorder.received_by("buyer") if isinstance(msg, m.GramRequest)
+    ]
+    n_trainers = len(run.result.trainers)
+    first = [
+        d.message.state.decrypt(run.key)
+        for d in run.recorder.deliveries
+        if isinstance(d.message, m.StateUpdate) and d.message.round == 1
+    ][:n_trainers]
+    relaxation = 1.6
+    models = []
+    for size in range(1, n_trainers + 1):
+        for subset in itertools.combinations(range(n_trainers), size):
+            models.append(np.mean([first[i] for i in subset], axis=0) / relaxation)
+    secrets = np.concatenate([*models, _secret_values(run)])
+    secrets = secrets[np.abs(secrets) > 1e-4]
+    k = len(gram_request.columns[0]) // 2
+    assert len(gram_request.columns) == n_trainers + 1
+    for column in gram_request.columns:
+        seen = column.decrypt(run.key)
+        assert len(seen) == 2 * k
+        assert _matches(list(seen), secrets) == []

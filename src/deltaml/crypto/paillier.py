@@ -90,6 +90,15 @@ class PublicKey:
     def __hash__(self) -> int:
         return hash((self.n, self.hs))
 
+    def __getstate__(self) -> dict[str, int]:
+        """Pickle ``n`` and ``h_s`` only: the rest is derived, the window table can be 16 MB."""
+        return {"n": self.n, "hs": self.hs}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.n, self.hs = int(state["n"]), int(state["hs"])
+        self._table, self._uses = None, 0
+        self.__post_init__()
+
     # -- randomness -------------------------------------------------------------------
     def random_factor(self) -> gmpy2.mpz:
         """A fresh ``r^n mod n²`` (``r = h^α``): multiplying by it re-randomizes a ciphertext."""
@@ -162,12 +171,29 @@ class PrivateKey:
     def __post_init__(self) -> None:
         if self.p * self.q != self.public_key.n:
             raise DeltaMLValueError("the factors do not match the public key")
-        self._phe = _phe.PaillierPrivateKey(_phe.PaillierPublicKey(self.public_key.n), self.p, self.q)
+        # (1, n) also multiplies to n, and phe/gmpy2 would fail on it with ZeroDivisionError.
+        if self.p == self.q or not (gmpy2.is_prime(self.p) and gmpy2.is_prime(self.q)):
+            raise DeltaMLValueError("the factors of a Paillier key must be two distinct primes")
+        self._phe = _phe.PaillierPrivateKey(
+            _phe.PaillierPublicKey(self.public_key.n), self.p, self.q
+        )
         phi = (self.p - 1) * (self.q - 1)
-        self._n_inv_mod_phi = gmpy2.invert(gmpy2.mpz(self.public_key.n), phi)
+        try:
+            self._n_inv_mod_phi = gmpy2.invert(gmpy2.mpz(self.public_key.n), phi)
+        except ZeroDivisionError:  # gcd(n, φ(n)) > 1: p divides q − 1 or the reverse
+            raise DeltaMLValueError("n is not invertible modulo φ(n): no Paillier key") from None
 
     def __repr__(self) -> str:  # never print the factors
         return f"PrivateKey(fingerprint={self.public_key.fingerprint})"
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the public key and the factors; the phe key and the inverse are rebuilt."""
+        return {"public_key": self.public_key, "p": self.p, "q": self.q}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.public_key = state["public_key"]  # type: ignore[assignment]
+        self.p, self.q = int(state["p"]), int(state["q"])  # type: ignore[call-overload]
+        self.__post_init__()
 
     def raw_decrypt(self, ciphertext: int) -> int:
         """CRT decryption to ``[0, n)``."""
@@ -196,7 +222,11 @@ class PrivateKey:
         return int(gmpy2.powmod(gmpy2.mpz(ciphertext) % n, self._n_inv_mod_phi, n))
 
     def to_dict(self) -> dict[str, object]:
-        return {"public_key": self.public_key.to_dict(), "p": format(self.p, "x"), "q": format(self.q, "x")}
+        return {
+            "public_key": self.public_key.to_dict(),
+            "p": format(self.p, "x"),
+            "q": format(self.q, "x"),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> PrivateKey:
@@ -207,7 +237,9 @@ class PrivateKey:
             raise DeltaMLValueError(f"malformed private key: {exc}") from None
 
 
-def check_decryption(public_key: PublicKey, ciphertext: int, plaintext: int, randomness: int) -> bool:
+def check_decryption(
+    public_key: PublicKey, ciphertext: int, plaintext: int, randomness: int
+) -> bool:
     """Check a proof of decryption: ``c == (1 + m·n)·r^n mod n²`` with ``m`` in ``[0, n)``."""
     n, n2 = public_key.n, public_key.nsquare
     if not (0 <= plaintext < n and 0 < randomness < n and 0 < ciphertext < n2):
@@ -216,7 +248,9 @@ def check_decryption(public_key: PublicKey, ciphertext: int, plaintext: int, ran
     return int(expected) == int(ciphertext)
 
 
-def generate_keypair(key_bits: int = 2048, *, allow_test_keys: bool = False) -> tuple[PublicKey, PrivateKey]:
+def generate_keypair(
+    key_bits: int = 2048, *, allow_test_keys: bool = False
+) -> tuple[PublicKey, PrivateKey]:
     """Generate a Paillier key pair of ``key_bits`` (2048 default, 3072 selectable).
 
     Smaller keys (512–1024 bits) are refused unless ``allow_test_keys`` is set:
@@ -224,9 +258,8 @@ def generate_keypair(key_bits: int = 2048, *, allow_test_keys: bool = False) -> 
     """
     allowed = SUPPORTED_KEY_BITS + (TEST_KEY_BITS if allow_test_keys else ())
     if key_bits not in allowed:
-        raise DeltaMLValueError(
-            f"key size {key_bits} is not supported; choose one of {', '.join(map(str, SUPPORTED_KEY_BITS))}"
-        )
+        choices = ", ".join(map(str, SUPPORTED_KEY_BITS))
+        raise DeltaMLValueError(f"key size {key_bits} is not supported; choose one of {choices}")
     phe_pub, phe_priv = _phe.generate_paillier_keypair(n_length=key_bits)
     n = phe_pub.n
     nsquare = n * n

@@ -26,7 +26,12 @@ import numpy as np
 from deltaml.crypto.encoding import PlainMatrix, decode_array, encode_array, rescale
 from deltaml.crypto.multiexp import multi_exp
 from deltaml.crypto.paillier import PrivateKey, PublicKey
-from deltaml.errors import DeltaMLTypeError, DeltaMLValueError, KeyMismatchError, PrecisionBudgetError
+from deltaml.errors import (
+    DeltaMLTypeError,
+    DeltaMLValueError,
+    KeyMismatchError,
+    PrecisionBudgetError,
+)
 
 #: Ciphertext operations done in this process, by kind (for benchmarks and reports):
 #: ``scalar_mul`` counts ciphertext × plaintext-integer products (a matrix–vector
@@ -72,12 +77,16 @@ class EncryptedVector:
 
     # -- construction --------------------------------------------------------------
     @classmethod
-    def encrypt(cls, public_key: PublicKey, values: Sequence[float] | np.ndarray, exponent: int) -> EncryptedVector:
+    def encrypt(
+        cls, public_key: PublicKey, values: Sequence[float] | np.ndarray, exponent: int
+    ) -> EncryptedVector:
         ints = encode_array(np.asarray(values, dtype=np.float64).ravel(), exponent)
         return cls.encrypt_ints(public_key, ints, exponent)
 
     @classmethod
-    def encrypt_ints(cls, public_key: PublicKey, ints: Sequence[int], exponent: int) -> EncryptedVector:
+    def encrypt_ints(
+        cls, public_key: PublicKey, ints: Sequence[int], exponent: int
+    ) -> EncryptedVector:
         bound = max((abs(v) for v in ints), default=0)
         _check_bound(public_key, bound, "the plaintext")
         cts = [public_key.raw_encrypt(public_key.encode_signed(v)) for v in ints]
@@ -91,15 +100,30 @@ class EncryptedVector:
             raise DeltaMLValueError("nothing to concatenate")
         key = vectors[0].public_key
         exponent = max(v.exponent for v in vectors)
-        aligned = [v._check_key(key).align(exponent) for v in vectors]
-        return cls(key, [c for v in aligned for c in v.ciphertexts], exponent, max(v.bound for v in aligned))
+        for v in vectors:  # refuse before aligning anything
+            v._check_key(key)
+            _check_bound(key, v.bound << (exponent - v.exponent), "aligning the exponent")
+        aligned = [v.align(exponent) for v in vectors]
+        return cls(
+            key,
+            [c for v in aligned for c in v.ciphertexts],
+            exponent,
+            max(v.bound for v in aligned),
+        )
 
     def split(self, sizes: Sequence[int]) -> list[EncryptedVector]:
-        if sum(sizes) != len(self):
+        if any(size < 0 for size in sizes) or sum(sizes) != len(self):
             raise DeltaMLValueError("sizes do not add up to the vector's length")
         out, start = [], 0
         for size in sizes:
-            out.append(EncryptedVector(self.public_key, self.ciphertexts[start : start + size], self.exponent, self.bound))
+            out.append(
+                EncryptedVector(
+                    self.public_key,
+                    self.ciphertexts[start : start + size],
+                    self.exponent,
+                    self.bound,
+                )
+            )
             start += size
         return out
 
@@ -123,19 +147,29 @@ class EncryptedVector:
         cts = [gmpy2.powmod(c, factor, n2) for c in self.ciphertexts]
         return EncryptedVector(self.public_key, cts, exponent, bound)
 
-    def __add__(self, other: EncryptedVector) -> EncryptedVector:
-        if not isinstance(other, EncryptedVector):
-            return NotImplemented
+    def _sum_shape(self, other: EncryptedVector) -> tuple[int, int]:
+        """Exponent and bound of ``self ± other``, checked before any ciphertext is touched."""
         other._check_key(self.public_key)
         if len(other) != len(self):
             raise DeltaMLValueError(f"length mismatch: {len(self)} vs {len(other)}")
         exponent = max(self.exponent, other.exponent)
-        a, b = self.align(exponent), other.align(exponent)
-        bound = a.bound + b.bound
+        bound = (self.bound << (exponent - self.exponent)) + (
+            other.bound << (exponent - other.exponent)
+        )
         _check_bound(self.public_key, bound, "the sum")
+        return exponent, bound
+
+    def __add__(self, other: EncryptedVector) -> EncryptedVector:
+        if not isinstance(other, EncryptedVector):
+            return NotImplemented
+        exponent, bound = self._sum_shape(other)
+        a, b = self.align(exponent), other.align(exponent)
         n2 = self.public_key._nsquare
         return EncryptedVector(
-            self.public_key, [x * y % n2 for x, y in zip(a.ciphertexts, b.ciphertexts, strict=True)], exponent, bound
+            self.public_key,
+            [x * y % n2 for x, y in zip(a.ciphertexts, b.ciphertexts, strict=True)],
+            exponent,
+            bound,
         )
 
     def __radd__(self, other: object) -> EncryptedVector:
@@ -145,9 +179,17 @@ class EncryptedVector:
 
     def __neg__(self) -> EncryptedVector:
         n2 = self.public_key._nsquare
-        return EncryptedVector(self.public_key, [gmpy2.invert(c, n2) for c in self.ciphertexts], self.exponent, self.bound)
+        return EncryptedVector(
+            self.public_key,
+            [gmpy2.invert(c, n2) for c in self.ciphertexts],
+            self.exponent,
+            self.bound,
+        )
 
     def __sub__(self, other: EncryptedVector) -> EncryptedVector:
+        if not isinstance(other, EncryptedVector):
+            return NotImplemented
+        self._sum_shape(other)  # refuse before negating
         return self + (-other)
 
     def add_ints(self, ints: Sequence[int]) -> EncryptedVector:
@@ -158,12 +200,17 @@ class EncryptedVector:
         _check_bound(self.public_key, bound, "adding plaintexts")
         pk = self.public_key
         n, n2 = pk._n, pk._nsquare
-        cts = [c * ((1 + pk.encode_signed(v) * n) % n2) % n2 for c, v in zip(self.ciphertexts, ints, strict=True)]
+        cts = [
+            c * ((1 + pk.encode_signed(v) * n) % n2) % n2
+            for c, v in zip(self.ciphertexts, ints, strict=True)
+        ]
         return EncryptedVector(pk, cts, self.exponent, bound)
 
     def add_plain(self, values: Sequence[float] | np.ndarray) -> EncryptedVector:
         """Add plaintext reals, encoded at this vector's exponent."""
-        return self.add_ints(encode_array(np.asarray(values, dtype=np.float64).ravel(), self.exponent))
+        return self.add_ints(
+            encode_array(np.asarray(values, dtype=np.float64).ravel(), self.exponent)
+        )
 
     def mul_int(self, k: int) -> EncryptedVector:
         """Multiply every value by the integer ``k`` (exact; the exponent does not change)."""
@@ -179,9 +226,11 @@ class EncryptedVector:
 
     def matvec(self, matrix: PlainMatrix) -> EncryptedVector:
         """``A · v`` for a plaintext matrix: the result's exponent is the sum of both."""
-        rows, cols = matrix.shape
+        cols = matrix.shape[1]
         if cols != len(self):
-            raise DeltaMLValueError(f"matrix has {cols} columns but the vector has {len(self)} values")
+            raise DeltaMLValueError(
+                f"matrix has {cols} columns but the vector has {len(self)} values"
+            )
         bound = matrix.max_abs_row_sum() * self.bound
         _check_bound(self.public_key, bound, "the matrix product")
         cts = multi_exp(self.ciphertexts, matrix.entries, self.public_key._nsquare)
@@ -193,7 +242,9 @@ class EncryptedVector:
         pk = self.public_key
         n2 = pk._nsquare
         OPERATION_COUNTS["rerandomize"] += len(self)
-        return EncryptedVector(pk, [c * pk.random_factor() % n2 for c in self.ciphertexts], self.exponent, self.bound)
+        return EncryptedVector(
+            pk, [c * pk.random_factor() % n2 for c in self.ciphertexts], self.exponent, self.bound
+        )
 
     # -- decryption ------------------------------------------------------------------
     def decrypt_ints(self, private_key: PrivateKey) -> list[int]:
@@ -206,7 +257,9 @@ class EncryptedVector:
         return decode_array(self.decrypt_ints(private_key), self.exponent)
 
     # -- refresh ---------------------------------------------------------------------
-    def unmask(self, mask: Sequence[int], source_bound: int, source_exponent: int) -> EncryptedVector:
+    def unmask(
+        self, mask: Sequence[int], source_bound: int, source_exponent: int
+    ) -> EncryptedVector:
         """Remove a refresh mask from a refreshed vector (see :func:`mask_for_refresh`).
 
         The bound is recomputed from the holder's own knowledge (the bound of the
@@ -219,7 +272,9 @@ class EncryptedVector:
 
 def refresh_mask_bits(vector: EncryptedVector, base_exponent: int) -> int:
     """Bits of the uniform mask that hides ``vector`` rescaled to ``base_exponent``."""
-    return (rescale(vector.bound, vector.exponent, base_exponent) + 1).bit_length() + MASK_STATISTICAL_BITS
+    return (
+        rescale(vector.bound, vector.exponent, base_exponent) + 1
+    ).bit_length() + MASK_STATISTICAL_BITS
 
 
 def needs_refresh(vector: EncryptedVector, next_growth_bits: int) -> bool:
@@ -232,7 +287,9 @@ def needs_refresh(vector: EncryptedVector, next_growth_bits: int) -> bool:
     return need >= vector.public_key.max_int.bit_length() - 1
 
 
-def mask_for_refresh(vector: EncryptedVector, base_exponent: int) -> tuple[EncryptedVector, list[int]]:
+def mask_for_refresh(
+    vector: EncryptedVector, base_exponent: int
+) -> tuple[EncryptedVector, list[int]]:
     r"""Hide ``vector`` for the key holder: add ``μ_i · 2^{e − e₀}`` with ``μ_i`` uniform.
 
     The key holder decrypts ``v_i + μ_i·2^{e−e₀}`` and, rounding at ``e₀``, obtains
@@ -249,7 +306,9 @@ def mask_for_refresh(vector: EncryptedVector, base_exponent: int) -> tuple[Encry
     return masked.rerandomize(), mask
 
 
-def refresh_masked(masked: EncryptedVector, private_key: PrivateKey, base_exponent: int) -> EncryptedVector:
+def refresh_masked(
+    masked: EncryptedVector, private_key: PrivateKey, base_exponent: int
+) -> EncryptedVector:
     """The key holder's half of a refresh: decrypt, round to ``base_exponent``, re-encrypt."""
     ints = masked.decrypt_ints(private_key)
     rounded = [rescale(v, masked.exponent, base_exponent) for v in ints]

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
 from deltaml.errors import DeltaMLValueError, ProtocolError
+from deltaml.learning.contributions import mix_columns
 from deltaml.learning.metrics import mix_residual_vectors, secure_generator
 from deltaml.learning.standardize import sums_length
 from deltaml.roles import messages as m
@@ -59,6 +60,10 @@ class TrainingRecord:
     setup_seconds: float = 0.0
     training_seconds: float = 0.0
     metric_seconds: float = 0.0
+    contribution_seconds: float = 0.0
+    initial_metric: float | None = None
+    #: Shapley value of each trainer (in ``trainers`` order), in validation-SSE units.
+    contributions: list[float] = field(default_factory=list)
 
     @property
     def metrics(self) -> dict[int, float]:
@@ -139,6 +144,12 @@ class Aggregator:
         states = {oid: initial_model for oid in trainers}
         total = initial_model.mul_int(len(trainers))
         record.setup_seconds = time.perf_counter() - t0
+        e0 = time.perf_counter()
+        record.initial_metric = self._evaluate(
+            0, total.rerandomize(), validators, spec.precision_bits
+        )
+        record.metric_seconds += time.perf_counter() - e0
+        first_updates: list[EncryptedVector] = []
 
         for k in range(1, spec.rounds + 1):
             r0 = time.perf_counter()
@@ -158,6 +169,8 @@ class Aggregator:
                 for oid, r in zip(trainers, replies, strict=True)
             }
             total = sum(states.values())  # type: ignore[assignment]
+            if k == 1:
+                first_updates = [states[oid] for oid in trainers]
             rec = RoundRecord(k, 0.0, refreshed)
             record.training_seconds += time.perf_counter() - r0
             if k % spec.eval_every == 0 or k == spec.rounds:
@@ -169,6 +182,12 @@ class Aggregator:
             if progress is not None:
                 progress(rec)
 
+        if spec.contributions:
+            c0 = time.perf_counter()
+            record.contributions = self._contributions(
+                first_updates, validators, spec.precision_bits
+            )
+            record.contribution_seconds = time.perf_counter() - c0
         _expect(
             self.transport.request(
                 self.buyer_id, m.FinalModel(total.rerandomize(), len(trainers), spec.rounds)
@@ -176,6 +195,19 @@ class Aggregator:
             m.Ack,
         )
         return record
+
+    def _contributions(
+        self, first_updates: list[EncryptedVector], validators: list[str], precision_bits: int
+    ) -> list[float]:
+        request = m.ContributionRequest(tuple(u.rerandomize() for u in first_updates))
+        replies = self.transport.request_all([(oid, request) for oid in validators])
+        blocks = [_expect(r, m.ContributionColumns).columns for r in replies]
+        mixed = mix_columns(blocks, precision_bits, self._rng)
+        reply = self.transport.request(self.buyer_id, m.GramRequest(tuple(mixed), base_round=0))
+        values = _expect(reply, m.ContributionValues).values
+        if len(values) != len(first_updates):
+            raise ProtocolError("the buyer returned the wrong number of contributions")
+        return list(values)
 
     def _standardize(
         self, key: PublicKey, exponent: int, n_features: int, include_target: bool

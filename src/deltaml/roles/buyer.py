@@ -8,7 +8,8 @@ import numpy as np
 
 from deltaml.crypto import EncryptedVector, PrivateKey, PublicKey, generate_keypair, refresh_masked
 from deltaml.errors import ProtocolError
-from deltaml.learning.metrics import metric_from_vector
+from deltaml.learning.contributions import gram_from_columns, shapley
+from deltaml.learning.metrics import metric_from_vector, secure_generator
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import stats_from_sums
 from deltaml.roles import messages as m
@@ -44,6 +45,8 @@ class ModelBuyer:
         self.model: ModelType = model_type(spec.model, spec.l2)
         self.stats: Standardization | None = None
         self.metrics: dict[int, float] = {}
+        self._sse: dict[int, float] = {}
+        self.contributions: np.ndarray | None = None
         self.weights: np.ndarray | None = None
         self.refreshed_values = 0
 
@@ -82,12 +85,22 @@ class ModelBuyer:
     def _on_MetricRequest(self, msg: m.MetricRequest) -> m.MetricValue:
         if self.stats is None:
             raise ProtocolError("no statistics yet")
-        value = metric_from_vector(
-            msg.vector.decrypt(self._private_key), msg.rows, self.model, self.stats
-        )
+        values = msg.vector.decrypt(self._private_key)
+        self._sse[msg.round] = float(values @ values)
+        value = metric_from_vector(values, msg.rows, self.model, self.stats)
         self.metrics[msg.round] = value
         log.info("round %d: validation %s %.6g", msg.round, self.model.metric_name, value)
         return m.MetricValue(msg.round, value)
+
+    def _on_GramRequest(self, msg: m.GramRequest) -> m.ContributionValues:
+        if msg.base_round not in self._sse:
+            raise ProtocolError(
+                f"no metric for round {msg.base_round} to measure contributions from"
+            )
+        gram = gram_from_columns([c.decrypt(self._private_key) for c in msg.columns])
+        phi = shapley(gram, self._sse[msg.base_round], secure_generator())
+        self.contributions = phi
+        return m.ContributionValues(tuple(float(v) for v in phi))
 
     def _on_FinalModel(self, msg: m.FinalModel) -> m.Ack:
         self.weights = msg.total.decrypt(self._private_key) / msg.n_trainers

@@ -9,6 +9,7 @@ import numpy as np
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
 from deltaml.errors import ProtocolError
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
+from deltaml.learning.contributions import validator_columns
 from deltaml.learning.metrics import encrypted_residual_vector, secure_generator, validator_factor
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import local_sums
@@ -38,6 +39,7 @@ class DataOwner:
         self._mask: list[int] | None = None
         self._factor: np.ndarray | None = None
         self._n_trainers = 0
+        self._initial_model: EncryptedVector | None = None
         self._rng = secure_generator()
 
     @property
@@ -68,6 +70,7 @@ class DataOwner:
             s.count, np.array(s.means), np.array(s.scales), s.target_mean, s.target_scale
         )
         self._n_trainers = msg.n_trainers
+        self._initial_model = msg.initial_model
         if msg.role == "trainer":
             terms = self._model.local_terms(self._x, self._y, self._stats)
             params = AdmmParams(msg.spec.rho, msg.spec.relaxation)
@@ -115,3 +118,19 @@ class DataOwner:
             msg.total, self._n_trainers, self._factor, self._spec.precision_bits, self._rng
         )
         return m.EncryptedResiduals(msg.round, vec.rerandomize(), self.n_rows)
+
+    def _on_ContributionRequest(self, msg: m.ContributionRequest) -> m.ContributionColumns:
+        self._require("validator")
+        assert self._factor is not None and self._spec is not None
+        assert self._initial_model is not None
+        if len(msg.first_updates) != self._n_trainers:
+            raise ProtocolError("expected one round-one update per trainer")
+        columns = validator_columns(
+            msg.first_updates,
+            self._initial_model,
+            self._spec.relaxation,
+            self._factor,
+            self._spec.precision_bits,
+            self._rng,
+        )
+        return m.ContributionColumns(tuple(c.rerandomize() for c in columns))

@@ -80,6 +80,8 @@ class TrainingSpec(Message):
     #: Seed of the trainer/validator split (recorded).
     split_seed: int = 0
     trainer_fraction: float = 0.7
+    #: Measure each trainer's Shapley contribution after training.
+    contributions: bool = True
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,33 @@ class MetricRequest(Message):
 class MetricValue(Message):
     round: int
     value: float
+
+
+@dataclass(frozen=True)
+class ContributionRequest(Message):
+    """Aggregator → validator: every trainer's encrypted round-one update, in trainer order."""
+
+    first_updates: tuple[EncryptedVector, ...]
+
+
+@dataclass(frozen=True)
+class ContributionColumns(Message):
+    columns: tuple[EncryptedVector, ...]
+
+
+@dataclass(frozen=True)
+class GramRequest(Message):
+    """Aggregator → buyer: the mixed columns; the buyer keeps only their Gram matrix."""
+
+    columns: tuple[EncryptedVector, ...]
+    #: Validation SSE of the initial model is the value of the empty coalition.
+    base_round: int
+
+
+@dataclass(frozen=True)
+class ContributionValues(Message):
+    #: Shapley value of each trainer, in the request's trainer order (SSE units).
+    values: tuple[float, ...]
 
 
 @dataclass(frozen=True)
