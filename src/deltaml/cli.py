@@ -1,7 +1,8 @@
 """The ``deltaml`` command: thin — parses, builds settings, calls in.
 
-Errors a user can cause (bad data, bad options) end with one line on stderr and
-a non-zero exit code, never a traceback.
+Errors a user can cause (bad data, bad options, a missing or malformed file) end
+with one line on stderr and exit code 1, never a traceback. ``deltaml verify``
+exits 0 when every check passes and 3 when any fails, naming each.
 """
 
 from __future__ import annotations
@@ -9,14 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from deltaml import __version__
 from deltaml.errors import DeltaMLError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
+#: ``deltaml verify``: the transcript was read, and some check failed.
+EXIT_NOT_VERIFIED = 3
+
+#: Where ``deltaml simulate`` writes transcripts unless told otherwise.
+RUNS_DIR = Path(".deltaml") / "runs"
 
 log = logging.getLogger("deltaml")
 
@@ -28,6 +37,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _wei(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of wei, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
 
 
@@ -93,9 +112,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--l2", type=float, help="ridge penalty (default: 0 for linear, 0.003 for logistic)"
     )
     sim.add_argument(
+        "--deposit-wei",
+        type=_wei,
+        default=10**18,
+        metavar="WEI",
+        help="the buyer's payment, split by the payment rule (default: 10**18)",
+    )
+    sim.add_argument(
+        "--transcript",
+        metavar="PATH",
+        help=(
+            "write the run's transcript here; its sealed ciphertexts go next to it as "
+            "*.sealed.jsonl (default: .deltaml/runs/<timestamp>-<seed>.jsonl)"
+        ),
+    )
+    sim.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a report"
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ver = sub.add_parser(
+        "verify",
+        help="check a run's transcript: signatures, proofs and every published number",
+        description=(
+            "Check a transcript: its hash chain, every signature against the declared "
+            "participant, every decryption proof, that every published metric, contribution "
+            "and payout recomputes, and (with the sealed ciphertexts) every homomorphic sum "
+            "and re-randomization. Exit codes: 0 verified, 3 a check failed, 1 unreadable."
+        ),
+    )
+    ver.add_argument("transcript", metavar="TRANSCRIPT", help="the public transcript (.jsonl)")
+    sealed = ver.add_mutually_exclusive_group()
+    sealed.add_argument(
+        "--sealed",
+        metavar="PATH",
+        help="the sealed ciphertexts (default: TRANSCRIPT's *.sealed.jsonl, when present)",
+    )
+    sealed.add_argument(
+        "--public-only",
+        action="store_true",
+        help="ignore any sealed ciphertexts: check only what the public can",
+    )
+    ver.add_argument(
+        "--head",
+        metavar="SHA256",
+        help="the transcript hash published on the contract: the last record must hash to it",
+    )
+    ver.add_argument("--json", action="store_true", help="print the report as one JSON object")
     return parser
 
 
@@ -113,12 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "verify":
+            return _verify(args)
     except DeltaMLError as exc:
         print(f"deltaml {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"deltaml {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (``| head``): say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
 
@@ -137,6 +205,8 @@ def _simulate(args: argparse.Namespace) -> int:
         split_by=args.split_by,
         eval_every=args.eval_every,
         l2=args.l2,
+        deposit_wei=args.deposit_wei,
+        transcript=args.transcript or str(_default_transcript(args.seed)),
     )
     bar = None
     if not args.quiet:
@@ -169,6 +239,32 @@ def _simulate(args: argparse.Namespace) -> int:
         return 0
     _print_report(result)
     return 0
+
+
+def _default_transcript(seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = RUNS_DIR / f"{stamp}-{seed}.jsonl"
+    counter = 2
+    while path.exists():
+        path = RUNS_DIR / f"{stamp}-{seed}-{counter}.jsonl"
+        counter += 1
+    return path
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from deltaml.evidence.verify import verify_transcript
+
+    report = verify_transcript(
+        args.transcript,
+        args.sealed,
+        use_sealed=not args.public_only,
+        expected_head=args.head,
+    )
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else EXIT_NOT_VERIFIED
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
@@ -208,6 +304,21 @@ def _print_report(result: object) -> None:
         print(f"  test AUC {t['test_auc']:.4f}   scikit-learn {t['sklearn_test_auc']:.4f}")
         acc, sk_acc = t["test_accuracy"], t["sklearn_test_accuracy"]
         print(f"  test accuracy {acc:.4f}   scikit-learn {sk_acc:.4f}")
+    if r.contributions:
+        print("\n  contributions (Shapley value, validation SSE; weight of the trainers' pool)")
+        for oid, phi, weight in zip(
+            r.trainers, r.contributions, r.contribution_weights, strict=True
+        ):
+            print(f"    {oid:<12} {phi:>12.6g}   {weight / 10**4:6.2f} %")
+    print(f"\n  payouts of a {r.config.deposit_wei} wei deposit")
+    for pid, wei in r.payouts_wei.items():
+        print(f"    {pid:<12} {wei:>24} wei")
+    print(f"    {'refund':<12} {r.refund_wei:>24} wei")
+    if r.verification is not None:
+        v = r.verification
+        status = "verified" if v.ok else "NOT verified: " + "; ".join(map(str, v.failures[:3]))
+        print(f"\n  transcript {r.transcript or '(in memory)'}: {status} ({v.records} records,")
+        print(f"    hash {r.transcript_head}; checked in {r.verify_seconds:.2f} s)")
 
 
 if __name__ == "__main__":

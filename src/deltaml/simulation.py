@@ -4,17 +4,28 @@
 into a held-out test set (the buyer's) and N owners' shares, runs the encrypted
 protocol end to end, and compares the result with scikit-learn trained on the
 same trainers' rows — the experimenter's view, which no party of the protocol has.
+
+Every party gets a fresh Ethereum account; the aggregator writes the run's
+transcript (to ``config.transcript`` and its sealed companion, or in memory) and
+the run ends by verifying it with the same checks as ``deltaml verify``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from eth_account import Account
 
 from deltaml.errors import DeltaMLValueError
+from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
+from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
 from deltaml.learning.models import ModelType, QuadraticTerms, Standardization, raw_coefficients
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
@@ -22,7 +33,11 @@ from deltaml.roles.aggregator import RoundRecord
 from deltaml.roles.messages import TrainingSpec
 from deltaml.transport import InMemoryTransport, Transport
 
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
 DEFAULT_ROUNDS = 12
+DEFAULT_DEPOSIT_WEI = 10**18
 TASK_MODELS = {"regression": "linear", "classification": "logistic"}
 
 
@@ -44,6 +59,13 @@ class SimulationConfig:
     precision_bits: int = 32
     contributions: bool = True
     allow_test_keys: bool = False
+    #: The buyer's payment in wei, split by the payment rule at the end.
+    deposit_wei: int = DEFAULT_DEPOSIT_WEI
+    #: Where to write the public transcript (its sealed ciphertexts go next to it);
+    #: ``None`` keeps both in memory.
+    transcript: str | None = None
+    #: Verify the transcript at the end of the run.
+    verify: bool = True
 
     def __post_init__(self) -> None:
         if self.owners < 2:
@@ -52,6 +74,8 @@ class SimulationConfig:
             raise DeltaMLValueError("--rounds must be at least 1")
         if self.eval_every < 1:
             raise DeltaMLValueError("--eval-every must be at least 1")
+        if self.deposit_wei < 0:
+            raise DeltaMLValueError("--deposit-wei must not be negative")
 
 
 @dataclass
@@ -77,6 +101,22 @@ class SimulationResult:
     #: Shapley value per trainer (``trainers`` order), in validation-SSE units.
     contributions: list[float] = field(default_factory=list)
     test: dict[str, float] = field(default_factory=dict)
+    #: Each party's Ethereum address.
+    addresses: dict[str, str] = field(default_factory=dict)
+    #: Wei per party (trainers, validators, the aggregator) and back to the buyer.
+    payouts_wei: dict[str, int] = field(default_factory=dict)
+    refund_wei: int = 0
+    contribution_weights: list[int] = field(default_factory=list)
+    #: Path of the public transcript (``None``: kept in memory) and its last record's hash.
+    transcript: str | None = None
+    transcript_head: str = ""
+    #: The checks of ``deltaml verify`` on this run's transcript (``None``: not run).
+    verification: VerificationReport | None = None
+    verify_seconds: float = 0.0
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.verification is None else self.verification.ok
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -98,6 +138,20 @@ class SimulationResult:
             "objective_gap": self.objective_gap,
             "initial_metric": self.initial_metric,
             "contributions": dict(zip(self.trainers, self.contributions, strict=True)),
+            "contribution_weights": dict(
+                zip(self.trainers, self.contribution_weights, strict=True)
+            ),
+            "deposit_wei": self.config.deposit_wei,
+            "payouts_wei": dict(self.payouts_wei),
+            "refund_wei": self.refund_wei,
+            "addresses": dict(self.addresses),
+            "verified": self.verified,
+            "verification_failures": (
+                [str(f) for f in self.verification.failures] if self.verification else []
+            ),
+            "verify_seconds": round(self.verify_seconds, 4),
+            "transcript": self.transcript,
+            "transcript_hash": self.transcript_head,
             "validation_metric": {
                 str(r.round): r.metric for r in self.rounds if r.metric is not None
             },
@@ -136,8 +190,12 @@ def simulate_shares(
     test: Dataset | None,
     progress: Callable[[RoundRecord], None] | None = None,
     transport_wrapper: Callable[[Transport], Transport] | None = None,
+    accounts: Mapping[str, LocalAccount] | None = None,
 ) -> SimulationResult:
-    """The protocol on shares that are already dealt out (used by benchmarks too)."""
+    """The protocol on shares that are already dealt out (used by benchmarks too).
+
+    ``accounts`` (party id → account) replaces the fresh accounts of the named parties.
+    """
     spec = TrainingSpec(
         model=model_name,
         rounds=config.rounds,
@@ -148,30 +206,60 @@ def simulate_shares(
         eval_every=config.eval_every,
         split_seed=config.seed,
         contributions=config.contributions,
+        deposit_wei=config.deposit_wei,
     )
+    ids = owner_ids(len(shares))
+    given = dict(accounts or {})
+    account = {pid: given.get(pid) or Account.create() for pid in ["buyer", "aggregator", *ids]}
     k0 = time.perf_counter()
-    buyer = ModelBuyer("buyer", spec, config.key_bits, allow_test_keys=config.allow_test_keys)
+    buyer = ModelBuyer(
+        "buyer",
+        spec,
+        config.key_bits,
+        allow_test_keys=config.allow_test_keys,
+        account=account["buyer"],
+    )
     keygen_seconds = time.perf_counter() - k0
     buyer.model.check_target(shares[0].y) if task == "classification" else None
-    ids = owner_ids(len(shares))
-    owners = {oid: DataOwner(oid, share.X, share.y) for oid, share in zip(ids, shares, strict=True)}
+    owners = {
+        oid: DataOwner(oid, share.X, share.y, account=account[oid])
+        for oid, share in zip(ids, shares, strict=True)
+    }
     transport: Transport = InMemoryTransport([buyer, *owners.values()])
     if transport_wrapper is not None:
         transport = transport_wrapper(transport)
-    aggregator = Aggregator(transport, buyer.party_id, ids)
+    addresses = {pid: str(a.address) for pid, a in account.items()}
     n_features = shares[0].n_features
 
-    t0 = time.perf_counter()
-    record = aggregator.train(
-        spec,
-        buyer.public_key,
-        buyer.initial_model(n_features + 1),
-        n_features,
-        include_target=(task == "regression"),
-        progress=progress,
-    )
-    seconds = time.perf_counter() - t0
+    with _transcript_writer(config.transcript) as writer:
+        aggregator = Aggregator(
+            transport,
+            buyer.party_id,
+            ids,
+            account=account["aggregator"],
+            addresses=addresses,
+            transcript=writer,
+        )
+        t0 = time.perf_counter()
+        record = aggregator.train(
+            spec,
+            buyer.public_key,
+            buyer.initial_model(n_features + 1),
+            n_features,
+            include_target=(task == "regression"),
+            progress=progress,
+        )
+        seconds = time.perf_counter() - t0
     assert buyer.weights is not None and buyer.stats is not None
+    assert record.payouts is not None
+    verification = None
+    v0 = time.perf_counter()
+    if config.verify:
+        if config.transcript is not None:
+            verification = verify_transcript(config.transcript)
+        else:
+            verification = verify_records(writer.records, writer.sealed_blobs)
+    verify_seconds = time.perf_counter() - v0
 
     trainer_shares = [shares[ids.index(oid)] for oid in record.trainers]
     x_train = np.concatenate([s.X for s in trainer_shares])
@@ -198,10 +286,41 @@ def simulate_shares(
         intercept=intercept,
         initial_metric=record.initial_metric,
         contributions=record.contributions,
+        addresses=addresses,
+        payouts_wei={
+            **dict(zip(record.trainers, record.payouts.trainers, strict=True)),
+            **dict(zip(record.validators, record.payouts.validators, strict=True)),
+            aggregator.party_id: record.payouts.aggregator,
+        },
+        refund_wei=record.payouts.refund,
+        contribution_weights=record.contribution_weights,
+        transcript=config.transcript,
+        transcript_head=record.transcript_head,
+        verification=verification,
+        verify_seconds=verify_seconds,
     )
     if test is not None:
         result.test = test_metrics(buyer.model, buyer.stats, buyer.weights, x_train, y_train, test)
     return result
+
+
+@contextlib.contextmanager
+def _transcript_writer(path: str | None) -> Iterator[TranscriptWriter]:
+    """A writer to ``path`` and its sealed companion, or one that keeps everything in memory."""
+    if path is None:
+        yield TranscriptWriter(keep=True)
+        return
+    public_path = Path(path)
+    try:
+        public_path.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            public_path.open("w", encoding="utf-8") as public,
+            sealed_path_for(public_path).open("w", encoding="utf-8") as sealed,
+        ):
+            os.chmod(sealed.name, 0o600)  # ciphertexts the buyer must never see
+            yield TranscriptWriter(public, sealed, keep=False)
+    except OSError as exc:
+        raise DeltaMLValueError(f"{public_path}: cannot write the transcript ({exc})") from None
 
 
 def objective_gap(

@@ -41,6 +41,16 @@ def test_simulate_json_has_the_promised_fields() -> None:
     assert out["objective_gap"] <= 1e-3
     assert out["test_mse"] <= 1.01 * out["sklearn_test_mse"]
     assert len(out["trainers"]) == 4 and len(out["validators"]) == 1
+    # evidence: contributions, the payment split, and the run's own transcript verified
+    assert set(out["contributions"]) == set(out["trainers"])
+    assert set(out["payouts_wei"]) == {*out["trainers"], *out["validators"], "aggregator"}
+    assert sum(out["payouts_wei"].values()) + out["refund_wei"] == out["deposit_wei"] == 10**18
+    assert out["verified"] is True and out["verification_failures"] == []
+    transcript = Path(out["transcript"])
+    assert transcript.is_file() and transcript.parent == Path(".deltaml/runs")
+    assert transcript.with_suffix(".sealed.jsonl").is_file()
+    assert len(out["transcript_hash"]) == 64
+    assert main(["verify", str(transcript), "--head", out["transcript_hash"]]) == 0
 
 
 def test_simulate_report_on_a_csv_classification(
@@ -73,6 +83,9 @@ def test_simulate_report_on_a_csv_classification(
     assert code == 0
     out = capsys.readouterr().out
     assert "logistic" in out and "test AUC" in out and "3 trainers, 1 validator" in out
+    assert "contributions" in out and "payouts of a 1000000000000000000 wei deposit" in out
+    assert "refund" in out and ": verified (" in out
+    assert list(Path(".deltaml/runs").glob("*.jsonl"))
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,12 @@ from deltaml.crypto.paillier import (
     check_decryption,
     generate_keypair,
 )
+from deltaml.crypto.proofs import (
+    check_rerandomization,
+    failed_decryptions,
+    failed_rerandomizations,
+    prove_decryption,
+)
 from deltaml.crypto.vector import (
     MASK_STATISTICAL_BITS,
     OPERATION_COUNTS,
@@ -29,11 +35,15 @@ __all__ = [
     "PrivateKey",
     "PublicKey",
     "check_decryption",
+    "check_rerandomization",
     "decode_int",
     "encode_float",
+    "failed_decryptions",
+    "failed_rerandomizations",
     "generate_keypair",
     "mask_for_refresh",
     "needs_refresh",
+    "prove_decryption",
     "refresh_masked",
     "rescale",
 ]

@@ -246,6 +246,23 @@ class EncryptedVector:
             pk, [c * pk.random_factor() % n2 for c in self.ciphertexts], self.exponent, self.bound
         )
 
+    def rerandomize_with_exponents(self) -> tuple[EncryptedVector, list[int]]:
+        """:meth:`rerandomize`, also returning each factor's exponent ``α_i``.
+
+        The result is ``c_i · h_s^{α_i}``; publishing the ``α_i`` later lets anyone check
+        that the output encrypts what the input did
+        (:func:`~deltaml.crypto.proofs.failed_rerandomizations`) and reveals no plaintext.
+        """
+        pk = self.public_key
+        n2 = pk._nsquare
+        OPERATION_COUNTS["rerandomize"] += len(self)
+        out, exponents = [], []
+        for c in self.ciphertexts:
+            factor, alpha = pk.random_factor_with_exponent()
+            out.append(c * factor % n2)
+            exponents.append(alpha)
+        return EncryptedVector(pk, out, self.exponent, self.bound), exponents
+
     # -- decryption ------------------------------------------------------------------
     def decrypt_ints(self, private_key: PrivateKey) -> list[int]:
         if private_key.public_key != self.public_key:

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
+import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
 from deltaml.errors import DeltaMLValueError, ProtocolError
-from deltaml.learning.contributions import mix_columns
-from deltaml.learning.metrics import mix_residual_vectors, secure_generator
+from deltaml.evidence.published import rotation_commitment, shapley_seed
+from deltaml.evidence.signatures import hex_ints, vector_digest, vector_ref
+from deltaml.evidence.transcript import FORMAT, TranscriptWriter
+from deltaml.learning.contributions import contribution_weights, mix_columns
+from deltaml.learning.metrics import mix_residual_vectors
 from deltaml.learning.standardize import sums_length
+from deltaml.ledger.payouts import Payouts, compute_payouts, scale_metric
 from deltaml.roles import messages as m
+from deltaml.roles.evidence import EvidenceRecorder
 from deltaml.transport.base import Transport
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +77,12 @@ class TrainingRecord:
     initial_metric: float | None = None
     #: Shapley value of each trainer (in ``trainers`` order), in validation-SSE units.
     contributions: list[float] = field(default_factory=list)
+    #: The integer weights the payment rule uses (``contribution_weights``), trainer order.
+    contribution_weights: list[int] = field(default_factory=list)
+    #: The split of the deposit by :func:`~deltaml.ledger.payouts.compute_payouts`.
+    payouts: Payouts | None = None
+    #: Hash of the transcript's last record: what goes on the contract.
+    transcript_head: str = ""
 
     @property
     def metrics(self) -> dict[int, float]:
@@ -78,6 +97,13 @@ class Aggregator:
 
     It holds the encrypted sum ``t = Σ s_i`` and sees nothing but ciphertexts,
     public statistics and the published metrics.
+
+    Evidence: every signed reply is checked against ``addresses`` (party id → the
+    Ethereum address it registered; no checks without them) and recorded, with the
+    aggregator's own signed records, in ``transcript`` (a hash-only transcript when
+    none is given). See :mod:`deltaml.evidence.transcript` for what is recorded
+    where. The seeds of its secret mixing rotations are kept, with their salts, in
+    ``rotation_openings``: the transcript holds only commitments to them.
     """
 
     def __init__(
@@ -86,12 +112,30 @@ class Aggregator:
         buyer_id: str,
         owner_ids: Sequence[str],
         party_id: str = "aggregator",
+        *,
+        account: LocalAccount | None = None,
+        addresses: Mapping[str, str] | None = None,
+        transcript: TranscriptWriter | None = None,
     ):
         self.party_id = party_id
         self.transport = transport
         self.buyer_id = buyer_id
         self.owner_ids = list(owner_ids)
-        self._rng = secure_generator()
+        self.account: LocalAccount = account if account is not None else Account.create()
+        self.addresses = dict(addresses) if addresses is not None else None
+        self.transcript = transcript
+        self.rotation_openings: dict[str, tuple[int, bytes]] = {}
+        self._ev: EvidenceRecorder | None = None
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    @property
+    def evidence(self) -> EvidenceRecorder:
+        if self._ev is None:
+            raise ProtocolError("no training is running")
+        return self._ev
 
     def train(
         self,
@@ -119,6 +163,11 @@ class Aggregator:
             len(validators),
             spec.split_seed,
         )
+        writer = self.transcript if self.transcript is not None else TranscriptWriter(keep=False)
+        ev = self._ev = EvidenceRecorder(
+            public_key, self.account, self.party_id, writer, self.addresses
+        )
+        ev.own("Header", self._header(spec, public_key, trainers, validators, n_features))
 
         stats = self._standardize(public_key, spec.base_exponent, n_features, include_target)
         setups = self.transport.request_all(
@@ -143,11 +192,18 @@ class Aggregator:
 
         states = {oid: initial_model for oid in trainers}
         total = initial_model.mul_int(len(trainers))
+        ev.own(
+            "InitialTotal",
+            {
+                "model": vector_ref(initial_model),
+                "multiplier": len(trainers),
+                "total": vector_ref(total),
+            },
+            public=[initial_model, total],
+        )
         record.setup_seconds = time.perf_counter() - t0
         e0 = time.perf_counter()
-        record.initial_metric = self._evaluate(
-            0, total.rerandomize(), validators, spec.precision_bits
-        )
+        record.initial_metric = self._evaluate(0, total, validators, spec.precision_bits)
         record.metric_seconds += time.perf_counter() - e0
         first_updates: list[EncryptedVector] = []
 
@@ -156,26 +212,32 @@ class Aggregator:
             refreshed = any(needs_refresh(v, next_growth) for v in (total, *states.values()))
             if refreshed:
                 states = self._refresh(k, trainers, spec.base_exponent)
-                total = sum(states.values())  # type: ignore[assignment]
+                total = self._sum(k, "refresh", trainers, states)
                 record.refreshes += 1
             # A sum of ciphertexts is a function of what the trainers sent: re-randomize
             # it before it leaves, like everything else.
-            outgoing = total.rerandomize()
+            outgoing = self._broadcast(k, "round", total, sealed=True)
             replies = self.transport.request_all(
                 [(oid, m.RoundRequest(k, outgoing)) for oid in trainers]
             )
-            states = {
-                oid: _expect(r, m.StateUpdate).state
-                for oid, r in zip(trainers, replies, strict=True)
-            }
-            total = sum(states.values())  # type: ignore[assignment]
+            states = {}
+            for oid, reply in zip(trainers, replies, strict=True):
+                update = ev.accept(oid, reply, m.StateUpdate, sealed=True)
+                _require(
+                    update.round == k
+                    and update.phase == "round"
+                    and update.input_digest == vector_digest(outgoing),
+                    f"{oid} answered round {k} with a state for another input",
+                )
+                states[oid] = update.state
+            total = self._sum(k, "round", trainers, states)
             if k == 1:
                 first_updates = [states[oid] for oid in trainers]
             rec = RoundRecord(k, 0.0, refreshed)
             record.training_seconds += time.perf_counter() - r0
             if k % spec.eval_every == 0 or k == spec.rounds:
                 e0 = time.perf_counter()
-                rec.metric = self._evaluate(k, total.rerandomize(), validators, spec.precision_bits)
+                rec.metric = self._evaluate(k, total, validators, spec.precision_bits)
                 record.metric_seconds += time.perf_counter() - e0
             rec.seconds = time.perf_counter() - r0
             record.rounds.append(rec)
@@ -188,41 +250,200 @@ class Aggregator:
                 first_updates, validators, spec.precision_bits
             )
             record.contribution_seconds = time.perf_counter() - c0
+        final = self._broadcast(spec.rounds, "final", total, sealed=False)
         _expect(
-            self.transport.request(
-                self.buyer_id, m.FinalModel(total.rerandomize(), len(trainers), spec.rounds)
-            ),
+            self.transport.request(self.buyer_id, m.FinalModel(final, len(trainers), spec.rounds)),
             m.Ack,
         )
+        self._settle(spec, record)
+        record.transcript_head = ev.head
         return record
 
+    # -- evidence helpers ---------------------------------------------------------------
+    def _header(
+        self,
+        spec: m.TrainingSpec,
+        public_key: PublicKey,
+        trainers: list[str],
+        validators: list[str],
+        n_features: int,
+    ) -> dict[str, object]:
+        def address(party_id: str) -> str:
+            if party_id == self.party_id:
+                return self.address
+            return (self.addresses or {}).get(party_id, "")
+
+        roles = [(self.buyer_id, "buyer"), (self.party_id, "aggregator")]
+        roles += [(oid, "trainer" if oid in trainers else "validator") for oid in self.owner_ids]
+        return {
+            "format": FORMAT,
+            "public_key": public_key.to_dict(),
+            "spec": dataclasses.asdict(spec),
+            "n_features": n_features,
+            "owners": list(self.owner_ids),
+            "trainers": list(trainers),
+            "validators": list(validators),
+            "participants": [
+                {"id": pid, "role": role, "address": address(pid)} for pid, role in roles
+            ],
+        }
+
+    def _broadcast(
+        self, k: int, purpose: str, total: EncryptedVector, *, sealed: bool
+    ) -> EncryptedVector:
+        """Re-randomize ``total`` to send it, and record the exponents that prove it."""
+        outgoing, exponents = total.rerandomize_with_exponents()
+        self.evidence.own(
+            "Broadcast",
+            {
+                "round": k,
+                "purpose": purpose,
+                "source": vector_digest(total),
+                "exponents": hex_ints(exponents),
+                "outgoing": vector_ref(outgoing),
+            },
+            public=() if sealed else [outgoing],
+            sealed=[outgoing] if sealed else (),
+        )
+        return outgoing
+
+    def _sum(
+        self, k: int, phase: str, trainers: list[str], states: Mapping[str, EncryptedVector]
+    ) -> EncryptedVector:
+        total: EncryptedVector = sum(states[oid] for oid in trainers)  # type: ignore[assignment]
+        self.evidence.own(
+            "Sum",
+            {
+                "round": k,
+                "phase": phase,
+                "inputs": [vector_digest(states[oid]) for oid in trainers],
+                "total": vector_ref(total),
+            },
+            sealed=[total],
+        )
+        return total
+
+    def _commit_rotation(self, label: str) -> tuple[np.random.Generator, str]:
+        """A fresh secret rotation seed, kept with its salt: its generator and commitment."""
+        seed, salt = secrets.randbits(128), secrets.token_bytes(32)
+        self.rotation_openings[label] = (seed, salt)
+        return np.random.default_rng(seed), rotation_commitment(seed, salt)
+
+    def _settle(self, spec: m.TrainingSpec, record: TrainingRecord) -> None:
+        """The payment split the contract will compute, recorded so that anyone can recompute it."""
+        n_trainers = len(record.trainers)
+        phi = np.asarray(record.contributions, dtype=np.float64)
+        weights = contribution_weights(phi) if len(phi) else [0] * n_trainers
+        assert record.initial_metric is not None
+        final = record.rounds[-1].metric
+        assert final is not None  # the last round is always evaluated
+        initial_scaled, final_scaled = scale_metric(record.initial_metric), scale_metric(final)
+        payouts = compute_payouts(
+            spec.deposit_wei, initial_scaled, final_scaled, weights, len(record.validators)
+        )
+        self.evidence.own(
+            "Payouts",
+            {
+                "deposit_wei": spec.deposit_wei,
+                "initial_round": 0,
+                "final_round": record.rounds[-1].round,
+                "initial_metric": initial_scaled,
+                "final_metric": final_scaled,
+                "trainers": list(record.trainers),
+                "contribution_weights": weights,
+                "validators": list(record.validators),
+                "trainers_wei": list(payouts.trainers),
+                "validators_wei": list(payouts.validators),
+                "aggregator_wei": payouts.aggregator,
+                "refund_wei": payouts.refund,
+            },
+        )
+        record.contribution_weights = weights
+        record.payouts = payouts
+
+    # -- protocol steps -----------------------------------------------------------------
     def _contributions(
         self, first_updates: list[EncryptedVector], validators: list[str], precision_bits: int
     ) -> list[float]:
-        request = m.ContributionRequest(tuple(u.rerandomize() for u in first_updates))
+        ev = self.evidence
+        sent = [u.rerandomize_with_exponents() for u in first_updates]
+        outgoing = tuple(v for v, _ in sent)
+        ev.own(
+            "ContributionRequest",
+            {
+                "sources": [vector_digest(u) for u in first_updates],
+                "exponents": [hex_ints(e) for _, e in sent],
+                "outgoing": [vector_ref(v) for v in outgoing],
+            },
+            sealed=outgoing,
+        )
+        digests = tuple(vector_digest(v) for v in outgoing)
+        request = m.ContributionRequest(outgoing)
         replies = self.transport.request_all([(oid, request) for oid in validators])
-        blocks = [_expect(r, m.ContributionColumns).columns for r in replies]
-        mixed = mix_columns(blocks, precision_bits, self._rng)
-        reply = self.transport.request(self.buyer_id, m.GramRequest(tuple(mixed), base_round=0))
-        values = _expect(reply, m.ContributionValues).values
-        if len(values) != len(first_updates):
+        blocks = []
+        for oid, reply in zip(validators, replies, strict=True):
+            columns = ev.accept(oid, reply, m.ContributionColumns, sealed=True)
+            _require(columns.input_digests == digests, f"{oid} used other round-one updates")
+            blocks.append(columns.columns)
+        rng, commitment = self._commit_rotation("contributions")
+        mixed = mix_columns(blocks, precision_bits, rng)
+        ev.own(
+            "MixColumns",
+            {
+                "inputs": [[vector_digest(c) for c in block] for block in blocks],
+                "commitment": commitment,
+                "columns": [vector_ref(c) for c in mixed],
+            },
+            public=mixed,
+        )
+        seed = shapley_seed(ev.head)
+        reply = self.transport.request(
+            self.buyer_id, m.GramRequest(tuple(mixed), base_round=0, shapley_seed=seed)
+        )
+        values = ev.accept(self.buyer_id, reply, m.ContributionValues, sealed=False)
+        _require(
+            values.column_digests == tuple(vector_digest(c) for c in mixed)
+            and values.base_round == 0
+            and values.seed == seed,
+            "the buyer's contributions answer another request",
+        )
+        if len(values.values) != len(first_updates):
             raise ProtocolError("the buyer returned the wrong number of contributions")
-        return list(values)
+        return list(values.values)
 
     def _standardize(
         self, key: PublicKey, exponent: int, n_features: int, include_target: bool
     ) -> m.PublicStats:
+        ev = self.evidence
         request = m.StatsRequest(include_target, key, exponent)
         replies = self.transport.request_all([(oid, request) for oid in self.owner_ids])
-        sums = [_expect(r, m.EncryptedSums).sums for r in replies]
+        sums = [
+            ev.accept(oid, r, m.EncryptedSums, sealed=True).sums
+            for oid, r in zip(self.owner_ids, replies, strict=True)
+        ]
         expected = sums_length(n_features, include_target)
         if any(len(s) != expected or s.public_key != key for s in sums):
             raise ProtocolError("an owner sent statistics of the wrong size or key")
         total: EncryptedVector = sum(sums)  # type: ignore[assignment]
+        ev.own(
+            "StatsTotal",
+            {
+                "inputs": [vector_digest(s) for s in sums],
+                "contributors": len(sums),
+                "include_target": include_target,
+                "total": vector_ref(total),
+            },
+            public=[total],
+        )
         reply = self.transport.request(
             self.buyer_id, m.DecryptStats(total, len(sums), n_features, include_target)
         )
-        return _expect(reply, m.PublicStats)
+        stats = ev.accept(self.buyer_id, reply, m.PublicStats, sealed=False)
+        _require(stats.total_digest == vector_digest(total), "the buyer decrypted another total")
+        # The owners need the statistics, not the evidence.
+        return dataclasses.replace(
+            stats, total_digest="", plaintexts=(), randomness=(), signature=""
+        )
 
     def _refresh(
         self, k: int, trainers: list[str], base_exponent: int
@@ -241,20 +462,60 @@ class Aggregator:
                 for oid, vec in zip(trainers, fresh.vectors, strict=True)
             ]
         )
-        return {oid: _expect(r, m.StateUpdate).state for oid, r in zip(trainers, done, strict=True)}
+        states = {}
+        for oid, reply, vec in zip(trainers, done, fresh.vectors, strict=True):
+            update = self.evidence.accept(oid, reply, m.StateUpdate, sealed=True)
+            _require(
+                update.round == k
+                and update.phase == "refresh"
+                and update.input_digest == vector_digest(vec),
+                f"{oid} answered a refresh with another state",
+            )
+            states[oid] = update.state
+        return states
 
     def _evaluate(
         self, k: int, total: EncryptedVector, validators: list[str], precision_bits: int
     ) -> float:
+        ev = self.evidence
+        outgoing = self._broadcast(k, "evaluate", total, sealed=True)
         replies = self.transport.request_all(
-            [(oid, m.EvaluateRequest(k, total)) for oid in validators]
+            [(oid, m.EvaluateRequest(k, outgoing)) for oid in validators]
         )
-        parts = [_expect(r, m.EncryptedResiduals) for r in replies]
-        mixed = mix_residual_vectors([p.vector for p in parts], precision_bits, self._rng)
+        parts = []
+        for oid, reply in zip(validators, replies, strict=True):
+            part = ev.accept(oid, reply, m.EncryptedResiduals, sealed=True)
+            _require(
+                part.round == k and part.input_digest == vector_digest(outgoing),
+                f"{oid} evaluated another model",
+            )
+            parts.append(part)
+        rng, commitment = self._commit_rotation(f"metric-{k}")
+        mixed = mix_residual_vectors([p.vector for p in parts], precision_bits, rng)
         rows = sum(p.rows for p in parts)
-        return _expect(
-            self.transport.request(self.buyer_id, m.MetricRequest(k, mixed, rows)), m.MetricValue
-        ).value
+        ev.own(
+            "Mix",
+            {
+                "round": k,
+                "inputs": [vector_digest(p.vector) for p in parts],
+                "rows": rows,
+                "commitment": commitment,
+                "mixed": vector_ref(mixed),
+            },
+            public=[mixed],
+        )
+        reply = self.transport.request(self.buyer_id, m.MetricRequest(k, mixed, rows))
+        value = ev.accept(self.buyer_id, reply, m.MetricValue, sealed=False)
+        _require(
+            value.round == k and value.rows == rows and value.vector_digest == vector_digest(mixed),
+            "the buyer's metric answers another request",
+        )
+        return value.value
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ProtocolError(message)
 
 
 def _expect(reply: m.Message, kind: type[_M]) -> _M:

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
+from eth_account import Account
 
-from deltaml.crypto import EncryptedVector, PrivateKey, PublicKey, generate_keypair, refresh_masked
+from deltaml.crypto import (
+    EncryptedVector,
+    PrivateKey,
+    PublicKey,
+    generate_keypair,
+    prove_decryption,
+    refresh_masked,
+)
 from deltaml.errors import ProtocolError
-from deltaml.learning.contributions import gram_from_columns, shapley
-from deltaml.learning.metrics import metric_from_vector, secure_generator
+from deltaml.evidence.published import (
+    gram_from_ints,
+    metric_value,
+    shapley_method,
+    shapley_values,
+    sse_from_ints,
+    stats_from_ints,
+)
+from deltaml.evidence.signatures import hex_ints, vector_digest
 from deltaml.learning.models import ModelType, Standardization, model_type
-from deltaml.learning.standardize import stats_from_sums
 from deltaml.roles import messages as m
+from deltaml.roles.evidence import sign_message
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +42,15 @@ MIN_STATS_CONTRIBUTORS = 2
 class ModelBuyer:
     """Creates the request and the key pair; decrypts aggregates, masked values and the result.
 
-    It decrypts exactly four kinds of thing: the sum of all owners' statistics,
+    It decrypts exactly five kinds of thing: the sum of all owners' statistics,
     masked vectors for a refresh (re-encrypted, never returned in the clear), the
-    mixed residual vector of an evaluation (only its norm is used) and the final model.
+    mixed residual vector of an evaluation (only its norm is used), the mixed
+    contribution columns (only their Gram matrix is used) and the final model.
+
+    Every number it publishes comes with proofs of the decryptions it rests on
+    (the plaintexts and each ciphertext's randomness), is computed from those
+    plaintexts by :mod:`deltaml.evidence.published` exactly as a verifier will
+    recompute it, and is signed with its Ethereum ``account``.
     """
 
     def __init__(
@@ -36,8 +61,10 @@ class ModelBuyer:
         *,
         keypair: tuple[PublicKey, PrivateKey] | None = None,
         allow_test_keys: bool = False,
+        account: LocalAccount | None = None,
     ) -> None:
         self.party_id = party_id
+        self.account: LocalAccount = account if account is not None else Account.create()
         self.spec = spec
         self.public_key, self._private_key = keypair or generate_keypair(
             key_bits, allow_test_keys=allow_test_keys
@@ -46,9 +73,14 @@ class ModelBuyer:
         self.stats: Standardization | None = None
         self.metrics: dict[int, float] = {}
         self._sse: dict[int, float] = {}
+        self.shapley_method: str | None = None
         self.contributions: np.ndarray | None = None
         self.weights: np.ndarray | None = None
         self.refreshed_values = 0
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
 
     def initial_model(self, n_weights: int) -> EncryptedVector:
         """``Enc(z₀)``: zeros, i.e. the mean predictor once features are standardized."""
@@ -62,20 +94,31 @@ class ModelBuyer:
             raise ProtocolError(f"the buyer does not accept {message.kind}")
         return handler(message)  # type: ignore[no-any-return,unused-ignore]
 
+    def _prove(self, vector: EncryptedVector) -> tuple[list[int], tuple[str, ...], tuple[str, ...]]:
+        """Signed plaintexts of ``vector``, and the proof: raw plaintexts and randomness (hex)."""
+        if vector.public_key != self.public_key:
+            raise ProtocolError("a vector under another key")
+        raw, randomness = prove_decryption(self._private_key, vector.ciphertexts)
+        values = [self._private_key.decode_signed(v) for v in raw]
+        return values, tuple(hex_ints(raw)), tuple(hex_ints(randomness))
+
     def _on_DecryptStats(self, msg: m.DecryptStats) -> m.PublicStats:
         if msg.contributors < MIN_STATS_CONTRIBUTORS:
             raise ProtocolError("refusing to decrypt statistics of fewer than two owners")
-        stats = stats_from_sums(
-            msg.total.decrypt(self._private_key), msg.n_features, msg.include_target
-        )
+        values, plaintexts, randomness = self._prove(msg.total)
+        stats = stats_from_ints(values, msg.total.exponent, msg.n_features, msg.include_target)
         self.stats = stats
-        return m.PublicStats(
+        reply = m.PublicStats(
             stats.count,
             tuple(float(v) for v in stats.means),
             tuple(float(v) for v in stats.scales),
             stats.target_mean,
             stats.target_scale,
+            vector_digest(msg.total),
+            plaintexts,
+            randomness,
         )
+        return sign_message(reply, self.account, self.public_key)
 
     def _on_RefreshRequest(self, msg: m.RefreshRequest) -> m.Refreshed:
         out = tuple(refresh_masked(v, self._private_key, msg.base_exponent) for v in msg.vectors)
@@ -85,22 +128,40 @@ class ModelBuyer:
     def _on_MetricRequest(self, msg: m.MetricRequest) -> m.MetricValue:
         if self.stats is None:
             raise ProtocolError("no statistics yet")
-        values = msg.vector.decrypt(self._private_key)
-        self._sse[msg.round] = float(values @ values)
-        value = metric_from_vector(values, msg.rows, self.model, self.stats)
+        values, plaintexts, randomness = self._prove(msg.vector)
+        sse = sse_from_ints(values, msg.vector.exponent)
+        self._sse[msg.round] = sse
+        value = metric_value(self.model, sse, msg.rows, self.stats)
         self.metrics[msg.round] = value
         log.info("round %d: validation %s %.6g", msg.round, self.model.metric_name, value)
-        return m.MetricValue(msg.round, value)
+        reply = m.MetricValue(
+            msg.round, value, msg.rows, vector_digest(msg.vector), plaintexts, randomness
+        )
+        return sign_message(reply, self.account, self.public_key)
 
     def _on_GramRequest(self, msg: m.GramRequest) -> m.ContributionValues:
         if msg.base_round not in self._sse:
             raise ProtocolError(
                 f"no metric for round {msg.base_round} to measure contributions from"
             )
-        gram = gram_from_columns([c.decrypt(self._private_key) for c in msg.columns])
-        phi = shapley(gram, self._sse[msg.base_round], secure_generator())
+        proven = [self._prove(c) for c in msg.columns]
+        gram = gram_from_ints([p[0] for p in proven], [c.exponent for c in msg.columns])
+        base_sse = self._sse[msg.base_round]
+        phi = shapley_values(gram, base_sse, msg.shapley_seed)
         self.contributions = phi
-        return m.ContributionValues(tuple(float(v) for v in phi))
+        self.shapley_method = shapley_method(len(phi))
+        reply = m.ContributionValues(
+            tuple(float(v) for v in phi),
+            tuple(vector_digest(c) for c in msg.columns),
+            tuple(p[1] for p in proven),
+            tuple(p[2] for p in proven),
+            tuple(tuple(float(v) for v in row) for row in gram),
+            msg.base_round,
+            base_sse,
+            msg.shapley_seed,
+            self.shapley_method,
+        )
+        return sign_message(reply, self.account, self.public_key)
 
     def _on_FinalModel(self, msg: m.FinalModel) -> m.Ack:
         self.weights = msg.total.decrypt(self._private_key) / msg.n_trainers

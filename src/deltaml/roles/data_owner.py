@@ -3,30 +3,49 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
 from deltaml.errors import ProtocolError
+from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
 from deltaml.learning.contributions import validator_columns
 from deltaml.learning.metrics import encrypted_residual_vector, secure_generator, validator_factor
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import local_sums
 from deltaml.roles import messages as m
+from deltaml.roles.evidence import sign_message
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=m.Message)
 
 
 class DataOwner:
     """Holds ``(x, y)`` and never lets a value of it, or of the model, out in the clear.
 
     As a trainer it keeps its ADMM state ``s_i`` encrypted; as a validator it keeps
-    the triangular factor of its rows. Everything it sends is re-randomized.
+    the triangular factor of its rows. Everything it sends is re-randomized, and
+    every reply a published number depends on is signed with its Ethereum
+    ``account`` (a fresh one when none is given).
     """
 
-    def __init__(self, party_id: str, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(
+        self,
+        party_id: str,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        account: LocalAccount | None = None,
+    ) -> None:
         self.party_id = party_id
+        self.account: LocalAccount = account if account is not None else Account.create()
         self._x = np.asarray(x, dtype=np.float64)
         self._y = np.asarray(y, dtype=np.float64)
         self.role: str | None = None
@@ -46,6 +65,13 @@ class DataOwner:
     def n_rows(self) -> int:
         return len(self._x)
 
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def _signed(self, msg: _M, key: PublicKey) -> _M:
+        return sign_message(msg, self.account, key)
+
     def handle(self, message: m.Message) -> m.Message:
         handler = getattr(self, "_on_" + message.kind, None)
         if handler is None:
@@ -56,7 +82,7 @@ class DataOwner:
     def _on_StatsRequest(self, msg: m.StatsRequest) -> m.EncryptedSums:
         sums = local_sums(self._x, self._y, msg.include_target)
         enc = EncryptedVector.encrypt(msg.public_key, sums, msg.base_exponent)
-        return m.EncryptedSums(enc)
+        return self._signed(m.EncryptedSums(enc), msg.public_key)
 
     # -- set-up ---------------------------------------------------------------------
     def _on_Setup(self, msg: m.Setup) -> m.SetupDone:
@@ -94,7 +120,10 @@ class DataOwner:
         self._require("trainer")
         assert self._update is not None and self._state is not None
         self._state = self._update.apply(msg.total, self._state)
-        return m.StateUpdate(msg.round, self._state.rerandomize())
+        reply = m.StateUpdate(
+            msg.round, self._state.rerandomize(), "round", vector_digest(msg.total)
+        )
+        return self._signed(reply, self._state.public_key)
 
     def _on_RefreshPrepare(self, msg: m.RefreshPrepare) -> m.MaskedState:
         self._require("trainer")
@@ -108,7 +137,10 @@ class DataOwner:
             raise ProtocolError("no refresh is pending")
         self._state = msg.refreshed.unmask(self._mask, self._state.bound, self._state.exponent)
         self._mask = None
-        return m.StateUpdate(msg.round, self._state.rerandomize())
+        reply = m.StateUpdate(
+            msg.round, self._state.rerandomize(), "refresh", vector_digest(msg.refreshed)
+        )
+        return self._signed(reply, self._state.public_key)
 
     # -- evaluation -----------------------------------------------------------------
     def _on_EvaluateRequest(self, msg: m.EvaluateRequest) -> m.EncryptedResiduals:
@@ -117,7 +149,10 @@ class DataOwner:
         vec = encrypted_residual_vector(
             msg.total, self._n_trainers, self._factor, self._spec.precision_bits, self._rng
         )
-        return m.EncryptedResiduals(msg.round, vec.rerandomize(), self.n_rows)
+        reply = m.EncryptedResiduals(
+            msg.round, vec.rerandomize(), self.n_rows, vector_digest(msg.total)
+        )
+        return self._signed(reply, msg.total.public_key)
 
     def _on_ContributionRequest(self, msg: m.ContributionRequest) -> m.ContributionColumns:
         self._require("validator")
@@ -133,4 +168,8 @@ class DataOwner:
             self._spec.precision_bits,
             self._rng,
         )
-        return m.ContributionColumns(tuple(c.rerandomize() for c in columns))
+        reply = m.ContributionColumns(
+            tuple(c.rerandomize() for c in columns),
+            tuple(vector_digest(u) for u in msg.first_updates),
+        )
+        return self._signed(reply, self._initial_model.public_key)

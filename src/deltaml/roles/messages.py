@@ -3,6 +3,12 @@
 Every field is a public value, a ciphertext or a masked ciphertext; the privacy
 tests walk these records to prove it. Records check their field types on
 construction and fail with a clear :class:`~deltaml.errors.DeltaMLTypeError`.
+
+Replies that a published number depends on carry a ``signature``: the sender's
+EIP-191 signature over the message's evidence body
+(:func:`deltaml.roles.evidence.message_body`). Decryption proofs travel as
+lower-case hex strings (plaintexts in ``[0, n)`` and the randomness ``r``), digests
+of ciphertext vectors as SHA-256 hex.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class TrainingSpec(Message):
     trainer_fraction: float = 0.7
     #: Measure each trainer's Shapley contribution after training.
     contributions: bool = True
+    #: The buyer's escrowed payment, split by :func:`deltaml.ledger.payouts.compute_payouts`.
+    deposit_wei: int = 10**18
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class StatsRequest(Message):
 @dataclass(frozen=True)
 class EncryptedSums(Message):
     sums: EncryptedVector
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,11 @@ class PublicStats(Message):
     scales: tuple[float, ...]
     target_mean: float
     target_scale: float
+    #: Digest of the decrypted total, and the proof of its decryption.
+    total_digest: str = ""
+    plaintexts: tuple[str, ...] = ()
+    randomness: tuple[str, ...] = ()
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,11 @@ class RoundRequest(Message):
 class StateUpdate(Message):
     round: int
     state: EncryptedVector
+    #: ``"round"`` (a reply to the round's total) or ``"refresh"`` (after a refresh).
+    phase: str = "round"
+    #: Digest of the vector the state was computed from (the total, or the refreshed state).
+    input_digest: str = ""
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,6 +209,9 @@ class EncryptedResiduals(Message):
     round: int
     vector: EncryptedVector
     rows: int
+    #: Digest of the encrypted total the validator evaluated.
+    input_digest: str = ""
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,6 +225,12 @@ class MetricRequest(Message):
 class MetricValue(Message):
     round: int
     value: float
+    rows: int = 0
+    #: Digest of the mixed vector, and the proof of its decryption.
+    vector_digest: str = ""
+    plaintexts: tuple[str, ...] = ()
+    randomness: tuple[str, ...] = ()
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -215,6 +243,9 @@ class ContributionRequest(Message):
 @dataclass(frozen=True)
 class ContributionColumns(Message):
     columns: tuple[EncryptedVector, ...]
+    #: Digests of the round-one updates the columns were computed from.
+    input_digests: tuple[str, ...] = ()
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -224,12 +255,25 @@ class GramRequest(Message):
     columns: tuple[EncryptedVector, ...]
     #: Validation SSE of the initial model is the value of the empty coalition.
     base_round: int
+    #: Seed of sampled Shapley values (more than eight trainers), fixed by the transcript.
+    shapley_seed: int = 0
 
 
 @dataclass(frozen=True)
 class ContributionValues(Message):
     #: Shapley value of each trainer, in the request's trainer order (SSE units).
     values: tuple[float, ...]
+    #: The evidence: digests of the mixed columns, proofs of their decryption, the
+    #: Gram matrix, the empty coalition's SSE and how the values were computed.
+    column_digests: tuple[str, ...] = ()
+    plaintexts: tuple[tuple[str, ...], ...] = ()
+    randomness: tuple[tuple[str, ...], ...] = ()
+    gram: tuple[tuple[float, ...], ...] = ()
+    base_round: int = 0
+    base_sse: float = 0.0
+    seed: int = 0
+    method: str = "exact"
+    signature: str = ""
 
 
 @dataclass(frozen=True)

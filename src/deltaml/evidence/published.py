@@ -1,0 +1,91 @@
+"""Published numbers as functions of proven plaintexts — one code path for buyer and verifier.
+
+The buyer computes every number it publishes with these functions, from the raw
+plaintexts it proves; the verifier runs the same functions on the proven plaintexts
+in the transcript. Squared norms and Gram entries are summed exactly in integers and
+divided once (``int / int`` is correctly rounded in Python), so a published metric
+is a deterministic function of the plaintexts and the published statistics and is
+compared exactly, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from deltaml.crypto import PublicKey, decode_int
+from deltaml.errors import PrecisionBudgetError
+from deltaml.learning.contributions import DEFAULT_PERMUTATIONS, EXACT_SHAPLEY_MAX, shapley
+from deltaml.learning.models import ModelType, Standardization
+from deltaml.learning.standardize import stats_from_sums
+
+ROTATION_DOMAIN = b"deltaml-rotation/1\x00"
+SHAPLEY_SEED_DOMAIN = b"deltaml-shapley-seed/1\x00"
+
+
+def signed_plaintext(public_key: PublicKey, plaintext: int) -> int:
+    """A raw plaintext in ``[0, n)`` as a signed integer (``phe``'s ``n/3`` convention)."""
+    if plaintext <= public_key.max_int:
+        return plaintext
+    if plaintext >= public_key.n - public_key.max_int:
+        return plaintext - public_key.n
+    raise PrecisionBudgetError("a plaintext lies in the overflow band")
+
+
+def sse_from_ints(values: Sequence[int], exponent: int) -> float:
+    """``Σ v_i² / 2^(2·exponent)``, summed exactly, rounded once."""
+    total = sum(v * v for v in values)
+    return _ratio(total, 2 * exponent)
+
+
+def gram_from_ints(columns: Sequence[Sequence[int]], exponents: Sequence[int]) -> np.ndarray:
+    """``G_ij = Σ_k y_ki y_kj``, each entry summed exactly and rounded once."""
+    k = len(columns)
+    gram = np.zeros((k, k))
+    for i in range(k):
+        for j in range(i, k):
+            dot = sum(a * b for a, b in zip(columns[i], columns[j], strict=True))
+            gram[i, j] = gram[j, i] = _ratio(dot, exponents[i] + exponents[j])
+    return gram
+
+
+def _ratio(value: int, shift: int) -> float:
+    return value / (1 << shift) if shift >= 0 else float(value << -shift)
+
+
+def stats_from_ints(
+    values: Sequence[int], exponent: int, n_features: int, include_target: bool
+) -> Standardization:
+    """The published statistics from the decrypted total of the owners' sums."""
+    sums = np.array([decode_int(v, exponent) for v in values], dtype=np.float64)
+    return stats_from_sums(sums, n_features, include_target)
+
+
+def metric_value(model: ModelType, sse: float, rows: int, stats: Standardization) -> float:
+    return float(model.metric_from_sse(sse, rows, stats))
+
+
+def shapley_method(n_trainers: int) -> str:
+    return "exact" if n_trainers <= EXACT_SHAPLEY_MAX else "sampled"
+
+
+def shapley_values(gram: np.ndarray, base_sse: float, seed: int) -> np.ndarray:
+    """Shapley values (exact up to 8 trainers, else sampled with ``default_rng(seed)``)."""
+    return shapley(gram, base_sse, np.random.default_rng(seed), DEFAULT_PERMUTATIONS)
+
+
+def shapley_seed(previous_record_hash: str) -> int:
+    """The sampling seed, fixed by the transcript up to the mixed columns (128 bits).
+
+    Nobody picks it: it is a hash of the chain head just before the buyer is asked,
+    so the buyer cannot search for a seed that favours someone.
+    """
+    digest = hashlib.sha256(SHAPLEY_SEED_DOMAIN + previous_record_hash.encode("ascii")).digest()
+    return int.from_bytes(digest[:16], "big")
+
+
+def rotation_commitment(seed: int, salt: bytes) -> str:
+    """SHA-256 commitment to a secret rotation's seed (128 bits) and a 32-byte salt."""
+    return hashlib.sha256(ROTATION_DOMAIN + seed.to_bytes(16, "big") + salt).hexdigest()

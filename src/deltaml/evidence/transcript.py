@@ -1,0 +1,203 @@
+"""The transcript: a hash chain of signed evidence records, in JSON lines.
+
+Two files per run
+-----------------
+Every ciphertext in a run is encrypted under the buyer's key, so the buyer can
+decrypt any ciphertext it is shown. A single public file holding the trainers'
+states or one validator's residual vector would hand the buyer exactly what the
+protocol keeps from it (DESIGN.md, "Parties and what each may learn"). So a run
+writes two files:
+
+``run.jsonl`` — the **public transcript**, one record per line. It holds every
+signed body, the decryption proofs, the published numbers, and in full only the
+ciphertexts the buyer receives anyway (the statistics total, the mixed metric
+vectors and contribution columns, the initial and final models). Every other
+ciphertext appears only as its SHA-256 inside the signed bodies. Its last record's
+hash is what goes on the contract.
+
+``run.sealed.jsonl`` — the **sealed ciphertexts**: one line per ciphertext vector,
+``{"sha256": ..., "ciphertexts": <base64>}``, content-addressed by the digests the
+public records sign. It lets an arbiter or the data owners recompute every
+homomorphic step; it must never reach the buyer. The aggregator holds all of it
+already.
+
+Record format
+-------------
+::
+
+    {"seq": 7, "prev": "<sha256 of record 6>", "type": "StateUpdate", "round": 1,
+     "party": "owner-3", "signer": "0x…", "body": {...}, "signature": "0x…",
+     "blobs": {"<sha256>": "<base64>"}}
+
+``seq`` counts from 0; ``prev`` of record 0 is :data:`GENESIS`; a record's hash is
+SHA-256 of its canonical JSON (:func:`record_hash`), every field included. ``type``
+equals ``body["kind"]``; ``round`` is ``body["round"]`` or null. ``signature`` is the
+signer's EIP-191 signature over the body (:mod:`deltaml.evidence.signatures`).
+``blobs`` holds the public ciphertexts the body references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from deltaml.errors import DeltaMLValueError
+from deltaml.evidence.signatures import canonical_json, decode_blob, encode_blob
+
+FORMAT = "deltaml-transcript/1"
+GENESIS = "0" * 64
+RECORD_FIELDS = (
+    "seq",
+    "prev",
+    "type",
+    "round",
+    "party",
+    "signer",
+    "body",
+    "signature",
+    "blobs",
+)
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a record's canonical JSON: the link the next record carries."""
+    return hashlib.sha256(canonical_json(dict(record))).hexdigest()
+
+
+def sealed_path_for(path: str | Path) -> Path:
+    """``run.jsonl`` → ``run.sealed.jsonl`` (next to the public transcript)."""
+    p = Path(path)
+    suffix = p.suffix or ".jsonl"
+    return p.with_name(p.name.removesuffix(p.suffix) + ".sealed" + suffix)
+
+
+@dataclass
+class TranscriptWriter:
+    """Appends records to the public stream and ciphertexts to the sealed one.
+
+    Either stream may be ``None`` (nothing written); records are kept in memory
+    when ``keep`` is set. Each record is flushed as it is written, so a run that
+    stops half-way leaves a valid prefix.
+    """
+
+    public: IO[str] | None = None
+    sealed: IO[str] | None = None
+    keep: bool = True
+    head: str = GENESIS
+    count: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)
+    #: Sealed ciphertexts by digest, kept (like ``records``) when ``keep`` is set.
+    sealed_blobs: dict[str, bytes] = field(default_factory=dict)
+    _sealed_seen: set[str] = field(default_factory=set)
+
+    def append(
+        self,
+        *,
+        party: str,
+        signer: str,
+        body: Mapping[str, Any],
+        signature: str,
+        public_blobs: Mapping[str, bytes] | None = None,
+        sealed_blobs: Mapping[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        """Chain one signed body onto the transcript and return the record."""
+        kind = body.get("kind")
+        if not isinstance(kind, str):
+            raise DeltaMLValueError("an evidence body needs a kind")
+        record = {
+            "seq": self.count,
+            "prev": self.head,
+            "type": kind,
+            "round": body.get("round"),
+            "party": party,
+            "signer": signer,
+            "body": dict(body),
+            "signature": signature,
+            "blobs": {d: encode_blob(b) for d, b in sorted((public_blobs or {}).items())},
+        }
+        for digest, blob in (sealed_blobs or {}).items():
+            if digest in self._sealed_seen:
+                continue
+            self._sealed_seen.add(digest)
+            if self.keep:
+                self.sealed_blobs[digest] = blob
+            if self.sealed is not None:
+                self.sealed.write(
+                    json.dumps({"sha256": digest, "ciphertexts": encode_blob(blob)}) + "\n"
+                )
+        if self.sealed is not None:
+            self.sealed.flush()
+        if self.public is not None:
+            self.public.write(canonical_json(record).decode("ascii") + "\n")
+            self.public.flush()
+        self.head = record_hash(record)
+        self.count += 1
+        if self.keep:
+            self.records.append(record)
+        return record
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a public transcript, each a JSON object (fields not yet checked).
+
+    Raises :class:`DeltaMLValueError` with one line naming the file and the line
+    when the file is missing, unreadable, empty, or a line is not a JSON object.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DeltaMLValueError(f"{p}: no such transcript") from None
+    except IsADirectoryError:
+        raise DeltaMLValueError(f"{p}: is a directory, not a transcript") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeltaMLValueError(f"{p}: cannot read the transcript ({exc})") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line, parse_constant=_no_constant)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            raise DeltaMLValueError(f"{p}: line {number} is not JSON") from None
+        if not isinstance(value, dict):
+            raise DeltaMLValueError(f"{p}: line {number} is not a JSON object")
+        records.append(value)
+    if not records:
+        raise DeltaMLValueError(f"{p}: the transcript is empty")
+    return records
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_sealed(path: str | Path) -> dict[str, bytes]:
+    """Sealed ciphertexts by digest (digests are checked against the contents later)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DeltaMLValueError(f"{p}: no such file of sealed ciphertexts") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeltaMLValueError(f"{p}: cannot read the sealed ciphertexts ({exc})") from None
+    out: dict[str, bytes] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+            digest = value["sha256"]
+            blob = decode_blob(value["ciphertexts"])
+        except (json.JSONDecodeError, KeyError, TypeError, DeltaMLValueError):
+            raise DeltaMLValueError(
+                f"{p}: line {number} is not a sealed ciphertext entry"
+            ) from None
+        if not isinstance(digest, str):
+            raise DeltaMLValueError(f"{p}: line {number} has no digest")
+        out[digest] = blob
+    return out

@@ -1,0 +1,230 @@
+"""Evidence from the roles: what each signed message's body is, signing, and recording.
+
+A party signs its own replies (:func:`sign_message`) with its Ethereum account; the
+aggregator checks each signature on receipt against the address the party
+registered with and records the signed body in the transcript
+(:class:`EvidenceRecorder`), together with its own signed records (sums,
+re-randomizations, mixing commitments, payouts). The body of a message is a pure
+function of its fields (:func:`message_body`), so sender, aggregator and verifier
+compute the same bytes.
+
+Which messages are signed, and by whom:
+
+=====================  ==========  ======================================================
+message                signer      what the signature binds
+=====================  ==========  ======================================================
+EncryptedSums          data owner  its encrypted statistics
+StateUpdate            trainer     its state for a round, and the total it was computed from
+EncryptedResiduals     validator   its rotated residual vector and the total it evaluated
+ContributionColumns    validator   its rotated columns and the updates they came from
+PublicStats            buyer       the decrypted statistics total, with proofs, and the stats
+MetricValue            buyer       the decrypted mixed vector, with proofs, and the metric
+ContributionValues     buyer       the decrypted columns, with proofs, Gram and Shapley values
+=====================  ==========  ======================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.errors import ProtocolError
+from deltaml.evidence.signatures import (
+    key_id,
+    recover_signer,
+    sign_body,
+    vector_bytes,
+    vector_digest,
+    vector_ref,
+)
+from deltaml.evidence.transcript import TranscriptWriter
+from deltaml.roles import messages as m
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+_M = TypeVar("_M", bound=m.Message)
+
+
+def _floats(values: Iterable[float]) -> list[float]:
+    return [float(v) for v in values]
+
+
+def _sums(msg: m.EncryptedSums) -> dict[str, Any]:
+    return {"sums": vector_ref(msg.sums)}
+
+
+def _stats(msg: m.PublicStats) -> dict[str, Any]:
+    return {
+        "total": msg.total_digest,
+        "plaintexts": list(msg.plaintexts),
+        "randomness": list(msg.randomness),
+        "count": msg.count,
+        "means": _floats(msg.means),
+        "scales": _floats(msg.scales),
+        "target_mean": float(msg.target_mean),
+        "target_scale": float(msg.target_scale),
+    }
+
+
+def _state(msg: m.StateUpdate) -> dict[str, Any]:
+    return {
+        "round": msg.round,
+        "phase": msg.phase,
+        "input": msg.input_digest,
+        "state": vector_ref(msg.state),
+    }
+
+
+def _residuals(msg: m.EncryptedResiduals) -> dict[str, Any]:
+    return {
+        "round": msg.round,
+        "rows": msg.rows,
+        "input": msg.input_digest,
+        "vector": vector_ref(msg.vector),
+    }
+
+
+def _metric(msg: m.MetricValue) -> dict[str, Any]:
+    return {
+        "round": msg.round,
+        "rows": msg.rows,
+        "vector": msg.vector_digest,
+        "plaintexts": list(msg.plaintexts),
+        "randomness": list(msg.randomness),
+        "value": float(msg.value),
+    }
+
+
+def _columns(msg: m.ContributionColumns) -> dict[str, Any]:
+    return {"inputs": list(msg.input_digests), "columns": [vector_ref(c) for c in msg.columns]}
+
+
+def _contributions(msg: m.ContributionValues) -> dict[str, Any]:
+    return {
+        "columns": list(msg.column_digests),
+        "plaintexts": [list(p) for p in msg.plaintexts],
+        "randomness": [list(r) for r in msg.randomness],
+        "gram": [_floats(row) for row in msg.gram],
+        "base_round": msg.base_round,
+        "base_sse": float(msg.base_sse),
+        "seed": msg.seed,
+        "method": msg.method,
+        "values": _floats(msg.values),
+    }
+
+
+_BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "EncryptedSums": _sums,
+    "PublicStats": _stats,
+    "StateUpdate": _state,
+    "EncryptedResiduals": _residuals,
+    "MetricValue": _metric,
+    "ContributionColumns": _columns,
+    "ContributionValues": _contributions,
+}
+
+#: The kinds of message a party signs.
+SIGNED_KINDS = frozenset(_BODIES)
+
+
+def message_body(msg: m.Message, key: str) -> dict[str, Any]:
+    """The evidence body of a signed message kind (``key`` is :func:`key_id` of the request)."""
+    builder = _BODIES.get(msg.kind)
+    if builder is None:
+        raise ProtocolError(f"{msg.kind} is not a signed message")
+    return {"kind": msg.kind, "key": key, **builder(msg)}
+
+
+def message_vectors(msg: m.Message) -> list[EncryptedVector]:
+    """The encrypted vectors a message carries (their ciphertexts go with its record)."""
+    out: list[EncryptedVector] = []
+    for f in dataclasses.fields(msg):
+        value = getattr(msg, f.name)
+        if isinstance(value, EncryptedVector):
+            out.append(value)
+        elif isinstance(value, tuple):
+            out.extend(v for v in value if isinstance(v, EncryptedVector))
+    return out
+
+
+def blobs_of(vectors: Iterable[EncryptedVector]) -> dict[str, bytes]:
+    return {vector_digest(v): vector_bytes(v) for v in vectors}
+
+
+def sign_message(msg: _M, account: LocalAccount, public_key: PublicKey) -> _M:
+    """``msg`` with its ``signature`` field set: the sender's signature over its body."""
+    return dataclasses.replace(  # type: ignore[call-arg]
+        msg, signature=sign_body(account, message_body(msg, key_id(public_key)))
+    )
+
+
+class EvidenceRecorder:
+    """The aggregator's side: check signatures on receipt, sign its own records, chain them.
+
+    With ``addresses`` (party id → the address it registered) a reply whose
+    signature does not recover to its sender's address is refused with a
+    :class:`ProtocolError`. Without them nothing is checked (a run without accounts);
+    the records still chain.
+    """
+
+    def __init__(
+        self,
+        public_key: PublicKey,
+        account: LocalAccount,
+        party_id: str,
+        writer: TranscriptWriter,
+        addresses: Mapping[str, str] | None = None,
+    ) -> None:
+        self.key = key_id(public_key)
+        self.account = account
+        self.party_id = party_id
+        self.writer = writer
+        self.addresses = dict(addresses) if addresses is not None else None
+
+    @property
+    def head(self) -> str:
+        return self.writer.head
+
+    def accept(self, party_id: str, reply: m.Message, kind: type[_M], *, sealed: bool) -> _M:
+        """Check ``reply`` is a ``kind`` signed by ``party_id``; record it; return it."""
+        if not isinstance(reply, kind):
+            raise ProtocolError(f"expected {kind.__name__}, got {type(reply).__name__}")
+        msg = reply
+        body = message_body(msg, self.key)
+        signer = recover_signer(body, getattr(msg, "signature", ""))
+        if self.addresses is not None:
+            expected = self.addresses.get(party_id)
+            if expected is None or signer is None or signer.lower() != expected.lower():
+                raise ProtocolError(f"{msg.kind} from {party_id} does not carry its signature")
+        blobs = blobs_of(message_vectors(msg))
+        self.writer.append(
+            party=party_id,
+            signer=signer or "",
+            body=body,
+            signature=getattr(msg, "signature", ""),
+            public_blobs=None if sealed else blobs,
+            sealed_blobs=blobs if sealed else None,
+        )
+        return msg
+
+    def own(
+        self,
+        kind: str,
+        fields: Mapping[str, Any],
+        *,
+        public: Iterable[EncryptedVector] = (),
+        sealed: Iterable[EncryptedVector] = (),
+    ) -> dict[str, Any]:
+        """Sign and record one of the aggregator's own bodies."""
+        body = {"kind": kind, "key": self.key, **fields}
+        return self.writer.append(
+            party=self.party_id,
+            signer=self.account.address,
+            body=body,
+            signature=sign_body(self.account, body),
+            public_blobs=blobs_of(public),
+            sealed_blobs=blobs_of(sealed),
+        )
