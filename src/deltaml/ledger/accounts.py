@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -93,16 +94,22 @@ def load_keystore(path: str | Path, password: str) -> LocalAccount:
 
 
 def fund_from_dev_account(
-    chain: Chain, address: str, amount_wei: int, *, demo: bool, timeout_s: float = 60.0
-) -> int:
-    """Send ``amount_wei`` from a dev chain's prefunded account to ``address``.
+    chain: Chain,
+    addresses: str | Sequence[str],
+    amount_wei: int,
+    *,
+    demo: bool,
+    timeout_s: float = 60.0,
+) -> None:
+    """Send ``amount_wei`` from a dev chain's prefunded account to each address.
 
     Only for demos and tests: refused unless ``demo`` is true and the chain is a
     known development chain with unlocked prefunded accounts.
 
-    Returns
-    -------
-    The new balance of ``address`` in wei.
+    Parameters
+    ----------
+    addresses:
+        One address or several; several are sent back to back and then awaited.
     """
     if not demo:
         raise LedgerError(
@@ -116,11 +123,30 @@ def fund_from_dev_account(
     sources = chain.dev_accounts()  # refuses on a chain that is not a dev chain
     if not sources:
         raise LedgerError("NoDevAccounts", (chain.url,), f"{chain.url} has no prefunded accounts")
-    source = max(sources, key=lambda a: int(w3.eth.get_balance(a)))  # type: ignore[arg-type]
-    to = to_checksum_address(address)
+    source = sources[0]
+    targets = [
+        to_checksum_address(a) for a in ([addresses] if isinstance(addresses, str) else addresses)
+    ]
     try:
-        tx_hash = w3.eth.send_transaction({"from": source, "to": to, "value": amount_wei})  # type: ignore[typeddict-item]
-        w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.05)
+        base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        priority_fee = int(w3.eth.max_priority_fee)
+        fees = {"maxFeePerGas": 2 * base_fee + priority_fee, "maxPriorityFeePerGas": priority_fee}
+        hashes = []
+        for to in targets:
+            tx: dict[str, object] = {"from": source, "to": to, "value": amount_wei, **fees}
+            if not w3.eth.get_code(to):
+                tx["gas"] = 21_000  # a plain transfer to a key-held account
+            hashes.append(w3.eth.send_transaction(tx))  # type: ignore[arg-type]
+        for tx_hash in hashes:
+            receipt = w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=timeout_s, poll_latency=0.05
+            )
+            if receipt["status"] != 1:
+                raise LedgerError("FundingFailed", (str(receipt["to"]),), "funding transfer failed")
+    except LedgerError:
+        raise
     except Exception as exc:
-        raise LedgerError("FundingFailed", (to,), f"could not fund {to}: {exc}") from exc
-    return int(w3.eth.get_balance(to))
+        raise LedgerError(
+            "FundingFailed", (), f"could not fund {len(targets)} account(s): {exc}"
+        ) from exc
+    logger.info("funded %d account(s) with %d wei each", len(targets), amount_wei)

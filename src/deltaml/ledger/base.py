@@ -13,7 +13,7 @@ hashes are 32 raw bytes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -100,11 +100,37 @@ class RequestState:
 
 @dataclass(frozen=True)
 class Receipt:
-    """A mined, successful transaction."""
+    """A mined, successful transaction.
+
+    Attributes
+    ----------
+    fee_wei:
+        What the sender paid for gas: ``gas_used`` × effective gas price.
+    """
 
     tx_hash: str
     block_number: int
     gas_used: int
+    fee_wei: int
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One event the contract emitted about a request.
+
+    Attributes
+    ----------
+    name:
+        The Solidity event's name (``"RequestStarted"``, ``"MetricPosted"``, ...).
+    args:
+        Its arguments by name, as web3 decodes them (addresses checksummed,
+        ``bytes32`` as bytes, arrays as lists).
+    """
+
+    name: str
+    args: Mapping[str, object]
+    block_number: int
+    tx_hash: str
 
 
 class Ledger(ABC):
@@ -239,6 +265,11 @@ class Ledger(ABC):
         Seats ``0 .. n_trainers - 1`` are the trainers in the order given to
         :meth:`start`; the following ones are the validators.
         """
+
+    @abstractmethod
+    def history(self, request_id: int) -> list[LedgerEvent]:
+        """Every event about ``request_id``, oldest first: the public record of
+        its participants, metrics, evidence hashes, result and payments."""
 
     @abstractmethod
     def balance_wei(self, account: str | None = None) -> int:

@@ -1,7 +1,8 @@
 """Chain backends: where transactions run.
 
-- ``embedded`` (the default): an in-process EVM (eth-tester on py-evm). Nothing
-  to install or start; memory only, so its state ends with the process.
+- ``embedded`` (the default): an in-process EVM (eth-tester on py-evm), in
+  :mod:`deltaml.ledger.embedded`. Nothing to install or start; memory only, so
+  its state ends with the process.
 - any JSON-RPC URL (``http://127.0.0.1:8545``): a local ``anvil`` (npm package
   ``@foundry-rs/anvil``), a hardhat or ganache node, or a testnet.
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from deltaml.errors import DeltaMLValueError, LedgerError
@@ -88,7 +90,18 @@ class Chain(ABC):
     @abstractmethod
     def _advance_time(self, seconds: int) -> None: ...
 
-    def close(self) -> None:
+    def log_block_ranges(
+        self, address: str, topics: Sequence[bytes], first: int, last: int
+    ) -> list[tuple[int, int]]:
+        """Block ranges within ``[first, last]`` that may hold logs emitted by
+        ``address`` with all of ``topics``.
+
+        A node indexes its logs, so by default this is the whole range; the
+        embedded chain narrows it with each block's bloom filter.
+        """
+        return [(first, last)] if first <= last else []
+
+    def close(self) -> None:  # noqa: B027 - a no-op unless a backend holds resources
         """Release the connection (the embedded chain's state is dropped)."""
 
     def __enter__(self) -> Chain:
@@ -114,26 +127,6 @@ class Chain(ABC):
         return f"{type(self).__name__}({self.url!r})"
 
 
-class EmbeddedChain(Chain):
-    """An in-process EVM: eth-tester on py-evm, ten prefunded accounts."""
-
-    def __init__(self) -> None:
-        from eth_tester import EthereumTester, PyEVMBackend
-        from web3 import Web3
-        from web3.providers.eth_tester import EthereumTesterProvider
-
-        self._tester: Any = EthereumTester(PyEVMBackend())
-        super().__init__(Web3(EthereumTesterProvider(self._tester)), EMBEDDED)
-
-    def _advance_time(self, seconds: int) -> None:
-        pending = int(self._tester.get_block_by_number("pending")["timestamp"])
-        target = max(self.now() + seconds, pending)
-        if target > pending:
-            self._tester.time_travel(target)  # mines a block at `target`
-        else:
-            self._tester.mine_blocks(1)
-
-
 class RpcChain(Chain):
     """Any Ethereum JSON-RPC node over HTTP.
 
@@ -150,7 +143,14 @@ class RpcChain(Chain):
         from web3 import Web3
 
         self._session = requests.Session()
-        provider = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout_s}, session=self._session)
+        if urlparse(url).hostname in ("127.0.0.1", "localhost", "::1"):
+            # no proxy applies to a local node; skips requests' per-call
+            # environment lookups (halves the time of each call)
+            self._session.trust_env = False
+        provider = Web3.HTTPProvider(
+            url, request_kwargs={"timeout": timeout_s}, session=self._session
+        )
+        provider.cache_allowed_requests = True  # eth_chainId & co. once, not per call
         super().__init__(Web3(provider), url)
         w3 = self._w3
         if not w3.is_connected():
@@ -159,9 +159,11 @@ class RpcChain(Chain):
         logger.info("connected to chain %s at %s", self.chain_id, url)
 
     def _advance_time(self, seconds: int) -> None:
+        from web3.types import RPCEndpoint
+
         try:
-            self._w3.manager.request_blocking("evm_increaseTime", [seconds])
-            self._w3.manager.request_blocking("evm_mine", [])
+            self._w3.manager.request_blocking(RPCEndpoint("evm_increaseTime"), [seconds])
+            self._w3.manager.request_blocking(RPCEndpoint("evm_mine"), [])
         except Exception as exc:
             raise LedgerError(
                 "TimeTravelUnsupported", (self.url,), f"{self.url} cannot travel in time: {exc}"
@@ -183,6 +185,8 @@ def connect(chain_url: str | None = None, *, timeout_s: float = 30.0) -> Chain:
         HTTP timeout for a JSON-RPC node.
     """
     if chain_url is None or chain_url.strip() in ("", EMBEDDED):
+        from deltaml.ledger.embedded import EmbeddedChain
+
         return EmbeddedChain()
     scheme = urlparse(chain_url).scheme
     if scheme in ("http", "https"):

@@ -3,8 +3,13 @@
 Backends report the same revert in different shapes:
 
 - eth-tester (the embedded chain) raises ``eth_tester.exceptions.TransactionFailed``
-  whose message is ``"execution reverted: b'\\x1fy\\xbb...'"`` (the Python repr of
-  the raw revert data);
+  with the raw revert bytes, or with their Python repr as a string; web3's
+  provider then tries to decode them as ``Error(string)`` and either raises
+  ``TransactionFailed("execution reverted: b'\\x1fy\\xbb...'")``, or decodes a
+  custom error into a garbage string, or fails with ``OverflowError``. The
+  embedded chain therefore intercepts the revert before web3 does and raises
+  :class:`RawRevert` with the bytes (see ``deltaml.ledger.chain``); the string
+  form is still parsed for a plain ``EthereumTesterProvider``;
 - anvil and other JSON-RPC nodes make web3 raise ``ContractCustomError`` /
   ``ContractPanicError`` / ``ContractLogicError`` with ``data`` as a hex string,
   or ``Web3RPCError`` with the data inside the JSON-RPC error;
@@ -25,7 +30,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from eth_abi import decode as abi_decode
+from eth_tester.exceptions import TransactionFailed
+from eth_tester.exceptions import ValidationError as TesterValidationError
+from eth_utils import ValidationError as EvmValidationError
 from eth_utils import keccak, to_checksum_address
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from web3.exceptions import (
+    ContractLogicError,
+    ProviderConnectionError,
+    TimeExhausted,
+    Web3RPCError,
+)
 
 from deltaml.errors import LedgerError
 from deltaml.ledger.base import RequestStatus, Role
@@ -45,6 +60,35 @@ PANIC_REASONS = {
     0x51: "call to an uninitialised function",
 }
 
+
+class RawRevert(Exception):
+    """Revert data as a backend produced it, not yet decoded.
+
+    Attributes
+    ----------
+    data:
+        The raw revert bytes, or ``None`` when the backend gave only a message.
+    reason:
+        That message.
+    """
+
+    def __init__(self, data: bytes | None, reason: str = "") -> None:
+        self.data = data
+        self.reason = reason
+        super().__init__(reason or ("0x" + data.hex() if data is not None else "reverted"))
+
+    @classmethod
+    def from_tester(cls, exc: BaseException) -> RawRevert:
+        """From eth-tester's ``TransactionFailed`` (bytes, a repr of bytes, or text)."""
+        first: object = exc.args[0] if exc.args else ""
+        if isinstance(first, BaseException):
+            first = first.args[0] if first.args else ""
+        found = _from_tester_message(first)
+        if isinstance(found, bytes):
+            return cls(found)
+        return cls(None, found)
+
+
 _ENUMS: dict[str, type[RequestStatus] | type[Role]] = {
     "Status": RequestStatus,
     "Role": Role,
@@ -55,7 +99,7 @@ def _abi_type(param: Mapping[str, Any]) -> str:
     kind = str(param["type"])
     if kind.startswith("tuple"):
         inner = ",".join(_abi_type(c) for c in param.get("components", []))
-        return f"({inner}){kind[len('tuple'):]}"
+        return f"({inner}){kind[len('tuple') :]}"
     return kind
 
 
@@ -173,14 +217,9 @@ def _from_tester_message(message: object) -> bytes | str:
 
 def _revert_payload(exc: BaseException) -> bytes | str | None:
     """Raw revert bytes (or a reason string) carried by ``exc``, if it is a revert."""
-    from web3.exceptions import ContractLogicError, Web3RPCError
-
-    try:
-        from eth_tester.exceptions import TransactionFailed
-    except ImportError:  # pragma: no cover - eth-tester ships with web3[tester]
-        TransactionFailed = ()  # type: ignore[assignment,misc]  # noqa: N806
-
-    if TransactionFailed and isinstance(exc, TransactionFailed):
+    if isinstance(exc, RawRevert):
+        return exc.data if exc.data is not None else exc.reason
+    if isinstance(exc, TransactionFailed):
         return _from_tester_message(exc.args[0] if exc.args else "")
     if isinstance(exc, ContractLogicError):
         data = exc.data
@@ -192,7 +231,7 @@ def _revert_payload(exc: BaseException) -> bytes | str | None:
         message = str(exc.message or "")
         return _from_tester_message(message) if message else b""
     if isinstance(exc, Web3RPCError):
-        error = (exc.rpc_response or {}).get("error") or {}
+        error: Any = (exc.rpc_response or {}).get("error") or {}
         data = error.get("data") if isinstance(error, Mapping) else None
         if isinstance(data, Mapping):
             data = data.get("data")
@@ -207,26 +246,18 @@ def _revert_payload(exc: BaseException) -> bytes | str | None:
 
 def _transport_error(exc: BaseException) -> LedgerError | None:
     """Failures of the chain or its connection that are not reverts."""
-    from web3.exceptions import ProviderConnectionError, TimeExhausted, Web3RPCError
-
     if isinstance(exc, Web3RPCError):
-        error = (exc.rpc_response or {}).get("error") or {}
+        error: Any = (exc.rpc_response or {}).get("error") or {}
         message = str(error.get("message", exc)) if isinstance(error, Mapping) else str(exc)
-        return LedgerError("RpcError", (message,), f"the node rejected the request: {message}")
+        return LedgerError("Rejected", (message,), f"the node rejected the request: {message}")
     if isinstance(exc, TimeExhausted):
         return LedgerError("Timeout", (), f"transaction not mined in time: {exc}")
     if isinstance(exc, ProviderConnectionError | ConnectionError):
         return LedgerError("ChainUnreachable", (), f"cannot reach the chain: {exc}")
-    try:
-        from requests.exceptions import ConnectionError as RequestsConnectionError
-    except ImportError:  # pragma: no cover - requests ships with web3
-        return None
     if isinstance(exc, RequestsConnectionError):
         return LedgerError("ChainUnreachable", (), f"cannot reach the chain: {exc}")
-    try:
-        from eth_tester.exceptions import ValidationError as TesterValidationError
-    except ImportError:  # pragma: no cover
-        return None
-    if isinstance(exc, TesterValidationError):
+    # The embedded chain validates a transaction before running it (balance,
+    # nonce, gas) and raises these instead of a JSON-RPC error.
+    if isinstance(exc, EvmValidationError | TesterValidationError):
         return LedgerError("Rejected", (str(exc),), f"the chain rejected the transaction: {exc}")
     return None

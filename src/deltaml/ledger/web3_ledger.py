@@ -10,27 +10,36 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address, keccak, to_checksum_address
 from web3.logs import DISCARD
 
 from deltaml.errors import DeltaMLValueError, LedgerError
 from deltaml.ledger.artifact import ContractArtifact, load_artifact
-from deltaml.ledger.base import Ledger, Receipt, RequestState, RequestStatus, Role
+from deltaml.ledger.base import (
+    Ledger,
+    LedgerEvent,
+    Receipt,
+    RequestState,
+    RequestStatus,
+    Role,
+)
 from deltaml.ledger.chain import Chain
 from deltaml.ledger.reverts import RevertDecoder
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+    from eth_typing import ChecksumAddress
     from web3.contract.contract import ContractFunction
+    from web3.types import TxParams
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 DEFAULT_RECEIPT_TIMEOUT_S = 120.0
+#: Blocks behind the head that ``history`` re-reads on a public chain.
+REORG_DEPTH_BLOCKS = 64
 
 
 def _uint(value: object, name: str, bits: int = 256) -> int:
@@ -41,10 +50,10 @@ def _uint(value: object, name: str, bits: int = 256) -> int:
     return value
 
 
-def _address(value: object, name: str) -> str:
+def _address(value: object, name: str) -> ChecksumAddress:
     if not isinstance(value, str) or not is_address(value):
         raise DeltaMLValueError(f"{name} must be an Ethereum address, got {value!r}")
-    return str(to_checksum_address(value))
+    return to_checksum_address(value)
 
 
 def _bytes32(value: object, name: str) -> bytes:
@@ -95,7 +104,7 @@ def send_transaction(
     if gas_limit is not None:
         params["gas"] = gas_limit
     try:
-        tx = fn.build_transaction(params)
+        tx: Any = fn.build_transaction(cast("TxParams", params))
         signed = account.sign_transaction(tx)
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         raw = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.05)
@@ -110,6 +119,7 @@ def send_transaction(
         tx_hash="0x" + bytes(raw["transactionHash"]).hex(),
         block_number=int(raw["blockNumber"]),
         gas_used=int(raw["gasUsed"]),
+        fee_wei=int(raw["gasUsed"]) * int(raw.get("effectiveGasPrice", 0)),
     )
     return receipt, raw
 
@@ -138,21 +148,21 @@ def deploy_contract(
     artifact: ContractArtifact,
     *constructor_args: object,
     timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
-) -> str:
-    """Deploy ``artifact`` from ``account``; returns the contract's checksum address."""
+) -> tuple[str, Receipt]:
+    """Deploy ``artifact`` from ``account``; returns its checksum address and receipt."""
     factory = chain.w3.eth.contract(abi=list(artifact.abi), bytecode=artifact.bytecode)
     decoder = RevertDecoder([artifact.abi])
-    _, raw = send_transaction(
+    receipt, raw = send_transaction(
         chain, account, factory.constructor(*constructor_args), decoder, timeout_s=timeout_s
     )
     address = str(raw["contractAddress"])
     logger.info("deployed %s at %s on chain %s", artifact.name, address, chain.chain_id)
-    return address
+    return address, receipt
 
 
 def deploy_marketplace(chain: Chain, account: LocalAccount) -> str:
     """Deploy the shipped Marketplace contract; returns its address."""
-    return deploy_contract(chain, account, load_artifact())
+    return deploy_contract(chain, account, load_artifact())[0]
 
 
 class Web3Ledger(Ledger):
@@ -173,6 +183,11 @@ class Web3Ledger(Ledger):
         How long to wait for a transaction to be mined.
     extra_abis:
         ABIs of other contracts whose custom errors may surface in a revert.
+    check_code:
+        Refuse (``LedgerError("NotMarketplace")``) an address whose code is not
+        the shipped artifact's runtime code.
+    from_block:
+        The block the contract was deployed in (``history`` reads no earlier).
     """
 
     def __init__(
@@ -184,12 +199,16 @@ class Web3Ledger(Ledger):
         gas_limit: int | None = None,
         receipt_timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
         extra_abis: Iterable[Sequence[Mapping[str, Any]]] = (),
+        from_block: int = 0,
+        check_code: bool = True,
     ) -> None:
         self._chain = chain
+        self._from_block = from_block
+        self._history_cache: dict[int, tuple[int, list[LedgerEvent]]] = {}
         self._artifact = load_artifact()
         self._extra_abis = tuple(extra_abis)
         self._contract = chain.w3.eth.contract(
-            address=_address(contract_address, "contract_address"),  # type: ignore[arg-type]
+            address=_address(contract_address, "contract_address"),
             abi=list(self._artifact.abi),
         )
         self._account = account
@@ -197,12 +216,29 @@ class Web3Ledger(Ledger):
         self._receipt_timeout_s = receipt_timeout_s
         self._decoder = RevertDecoder([self._artifact.abi, *self._extra_abis])
         self._lock = threading.Lock()  # one transaction at a time per instance: nonces
+        self._event_topics: dict[bytes, Any] | None = None
+        if check_code:
+            self._check_code()
         self.last_receipt = None
+
+    def _check_code(self) -> None:
+        code = bytes(self._chain.w3.eth.get_code(self._contract.address))
+        if "0x" + code.hex() != self._artifact.deployed_bytecode:
+            raise LedgerError(
+                "NotMarketplace",
+                (self._contract.address,),
+                f"{self._contract.address} does not hold this version of the Marketplace"
+                + (" (no code at all)" if not code else ""),
+            )
 
     @classmethod
     def deploy(cls, chain: Chain, account: LocalAccount, **kwargs: Any) -> Web3Ledger:
         """Deploy a new Marketplace from ``account`` and return a ledger on it."""
-        return cls(chain, deploy_marketplace(chain, account), account, **kwargs)
+        address, receipt = deploy_contract(chain, account, load_artifact())
+        kwargs.setdefault("from_block", receipt.block_number)
+        ledger = cls(chain, address, account, **kwargs)
+        ledger.last_receipt = receipt
+        return ledger
 
     def for_account(self, account: LocalAccount) -> Web3Ledger:
         """The same contract on the same chain, acting as ``account``."""
@@ -213,6 +249,8 @@ class Web3Ledger(Ledger):
             gas_limit=self._gas_limit,
             receipt_timeout_s=self._receipt_timeout_s,
             extra_abis=self._extra_abis,
+            from_block=self._from_block,
+            check_code=False,
         )
 
     @property
@@ -252,9 +290,10 @@ class Web3Ledger(Ledger):
     def _transact(self, fn: Any, value_wei: int = 0) -> Receipt:
         return self._send(fn, value_wei)[0]
 
-    def _call(self, thunk: Callable[[], T]) -> T:
+    def _call(self, fn: Any) -> Any:
+        """Evaluate a view function (``eth_call``) as :attr:`account`."""
         try:
-            return thunk()
+            return fn.call({"from": self._account.address})
         except Exception as exc:
             error = self._decoder.from_exception(exc)
             if error is None:
@@ -265,8 +304,8 @@ class Web3Ledger(Ledger):
         event = getattr(self._contract.events, name)()
         return list(event.process_receipt(raw, errors=DISCARD))
 
-    def _who(self, account: str | None) -> str:
-        return self.account if account is None else _address(account, "account")
+    def _who(self, account: str | None) -> ChecksumAddress:
+        return _address(self.account if account is None else account, "account")
 
     # -------------------------------------------------------- registration
 
@@ -275,7 +314,7 @@ class Web3Ledger(Ledger):
 
     def has_role(self, account: str, role: Role) -> bool:
         fn = self._contract.functions.hasRole(_address(account, "account"), int(Role(role)))
-        return bool(self._call(fn.call))
+        return bool(self._call(fn))
 
     # ----------------------------------------------------------- the buyer
 
@@ -365,7 +404,7 @@ class Web3Ledger(Ledger):
 
     def request(self, request_id: int) -> RequestState:
         fn = self._contract.functions.getRequest(_uint(request_id, "request_id"))
-        v = self._call(fn.call)
+        v = self._call(fn)
         return RequestState(
             request_id=request_id,
             buyer=str(v[0]),
@@ -387,21 +426,81 @@ class Web3Ledger(Ledger):
 
     def claimable(self, request_id: int, account: str | None = None) -> int:
         fn = self._contract.functions.claimable(_uint(request_id, "request_id"), self._who(account))
-        return int(self._call(fn.call))
+        return int(self._call(fn))
 
     def has_withdrawn(self, request_id: int, account: str | None = None) -> bool:
         fn = self._contract.functions.hasWithdrawn(
             _uint(request_id, "request_id"), self._who(account)
         )
-        return bool(self._call(fn.call))
+        return bool(self._call(fn))
 
     def seat_of(self, request_id: int, account: str | None = None) -> int | None:
         fn = self._contract.functions.seatOf(_uint(request_id, "request_id"), self._who(account))
-        seated, seat = self._call(fn.call)
+        seated, seat = self._call(fn)
         return int(seat) if seated else None
 
+    def history(self, request_id: int) -> list[LedgerEvent]:
+        """Every event about ``request_id``, oldest first.
+
+        Logs are read from the contract's deployment block on, and each
+        request's events are cached up to the last block deep enough not to be
+        reorganised (the latest block on a dev chain, 64 behind it elsewhere),
+        so polling reads only new blocks.
+        """
+        rid = _uint(request_id, "request_id")
+        w3 = self._chain.w3
+        latest = int(w3.eth.block_number)
+        final = latest if self._chain.is_dev_chain else latest - REORG_DEPTH_BLOCKS
+        cached = self._history_cache.setdefault(rid, (self._from_block - 1, []))
+        scanned_to, known = cached
+        if latest <= scanned_to:
+            return list(known)
+        # every per-request event has the request id as its first indexed topic
+        topic = rid.to_bytes(32, "big")
+        address = self._contract.address
+        logs: list[Any] = []
+        for first, last in self._chain.log_block_ranges(address, [topic], scanned_to + 1, latest):
+            logs += w3.eth.get_logs(
+                {
+                    "address": address,
+                    "fromBlock": first,
+                    "toBlock": last,
+                    "topics": [None, "0x" + topic.hex()],
+                }
+            )
+        fresh = [event for event in map(self._decode_log, logs) if event is not None]
+        settled = [e for e in fresh if e.block_number <= final]
+        if final > scanned_to:
+            self._history_cache[rid] = (final, known + settled)
+        return known + fresh
+
+    def _decode_log(self, log: Any) -> LedgerEvent | None:
+        event = self._events_by_topic.get(bytes(log["topics"][0]))
+        if event is None:
+            return None
+        decoded = event().process_log(log)
+        return LedgerEvent(
+            name=str(decoded["event"]),
+            args=dict(decoded["args"]),
+            block_number=int(decoded["blockNumber"]),
+            tx_hash="0x" + bytes(decoded["transactionHash"]).hex(),
+        )
+
+    @property
+    def _events_by_topic(self) -> dict[bytes, Any]:
+        if self._event_topics is None:
+            topics = {}
+            for entry in self._artifact.abi:
+                if entry.get("type") != "event":
+                    continue
+                types = ",".join(i["type"] for i in entry["inputs"])
+                topic = keccak(text=f"{entry['name']}({types})")
+                topics[topic] = getattr(self._contract.events, entry["name"])
+            self._event_topics = topics
+        return self._event_topics
+
     def balance_wei(self, account: str | None = None) -> int:
-        return int(self._chain.w3.eth.get_balance(self._who(account)))  # type: ignore[arg-type]
+        return int(self._chain.w3.eth.get_balance(self._who(account)))
 
     def now(self) -> int:
         return self._chain.now()
@@ -429,7 +528,7 @@ class Web3Ledger(Ledger):
             [_uint(c, "contribution") for c in contributions],
             _uint(n_validators, "n_validators"),
         )
-        trainers, per_validator, aggregator, refund = self._call(fn.call)
+        trainers, per_validator, aggregator, refund = self._call(fn)
         return tuple(int(t) for t in trainers), int(per_validator), int(aggregator), int(refund)
 
     def contract_balance_wei(self) -> int:

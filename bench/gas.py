@@ -1,0 +1,171 @@
+"""Gas used by each Marketplace operation, measured on a chain.
+
+    python bench/gas.py                                  # embedded chain
+    python bench/gas.py --chain-url http://127.0.0.1:8545  # e.g. a local anvil
+    python bench/gas.py --json
+
+Every number is ``gasUsed`` from a mined receipt (not an estimate). Gas does not
+depend on the backend: the same bytecode runs the same way on py-evm and anvil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from deltaml.ledger import Role, Web3Ledger, connect, fund_from_dev_account, generate_account
+from deltaml.ledger.base import Receipt
+from deltaml.ledger.chain import Chain
+
+ETH = 10**18
+EVIDENCE = b"\xe7" * 32
+SPEC = b"\x5e" * 32
+
+
+class GasReport:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int]] = []
+
+    def add(self, name: str, ledger: Web3Ledger, action: Callable[[], object]) -> None:
+        action()
+        receipt: Receipt | None = ledger.last_receipt
+        assert receipt is not None
+        self.rows.append((name, receipt.gas_used))
+
+
+def _parties(chain: Chain, market: Web3Ledger, n: int) -> list[Web3Ledger]:
+    accounts = [generate_account() for _ in range(n)]
+    fund_from_dev_account(chain, [a.address for a in accounts], ETH, demo=True)
+    return [market.for_account(a) for a in accounts]
+
+
+def measure(chain: Chain) -> GasReport:
+    report = GasReport()
+    deployer = generate_account()
+    fund_from_dev_account(chain, deployer.address, 10 * ETH, demo=True)
+    market = Web3Ledger.deploy(chain, deployer)
+    assert market.last_receipt is not None
+    report.rows.append(("deploy", market.last_receipt.gas_used))
+
+    buyer = market.for_account(generate_account())
+    aggregator = market.for_account(generate_account())
+    fund_from_dev_account(chain, [buyer.account, aggregator.account], 1000 * ETH, demo=True)
+    report.add("register (buyer)", buyer, lambda: buyer.register(Role.BUYER))
+    report.add("register (aggregator)", aggregator, lambda: aggregator.register(Role.AGGREGATOR))
+    owners = _parties(chain, market, 64)
+    report.add("register (data owner)", owners[0], lambda: owners[0].register(Role.DATA_OWNER))
+    for owner in owners[1:]:
+        owner.register(Role.DATA_OWNER)
+
+    def create(window_s: int = 600, duration_s: int = 3600) -> int:
+        deadline = chain.now() + duration_s
+        return buyer.create_request(aggregator.account, 10 * ETH, deadline, window_s, SPEC)
+
+    # --- a request with 4 trainers and 1 validator, approved by the buyer
+    holder: dict[str, int] = {}
+    report.add("createRequest", buyer, lambda: holder.update(id=create()))
+    rid = holder["id"]
+    trainers, validators = owners[:4], owners[4:5]
+    report.add(
+        "start (4 trainers + 1 validator)",
+        aggregator,
+        lambda: aggregator.start(rid, [t.account for t in trainers], [validators[0].account]),
+    )
+    report.add(
+        "postMetric (first)",
+        aggregator,
+        lambda: aggregator.post_metric(rid, 1, 9_000_000, EVIDENCE),
+    )
+    report.add(
+        "postMetric (later)",
+        aggregator,
+        lambda: aggregator.post_metric(rid, 2, 8_000_000, EVIDENCE),
+    )
+    report.add(
+        "finish (4 trainers)",
+        aggregator,
+        lambda: aggregator.finish(rid, 10_000_000, 6_000_000, [4, 3, 2, 1], EVIDENCE),
+    )
+    report.add("approve", buyer, lambda: buyer.approve(rid))
+    for i, trainer in enumerate(trainers, 1):
+        report.add(f"withdraw (trainer {i})", trainer, lambda t=trainer: t.withdraw(rid))
+    report.add("withdraw (validator)", validators[0], lambda: validators[0].withdraw(rid))
+    report.add("withdraw (aggregator)", aggregator, lambda: aggregator.withdraw(rid))
+    report.add("withdraw (buyer refund)", buyer, lambda: buyer.withdraw(rid))
+
+    # --- settle by anyone after the window
+    rid = create(window_s=60)
+    aggregator.start(rid, [owners[0].account], [owners[1].account])
+    aggregator.finish(rid, 10, 5, [1], EVIDENCE)
+    chain.advance_time(61)
+    report.add("settle (after the window)", owners[2], lambda: owners[2].settle(rid))
+
+    # --- refunds
+    rid = create()
+    report.add("cancel (refund at once)", buyer, lambda: buyer.cancel(rid))
+    rid = create()
+    aggregator.start(rid, [owners[0].account], [owners[1].account])
+    report.add("abort", aggregator, lambda: aggregator.abort(rid))
+    report.add("reclaim (after abort)", buyer, lambda: buyer.reclaim(rid))
+    rid = create(duration_s=60)
+    chain.advance_time(61)
+    report.add("reclaim (after the deadline)", buyer, lambda: buyer.reclaim(rid))
+
+    # --- large requests
+    for n_trainers, n_validators in ((35, 15), (50, 14)):
+        n = n_trainers + n_validators
+        rid = create()
+        chosen = owners[:n]
+        report.add(
+            f"start ({n} owners: {n_trainers} + {n_validators})",
+            aggregator,
+            lambda rid=rid, chosen=chosen, t=n_trainers: aggregator.start(
+                rid, [o.account for o in chosen[:t]], [o.account for o in chosen[t:]]
+            ),
+        )
+        report.add(
+            f"finish ({n_trainers} trainers)",
+            aggregator,
+            lambda rid=rid, t=n_trainers: aggregator.finish(
+                rid, 10_000_000, 6_000_000, list(range(1, t + 1)), EVIDENCE
+            ),
+        )
+        buyer.approve(rid)
+        report.add(
+            f"withdraw (trainer, {n}-owner request)",
+            chosen[0],
+            lambda rid=rid, o=chosen[0]: o.withdraw(rid),
+        )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chain-url", default=None, help="JSON-RPC URL (default: embedded)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    chain = connect(args.chain_url)
+    try:
+        report = measure(chain)
+    finally:
+        chain.close()
+    if args.json:
+        out = {
+            "chain": chain.url,
+            "chain_id": chain.chain_id,
+            "gas_used": dict(report.rows),
+        }
+        json.dump(out, sys.stdout, indent=2)
+        print()
+    else:
+        print(f"Marketplace gas used on {chain.url} (chain {chain.chain_id})")
+        width = max(len(name) for name, _ in report.rows)
+        for name, gas in report.rows:
+            print(f"  {name:<{width}}  {gas:>9,}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

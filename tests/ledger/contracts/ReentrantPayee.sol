@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// The part of Marketplace these test contracts call.
+interface IMarketplace {
+    function register(uint8 role) external;
+
+    function createRequest(
+        address aggregator,
+        uint64 deadline,
+        uint64 challengeWindow,
+        bytes32 specHash
+    ) external payable returns (uint256);
+
+    function cancel(uint256 id) external;
+
+    function reclaim(uint256 id) external;
+
+    function withdraw(uint256 id) external;
+}
+
+/// A payee that, while it is being paid, calls back into the marketplace to be
+/// paid again. Used as a data owner (withdraw) and as a buyer (cancel, reclaim).
+/// It never reverts itself: it records what its re-entries got, so a test sees
+/// whether one of them succeeded.
+contract ReentrantPayee {
+    /// What receive() calls back into.
+    enum Reentry {
+        None,
+        Withdraw,
+        Reclaim,
+        Cancel
+    }
+
+    IMarketplace public immutable market;
+    Reentry public reentry;
+    uint256 public targetId;
+    uint256 public maxReentries;
+    uint256 public attempts;
+    uint256 public successes;
+    uint256 public received;
+    bytes public lastRevertData;
+
+    constructor(address market_) {
+        market = IMarketplace(market_);
+    }
+
+    function arm(Reentry reentry_, uint256 targetId_, uint256 maxReentries_) external {
+        reentry = reentry_;
+        targetId = targetId_;
+        maxReentries = maxReentries_;
+    }
+
+    function register(uint8 role) external {
+        market.register(role);
+    }
+
+    function createRequest(
+        address aggregator,
+        uint64 deadline,
+        uint64 challengeWindow,
+        bytes32 specHash
+    ) external payable returns (uint256) {
+        return market.createRequest{value: msg.value}(aggregator, deadline, challengeWindow, specHash);
+    }
+
+    function withdraw(uint256 id) external {
+        market.withdraw(id);
+    }
+
+    function cancel(uint256 id) external {
+        market.cancel(id);
+    }
+
+    function reclaim(uint256 id) external {
+        market.reclaim(id);
+    }
+
+    receive() external payable {
+        received += msg.value;
+        if (reentry == Reentry.None || attempts >= maxReentries) return;
+        attempts += 1;
+        bytes memory callData;
+        if (reentry == Reentry.Withdraw) {
+            callData = abi.encodeCall(IMarketplace.withdraw, (targetId));
+        } else if (reentry == Reentry.Reclaim) {
+            callData = abi.encodeCall(IMarketplace.reclaim, (targetId));
+        } else {
+            callData = abi.encodeCall(IMarketplace.cancel, (targetId));
+        }
+        (bool ok, bytes memory data) = address(market).call(callData);
+        if (ok) {
+            successes += 1;
+        } else {
+            lastRevertData = data;
+        }
+    }
+}
+
+/// A data owner whose address refuses ether: its own withdraw fails, and must
+/// not block anyone else's.
+contract RejectingPayee {
+    IMarketplace public immutable market;
+
+    constructor(address market_) {
+        market = IMarketplace(market_);
+    }
+
+    function register(uint8 role) external {
+        market.register(role);
+    }
+
+    function withdraw(uint256 id) external {
+        market.withdraw(id);
+    }
+}

@@ -1,0 +1,228 @@
+"""Helpers shared by the ledger tests: an anvil process, a deployed market with
+parties, and an assertion for contract errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deltaml.errors import LedgerError
+from deltaml.ledger.accounts import fund_from_dev_account, generate_account
+from deltaml.ledger.artifact import ContractArtifact
+from deltaml.ledger.base import Role
+from deltaml.ledger.chain import Chain
+from deltaml.ledger.web3_ledger import Web3Ledger, deploy_contract, send_transaction
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
+DEFAULT_ANVIL_BIN = REPO_ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+ETH = 10**18
+SPEC = b"\x5e" * 32
+EVIDENCE = b"\xe7" * 32
+
+
+def anvil_binary(environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The anvil binary: ``$DELTAML_ANVIL_BIN``, else the one npm installed."""
+    configured = environ.get("DELTAML_ANVIL_BIN")
+    path = Path(configured) if configured else DEFAULT_ANVIL_BIN
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def find_anvil_or_explain(environ: Mapping[str, str] = os.environ) -> tuple[Path | None, str, bool]:
+    """(binary, reason it is missing, whether a missing binary is a failure).
+
+    A missing binary skips the anvil backend, unless ``DELTAML_REQUIRE_ANVIL=1``
+    (as in CI), where it fails the run instead.
+    """
+    binary = anvil_binary(environ)
+    required = environ.get("DELTAML_REQUIRE_ANVIL") == "1"
+    if binary is not None:
+        return binary, "", required
+    reason = "anvil not found: run `npm ci` at the repository root, or set DELTAML_ANVIL_BIN"
+    if required:
+        reason = f"DELTAML_REQUIRE_ANVIL=1 but {reason}"
+    return None, reason, required
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AnvilProcess:
+    """An anvil node on 127.0.0.1, started directly (not through npx) and
+    stopped by its process id."""
+
+    def __init__(self, binary: Path, ready_timeout_s: float = 20.0) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                str(binary),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--accounts",
+                "3",
+                "--balance",
+                "1000000",
+                "--silent",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            self._wait_ready(ready_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
+                raise RuntimeError(f"anvil exited with {self.process.returncode}: {err}")
+            request = urllib.request.Request(
+                self.url, data=body.encode(), headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=1) as response:
+                    if json.load(response).get("result"):
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.05)
+        raise RuntimeError(f"anvil not ready on {self.url} after {timeout_s} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM to this pid only
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process.stderr:
+            self.process.stderr.close()
+
+
+@contextmanager
+def reverts(name: str, *args: object) -> Iterator[pytest.ExceptionInfo[LedgerError]]:
+    """Expect a ``LedgerError`` named ``name`` (with exactly ``args`` if given)."""
+    with pytest.raises(LedgerError) as info:
+        yield info
+    error = info.value
+    assert error.error_name == name, f"expected {name}{args}, got {error!r}"
+    if args:
+        assert error.args_ == args, f"expected {name}{args}, got {name}{error.args_}"
+
+
+def load_test_artifact(name: str) -> ContractArtifact:
+    return ContractArtifact.from_file(CONTRACTS_DIR / f"{name}.json")
+
+
+class Market:
+    """One Marketplace deployed on ``chain``, and parties acting on it.
+
+    The contract and its standing parties live for the whole session (one per
+    backend); each test opens its own requests, so tests do not interfere, and
+    money checks compare balances before and after.
+    """
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.attacker_artifact = load_test_artifact("ReentrantPayee")
+        self.rejecting_artifact = load_test_artifact("RejectingPayee")
+        deployer = self.new_account(10 * ETH)
+        self.ledger = Web3Ledger.deploy(
+            chain,
+            deployer,
+            extra_abis=[self.attacker_artifact.abi, self.rejecting_artifact.abi],
+        )
+        self.deploy_gas = self.ledger.last_receipt.gas_used if self.ledger.last_receipt else 0
+        self.buyer = self.party(Role.BUYER, fund_wei=100_000 * ETH)
+        self.aggregator = self.party(Role.AGGREGATOR)
+        self.other_aggregator = self.party(Role.AGGREGATOR)
+        self._owners: list[Web3Ledger] = []
+
+    def new_account(self, fund_wei: int = 10 * ETH) -> Any:
+        account = generate_account()
+        fund_from_dev_account(self.chain, account.address, fund_wei, demo=True)
+        return account
+
+    def party(self, *roles: Role, fund_wei: int = 10 * ETH) -> Web3Ledger:
+        """A new funded account, registered for ``roles``."""
+        ledger = self.ledger.for_account(self.new_account(fund_wei))
+        for role in roles:
+            ledger.register(role)
+        return ledger
+
+    def owners(self, n: int) -> list[Web3Ledger]:
+        """``n`` registered data owners (created once, reused by later tests)."""
+        missing = n - len(self._owners)
+        if missing > 0:
+            accounts = [generate_account() for _ in range(missing)]
+            fund_from_dev_account(self.chain, [a.address for a in accounts], ETH, demo=True)
+            for account in accounts:
+                # a fixed gas limit skips estimation: these are set-up, not under test
+                Web3Ledger(
+                    self.chain, self.ledger.contract_address, account, gas_limit=100_000
+                ).register(Role.DATA_OWNER)
+                self._owners.append(self.ledger.for_account(account))
+        return self._owners[:n]
+
+    def open_request(
+        self,
+        deposit_wei: int = ETH,
+        *,
+        duration_s: int = 3600,
+        window_s: int = 600,
+        buyer: Web3Ledger | None = None,
+        aggregator: Web3Ledger | None = None,
+    ) -> int:
+        buyer = buyer or self.buyer
+        aggregator = aggregator or self.aggregator
+        deadline = self.chain.now() + duration_s
+        return buyer.create_request(aggregator.account, deposit_wei, deadline, window_s, SPEC)
+
+    def started_request(
+        self, n_trainers: int, n_validators: int, deposit_wei: int = ETH, **kwargs: Any
+    ) -> tuple[int, list[Web3Ledger], list[Web3Ledger]]:
+        owners = self.owners(n_trainers + n_validators)
+        trainers, validators = owners[:n_trainers], owners[n_trainers:]
+        request_id = self.open_request(deposit_wei, **kwargs)
+        self.aggregator.start(
+            request_id, [t.account for t in trainers], [v.account for v in validators]
+        )
+        return request_id, trainers, validators
+
+    def contract(self, artifact: ContractArtifact, address: str) -> Any:
+        return self.chain.w3.eth.contract(address=address, abi=list(artifact.abi))
+
+    def transact(self, account: Any, fn: Any, value_wei: int = 0) -> Any:
+        """Send a call to any contract (an attacker) and map its errors."""
+        return send_transaction(self.chain, account, fn, self.ledger.decoder, value_wei=value_wei)[
+            0
+        ]
+
+    def deploy(self, artifact: ContractArtifact, account: Any) -> str:
+        return deploy_contract(self.chain, account, artifact, self.ledger.contract_address)[0]

@@ -1,0 +1,254 @@
+"""The life of a request on every backend: create, start, metrics, finish, pay."""
+
+from __future__ import annotations
+
+from ledger_testkit import ETH, EVIDENCE, SPEC, Market, reverts
+
+from deltaml.ledger import RequestStatus, Role, Web3Ledger, compute_payouts
+from deltaml.ledger import payouts as rule
+
+
+def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
+    deposit = 3 * ETH + 7
+    escrow_before = market.ledger.contract_balance_wei()
+    rid, trainers, validators = market.started_request(3, 2, deposit)
+    state = market.buyer.request(rid)
+    assert state.status is RequestStatus.IN_PROGRESS
+    assert (state.n_trainers, state.n_validators, state.deposit_wei) == (3, 2, deposit)
+    assert state.spec_hash == SPEC
+
+    market.aggregator.post_metric(rid, 1, 9_000_000, EVIDENCE)
+    market.aggregator.post_metric(rid, 5, 7_500_000, EVIDENCE)
+    assert market.buyer.request(rid).last_round == 5
+    contributions = [5, 3, 2]
+    market.aggregator.finish(rid, 10_000_000, 6_000_000, contributions, EVIDENCE)
+    state = market.buyer.request(rid)
+    assert state.status is RequestStatus.FINISHED
+    assert (state.initial_metric, state.final_metric, state.evidence_hash) == (
+        10_000_000,
+        6_000_000,
+        EVIDENCE,
+    )
+    assert state.challenge_ends_at == state.finished_at + state.challenge_window_s
+
+    expected = compute_payouts(deposit, 10_000_000, 6_000_000, contributions, 2)
+    # nothing is payable before settlement
+    assert market.buyer.claimable(rid) == 0
+    with reverts("WrongStatus", rid, RequestStatus.FINISHED):
+        trainers[0].withdraw(rid)
+
+    market.buyer.approve(rid)
+    assert market.buyer.request(rid).status is RequestStatus.SETTLED
+    assert market.buyer.request(rid).refund_wei == expected.refund
+
+    paid = {}
+    for party, amount in [
+        *zip(trainers, expected.trainers, strict=True),
+        *zip(validators, expected.validators, strict=True),
+        (market.aggregator, expected.aggregator),
+        (market.buyer, expected.refund),
+    ]:
+        assert party.claimable(rid) == amount
+        before = party.balance_wei()
+        paid[party.account] = party.withdraw(rid)
+        receipt = party.last_receipt
+        assert receipt is not None
+        assert party.balance_wei() == before + amount - receipt.fee_wei
+        assert party.has_withdrawn(rid)
+        assert party.claimable(rid) == 0
+    assert sum(paid.values()) == deposit
+    assert market.ledger.contract_balance_wei() == escrow_before
+
+    # the public record: every state change of this request, in order
+    history = market.buyer.history(rid)
+    assert [e.name for e in history] == [
+        "RequestCreated",
+        "RequestStarted",
+        "MetricPosted",
+        "MetricPosted",
+        "RequestFinished",
+        "RequestSettled",
+        *["Withdrawn"] * 7,
+    ]
+    started, finished = history[1].args, history[4].args
+    assert started["trainers"] == [t.account for t in trainers]
+    assert started["validators"] == [v.account for v in validators]
+    assert finished["contributions"] == contributions
+    assert finished["evidenceHash"] == EVIDENCE
+    assert history[5].args["approvedByBuyer"] is True
+    assert {e.args["account"]: e.args["amount"] for e in history[6:]} == paid
+
+
+def test_seats_follow_the_order_given_to_start(market: Market) -> None:
+    rid, trainers, validators = market.started_request(2, 2)
+    for seat, party in enumerate(trainers + validators):
+        assert market.buyer.seat_of(rid, party.account) == seat
+    assert market.buyer.seat_of(rid, market.aggregator.account) is None
+    assert market.buyer.seat_of(rid) is None
+
+
+def test_settle_by_anyone_only_after_the_challenge_window(market: Market) -> None:
+    rid, trainers, _ = market.started_request(1, 1, window_s=600)
+    market.aggregator.finish(rid, 100, 50, [1], EVIDENCE)
+    ends_at = market.buyer.request(rid).challenge_ends_at
+    stranger = market.party()
+    with reverts("ChallengeWindowOpen", rid, ends_at):
+        stranger.settle(rid)
+    market.chain.advance_time(300)
+    with reverts("ChallengeWindowOpen", rid, ends_at):
+        stranger.settle(rid)
+    market.chain.advance_time(301)
+    stranger.settle(rid)
+    assert market.buyer.request(rid).status is RequestStatus.SETTLED
+    with reverts("WrongStatus", rid, RequestStatus.SETTLED):
+        stranger.settle(rid)
+    with reverts("WrongStatus", rid, RequestStatus.SETTLED):
+        market.buyer.approve(rid)
+    assert trainers[0].withdraw(rid) == compute_payouts(ETH, 100, 50, [1], 1).trainers[0]
+
+
+def test_cancel_before_start_refunds_at_once(market: Market) -> None:
+    deposit = 5 * ETH
+    escrow_before = market.ledger.contract_balance_wei()
+    rid = market.open_request(deposit)
+    assert market.ledger.contract_balance_wei() == escrow_before + deposit
+    assert [e.name for e in market.buyer.history(rid)] == ["RequestCreated"]
+    before = market.buyer.balance_wei()
+    market.buyer.cancel(rid)
+    fee = market.buyer.last_receipt.fee_wei if market.buyer.last_receipt else 0
+    assert market.buyer.balance_wei() == before + deposit - fee
+    assert market.buyer.request(rid).status is RequestStatus.CANCELLED
+    assert market.ledger.contract_balance_wei() == escrow_before
+    with reverts("AlreadyWithdrawn", rid, market.buyer.account):
+        market.buyer.withdraw(rid)
+    with reverts("WrongStatus", rid, RequestStatus.CANCELLED):
+        market.buyer.cancel(rid)
+    history = market.buyer.history(rid)
+    assert [e.name for e in history] == ["RequestCreated", "RequestCancelled", "Withdrawn"]
+    assert history[2].args["amount"] == deposit
+    with reverts("WrongStatus", rid, RequestStatus.CANCELLED):
+        market.aggregator.start(rid, [market.owners(1)[0].account], [market.owners(2)[1].account])
+
+
+def test_abort_lets_the_buyer_reclaim_at_once(market: Market) -> None:
+    rid, trainers, _ = market.started_request(1, 1, 2 * ETH)
+    with reverts("NotAggregator", rid, market.buyer.account):
+        market.buyer.abort(rid)
+    market.aggregator.abort(rid)
+    assert market.buyer.request(rid).status is RequestStatus.FAILED
+    with reverts("WrongStatus", rid, RequestStatus.FAILED):
+        market.aggregator.finish(rid, 10, 5, [1], EVIDENCE)
+    assert trainers[0].claimable(rid) == 0
+    with reverts("NothingToWithdraw", rid, trainers[0].account):
+        trainers[0].withdraw(rid)
+    assert market.buyer.claimable(rid) == 2 * ETH
+    market.buyer.reclaim(rid)  # before the deadline: allowed after an abort
+    assert market.buyer.has_withdrawn(rid)
+    names = [e.name for e in market.buyer.history(rid)]
+    assert names == ["RequestCreated", "RequestStarted", "RequestAborted", "Withdrawn"]
+    with reverts("AlreadyWithdrawn", rid, market.buyer.account):
+        market.buyer.reclaim(rid)
+
+
+def test_abort_is_refused_after_finish(market: Market) -> None:
+    rid, _, _ = market.started_request(1, 1)
+    market.aggregator.finish(rid, 10, 5, [1], EVIDENCE)
+    with reverts("WrongStatus", rid, RequestStatus.FINISHED):
+        market.aggregator.abort(rid)
+    with reverts("WrongStatus", rid, RequestStatus.FINISHED):
+        market.buyer.reclaim(rid)
+
+
+def test_metrics_rounds_must_increase_and_fit(market: Market) -> None:
+    rid = market.open_request()
+    with reverts("WrongStatus", rid, RequestStatus.OPEN):
+        market.aggregator.post_metric(rid, 1, 5, EVIDENCE)
+    owners = market.owners(2)
+    market.aggregator.start(rid, [owners[0].account], [owners[1].account])
+    market.aggregator.post_metric(rid, 3, 5, EVIDENCE)
+    with reverts("RoundNotIncreasing", rid, 3, 3):
+        market.aggregator.post_metric(rid, 3, 4, EVIDENCE)
+    with reverts("RoundNotIncreasing", rid, 2, 3):
+        market.aggregator.post_metric(rid, 2, 4, EVIDENCE)
+    with reverts("MetricTooLarge", rule.MAX_METRIC + 1, rule.MAX_METRIC):
+        market.aggregator.post_metric(rid, 4, rule.MAX_METRIC + 1, EVIDENCE)
+    market.aggregator.post_metric(rid, 4, rule.MAX_METRIC, EVIDENCE)
+
+
+def test_finish_checks_its_inputs(market: Market) -> None:
+    rid, _, _ = market.started_request(2, 1)
+    with reverts("ContributionsLengthMismatch", 1, 2):
+        market.aggregator.finish(rid, 10, 5, [1], EVIDENCE)
+    with reverts("ContributionsLengthMismatch", 3, 2):
+        market.aggregator.finish(rid, 10, 5, [1, 1, 1], EVIDENCE)
+    with reverts("MetricTooLarge", rule.MAX_METRIC + 1, rule.MAX_METRIC):
+        market.aggregator.finish(rid, rule.MAX_METRIC + 1, 5, [1, 1], EVIDENCE)
+    with reverts("ContributionTooLarge", rule.MAX_CONTRIBUTION + 1, rule.MAX_CONTRIBUTION):
+        market.aggregator.finish(rid, 10, 5, [1, rule.MAX_CONTRIBUTION + 1], EVIDENCE)
+    market.aggregator.finish(rid, 10, 5, [1, 1], EVIDENCE)
+    with reverts("WrongStatus", rid, RequestStatus.FINISHED):
+        market.aggregator.finish(rid, 10, 5, [1, 1], EVIDENCE)
+
+
+def test_create_request_checks_its_inputs(market: Market) -> None:
+    now = market.chain.now()
+    agg = market.aggregator.account
+    buyer = market.buyer
+    with reverts("ZeroDeposit"):
+        buyer.create_request(agg, 0, now + 3600, 60, SPEC)
+    with reverts("InvalidDeadline"):
+        buyer.create_request(agg, ETH, now - 1, 60, SPEC)
+    with reverts("InvalidDeadline"):
+        buyer.create_request(agg, ETH, now + 366 * 86400, 60, SPEC)
+    with reverts("ChallengeWindowTooLong", 30 * 86400 + 1, 30 * 86400):
+        buyer.create_request(agg, ETH, now + 3600, 30 * 86400 + 1, SPEC)
+    rid = buyer.create_request(agg, ETH, now + 3600, 0, SPEC)
+    assert buyer.request(rid).challenge_window_s == 0
+
+
+def test_unknown_request_is_named(market: Market) -> None:
+    with reverts("UnknownRequest", 10**9):
+        market.buyer.request(10**9)
+    with reverts("UnknownRequest", 10**9):
+        market.buyer.withdraw(10**9)
+    assert market.buyer.claimable(10**9) == 0
+
+
+def test_registration_is_per_role_and_once(market: Market) -> None:
+    party = market.party()
+    assert not party.has_role(party.account, Role.BUYER)
+    party.register(Role.BUYER)
+    party.register(Role.DATA_OWNER)
+    assert party.has_role(party.account, Role.BUYER)
+    assert party.has_role(party.account, Role.DATA_OWNER)
+    assert not party.has_role(party.account, Role.AGGREGATOR)
+    with reverts("AlreadyRegistered", party.account, Role.BUYER):
+        party.register(Role.BUYER)
+
+
+def test_contract_constants_match_the_python_rule(market: Market) -> None:
+    functions = market.ledger._contract.functions
+    assert functions.METRIC_SCALE().call() == rule.METRIC_SCALE
+    assert functions.MAX_PARTICIPANTS().call() == rule.MAX_PARTICIPANTS
+    assert functions.TRAINERS_PERCENT().call() == rule.TRAINERS_PERCENT
+    assert functions.VALIDATORS_PERCENT().call() == rule.VALIDATORS_PERCENT
+    assert functions.AGGREGATOR_PERCENT().call() == rule.AGGREGATOR_PERCENT
+    assert functions.MAX_METRIC().call() == rule.MAX_METRIC
+    assert functions.MAX_CONTRIBUTION().call() == rule.MAX_CONTRIBUTION
+    assert functions.MAX_DEPOSIT().call() == rule.MAX_DEPOSIT_WEI
+
+
+def test_time_travel_moves_the_chain_clock(market: Market) -> None:
+    before = market.chain.now()
+    after = market.chain.advance_time(1000)
+    assert after >= before + 1000
+
+
+def test_a_ledger_refuses_an_address_without_the_marketplace(market: Market) -> None:
+    key = market.buyer._account
+    with reverts("NotMarketplace", market.buyer.account):
+        Web3Ledger(market.chain, market.buyer.account, key)  # an account, no code
+    attacker = market.deploy(market.attacker_artifact, key)
+    with reverts("NotMarketplace", attacker):
+        Web3Ledger(market.chain, attacker, key)  # some other contract
+    assert Web3Ledger(market.chain, market.ledger.contract_address, key).account == key.address
