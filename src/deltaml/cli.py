@@ -126,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
             "*.sealed.jsonl (default: .deltaml/runs/<timestamp>-<seed>.jsonl)"
         ),
     )
+    chain = sim.add_mutually_exclusive_group()
+    chain.add_argument(
+        "--chain-url",
+        metavar="URL",
+        help=(
+            "escrow and settle on this Ethereum JSON-RPC node, e.g. a local anvil at "
+            "http://127.0.0.1:8545 (default: the embedded in-process chain)"
+        ),
+    )
+    chain.add_argument("--no-chain", action="store_true", help="skip escrow and settlement")
     sim.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a report"
     )
@@ -207,6 +217,8 @@ def _simulate(args: argparse.Namespace) -> int:
         l2=args.l2,
         deposit_wei=args.deposit_wei,
         transcript=args.transcript or str(_default_transcript(args.seed)),
+        chain=not args.no_chain,
+        chain_url=args.chain_url,
     )
     bar = None
     if not args.quiet:
@@ -310,10 +322,18 @@ def _print_report(result: object) -> None:
             r.trainers, r.contributions, r.contribution_weights, strict=True
         ):
             print(f"    {oid:<12} {phi:>12.6g}   {weight / 10**4:6.2f} %")
-    print(f"\n  payouts of a {r.config.deposit_wei} wei deposit")
+    paid = r.settlement.withdrawn_wei if r.settlement else {}
+    where = f"withdrawn on the {r.settlement.chain} chain" if r.settlement else "by the rule"
+    print(f"\n  payouts of a {r.config.deposit_wei} wei deposit ({where})")
     for pid, wei in r.payouts_wei.items():
-        print(f"    {pid:<12} {wei:>24} wei")
-    print(f"    {'refund':<12} {r.refund_wei:>24} wei")
+        print(f"    {pid:<12} {paid.get(pid, wei):>24} wei")
+    print(f"    {'refund':<12} {paid.get('buyer', r.refund_wei):>24} wei")
+    if r.settlement is not None:
+        st = r.settlement
+        print(
+            f"    contract {st.contract}, request {st.request_id}: {st.status}, "
+            f"{st.transactions} transactions, {st.gas_used} gas"
+        )
     if r.verification is not None:
         v = r.verification
         status = "verified" if v.ok else "NOT verified: " + "; ".join(map(str, v.failures[:3]))

@@ -13,6 +13,7 @@ the run ends by verifying it with the same checks as ``deltaml verify``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -28,8 +29,10 @@ from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
 from deltaml.learning.models import ModelType, QuadraticTerms, Standardization, raw_coefficients
+from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
+from deltaml.marketplace import ChainSettlement, OnChainRequest
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
-from deltaml.roles.aggregator import RoundRecord
+from deltaml.roles.aggregator import RoundRecord, split_roles
 from deltaml.roles.messages import TrainingSpec
 from deltaml.transport import InMemoryTransport, Transport
 
@@ -66,6 +69,9 @@ class SimulationConfig:
     transcript: str | None = None
     #: Verify the transcript at the end of the run.
     verify: bool = True
+    #: Escrow and settle on a chain: the embedded one, or ``chain_url``.
+    chain: bool = True
+    chain_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.owners < 2:
@@ -76,6 +82,13 @@ class SimulationConfig:
             raise DeltaMLValueError("--eval-every must be at least 1")
         if self.deposit_wei < 0:
             raise DeltaMLValueError("--deposit-wei must not be negative")
+        if self.chain and self.deposit_wei < 1:
+            raise DeltaMLValueError("--deposit-wei must be at least 1 to escrow it on a chain")
+        if self.chain and self.owners > MAX_PARTICIPANTS:
+            raise DeltaMLValueError(
+                f"the contract seats at most {MAX_PARTICIPANTS} owners per request; "
+                "use --no-chain for larger simulations"
+            )
 
 
 @dataclass
@@ -113,6 +126,8 @@ class SimulationResult:
     #: The checks of ``deltaml verify`` on this run's transcript (``None``: not run).
     verification: VerificationReport | None = None
     verify_seconds: float = 0.0
+    #: What the chain did (``None``: run without a chain).
+    settlement: ChainSettlement | None = None
 
     @property
     def verified(self) -> bool | None:
@@ -150,6 +165,7 @@ class SimulationResult:
                 [str(f) for f in self.verification.failures] if self.verification else []
             ),
             "verify_seconds": round(self.verify_seconds, 4),
+            "chain": self.settlement.to_json() if self.settlement else None,
             "transcript": self.transcript,
             "transcript_hash": self.transcript_head,
             "validation_metric": {
@@ -231,6 +247,12 @@ def simulate_shares(
     addresses = {pid: str(a.address) for pid, a in account.items()}
     n_features = shares[0].n_features
 
+    on_chain = None
+    if config.chain:
+        trainers, validators = split_roles(ids, spec.trainer_fraction, spec.split_seed)
+        on_chain = OnChainRequest(config.chain_url, account)
+        on_chain.open(config.deposit_wei, dataclasses.asdict(spec), trainers, validators)
+
     with _transcript_writer(config.transcript) as writer:
         aggregator = Aggregator(
             transport,
@@ -260,6 +282,23 @@ def simulate_shares(
         else:
             verification = verify_records(writer.records, writer.sealed_blobs)
     verify_seconds = time.perf_counter() - v0
+    settlement = None
+    if on_chain is not None:
+        final = record.rounds[-1].metric
+        assert record.initial_metric is not None and final is not None
+        settlement = on_chain.close(
+            metrics={
+                r.round: scale_metric(r.metric) for r in record.rounds if r.metric is not None
+            },
+            initial_metric=scale_metric(record.initial_metric),
+            final_metric=scale_metric(final),
+            contribution_weights=record.contribution_weights,
+            evidence_hash=bytes.fromhex(record.transcript_head),
+            evidence_verified=verification is None or verification.ok,
+            expected=record.payouts,
+            trainers=record.trainers,
+            validators=record.validators,
+        )
 
     trainer_shares = [shares[ids.index(oid)] for oid in record.trainers]
     x_train = np.concatenate([s.X for s in trainer_shares])
@@ -298,6 +337,7 @@ def simulate_shares(
         transcript_head=record.transcript_head,
         verification=verification,
         verify_seconds=verify_seconds,
+        settlement=settlement,
     )
     if test is not None:
         result.test = test_metrics(buyer.model, buyer.stats, buyer.weights, x_train, y_train, test)

@@ -22,23 +22,9 @@ from deltaml.ledger.embedded import EmbeddedChain
 # sys.path: make the shared helpers importable as `ledger_testkit`.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ledger_testkit import AnvilProcess, Market, find_anvil_or_explain
+from ledger_testkit import Market
 
 BACKENDS = ["embedded", "anvil"]
-
-
-@pytest.fixture(scope="session")
-def anvil_url() -> Iterator[str]:
-    binary, reason, required = find_anvil_or_explain()
-    if binary is None:
-        if required:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    node = AnvilProcess(binary)
-    try:
-        yield node.url
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -3,13 +3,7 @@ parties, and an assertion for contract errors."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +13,7 @@ import pytest
 
 from deltaml.errors import LedgerError
 from deltaml.ledger.accounts import fund_from_dev_account, generate_account
+from deltaml.ledger.anvil import anvil_binary
 from deltaml.ledger.artifact import ContractArtifact
 from deltaml.ledger.base import Role
 from deltaml.ledger.chain import Chain
@@ -26,17 +21,9 @@ from deltaml.ledger.web3_ledger import Web3Ledger, deploy_contract, send_transac
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
-DEFAULT_ANVIL_BIN = REPO_ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 ETH = 10**18
 SPEC = b"\x5e" * 32
 EVIDENCE = b"\xe7" * 32
-
-
-def anvil_binary(environ: Mapping[str, str] = os.environ) -> Path | None:
-    """The anvil binary: ``$DELTAML_ANVIL_BIN``, else the one npm installed."""
-    configured = environ.get("DELTAML_ANVIL_BIN")
-    path = Path(configured) if configured else DEFAULT_ANVIL_BIN
-    return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
 def find_anvil_or_explain(environ: Mapping[str, str] = os.environ) -> tuple[Path | None, str, bool]:
@@ -53,76 +40,6 @@ def find_anvil_or_explain(environ: Mapping[str, str] = os.environ) -> tuple[Path
     if required:
         reason = f"DELTAML_REQUIRE_ANVIL=1 but {reason}"
     return None, reason, required
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AnvilProcess:
-    """An anvil node on 127.0.0.1, started directly (not through npx) and
-    stopped by its process id."""
-
-    def __init__(self, binary: Path, ready_timeout_s: float = 20.0) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                str(binary),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--accounts",
-                "3",
-                "--balance",
-                "1000000",
-                "--silent",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            self._wait_ready(ready_timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = (
-                    self.process.stderr.read().decode(errors="replace")
-                    if self.process.stderr
-                    else ""
-                )
-                raise RuntimeError(f"anvil exited with {self.process.returncode}: {err}")
-            request = urllib.request.Request(
-                self.url, data=body.encode(), headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=1) as response:
-                    if json.load(response).get("result"):
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.05)
-        raise RuntimeError(f"anvil not ready on {self.url} after {timeout_s} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # SIGTERM to this pid only
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        if self.process.stderr:
-            self.process.stderr.close()
 
 
 @contextmanager

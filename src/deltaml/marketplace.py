@@ -1,0 +1,192 @@
+"""A training request's life on the chain: escrow before training, settlement after.
+
+:class:`OnChainRequest` drives the Marketplace contract through the
+:class:`~deltaml.ledger.Ledger` interface the way the parties do: everyone
+registers itself; the buyer escrows the payment and names the aggregator; the
+aggregator seats the trainers and validators before training, posts the
+evaluated metrics and the final result with contributions (each carrying the
+hash of the evidence transcript) after it; the buyer approves only evidence
+that verified; and every payee pulls its own credit. What the chain pays is then
+compared with :func:`deltaml.ledger.payouts.compute_payouts` on the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from deltaml.errors import LedgerError
+from deltaml.ledger.base import Ledger, RequestStatus, Role
+from deltaml.ledger.payouts import Payouts
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+#: Gas money each demo account gets from the dev chain.
+DEMO_FUNDING_WEI = 10**21
+DEFAULT_DEADLINE_S = 24 * 3600
+DEFAULT_CHALLENGE_WINDOW_S = 3600
+
+
+@dataclass
+class ChainSettlement:
+    """What happened on chain, for the report."""
+
+    chain: str
+    contract: str
+    request_id: int
+    status: str
+    #: Party id → wei it withdrew (the buyer's refund under ``"buyer"``).
+    withdrawn_wei: dict[str, int] = field(default_factory=dict)
+    transactions: int = 0
+    gas_used: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "chain": self.chain,
+            "contract": self.contract,
+            "request_id": self.request_id,
+            "status": self.status,
+            "withdrawn_wei": dict(self.withdrawn_wei),
+            "transactions": self.transactions,
+            "gas_used": self.gas_used,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def spec_hash(spec: Mapping[str, object]) -> bytes:
+    """SHA-256 of the request's parameters in canonical JSON."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+class OnChainRequest:
+    """One request on a fresh Marketplace deployment, acted on by each party's own key."""
+
+    def __init__(self, chain_url: str | None, accounts: Mapping[str, LocalAccount]) -> None:
+        from deltaml.ledger import Web3Ledger, connect, fund_from_dev_account
+
+        t0 = time.perf_counter()
+        self._chain = connect(chain_url)
+        self.chain_name = chain_url or "embedded"
+        self._accounts = dict(accounts)
+        addresses = [str(a.address) for a in self._accounts.values()]
+        fund_from_dev_account(self._chain, addresses, DEMO_FUNDING_WEI, demo=True)
+        deployer = Web3Ledger.deploy(self._chain, self._accounts["aggregator"])
+        self._ledgers: dict[str, Ledger] = {
+            pid: deployer.for_account(acct) for pid, acct in self._accounts.items()
+        }
+        self.request_id = -1
+        self.transactions = 1
+        self.gas_used = deployer.last_receipt.gas_used if deployer.last_receipt else 0
+        self.seconds = time.perf_counter() - t0
+
+    def _tx(self, party: str, method: str, *args: object) -> object:
+        ledger = self._ledgers[party]
+        result = getattr(ledger, method)(*args)
+        self.transactions += 1
+        if ledger.last_receipt is not None:
+            self.gas_used += ledger.last_receipt.gas_used
+        return result
+
+    def address(self, party: str) -> str:
+        return str(self._accounts[party].address)
+
+    def open(
+        self,
+        deposit_wei: int,
+        request_spec: Mapping[str, object],
+        trainers: Sequence[str],
+        validators: Sequence[str],
+    ) -> int:
+        """Registration, escrow and start: everything before the first round."""
+        t0 = time.perf_counter()
+        self._tx("buyer", "register", Role.BUYER)
+        self._tx("aggregator", "register", Role.AGGREGATOR)
+        for oid in [*trainers, *validators]:
+            self._tx(oid, "register", Role.DATA_OWNER)
+        now = self._ledgers["buyer"].now()
+        self.request_id = int(
+            self._tx(  # type: ignore[call-overload]
+                "buyer",
+                "create_request",
+                self.address("aggregator"),
+                deposit_wei,
+                now + DEFAULT_DEADLINE_S,
+                DEFAULT_CHALLENGE_WINDOW_S,
+                spec_hash(request_spec),
+            )
+        )
+        self._tx(
+            "aggregator",
+            "start",
+            self.request_id,
+            [self.address(t) for t in trainers],
+            [self.address(v) for v in validators],
+        )
+        self.seconds += time.perf_counter() - t0
+        return self.request_id
+
+    def close(
+        self,
+        metrics: Mapping[int, int],
+        initial_metric: int,
+        final_metric: int,
+        contribution_weights: Sequence[int],
+        evidence_hash: bytes,
+        evidence_verified: bool,
+        expected: Payouts,
+        trainers: Sequence[str],
+        validators: Sequence[str],
+    ) -> ChainSettlement:
+        """Post the results, approve verified evidence, and let every payee withdraw."""
+        t0 = time.perf_counter()
+        rid = self.request_id
+        for round_, value in sorted(metrics.items()):
+            if round_ > 0:
+                self._tx("aggregator", "post_metric", rid, round_, value, evidence_hash)
+        self._tx(
+            "aggregator",
+            "finish",
+            rid,
+            initial_metric,
+            final_metric,
+            list(contribution_weights),
+            evidence_hash,
+        )
+        withdrawn: dict[str, int] = {}
+        if evidence_verified:
+            self._tx("buyer", "approve", rid)
+            for party in ["buyer", "aggregator", *trainers, *validators]:
+                if self._ledgers[party].claimable(rid) > 0:
+                    withdrawn[party] = int(self._tx(party, "withdraw", rid))  # type: ignore[call-overload]
+            paid = {
+                **dict(zip(trainers, expected.trainers, strict=True)),
+                **dict(zip(validators, expected.validators, strict=True)),
+                "aggregator": expected.aggregator,
+                "buyer": expected.refund,
+            }
+            mismatched = {p for p in paid if paid[p] != withdrawn.get(p, 0)}
+            if mismatched:
+                raise LedgerError(
+                    "PayoutMismatch",
+                    tuple(sorted(mismatched)),
+                    "the chain paid differently from the payment rule for: "
+                    + ", ".join(sorted(mismatched)),
+                )
+        status = self._ledgers["buyer"].request(rid).status
+        self.seconds += time.perf_counter() - t0
+        return ChainSettlement(
+            chain=self.chain_name,
+            contract=self._ledgers["buyer"].contract_address,
+            request_id=rid,
+            status=RequestStatus(status).name,
+            withdrawn_wei=withdrawn,
+            transactions=self.transactions,
+            gas_used=self.gas_used,
+            seconds=self.seconds,
+        )
