@@ -30,7 +30,8 @@ VALIDATORS_PERCENT = 20
 AGGREGATOR_PERCENT = 10
 #: Metrics are posted on chain as ``round(value · METRIC_SCALE)``.
 METRIC_SCALE = 10**6
-#: Most participants one request may have (bounds every loop in the contract).
+#: Most participants the contract seats in one request (bounds its loops). The rule
+#: itself has no limit: a simulation without a chain may split among more.
 MAX_PARTICIPANTS = 64
 #: The contract refuses larger inputs (``MetricTooLarge``, ``ContributionTooLarge``,
 #: ``DepositTooLarge``) so that none of its products can overflow 256 bits; within
@@ -92,8 +93,6 @@ def compute_payouts(
         raise DeltaMLValueError("at least one trainer is needed")
     if n_validators < 1:
         raise DeltaMLValueError("at least one validator is needed")
-    if len(contributions) + n_validators > MAX_PARTICIPANTS:
-        raise DeltaMLValueError(f"at most {MAX_PARTICIPANTS} participants per request")
 
     gain = initial_metric - final_metric if final_metric < initial_metric else 0
     pool = deposit_wei * TRAINERS_PERCENT * gain // (100 * initial_metric) if gain else 0
