@@ -100,12 +100,18 @@ def _at(report: VerificationReport, check: str) -> set[int | None]:
 # -- the honest run ------------------------------------------------------------------------
 def test_the_honest_run_verifies(run: Run) -> None:
     assert run.result.refreshes >= 1 and len(run.result.validators) == 2
+    # Evaluations 0, 3, 6, 9 are remixed by the validators in turn; the columns by the first.
+    v = run.result.validators
+    remixers = [(r["round"], r["party"]) for r in run.records if r["type"] == "Remix"]
+    assert remixers == [(0, v[0]), (3, v[1]), (6, v[0]), (9, v[1])]
+    assert [r["party"] for r in run.records if r["type"] == "RemixColumns"] == [v[0]]
     assert run.result.verified is True
     report = verify_transcript(run.path)
     assert report.ok, report.failures
     assert report.sealed and report.records == len(run.records)
     assert report.head == record_hash(run.records[-1]) == run.result.transcript_head
-    for check in ("hash chain", "signature", "participant", "decryption proof", "metric", "sum"):
+    checks = ("hash chain", "signature", "participant", "decryption proof", "metric", "sum")
+    for check in (*checks, "remixer"):
         assert report.passed[check] > 0, check
     assert report.passed["re-randomization"] > 0 and report.passed["shapley"] > 0
     assert report.metrics == {
@@ -142,7 +148,7 @@ def _flip_blob(text: str) -> str:
 
 
 def public_ciphertext(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
-    i = _find(records, "Mix", 3)
+    i = _find(records, "StatsTotal")
     blobs = records[i]["blobs"]
     digest = next(iter(blobs))
     blobs[digest] = _flip_blob(blobs[digest])
@@ -319,6 +325,97 @@ def dropped_record(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
     return i + 1
 
 
+# -- the remix: Mix → Remix → MetricValue, MixColumns → RemixColumns → ContributionValues ----
+def remix_ciphertext(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """The remixed vector the buyer decrypts is altered in the public record."""
+    i = _find(records, "Remix", 3)
+    blobs = records[i]["blobs"]
+    digest = next(iter(blobs))
+    blobs[digest] = _flip_blob(blobs[digest])
+    return i
+
+
+def remix_columns_ciphertext(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    i = _find(records, "RemixColumns")
+    blobs = records[i]["blobs"]
+    digest = sorted(blobs)[1]
+    blobs[digest] = _flip_blob(blobs[digest])
+    return i
+
+
+def forged_remixer_signature(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """An outsider signs the remix with its own key, in the remixer's name."""
+    i = _find(records, "Remix", 6)
+    _resign(records[i], Account.create())
+    return i
+
+
+def broken_remix_signature(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    i = _find(records, "RemixColumns")
+    signature = records[i]["signature"]
+    records[i]["signature"] = (
+        signature[:30] + ("0" if signature[30] != "0" else "1") + signature[31:]
+    )
+    return i
+
+
+def wrong_remixer(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """The validator the rule does not name remixes round 3, signing as itself."""
+    i = _find(records, "Remix", 3)
+    other = next(v for v in run.result.validators if v != records[i]["party"])
+    records[i]["party"] = other
+    _resign(records[i], run.accounts[other])
+    return i
+
+
+def wrong_columns_remixer(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    i = _find(records, "RemixColumns")
+    assert records[i]["party"] == run.result.validators[0]  # the published choice
+    other = run.result.validators[1]
+    records[i]["party"] = other
+    _resign(records[i], run.accounts[other])
+    return i
+
+
+def remix_by_a_trainer(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    i = _find(records, "Remix", 9)
+    trainer = run.result.trainers[0]
+    records[i]["party"] = trainer
+    _resign(records[i], run.accounts[trainer])
+    return i
+
+
+def remix_of_another_vector(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """The remixer signs a remix of round 3's mixed vector as round 6's."""
+    i = _find(records, "Remix", 6)
+    records[i]["body"]["input"] = records[_find(records, "Mix", 3)]["body"]["mixed"]["sha256"]
+    _resign(records[i], run.accounts[records[i]["party"]])
+    return i
+
+
+def remix_precision(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """The remix claims another fixed-point exponent than one rotation adds."""
+    i = _find(records, "Remix", 3)
+    records[i]["body"]["vector"]["exponent"] += 1
+    _resign(records[i], run.accounts[records[i]["party"]])
+    return i
+
+
+def skipped_remix(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """The aggregator sends the buyer its own mix: the metric does not decrypt a remix."""
+    i = _find(records, "Remix", 6)
+    assert records[i + 1]["type"] == "MetricValue"
+    del records[i]
+    return i  # the metric, now one record earlier
+
+
+def skipped_columns_remix(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    i = _find(records, "RemixColumns")
+    assert records[i + 1]["type"] == "ContributionValues"
+    del records[i]
+    return i
+
+
 CASES: list[tuple[Mutation, str]] = [
     (public_ciphertext, "ciphertexts"),
     (sealed_ciphertext, "ciphertexts"),
@@ -341,6 +438,17 @@ CASES: list[tuple[Mutation, str]] = [
     (rigged_split, "split"),
     (swapped_records, "link"),
     (dropped_record, "link"),
+    (remix_ciphertext, "ciphertexts"),
+    (remix_columns_ciphertext, "ciphertexts"),
+    (forged_remixer_signature, "participant"),
+    (broken_remix_signature, "signature"),
+    (wrong_remixer, "remixer"),
+    (wrong_columns_remixer, "remixer"),
+    (remix_by_a_trainer, "participant"),
+    (remix_of_another_vector, "link"),
+    (remix_precision, "remixer"),
+    (skipped_remix, "link"),
+    (skipped_columns_remix, "link"),
 ]
 
 

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from eth_account import Account
 
-from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey
+from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey, decode_int
 from deltaml.crypto.serialization import ciphertexts_from_bytes
 from deltaml.errors import ProtocolError
+from deltaml.evidence.published import rotation_commitment
 from deltaml.evidence.transcript import TranscriptWriter
 from deltaml.evidence.verify import verify_records
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
@@ -71,7 +72,7 @@ def test_the_run_is_verified_and_every_reply_was_signed(run: Run) -> None:
     report = verify_records(run.writer.records, run.writer.sealed_blobs)
     assert report.ok, [str(f) for f in report.failures]
     signed = {"EncryptedSums", "StateUpdate", "EncryptedResiduals", "ContributionColumns"}
-    signed |= {"PublicStats", "MetricValue", "ContributionValues"}
+    signed |= {"Remix", "RemixColumns", "PublicStats", "MetricValue", "ContributionValues"}
     for delivery in run.recorder.deliveries:
         if delivery.message.kind in signed:
             assert delivery.message.signature.startswith("0x")  # type: ignore[attr-defined]
@@ -143,7 +144,8 @@ def test_the_public_transcript_shows_the_buyer_nothing_new(run: Run) -> None:
     received = _buyer_received(run)
     public = _public_ciphertexts(run)
     kinds = {kind for kind, _ in public}
-    assert kinds == {"StatsTotal", "InitialTotal", "Mix", "MixColumns", "Broadcast"}
+    # Two validators: the buyer decrypts the remixed vectors and columns, not the mixed ones.
+    assert kinds == {"StatsTotal", "InitialTotal", "Remix", "RemixColumns", "Broadcast"}
     for kind, values in public:
         if all(c in received for c in values):
             continue
@@ -166,6 +168,10 @@ def test_states_residuals_and_single_owners_sums_are_only_sealed(run: Run) -> No
             private += [c for col in msg.columns for c in col.ciphertexts]
         elif isinstance(msg, m.RoundRequest | m.EvaluateRequest):
             private += msg.total.ciphertexts
+        elif isinstance(msg, m.RemixRequest):  # the aggregator's mix: only the remixer's input
+            private += msg.vector.ciphertexts
+        elif isinstance(msg, m.RemixColumnsRequest):
+            private += [c for col in msg.columns for c in col.ciphertexts]
     assert private and not public & {int(c) for c in private}
     sealed = {
         int(c)
@@ -194,35 +200,181 @@ def test_no_key_or_model_value_is_in_the_transcript(run: Run) -> None:
             assert not any(np.isclose(w, f, rtol=1e-9, atol=0) for f in floats if abs(w) > 1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "known leak: the aggregator knows its mixing rotation, so the published proof "
-        "plaintexts let it undo the mixing and read each validator's own error"
-    ),
-)
-def test_the_aggregator_cannot_unmix_the_published_metric_vector(run: Run) -> None:
+# -- who can undo the mixing ------------------------------------------------------------------
+# The buyer publishes the plaintexts of what it decrypts. A party that knows every rotation
+# applied after the validators' own could undo them and read each validator's own error;
+# with the remix, the aggregator knows one and the remixer the other. The test holds the
+# buyer's key and the sealed ciphertexts to compare with what each validator really sent.
+PRECISION = 32  # TrainingSpec.precision_bits
+
+
+def _real(run: Run, digest: str, exponent: int) -> np.ndarray:
+    """A vector's values, decrypted by the test (public blob or sealed ciphertexts)."""
     key = run.buyer._private_key
-    residuals: dict[int, list[str]] = {}
-    mixes: dict[int, list[int]] = {}
+    blob = run.writer.sealed_blobs.get(digest)
+    if blob is None:
+        blob = next(
+            base64.b64decode(r["blobs"][digest]) for r in run.writer.records if digest in r["blobs"]
+        )
+    cts = ciphertexts_from_bytes(run.buyer.public_key, blob)
+    return np.array([decode_int(key.decrypt_signed(c), exponent) for c in cts])
+
+
+def _published(run: Run, ref: dict, plaintexts: list[str]) -> np.ndarray:
+    key = run.buyer._private_key
+    return np.array(
+        [decode_int(key.decode_signed(int(v, 16)), ref["exponent"]) for v in plaintexts]
+    )
+
+
+def _rotation(opening: tuple[int, bytes], size: int) -> np.ndarray:
+    """The fixed-point rotation a party applied, from its own opening (seed, salt)."""
+    seed, _ = opening
+    q = haar_orthogonal(size, np.random.default_rng(seed))
+    return PlainMatrix.encode(q, PRECISION).decode()
+
+
+def _records(run: Run, kind: str) -> list[dict]:
+    return [r for r in run.writer.records if r["type"] == kind]
+
+
+def _refs(run: Run) -> dict[str, dict]:
+    """Every vector reference in a signed body, by digest."""
+    out: dict[str, dict] = {}
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            if {"sha256", "exponent", "length"} <= set(value):
+                out[value["sha256"]] = value
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
     for record in run.writer.records:
-        if record["type"] == "EncryptedResiduals":
-            residuals.setdefault(record["round"], []).append(record["body"]["vector"]["sha256"])
-        if record["type"] == "MetricValue":
-            mixes[record["round"]] = [int(v, 16) for v in record["body"]["plaintexts"]]
-    for k, plaintexts in mixes.items():
-        seed, _ = run.aggregator.rotation_openings[f"metric-{k}"]
-        values = np.array([key.decode_signed(v) for v in plaintexts], dtype=float)
-        rotation = PlainMatrix.encode(haar_orthogonal(len(values), np.random.default_rng(seed)), 32)
-        # Q_int = round(Q·2^32) mixed the vectors, so Q_intᵀ/2^32 undoes it up to 2^32.
-        unmixed = rotation.decode().T @ values / 2.0**32  # what the aggregator can compute
-        blocks = np.split(unmixed, len(residuals[k]))
-        assert len(blocks) == 2
-        for block, digest in zip(blocks, residuals[k], strict=True):
-            # the validator's own squared error, from its sealed vector (the test's view)
-            cts = ciphertexts_from_bytes(run.buyer.public_key, run.writer.sealed_blobs[digest])
-            own = float(sum(key.decrypt_signed(c) ** 2 for c in cts))
-            assert not np.isclose(float(block @ block), own, rtol=1e-3), (
-                "a single validator's error can be read by the aggregator"
-            )
+        walk(record["body"])
+    return out
+
+
+def _metric_views(run: Run) -> dict[int, tuple[np.ndarray, list[np.ndarray]]]:
+    """Per evaluated round: the published vector, and each validator's own vector."""
+    refs = _refs(run)
+    own: dict[int, list[np.ndarray]] = {}
+    for r in _records(run, "EncryptedResiduals"):
+        ref = r["body"]["vector"]
+        own.setdefault(r["round"], []).append(_real(run, ref["sha256"], ref["exponent"]))
+    out = {}
+    for r in _records(run, "MetricValue"):
+        ref = refs[r["body"]["vector"]]
+        out[r["round"]] = (_published(run, ref, r["body"]["plaintexts"]), own[r["round"]])
+    return out
+
+
+def _column_views(run: Run) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The published columns ``Y``, and each validator's own columns ``Y_v`` (rows × (m+1))."""
+    refs = _refs(run)
+    (values,) = _records(run, "ContributionValues")
+    published = np.column_stack(
+        [
+            _published(run, refs[d], p)
+            for d, p in zip(values["body"]["columns"], values["body"]["plaintexts"], strict=True)
+        ]
+    )
+    own = [
+        np.column_stack([_real(run, c["sha256"], c["exponent"]) for c in r["body"]["columns"]])
+        for r in _records(run, "ContributionColumns")
+    ]
+    return published, own
+
+
+def _norms_match(unmixed: np.ndarray, own: list[np.ndarray]) -> bool:
+    """Some block of the unmixed vector has the squared norm of a validator's own vector."""
+    blocks = np.split(unmixed, len(own))
+    errors = [float(v @ v) for v in own]
+    return any(np.isclose(float(b @ b), e, rtol=1e-6) for b in blocks for e in errors)
+
+
+def _grams_match(unmixed: np.ndarray, own: list[np.ndarray]) -> bool:
+    """Some block of the unmixed columns has the Gram matrix of a validator's own columns."""
+    blocks = np.split(unmixed, len(own))
+    grams = [y.T @ y for y in own]
+    return any(
+        np.allclose(b.T @ b, g, rtol=1e-6, atol=1e-6 * float(np.abs(g).max()))
+        for b in blocks
+        for g in grams
+    )
+
+
+def _aggregator_unmixes(run: Run) -> tuple[list[bool], bool]:
+    """What the aggregator computes with its own openings: does a validator's secret show?"""
+    openings = run.aggregator.rotation_openings
+    metrics = [
+        _norms_match(_rotation(openings[f"metric-{k}"], len(y)).T @ y, own)
+        for k, (y, own) in sorted(_metric_views(run).items())
+    ]
+    columns, own = _column_views(run)
+    gram = _grams_match(_rotation(openings["contributions"], len(columns)).T @ columns, own)
+    return metrics, gram
+
+
+def test_the_aggregator_cannot_unmix_the_published_metric_vector(run: Run) -> None:
+    """With the remix, the aggregator's own rotation undoes nothing: no validator's error shows."""
+    assert len(_records(run, "Remix")) == len(_records(run, "MetricValue")) == 4
+    metrics, gram = _aggregator_unmixes(run)
+    assert len(metrics) == 4
+    assert not any(metrics), "a single validator's error can be read by the aggregator"
+    assert not gram, "a single validator's Gram block can be read by the aggregator"
+
+
+def test_without_the_remix_the_aggregator_could_unmix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test above can fail: skip the remix and the same computation reads every secret."""
+    monkeypatch.setattr("deltaml.roles.aggregator.metric_remixer", lambda *args: None)
+    monkeypatch.setattr("deltaml.roles.aggregator.contribution_remixer", lambda *args: None)
+    unremixed = _run(m.TrainingSpec(model="linear", rounds=2, eval_every=2))
+    assert not _records(unremixed, "Remix") and not _records(unremixed, "RemixColumns")
+    metrics, gram = _aggregator_unmixes(unremixed)
+    assert metrics == [True, True] and gram
+    # ... and the verifier refuses such a transcript: two validators, no remix.
+    report = verify_records(unremixed.writer.records, unremixed.writer.sealed_blobs)
+    assert "link" in report.failed_checks()
+
+
+def test_the_remixer_alone_cannot_unmix_either(run: Run) -> None:
+    """The remixer undoes its own rotation exactly, and finds the aggregator's mix: no secret."""
+    mixes = {r["round"]: r for r in _records(run, "Mix")}
+    views = _metric_views(run)
+    remixers = set()
+    for remix in _records(run, "Remix"):
+        k, remixer = remix["round"], remix["party"]
+        remixers.add(remixer)
+        opening = run.owners[remixer].rotation_openings[f"metric-{k}"]
+        assert rotation_commitment(*opening) == remix["body"]["commitment"]
+        y, own = views[k]
+        unmixed = _rotation(opening, len(y)).T @ y  # what the remixer can compute
+        # It really is undone: this is the aggregator's mixed vector (the test decrypts it) ...
+        ref = mixes[k]["body"]["mixed"]
+        mixed = _real(run, ref["sha256"], ref["exponent"])
+        np.testing.assert_allclose(unmixed, mixed, rtol=0, atol=1e-6 * np.linalg.norm(mixed))
+        assert float(unmixed @ unmixed) == pytest.approx(sum(float(v @ v) for v in own), rel=1e-6)
+        # ... which is uniformly random given the total: no validator's own error shows.
+        assert not _norms_match(unmixed, own), f"{remixer} reads a validator's error in round {k}"
+    assert remixers == set(run.record.validators)  # type: ignore[attr-defined]
+
+    (remix,) = _records(run, "RemixColumns")
+    (mix,) = _records(run, "MixColumns")
+    opening = run.owners[remix["party"]].rotation_openings["contributions"]
+    assert rotation_commitment(*opening) == remix["body"]["commitment"]
+    columns, own = _column_views(run)
+    unmixed = _rotation(opening, len(columns)).T @ columns
+    mixed = np.column_stack(
+        [_real(run, c["sha256"], c["exponent"]) for c in mix["body"]["columns"]]
+    )
+    np.testing.assert_allclose(unmixed, mixed, rtol=0, atol=1e-6 * np.abs(mixed).max())
+    assert not _grams_match(unmixed, own)
+
+
+def test_the_aggregators_openings_match_its_commitments(run: Run) -> None:
+    for mix in _records(run, "Mix"):
+        opening = run.aggregator.rotation_openings[f"metric-{mix['round']}"]
+        assert rotation_commitment(*opening) == mix["body"]["commitment"]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from deltaml.crypto import EncryptedVector, PrivateKey, PublicKey
+from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey, PublicKey
 from deltaml.learning import metrics as metric_protocol
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.models import model_type
@@ -33,7 +33,11 @@ OWNER_MAY_RECEIVE = {
     "RefreshComplete",
     "EvaluateRequest",
     "ContributionRequest",
+    # A validator the public rule names remixes the aggregator's mixed vector or columns.
+    "RemixRequest",
+    "RemixColumnsRequest",
 }
+VALIDATOR_ONLY = {"EvaluateRequest", "ContributionRequest", "RemixRequest", "RemixColumnsRequest"}
 AGGREGATOR_MAY_RECEIVE = {
     "EncryptedSums",
     "PublicStats",
@@ -44,6 +48,8 @@ AGGREGATOR_MAY_RECEIVE = {
     "EncryptedResiduals",
     "MetricValue",
     "ContributionColumns",
+    "Remix",
+    "RemixColumns",
     "ContributionValues",
     "Ack",
 }
@@ -142,6 +148,44 @@ def test_owners_receive_only_ciphertexts_and_public_values(run: Run) -> None:
         assert _matches(numbers, secrets) == []
 
 
+def test_only_validators_are_asked_to_evaluate_or_remix(run: Run) -> None:
+    for oid in run.result.trainers:
+        assert not {msg.kind for msg in run.recorder.received_by(oid)} & VALIDATOR_ONLY
+
+
+def test_the_remixer_receives_only_the_aggregators_mix_in_the_rounds_the_rule_names(
+    run: Run,
+) -> None:
+    """One remix per evaluation, by the named validator, of the whole mixed vector."""
+    validators = run.result.validators
+    requests = [
+        (d.recipient, d.message)
+        for d in run.recorder.deliveries
+        if isinstance(d.message, m.RemixRequest)
+    ]
+    assert [msg.round for _, msg in requests] == list(range(ROUNDS + 1))  # eval_every = 1
+    for recipient, msg in requests:
+        assert recipient == metric_protocol.metric_remixer(validators, msg.round)
+        assert recipient == validators[msg.round % len(validators)]
+    assert {recipient for recipient, _ in requests} == set(validators)
+    # What it is given is the aggregator's mix of every validator's vector: the buyer then
+    # decrypts the remix of exactly that, never the mix itself.
+    mixed_sizes = {len(msg.vector) for _, msg in requests}
+    assert mixed_sizes == {len(validators) * (run.shares[0].X.shape[1] + 2)}
+    metric_requests = [
+        msg for msg in run.recorder.received_by("buyer") if isinstance(msg, m.MetricRequest)
+    ]
+    sent = {tuple(msg.vector.ciphertexts) for _, msg in requests}
+    assert not any(tuple(msg.vector.ciphertexts) in sent for msg in metric_requests)
+    (columns,) = [
+        (d.recipient, d.message)
+        for d in run.recorder.deliveries
+        if isinstance(d.message, m.RemixColumnsRequest)
+    ]
+    assert columns[0] == validators[0]
+    assert len(columns[1].columns) == len(run.result.trainers) + 1
+
+
 def test_aggregator_never_holds_a_plaintext_weight_update_or_residual(run: Run) -> None:
     secrets = _secret_values(run)
     received = run.recorder.received_by("aggregator")
@@ -231,16 +275,21 @@ def test_buyer_learns_only_the_total_validation_error(run: Run) -> None:
             )
 
 
-def test_without_the_aggregators_mixing_a_single_error_would_show(
+def test_without_the_mixing_a_single_error_would_show(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The check above can fail: without the aggregator's rotation one validator's SSE shows."""
+    """The check above can fail: without both rotations one validator's SSE shows."""
 
     def no_mixing(vectors, precision_bits, rng):
         return EncryptedVector.concat(vectors).rerandomize()
 
+    def no_remix(vector, precision_bits, rng):  # the identity, at the expected precision
+        identity = PlainMatrix.encode(np.eye(len(vector)), precision_bits)
+        return vector.matvec(identity).rerandomize()
+
     monkeypatch.setattr(metric_protocol, "mix_residual_vectors", no_mixing)
     monkeypatch.setattr("deltaml.roles.aggregator.mix_residual_vectors", no_mixing)
+    monkeypatch.setattr("deltaml.roles.data_owner.remix_vector", no_remix)
     run = _run()
     vector, sse = _metric_blocks(run)[-1]
     k = len(vector) // 2

@@ -10,8 +10,9 @@ writes two files:
 
 ``run.jsonl`` — the **public transcript**, one record per line. It holds every
 signed body, the decryption proofs, the published numbers, and in full only the
-ciphertexts the buyer receives anyway (the statistics total, the mixed metric
-vectors and contribution columns, the initial and final models). Every other
+ciphertexts the buyer receives anyway (the statistics total, the metric vectors
+and contribution columns it decrypts — remixed, or mixed when there is a single
+validator — the initial and final models). Every other
 ciphertext appears only as its SHA-256 inside the signed bodies. Its last record's
 hash is what goes on the contract.
 
@@ -48,7 +49,9 @@ from typing import IO, Any
 from deltaml.errors import DeltaMLValueError
 from deltaml.evidence.signatures import canonical_json, decode_blob, encode_blob
 
-FORMAT = "deltaml-transcript/1"
+#: Version 2: with two or more validators, ``Remix`` and ``RemixColumns`` records
+#: sit between the aggregator's mixes and the buyer's decryptions.
+FORMAT = "deltaml-transcript/2"
 GENESIS = "0" * 64
 RECORD_FIELDS = (
     "seq",

@@ -22,8 +22,16 @@ record that fails:
   are what :func:`~deltaml.learning.contributions.contribution_weights` and
   :func:`~deltaml.ledger.payouts.compute_payouts` give on the published numbers;
 - **link** and **completeness** — every record answers the request it should (a
-  state the round's total, a residual vector the evaluated total, a decryption
-  the mixed vector) and nothing the protocol requires is missing;
+  state the round's total, a residual vector the evaluated total, a remix the
+  aggregator's mixed vector, a decryption the remixed vector: ``Mix → Remix →
+  MetricValue`` and ``MixColumns → RemixColumns → ContributionValues``; with a
+  single validator there is no remix and the buyer decrypts the mixed vector) and
+  nothing the protocol requires is missing;
+- **remixer** — each remix is signed by the validator the public rule names
+  (:func:`~deltaml.learning.metrics.metric_remixer`: the ``i``-th evaluation by
+  ``validators[i mod V]``; :func:`~deltaml.learning.contributions.contribution_remixer`:
+  the first validator for the contributions), keeps the length of what it was given
+  and adds exactly ``precision_bits`` to its exponent;
 - with the sealed ciphertexts: **sum** — the aggregator's totals are the products
   of the signed ciphertexts; **re-randomization** — what it sent encrypts what it
   summed (``c' = c·h_s^α`` with the revealed ``α``).
@@ -35,11 +43,13 @@ What cannot be checked publicly, and why
   statistics are functions of data nobody else may see. Their signatures make
   each owner accountable for exactly what it sent; whether it used its real rows
   cannot be proven without revealing them.
-- **The aggregator's mixing rotations.** Revealing a rotation would let anyone
-  undo it and read each validator's own error, so the transcript holds only a
-  hash commitment to each rotation's seed. An arbiter can be given the opening,
-  recompute the rotation on the sealed ciphertexts and ask the buyer to prove that
-  the result decrypts to the published plaintexts; the public cannot.
+- **The mixing rotations** — the aggregator's and the remixer's. Revealing both
+  rotations would let anyone undo them and read each validator's own error, so the
+  transcript holds only a hash commitment to each rotation's seed. An arbiter can
+  be given the openings, recompute the rotations on the sealed ciphertexts and ask
+  the buyer to prove that the result decrypts to the published plaintexts; the
+  public cannot. (Either mixer alone cannot undo the mixing; the two together can:
+  see :mod:`deltaml.learning.metrics`.)
 - **The refresh.** The buyer's re-encryption of masked states is not proven; the
   trainers sign the states they continue from.
 - Without the sealed ciphertexts, the sums and re-randomizations are skipped
@@ -89,7 +99,8 @@ from deltaml.evidence.transcript import (
     record_hash,
     sealed_path_for,
 )
-from deltaml.learning.contributions import contribution_weights
+from deltaml.learning.contributions import contribution_remixer, contribution_weights
+from deltaml.learning.metrics import metric_remixer
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.ledger.payouts import compute_payouts, scale_metric
 from deltaml.roles.aggregator import split_roles
@@ -97,8 +108,8 @@ from deltaml.roles.aggregator import split_roles
 #: One line per limit of public verification, printed by ``deltaml verify``.
 NOT_PUBLICLY_CHECKABLE = (
     "what owners computed from their own data: signed, provable only by revealing the data",
-    "the aggregator's mixing rotations: only committed to (an opening would expose "
-    "each validator's own error)",
+    "the mixing rotations of the aggregator and the remixer: only committed to "
+    "(opening both would expose each validator's own error)",
     "the buyer's re-encryptions in refreshes: trainers sign the states they continue from",
 )
 
@@ -112,6 +123,8 @@ ROLE_OF = {
     "Mix": "aggregator",
     "ContributionRequest": "aggregator",
     "MixColumns": "aggregator",
+    "Remix": "validator",
+    "RemixColumns": "validator",
     "Payouts": "aggregator",
     "EncryptedSums": "owner",
     "StateUpdate": "trainer",
@@ -280,10 +293,14 @@ class _Verifier:
         self.summed: set[tuple[int, str]] = set()
         self.residuals: dict[int, dict[str, tuple[str, int]]] = {}
         self.mixes: dict[int, dict[str, Any]] = {}
+        #: Round → digest of the remixed vector (two or more validators).
+        self.remixes: dict[int, str] = {}
         self.sse: dict[int, float] = {}
         self.request: dict[str, Any] | None = None
         self.columns: dict[str, list[str]] = {}
         self.mix_columns: dict[str, Any] | None = None
+        self.remixed_columns: list[str] | None = None
+        #: Hash of the record just before the buyer was asked for contributions.
         self.mix_columns_hash = ""
         self.contributions: list[float] | None = None
         self.payouts_seen = False
@@ -724,24 +741,74 @@ class _Verifier:
         self.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
         self.mixes[k] = {"mixed": self.declare(body["mixed"]), "rows": body["rows"]}
 
+    def _remixer(self, party: str, named: str | None, what: str) -> None:
+        """The remix of ``what`` comes from the validator the public rule names."""
+        self.require(
+            named is not None, "remixer", f"a remix of {what}, but a single validator has none"
+        )
+        self.require(
+            party == named,
+            "remixer",
+            f"{party} remixed {what}, but the public rule names {named}",
+        )
+        self.ok("remixer")
+
+    def _remixed_ref(self, source: str, remixed: str) -> None:
+        """A remix keeps the length and adds exactly ``precision_bits`` to the exponent."""
+        bits = self.spec.get("precision_bits")
+        self.require(type(bits) is int, "format", "no precision_bits in the spec")
+        assert isinstance(bits, int)
+        self.require(
+            self.refs[remixed]["length"] == self.refs[source]["length"]
+            and self.exponent(remixed) == self.exponent(source) + bits,
+            "remixer",
+            "the remix does not keep the length, or adds other than precision_bits of exponent",
+        )
+
+    def _on_Remix(self, body: Mapping[str, Any]) -> None:
+        k = body["round"]
+        party = self.records[self.seq]["party"]
+        every = self.spec.get("eval_every")
+        self.require(type(every) is int and every >= 1, "format", "no eval_every in the spec")
+        assert isinstance(every, int)
+        self._remixer(party, metric_remixer(self.validators, k, every), f"round {k}")
+        mix = self.mixes.get(k)
+        self.require(
+            mix is not None and body["input"] == mix["mixed"] and k not in self.remixes,
+            "link",
+            f"the remix of round {k} is not of round {k}'s mixed vector, once",
+        )
+        assert mix is not None
+        self.ok("link")
+        self.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
+        remixed = self.declare(body["vector"])
+        self._remixed_ref(mix["mixed"], remixed)
+        self.remixes[k] = remixed
+
     def _on_MetricValue(self, body: Mapping[str, Any]) -> None:
         k = body["round"]
         mix = self.mixes.get(k)
+        remixed = len(self.validators) >= 2
+        decrypted = self.remixes.get(k) if remixed else (mix or {}).get("mixed")
+        what = "remixed" if remixed else "mixed"
         self.require(
-            mix is not None and body["vector"] == mix["mixed"] and body["rows"] == mix["rows"],
+            mix is not None
+            and decrypted is not None
+            and body["vector"] == decrypted
+            and body["rows"] == mix["rows"],
             "link",
-            f"the metric of round {k} is not a decryption of round {k}'s mixed vector",
+            f"the metric of round {k} is not a decryption of round {k}'s {what} vector",
         )
         self.ok("link")
-        assert mix is not None and self.model is not None
+        assert mix is not None and decrypted is not None and self.model is not None
         self.require(self.stats is not None, "link", "a metric before the statistics")
         assert self.stats is not None
         self.require(k not in self.report.metrics, "completeness", f"a second metric, round {k}")
         published = body["value"]
         self.require(_is_number(published), "format", "the metric is not a number")
         self.report.metrics[k] = float(published)
-        values = self._proven(mix["mixed"], body["plaintexts"], body["randomness"])
-        sse = sse_from_ints(values, self.exponent(mix["mixed"]))
+        values = self._proven(decrypted, body["plaintexts"], body["randomness"])
+        sse = sse_from_ints(values, self.exponent(decrypted))
         recomputed = metric_value(self.model, sse, mix["rows"], self.stats)
         self.sse[k] = sse
         self.expect(
@@ -800,14 +867,40 @@ class _Verifier:
         self.mix_columns = {"columns": columns}
         self.mix_columns_hash = self.hashes[self.seq]
 
-    def _on_ContributionValues(self, body: Mapping[str, Any]) -> None:
+    def _on_RemixColumns(self, body: Mapping[str, Any]) -> None:
+        party = self.records[self.seq]["party"]
+        self._remixer(party, contribution_remixer(self.validators), "the contribution columns")
         mixed = self.mix_columns
         self.require(
-            mixed is not None and body["columns"] == mixed["columns"],
+            mixed is not None
+            and body["inputs"] == mixed["columns"]
+            and self.remixed_columns is None,
             "link",
-            "the contributions are not a decryption of the mixed columns",
+            "the remixed columns are not of the aggregator's mixed columns, once",
         )
         assert mixed is not None
+        self.ok("link")
+        self.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
+        columns = [self.declare(ref) for ref in body["columns"]]
+        self.require(len(columns) == len(mixed["columns"]), "remixer", "one column per column")
+        for source, remixed in zip(mixed["columns"], columns, strict=True):
+            self._remixed_ref(source, remixed)
+        self.remixed_columns = columns
+        self.mix_columns_hash = self.hashes[self.seq]
+
+    def _on_ContributionValues(self, body: Mapping[str, Any]) -> None:
+        if len(self.validators) >= 2:
+            what = "remixed"
+            decrypted = self.remixed_columns
+        else:
+            what = "mixed"
+            decrypted = self.mix_columns["columns"] if self.mix_columns is not None else None
+        self.require(
+            decrypted is not None and body["columns"] == decrypted,
+            "link",
+            f"the contributions are not a decryption of the {what} columns",
+        )
+        assert decrypted is not None
         values = body["values"]
         m = len(self.trainers)
         self.require(
@@ -827,17 +920,15 @@ class _Verifier:
         self.require(
             isinstance(body["plaintexts"], list)
             and isinstance(body["randomness"], list)
-            and len(body["plaintexts"]) == len(body["randomness"]) == len(mixed["columns"]),
+            and len(body["plaintexts"]) == len(body["randomness"]) == len(decrypted),
             "decryption proof",
-            "one proof per mixed column",
+            f"one proof per {what} column",
         )
         columns = [
             self._proven(d, p, r)
-            for d, p, r in zip(
-                mixed["columns"], body["plaintexts"], body["randomness"], strict=True
-            )
+            for d, p, r in zip(decrypted, body["plaintexts"], body["randomness"], strict=True)
         ]
-        gram = gram_from_ints(columns, [self.exponent(d) for d in mixed["columns"]])
+        gram = gram_from_ints(columns, [self.exponent(d) for d in decrypted])
         published_gram = body["gram"]
         self.expect(
             published_gram == [[float(v) for v in row] for row in gram],

@@ -19,12 +19,19 @@ the residual of ``x_S`` is ``mean_{i∈S} y_i − y₀`` with ``y_i = R_w s_i / 
 ``y₀ = r + (1 − α)/α · R_w z₀``. Every validator applies one fresh Haar rotation
 to all ``m + 1`` columns ``[y₁ … y_m, y₀]``; the aggregator stacks the
 validators' blocks and rotates every column with one fresh Haar rotation of the
-full height; the buyer decrypts the columns ``Y`` and keeps only
-``G = YᵀY = Σ_v Y_vᵀ Y_v``, an ``(m+1) × (m+1)`` matrix from which
-``SSE(x_S) = cᵀ G c`` with ``c = [1_S / |S|; −1]`` for every one of the
-``2^m`` coalitions. The buyer never sees a coalition model, and the validators'
-blocks are mixed exactly as for a metric. ``SSE(z₀)``, the value of the empty
-coalition, is the round-zero metric of the ordinary protocol.
+full height; with two or more validators one of them, the **remixer** named by
+a public rule (:func:`contribution_remixer`: the first validator), rotates every
+column again with its own fresh Haar rotation (:func:`remix_columns`); the buyer
+decrypts the columns ``Y`` and keeps only ``G = YᵀY = Σ_v Y_vᵀ Y_v``, an
+``(m+1) × (m+1)`` matrix from which ``SSE(x_S) = cᵀ G c`` with
+``c = [1_S / |S|; −1]`` for every one of the ``2^m`` coalitions. The buyer never
+sees a coalition model, and the validators' blocks are mixed exactly as for a
+metric (see :mod:`deltaml.learning.metrics`, "Two independent mixers"): neither
+the aggregator, who knows its own rotation, nor the remixer, who knows its own,
+can undo the mixing on the published columns and read one validator's Gram block
+``Y_vᵀ Y_v``; the two together could, and are assumed not to collude. With a
+single validator there is nothing to hide and no remix. ``SSE(z₀)``, the value
+of the empty coalition, is the round-zero metric of the ordinary protocol.
 
 Shapley values are exact up to :data:`EXACT_SHAPLEY_MAX` trainers and estimated
 from random permutations above.
@@ -165,6 +172,23 @@ def validator_columns(
     return [c.align(exponent) for c in [*columns, constant]]
 
 
+def remix_columns(
+    columns: Sequence[EncryptedVector], precision_bits: int, rng: np.random.Generator
+) -> list[EncryptedVector]:
+    """Rotate every column with one fresh Haar matrix of their full height; re-randomize.
+
+    The aggregator's mix (after stacking) and the remixer's second mix are both this
+    step, each with its own secret ``rng``.
+    """
+    if not columns:
+        raise DeltaMLValueError("no columns to mix")
+    height = len(columns[0])
+    if any(len(c) != height for c in columns):
+        raise DeltaMLValueError("the columns differ in height")
+    rotation = PlainMatrix.encode(haar_orthogonal(height, rng), precision_bits)
+    return [column.matvec(rotation).rerandomize() for column in columns]
+
+
 def mix_columns(
     blocks: Sequence[Sequence[EncryptedVector]], precision_bits: int, rng: np.random.Generator
 ) -> list[EncryptedVector]:
@@ -175,8 +199,15 @@ def mix_columns(
     if any(len(b) != n_columns for b in blocks):
         raise DeltaMLValueError("validators sent different numbers of columns")
     stacked = [EncryptedVector.concat([b[j] for b in blocks]) for j in range(n_columns)]
-    rotation = PlainMatrix.encode(haar_orthogonal(len(stacked[0]), rng), precision_bits)
-    return [column.matvec(rotation).rerandomize() for column in stacked]
+    return remix_columns(stacked, precision_bits, rng)
+
+
+def contribution_remixer(validators: Sequence[str]) -> str | None:
+    """The public rule: who remixes the contribution columns — the first validator.
+
+    ``None`` with a single validator: there is no per-validator secret to hide.
+    """
+    return validators[0] if len(validators) >= 2 else None
 
 
 def gram_from_columns(columns: Sequence[np.ndarray]) -> np.ndarray:

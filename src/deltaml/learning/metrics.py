@@ -9,22 +9,53 @@ any model ``w``
 Each evaluation it applies a fresh Haar-random rotation ``Q_v`` and returns
 ``Enc(Q_v R_v [w; −1])`` — the direction of the vector is uniformly random, only
 its norm carries information. The aggregator concatenates all validators'
-vectors and rotates them again with a fresh Haar-random ``Q`` of the full size,
-which mixes the blocks: the buyer decrypts a uniformly random vector whose only
-information is its norm, the total squared error ``Σ_v ‖A_v w − r_v‖²``. Nobody
-sees a residual, a per-sample value or one validator's error.
+vectors and rotates them with a fresh Haar-random ``Q_A`` of the full size
+(:func:`mix_residual_vectors`), which mixes the blocks.
 
-The rotations are applied as fixed-point plaintext matrices, so the norm is
-preserved up to the encoding precision (relative error ~``2^{-precision}``).
+Two independent mixers
+----------------------
+The buyer publishes the plaintexts it decrypts (with proofs, so anyone can check
+the metric). The aggregator knows its own ``Q_A``, so had it sent ``Enc(Q_A u)``
+straight to the buyer, ``Q_Aᵀ`` applied to the published plaintexts would give it
+back ``u = [Q_1 R_1 [w; −1]; …]`` and with it each validator's own squared error.
+So with two or more validators a second, independent mixer rotates the vector
+again before the buyer decrypts it: the **remixer**, one of the validators, named
+by a public rule (:func:`metric_remixer`: the ``i``-th evaluation is remixed by
+``validators[i mod V]``). It receives ``Enc(Q_A u)``, applies its own fresh Haar rotation
+``Q_R`` of the full size (:func:`remix_vector`, same fixed-point precision),
+re-randomizes, commits to its rotation's seed and signs its reply. The buyer
+decrypts ``Q_R Q_A u``:
+
+- the aggregator does not know ``Q_R``: to it the published vector is uniformly
+  random given its norm, the total squared error;
+- the remixer knows ``Q_R`` and can recover ``Q_A u`` from the published
+  plaintexts, but ``Q_A`` is fresh and secret, so ``Q_A u`` is again uniformly
+  random given its norm: it learns the total and nothing else;
+- **the aggregator and the remixer together** can undo both rotations and read
+  every validator's own error: the construction assumes they do not collude (as
+  it assumes the aggregator and the buyer do not).
+
+With a single validator there is no per-validator secret to hide — the total is
+that validator's error, and it is published — so there is no remix.
+
+Nobody sees a residual or a per-sample value, and nobody but a collusion of both
+mixers sees one validator's error. The rotations are applied as fixed-point
+plaintext matrices, so the norm is preserved up to the encoding precision
+(relative error ~``2^{-precision}`` per rotation); each rotation adds
+``precision_bits`` to the exponent (:func:`rotation_growth_bits` bounds the growth
+of the values).
 """
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections.abc import Sequence
 
 import numpy as np
 
 from deltaml.crypto import EncryptedVector, PlainMatrix, encode_float
+from deltaml.errors import DeltaMLValueError
 from deltaml.learning.models import ModelType, Standardization
 
 
@@ -68,13 +99,52 @@ def encrypted_residual_vector(
     return product.add_ints([encode_float(-c, product.exponent) for c in rotated[:, -1]])
 
 
+def rotation_growth_bits(size: int, precision_bits: int) -> int:
+    """Bits by which one fixed-point rotation of ``size`` values can grow a bound.
+
+    Rows of an orthogonal matrix have an L1 norm of at most ``√size``, and each
+    encoded entry is off by at most 1/2, so an encoded row sums to at most
+    ``√size·2^p + size/2 ≤ 2^(p + h + 1)`` with ``h = ⌈log₂(size)/2⌉``.
+    """
+    if size < 1:
+        raise DeltaMLValueError("a rotation needs at least one value")
+    half_log = math.ceil(math.log2(size) / 2) if size > 1 else 0
+    return precision_bits + half_log + 2
+
+
+def remix_vector(
+    vector: EncryptedVector, precision_bits: int, rng: np.random.Generator
+) -> EncryptedVector:
+    """Rotate ``vector`` with one fresh Haar matrix of its full size and re-randomize.
+
+    The aggregator's mix (after concatenating) and the remixer's second mix are
+    both this step, each with its own secret ``rng``.
+    """
+    rotation = PlainMatrix.encode(haar_orthogonal(len(vector), rng), precision_bits)
+    return vector.matvec(rotation).rerandomize()
+
+
 def mix_residual_vectors(
     vectors: list[EncryptedVector], precision_bits: int, rng: np.random.Generator
 ) -> EncryptedVector:
     """The aggregator's step: concatenate and rotate with one fresh Haar matrix."""
-    joined = EncryptedVector.concat(vectors)
-    rotation = PlainMatrix.encode(haar_orthogonal(len(joined), rng), precision_bits)
-    return joined.matvec(rotation).rerandomize()
+    return remix_vector(EncryptedVector.concat(vectors), precision_bits, rng)
+
+
+def metric_remixer(validators: Sequence[str], round_: int, eval_every: int = 1) -> str | None:
+    """The public rule: who remixes the metric of round ``k``.
+
+    Evaluations are numbered ``i = ⌈k / eval_every⌉`` (round 0, every
+    ``eval_every``-th round and the last one get 0, 1, 2, …) and the ``i``-th is
+    remixed by ``validators[i mod V]``, so the work rotates through the validators
+    whatever ``eval_every`` is (with ``eval_every = 1`` it is ``validators[k mod V]``).
+    ``None`` with a single validator: there is no per-validator secret to hide.
+    """
+    if len(validators) < 2:
+        return None
+    if eval_every < 1 or round_ < 0:
+        raise DeltaMLValueError("rounds and eval_every must be non-negative and positive")
+    return validators[-(-round_ // eval_every) % len(validators)]
 
 
 def metric_from_vector(

@@ -20,8 +20,12 @@ from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.evidence.published import rotation_commitment, shapley_seed
 from deltaml.evidence.signatures import hex_ints, vector_digest, vector_ref
 from deltaml.evidence.transcript import FORMAT, TranscriptWriter
-from deltaml.learning.contributions import contribution_weights, mix_columns
-from deltaml.learning.metrics import mix_residual_vectors
+from deltaml.learning.contributions import (
+    contribution_remixer,
+    contribution_weights,
+    mix_columns,
+)
+from deltaml.learning.metrics import metric_remixer, mix_residual_vectors, rotation_growth_bits
 from deltaml.learning.standardize import sums_length
 from deltaml.ledger.payouts import Payouts, compute_payouts, scale_metric
 from deltaml.roles import messages as m
@@ -104,6 +108,14 @@ class Aggregator:
     none is given). See :mod:`deltaml.evidence.transcript` for what is recorded
     where. The seeds of its secret mixing rotations are kept, with their salts, in
     ``rotation_openings``: the transcript holds only commitments to them.
+
+    With two or more validators, what it mixes goes to a second mixer before the
+    buyer: the validator the public rule names (:func:`~deltaml.learning.metrics.metric_remixer`,
+    :func:`~deltaml.learning.contributions.contribution_remixer`) rotates it again with
+    a secret rotation of its own, so the aggregator, which knows its own rotation and
+    reads the published plaintexts, cannot undo the mixing (see
+    :mod:`deltaml.learning.metrics`). With one validator there is nothing to hide and
+    no remix.
     """
 
     def __init__(
@@ -187,7 +199,7 @@ class Aggregator:
             ]
         )
         growth = max(_expect(r, m.SetupDone).growth_bits for r in setups[: len(trainers)])
-        metric_growth = 2 * (spec.precision_bits + 8)
+        metric_growth = _metric_growth(spec.precision_bits, len(validators), n_features)
         next_growth = growth + max(len(trainers), 1).bit_length() + metric_growth
 
         states = {oid: initial_model for oid in trainers}
@@ -203,7 +215,7 @@ class Aggregator:
         )
         record.setup_seconds = time.perf_counter() - t0
         e0 = time.perf_counter()
-        record.initial_metric = self._evaluate(0, total, validators, spec.precision_bits)
+        record.initial_metric = self._evaluate(0, total, validators, spec)
         record.metric_seconds += time.perf_counter() - e0
         first_updates: list[EncryptedVector] = []
 
@@ -237,7 +249,7 @@ class Aggregator:
             record.training_seconds += time.perf_counter() - r0
             if k % spec.eval_every == 0 or k == spec.rounds:
                 e0 = time.perf_counter()
-                rec.metric = self._evaluate(k, total, validators, spec.precision_bits)
+                rec.metric = self._evaluate(k, total, validators, spec)
                 record.metric_seconds += time.perf_counter() - e0
             rec.seconds = time.perf_counter() - r0
             record.rounds.append(rec)
@@ -387,6 +399,7 @@ class Aggregator:
             blocks.append(columns.columns)
         rng, commitment = self._commit_rotation("contributions")
         mixed = mix_columns(blocks, precision_bits, rng)
+        remixer = contribution_remixer(validators)
         ev.own(
             "MixColumns",
             {
@@ -394,8 +407,12 @@ class Aggregator:
                 "commitment": commitment,
                 "columns": [vector_ref(c) for c in mixed],
             },
-            public=mixed,
+            # Without a remix the buyer receives these columns: then they are public.
+            public=mixed if remixer is None else (),
+            sealed=mixed if remixer is not None else (),
         )
+        if remixer is not None:
+            mixed = self._remix_columns(remixer, mixed, precision_bits)
         seed = shapley_seed(ev.head)
         reply = self.transport.request(
             self.buyer_id, m.GramRequest(tuple(mixed), base_round=0, shapley_seed=seed)
@@ -410,6 +427,43 @@ class Aggregator:
         if len(values.values) != len(first_updates):
             raise ProtocolError("the buyer returned the wrong number of contributions")
         return list(values.values)
+
+    def _remix(
+        self, k: int, remixer: str, mixed: EncryptedVector, precision_bits: int
+    ) -> EncryptedVector:
+        """Have ``remixer`` rotate the mixed vector again; check and record its signed reply."""
+        reply = self.transport.request(remixer, m.RemixRequest(k, mixed))
+        # Public: the buyer receives the remixed vector anyway.
+        remix = self.evidence.accept(remixer, reply, m.Remix, sealed=False)
+        _require(
+            remix.round == k and remix.input_digest == vector_digest(mixed),
+            f"{remixer} remixed another vector",
+        )
+        _require(
+            _remixed_shape(mixed, remix.vector, precision_bits),
+            f"{remixer}'s remix has the wrong size, key or precision",
+        )
+        return remix.vector
+
+    def _remix_columns(
+        self, remixer: str, mixed: list[EncryptedVector], precision_bits: int
+    ) -> list[EncryptedVector]:
+        """Have ``remixer`` rotate the mixed columns again; check and record its signed reply."""
+        reply = self.transport.request(remixer, m.RemixColumnsRequest(tuple(mixed)))
+        remix = self.evidence.accept(remixer, reply, m.RemixColumns, sealed=False)
+        _require(
+            remix.input_digests == tuple(vector_digest(c) for c in mixed),
+            f"{remixer} remixed other columns",
+        )
+        _require(
+            len(remix.columns) == len(mixed)
+            and all(
+                _remixed_shape(a, b, precision_bits)
+                for a, b in zip(mixed, remix.columns, strict=True)
+            ),
+            f"{remixer}'s remixed columns have the wrong size, key or precision",
+        )
+        return list(remix.columns)
 
     def _standardize(
         self, key: PublicKey, exponent: int, n_features: int, include_target: bool
@@ -475,9 +529,10 @@ class Aggregator:
         return states
 
     def _evaluate(
-        self, k: int, total: EncryptedVector, validators: list[str], precision_bits: int
+        self, k: int, total: EncryptedVector, validators: list[str], spec: m.TrainingSpec
     ) -> float:
         ev = self.evidence
+        precision_bits = spec.precision_bits
         outgoing = self._broadcast(k, "evaluate", total, sealed=True)
         replies = self.transport.request_all(
             [(oid, m.EvaluateRequest(k, outgoing)) for oid in validators]
@@ -493,6 +548,7 @@ class Aggregator:
         rng, commitment = self._commit_rotation(f"metric-{k}")
         mixed = mix_residual_vectors([p.vector for p in parts], precision_bits, rng)
         rows = sum(p.rows for p in parts)
+        remixer = metric_remixer(validators, k, spec.eval_every)
         ev.own(
             "Mix",
             {
@@ -502,8 +558,12 @@ class Aggregator:
                 "commitment": commitment,
                 "mixed": vector_ref(mixed),
             },
-            public=[mixed],
+            # Without a remix the buyer receives this vector: then it is public.
+            public=[mixed] if remixer is None else (),
+            sealed=[mixed] if remixer is not None else (),
         )
+        if remixer is not None:
+            mixed = self._remix(k, remixer, mixed, precision_bits)
         reply = self.transport.request(self.buyer_id, m.MetricRequest(k, mixed, rows))
         value = ev.accept(self.buyer_id, reply, m.MetricValue, sealed=False)
         _require(
@@ -511,6 +571,31 @@ class Aggregator:
             "the buyer's metric answers another request",
         )
         return value.value
+
+
+def _metric_growth(precision_bits: int, n_validators: int, n_features: int) -> int:
+    """Bits an evaluation can add to the total's bound, for scheduling refreshes.
+
+    The validator's rotated factor (``precision_bits`` and a margin of 8 bits for its
+    norm), the aggregator's mixing rotation and, with two or more validators, the
+    remixer's rotation: each of ``precision_bits`` and at most ``½·log₂`` of the mixed
+    size (:func:`~deltaml.learning.metrics.rotation_growth_bits`), never less than the
+    validator's margin.
+    """
+    margin = precision_bits + 8
+    size = max(n_validators, 1) * (n_features + 2)
+    rotation = max(margin, rotation_growth_bits(size, precision_bits))
+    rotations = 2 if n_validators >= 2 else 1
+    return margin + rotations * rotation
+
+
+def _remixed_shape(mixed: EncryptedVector, remixed: EncryptedVector, precision_bits: int) -> bool:
+    """A remix keeps the key and the length and adds exactly ``precision_bits`` of exponent."""
+    return (
+        remixed.public_key == mixed.public_key
+        and len(remixed) == len(mixed)
+        and remixed.exponent == mixed.exponent + precision_bits
+    )
 
 
 def _require(condition: bool, message: str) -> None:

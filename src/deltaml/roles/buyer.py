@@ -45,7 +45,9 @@ class ModelBuyer:
     It decrypts exactly five kinds of thing: the sum of all owners' statistics,
     masked vectors for a refresh (re-encrypted, never returned in the clear), the
     mixed residual vector of an evaluation (only its norm is used), the mixed
-    contribution columns (only their Gram matrix is used) and the final model.
+    contribution columns (only their Gram matrix is used) and the final model. With
+    two or more validators what it decrypts has been mixed twice, by the aggregator
+    and by a validator (see :mod:`deltaml.learning.metrics`).
 
     Every number it publishes comes with proofs of the decryptions it rests on
     (the plaintexts and each ciphertext's randomness), is computed from those

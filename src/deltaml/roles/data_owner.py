@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -10,10 +11,16 @@ from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
 from deltaml.errors import ProtocolError
+from deltaml.evidence.published import rotation_commitment
 from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
-from deltaml.learning.contributions import validator_columns
-from deltaml.learning.metrics import encrypted_residual_vector, secure_generator, validator_factor
+from deltaml.learning.contributions import remix_columns, validator_columns
+from deltaml.learning.metrics import (
+    encrypted_residual_vector,
+    remix_vector,
+    secure_generator,
+    validator_factor,
+)
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import local_sums
 from deltaml.roles import messages as m
@@ -31,9 +38,13 @@ class DataOwner:
     """Holds ``(x, y)`` and never lets a value of it, or of the model, out in the clear.
 
     As a trainer it keeps its ADMM state ``s_i`` encrypted; as a validator it keeps
-    the triangular factor of its rows. Everything it sends is re-randomized, and
-    every reply a published number depends on is signed with its Ethereum
-    ``account`` (a fresh one when none is given).
+    the triangular factor of its rows and, when the public rule names it the
+    remixer, rotates the aggregator's mixed vector or columns again with a rotation
+    of its own (see :mod:`deltaml.learning.metrics`). Everything it sends is
+    re-randomized, and every reply a published number depends on is signed with its
+    Ethereum ``account`` (a fresh one when none is given). The seeds of its remixing
+    rotations are kept, with their salts, in ``rotation_openings``; its replies carry
+    only commitments to them.
     """
 
     def __init__(
@@ -60,6 +71,7 @@ class DataOwner:
         self._n_trainers = 0
         self._initial_model: EncryptedVector | None = None
         self._rng = secure_generator()
+        self.rotation_openings: dict[str, tuple[int, bytes]] = {}
 
     @property
     def n_rows(self) -> int:
@@ -154,6 +166,29 @@ class DataOwner:
         )
         return self._signed(reply, msg.total.public_key)
 
+    def _commit_rotation(self, label: str) -> tuple[np.random.Generator, str]:
+        """A fresh secret rotation seed, kept with its salt: its generator and commitment.
+
+        One rotation per label: a second request for the same remix is refused, so each
+        recorded commitment has exactly one opening.
+        """
+        if label in self.rotation_openings:
+            raise ProtocolError(f"{self.party_id} already remixed {label}")
+        seed, salt = secrets.randbits(128), secrets.token_bytes(32)
+        self.rotation_openings[label] = (seed, salt)
+        return np.random.default_rng(seed), rotation_commitment(seed, salt)
+
+    def _on_RemixRequest(self, msg: m.RemixRequest) -> m.Remix:
+        """Rotate the aggregator's mixed vector again with a secret rotation of our own."""
+        self._require("validator")
+        assert self._spec is not None
+        if msg.vector.public_key != self._key:
+            raise ProtocolError("a vector under another key")
+        rng, commitment = self._commit_rotation(f"metric-{msg.round}")
+        remixed = remix_vector(msg.vector, self._spec.precision_bits, rng)
+        reply = m.Remix(msg.round, remixed, vector_digest(msg.vector), commitment)
+        return self._signed(reply, msg.vector.public_key)
+
     def _on_ContributionRequest(self, msg: m.ContributionRequest) -> m.ContributionColumns:
         self._require("validator")
         assert self._factor is not None and self._spec is not None
@@ -173,3 +208,16 @@ class DataOwner:
             tuple(vector_digest(u) for u in msg.first_updates),
         )
         return self._signed(reply, self._initial_model.public_key)
+
+    def _on_RemixColumnsRequest(self, msg: m.RemixColumnsRequest) -> m.RemixColumns:
+        """Rotate the aggregator's mixed columns again with a secret rotation of our own."""
+        self._require("validator")
+        assert self._spec is not None
+        if not msg.columns or any(c.public_key != self._key for c in msg.columns):
+            raise ProtocolError("no columns to remix, or columns under another key")
+        rng, commitment = self._commit_rotation("contributions")
+        remixed = remix_columns(msg.columns, self._spec.precision_bits, rng)
+        reply = m.RemixColumns(
+            tuple(remixed), tuple(vector_digest(c) for c in msg.columns), commitment
+        )
+        return self._signed(reply, msg.columns[0].public_key)

@@ -8,7 +8,8 @@ re-randomizations, mixing commitments, payouts). The body of a message is a pure
 function of its fields (:func:`message_body`), so sender, aggregator and verifier
 compute the same bytes.
 
-Which messages are signed, and by whom:
+Which messages are signed, and by whom (the remixer is the validator a public rule
+names, see :mod:`deltaml.learning.metrics`):
 
 =====================  ==========  ======================================================
 message                signer      what the signature binds
@@ -17,9 +18,13 @@ EncryptedSums          data owner  its encrypted statistics
 StateUpdate            trainer     its state for a round, and the total it was computed from
 EncryptedResiduals     validator   its rotated residual vector and the total it evaluated
 ContributionColumns    validator   its rotated columns and the updates they came from
+Remix                  remixer     the remixed vector, the mixed vector it was given, and
+                                   the commitment to its rotation
+RemixColumns           remixer     the remixed columns, the mixed columns it was given, and
+                                   the commitment to its rotation
 PublicStats            buyer       the decrypted statistics total, with proofs, and the stats
-MetricValue            buyer       the decrypted mixed vector, with proofs, and the metric
-ContributionValues     buyer       the decrypted columns, with proofs, Gram and Shapley values
+MetricValue            buyer       the decrypted (re)mixed vector, with proofs, the metric
+ContributionValues     buyer       the decrypted (re)mixed columns, proofs, Gram, Shapley
 =====================  ==========  ======================================================
 """
 
@@ -102,6 +107,23 @@ def _columns(msg: m.ContributionColumns) -> dict[str, Any]:
     return {"inputs": list(msg.input_digests), "columns": [vector_ref(c) for c in msg.columns]}
 
 
+def _remix(msg: m.Remix) -> dict[str, Any]:
+    return {
+        "round": msg.round,
+        "input": msg.input_digest,
+        "commitment": msg.commitment,
+        "vector": vector_ref(msg.vector),
+    }
+
+
+def _remix_columns(msg: m.RemixColumns) -> dict[str, Any]:
+    return {
+        "inputs": list(msg.input_digests),
+        "commitment": msg.commitment,
+        "columns": [vector_ref(c) for c in msg.columns],
+    }
+
+
 def _contributions(msg: m.ContributionValues) -> dict[str, Any]:
     return {
         "columns": list(msg.column_digests),
@@ -123,6 +145,8 @@ _BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "EncryptedResiduals": _residuals,
     "MetricValue": _metric,
     "ContributionColumns": _columns,
+    "Remix": _remix,
+    "RemixColumns": _remix_columns,
     "ContributionValues": _contributions,
 }
 

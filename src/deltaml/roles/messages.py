@@ -215,6 +215,27 @@ class EncryptedResiduals(Message):
 
 
 @dataclass(frozen=True)
+class RemixRequest(Message):
+    """Aggregator → the remixer (a validator): the aggregator-mixed vector of an evaluation."""
+
+    round: int
+    vector: EncryptedVector
+
+
+@dataclass(frozen=True)
+class Remix(Message):
+    """The remixer's reply: the vector rotated again with its own secret rotation."""
+
+    round: int
+    vector: EncryptedVector
+    #: Digest of the mixed vector it was given.
+    input_digest: str = ""
+    #: Commitment to its rotation's seed (:func:`deltaml.evidence.published.rotation_commitment`).
+    commitment: str = ""
+    signature: str = ""
+
+
+@dataclass(frozen=True)
 class MetricRequest(Message):
     round: int
     vector: EncryptedVector
@@ -249,8 +270,27 @@ class ContributionColumns(Message):
 
 
 @dataclass(frozen=True)
+class RemixColumnsRequest(Message):
+    """Aggregator → the remixer (a validator): the aggregator-mixed contribution columns."""
+
+    columns: tuple[EncryptedVector, ...]
+
+
+@dataclass(frozen=True)
+class RemixColumns(Message):
+    """The remixer's reply: every column rotated again with one secret rotation."""
+
+    columns: tuple[EncryptedVector, ...]
+    #: Digests of the mixed columns it was given.
+    input_digests: tuple[str, ...] = ()
+    #: Commitment to its rotation's seed.
+    commitment: str = ""
+    signature: str = ""
+
+
+@dataclass(frozen=True)
 class GramRequest(Message):
-    """Aggregator → buyer: the mixed columns; the buyer keeps only their Gram matrix."""
+    """Aggregator → buyer: the (re)mixed columns; the buyer keeps only their Gram matrix."""
 
     columns: tuple[EncryptedVector, ...]
     #: Validation SSE of the initial model is the value of the empty coalition.
