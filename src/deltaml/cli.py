@@ -126,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
             "*.sealed.jsonl (default: .deltaml/runs/<timestamp>-<seed>.jsonl)"
         ),
     )
+    sim.add_argument(
+        "--metric-noise",
+        type=float,
+        default=0.0,
+        metavar="STD",
+        help=(
+            "calibrated noise on published metrics: its standard deviation on one "
+            "validator's MSE, in standardized target units (default: 0, none)"
+        ),
+    )
     chain = sim.add_mutually_exclusive_group()
     chain.add_argument(
         "--chain-url",
@@ -218,6 +228,7 @@ def _simulate(args: argparse.Namespace) -> int:
         deposit_wei=args.deposit_wei,
         transcript=args.transcript or str(_default_transcript(args.seed)),
         chain=not args.no_chain,
+        metric_noise=args.metric_noise,
         chain_url=args.chain_url,
     )
     bar = None

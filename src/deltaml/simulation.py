@@ -61,6 +61,7 @@ class SimulationConfig:
     relaxation: float = 1.6
     precision_bits: int = 32
     contributions: bool = True
+    metric_noise: float = 0.0
     allow_test_keys: bool = False
     #: The buyer's payment in wei, split by the payment rule at the end.
     deposit_wei: int = DEFAULT_DEPOSIT_WEI
@@ -80,6 +81,8 @@ class SimulationConfig:
             raise DeltaMLValueError("--rounds must be at least 1")
         if self.eval_every < 1:
             raise DeltaMLValueError("--eval-every must be at least 1")
+        if not self.metric_noise >= 0:
+            raise DeltaMLValueError("--metric-noise must be a non-negative number")
         if self.deposit_wei < 0:
             raise DeltaMLValueError("--deposit-wei must not be negative")
         if self.chain and self.deposit_wei < 1:
@@ -222,6 +225,7 @@ def simulate_shares(
         eval_every=config.eval_every,
         split_seed=config.seed,
         contributions=config.contributions,
+        metric_noise=config.metric_noise,
         deposit_wei=config.deposit_wei,
     )
     ids = owner_ids(len(shares))

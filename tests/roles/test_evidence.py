@@ -378,3 +378,21 @@ def test_the_aggregators_openings_match_its_commitments(run: Run) -> None:
     for mix in _records(run, "Mix"):
         opening = run.aggregator.rotation_openings[f"metric-{mix['round']}"]
         assert rotation_commitment(*opening) == mix["body"]["commitment"]
+
+
+def test_calibrated_metric_noise_is_published_verifiably() -> None:
+    """Noise changes what the buyer sees, stays unbiased on average, and still verifies."""
+    from deltaml.simulation import SimulationConfig, run_simulation
+
+    base = {"key_bits": 512, "allow_test_keys": True, "chain": False, "rounds": 6}
+    clean = run_simulation(SimulationConfig(**base))
+    noisy = run_simulation(SimulationConfig(metric_noise=0.01, **base))
+    assert noisy.verified is True
+    clean_metrics = [r.metric for r in clean.rounds]
+    noisy_metrics = [r.metric for r in noisy.rounds]
+    assert clean_metrics != noisy_metrics
+    # Noise of std 0.01 in standardized units is ~60 here (1 % of Var(y) ≈ 5,900), about
+    # 3 % of the MSE; a difference of 60 % would be a > 5-sigma draw of the noise.
+    scale = clean.rounds[-1].metric
+    diffs = [abs(a - b) / scale for a, b in zip(clean_metrics, noisy_metrics, strict=True)]
+    assert max(diffs) < 0.6

@@ -11,6 +11,7 @@ compared exactly, bit for bit.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,6 +62,24 @@ def stats_from_ints(
     """The published statistics from the decrypted total of the owners' sums."""
     sums = np.array([decode_int(v, exponent) for v in values], dtype=np.float64)
     return stats_from_sums(sums, n_features, include_target)
+
+
+def noise_variance(metric_noise: float, rows: int) -> float:
+    """Variance of the noise coordinate a validator with ``rows`` rows appends.
+
+    A coordinate ``n ~ N(0, σ²)`` adds ``n²`` to the squared error: mean ``σ²``,
+    standard deviation ``√2·σ²``. With ``σ² = ν·rows/√2`` one validator's mean squared
+    error gets noise of standard deviation ``ν``; several validators' noise averages
+    to at most ``ν``.
+    """
+    return metric_noise * rows / math.sqrt(2.0)
+
+
+def denoised_sse(sse: float, rows: int, metric_noise: float) -> float:
+    """The published squared error: the noise's expected value removed, never below 0."""
+    if metric_noise <= 0:
+        return sse
+    return max(sse - noise_variance(metric_noise, rows), 0.0)
 
 
 def metric_value(model: ModelType, sse: float, rows: int, stats: Standardization) -> float:

@@ -74,6 +74,7 @@ import numpy as np
 from deltaml.crypto import PublicKey, failed_decryptions, failed_rerandomizations
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.evidence.published import (
+    denoised_sse,
     gram_from_ints,
     metric_value,
     shapley_method,
@@ -808,7 +809,8 @@ class _Verifier:
         self.require(_is_number(published), "format", "the metric is not a number")
         self.report.metrics[k] = float(published)
         values = self._proven(decrypted, body["plaintexts"], body["randomness"])
-        sse = sse_from_ints(values, self.exponent(decrypted))
+        noise = float(self.spec.get("metric_noise", 0.0))
+        sse = denoised_sse(sse_from_ints(values, self.exponent(decrypted)), mix["rows"], noise)
         recomputed = metric_value(self.model, sse, mix["rows"], self.stats)
         self.sse[k] = sse
         self.expect(

@@ -91,8 +91,18 @@ def encrypted_residual_vector(
     factor: np.ndarray,
     precision_bits: int,
     rng: np.random.Generator,
+    noise_variance: float = 0.0,
 ) -> EncryptedVector:
-    """A validator's reply: ``Enc(Q R [t/m; −1])`` for a fresh rotation ``Q``."""
+    """A validator's reply: ``Enc(Q R [t/m; −1])`` for a fresh rotation ``Q``.
+
+    With ``noise_variance > 0`` the vector gets one more coordinate, a fresh
+    ``n ~ N(0, noise_variance)``, before the rotation: its squared norm, the only
+    thing anyone learns, then carries calibrated noise.
+    """
+    if noise_variance > 0:
+        noise_row = np.zeros((1, factor.shape[1]))
+        noise_row[0, -1] = -rng.normal(0.0, math.sqrt(noise_variance))
+        factor = np.vstack([factor, noise_row])
     rotated = haar_orthogonal(factor.shape[0], rng) @ factor
     weights = PlainMatrix.encode(rotated[:, :-1] / n_trainers, precision_bits)
     product = total.matvec(weights)

@@ -583,7 +583,7 @@ def _metric_growth(precision_bits: int, n_validators: int, n_features: int) -> i
     validator's margin.
     """
     margin = precision_bits + 8
-    size = max(n_validators, 1) * (n_features + 2)
+    size = max(n_validators, 1) * (n_features + 3)  # + 1: a noise coordinate
     rotation = max(margin, rotation_growth_bits(size, precision_bits))
     rotations = 2 if n_validators >= 2 else 1
     return margin + rotations * rotation

@@ -18,6 +18,7 @@ from deltaml.crypto import (
 )
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import (
+    denoised_sse,
     gram_from_ints,
     metric_value,
     shapley_method,
@@ -131,7 +132,9 @@ class ModelBuyer:
         if self.stats is None:
             raise ProtocolError("no statistics yet")
         values, plaintexts, randomness = self._prove(msg.vector)
-        sse = sse_from_ints(values, msg.vector.exponent)
+        sse = denoised_sse(
+            sse_from_ints(values, msg.vector.exponent), msg.rows, self.spec.metric_noise
+        )
         self._sse[msg.round] = sse
         value = metric_value(self.model, sse, msg.rows, self.stats)
         self.metrics[msg.round] = value

@@ -11,7 +11,7 @@ from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
 from deltaml.errors import ProtocolError
-from deltaml.evidence.published import rotation_commitment
+from deltaml.evidence.published import noise_variance, rotation_commitment
 from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
 from deltaml.learning.contributions import remix_columns, validator_columns
@@ -159,7 +159,12 @@ class DataOwner:
         self._require("validator")
         assert self._factor is not None and self._spec is not None
         vec = encrypted_residual_vector(
-            msg.total, self._n_trainers, self._factor, self._spec.precision_bits, self._rng
+            msg.total,
+            self._n_trainers,
+            self._factor,
+            self._spec.precision_bits,
+            self._rng,
+            noise_variance(self._spec.metric_noise, self.n_rows),
         )
         reply = m.EncryptedResiduals(
             msg.round, vec.rerandomize(), self.n_rows, vector_digest(msg.total)

@@ -88,6 +88,9 @@ class TrainingSpec(Message):
     trainer_fraction: float = 0.7
     #: Measure each trainer's Shapley contribution after training.
     contributions: bool = True
+    #: Calibrated noise on published metrics: the standard deviation it adds to a
+    #: single validator's mean squared error, in standardized target units (0: none).
+    metric_noise: float = 0.0
     #: The buyer's escrowed payment, split by :func:`deltaml.ledger.payouts.compute_payouts`.
     deposit_wei: int = 10**18
 
