@@ -253,6 +253,14 @@ def test_random_factor_with_and_without_the_window_table(
         used.append(next(alphas))
         return used[-1]
 
+    class NoPool:  # the background pool draws randomness too; keep this test serial
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def take(self) -> None:
+            return None
+
+    monkeypatch.setattr(paillier_module, "_RandomizerPool", NoPool)
     monkeypatch.setattr(paillier_module.secrets, "randbits", fake_randbits)
     limit = paillier_module._TABLE_AFTER_USES
     factors = []
@@ -323,3 +331,24 @@ def test_dishonest_proofs_are_rejected(keys512: Keys, keys768: Keys) -> None:
     for bad_c in (0, n2, c + n2, -c):
         assert not check_decryption(pk, bad_c, m, r)
     assert not check_decryption(keys768[0], c, m, r)  # another key
+
+
+def test_the_background_pool_serves_valid_randomizers(keys512: Keys) -> None:
+    import time
+
+    pk0, sk = keys512
+    pk = PublicKey(pk0.n, pk0.hs)
+    for _ in range(paillier_module._TABLE_AFTER_USES + 1):
+        pk.random_factor()
+    assert pk._pool is not None
+    deadline = time.monotonic() + 10
+    item = None
+    while item is None and time.monotonic() < deadline:
+        item = pk._pool.take()
+        time.sleep(0.01)
+    assert item is not None, "the pool produced nothing in 10 s"
+    factor, alpha = item
+    assert factor == gmpy2.powmod(pk.hs, alpha, pk.nsquare)
+    # A re-randomized ciphertext still decrypts to the same plaintext.
+    c = pk.raw_encrypt(12345)
+    assert sk.raw_decrypt(int(c * pk.random_factor() % pk.nsquare)) == 12345

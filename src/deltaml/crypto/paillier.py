@@ -25,8 +25,10 @@ a fresh randomizer about ten times cheaper.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass, field
 
 import gmpy2
@@ -41,6 +43,45 @@ TEST_KEY_BITS = (512, 768, 1024)
 _WINDOW_BITS = 8
 #: Direct exponentiations before the fixed-base table pays for its construction.
 _TABLE_AFTER_USES = 48
+#: Randomizers a busy key keeps ready (each ~0.5 KB at 2048 bits).
+_POOL_CAPACITY = 256
+
+
+class _RandomizerPool:
+    """Precomputes ``(h_s^α, α)`` pairs on a background thread, outside the GIL.
+
+    ``gmpy2.powmod`` releases the GIL when its thread's context allows it, so the
+    pool fills on a second core while the caller computes; a party that waits for
+    others (most of them, most of the time) gets its randomizers for free. When the
+    pool is empty the caller computes its own: nothing ever waits for the pool.
+    """
+
+    def __init__(self, hs: gmpy2.mpz, nsquare: gmpy2.mpz, alpha_bits: int) -> None:
+        self._hs, self._nsquare, self._alpha_bits = hs, nsquare, alpha_bits
+        self._randbits = secrets.SystemRandom().getrandbits  # the OS's CSPRNG, its own handle
+        self._items: collections.deque[tuple[gmpy2.mpz, int]] = collections.deque()
+        self._room = threading.Condition()
+        thread = threading.Thread(target=self._fill, name="deltaml-randomizers", daemon=True)
+        thread.start()
+
+    def _fill(self) -> None:
+        gmpy2.set_context(gmpy2.context(gmpy2.get_context(), allow_release_gil=True))
+        while True:
+            with self._room:
+                while len(self._items) >= _POOL_CAPACITY:
+                    self._room.wait()
+            alpha = self._randbits(self._alpha_bits)
+            factor = gmpy2.powmod(self._hs, alpha, self._nsquare)
+            with self._room:
+                self._items.append((factor, alpha))
+
+    def take(self) -> tuple[gmpy2.mpz, int] | None:
+        with self._room:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._room.notify()
+            return item
 
 
 @dataclass(eq=False)
@@ -56,6 +97,7 @@ class PublicKey:
     _hs: gmpy2.mpz = field(init=False, repr=False)
     _alpha_bits: int = field(init=False, repr=False)
     _table: list[list[gmpy2.mpz]] | None = field(init=False, default=None, repr=False)
+    _pool: _RandomizerPool | None = field(init=False, default=None, repr=False)
     _uses: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,13 +138,21 @@ class PublicKey:
 
     def __setstate__(self, state: dict[str, int]) -> None:
         self.n, self.hs = int(state["n"]), int(state["hs"])
-        self._table, self._uses = None, 0
+        self._table, self._uses, self._pool = None, 0, None
         self.__post_init__()
 
     # -- randomness -------------------------------------------------------------------
     def random_factor(self) -> gmpy2.mpz:
         """A fresh ``r^n mod n²`` (``r = h^α``): multiplying by it re-randomizes a ciphertext."""
-        return self._factor(secrets.randbits(self._alpha_bits))
+        return self._fresh()[0]
+
+    def _fresh(self) -> tuple[gmpy2.mpz, int]:
+        if self._pool is not None:
+            item = self._pool.take()
+            if item is not None:
+                return item
+        alpha = secrets.randbits(self._alpha_bits)
+        return self._factor(alpha), alpha
 
     def random_factor_with_exponent(self) -> tuple[gmpy2.mpz, int]:
         """A fresh ``h_s^α mod n²`` and its exponent ``α``.
@@ -112,8 +162,7 @@ class PublicKey:
         (``c' == c · h_s^α mod n²``, see :func:`check_rerandomization`), and revealing
         it after the fact reveals nothing about any plaintext.
         """
-        alpha = secrets.randbits(self._alpha_bits)
-        return self._factor(alpha), alpha
+        return self._fresh()
 
     def factor_of_exponent(self, alpha: int) -> gmpy2.mpz:
         """``h_s^α mod n²``, by direct exponentiation (for checking, not for hiding)."""
@@ -125,6 +174,8 @@ class PublicKey:
             if self._uses <= _TABLE_AFTER_USES:
                 return gmpy2.powmod(self._hs, alpha, self._nsquare)
             self._table = self._build_table()
+            # A key used this much keeps being used: precompute on the other core too.
+            self._pool = _RandomizerPool(self._hs, self._nsquare, self._alpha_bits)
         acc = gmpy2.mpz(1)
         mod = self._nsquare
         mask = (1 << _WINDOW_BITS) - 1
