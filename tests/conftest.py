@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 
 from deltaml.ledger.anvil import AnvilProcess
+from deltaml.ledger.node import EmbeddedNodeProcess
 
-# The suite runs with --import-mode=importlib, which puts no test folder on sys.path.
+# The suite runs with --import-mode=importlib, which puts no test folder on sys.path:
+# make the shared helpers importable (`ledger_testkit`, `postgres_testkit`).
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ledger"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledger_testkit import find_anvil_or_explain
+
+from postgres_testkit import PostgresCluster, find_postgres_or_explain
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +32,29 @@ def anvil_url() -> Iterator[str]:
         pytest.skip(reason)
     with AnvilProcess(binary) as node:
         yield node.url
+
+
+@pytest.fixture(scope="session")
+def embedded_node_url() -> Iterator[str]:
+    """The embedded chain served over JSON-RPC (``python -m deltaml.ledger.node``) in a
+    subprocess for the whole session; needs nothing beyond the Python packages."""
+    with EmbeddedNodeProcess() as node:
+        yield node.url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL (``postgresql+psycopg://postgres@127.0.0.1:PORT/deltaml_test``) of
+    an empty database in a throwaway PostgreSQL cluster, for the whole session.
+
+    Skipped when the server tools are not installed, unless DELTAML_REQUIRE_POSTGRES=1
+    (CI), which makes that a failure. Tests share the database: each should use its
+    own tables or schema, or clean up after itself.
+    """
+    bin_dir, reason, required = find_postgres_or_explain()
+    if bin_dir is None:
+        if required:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with PostgresCluster(bin_dir) as cluster:
+        yield cluster.url

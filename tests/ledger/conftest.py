@@ -5,6 +5,9 @@
   ``$DELTAML_ANVIL_BIN``) on a free port of 127.0.0.1 and stopped by its pid.
   Skipped when the binary is missing, unless ``DELTAML_REQUIRE_ANVIL=1`` (CI),
   which turns the skip into a failure.
+- ``node``: the embedded chain served over JSON-RPC by ``python -m
+  deltaml.ledger.node`` (as ``deltaml demo`` shares one chain between processes)
+  in a subprocess, stopped by its pid; always, as it needs only Python packages.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledger_testkit import Market
 
-BACKENDS = ["embedded", "anvil"]
+BACKENDS = ["embedded", "anvil", "node"]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -32,8 +35,10 @@ def chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
     backend: Chain
     if request.param == "embedded":
         backend = EmbeddedChain()
-    else:
+    elif request.param == "anvil":
         backend = RpcChain(request.getfixturevalue("anvil_url"))
+    else:
+        backend = RpcChain(request.getfixturevalue("embedded_node_url"))
     try:
         yield backend
     finally:
