@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the transcript hash published on the contract: the last record must hash to it",
     )
     ver.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    from deltaml.services.commands import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -198,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "verify":
             return _verify(args)
+        from deltaml.services.commands import run_command
+
+        return run_command(args)
     except DeltaMLError as exc:
         print(f"deltaml {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.models import model_type
 from deltaml.learning.standardize import local_sums
 from deltaml.roles import messages as m
+from deltaml.services.loopback import LoopbackHttpTransport
 from deltaml.simulation import SimulationConfig, owner_ids, simulate_shares
 from deltaml.transport import RecordingTransport
 
@@ -64,24 +66,36 @@ class Run:
     result: object
 
 
-def _run(monkeypatch: pytest.MonkeyPatch | None = None) -> Run:
+def _run(monkeypatch: pytest.MonkeyPatch | None = None, http_dir: Path | None = None) -> Run:
+    """One recorded training; with ``http_dir``, every message crosses real local HTTP."""
     train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
     shares = split_owners(train, OWNERS, seed=0)
     holder: dict[str, RecordingTransport] = {}
 
     def wrap(inner):
-        holder["r"] = RecordingTransport(inner)
+        if http_dir is not None:
+            holder["http"] = LoopbackHttpTransport(inner, http_dir)
+        holder["r"] = RecordingTransport(holder.get("http", inner))
         return holder["r"]
 
     config = SimulationConfig(rounds=ROUNDS, key_bits=512, allow_test_keys=True, eval_every=1)
-    result = simulate_shares(config, "linear", "regression", shares, None, transport_wrapper=wrap)
+    try:
+        result = simulate_shares(
+            config, "linear", "regression", shares, None, transport_wrapper=wrap
+        )
+    finally:
+        if "http" in holder:
+            holder["http"].close()
     recorder = holder["r"]
     buyer = recorder.inner._parties["buyer"]  # the test's privileged view
     return Run(recorder, buyer._private_key, shares, result)
 
 
-@pytest.fixture(scope="module")
-def run() -> Run:
+@pytest.fixture(scope="module", params=["in-memory", "http"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """Every test below runs on both transports: in process, and over the services' HTTP."""
+    if request.param == "http":
+        return _run(http_dir=tmp_path_factory.mktemp("http"))
     return _run()
 
 

@@ -144,6 +144,45 @@ class TranscriptWriter:
         return record
 
 
+    @classmethod
+    def reopen(cls, path: str | Path, head: str, count: int) -> TranscriptWriter:
+        """Reopen the transcript at ``path`` to append after its record ``count - 1``.
+
+        A run that stopped (a crash, a restart) after ``count`` records it still
+        stands by may have written more: those are cut off, so the chain goes on
+        from ``head``. The sealed companion keeps every ciphertext it holds (one
+        that no record names is harmless) and is not written twice.
+        """
+        public_path, sealed_path = Path(path), sealed_path_for(path)
+        kept: list[str] = []
+        with public_path.open("r", encoding="ascii") as f:
+            for line in f:
+                if len(kept) == count:
+                    break
+                kept.append(line)
+        last = json.loads(kept[-1]) if kept else None
+        if len(kept) != count or (record_hash(last) if last else GENESIS) != head:
+            raise DeltaMLValueError(f"{public_path} does not hold the {count} records expected")
+        public_path.write_text("".join(kept), encoding="ascii")
+        seen: set[str] = set()
+        if sealed_path.exists():
+            good = []
+            for line in sealed_path.read_text(encoding="ascii").splitlines(keepends=True):
+                if line.endswith("\n"):  # a line cut short by a crash is dropped
+                    seen.add(json.loads(line)["sha256"])
+                    good.append(line)
+            sealed_path.write_text("".join(good), encoding="ascii")
+        writer = cls(
+            public=public_path.open("a", encoding="ascii"),
+            sealed=sealed_path.open("a", encoding="ascii"),
+            keep=False,
+            head=head,
+            count=count,
+        )
+        writer._sealed_seen = seen
+        return writer
+
+
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """The records of a public transcript, each a JSON object (fields not yet checked).
 

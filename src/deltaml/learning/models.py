@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -61,6 +61,16 @@ class Standardization:
             "target_mean": self.target_mean,
             "target_scale": self.target_scale,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Standardization:
+        return cls(
+            int(data["count"]),
+            np.array(data["means"], dtype=np.float64),
+            np.array(data["scales"], dtype=np.float64),
+            float(data["target_mean"]),
+            float(data["target_scale"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
+from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.evidence.published import rotation_commitment, shapley_seed
 from deltaml.evidence.signatures import hex_ints, vector_digest, vector_ref
@@ -96,6 +97,66 @@ class TrainingRecord:
 ProgressCallback = Callable[[RoundRecord], None]
 
 
+@dataclass
+class Checkpoint:
+    """The aggregator's whole training state after a completed round (0: after set-up).
+
+    Everything in it is a ciphertext, public, or the aggregator's own secret (its
+    rotation openings): it is what a restarted aggregator needs to go on, and is
+    stored only by the aggregator.
+    """
+
+    round: int
+    record: TrainingRecord
+    states: dict[str, EncryptedVector]
+    total: EncryptedVector
+    first_updates: list[EncryptedVector]
+    next_growth: int
+    rotation_openings: dict[str, tuple[int, bytes]]
+    transcript_head: str
+    transcript_count: int
+
+    def to_json(self) -> dict[str, Any]:
+        trainers = self.record.trainers
+        vectors = [self.total, *(self.states[t] for t in trainers), *self.first_updates]
+        record = dataclasses.asdict(self.record)
+        record.pop("payouts", None)
+        return {
+            "round": self.round,
+            "record": record,
+            "vectors": pack_vectors(vectors),
+            "first_updates": len(self.first_updates),
+            "next_growth": self.next_growth,
+            "rotation_openings": {
+                label: [seed, salt.hex()] for label, (seed, salt) in self.rotation_openings.items()
+            },
+            "transcript_head": self.transcript_head,
+            "transcript_count": self.transcript_count,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
+        raw = dict(data["record"])
+        rounds = [RoundRecord(**r) for r in raw.pop("rounds")]
+        record = TrainingRecord(**raw, rounds=rounds)
+        vectors = unpack_vectors(data["vectors"])
+        n = len(record.trainers)
+        return cls(
+            round=int(data["round"]),
+            record=record,
+            states=dict(zip(record.trainers, vectors[1 : 1 + n], strict=True)),
+            total=vectors[0],
+            first_updates=list(vectors[1 + n :]),
+            next_growth=int(data["next_growth"]),
+            rotation_openings={
+                label: (int(seed), bytes.fromhex(salt))
+                for label, (seed, salt) in data["rotation_openings"].items()
+            },
+            transcript_head=str(data["transcript_head"]),
+            transcript_count=int(data["transcript_count"]),
+        )
+
+
 class Aggregator:
     """Runs one training request over a :class:`~deltaml.transport.Transport`.
 
@@ -157,7 +218,18 @@ class Aggregator:
         n_features: int,
         include_target: bool,
         progress: ProgressCallback | None = None,
+        *,
+        checkpoint: Callable[[Checkpoint], None] | None = None,
+        resume: Checkpoint | None = None,
     ) -> TrainingRecord:
+        """Run ``spec`` to the end and return what the aggregator may keep.
+
+        ``checkpoint`` is called with the whole training state after the set-up and
+        after each round; passing the last one back as ``resume`` (with the
+        transcript writer reopened where it ended, :meth:`TranscriptWriter.reopen`)
+        continues from there to the same final model: a data owner asked a round
+        again recomputes it from the state it kept.
+        """
         if spec.rounds < 1:
             raise DeltaMLValueError("rounds must be at least 1")
         if spec.eval_every < 1:
@@ -166,6 +238,92 @@ class Aggregator:
             raise DeltaMLValueError(
                 "the initial model needs one weight per feature plus the intercept"
             )
+        if resume is None:
+            cp = self._set_up(spec, public_key, initial_model, n_features, include_target)
+            if checkpoint is not None:
+                checkpoint(cp)
+        else:
+            cp = resume
+            self.rotation_openings = dict(cp.rotation_openings)
+            self._ev = self._recorder(public_key)
+            if self._ev.head != cp.transcript_head:
+                raise ProtocolError("the transcript does not end where the checkpoint does")
+            log.info("resuming after round %d", cp.round)
+        record, trainers, validators = cp.record, cp.record.trainers, cp.record.validators
+        ev = self.evidence
+
+        for k in range(cp.round + 1, spec.rounds + 1):
+            r0 = time.perf_counter()
+            states, total = cp.states, cp.total
+            refreshed = any(needs_refresh(v, cp.next_growth) for v in (total, *states.values()))
+            if refreshed:
+                states = self._refresh(k, trainers, spec.base_exponent)
+                total = self._sum(k, "refresh", trainers, states)
+                record.refreshes += 1
+            # A sum of ciphertexts is a function of what the trainers sent: re-randomize
+            # it before it leaves, like everything else.
+            outgoing = self._broadcast(k, "round", total, sealed=True)
+            replies = self.transport.request_all(
+                [(oid, m.RoundRequest(k, outgoing)) for oid in trainers]
+            )
+            states = {}
+            for oid, reply in zip(trainers, replies, strict=True):
+                update = ev.accept(oid, reply, m.StateUpdate, sealed=True)
+                _require(
+                    update.round == k
+                    and update.phase == "round"
+                    and update.input_digest == vector_digest(outgoing),
+                    f"{oid} answered round {k} with a state for another input",
+                )
+                states[oid] = update.state
+            total = self._sum(k, "round", trainers, states)
+            if k == 1:
+                cp.first_updates = [states[oid] for oid in trainers]
+            rec = RoundRecord(k, 0.0, refreshed)
+            record.training_seconds += time.perf_counter() - r0
+            if k % spec.eval_every == 0 or k == spec.rounds:
+                e0 = time.perf_counter()
+                rec.metric = self._evaluate(k, total, validators, spec)
+                record.metric_seconds += time.perf_counter() - e0
+            rec.seconds = time.perf_counter() - r0
+            record.rounds.append(rec)
+            cp.round, cp.states, cp.total = k, states, total
+            cp.transcript_head, cp.transcript_count = ev.head, ev.writer.count
+            cp.rotation_openings = dict(self.rotation_openings)
+            if checkpoint is not None:
+                checkpoint(cp)
+            if progress is not None:
+                progress(rec)
+        first_updates, total = cp.first_updates, cp.total
+
+        if spec.contributions:
+            c0 = time.perf_counter()
+            record.contributions = self._contributions(
+                first_updates, validators, spec.precision_bits
+            )
+            record.contribution_seconds = time.perf_counter() - c0
+        final = self._broadcast(spec.rounds, "final", total, sealed=False)
+        _expect(
+            self.transport.request(self.buyer_id, m.FinalModel(final, len(trainers), spec.rounds)),
+            m.Ack,
+        )
+        self._settle(spec, record)
+        record.transcript_head = ev.head
+        return record
+
+    def _recorder(self, public_key: PublicKey) -> EvidenceRecorder:
+        writer = self.transcript if self.transcript is not None else TranscriptWriter(keep=False)
+        return EvidenceRecorder(public_key, self.account, self.party_id, writer, self.addresses)
+
+    def _set_up(
+        self,
+        spec: m.TrainingSpec,
+        public_key: PublicKey,
+        initial_model: EncryptedVector,
+        n_features: int,
+        include_target: bool,
+    ) -> Checkpoint:
+        """Roles, standardization, the owners' set-up and the initial model's metric."""
         t0 = time.perf_counter()
         trainers, validators = split_roles(self.owner_ids, spec.trainer_fraction, spec.split_seed)
         record = TrainingRecord(trainers, validators, spec.split_seed)
@@ -175,10 +333,7 @@ class Aggregator:
             len(validators),
             spec.split_seed,
         )
-        writer = self.transcript if self.transcript is not None else TranscriptWriter(keep=False)
-        ev = self._ev = EvidenceRecorder(
-            public_key, self.account, self.party_id, writer, self.addresses
-        )
+        ev = self._ev = self._recorder(public_key)
         ev.own("Header", self._header(spec, public_key, trainers, validators, n_features))
 
         stats = self._standardize(public_key, spec.base_exponent, n_features, include_target)
@@ -217,59 +372,17 @@ class Aggregator:
         e0 = time.perf_counter()
         record.initial_metric = self._evaluate(0, total, validators, spec)
         record.metric_seconds += time.perf_counter() - e0
-        first_updates: list[EncryptedVector] = []
-
-        for k in range(1, spec.rounds + 1):
-            r0 = time.perf_counter()
-            refreshed = any(needs_refresh(v, next_growth) for v in (total, *states.values()))
-            if refreshed:
-                states = self._refresh(k, trainers, spec.base_exponent)
-                total = self._sum(k, "refresh", trainers, states)
-                record.refreshes += 1
-            # A sum of ciphertexts is a function of what the trainers sent: re-randomize
-            # it before it leaves, like everything else.
-            outgoing = self._broadcast(k, "round", total, sealed=True)
-            replies = self.transport.request_all(
-                [(oid, m.RoundRequest(k, outgoing)) for oid in trainers]
-            )
-            states = {}
-            for oid, reply in zip(trainers, replies, strict=True):
-                update = ev.accept(oid, reply, m.StateUpdate, sealed=True)
-                _require(
-                    update.round == k
-                    and update.phase == "round"
-                    and update.input_digest == vector_digest(outgoing),
-                    f"{oid} answered round {k} with a state for another input",
-                )
-                states[oid] = update.state
-            total = self._sum(k, "round", trainers, states)
-            if k == 1:
-                first_updates = [states[oid] for oid in trainers]
-            rec = RoundRecord(k, 0.0, refreshed)
-            record.training_seconds += time.perf_counter() - r0
-            if k % spec.eval_every == 0 or k == spec.rounds:
-                e0 = time.perf_counter()
-                rec.metric = self._evaluate(k, total, validators, spec)
-                record.metric_seconds += time.perf_counter() - e0
-            rec.seconds = time.perf_counter() - r0
-            record.rounds.append(rec)
-            if progress is not None:
-                progress(rec)
-
-        if spec.contributions:
-            c0 = time.perf_counter()
-            record.contributions = self._contributions(
-                first_updates, validators, spec.precision_bits
-            )
-            record.contribution_seconds = time.perf_counter() - c0
-        final = self._broadcast(spec.rounds, "final", total, sealed=False)
-        _expect(
-            self.transport.request(self.buyer_id, m.FinalModel(final, len(trainers), spec.rounds)),
-            m.Ack,
+        return Checkpoint(
+            round=0,
+            record=record,
+            states=states,
+            total=total,
+            first_updates=[],
+            next_growth=next_growth,
+            rotation_openings=dict(self.rotation_openings),
+            transcript_head=ev.head,
+            transcript_count=ev.writer.count,
         )
-        self._settle(spec, record)
-        record.transcript_head = ev.head
-        return record
 
     # -- evidence helpers ---------------------------------------------------------------
     def _header(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from eth_account import Account
@@ -171,3 +171,21 @@ class ModelBuyer:
     def _on_FinalModel(self, msg: m.FinalModel) -> m.Ack:
         self.weights = msg.total.decrypt(self._private_key) / msg.n_trainers
         return m.Ack("model received")
+
+    # -- persistence (a buyer node that restarts goes on) ---------------------------------
+    def snapshot(self) -> dict[str, object]:
+        """What the buyer learned so far (public statistics, metrics, SSEs, final weights)."""
+        return {
+            "stats": None if self.stats is None else self.stats.to_dict(),
+            "metrics": {str(k): v for k, v in self.metrics.items()},
+            "sse": {str(k): v for k, v in self._sse.items()},
+            "weights": None if self.weights is None else [float(v) for v in self.weights],
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        if snapshot.get("stats") is not None:
+            self.stats = Standardization.from_dict(snapshot["stats"])
+        self.metrics = {int(k): float(v) for k, v in snapshot.get("metrics", {}).items()}
+        self._sse = {int(k): float(v) for k, v in snapshot.get("sse", {}).items()}
+        if snapshot.get("weights") is not None:
+            self.weights = np.array(snapshot["weights"], dtype=np.float64)

@@ -65,7 +65,9 @@ class DataOwner:
         self._stats: Standardization | None = None
         self._spec: m.TrainingSpec | None = None
         self._update: EncodedUpdate | None = None
-        self._state: EncryptedVector | None = None
+        #: Trainer state after each round still needed: a round may be asked again
+        #: (the aggregator restarted mid-round), and must then start from the same state.
+        self._states: dict[int, EncryptedVector] = {}
         self._mask: list[int] | None = None
         self._factor: np.ndarray | None = None
         self._n_trainers = 0
@@ -114,7 +116,7 @@ class DataOwner:
             params = AdmmParams(msg.spec.rho, msg.spec.relaxation)
             matrix, constant = trainer_update(terms, msg.n_trainers, params)
             self._update = EncodedUpdate.encode(matrix, constant, msg.spec.precision_bits)
-            self._state = msg.initial_model
+            self._states = {0: msg.initial_model}
             log.debug("%s: trainer ready (%d rows)", self.party_id, self.n_rows)
             return m.SetupDone(self._update.growth_bits())
         if msg.role == "validator":
@@ -128,31 +130,45 @@ class DataOwner:
             raise ProtocolError(f"{self.party_id} is not a {role} in this training")
 
     # -- training -------------------------------------------------------------------
+    def _state_before(self, k: int) -> EncryptedVector:
+        """The state a round-``k`` message starts from (kept until round ``k + 1`` is asked)."""
+        state = self._states.get(k - 1)
+        if state is None:
+            raise ProtocolError(f"{self.party_id} has no state to start round {k} from")
+        return state
+
     def _on_RoundRequest(self, msg: m.RoundRequest) -> m.StateUpdate:
         self._require("trainer")
-        assert self._update is not None and self._state is not None
-        self._state = self._update.apply(msg.total, self._state)
-        reply = m.StateUpdate(
-            msg.round, self._state.rerandomize(), "round", vector_digest(msg.total)
-        )
-        return self._signed(reply, self._state.public_key)
+        assert self._update is not None
+        state = self._update.apply(msg.total, self._state_before(msg.round))
+        # Asking round k again (after an aggregator restart) recomputes it from the
+        # same state; asking k + 1 means k was received, so older states can go.
+        self._states = {r: s for r, s in self._states.items() if r == msg.round - 1}
+        self._states[msg.round] = state
+        reply = m.StateUpdate(msg.round, state.rerandomize(), "round", vector_digest(msg.total))
+        return self._signed(reply, state.public_key)
 
     def _on_RefreshPrepare(self, msg: m.RefreshPrepare) -> m.MaskedState:
         self._require("trainer")
-        assert self._state is not None and self._spec is not None
-        masked, self._mask = mask_for_refresh(self._state, self._spec.base_exponent)
+        assert self._spec is not None
+        masked, self._mask = mask_for_refresh(
+            self._state_before(msg.round), self._spec.base_exponent
+        )
         return m.MaskedState(msg.round, masked)
 
     def _on_RefreshComplete(self, msg: m.RefreshComplete) -> m.StateUpdate:
         self._require("trainer")
-        if self._mask is None or self._state is None:
+        if self._mask is None:
             raise ProtocolError("no refresh is pending")
-        self._state = msg.refreshed.unmask(self._mask, self._state.bound, self._state.exponent)
+        old = self._state_before(msg.round)
+        # The refreshed state decrypts to the same values: it replaces the old one.
+        state = msg.refreshed.unmask(self._mask, old.bound, old.exponent)
+        self._states[msg.round - 1] = state
         self._mask = None
         reply = m.StateUpdate(
-            msg.round, self._state.rerandomize(), "refresh", vector_digest(msg.refreshed)
+            msg.round, state.rerandomize(), "refresh", vector_digest(msg.refreshed)
         )
-        return self._signed(reply, self._state.public_key)
+        return self._signed(reply, state.public_key)
 
     # -- evaluation -----------------------------------------------------------------
     def _on_EvaluateRequest(self, msg: m.EvaluateRequest) -> m.EncryptedResiduals:

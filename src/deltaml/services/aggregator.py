@@ -1,0 +1,729 @@
+"""The aggregator service: the one public endpoint of a marketplace (FastAPI).
+
+It keeps the registry of data owners and their dataset profiles, takes the
+buyers' requests (checking the escrow on the contract), offers each request to
+the owners whose data matches, and once enough have accepted, runs the training:
+the protocol of :class:`deltaml.roles.Aggregator`, its messages queued for the
+parties to fetch (:mod:`deltaml.services.queue`), every completed round
+checkpointed so that a restart goes on from there. It posts the metrics and the
+result on the contract; the buyer approves and every payee withdraws by itself.
+
+Every call but the public status pages is signed by its sender's Ethereum key
+(:mod:`deltaml.services.auth`); the signer's address is who it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from deltaml.crypto import PublicKey
+from deltaml.crypto.serialization import unpack_vectors
+from deltaml.errors import DeltaMLError, DeltaMLValueError
+from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
+from deltaml.ledger.base import Ledger, RequestStatus, Role
+from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
+from deltaml.marketplace import spec_hash
+from deltaml.roles.aggregator import Aggregator, Checkpoint, RoundRecord, split_roles
+from deltaml.roles.messages import TrainingSpec
+from deltaml.services import wire
+from deltaml.services.auth import RequestVerifier, signed_party
+from deltaml.services.queue import JobError, QueueTransport, WorkQueue
+from deltaml.services.serve import guard_bodies
+from deltaml.services.store import Store, checkpoints, events, offers, owners, requests
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+log = logging.getLogger(__name__)
+
+#: Statuses of a request as each data owner sees it (DESIGN.md, lifecycle).
+OFFER_STATUSES = (
+    "WAITING",
+    "READY",
+    "INITIATED",
+    "IN_PROGRESS",
+    "FINISHED",
+    "FAILED",
+    "CANCELLED",
+    "DECLINED",
+)
+LONG_POLL_MAX_SECONDS = 30.0
+
+
+@dataclass
+class AggregatorConfig:
+    account: LocalAccount
+    database_url: str
+    work_dir: Path
+    ledger: Ledger | None = None
+    #: Seconds a party may take to answer one protocol message before the request fails.
+    party_timeout: float = 120.0
+    chain_url: str = ""
+
+
+# -- request bodies ---------------------------------------------------------------------
+class DatasetProfile(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    rows: int = Field(ge=0)
+    target: str = ""
+    task: str = ""
+    columns: list[dict[str, Any]]
+
+
+class OwnerRegistration(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    datasets: list[DatasetProfile] = Field(max_length=100)
+    min_reward_wei: int = Field(default=0, ge=0)
+
+
+class Requirements(BaseModel):
+    features: list[str] = Field(min_length=1, max_length=1000)
+    target: str = Field(min_length=1)
+    min_rows: int = Field(default=1, ge=1)
+    #: Training starts when this many owners have accepted.
+    owners: int = Field(ge=2, le=MAX_PARTICIPANTS)
+
+
+class NewRequest(BaseModel):
+    chain_request_id: int = Field(ge=0)
+    spec: dict[str, Any]
+    requirements: Requirements
+    public_key: dict[str, str]
+    initial_model: dict[str, Any]
+
+
+class Decision(BaseModel):
+    dataset: str = ""
+
+
+class FailureReport(BaseModel):
+    error: str = Field(max_length=2000)
+
+
+def request_hash(spec: dict[str, Any], requirements: dict[str, Any]) -> bytes:
+    """What the buyer's ``createRequest`` commits to: the spec and the requirements."""
+    return spec_hash({"spec": spec, "requirements": requirements})
+
+
+def matching_dataset(profile: dict[str, Any], req: dict[str, Any]) -> str | None:
+    """The first of an owner's datasets that has every column the request needs, or None."""
+    wanted = [*req["features"], req["target"]]
+    for ds in profile.get("datasets", []):
+        columns = {c.get("name"): c for c in ds.get("columns", [])}
+        if ds.get("rows", 0) < req["min_rows"]:
+            continue
+        if all(name in columns and not columns[name].get("nulls") for name in wanted):
+            return str(ds["name"])
+    return None
+
+
+class AggregatorService:
+    """State, chain and training threads behind the HTTP API."""
+
+    def __init__(self, config: AggregatorConfig) -> None:
+        self.config = config
+        self.account = config.account
+        self.address = str(config.account.address)
+        self.store = Store(config.database_url)
+        self.queue = WorkQueue(self.store)
+        self.ledger = config.ledger
+        self.verifier = RequestVerifier(nonces=self.store)
+        self.transcripts = config.work_dir / "transcripts"
+        self.transcripts.mkdir(parents=True, exist_ok=True)
+        self._stop = threading.Event()
+        self._runners: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+        if self.ledger is not None and not self.ledger.has_role(self.address, Role.AGGREGATOR):
+            self.ledger.register(Role.AGGREGATOR)
+
+    # -- lifecycle ------------------------------------------------------------------
+    def resume(self) -> None:
+        """After a (re)start: stale open jobs, and go on with every training in progress."""
+        stale = self.queue.expire_open()
+        if stale:
+            log.info("%d unanswered jobs from before the restart are stale", stale)
+        with self.store.begin() as conn:
+            ids = conn.execute(
+                sa.select(requests.c.id).where(requests.c.status == "IN_PROGRESS")
+            ).scalars()
+            running = list(ids)
+        for rid in running:
+            self._launch(rid)
+
+    def start_settler(self, interval: float = 1.0) -> None:
+        """Withdraw the aggregator's fee of every request the buyer has approved."""
+
+        def watch() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.withdraw_fees()
+                except DeltaMLError as exc:
+                    log.warning("fees: %s", exc)
+
+        threading.Thread(target=watch, name="fees", daemon=True).start()
+
+    def withdraw_fees(self) -> int:
+        if self.ledger is None:
+            return 0
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(requests.c.id, requests.c.chain_request_id, requests.c.result).where(
+                    requests.c.status == "FINISHED"
+                )
+            ).all()
+        total = 0
+        for row in rows:
+            if (row.result or {}).get("fee_withdrawn"):
+                continue
+            state = self.ledger.request(row.chain_request_id)
+            if state.status != RequestStatus.SETTLED:
+                continue
+            cid = row.chain_request_id
+            if not self.ledger.has_withdrawn(cid) and self.ledger.claimable(cid):
+                total += self.ledger.withdraw(cid)
+            with self.store.begin() as conn:
+                conn.execute(
+                    requests.update()
+                    .where(requests.c.id == row.id)
+                    .values(result={**row.result, "fee_withdrawn": True})
+                )
+        return total
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in list(self._runners.values()):
+            thread.join(timeout=10)
+        self.store.close()
+
+    def _launch(self, request_id: int) -> None:
+        with self._lock:
+            if request_id in self._runners and self._runners[request_id].is_alive():
+                return
+            thread = threading.Thread(
+                target=self._run, args=(request_id,), name=f"request-{request_id}", daemon=True
+            )
+            self._runners[request_id] = thread
+            thread.start()
+
+    def wait_idle(self, timeout: float) -> None:
+        for thread in list(self._runners.values()):
+            thread.join(timeout)
+
+    # -- registry ---------------------------------------------------------------------
+    def register_owner(self, address: str, body: OwnerRegistration) -> dict[str, Any]:
+        profile = {"datasets": [d.model_dump() for d in body.datasets]}
+        now = time.time()
+        with self.store.begin() as conn:
+            known = conn.execute(
+                sa.select(owners.c.address).where(owners.c.address == address)
+            ).first()
+            values = {
+                "name": body.name,
+                "profile": profile,
+                "min_reward_wei": str(body.min_reward_wei),
+                "last_seen": now,
+            }
+            if known:
+                conn.execute(owners.update().where(owners.c.address == address).values(**values))
+            else:
+                conn.execute(owners.insert().values(address=address, registered_at=now, **values))
+            open_requests = conn.execute(
+                sa.select(requests.c.id, requests.c.requirements).where(requests.c.status == "OPEN")
+            ).all()
+            for row in open_requests:
+                self._offer(conn, row.id, address, profile, row.requirements)
+        log.info("owner %s registered %d dataset(s)", address, len(body.datasets))
+        return {"address": address, "datasets": len(body.datasets)}
+
+    def _offer(
+        self, conn: sa.Connection, rid: int, owner: str, profile: dict[str, Any], req: Any
+    ) -> None:
+        """Offer request ``rid`` to ``owner`` (or refresh its offer): READY if it has the data."""
+        dataset = matching_dataset(profile, req)
+        current = conn.execute(
+            sa.select(offers.c.status).where(offers.c.request_id == rid, offers.c.owner == owner)
+        ).scalar_one_or_none()
+        status = "READY" if dataset else "WAITING"
+        if current is None:
+            conn.execute(
+                offers.insert().values(
+                    request_id=rid,
+                    owner=owner,
+                    status=status,
+                    dataset=dataset or "",
+                    updated_at=time.time(),
+                )
+            )
+        elif current in ("WAITING", "READY"):
+            conn.execute(
+                offers.update()
+                .where(offers.c.request_id == rid, offers.c.owner == owner)
+                .values(status=status, dataset=dataset or "", updated_at=time.time())
+            )
+
+    # -- requests ---------------------------------------------------------------------
+    def create_request(self, buyer: str, body: NewRequest) -> dict[str, Any]:
+        try:
+            spec = TrainingSpec(**body.spec)
+        except TypeError as exc:
+            raise DeltaMLValueError(f"spec: {exc}") from None
+        req = body.requirements.model_dump()
+        key = PublicKey.from_dict(body.public_key)
+        (initial,) = unpack_vectors(body.initial_model)
+        if initial.public_key != key:
+            raise DeltaMLValueError("initial_model is not encrypted under public_key")
+        if len(initial) != len(req["features"]) + 1:
+            raise DeltaMLValueError("initial_model needs one weight per feature plus the intercept")
+        if spec.model not in ("linear", "logistic"):
+            raise DeltaMLValueError(f"unknown model {spec.model!r}")
+        deposit = spec.deposit_wei
+        if self.ledger is not None:
+            state = self.ledger.request(body.chain_request_id)
+            problems = []
+            if state.buyer.lower() != buyer.lower():
+                problems.append("was not created by you")
+            if state.aggregator.lower() != self.address.lower():
+                problems.append(f"does not name this aggregator ({self.address})")
+            if state.status != RequestStatus.OPEN:
+                problems.append(f"is {state.status.name}, not OPEN")
+            if state.deposit_wei != deposit:
+                problems.append(f"escrows {state.deposit_wei} wei, the spec says {deposit}")
+            if state.spec_hash != request_hash(body.spec, req):
+                problems.append("commits to another spec (hash differs)")
+            if problems:
+                raise DeltaMLValueError(
+                    f"on-chain request {body.chain_request_id} " + "; ".join(problems)
+                )
+        now = time.time()
+        with self.store.begin() as conn:
+            rid = int(
+                conn.execute(
+                    requests.insert().values(
+                        buyer=buyer,
+                        chain_request_id=body.chain_request_id,
+                        spec=dataclasses.asdict(spec),
+                        requirements=req,
+                        public_key=body.public_key,
+                        initial_model=body.initial_model,
+                        deposit_wei=str(deposit),
+                        status="OPEN",
+                        error="",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+            )
+            for row in conn.execute(sa.select(owners.c.address, owners.c.profile)).all():
+                self._offer(conn, rid, row.address, row.profile, req)
+        self._event(rid, "created", {"buyer": buyer})
+        log.info("request %d created by %s", rid, buyer)
+        return {"id": rid, "status": "OPEN"}
+
+    def decide(self, owner: str, rid: int, accept: bool) -> dict[str, Any]:
+        with self.store.begin() as conn:
+            offer = conn.execute(
+                sa.select(offers.c.status).where(
+                    offers.c.request_id == rid, offers.c.owner == owner
+                )
+            ).scalar_one_or_none()
+            if offer is None:
+                raise HTTPException(404, f"request {rid} was not offered to {owner}")
+            if accept and offer == "WAITING":
+                raise HTTPException(409, "none of your datasets has what this request needs")
+            if offer not in ("READY", "INITIATED", "WAITING"):
+                raise HTTPException(409, f"request {rid} is {offer} for you: too late to decide")
+            status = "INITIATED" if accept else "DECLINED"
+            conn.execute(
+                offers.update()
+                .where(offers.c.request_id == rid, offers.c.owner == owner)
+                .values(status=status, updated_at=time.time())
+            )
+            accepted = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(offers)
+                .where(offers.c.request_id == rid, offers.c.status == "INITIATED")
+            ).scalar_one()
+            row = conn.execute(
+                sa.select(requests.c.requirements, requests.c.status).where(requests.c.id == rid)
+            ).one()
+        self._event(rid, "accepted" if accept else "declined", {"owner": owner})
+        if accept and row.status == "OPEN" and accepted >= row.requirements["owners"]:
+            self._set_status(rid, "IN_PROGRESS")
+            self._launch(rid)
+        return {"request_id": rid, "status": status}
+
+    def cancel(self, buyer: str, rid: int) -> dict[str, Any]:
+        row = self._request_row(rid)
+        if row.buyer.lower() != buyer.lower():
+            raise HTTPException(403, f"request {rid} is not yours")
+        if row.status != "OPEN":
+            raise HTTPException(409, f"request {rid} is {row.status}: only an OPEN request cancels")
+        self._set_status(rid, "CANCELLED")
+        return {"request_id": rid, "status": "CANCELLED"}
+
+    def _request_row(self, rid: int) -> Any:
+        with self.store.begin() as conn:
+            row = conn.execute(sa.select(requests).where(requests.c.id == rid)).first()
+        if row is None:
+            raise HTTPException(404, f"no request {rid}")
+        return row
+
+    def _set_status(self, rid: int, status: str, error: str = "", result: Any = None) -> None:
+        values: dict[str, Any] = {"status": status, "updated_at": time.time()}
+        if error:
+            values["error"] = error
+        if result is not None:
+            values["result"] = result
+        with self.store.begin() as conn:
+            conn.execute(requests.update().where(requests.c.id == rid).values(**values))
+            if status in ("IN_PROGRESS", "FINISHED", "FAILED", "CANCELLED"):
+                q = offers.update().where(offers.c.request_id == rid)
+                if status == "IN_PROGRESS":
+                    q = q.where(offers.c.status == "INITIATED")
+                elif status == "CANCELLED":
+                    q = q.where(offers.c.status != "DECLINED")
+                else:
+                    q = q.where(offers.c.status == "IN_PROGRESS")
+                conn.execute(q.values(status=status, updated_at=time.time()))
+        self._event(rid, "status", {"status": status, **({"error": error} if error else {})})
+
+    def _event(self, rid: int, kind: str, data: dict[str, Any]) -> None:
+        with self.store.begin() as conn:
+            conn.execute(
+                events.insert().values(request_id=rid, at=time.time(), kind=kind, data=data)
+            )
+
+    # -- training ---------------------------------------------------------------------
+    def _run(self, rid: int) -> None:
+        try:
+            self._train(rid)
+        except Exception as exc:  # a request fails; the service goes on
+            if self._stop.is_set():
+                log.info("request %d paused by shutdown", rid)
+                return
+            message = str(exc) if isinstance(exc, DeltaMLError) else type(exc).__name__
+            log.warning("request %d failed: %s", rid, message)
+            if not isinstance(exc, DeltaMLError):
+                log.exception("request %d: unexpected error", rid)
+            self._abort_on_chain(rid)
+            self._set_status(rid, "FAILED", error=message)
+
+    def _abort_on_chain(self, rid: int) -> None:
+        if self.ledger is None:
+            return
+        row = self._request_row(rid)
+        try:
+            state = self.ledger.request(row.chain_request_id)
+            if state.status in (RequestStatus.OPEN, RequestStatus.IN_PROGRESS):
+                self.ledger.abort(row.chain_request_id)
+        except DeltaMLError as exc:
+            log.warning("request %d: could not abort on chain: %s", rid, exc)
+
+    def _train(self, rid: int) -> None:
+        row = self._request_row(rid)
+        spec = TrainingSpec(**row.spec)
+        key = PublicKey.from_dict(row.public_key)
+        (initial,) = unpack_vectors(row.initial_model)
+        with self.store.begin() as conn:
+            accepted = sorted(
+                conn.execute(
+                    sa.select(offers.c.owner).where(
+                        offers.c.request_id == rid,
+                        offers.c.status.in_(("INITIATED", "IN_PROGRESS")),
+                    )
+                ).scalars()
+            )
+            saved = conn.execute(
+                sa.select(checkpoints.c.data).where(checkpoints.c.request_id == rid)
+            ).scalar_one_or_none()
+        trainers, validators = split_roles(accepted, spec.trainer_fraction, spec.split_seed)
+        with self.store.begin() as conn:
+            for owner in accepted:
+                conn.execute(
+                    offers.update()
+                    .where(offers.c.request_id == rid, offers.c.owner == owner)
+                    .values(role="trainer" if owner in trainers else "validator")
+                )
+        if self.ledger is not None:
+            state = self.ledger.request(row.chain_request_id)
+            if state.status == RequestStatus.OPEN:
+                self.ledger.start(row.chain_request_id, trainers, validators)
+        path = self.transcript_path(rid)
+        resume = Checkpoint.from_json(json.loads(saved)) if saved else None
+        if resume is not None:
+            writer = TranscriptWriter.reopen(path, resume.transcript_head, resume.transcript_count)
+        else:
+            writer = TranscriptWriter(
+                public=path.open("w", encoding="ascii"),
+                sealed=sealed_path_for(path).open("w", encoding="ascii"),
+                keep=False,
+            )
+        transport = QueueTransport(self.queue, rid, self.config.party_timeout, self._stop)
+        addresses = {a: a for a in [row.buyer, *accepted]}
+        aggregator = Aggregator(
+            transport,
+            row.buyer,
+            accepted,
+            account=self.account,
+            addresses=addresses,
+            transcript=writer,
+        )
+        n_features = len(row.requirements["features"])
+        try:
+            record = aggregator.train(
+                spec,
+                key,
+                initial,
+                n_features,
+                include_target=spec.model == "linear",
+                progress=lambda rec: self._progress(rid, rec),
+                checkpoint=lambda cp: self._checkpoint(rid, cp),
+                resume=resume,
+            )
+        finally:
+            for stream in (writer.public, writer.sealed):
+                if stream is not None:
+                    stream.close()
+        assert record.payouts is not None and record.initial_metric is not None
+        final_metric = record.rounds[-1].metric
+        assert final_metric is not None
+        if self.ledger is not None:
+            cid = row.chain_request_id
+            evidence = bytes.fromhex(record.transcript_head)
+            posted = self.ledger.request(cid).last_round
+            for rec in record.rounds:
+                if rec.metric is not None and rec.round > posted:
+                    self.ledger.post_metric(cid, rec.round, scale_metric(rec.metric), evidence)
+            self.ledger.finish(
+                cid,
+                scale_metric(record.initial_metric),
+                scale_metric(final_metric),
+                list(record.contribution_weights),
+                evidence,
+            )
+        result = {
+            "trainers": trainers,
+            "validators": validators,
+            "initial_metric": record.initial_metric,
+            "metrics": {str(k): v for k, v in record.metrics.items()},
+            "contributions": dict(zip(trainers, record.contributions, strict=True)),
+            "payouts_wei": {
+                **{t: str(p) for t, p in zip(trainers, record.payouts.trainers, strict=True)},
+                **{v: str(p) for v, p in zip(validators, record.payouts.validators, strict=True)},
+                self.address: str(record.payouts.aggregator),
+            },
+            "refund_wei": str(record.payouts.refund),
+            "transcript_head": record.transcript_head,
+            "refreshes": record.refreshes,
+        }
+        self._set_status(rid, "FINISHED", result=result)
+        log.info("request %d finished after %d rounds", rid, len(record.rounds))
+
+    def _progress(self, rid: int, rec: RoundRecord) -> None:
+        self._event(rid, "round", {"round": rec.round, "metric": rec.metric})
+
+    def _checkpoint(self, rid: int, cp: Checkpoint) -> None:
+        data = json.dumps(cp.to_json(), separators=(",", ":"))
+        with self.store.begin() as conn:
+            done = conn.execute(
+                checkpoints.update()
+                .where(checkpoints.c.request_id == rid)
+                .values(round=cp.round, data=data, updated_at=time.time())
+            ).rowcount
+            if not done:
+                conn.execute(
+                    checkpoints.insert().values(
+                        request_id=rid, round=cp.round, data=data, updated_at=time.time()
+                    )
+                )
+
+    def transcript_path(self, rid: int) -> Path:
+        return self.transcripts / f"request-{rid}.jsonl"
+
+    # -- views ------------------------------------------------------------------------
+    def request_view(self, rid: int) -> dict[str, Any]:
+        """What anyone may see of a request: public parameters, statuses, published numbers."""
+        row = self._request_row(rid)
+        with self.store.begin() as conn:
+            offer_rows = conn.execute(
+                sa.select(offers.c.owner, offers.c.status, offers.c.role).where(
+                    offers.c.request_id == rid
+                )
+            ).all()
+            rounds = conn.execute(
+                sa.select(events.c.data)
+                .where(events.c.request_id == rid, events.c.kind == "round")
+                .order_by(events.c.id)
+            ).scalars()
+            progress = {int(d["round"]): d["metric"] for d in rounds}
+            done = conn.execute(
+                sa.select(checkpoints.c.round).where(checkpoints.c.request_id == rid)
+            ).scalar_one_or_none()
+        return {
+            "id": rid,
+            "status": row.status,
+            "error": row.error,
+            "buyer": row.buyer,
+            "aggregator": self.address,
+            "chain_request_id": row.chain_request_id,
+            "spec": row.spec,
+            "requirements": row.requirements,
+            "deposit_wei": row.deposit_wei,
+            "rounds_done": done or 0,
+            "metrics": [
+                {"round": k, "mse": v} for k, v in sorted(progress.items()) if v is not None
+            ],
+            "offers": [{"owner": o.owner, "status": o.status, "role": o.role} for o in offer_rows],
+            "result": row.result,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }
+
+    def list_requests(self, buyer: str | None = None) -> list[dict[str, Any]]:
+        with self.store.begin() as conn:
+            q = sa.select(requests.c.id).order_by(requests.c.id)
+            if buyer is not None:
+                q = q.where(requests.c.buyer == buyer)
+            ids = list(conn.execute(q).scalars())
+        return [self.request_view(i) for i in ids]
+
+    def offers_for(self, owner: str) -> list[dict[str, Any]]:
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(offers, requests.c.spec, requests.c.requirements, requests.c.deposit_wei)
+                .join(requests, requests.c.id == offers.c.request_id)
+                .where(offers.c.owner == owner)
+                .order_by(offers.c.request_id)
+            ).all()
+        return [
+            {
+                "request_id": r.request_id,
+                "status": r.status,
+                "dataset": r.dataset,
+                "role": r.role,
+                "spec": r.spec,
+                "requirements": r.requirements,
+                "deposit_wei": r.deposit_wei,
+                # What the trainers' share is worth per owner if every trainer earns alike.
+                "offered_reward_wei": str(
+                    int(r.deposit_wei) * 7 // 10 // max(1, r.requirements["owners"])
+                ),
+            }
+            for r in rows
+        ]
+
+
+def create_app(service: AggregatorService) -> FastAPI:
+    """The HTTP API of ``service``; OpenAPI at ``/docs``."""
+    app = FastAPI(
+        title="DeltaML aggregator",
+        description="Registry, requests, offers and the work queue of a DeltaML marketplace. "
+        "Every call except the public views is signed with the caller's Ethereum key.",
+        version="1",
+    )
+    guard_bodies(app)
+    # The signer's address; ``= party`` rather than Annotated: annotations are strings here.
+    party = Depends(signed_party(service.verifier))
+
+    @app.exception_handler(DeltaMLError)
+    async def _user_error(_request: Request, exc: DeltaMLError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(JobError)
+    async def _job_error(_request: Request, exc: JobError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        with service.store.begin() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(owners)).scalar_one()
+        return {"ok": True, "owners": count}
+
+    @app.get("/info")
+    def info() -> dict[str, Any]:
+        ledger = service.ledger
+        return {
+            "address": service.address,
+            "chain_url": service.config.chain_url,
+            "contract": ledger.contract_address if ledger is not None else None,
+        }
+
+    @app.post("/owners")
+    def register_owner(body: OwnerRegistration, who: str = party) -> dict[str, Any]:
+        return service.register_owner(who, body)
+
+    @app.get("/offers")
+    def my_offers(who: str = party) -> list[dict[str, Any]]:
+        return service.offers_for(who)
+
+    @app.post("/requests")
+    def new_request(body: NewRequest, who: str = party) -> dict[str, Any]:
+        return service.create_request(who, body)
+
+    @app.get("/requests")
+    def list_requests(buyer: str | None = None) -> list[dict[str, Any]]:
+        return service.list_requests(buyer)
+
+    @app.get("/requests/{rid}")
+    def get_request(rid: int) -> dict[str, Any]:
+        return service.request_view(rid)
+
+    @app.post("/requests/{rid}/accept")
+    def accept(rid: int, who: str = party) -> dict[str, Any]:
+        return service.decide(who, rid, True)
+
+    @app.post("/requests/{rid}/decline")
+    def decline(rid: int, who: str = party) -> dict[str, Any]:
+        return service.decide(who, rid, False)
+
+    @app.post("/requests/{rid}/cancel")
+    def cancel(rid: int, who: str = party) -> dict[str, Any]:
+        return service.cancel(who, rid)
+
+    @app.get("/requests/{rid}/transcript")
+    def transcript(rid: int) -> FileResponse:
+        """The public transcript (the sealed companion never leaves the aggregator)."""
+        service._request_row(rid)
+        path = service.transcript_path(rid)
+        if not path.exists():
+            raise HTTPException(404, f"request {rid} has no transcript yet")
+        return FileResponse(path, media_type="application/x-ndjson", filename=path.name)
+
+    @app.get("/work")
+    def fetch_work(
+        who: str = party, wait: Annotated[float, Query(ge=0, le=LONG_POLL_MAX_SECONDS)] = 20.0
+    ) -> Response:
+        job = service.queue.take(who, wait)
+        if job is None:
+            return Response(status_code=204)
+        return Response(
+            content=job.payload,
+            media_type="application/json",
+            headers={"X-DeltaML-Job": str(job.id), "X-DeltaML-Request": str(job.request_id)},
+        )
+
+    @app.post("/work/{job_id}")
+    async def reply(job_id: int, request: Request, who: str = party) -> dict[str, Any]:
+        body = await request.body()
+        wire.loads(body)  # refuse a malformed reply now, with a clear 400
+        service.queue.reply(job_id, who, body.decode("utf-8"))
+        return {"job": job_id, "accepted": True}
+
+    @app.post("/work/{job_id}/error")
+    def report_failure(job_id: int, body: FailureReport, who: str = party) -> dict[str, Any]:
+        service.queue.reply(job_id, who, body.error, failed=True)
+        return {"job": job_id, "accepted": True}
+
+    return app

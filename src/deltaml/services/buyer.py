@@ -1,0 +1,463 @@
+"""The model buyer's node: holds the Paillier private key and pays.
+
+``deltaml buyer serve --aggregator URL`` creates requests (from a spec file via
+``deltaml buyer request SPEC.yaml``, or its local API), escrows the payment on
+the contract, and on a background thread answers what the protocol asks of it
+— the statistics, refreshes, metrics, contributions and the final model, each
+through :class:`deltaml.roles.ModelBuyer`, and only as many as the request's
+spec allows. When the aggregator reports a request finished it checks the
+public transcript (:func:`deltaml.evidence.verify.verify_transcript`) and
+approves the settlement only if it verifies; then it withdraws its refund.
+
+The private key is kept encrypted at rest (scrypt + AES-GCM under the node's
+password) in the node's own database; the decrypted model can be downloaded and
+used as a :class:`deltaml.estimator.TrainedModel`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from Crypto.Cipher import AES
+from Crypto.Protocol.KDF import scrypt
+from Crypto.Random import get_random_bytes
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from deltaml.crypto import PrivateKey, generate_keypair
+from deltaml.crypto.serialization import pack_vectors
+from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
+from deltaml.estimator import TrainedModel
+from deltaml.evidence.verify import verify_transcript
+from deltaml.learning.models import raw_coefficients
+from deltaml.ledger.base import Ledger, RequestStatus, Role
+from deltaml.roles import ModelBuyer
+from deltaml.roles import messages as m
+from deltaml.services.aggregator import request_hash
+from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, api_token
+from deltaml.services.serve import guard_bodies
+from deltaml.services.store import Store
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+log = logging.getLogger(__name__)
+
+CHALLENGE_WINDOW_S = 0
+#: How many times the same decryption may be asked again (after an aggregator restart).
+MAX_REPEATS = 3
+
+SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "model": str,
+    "features": list,
+    "target": str,
+    "owners": int,
+    "min_rows": int,
+    "rounds": int,
+    "eval_every": int,
+    "deposit_wei": int,
+    "deadline_hours": (int, float),
+    "key_bits": int,
+    "l2": (int, float, type(None)),
+    "contributions": bool,
+    "metric_noise": (int, float),
+    "split_seed": int,
+}
+SPEC_DEFAULTS: dict[str, Any] = {
+    "model": "linear",
+    "min_rows": 1,
+    "rounds": 12,
+    "eval_every": 1,
+    "deposit_wei": 10**18,
+    "deadline_hours": 24,
+    "key_bits": 2048,
+    "l2": None,
+    "contributions": True,
+    "metric_noise": 0.0,
+    "split_seed": 0,
+}
+
+
+def parse_request_spec(doc: Any) -> dict[str, Any]:
+    """A request spec (from YAML or JSON) checked field by field, with defaults filled in."""
+    if not isinstance(doc, dict):
+        raise DeltaMLValueError("a request spec is a mapping of field: value")
+    unknown = sorted(set(doc) - set(SPEC_FIELDS))
+    if unknown:
+        raise DeltaMLValueError(
+            f"unknown field(s) {', '.join(unknown)}; known: {', '.join(SPEC_FIELDS)}"
+        )
+    spec = {**SPEC_DEFAULTS, **doc}
+    for name, kind in SPEC_FIELDS.items():
+        if name not in spec:
+            raise DeltaMLValueError(f"the request spec needs {name!r}")
+        value = spec[name]
+        if isinstance(value, bool) and kind is not bool:
+            raise DeltaMLValueError(f"{name} must be a number, not {value}")
+        if not isinstance(value, kind):
+            raise DeltaMLValueError(f"{name} has the wrong type ({type(value).__name__})")
+    if not spec["features"] or not all(isinstance(f, str) and f for f in spec["features"]):
+        raise DeltaMLValueError("features must be a non-empty list of column names")
+    if spec["target"] in spec["features"]:
+        raise DeltaMLValueError("the target cannot also be a feature")
+    checks = [
+        (spec["model"] in ("linear", "logistic"), "model must be linear or logistic"),
+        (spec["owners"] >= 2, "owners must be at least 2 (a trainer and a validator)"),
+        (spec["rounds"] >= 1, "rounds must be at least 1"),
+        (spec["eval_every"] >= 1, "eval_every must be at least 1"),
+        (spec["deposit_wei"] > 0, "deposit_wei must be positive"),
+        (spec["deadline_hours"] > 0, "deadline_hours must be positive"),
+        (spec["min_rows"] >= 1, "min_rows must be at least 1"),
+        (spec["metric_noise"] >= 0, "metric_noise cannot be negative"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise DeltaMLValueError(message)
+    return spec
+
+
+# -- the private key at rest -------------------------------------------------------------
+def seal_key(private_key: PrivateKey, password: str) -> dict[str, str]:
+    salt, nonce = get_random_bytes(16), get_random_bytes(12)
+    key = scrypt(password.encode(), salt, 32, N=2**15, r=8, p=1)  # type: ignore[arg-type]
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)  # type: ignore[arg-type]
+    blob, tag = cipher.encrypt_and_digest(json.dumps(private_key.to_dict()).encode())
+    return {
+        "kdf": "scrypt-n15-r8-p1",
+        "cipher": "aes-256-gcm",
+        **{k: base64.b64encode(v).decode() for k, v in (("salt", salt), ("nonce", nonce))},
+        "tag": base64.b64encode(tag).decode(),
+        "ciphertext": base64.b64encode(blob).decode(),
+    }
+
+
+def open_key(sealed: dict[str, str], password: str) -> PrivateKey:
+    raw = {k: base64.b64decode(sealed[k]) for k in ("salt", "nonce", "tag", "ciphertext")}
+    key = scrypt(password.encode(), raw["salt"], 32, N=2**15, r=8, p=1)  # type: ignore[arg-type]
+    cipher = AES.new(key, AES.MODE_GCM, nonce=raw["nonce"])  # type: ignore[arg-type]
+    try:
+        plain = cipher.decrypt_and_verify(raw["ciphertext"], raw["tag"])
+    except ValueError:
+        raise DeltaMLValueError("wrong password for the buyer's stored keys") from None
+    return PrivateKey.from_dict(json.loads(plain))
+
+
+@dataclass
+class BuyerConfig:
+    account: LocalAccount
+    aggregator_url: str
+    database_url: str
+    work_dir: Path
+    #: Encrypts the Paillier private keys at rest.
+    key_password: str
+    allow_test_keys: bool = False
+    poll_seconds: float = 10.0
+    chain_url: str | None = None
+    #: Approve the settlement once the evidence verifies (otherwise only by hand).
+    auto_approve: bool = True
+    watch_interval: float = 1.0
+
+
+class BuyerNode:
+    def __init__(self, config: BuyerConfig, ledger_factory: Any = None) -> None:
+        self.config = config
+        self.account = config.account
+        self.address = str(config.account.address)
+        self.store = Store(config.database_url)
+        self.client = AggregatorClient(config.aggregator_url, config.account)
+        self.loop = WorkLoop(self.client, self.handle, config.poll_seconds)
+        self._ledger_factory = ledger_factory
+        self.ledger: Ledger | None = None
+        self.aggregator_address = ""
+        self.roles: dict[int, ModelBuyer] = {}
+        self._asked: dict[tuple[int, str, int], int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="settlement", daemon=True)
+
+    def start(self) -> None:
+        info = self.client.wait_ready()
+        self.aggregator_address = info["address"]
+        if self._ledger_factory is not None:
+            self.ledger = self._ledger_factory(info)
+        elif info.get("contract") and (self.config.chain_url or info.get("chain_url")):
+            from deltaml.ledger import Web3Ledger, connect
+
+            url = self.config.chain_url or info["chain_url"]
+            self.ledger = Web3Ledger(connect(url), info["contract"], self.account)
+        if self.ledger is not None and not self.ledger.has_role(self.address, Role.BUYER):
+            self.ledger.register(Role.BUYER)
+        self.loop.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.loop.stop()
+        self.client.close()
+
+    # -- requests -------------------------------------------------------------------
+    def create_request(self, doc: Any) -> dict[str, Any]:
+        req_spec = parse_request_spec(doc)
+        spec = m.TrainingSpec(
+            model=req_spec["model"],
+            rounds=req_spec["rounds"],
+            l2=req_spec["l2"],
+            eval_every=req_spec["eval_every"],
+            split_seed=req_spec["split_seed"],
+            contributions=req_spec["contributions"],
+            metric_noise=float(req_spec["metric_noise"]),
+            deposit_wei=req_spec["deposit_wei"],
+        )
+        requirements = {
+            "features": list(req_spec["features"]),
+            "target": req_spec["target"],
+            "min_rows": req_spec["min_rows"],
+            "owners": req_spec["owners"],
+        }
+        public_key, private_key = generate_keypair(
+            req_spec["key_bits"], allow_test_keys=self.config.allow_test_keys
+        )
+        role = ModelBuyer(
+            self.address, spec, keypair=(public_key, private_key), account=self.account
+        )
+        initial = role.initial_model(len(requirements["features"]) + 1)
+        spec_dict = dataclasses.asdict(spec)
+        chain_id = 0
+        if self.ledger is not None:
+            deadline = self.ledger.now() + int(req_spec["deadline_hours"] * 3600)
+            chain_id = self.ledger.create_request(
+                self.aggregator_address,
+                spec.deposit_wei,
+                deadline,
+                CHALLENGE_WINDOW_S,
+                request_hash(spec_dict, requirements),
+            )
+        created = self.client.post(
+            "/requests",
+            {
+                "chain_request_id": chain_id,
+                "spec": spec_dict,
+                "requirements": requirements,
+                "public_key": public_key.to_dict(),
+                "initial_model": pack_vectors([initial]),
+            },
+        )
+        rid = int(created["id"])
+        self.store.put(
+            "requests",
+            str(rid),
+            {
+                "chain_request_id": chain_id,
+                "spec": spec_dict,
+                "requirements": requirements,
+                "private_key": seal_key(private_key, self.config.key_password),
+                "created_at": time.time(),
+            },
+        )
+        with self._lock:
+            self.roles[rid] = role
+        log.info("request %d created (on chain: %d)", rid, chain_id)
+        return {"id": rid, "chain_request_id": chain_id, "status": created["status"]}
+
+    def _role(self, rid: int) -> ModelBuyer:
+        with self._lock:
+            role = self.roles.get(rid)
+            if role is not None:
+                return role
+            saved = self.store.get("requests", str(rid))
+            if saved is None:
+                raise ProtocolError(f"request {rid} is not one of this buyer's")
+            private_key = open_key(saved["private_key"], self.config.key_password)
+            role = ModelBuyer(
+                self.address,
+                m.TrainingSpec(**saved["spec"]),
+                keypair=(private_key.public_key, private_key),
+                account=self.account,
+            )
+            role.restore(self.store.get("progress", str(rid), {}))
+            self.roles[rid] = role
+            return role
+
+    # -- protocol work --------------------------------------------------------------
+    def handle(self, rid: int, message: m.Message) -> m.Message:
+        role = self._role(rid)
+        self._allow(rid, role.spec, message)
+        reply = role.handle(message)
+        self.store.put("progress", str(rid), role.snapshot())
+        if isinstance(message, m.FinalModel):
+            self.store.put("models", str(rid), self._model_json(rid, role, message.rounds))
+            log.info("request %d: final model received", rid)
+        return reply
+
+    def _allow(self, rid: int, spec: m.TrainingSpec, message: m.Message) -> None:
+        """Decrypt only what the protocol of this request asks for, and not over and over."""
+        round_ = int(getattr(message, "round", 0))
+        if isinstance(message, m.MetricRequest):
+            evaluated = round_ == 0 or round_ % spec.eval_every == 0 or round_ == spec.rounds
+            if not 0 <= round_ <= spec.rounds or not evaluated:
+                raise ProtocolError(f"round {round_} has no evaluation in this request's spec")
+        if isinstance(message, m.GramRequest) and not spec.contributions:
+            raise ProtocolError("this request did not ask for contributions")
+        if isinstance(message, m.RefreshRequest | m.MetricRequest | m.DecryptStats | m.GramRequest):
+            key = (rid, message.kind, round_)
+            self._asked[key] = self._asked.get(key, 0) + 1
+            if self._asked[key] > MAX_REPEATS:
+                raise ProtocolError(f"{message.kind} for round {round_} asked too many times")
+
+    def _model_json(self, rid: int, role: ModelBuyer, rounds: int) -> dict[str, Any]:
+        assert role.weights is not None and role.stats is not None
+        saved = self.store.get("requests", str(rid))
+        coef, intercept = raw_coefficients(role.weights, role.stats)
+        req = saved["requirements"]
+        return TrainedModel(
+            role.spec.model, tuple(req["features"]), req["target"], coef, intercept, rounds
+        ).to_json()
+
+    def model(self, rid: int) -> TrainedModel:
+        data = self.store.get("models", str(rid))
+        if data is None:
+            raise HTTPException(404, f"request {rid} has no model yet")
+        return TrainedModel.from_json(data)
+
+    # -- settlement -----------------------------------------------------------------
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self.store.items("requests"):
+                rid = int(key)
+                if self.store.get("settlement", key) is not None:
+                    continue
+                try:
+                    self.settle(rid, approve=self.config.auto_approve)
+                except DeltaMLError as exc:
+                    log.warning("request %d: settlement: %s", rid, exc)
+            self._stop.wait(self.config.watch_interval)
+
+    def settle(self, rid: int, approve: bool = True) -> dict[str, Any] | None:
+        """Once the request is over: verify the evidence, approve if it holds, withdraw."""
+        view = self.client.get(f"/requests/{rid}")
+        if view["status"] in ("FAILED", "CANCELLED"):
+            return self._reclaim(rid, view)
+        if view["status"] != "FINISHED" or self.store.get("models", str(rid)) is None:
+            return None
+        report = self.verify(rid)
+        outcome: dict[str, Any] = {
+            "verified": report.ok,
+            "failures": [str(f) for f in report.failures],
+        }
+        if self.ledger is not None:
+            cid = int(view["chain_request_id"])
+            state = self.ledger.request(cid)
+            if state.status == RequestStatus.FINISHED:
+                if not report.ok or not approve:
+                    self.store.put("settlement", str(rid), {**outcome, "approved": False})
+                    return outcome
+                if state.evidence_hash.hex() != view["result"]["transcript_head"]:
+                    raise ProtocolError("the contract holds another evidence hash")
+                self.ledger.approve(cid)
+                state = self.ledger.request(cid)
+            if state.status == RequestStatus.SETTLED and not self.ledger.has_withdrawn(cid):
+                outcome["refund_wei"] = str(
+                    self.ledger.withdraw(cid) if self.ledger.claimable(cid) else 0
+                )
+            outcome["approved"] = True
+        self.store.put("settlement", str(rid), outcome)
+        log.info("request %d: evidence %s", rid, "verified" if report.ok else "NOT verified")
+        return outcome
+
+    def _reclaim(self, rid: int, view: dict[str, Any]) -> dict[str, Any] | None:
+        if self.ledger is None:
+            self.store.put("settlement", str(rid), {"status": view["status"]})
+            return None
+        cid = int(view["chain_request_id"])
+        state = self.ledger.request(cid)
+        if state.status == RequestStatus.OPEN and view["status"] == "CANCELLED":
+            self.ledger.cancel(cid)
+            state = self.ledger.request(cid)
+        if (
+            state.status in (RequestStatus.CANCELLED, RequestStatus.FAILED)
+            and not self.ledger.has_withdrawn(cid)
+            and self.ledger.claimable(cid)
+        ):
+            amount = self.ledger.reclaim(cid)
+            outcome = {"status": view["status"], "reclaimed_wei": str(amount)}
+            self.store.put("settlement", str(rid), outcome)
+            return outcome
+        return None
+
+    def verify(self, rid: int) -> Any:
+        """Download the public transcript and check it against the head on record."""
+        folder = self.config.work_dir / "transcripts"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"request-{rid}.jsonl"
+        response = self.client.http.get(f"/requests/{rid}/transcript")
+        if response.status_code != 200:
+            raise AggregatorError(f"transcript of request {rid}: {response.text}")
+        path.write_bytes(response.content)
+        view = self.client.get(f"/requests/{rid}")
+        return verify_transcript(
+            path, use_sealed=False, expected_head=view["result"]["transcript_head"]
+        )
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for key, saved in self.store.items("requests"):
+            try:
+                view = self.client.get(f"/requests/{key}")
+            except AggregatorError as exc:
+                view = {"id": int(key), "status": "UNKNOWN", "error": str(exc)}
+            view["model_ready"] = self.store.get("models", key) is not None
+            view["settlement"] = self.store.get("settlement", key)
+            view["chain_request_id"] = saved["chain_request_id"]
+            out.append(view)
+        return out
+
+
+def create_app(node: BuyerNode) -> FastAPI:
+    """The buyer's local API (127.0.0.1 only), behind a bearer token in its work folder."""
+    token = api_token(node.config.work_dir)
+
+    def authorized(request: Request) -> None:
+        if request.headers.get("authorization") != f"Bearer {token}":
+            raise HTTPException(
+                401, "missing or wrong API token (see api-token in the node folder)"
+            )
+
+    app = FastAPI(title="DeltaML model buyer", dependencies=[Depends(authorized)])
+    guard_bodies(app)
+
+    @app.exception_handler(DeltaMLError)
+    async def _error(_request: Request, exc: DeltaMLError) -> JSONResponse:
+        status = exc.status if isinstance(exc, AggregatorError) and exc.status else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.get("/status")
+    def status() -> dict[str, Any]:
+        return {"address": node.address, "requests": node.status()}
+
+    @app.post("/requests")
+    async def create(request: Request) -> dict[str, Any]:
+        try:
+            doc = json.loads(await request.body())
+        except ValueError:
+            raise HTTPException(400, "the request spec must be JSON") from None
+        import anyio
+
+        return await anyio.to_thread.run_sync(node.create_request, doc)
+
+    @app.get("/requests/{rid}/model")
+    def model(rid: int) -> dict[str, Any]:
+        return node.model(rid).to_json()
+
+    @app.post("/requests/{rid}/approve")
+    def approve(rid: int) -> dict[str, Any]:
+        return node.settle(rid, approve=True) or {"detail": "not finished yet"}
+
+    return app

@@ -1,0 +1,225 @@
+"""``deltaml aggregator|owner|buyer|chain serve``, ``deltaml buyer request`` and ``deltaml demo``.
+
+Every node keeps its files (keystore, SQLite database, transcripts, API token)
+in its ``--dir``; its keys are protected by the password in ``DELTAML_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from deltaml.errors import DeltaMLValueError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"aggregator": 8700, "owner": 8701, "buyer": 8702}
+
+
+def add_commands(sub: Any) -> None:
+    agg = sub.add_parser("aggregator", help="the aggregator service (the public endpoint)")
+    agg_sub = agg.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = agg_sub.add_parser("serve", help="serve the aggregator's HTTP API (OpenAPI at /docs)")
+    _common(a, "aggregator")
+    a.add_argument("--chain-url", help="Ethereum JSON-RPC URL (none: run without a contract)")
+    a.add_argument("--contract", help="address of a deployed Marketplace (default: deploy one)")
+    a.add_argument(
+        "--party-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a party may take to answer before its request fails (default 120)",
+    )
+
+    own = sub.add_parser("owner", help="a data owner's node")
+    own_sub = own.add_subparsers(dest="action", metavar="ACTION", required=True)
+    o = own_sub.add_parser("serve", help="offer local CSV data and do the encrypted work")
+    _common(o, "owner")
+    o.add_argument("--data", required=True, nargs="+", type=Path, help="CSV files or folders")
+    o.add_argument("--aggregator", required=True, metavar="URL", help="the aggregator's URL")
+    o.add_argument("--name", default="data owner", help="the name shown to buyers")
+    o.add_argument(
+        "--accept",
+        choices=["all", "manual"],
+        default="all",
+        help="accept every matching request (all, the default) or decide through the API",
+    )
+    o.add_argument("--min-reward-wei", type=int, default=0, help="lowest offered reward accepted")
+    o.add_argument("--chain-url", help="use this JSON-RPC URL instead of the aggregator's")
+
+    buy = sub.add_parser("buyer", help="the model buyer's node")
+    buy_sub = buy.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = buy_sub.add_parser("serve", help="hold the keys, pay, decrypt what the protocol allows")
+    _common(b, "buyer")
+    b.add_argument("--aggregator", required=True, metavar="URL", help="the aggregator's URL")
+    b.add_argument("--chain-url", help="use this JSON-RPC URL instead of the aggregator's")
+    b.add_argument(
+        "--allow-test-keys", action="store_true", help="permit Paillier keys under 2048 bits"
+    )
+    r = buy_sub.add_parser("request", help="create a training request from a YAML/JSON spec")
+    r.add_argument("spec", type=Path, metavar="SPEC", help="the request spec (YAML or JSON)")
+    r.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
+    r.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+
+    ch = sub.add_parser("chain", help="an embedded Ethereum node over JSON-RPC")
+    ch_sub = ch.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = ch_sub.add_parser("serve", help="serve the embedded EVM on 127.0.0.1")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, default=8545)
+
+    from deltaml.services.demo import add_demo_parser
+
+    add_demo_parser(sub)
+
+
+def _common(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORTS[what], help="port (0: any free port)")
+    p.add_argument("--dir", type=Path, default=Path(".deltaml") / what, help="the node's folder")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="SQLAlchemy URL (default: $DATABASE_URL, else an SQLite file in --dir)",
+    )
+    p.add_argument("--demo-keys", action="store_true", help=argparse.SUPPRESS)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from deltaml.services.demo import run_demo_command
+
+        return run_demo_command(args)
+    handler = {
+        ("aggregator", "serve"): _aggregator,
+        ("owner", "serve"): _owner,
+        ("buyer", "serve"): _buyer,
+        ("buyer", "request"): _buyer_request,
+        ("chain", "serve"): _chain,
+    }[(args.command, args.action)]
+    return handler(args)
+
+
+def _node_basics(args: argparse.Namespace, what: str) -> tuple[Any, str, str]:
+    from deltaml.services.serve import load_or_create_account, password_from_env
+    from deltaml.services.store import database_url
+
+    password = password_from_env()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    account = load_or_create_account(args.dir / "account.json", password, fast_kdf=args.demo_keys)
+    url = database_url(args.database_url, args.dir / f"{what}.sqlite")
+    return account, url, password
+
+
+def _aggregator(args: argparse.Namespace) -> int:
+    from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
+    from deltaml.services.serve import serve
+
+    account, db_url, _ = _node_basics(args, "aggregator")
+    ledger = None
+    if args.chain_url:
+        from deltaml.ledger import Web3Ledger, connect
+
+        chain = connect(args.chain_url)
+        saved = args.dir / "contract.json"
+        contract = args.contract or (
+            json.loads(saved.read_text())["address"] if saved.exists() else None
+        )
+        if contract:
+            ledger = Web3Ledger(chain, contract, account)
+        else:
+            ledger = Web3Ledger.deploy(chain, account)
+            log.info("deployed the Marketplace at %s", ledger.contract_address)
+        saved.write_text(json.dumps({"address": ledger.contract_address}))
+    service = AggregatorService(
+        AggregatorConfig(
+            account=account,
+            database_url=db_url,
+            work_dir=args.dir,
+            ledger=ledger,
+            party_timeout=args.party_timeout,
+            chain_url=args.chain_url or "",
+        )
+    )
+    service.resume()
+    service.start_settler()
+    return serve(create_app(service), "aggregator", args.host, args.port, service.close)
+
+
+def _owner(args: argparse.Namespace) -> int:
+    from deltaml.services.owner import OwnerConfig, OwnerNode, create_app
+    from deltaml.services.serve import serve
+
+    account, db_url, _ = _node_basics(args, "owner")
+    node = OwnerNode(
+        OwnerConfig(
+            account=account,
+            data=list(args.data),
+            aggregator_url=args.aggregator,
+            database_url=db_url,
+            work_dir=args.dir,
+            name=args.name,
+            accept=args.accept,
+            min_reward_wei=args.min_reward_wei,
+            chain_url=args.chain_url,
+        )
+    )
+    node.start()
+    return serve(create_app(node), "owner", args.host, args.port, node.stop)
+
+
+def _buyer(args: argparse.Namespace) -> int:
+    from deltaml.services.buyer import BuyerConfig, BuyerNode, create_app
+    from deltaml.services.serve import serve
+
+    account, db_url, password = _node_basics(args, "buyer")
+    node = BuyerNode(
+        BuyerConfig(
+            account=account,
+            aggregator_url=args.aggregator,
+            database_url=db_url,
+            work_dir=args.dir,
+            key_password=password,
+            allow_test_keys=args.allow_test_keys,
+            chain_url=args.chain_url,
+        )
+    )
+    node.start()
+    return serve(create_app(node), "buyer", args.host, args.port, node.stop)
+
+
+def _buyer_request(args: argparse.Namespace) -> int:
+    import httpx
+    import yaml
+
+    from deltaml.services.party import api_token
+
+    try:
+        doc = yaml.safe_load(args.spec.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DeltaMLValueError(f"cannot read {args.spec}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise DeltaMLValueError(f"{args.spec} is not valid YAML: {exc}") from None
+    token = api_token(args.dir)
+    try:
+        response = httpx.post(
+            args.node.rstrip("/") + "/requests",
+            json=doc,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=600,
+            trust_env=False,
+        )
+    except httpx.HTTPError as exc:
+        raise DeltaMLValueError(f"cannot reach the buyer node at {args.node}: {exc}") from None
+    if response.status_code >= 400:
+        raise DeltaMLValueError(response.json().get("detail", response.text))
+    print(json.dumps(response.json()))
+    return 0
+
+
+def _chain(args: argparse.Namespace) -> int:
+    from deltaml.ledger.node import main
+
+    return main(["--host", args.host, "--port", str(args.port)])

@@ -1,0 +1,466 @@
+"""``deltaml demo``: a whole marketplace on one machine, every party its own process.
+
+It starts a chain (the embedded EVM served over JSON-RPC, unless ``--chain-url``
+names a node such as anvil), an aggregator, a buyer node and five data-owner
+nodes on 127.0.0.1, gives each owner a share of the diabetes data as a CSV file,
+and has the buyer ask for a model. Everything after that is the services'
+own doing over HTTP and the contract: offers, acceptances, training, metrics,
+contributions, settlement and withdrawals. At the end it prints the model's test
+MSE next to scikit-learn's, the contributions, what the chain paid and refunded,
+and whether the evidence verifies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from deltaml.errors import DeltaMLError, DeltaMLValueError
+from deltaml.estimator import TrainedModel
+from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
+from deltaml.marketplace import DEMO_FUNDING_WEI
+from deltaml.services.serve import PASSWORD_ENV, ServiceProcess
+
+MARKER = ".deltaml-demo"
+DEFAULT_DIR = Path(".deltaml") / "demo"
+
+
+@dataclass
+class DemoConfig:
+    work_dir: Path = DEFAULT_DIR
+    owners: int = 5
+    rounds: int = 12
+    eval_every: int = 1
+    seed: int = 0
+    key_bits: int = 2048
+    deposit_wei: int = 10**18
+    chain_url: str | None = None
+    party_timeout: float = 120.0
+    #: Stop the aggregator (SIGKILL) once this round is done and start it again.
+    crash_after_round: int | None = None
+    timeout: float = 900.0
+
+
+@dataclass
+class DemoResult:
+    status: str
+    seconds: float
+    startup_seconds: float
+    chain: str
+    test_mse: float
+    sklearn_test_mse: float
+    deposit_wei: int
+    payouts_wei: dict[str, int]
+    refund_wei: int
+    contributions: dict[str, float]
+    metrics: dict[str, float]
+    transcript: str
+    verified: bool
+    owners: list[dict[str, Any]]
+    statuses: dict[str, str]
+    urls: dict[str, str]
+    restarts: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "startup_seconds": round(self.startup_seconds, 3),
+            "chain": self.chain,
+            "test_mse": self.test_mse,
+            "sklearn_test_mse": self.sklearn_test_mse,
+            "deposit_wei": str(self.deposit_wei),
+            "payouts_wei": {a: str(v) for a, v in self.payouts_wei.items()},
+            "refund_wei": str(self.refund_wei),
+            "contributions": self.contributions,
+            "metrics": self.metrics,
+            "transcript": self.transcript,
+            "verified": self.verified,
+            "owners": self.owners,
+            "statuses": self.statuses,
+            "urls": self.urls,
+            "restarts": self.restarts,
+        }
+
+
+def add_demo_parser(sub: Any) -> None:
+    d = sub.add_parser(
+        "demo",
+        help="a whole marketplace on this machine: every party its own process, real HTTP",
+        description=(
+            "Start a chain, an aggregator, a buyer and data owners as separate processes on "
+            "127.0.0.1, train a model on the diabetes data split among the owners, settle on "
+            "the contract, and print the result. Ctrl-C stops every process it started."
+        ),
+    )
+    d.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"work folder ({DEFAULT_DIR})")
+    d.add_argument("--owners", type=int, default=5, help="data owners (default 5)")
+    d.add_argument("--rounds", type=int, default=12, help="training rounds (default 12)")
+    d.add_argument("--eval-every", type=int, default=1, help="evaluate every N rounds")
+    d.add_argument("--seed", type=int, default=0, help="seed of the data split and roles")
+    d.add_argument("--key-bits", type=int, default=2048, help="Paillier key size (2048)")
+    d.add_argument("--deposit-wei", type=int, default=10**18, help="the buyer's payment")
+    d.add_argument("--chain-url", help="an external JSON-RPC node (e.g. anvil) instead")
+    d.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    d.add_argument("--quiet", action="store_true", help="no progress lines")
+    d.add_argument("--crash-after-round", type=int, help=argparse.SUPPRESS)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    if args.owners < 2:
+        raise DeltaMLValueError("the demo needs at least 2 owners")
+    if args.rounds < 1 or args.eval_every < 1:
+        raise DeltaMLValueError("--rounds and --eval-every must be at least 1")
+    config = DemoConfig(
+        work_dir=args.dir,
+        owners=args.owners,
+        rounds=args.rounds,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        key_bits=args.key_bits,
+        deposit_wei=args.deposit_wei,
+        chain_url=args.chain_url,
+        crash_after_round=args.crash_after_round,
+    )
+    say: Callable[[str], None] = (
+        (lambda _line: None) if args.json or args.quiet else (lambda line: print(line, flush=True))
+    )
+    result = run_demo(config, say)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        _report(result)
+    return 0 if result.status == "FINISHED" and result.verified else 1
+
+
+def _prepare_dir(path: Path) -> None:
+    if path.exists():
+        if not (path / MARKER).exists() and any(path.iterdir()):
+            raise DeltaMLValueError(f"{path} exists and is not a demo folder; choose another --dir")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / MARKER).write_text("a deltaml demo folder: deleted by the next demo run\n")
+
+
+def _write_shares(config: DemoConfig) -> tuple[list[Path], list[Dataset], Dataset]:
+    data = load_dataset("diabetes")
+    train, test = train_test_split(data, 0.2, config.seed)
+    shares = split_owners(train, config.owners, seed=config.seed)
+    paths = []
+    for i, share in enumerate(shares):
+        path = config.work_dir / f"owner-{i + 1}" / "data" / "diabetes.csv"
+        path.parent.mkdir(parents=True)
+        table = np.column_stack([share.X, share.y])
+        header = ",".join([*share.feature_names, share.target_name])
+        np.savetxt(path, table, delimiter=",", header=header, comments="", fmt="%.17g")
+        paths.append(path)
+    return paths, shares, test
+
+
+def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
+    from deltaml.ledger import Web3Ledger, connect, fund_from_dev_account
+    from deltaml.ledger.accounts import generate_account, save_keystore
+
+    t0 = time.perf_counter()
+    _prepare_dir(config.work_dir)
+    processes: list[ServiceProcess] = []
+    node = None
+    try:
+        if config.chain_url:
+            chain_url, chain_label = (
+                config.chain_url,
+                f"external JSON-RPC node at {config.chain_url}",
+            )
+        else:
+            from deltaml.ledger.node import EmbeddedNodeProcess
+
+            node = EmbeddedNodeProcess()
+            chain_url = node.url
+            chain_label = f"embedded EVM (py-evm) served over JSON-RPC at {chain_url}"
+        say(f"chain: {chain_label}")
+        password = secrets.token_hex(16)
+        env = {PASSWORD_ENV: password}
+        names = ["aggregator", "buyer", *(f"owner-{i + 1}" for i in range(config.owners))]
+        accounts = {name: generate_account() for name in names}
+        for name, account in accounts.items():
+            save_keystore(
+                account, config.work_dir / name / "account.json", password, iterations=2**14
+            )
+        chain = connect(chain_url)
+        fund_from_dev_account(
+            chain, [str(a.address) for a in accounts.values()], DEMO_FUNDING_WEI, demo=True
+        )
+        paths, shares, test = _write_shares(config)
+
+        def start(name: str, args: list[str], port: int = 0, wait: bool = True) -> ServiceProcess:
+            folder = config.work_dir / name
+            proc = ServiceProcess(
+                name,
+                [*args, "--port", str(port), "--dir", str(folder), "--demo-keys"],
+                env=env,
+                log_path=folder / "service.log",
+                wait=wait,
+            )
+            processes.append(proc)
+            return proc
+
+        agg_args = [
+            "aggregator",
+            "serve",
+            "--chain-url",
+            chain_url,
+            "--party-timeout",
+            str(config.party_timeout),
+        ]
+        aggregator = start("aggregator", agg_args)
+        say(f"aggregator: {aggregator.url}/docs (pid {aggregator.pid})")
+        test_keys = ["--allow-test-keys"] if config.key_bits < 2048 else []
+        # The nodes start side by side: most of their start-up is importing and unlocking keys.
+        buyer = start(
+            "buyer", ["buyer", "serve", "--aggregator", aggregator.url, *test_keys], wait=False
+        )
+        owners = []
+        for i, path in enumerate(paths):
+            owner = start(
+                f"owner-{i + 1}",
+                [
+                    "owner",
+                    "serve",
+                    "--data",
+                    str(path),
+                    "--aggregator",
+                    aggregator.url,
+                    "--name",
+                    f"owner {i + 1}",
+                ],
+                wait=False,
+            )
+            owners.append(owner)
+        buyer.wait_ready()
+        say(f"buyer node: {buyer.url} (pid {buyer.pid})")
+        for owner in owners:
+            owner.wait_ready()
+        say(f"{len(owners)} data owners: " + ", ".join(f"{o.url} (pid {o.pid})" for o in owners))
+        agg_client = httpx.Client(base_url=aggregator.url, timeout=60, trust_env=False)
+        token = (config.work_dir / "buyer" / "api-token").read_text().strip()
+        buyer_client = httpx.Client(
+            base_url=buyer.url,
+            timeout=600,
+            headers={"Authorization": f"Bearer {token}"},
+            trust_env=False,
+        )
+        _wait_registered(agg_client, len(owners))
+        startup = time.perf_counter() - t0
+        say(f"started in {startup:.1f} s")
+
+        t1 = time.perf_counter()
+        spec = {
+            "model": "linear",
+            "features": list(shares[0].feature_names),
+            "target": shares[0].target_name,
+            "owners": config.owners,
+            "rounds": config.rounds,
+            "eval_every": config.eval_every,
+            "deposit_wei": config.deposit_wei,
+            "key_bits": config.key_bits,
+            "split_seed": config.seed,
+        }
+        created = _ok(buyer_client.post("/requests", json=spec))
+        rid = int(created["id"])
+        say(f"request {rid} created: {config.rounds} rounds, deposit {config.deposit_wei} wei")
+        restarts = 0
+        shown = -1
+        deadline = time.monotonic() + config.timeout
+        while True:
+            view = _ok(agg_client.get(f"/requests/{rid}"))
+            for point in view["metrics"]:
+                if point["round"] > shown:
+                    shown = point["round"]
+                    say(f"  round {shown:>3}: validation MSE {point['mse']:.6g}")
+            if (
+                config.crash_after_round is not None
+                and not restarts
+                and view["rounds_done"] >= config.crash_after_round
+                and view["status"] == "IN_PROGRESS"
+            ):
+                done = view["rounds_done"]
+                say(f"killing the aggregator after round {done} (pid {aggregator.pid})")
+                aggregator.kill()
+                processes.remove(aggregator)
+                aggregator = _restart(aggregator, agg_args, start, aggregator.url)
+                agg_client = httpx.Client(base_url=aggregator.url, timeout=60, trust_env=False)
+                restarts += 1
+                say(f"aggregator restarted (pid {aggregator.pid})")
+                continue
+            if view["status"] in ("FINISHED", "FAILED", "CANCELLED"):
+                break
+            if time.monotonic() > deadline:
+                raise DeltaMLValueError(f"the demo did not finish within {config.timeout:g} s")
+            time.sleep(0.25)
+        status = view["status"]
+        if status != "FINISHED":
+            raise DeltaMLValueError(f"request {rid} ended {status}: {view.get('error', '')}")
+        result = view["result"]
+        ledger = Web3Ledger(
+            connect(chain_url), _ok(agg_client.get("/info"))["contract"], accounts["buyer"]
+        )
+        cid = int(view["chain_request_id"])
+        payees = {a for a, v in result["payouts_wei"].items() if int(v) > 0}
+        if int(result["refund_wei"]) > 0:
+            payees.add(str(accounts["buyer"].address))
+        withdrawn = _wait_withdrawals(ledger, cid, payees, deadline)
+        seconds = time.perf_counter() - t1
+        say(f"settled and paid out in {seconds:.1f} s after the request")
+
+        model = TrainedModel.from_json(_ok(buyer_client.get(f"/requests/{rid}/model")))
+        buyer_status = _ok(buyer_client.get("/status"))
+        settlement = next(r for r in buyer_status["requests"] if r["id"] == rid)["settlement"]
+        address_of = {str(accounts[f"owner-{i + 1}"].address): i for i in range(config.owners)}
+        trainers = [address_of[a] for a in result["trainers"]]
+        x_train = np.concatenate([shares[i].X for i in trainers])
+        y_train = np.concatenate([shares[i].y for i in trainers])
+        from sklearn.linear_model import LinearRegression
+
+        sk = LinearRegression().fit(x_train, y_train)
+        test_mse = float(np.mean((model.predict(test.X) - test.y) ** 2))
+        sk_mse = float(np.mean((sk.predict(test.X) - test.y) ** 2))
+
+        from deltaml.evidence.verify import verify_transcript
+
+        transcript = config.work_dir / "aggregator" / "transcripts" / f"request-{rid}.jsonl"
+        report = verify_transcript(transcript, expected_head=result["transcript_head"])
+        statuses = {o["owner"]: o["status"] for o in view["offers"]}
+        buyer_address = str(accounts["buyer"].address)
+        return DemoResult(
+            status=status,
+            seconds=seconds,
+            startup_seconds=startup,
+            chain=chain_label,
+            test_mse=test_mse,
+            sklearn_test_mse=sk_mse,
+            deposit_wei=config.deposit_wei,
+            payouts_wei={a: v for a, v in withdrawn.items() if a != buyer_address},
+            refund_wei=withdrawn.get(buyer_address, 0),
+            contributions=result["contributions"],
+            metrics=result["metrics"],
+            transcript=str(transcript),
+            verified=report.ok and bool(settlement and settlement.get("verified")),
+            owners=[
+                {
+                    "name": f"owner-{i + 1}",
+                    "address": str(accounts[f"owner-{i + 1}"].address),
+                    "role": "trainer" if i in trainers else "validator",
+                    "rows": shares[i].n_rows,
+                }
+                for i in range(config.owners)
+            ],
+            statuses=statuses,
+            urls={
+                "aggregator": aggregator.url,
+                "buyer": buyer.url,
+                **{f"owner-{i + 1}": o.url for i, o in enumerate(owners)},
+            },
+            restarts=restarts,
+        )
+    finally:
+        for proc in reversed(processes):
+            proc.stop()
+        if node is not None:
+            node.stop()
+
+
+def _restart(
+    old: ServiceProcess,
+    args: list[str],
+    start: Callable[[str, list[str], int], ServiceProcess],
+    url: str,
+) -> ServiceProcess:
+    """The aggregator again, on the port the parties know."""
+    port = int(url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            proc = start("aggregator", args, port)
+            break
+        except DeltaMLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    return proc
+
+
+def _ok(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise DeltaMLValueError(f"{response.request.method} {response.request.url.path}: {detail}")
+    return response.json()
+
+
+def _wait_registered(client: httpx.Client, n: int, timeout: float = 120.0) -> None:
+    """Until every owner has registered (they profile their data and join the contract first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _ok(client.get("/health")).get("owners", 0) >= n:
+            return
+        time.sleep(0.2)
+    raise DeltaMLValueError(f"the {n} owners did not register within {timeout:g} s")
+
+
+def _wait_withdrawals(ledger: Any, cid: int, payees: set[str], deadline: float) -> dict[str, int]:
+    """What the contract paid each payee, once every one of them has withdrawn."""
+    while True:
+        paid: dict[str, int] = {}
+        for event in ledger.history(cid):
+            if event.name == "Withdrawn":
+                account = str(event.args["account"])
+                paid[account] = paid.get(account, 0) + int(event.args["amount"])
+        if payees <= set(paid):
+            return paid
+        if time.monotonic() > deadline:
+            missing = ", ".join(sorted(payees - set(paid)))
+            raise DeltaMLValueError(f"no withdrawal from {missing} before the demo's timeout")
+        time.sleep(0.25)
+
+
+def _report(result: DemoResult) -> None:
+    out = sys.stdout
+    print(f"\nstatus: {result.status}  (chain: {result.chain})", file=out)
+    print(
+        f"time: {result.seconds:.1f} s from request to settlement; start-up "
+        f"{result.startup_seconds:.1f} s",
+        file=out,
+    )
+    ratio = result.test_mse / result.sklearn_test_mse
+    print(
+        f"test MSE {result.test_mse:.2f}  vs scikit-learn {result.sklearn_test_mse:.2f} "
+        f"({ratio:.4f}x)",
+        file=out,
+    )
+    names = {o["address"]: f"{o['name']} ({o['role']})" for o in result.owners}
+    print("contributions (Shapley, validation SSE units):", file=out)
+    for address, value in result.contributions.items():
+        print(f"  {names.get(address, address)}: {value:.6g}", file=out)
+    print("paid on chain (wei):", file=out)
+    for address, wei in sorted(result.payouts_wei.items(), key=lambda kv: -kv[1]):
+        print(f"  {names.get(address, 'aggregator ' + address)}: {wei}", file=out)
+    print(f"  refund to the buyer: {result.refund_wei} of {result.deposit_wei}", file=out)
+    print(f"evidence: {'verified' if result.verified else 'NOT verified'} — {result.transcript}")
+    print("UIs / APIs:", file=out)
+    for name, url in result.urls.items():
+        print(f"  {name}: {url}" + ("/docs" if name == "aggregator" else ""), file=out)
+    print("(the processes have been stopped)", file=out)

@@ -1,0 +1,173 @@
+"""What the owner and buyer nodes share: a signed client of the aggregator and the work loop.
+
+A node never opens a port to the aggregator: it long-polls ``GET /work`` for
+the protocol messages queued for it, answers each with its role object, and
+posts the reply (or, if it cannot do the work, a one-line reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from deltaml.errors import DeltaMLError, DeltaMLValueError
+from deltaml.roles.messages import Message
+from deltaml.services import wire
+from deltaml.services.auth import SignedAuth
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+log = logging.getLogger(__name__)
+
+#: A node's answer to one protocol message of one request.
+Handler = Callable[[int, Message], Message]
+
+
+class AggregatorError(DeltaMLError):
+    """The aggregator refused a call or could not be reached."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AggregatorClient:
+    """Signed calls to the aggregator at ``url`` as ``account``."""
+
+    def __init__(self, url: str, account: LocalAccount, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.account = account
+        self.http = httpx.Client(
+            base_url=self.url, auth=SignedAuth(account), timeout=timeout, trust_env=False
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise AggregatorError(f"cannot reach the aggregator at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise AggregatorError(
+                f"the aggregator refused {method} {path}: {detail}", response.status_code
+            )
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.call("POST", path, json=json)
+
+    def wait_ready(self, timeout: float = 30.0) -> dict[str, Any]:
+        """``/info``, once the aggregator answers (it may still be starting)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                info: dict[str, Any] = self.get("/info")
+                return info
+            except AggregatorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def fetch_work(self, wait: float) -> tuple[int, int, Message] | None:
+        """One queued job (id, request id, message), or None after ``wait`` seconds."""
+        try:
+            response = self.http.get("/work", params={"wait": wait}, timeout=wait + 30)
+        except httpx.HTTPError as exc:
+            raise AggregatorError(f"cannot reach the aggregator at {self.url}: {exc}") from None
+        if response.status_code == 204:
+            return None
+        if response.status_code >= 400:
+            raise AggregatorError(f"/work: {response.text}", response.status_code)
+        job = int(response.headers["X-DeltaML-Job"])
+        rid = int(response.headers["X-DeltaML-Request"])
+        return job, rid, wire.loads(response.content)
+
+    def reply(self, job: int, message: Message) -> None:
+        self.call("POST", f"/work/{job}", content=wire.dumps(message))
+
+    def fail(self, job: int, error: str) -> None:
+        self.post(f"/work/{job}/error", {"error": error[:2000]})
+
+
+class WorkLoop:
+    """Fetches this node's work and answers it on a background thread until stopped."""
+
+    def __init__(self, client: AggregatorClient, handler: Handler, poll_seconds: float = 10.0):
+        self.client = client
+        self.handler = handler
+        self.poll_seconds = poll_seconds
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="work-loop", daemon=True)
+        self.jobs_done = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _loop(self) -> None:
+        backoff = 0.5
+        while not self.stop_event.is_set():
+            try:
+                job = self.client.fetch_work(self.poll_seconds)
+                backoff = 0.5
+            except AggregatorError as exc:
+                log.warning("%s; retrying in %.1f s", exc, backoff)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if job is None:
+                continue
+            job_id, rid, message = job
+            try:
+                reply = self.handler(rid, message)
+            except DeltaMLError as exc:
+                log.warning("request %d: cannot answer %s: %s", rid, message.kind, exc)
+                self._send(self.client.fail, job_id, str(exc))
+                continue
+            except Exception as exc:  # report, never leave the aggregator waiting
+                log.exception("request %d: error answering %s", rid, message.kind)
+                self._send(self.client.fail, job_id, type(exc).__name__)
+                continue
+            self._send(self.client.reply, job_id, reply)
+            self.jobs_done += 1
+
+    def _send(self, action: Callable[[int, Any], None], job_id: int, payload: Any) -> None:
+        try:
+            action(job_id, payload)
+        except AggregatorError as exc:
+            # 409: the job went stale (the aggregator restarted); it will ask again.
+            log.info("reply not taken: %s", exc)
+
+
+def api_token(work_dir: Path) -> str:
+    """The local API's bearer token, created on first use (readable by its owner only)."""
+    path = work_dir / "api-token"
+    if not path.exists():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(24))
+        path.chmod(0o600)
+    token = path.read_text().strip()
+    if not token:
+        raise DeltaMLValueError(f"{path} is empty")
+    return token

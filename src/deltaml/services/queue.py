@@ -1,0 +1,190 @@
+"""The aggregator's queue of work for the parties, and the transport that uses it.
+
+Owners and buyers open no port: they fetch their work from the aggregator
+(long-polling ``GET /work``) and post their replies. The aggregator's protocol
+code is unchanged: :class:`QueueTransport` turns each of its requests into a job
+in the store and waits for the reply. Jobs are written before they are offered, so
+a restarted aggregator knows which it had sent; those still open at a restart are
+marked stale and their late replies refused.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from deltaml.errors import DeltaMLError, ProtocolError
+from deltaml.roles.messages import Message
+from deltaml.services import wire
+from deltaml.services.store import Store, jobs
+from deltaml.transport.base import Transport
+
+
+class JobError(DeltaMLError):
+    """A reply the queue cannot take: unknown job, not this party's, or no longer open."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PartyTimeout(ProtocolError):
+    """A party did not answer in time."""
+
+    def __init__(self, parties: Sequence[str], seconds: float) -> None:
+        super().__init__(
+            f"no answer within {seconds:g} s from {', '.join(sorted(parties))}",
+        )
+        self.parties = list(parties)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    request_id: int
+    kind: str
+    payload: str
+
+
+class WorkQueue:
+    """Jobs by party, in the store; waiting is on a condition, the truth in the database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._changed = threading.Condition()
+
+    def put(self, request_id: int, party: str, message: Message) -> int:
+        payload = wire.dumps(message).decode("utf-8")
+        with self.store.begin() as conn:
+            job_id = conn.execute(
+                jobs.insert().values(
+                    request_id=request_id,
+                    party=party.lower(),
+                    kind=message.kind,
+                    payload=payload,
+                    status="queued",
+                    created_at=time.time(),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        with self._changed:
+            self._changed.notify_all()
+        return int(job_id)
+
+    def take(self, party: str, wait_seconds: float) -> Job | None:
+        """The party's oldest queued job (now taken), waiting up to ``wait_seconds`` for one."""
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        while True:
+            with self.store.begin() as conn:
+                row = conn.execute(
+                    sa.select(jobs.c.id, jobs.c.request_id, jobs.c.kind, jobs.c.payload)
+                    .where(jobs.c.party == party.lower(), jobs.c.status == "queued")
+                    .order_by(jobs.c.id)
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    conn.execute(
+                        jobs.update()
+                        .where(jobs.c.id == row.id)
+                        .values(status="taken", taken_at=time.time())
+                    )
+                    return Job(row.id, row.request_id, row.kind, row.payload)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            with self._changed:
+                self._changed.wait(min(left, 1.0))
+
+    def reply(self, job_id: int, party: str, reply: str, *, failed: bool = False) -> None:
+        """Store the party's reply (or, with ``failed``, its error message) to ``job_id``."""
+        with self.store.begin() as conn:
+            row = conn.execute(
+                sa.select(jobs.c.party, jobs.c.status).where(jobs.c.id == job_id)
+            ).first()
+            if row is None or row.party != party.lower():
+                raise JobError(404, f"no job {job_id} for {party}")
+            if row.status != "taken":
+                raise JobError(
+                    409, f"job {job_id} is {row.status}: it is no longer waiting for a reply"
+                )
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(status="failed" if failed else "done", reply=reply, done_at=time.time())
+            )
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(
+        self, job_ids: Sequence[int], timeout: float, stop: threading.Event | None = None
+    ) -> list[str]:
+        """The replies to ``job_ids`` in order; raises if a party failed or timed out."""
+        deadline = time.monotonic() + timeout
+        pending = set(job_ids)
+        replies: dict[int, str] = {}
+        while pending:
+            with self.store.begin() as conn:
+                rows = conn.execute(
+                    sa.select(
+                        jobs.c.id, jobs.c.party, jobs.c.kind, jobs.c.status, jobs.c.reply
+                    ).where(jobs.c.id.in_(pending), jobs.c.status.in_(("done", "failed")))
+                ).all()
+            for row in rows:
+                if row.status == "failed":
+                    raise ProtocolError(f"{row.party} could not do {row.kind}: {row.reply}")
+                replies[row.id] = row.reply
+                pending.discard(row.id)
+            if not pending:
+                break
+            if stop is not None and stop.is_set():
+                raise ProtocolError("the aggregator is stopping")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                with self.store.begin() as conn:
+                    late = conn.execute(
+                        sa.select(jobs.c.party).where(jobs.c.id.in_(pending))
+                    ).scalars()
+                    parties = sorted(set(late))
+                    conn.execute(jobs.update().where(jobs.c.id.in_(pending)).values(status="stale"))
+                raise PartyTimeout(parties, timeout)
+            with self._changed:
+                self._changed.wait(min(left, 1.0))
+        return [replies[j] for j in job_ids]
+
+    def expire_open(self, request_id: int | None = None) -> int:
+        """Mark every open job (of one request, or all) stale; returns how many."""
+        query = jobs.update().where(jobs.c.status.in_(("queued", "taken")))
+        if request_id is not None:
+            query = query.where(jobs.c.request_id == request_id)
+        with self.store.begin() as conn:
+            count = conn.execute(query.values(status="stale")).rowcount
+        with self._changed:
+            self._changed.notify_all()
+        return int(count)
+
+
+class QueueTransport(Transport):
+    """The aggregator's side of the protocol over the work queue; party ids are addresses."""
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        request_id: int,
+        timeout: float,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.queue = queue
+        self.request_id = request_id
+        self.timeout = timeout
+        self.stop = stop
+
+    def request(self, party_id: str, message: Message) -> Message:
+        return self.request_all([(party_id, message)])[0]
+
+    def request_all(self, requests: Sequence[tuple[str, Message]]) -> list[Message]:
+        ids = [self.queue.put(self.request_id, party, msg) for party, msg in requests]
+        replies = self.queue.wait(ids, self.timeout, self.stop)
+        return [wire.loads(r.encode("utf-8")) for r in replies]

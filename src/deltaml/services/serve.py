@@ -1,0 +1,206 @@
+"""Running the services: accounts from keystores, a uvicorn server per node, child processes.
+
+Each ``deltaml … serve`` command binds its socket first (``--port 0`` picks a
+free one), prints one line ``DeltaML <what> listening on <url>`` and serves
+until SIGINT or SIGTERM. :class:`ServiceProcess` starts such a command as a child
+process, waits for that line and stops it by its process id.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from deltaml.errors import DeltaMLValueError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+LISTENING = " listening on "
+PASSWORD_ENV = "DELTAML_PASSWORD"
+
+
+def password_from_env() -> str:
+    password = os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise DeltaMLValueError(
+            f"set {PASSWORD_ENV} to the password that protects this node's keys"
+        )
+    return password
+
+
+def load_or_create_account(path: Path, password: str, *, fast_kdf: bool = False) -> LocalAccount:
+    """The node's Ethereum account from its keystore, created there on first start.
+
+    ``fast_kdf`` (throw-away demo accounts on a dev chain only) uses a cheaper scrypt.
+    """
+    from deltaml.ledger.accounts import generate_account, load_keystore, save_keystore
+
+    if path.exists():
+        return load_keystore(path, password)
+    account = generate_account()
+    save_keystore(account, path, password, iterations=2**14 if fast_kdf else None)
+    return account
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, refusing anything but a loopback host by default."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DeltaMLValueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def guard_bodies(app: FastAPI) -> None:
+    """Refuse JSON bodies nested absurdly deep before any parser sees them.
+
+    With the Ethereum libraries loaded the recursion limit is raised so high that a
+    deeply nested body would crash the process inside ``json.loads`` (see
+    :data:`deltaml.services.wire.MAX_JSON_DEPTH`); FastAPI parses bodies before any
+    dependency runs, so the check has to come first, here.
+    """
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from deltaml.services.wire import check_json_depth
+
+    @app.middleware("http")
+    async def _depth(request: Request, call_next: Any) -> Any:
+        if request.method in ("POST", "PUT", "PATCH"):
+            try:
+                check_json_depth(await request.body())
+            except DeltaMLValueError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=400)
+        return await call_next(request)
+
+
+def serve(
+    app: FastAPI,
+    what: str,
+    host: str,
+    port: int,
+    on_stop: Callable[[], None] | None = None,
+) -> int:
+    """Serve ``app`` until SIGINT/SIGTERM, after printing the ``listening on`` line."""
+    sock = bind(host, port)
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    print(f"DeltaML {what}{LISTENING}{url}", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if on_stop is not None:
+            on_stop()
+        sock.close()
+    return 0
+
+
+class ServiceProcess:
+    """A ``deltaml`` service as a child process; ``url`` once it listens; stopped by pid."""
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        wait: bool = True,
+        ready_timeout: float = 120.0,
+    ) -> None:
+        self.name = name
+        self._log = log_path.open("a", encoding="utf-8") if log_path else None
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deltaml", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log if self._log else subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            text=True,
+            start_new_session=True,  # Ctrl-C in a terminal goes to the parent, which stops us
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._tail: collections.deque[str] = collections.deque(maxlen=20)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = ""
+        if wait:
+            self.wait_ready(ready_timeout)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._tail.append(line.rstrip())
+            if self._log:
+                self._log.write(line)
+                self._log.flush()
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_ready(self, timeout: float = 120.0) -> str:
+        """Wait for the ``listening on`` line (start several processes, then wait for each)."""
+        if not self.url:
+            self.url = self._wait(timeout)
+        return self.url
+
+    def _wait(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.05, deadline - time.monotonic()))
+            except queue.Empty:
+                line = ""
+            if line is None or (line == "" and time.monotonic() >= deadline):
+                self.stop()
+                why = "exited" if line is None else f"did not start within {timeout:g} s"
+                raise DeltaMLValueError(
+                    f"{self.name} {why}"
+                    + (f"; see {self._log.name}" if self._log else "")
+                    + (f": {self._tail[-1]}" if self._tail else "")
+                )
+            if LISTENING in line:
+                return line.split(LISTENING, 1)[1].strip()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            try:
+                os.kill(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout)
+            except ProcessLookupError:
+                pass
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would (no clean shutdown)."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)

@@ -1,0 +1,568 @@
+"""JSON wire format of every :class:`~deltaml.roles.messages.Message`.
+
+Parties on different machines exchange exactly the typed messages of
+:mod:`deltaml.roles.messages`; this module turns them into JSON and back, and is
+the one place where bytes from another party become Python objects. A message
+travels as::
+
+    {"kind": "RoundRequest", "fields": {"round": 3, "total": <vector message>}}
+
+Field values by declared type:
+
+==============================  ===================================================
+``int`` / ``bool`` / ``str``    the JSON value (``bool`` is never an ``int`` here)
+``float``                       a finite JSON number, written as Python's shortest
+                                round-tripping ``repr`` so it reads back bit-exactly
+``float | None``                a number or ``null``
+``tuple[T, ...]``               a JSON array of ``T`` (nested tuples nest arrays)
+``EncryptedVector``             a :func:`~deltaml.crypto.serialization.pack_vectors`
+                                object holding one vector
+``tuple[EncryptedVector, ...]`` one ``pack_vectors`` object holding them all (the key
+                                once), or ``[]`` for an empty tuple (a packed message
+                                cannot be empty: it would have no key)
+``PublicKey``                   ``{"n": "<hex>", "hs": "<hex>"}``
+a nested message                its own ``{"kind", "fields"}`` envelope
+==============================  ===================================================
+
+Decoding is strict, because the input comes from another party: every field must
+be present (defaults are not filled in, so a sender's omission is an error rather
+than a silent default), no unknown field is allowed, no type is coerced except a
+JSON integer in a ``float`` field (JSON does not distinguish ``1`` from ``1.0``),
+and NaN and infinities are refused. :func:`from_wire` and :func:`loads` raise
+:class:`~deltaml.errors.DeltaMLValueError` with one line naming the kind and the
+field (``"Setup.spec.rounds: expected int, got str"``) and never another exception
+type, whatever JSON they are given. The :class:`~deltaml.errors.DeltaMLTypeError`
+that a message's own ``__post_init__`` raises is translated to
+:class:`~deltaml.errors.DeltaMLValueError` too, so that a service needs to catch
+one type only (and map it to HTTP 400); :class:`~deltaml.errors.DeltaMLTypeError`
+is kept for programming errors on the encoding side (passing something that is
+not a registered message to :func:`to_wire`).
+
+Keys: a vector object normally carries its public key, which keeps every message
+self-contained. With ``to_wire(..., include_key=False)`` vectors carry only the
+key's fingerprint; the receiver then passes the key in ``known_keys``. A key
+decoded earlier in the same message (``Setup.public_key`` precedes
+``Setup.initial_model``) also resolves later fingerprints. Passing ``known_keys``
+is worthwhile even for self-contained messages: an equal key decodes to the known
+object, which shares its precomputed randomness tables.
+
+The registry :data:`MESSAGE_KINDS` is built from the ``Message`` subclasses that
+:mod:`deltaml.roles.messages` defines, and every field's codec is compiled at
+import, so a new message or a field type this format cannot carry fails loudly at
+import instead of on the first request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.crypto.paillier import SUPPORTED_KEY_BITS, TEST_KEY_BITS
+from deltaml.crypto.serialization import pack_vectors, unpack_vectors
+from deltaml.errors import DeltaMLError, DeltaMLTypeError, DeltaMLValueError
+from deltaml.roles import messages as _messages
+from deltaml.roles.messages import Message
+
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_WIRE_BYTES",
+    "MESSAGE_KINDS",
+    "KnownKeys",
+    "check_json_depth",
+    "dumps",
+    "from_wire",
+    "loads",
+    "to_wire",
+]
+
+#: Default largest encoded message :func:`loads` accepts. A 2048-bit ciphertext is
+#: about 683 base64 characters, so this leaves room for ~90,000 of them — far more
+#: than any round needs — while bounding what one request can make a party parse.
+MAX_WIRE_BYTES = 64 * 1024 * 1024
+
+#: Deepest nesting of arrays and objects :func:`loads` lets the JSON parser see. Messages
+#: need about 7 levels. The limit matters: ``py_ecc`` (imported with the Ethereum
+#: libraries) raises Python's recursion limit to 100,000, so the C JSON parser no
+#: longer stops deep input with a RecursionError and overflows the C stack instead
+#: (a segmentation fault, measured with 100,000 nested ``[``).
+MAX_JSON_DEPTH = 32
+
+#: Public keys a receiver already holds: the keys, or a mapping whose values are keys.
+KnownKeys = Iterable[PublicKey] | Mapping[str, PublicKey]
+
+_KEY_BITS = frozenset(SUPPORTED_KEY_BITS + TEST_KEY_BITS)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_ENVELOPE = frozenset({"kind", "fields"})
+
+
+# -- errors ---------------------------------------------------------------------------
+def _type_name(value: object) -> str:
+    """The JSON-ish name of a value's type, for messages (never its repr: it may be huge)."""
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A quoted, shortened string for an error message (one line, bounded length)."""
+    clipped = text if len(text) <= limit else text[:limit] + "…"
+    return repr(clipped)
+
+
+def _fail(where: str, problem: str) -> DeltaMLValueError:
+    return DeltaMLValueError(f"{where}: {problem}")
+
+
+# -- decoding context -----------------------------------------------------------------
+@dataclass
+class _Decoding:
+    """Keys available to resolve vector fingerprints, by fingerprint."""
+
+    keys: dict[str, PublicKey] = field(default_factory=dict)
+
+    def learn(self, key: PublicKey) -> PublicKey:
+        """Remember a key decoded from the message; an equal known key wins (shared tables)."""
+        known = self.keys.setdefault(key.fingerprint, key)
+        return known if known == key else key
+
+
+def _index_keys(known_keys: KnownKeys | None) -> dict[str, PublicKey]:
+    if known_keys is None:
+        return {}
+    keys = known_keys.values() if isinstance(known_keys, Mapping) else known_keys
+    return {key.fingerprint: key for key in keys}
+
+
+# -- codecs ---------------------------------------------------------------------------
+class _Codec:
+    """Encodes one declared field type to JSON and decodes (validates) it back."""
+
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        raise NotImplementedError
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        raise NotImplementedError
+
+
+class _Int(_Codec):
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        return value
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        if type(data) is not int:
+            raise _fail(where, f"expected int, got {_type_name(data)}")
+        return data
+
+
+class _Bool(_Codec):
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        return value
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        if type(data) is not bool:
+            raise _fail(where, f"expected bool, got {_type_name(data)}")
+        return data
+
+
+class _Str(_Codec):
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        return value
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        if not isinstance(data, str):
+            raise _fail(where, f"expected str, got {_type_name(data)}")
+        return data
+
+
+def _finite_float(value: object, where: str) -> float:
+    """``value`` (an int or a float, not a bool) as a finite float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(where, f"expected float, got {_type_name(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _fail(where, "integer too large for a float") from None
+    if not math.isfinite(number):
+        raise _fail(where, f"expected a finite float, got {number!r}")
+    return number
+
+
+class _Float(_Codec):
+    """Floats travel as ``repr`` (json's choice), the shortest text that reads back exactly.
+
+    A message may hold an ``int`` in a ``float`` field; it is sent as the equal float,
+    which compares equal after the round trip.
+    """
+
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        return _finite_float(value, where)
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        return _finite_float(data, where)
+
+
+@dataclass(frozen=True)
+class _Optional(_Codec):
+    inner: _Codec
+
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        return None if value is None else self.inner.encode(value, where, include_key)
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        return None if data is None else self.inner.decode(data, where, ctx)
+
+
+@dataclass(frozen=True)
+class _Tuple(_Codec):
+    item: _Codec
+
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        if not isinstance(value, tuple):
+            raise DeltaMLTypeError(f"{where} must be a tuple, got {_type_name(value)}")
+        return [self.item.encode(v, f"{where}[{i}]", include_key) for i, v in enumerate(value)]
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        if not isinstance(data, list):
+            raise _fail(where, f"expected a list, got {_type_name(data)}")
+        return tuple(self.item.decode(v, f"{where}[{i}]", ctx) for i, v in enumerate(data))
+
+
+def _unpack(data: object, where: str, ctx: _Decoding) -> list[EncryptedVector]:
+    try:
+        vectors = unpack_vectors(data, ctx.keys)
+    except DeltaMLError as exc:
+        raise _fail(where, str(exc)) from None
+    for vector in vectors:
+        ctx.learn(vector.public_key)
+    return vectors
+
+
+def _pack(vectors: list[EncryptedVector], where: str, include_key: bool) -> object:
+    for vector in vectors:
+        if not isinstance(vector, EncryptedVector):
+            raise DeltaMLTypeError(f"{where} must hold EncryptedVector, got {_type_name(vector)}")
+    try:
+        return pack_vectors(vectors, include_key=include_key)
+    except DeltaMLError as exc:
+        raise _fail(where, str(exc)) from None
+
+
+class _Vector(_Codec):
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        return _pack([typing.cast(EncryptedVector, value)], where, include_key)
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        vectors = _unpack(data, where, ctx)
+        if len(vectors) != 1:
+            raise _fail(where, f"expected exactly one vector, got {len(vectors)}")
+        return vectors[0]
+
+
+class _Vectors(_Codec):
+    """A tuple of vectors shares one packed object, so the key is sent once."""
+
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        if not isinstance(value, tuple):
+            raise DeltaMLTypeError(f"{where} must be a tuple, got {_type_name(value)}")
+        if not value:
+            return []
+        return _pack(list(value), where, include_key)
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        if data == []:
+            return ()
+        vectors = _unpack(data, where, ctx)
+        if not vectors:
+            # One spelling per value: the empty tuple is always ``[]``.
+            raise _fail(where, "an empty tuple of vectors must be sent as []")
+        return tuple(vectors)
+
+
+def _key_int(data: Mapping[str, object], name: str, max_bits: int, where: str) -> int:
+    text = data[name]
+    if (
+        not isinstance(text, str)
+        or not 0 < len(text) <= -(-max_bits // 4)
+        or not _HEX_DIGITS.issuperset(text)
+    ):
+        raise _fail(where, f"key {name} must be a hex string of at most {max_bits} bits")
+    return int(text, 16)
+
+
+class _Key(_Codec):
+    """A public key, checked as :func:`~deltaml.crypto.serialization.unpack_vectors` does."""
+
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        if not isinstance(value, PublicKey):
+            raise DeltaMLTypeError(f"{where} must be a PublicKey, got {_type_name(value)}")
+        return value.to_dict()
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        if not isinstance(data, Mapping) or set(data) != {"n", "hs"}:
+            raise _fail(where, "a public key must be an object with exactly 'n' and 'hs'")
+        max_bits = max(_KEY_BITS)
+        n = _key_int(data, "n", max_bits, where)
+        hs = _key_int(data, "hs", 2 * max_bits, where)
+        if n.bit_length() not in _KEY_BITS:
+            raise _fail(where, f"unsupported key size of {n.bit_length()} bits")
+        try:
+            key = PublicKey(n, hs)  # checks n odd and 1 < hs < n²
+        except DeltaMLError as exc:
+            raise _fail(where, str(exc)) from None
+        if math.gcd(hs, n) != 1:
+            raise _fail(where, "key hs is not coprime with n")
+        return ctx.learn(key)
+
+
+@dataclass(frozen=True)
+class _Nested(_Codec):
+    """A message inside a message, in its own envelope (looked up late: any order works)."""
+
+    cls: type[Message]
+
+    def encode(self, value: object, where: str, include_key: bool) -> object:
+        if type(value) is not self.cls:
+            raise DeltaMLTypeError(
+                f"{where} must be a {self.cls.__name__}, got {_type_name(value)}"
+            )
+        return _encode_message(typing.cast(Message, value), where, include_key)
+
+    def decode(self, data: object, where: str, ctx: _Decoding) -> object:
+        return _decode_message(data, where, ctx, expected=self.cls)
+
+
+_SIMPLE: dict[object, _Codec] = {int: _Int(), bool: _Bool(), str: _Str(), float: _Float()}
+
+
+def _compile(hint: object, where: str) -> _Codec:
+    """The codec of a declared field type; refuses (at import) any type it cannot carry."""
+    if hint in _SIMPLE:
+        return _SIMPLE[hint]
+    if hint is EncryptedVector:
+        return _Vector()
+    if hint is PublicKey:
+        return _Key()
+    if isinstance(hint, type) and issubclass(hint, Message) and hint is not Message:
+        return _Nested(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(args) == 2 and len(options) == 1:
+            return _Optional(_compile(options[0], where))
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if args[0] is EncryptedVector:
+            return _Vectors()
+        return _Tuple(_compile(args[0], where))
+    raise DeltaMLTypeError(
+        f"{where} has type {hint!r}, which the wire format cannot carry: "
+        "add a codec in deltaml/services/wire.py"
+    )
+
+
+@dataclass(frozen=True)
+class _Schema:
+    cls: type[Message]
+    fields: tuple[tuple[str, _Codec], ...]
+    names: frozenset[str]
+
+
+def _message_classes() -> dict[str, type[Message]]:
+    """Every concrete ``Message`` subclass that :mod:`deltaml.roles.messages` defines."""
+    found: dict[str, type[Message]] = {}
+    for value in vars(_messages).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, Message)
+            and value is not Message
+            and value.__module__ == _messages.__name__
+        ):
+            found[value.__name__] = value
+    return found
+
+
+def _build_schemas(classes: Mapping[str, type[Message]]) -> dict[type[Message], _Schema]:
+    schemas: dict[type[Message], _Schema] = {}
+    for name, cls in classes.items():
+        hints = typing.get_type_hints(cls)
+        fields = tuple(
+            (f.name, _compile(hints[f.name], f"{name}.{f.name}")) for f in dataclasses.fields(cls)
+        )
+        schemas[cls] = _Schema(cls, fields, frozenset(n for n, _ in fields))
+    return schemas
+
+
+#: Every message kind by name (``"RoundRequest"`` → :class:`RoundRequest`), read-only.
+MESSAGE_KINDS: Mapping[str, type[Message]] = types.MappingProxyType(_message_classes())
+_SCHEMAS = _build_schemas(MESSAGE_KINDS)
+
+
+# -- messages -------------------------------------------------------------------------
+def _encode_message(msg: Message, where: str, include_key: bool) -> dict[str, object]:
+    schema = _SCHEMAS[type(msg)]
+    return {
+        "kind": schema.cls.__name__,
+        "fields": {
+            name: codec.encode(getattr(msg, name), f"{where}.{name}", include_key)
+            for name, codec in schema.fields
+        },
+    }
+
+
+def _decode_message(
+    data: object, where: str, ctx: _Decoding, expected: type[Message] | None
+) -> Message:
+    """Decode an envelope; ``where`` names it in errors ("" at the top: the kind does)."""
+    if not isinstance(data, Mapping):
+        raise _fail(where or "message", f"expected a JSON object, got {_type_name(data)}")
+    if set(data) != _ENVELOPE:
+        raise _fail(where or "message", "expected an object with exactly 'kind' and 'fields'")
+    kind = data["kind"]
+    if not isinstance(kind, str):
+        raise _fail(where or "message", f"kind must be a string, got {_type_name(kind)}")
+    cls = MESSAGE_KINDS.get(kind)
+    if cls is None:
+        raise _fail(where or "message", f"unknown message kind {_short(kind)}")
+    if expected is not None and cls is not expected:
+        raise _fail(where, f"expected a {expected.__name__}, got {kind}")
+    base = where or kind
+    fields = data["fields"]
+    if not isinstance(fields, Mapping):
+        raise _fail(base, f"fields must be a JSON object, got {_type_name(fields)}")
+    schema = _SCHEMAS[cls]
+    extra = [name for name in fields if name not in schema.names]
+    if extra:
+        name = extra[0]
+        label = _short(name) if isinstance(name, str) else _type_name(name)
+        raise _fail(base, f"unknown field {label}")
+    for name, _ in schema.fields:
+        if name not in fields:
+            raise _fail(f"{base}.{name}", "missing field")
+    values = {
+        name: codec.decode(fields[name], f"{base}.{name}", ctx) for name, codec in schema.fields
+    }
+    try:
+        return cls(**values)
+    except DeltaMLError as exc:  # __post_init__'s DeltaMLTypeError: the checks above missed it
+        raise _fail(base, str(exc)) from None
+
+
+def to_wire(msg: Message, *, include_key: bool = True) -> dict[str, object]:
+    """``{"kind": ..., "fields": {...}}``: a JSON-serializable form of ``msg``.
+
+    ``include_key=False`` sends only key fingerprints in vectors (about a sixth
+    smaller for one vector); the receiver must then know the key. Raises
+    :class:`DeltaMLTypeError` if ``msg`` is not a registered message, and
+    :class:`DeltaMLValueError` for values JSON cannot carry faithfully (a NaN or
+    infinite float) or vectors of different keys in one tuple.
+    """
+    cls = type(msg)
+    if MESSAGE_KINDS.get(cls.__name__) is not cls:
+        raise DeltaMLTypeError(f"not a registered message kind: {cls.__qualname__}")
+    return _encode_message(msg, cls.__name__, include_key)
+
+
+def from_wire(data: object, *, known_keys: KnownKeys | None = None) -> Message:
+    """The message that :func:`to_wire` made ``data`` from, after validating everything.
+
+    ``data`` is a decoded JSON value (dicts, lists, str, int, float, bool, None).
+    ``known_keys`` resolves fingerprint-only vectors and lets equal keys decode to
+    the known objects. Raises :class:`DeltaMLValueError` (one line, naming the kind
+    and field) on any defect, and nothing else.
+    """
+    return _decode_message(data, "", _Decoding(_index_keys(known_keys)), expected=None)
+
+
+# -- bytes ----------------------------------------------------------------------------
+def dumps(msg: Message, *, include_key: bool = True) -> bytes:
+    """``msg`` as compact UTF-8 JSON (ASCII in fact: lone surrogates in strings survive)."""
+    return json.dumps(
+        to_wire(msg, include_key=include_key),
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    ).encode("ascii")
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object hook refusing repeated names: two readers must not see two messages."""
+    result: dict[str, object] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValueError(f"duplicate name {_short(name)} in an object")
+        result[name] = value
+    return result
+
+
+#: A JSON string (possessive quantifiers: linear time, no backtracking).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_CHUNK = 1 << 20
+
+
+def check_json_depth(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON text nested deeper than ``max_depth`` before any parser sees it.
+
+    Services should call this on every JSON body they parse from another party
+    (FastAPI's own body parsing included): see :data:`MAX_JSON_DEPTH` for why the
+    parser cannot be trusted to refuse by itself. Strings are skipped, brackets
+    are counted with numpy in chunks, so 64 MiB take well under a second. Input
+    that is not JSON may be over-counted (an unterminated string), never
+    under-counted: the parser refuses it either way.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for start in range(0, len(brackets), _DEPTH_CHUNK):
+        chunk = np.frombuffer(brackets[start : start + _DEPTH_CHUNK], dtype=np.uint8)
+        opens = (chunk == ord("[")) | (chunk == ord("{"))
+        running = np.cumsum(np.where(opens, 1, -1), dtype=np.int64) + depth
+        if int(running.max()) > max_depth:
+            raise DeltaMLValueError(f"invalid JSON: nested deeper than {max_depth} levels")
+        depth = int(running[-1])
+
+
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    known_keys: KnownKeys | None = None,
+    max_bytes: int = MAX_WIRE_BYTES,
+) -> Message:
+    """Parse UTF-8 JSON of at most ``max_bytes`` bytes and :func:`from_wire` it.
+
+    Raises :class:`DeltaMLValueError` when the input is too large, is not UTF-8 or
+    not JSON (including NaN/Infinity literals, duplicate object names and nesting
+    deeper than :data:`MAX_JSON_DEPTH`), or is not a valid message.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DeltaMLTypeError(f"loads expects bytes, got {type(data).__name__}")
+    size = len(data) if not isinstance(data, memoryview) else data.nbytes
+    if size > max_bytes:
+        raise DeltaMLValueError(f"message of {size} bytes exceeds the limit of {max_bytes}")
+    raw = bytes(data)
+    check_json_depth(raw)
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError:
+        raise DeltaMLValueError("message is not valid UTF-8") from None
+    except RecursionError:  # unreachable after check_json_depth; kept as a second guard
+        raise DeltaMLValueError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and int literals beyond the digit limit
+        raise DeltaMLValueError(f"invalid JSON: {exc}") from None
+    return from_wire(value, known_keys=known_keys)
