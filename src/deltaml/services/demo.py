@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class DemoConfig:
     party_timeout: float = 120.0
     #: Stop the aggregator (SIGKILL) once this round is done and start it again.
     crash_after_round: int | None = None
+    #: Stop the last data owner (SIGKILL) once this round is done, and leave it down.
+    kill_owner_after_round: int | None = None
     timeout: float = 900.0
 
 
@@ -58,8 +60,8 @@ class DemoResult:
     seconds: float
     startup_seconds: float
     chain: str
-    test_mse: float
-    sklearn_test_mse: float
+    test_mse: float | None
+    sklearn_test_mse: float | None
     deposit_wei: int
     payouts_wei: dict[str, int]
     refund_wei: int
@@ -71,7 +73,7 @@ class DemoResult:
     statuses: dict[str, str]
     urls: dict[str, str]
     restarts: int = 0
-    notes: list[str] = field(default_factory=list)
+    error: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +94,7 @@ class DemoResult:
             "statuses": self.statuses,
             "urls": self.urls,
             "restarts": self.restarts,
+            **({"error": self.error} if self.error else {}),
         }
 
 
@@ -116,6 +119,13 @@ def add_demo_parser(sub: Any) -> None:
     d.add_argument("--json", action="store_true", help="print one JSON object at the end")
     d.add_argument("--quiet", action="store_true", help="no progress lines")
     d.add_argument("--crash-after-round", type=int, help=argparse.SUPPRESS)
+    d.add_argument("--kill-owner-after-round", type=int, help=argparse.SUPPRESS)
+    d.add_argument(
+        "--party-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a party may take to answer before the request fails (default 120)",
+    )
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -133,6 +143,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
         deposit_wei=args.deposit_wei,
         chain_url=args.chain_url,
         crash_after_round=args.crash_after_round,
+        kill_owner_after_round=args.kill_owner_after_round,
+        party_timeout=args.party_timeout,
     )
     say: Callable[[str], None] = (
         (lambda _line: None) if args.json or args.quiet else (lambda line: print(line, flush=True))
@@ -304,22 +316,63 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
                 restarts += 1
                 say(f"aggregator restarted (pid {aggregator.pid})")
                 continue
+            if (
+                config.kill_owner_after_round is not None
+                and owners[-1] in processes
+                and view["rounds_done"] >= config.kill_owner_after_round
+            ):
+                say(f"killing {owners[-1].name} (pid {owners[-1].pid}): it stops answering")
+                owners[-1].kill()
+                processes.remove(owners[-1])
             if view["status"] in ("FINISHED", "FAILED", "CANCELLED"):
                 break
             if time.monotonic() > deadline:
                 raise DeltaMLValueError(f"the demo did not finish within {config.timeout:g} s")
             time.sleep(0.25)
         status = view["status"]
-        if status != "FINISHED":
-            raise DeltaMLValueError(f"request {rid} ended {status}: {view.get('error', '')}")
-        result = view["result"]
         ledger = Web3Ledger(
             connect(chain_url), _ok(agg_client.get("/info"))["contract"], accounts["buyer"]
         )
         cid = int(view["chain_request_id"])
+        buyer_address = str(accounts["buyer"].address)
+        statuses = {o["owner"]: o["status"] for o in view["offers"]}
+        urls = {
+            "aggregator": aggregator.url,
+            "buyer": buyer.url,
+            **{f"owner-{i + 1}": o.url for i, o in enumerate(owners)},
+        }
+        owner_rows: list[dict[str, Any]] = [
+            {"name": f"owner-{i + 1}", "address": str(accounts[f"owner-{i + 1}"].address)}
+            for i in range(config.owners)
+        ]
+        transcript = config.work_dir / "aggregator" / "transcripts" / f"request-{rid}.jsonl"
+        if status != "FINISHED":
+            say(f"request {rid} ended {status}: {view.get('error', '')}")
+            withdrawn = _wait_withdrawals(ledger, cid, {buyer_address}, deadline)
+            return DemoResult(
+                status=status,
+                seconds=time.perf_counter() - t1,
+                startup_seconds=startup,
+                chain=chain_label,
+                test_mse=None,
+                sklearn_test_mse=None,
+                deposit_wei=config.deposit_wei,
+                payouts_wei={a: v for a, v in withdrawn.items() if a != buyer_address},
+                refund_wei=withdrawn.get(buyer_address, 0),
+                contributions={},
+                metrics={str(p["round"]): p["mse"] for p in view["metrics"]},
+                transcript=str(transcript),
+                verified=False,
+                owners=owner_rows,
+                statuses=statuses,
+                urls=urls,
+                restarts=restarts,
+                error=view.get("error", ""),
+            )
+        result = view["result"]
         payees = {a for a, v in result["payouts_wei"].items() if int(v) > 0}
         if int(result["refund_wei"]) > 0:
-            payees.add(str(accounts["buyer"].address))
+            payees.add(buyer_address)
         withdrawn = _wait_withdrawals(ledger, cid, payees, deadline)
         seconds = time.perf_counter() - t1
         say(f"settled and paid out in {seconds:.1f} s after the request")
@@ -339,10 +392,9 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
 
         from deltaml.evidence.verify import verify_transcript
 
-        transcript = config.work_dir / "aggregator" / "transcripts" / f"request-{rid}.jsonl"
         report = verify_transcript(transcript, expected_head=result["transcript_head"])
-        statuses = {o["owner"]: o["status"] for o in view["offers"]}
-        buyer_address = str(accounts["buyer"].address)
+        for row, i in zip(owner_rows, range(config.owners), strict=True):
+            row.update(role="trainer" if i in trainers else "validator", rows=shares[i].n_rows)
         return DemoResult(
             status=status,
             seconds=seconds,
@@ -357,21 +409,9 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
             metrics=result["metrics"],
             transcript=str(transcript),
             verified=report.ok and bool(settlement and settlement.get("verified")),
-            owners=[
-                {
-                    "name": f"owner-{i + 1}",
-                    "address": str(accounts[f"owner-{i + 1}"].address),
-                    "role": "trainer" if i in trainers else "validator",
-                    "rows": shares[i].n_rows,
-                }
-                for i in range(config.owners)
-            ],
+            owners=owner_rows,
             statuses=statuses,
-            urls={
-                "aggregator": aggregator.url,
-                "buyer": buyer.url,
-                **{f"owner-{i + 1}": o.url for i, o in enumerate(owners)},
-            },
+            urls=urls,
             restarts=restarts,
         )
     finally:
@@ -445,6 +485,10 @@ def _report(result: DemoResult) -> None:
         f"{result.startup_seconds:.1f} s",
         file=out,
     )
+    if result.test_mse is None or result.sklearn_test_mse is None:
+        print(f"no model: {result.error}", file=out)
+        print(f"refunded to the buyer: {result.refund_wei} of {result.deposit_wei} wei", file=out)
+        return
     ratio = result.test_mse / result.sklearn_test_mse
     print(
         f"test MSE {result.test_mse:.2f}  vs scikit-learn {result.sklearn_test_mse:.2f} "

@@ -1,0 +1,105 @@
+"""The whole marketplace as separate processes over real HTTP, settling on a real anvil.
+
+Each test runs ``deltaml demo``'s machinery (:func:`run_demo`): an aggregator, a
+buyer and five owner nodes as child processes on 127.0.0.1, the contract on the
+session's anvil node. Small keys and few rounds keep them to about a minute each.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.services.demo import DemoConfig, DemoResult, run_demo
+from deltaml.simulation import SimulationConfig, simulate_shares
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 5
+KEY_BITS = 1024
+
+
+def _demo(tmp_path: Path, anvil_url: str, **kwargs: object) -> DemoResult:
+    config = DemoConfig(
+        work_dir=tmp_path / "demo",
+        rounds=ROUNDS,
+        key_bits=KEY_BITS,
+        chain_url=anvil_url,
+        timeout=600,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return run_demo(config, say=lambda _line: None)
+
+
+def _in_process(result: DemoResult) -> float:
+    """The core library's test MSE, in one process, on the same shares and the same roles.
+
+    The aggregator splits the owners it has, sorted by address, with the request's
+    seed; the simulation does the same with its owner ids, so the shares go in the
+    order of the owners' addresses.
+    """
+    train, test = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    shares = split_owners(train, len(result.owners), seed=0)
+    order = sorted(range(len(shares)), key=lambda i: result.owners[i]["address"])
+    config = SimulationConfig(
+        rounds=ROUNDS, key_bits=KEY_BITS, allow_test_keys=True, seed=0, chain=False, verify=False
+    )
+    sim = simulate_shares(config, "linear", "regression", [shares[i] for i in order], test)
+    roles = {result.owners[i]["name"]: sim_id for sim_id, i in zip(_ids(order), order, strict=True)}
+    trainers = {name for name, sim_id in roles.items() if sim_id in sim.trainers}
+    assert trainers == {o["name"] for o in result.owners if o["role"] == "trainer"}
+    return sim.test["test_mse"]
+
+
+def _ids(order: list[int]) -> list[str]:
+    from deltaml.simulation import owner_ids
+
+    return owner_ids(len(order))
+
+
+def test_the_marketplace_settles_over_http_like_the_core_library(
+    tmp_path: Path, anvil_url: str
+) -> None:
+    result = _demo(tmp_path, anvil_url)
+    assert result.status == "FINISHED"
+    assert set(result.statuses.values()) == {"FINISHED"} and len(result.statuses) == 5
+    assert sum(result.payouts_wei.values()) + result.refund_wei == result.deposit_wei
+    assert len(result.payouts_wei) == 6  # five owners and the aggregator were paid
+    assert result.verified
+    assert result.test_mse is not None
+    assert abs(result.test_mse / _in_process(result) - 1) <= 0.01
+    verify = subprocess.run(
+        [sys.executable, "-m", "deltaml", "verify", result.transcript],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_an_aggregator_killed_mid_training_resumes_to_the_same_model(
+    tmp_path: Path, anvil_url: str
+) -> None:
+    result = _demo(tmp_path, anvil_url, crash_after_round=2)
+    assert result.restarts == 1
+    assert result.status == "FINISHED" and result.verified
+    assert sum(result.payouts_wei.values()) + result.refund_wei == result.deposit_wei
+    assert result.test_mse is not None
+    # The same rounds from the same states: the same model as without the crash.
+    assert result.test_mse == pytest.approx(_in_process(result), rel=1e-9)
+    assert sorted(int(r) for r in result.metrics) == list(range(1, ROUNDS + 1))
+
+
+def test_an_owner_that_stops_answering_fails_the_request_and_the_buyer_gets_it_all_back(
+    tmp_path: Path, anvil_url: str
+) -> None:
+    result = _demo(tmp_path, anvil_url, kill_owner_after_round=1, party_timeout=5.0)
+    assert result.status == "FAILED"
+    assert "no answer within 5 s" in result.error
+    assert result.refund_wei == result.deposit_wei and not result.payouts_wei
+    assert np.isfinite(float(result.metrics["1"]))
