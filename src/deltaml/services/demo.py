@@ -118,6 +118,11 @@ def add_demo_parser(sub: Any) -> None:
     d.add_argument("--chain-url", help="an external JSON-RPC node (e.g. anvil) instead")
     d.add_argument("--json", action="store_true", help="print one JSON object at the end")
     d.add_argument("--quiet", action="store_true", help="no progress lines")
+    d.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep every node running after the run (to use their APIs and pages); Ctrl-C stops",
+    )
     d.add_argument("--crash-after-round", type=int, help=argparse.SUPPRESS)
     d.add_argument("--kill-owner-after-round", type=int, help=argparse.SUPPRESS)
     d.add_argument(
@@ -149,11 +154,20 @@ def run_demo_command(args: argparse.Namespace) -> int:
     say: Callable[[str], None] = (
         (lambda _line: None) if args.json or args.quiet else (lambda line: print(line, flush=True))
     )
-    result = run_demo(config, say)
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        _report(result)
+
+    def show(result: DemoResult) -> None:
+        if args.json:
+            print(json.dumps(result.to_json()), flush=True)
+        else:
+            _report(result, serving=args.serve)
+        if args.serve:
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+
+    result = run_demo(config, say, show)
     return 0 if result.status == "FINISHED" and result.verified else 1
 
 
@@ -181,7 +195,12 @@ def _write_shares(config: DemoConfig) -> tuple[list[Path], list[Dataset], Datase
     return paths, shares, test
 
 
-def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
+def run_demo(
+    config: DemoConfig,
+    say: Callable[[str], None] = print,
+    on_result: Callable[[DemoResult], None] | None = None,
+) -> DemoResult:
+    """Run the demo; ``on_result`` is called with the result while the processes still run."""
     from deltaml.ledger import Web3Ledger, connect, fund_from_dev_account
     from deltaml.ledger.accounts import generate_account, save_keystore
 
@@ -349,7 +368,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
         if status != "FINISHED":
             say(f"request {rid} ended {status}: {view.get('error', '')}")
             withdrawn = _wait_withdrawals(ledger, cid, {buyer_address}, deadline)
-            return DemoResult(
+            result_ = DemoResult(
                 status=status,
                 seconds=time.perf_counter() - t1,
                 startup_seconds=startup,
@@ -369,6 +388,9 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
                 restarts=restarts,
                 error=view.get("error", ""),
             )
+            if on_result is not None:
+                on_result(result_)
+            return result_
         result = view["result"]
         payees = {a for a, v in result["payouts_wei"].items() if int(v) > 0}
         if int(result["refund_wei"]) > 0:
@@ -395,7 +417,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
         report = verify_transcript(transcript, expected_head=result["transcript_head"])
         for row, i in zip(owner_rows, range(config.owners), strict=True):
             row.update(role="trainer" if i in trainers else "validator", rows=shares[i].n_rows)
-        return DemoResult(
+        result_ = DemoResult(
             status=status,
             seconds=seconds,
             startup_seconds=startup,
@@ -414,6 +436,9 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> DemoResu
             urls=urls,
             restarts=restarts,
         )
+        if on_result is not None:
+            on_result(result_)
+        return result_
     finally:
         for proc in reversed(processes):
             proc.stop()
@@ -477,7 +502,7 @@ def _wait_withdrawals(ledger: Any, cid: int, payees: set[str], deadline: float) 
         time.sleep(0.25)
 
 
-def _report(result: DemoResult) -> None:
+def _report(result: DemoResult, serving: bool = False) -> None:
     out = sys.stdout
     print(f"\nstatus: {result.status}  (chain: {result.chain})", file=out)
     print(
@@ -507,4 +532,7 @@ def _report(result: DemoResult) -> None:
     print("UIs / APIs:", file=out)
     for name, url in result.urls.items():
         print(f"  {name}: {url}" + ("/docs" if name == "aggregator" else ""), file=out)
-    print("(the processes have been stopped)", file=out)
+    if serving:
+        print("serving until Ctrl-C (node folders and API tokens in the demo folder)", file=out)
+    else:
+        print("(stopped now; run with --serve to keep them up)", file=out)
