@@ -30,11 +30,12 @@ def profile(name: str, columns: list[str], rows: int = 50) -> dict:
 
 
 @pytest.fixture
-def api(tmp_path: Path):
+def api(tmp_path: Path, db_url: str):
+    """The aggregator's app on SQLite and on PostgreSQL."""
     service = AggregatorService(
         AggregatorConfig(
             account=Account.create(),
-            database_url=f"sqlite:///{tmp_path / 'agg.sqlite'}",
+            database_url=db_url,
             work_dir=tmp_path,
         )
     )
