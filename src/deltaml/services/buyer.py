@@ -49,6 +49,8 @@ from deltaml.services.store import Store
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
+    from deltaml.services.ui.sessions import LoginConfig
+
 log = logging.getLogger(__name__)
 
 CHALLENGE_WINDOW_S = 0
@@ -322,6 +324,8 @@ class BuyerNode:
         ).to_json()
 
     def model(self, rid: int) -> TrainedModel:
+        if self.store.get("requests", str(rid)) is None:
+            raise HTTPException(404, f"request {rid} is not one of this buyer's")
         data = self.store.get("models", str(rid))
         if data is None:
             raise HTTPException(404, f"request {rid} has no model yet")
@@ -407,21 +411,47 @@ class BuyerNode:
         )
 
     def status(self) -> list[dict[str, Any]]:
-        out = []
-        for key, saved in self.store.items("requests"):
-            try:
-                view = self.client.get(f"/requests/{key}")
-            except AggregatorError as exc:
-                view = {"id": int(key), "status": "UNKNOWN", "error": str(exc)}
-            view["model_ready"] = self.store.get("models", key) is not None
-            view["settlement"] = self.store.get("settlement", key)
-            view["chain_request_id"] = saved["chain_request_id"]
-            out.append(view)
-        return out
+        return [self.overview(int(key), saved) for key, saved in self.store.items("requests")]
+
+    def overview(self, rid: int, saved: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The aggregator's public view of one of this buyer's requests, with what only
+        the buyer knows: whether the model is here, and the settlement."""
+        key = str(rid)
+        saved = saved or self.store.get("requests", key)
+        if saved is None:
+            raise HTTPException(404, f"request {rid} is not one of this buyer's")
+        try:
+            view: dict[str, Any] = self.client.get(f"/requests/{key}")
+        except AggregatorError as exc:
+            view = {"id": rid, "status": "UNKNOWN", "error": str(exc)}
+        view["model_ready"] = self.store.get("models", key) is not None
+        view["settlement"] = self.store.get("settlement", key)
+        view["chain_request_id"] = saved["chain_request_id"]
+        return view
+
+    def cancel(self, rid: int) -> dict[str, Any]:
+        """Cancel an OPEN request; the deposit is reclaimed by the settlement thread."""
+        if self.store.get("requests", str(rid)) is None:
+            raise HTTPException(404, f"request {rid} is not one of this buyer's")
+        result: dict[str, Any] = self.client.post(f"/requests/{rid}/cancel")
+        log.info("request %d cancelled", rid)
+        return result
+
+    def withdrawn(self, rid: int, accounts: list[str]) -> dict[str, bool]:
+        """Which of ``accounts`` have withdrawn their payment for ``rid`` from the contract."""
+        saved = self.store.get("requests", str(rid))
+        if self.ledger is None or saved is None:
+            return {}
+        cid = int(saved["chain_request_id"])
+        return {a: self.ledger.has_withdrawn(cid, a) for a in accounts}
 
 
-def create_app(node: BuyerNode) -> FastAPI:
-    """The buyer's local API (127.0.0.1 only), behind a bearer token in its work folder."""
+def create_app(node: BuyerNode, login: LoginConfig | None = None) -> FastAPI:
+    """The buyer's local API (127.0.0.1 only), behind a bearer token in its work folder.
+
+    With ``login``, the web UI too, at ``/ui`` (it has its own login: see
+    :mod:`deltaml.services.ui`).
+    """
     token = api_token(node.config.work_dir)
 
     def authorized(request: Request) -> None:
@@ -460,4 +490,8 @@ def create_app(node: BuyerNode) -> FastAPI:
     def approve(rid: int) -> dict[str, Any]:
         return node.settle(rid, approve=True) or {"detail": "not finished yet"}
 
+    if login is not None:
+        from deltaml.services.ui import buyer_ui, mount
+
+        mount(app, buyer_ui(node, login))
     return app

@@ -45,7 +45,13 @@ def add_commands(sub: Any) -> None:
         "--accept",
         choices=["all", "manual"],
         default="all",
-        help="accept every matching request (all, the default) or decide through the API",
+        help="accept every matching request (all, the default) or decide in the web UI or API",
+    )
+    o.add_argument(
+        "--withdraw",
+        choices=["auto", "manual"],
+        default="auto",
+        help="withdraw each payment once settled (auto, the default) or by hand in the web UI",
     )
     o.add_argument("--min-reward-wei", type=int, default=0, help="lowest offered reward accepted")
     o.add_argument("--chain-url", help="use this JSON-RPC URL instead of the aggregator's")
@@ -59,10 +65,26 @@ def add_commands(sub: Any) -> None:
     b.add_argument(
         "--allow-test-keys", action="store_true", help="permit Paillier keys under 2048 bits"
     )
+    b.add_argument(
+        "--approve",
+        choices=["auto", "manual"],
+        default="auto",
+        help="approve the settlement once the evidence verifies (auto, the default) or by "
+        "hand in the web UI",
+    )
     r = buy_sub.add_parser("request", help="create a training request from a YAML/JSON spec")
     r.add_argument("spec", type=Path, metavar="SPEC", help="the request spec (YAML or JSON)")
     r.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
     r.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+
+    mo = buy_sub.add_parser("model", help="download a request's trained model (JSON)")
+    mo.add_argument("request_id", type=int, metavar="REQUEST")
+    mo.add_argument("--out", type=Path, help="write it here (default: print it)")
+    mo.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
+    mo.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+    st = buy_sub.add_parser("status", help="the buyer's requests, as the node sees them")
+    st.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
+    st.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
 
     ch = sub.add_parser("chain", help="an embedded Ethereum node over JSON-RPC")
     ch_sub = ch.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -97,6 +119,8 @@ def run_command(args: argparse.Namespace) -> int:
         ("owner", "serve"): _owner,
         ("buyer", "serve"): _buyer,
         ("buyer", "request"): _buyer_request,
+        ("buyer", "model"): _buyer_model,
+        ("buyer", "status"): _buyer_status,
         ("chain", "serve"): _chain,
     }[(args.command, args.action)]
     return handler(args)
@@ -151,8 +175,9 @@ def _aggregator(args: argparse.Namespace) -> int:
 def _owner(args: argparse.Namespace) -> int:
     from deltaml.services.owner import OwnerConfig, OwnerNode, create_app
     from deltaml.services.serve import serve
+    from deltaml.services.ui import LoginConfig
 
-    account, db_url, _ = _node_basics(args, "owner")
+    account, db_url, password = _node_basics(args, "owner")
     node = OwnerNode(
         OwnerConfig(
             account=account,
@@ -163,16 +188,19 @@ def _owner(args: argparse.Namespace) -> int:
             name=args.name,
             accept=args.accept,
             min_reward_wei=args.min_reward_wei,
+            auto_withdraw=args.withdraw == "auto",
             chain_url=args.chain_url,
         )
     )
     node.start()
-    return serve(create_app(node), "owner", args.host, args.port, node.stop)
+    app = create_app(node, LoginConfig.from_password(password))
+    return serve(app, "owner", args.host, args.port, node.stop)
 
 
 def _buyer(args: argparse.Namespace) -> int:
     from deltaml.services.buyer import BuyerConfig, BuyerNode, create_app
     from deltaml.services.serve import serve
+    from deltaml.services.ui import LoginConfig
 
     account, db_url, password = _node_basics(args, "buyer")
     node = BuyerNode(
@@ -184,17 +212,43 @@ def _buyer(args: argparse.Namespace) -> int:
             key_password=password,
             allow_test_keys=args.allow_test_keys,
             chain_url=args.chain_url,
+            auto_approve=args.approve == "auto",
         )
     )
     node.start()
-    return serve(create_app(node), "buyer", args.host, args.port, node.stop)
+    app = create_app(node, LoginConfig.from_password(password))
+    return serve(app, "buyer", args.host, args.port, node.stop)
+
+
+def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
+    """A call to the local buyer node's API, with the token from its folder."""
+    import httpx
+
+    from deltaml.services.party import api_token
+
+    token = api_token(args.dir)
+    try:
+        response = httpx.request(
+            method,
+            args.node.rstrip("/") + path,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=600,
+            trust_env=False,
+            **kwargs,
+        )
+    except httpx.HTTPError as exc:
+        raise DeltaMLValueError(f"cannot reach the buyer node at {args.node}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise DeltaMLValueError(str(detail))
+    return response.json()
 
 
 def _buyer_request(args: argparse.Namespace) -> int:
-    import httpx
     import yaml
-
-    from deltaml.services.party import api_token
 
     try:
         doc = yaml.safe_load(args.spec.read_text(encoding="utf-8"))
@@ -202,20 +256,24 @@ def _buyer_request(args: argparse.Namespace) -> int:
         raise DeltaMLValueError(f"cannot read {args.spec}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise DeltaMLValueError(f"{args.spec} is not valid YAML: {exc}") from None
-    token = api_token(args.dir)
-    try:
-        response = httpx.post(
-            args.node.rstrip("/") + "/requests",
-            json=doc,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=600,
-            trust_env=False,
-        )
-    except httpx.HTTPError as exc:
-        raise DeltaMLValueError(f"cannot reach the buyer node at {args.node}: {exc}") from None
-    if response.status_code >= 400:
-        raise DeltaMLValueError(response.json().get("detail", response.text))
-    print(json.dumps(response.json()))
+    print(json.dumps(_local_call(args, "POST", "/requests", json=doc)))
+    return 0
+
+
+def _buyer_model(args: argparse.Namespace) -> int:
+    from deltaml.estimator import TrainedModel
+
+    model = TrainedModel.from_json(_local_call(args, "GET", f"/requests/{args.request_id}/model"))
+    if args.out:
+        model.save(args.out)
+        print(f"model of request {args.request_id} written to {args.out}")
+    else:
+        print(json.dumps(model.to_json(), indent=2))
+    return 0
+
+
+def _buyer_status(args: argparse.Namespace) -> int:
+    print(json.dumps(_local_call(args, "GET", "/status"), indent=2))
     return 0
 
 
