@@ -440,6 +440,8 @@ def run_demo(
             on_result(result_)
         return result_
     finally:
+        for proc in processes:
+            proc.terminate()
         for proc in reversed(processes):
             proc.stop()
         if node is not None:

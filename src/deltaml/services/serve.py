@@ -104,7 +104,10 @@ def serve(
     """Serve ``app`` until SIGINT/SIGTERM, after printing the ``listening on`` line."""
     sock = bind(host, port)
     url = f"http://{host}:{sock.getsockname()[1]}"
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # Long-polls hold connections open: do not wait for them at shutdown.
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     print(f"DeltaML {what}{LISTENING}{url}", flush=True)
     try:
@@ -184,6 +187,14 @@ class ServiceProcess:
                 )
             if LISTENING in line:
                 return line.split(LISTENING, 1)[1].strip()
+
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM) without waiting: stop several, then wait."""
+        if self.process.poll() is None:
+            try:
+                os.kill(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
