@@ -224,7 +224,7 @@ def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any)
     """A call to the local buyer node's API, with the token from its folder."""
     import httpx
 
-    from deltaml.services.party import api_token
+    from deltaml.services.party import api_token, error_detail
 
     token = api_token(args.dir)
     try:
@@ -239,11 +239,7 @@ def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any)
     except httpx.HTTPError as exc:
         raise DeltaMLValueError(f"cannot reach the buyer node at {args.node}: {exc}") from None
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise DeltaMLValueError(str(detail))
+        raise DeltaMLValueError(error_detail(response))
     return response.json()
 
 

@@ -30,6 +30,7 @@ from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.estimator import TrainedModel
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
 from deltaml.marketplace import DEMO_FUNDING_WEI
+from deltaml.services.party import error_detail
 from deltaml.services.serve import PASSWORD_ENV, ServiceProcess
 
 MARKER = ".deltaml-demo"
@@ -365,59 +366,36 @@ def run_demo(
             for i in range(config.owners)
         ]
         transcript = config.work_dir / "aggregator" / "transcripts" / f"request-{rid}.jsonl"
-        if status != "FINISHED":
+        result: dict[str, Any] = view["result"] or {}
+        if status == "FINISHED":
+            payees = {a for a, v in result["payouts_wei"].items() if int(v) > 0}
+            if int(result["refund_wei"]) > 0:
+                payees.add(buyer_address)
+        else:
             say(f"request {rid} ended {status}: {view.get('error', '')}")
-            withdrawn = _wait_withdrawals(ledger, cid, {buyer_address}, deadline)
-            result_ = DemoResult(
-                status=status,
-                seconds=time.perf_counter() - t1,
-                startup_seconds=startup,
-                chain=chain_label,
-                test_mse=None,
-                sklearn_test_mse=None,
-                deposit_wei=config.deposit_wei,
-                payouts_wei={a: v for a, v in withdrawn.items() if a != buyer_address},
-                refund_wei=withdrawn.get(buyer_address, 0),
-                contributions={},
-                metrics={str(p["round"]): p["mse"] for p in view["metrics"]},
-                transcript=str(transcript),
-                verified=False,
-                owners=owner_rows,
-                statuses=statuses,
-                urls=urls,
-                restarts=restarts,
-                error=view.get("error", ""),
-            )
-            if on_result is not None:
-                on_result(result_)
-            return result_
-        result = view["result"]
-        payees = {a for a, v in result["payouts_wei"].items() if int(v) > 0}
-        if int(result["refund_wei"]) > 0:
-            payees.add(buyer_address)
+            payees = {buyer_address}  # the buyer reclaims its escrow
         withdrawn = _wait_withdrawals(ledger, cid, payees, deadline)
         seconds = time.perf_counter() - t1
-        say(f"settled and paid out in {seconds:.1f} s after the request")
+        test_mse = sk_mse = None
+        verified = False
+        if status == "FINISHED":
+            say(f"settled and paid out in {seconds:.1f} s after the request")
+            test_mse, sk_mse, trainers = _test_mse(
+                _ok(buyer_client.get(f"/requests/{rid}/model")),
+                [str(accounts[f"owner-{i + 1}"].address) for i in range(config.owners)],
+                result["trainers"],
+                shares,
+                test,
+            )
+            buyer_status = _ok(buyer_client.get("/status"))
+            settlement = next(r for r in buyer_status["requests"] if r["id"] == rid)["settlement"]
+            from deltaml.evidence.verify import verify_transcript
 
-        model = TrainedModel.from_json(_ok(buyer_client.get(f"/requests/{rid}/model")))
-        buyer_status = _ok(buyer_client.get("/status"))
-        settlement = next(r for r in buyer_status["requests"] if r["id"] == rid)["settlement"]
-        address_of = {str(accounts[f"owner-{i + 1}"].address): i for i in range(config.owners)}
-        trainers = [address_of[a] for a in result["trainers"]]
-        x_train = np.concatenate([shares[i].X for i in trainers])
-        y_train = np.concatenate([shares[i].y for i in trainers])
-        from sklearn.linear_model import LinearRegression
-
-        sk = LinearRegression().fit(x_train, y_train)
-        test_mse = float(np.mean((model.predict(test.X) - test.y) ** 2))
-        sk_mse = float(np.mean((sk.predict(test.X) - test.y) ** 2))
-
-        from deltaml.evidence.verify import verify_transcript
-
-        report = verify_transcript(transcript, expected_head=result["transcript_head"])
-        for row, i in zip(owner_rows, range(config.owners), strict=True):
-            row.update(role="trainer" if i in trainers else "validator", rows=shares[i].n_rows)
-        result_ = DemoResult(
+            report = verify_transcript(transcript, expected_head=result["transcript_head"])
+            verified = report.ok and bool(settlement and settlement.get("verified"))
+            for i, row in enumerate(owner_rows):
+                row.update(role="trainer" if i in trainers else "validator", rows=shares[i].n_rows)
+        outcome = DemoResult(
             status=status,
             seconds=seconds,
             startup_seconds=startup,
@@ -427,18 +405,19 @@ def run_demo(
             deposit_wei=config.deposit_wei,
             payouts_wei={a: v for a, v in withdrawn.items() if a != buyer_address},
             refund_wei=withdrawn.get(buyer_address, 0),
-            contributions=result["contributions"],
-            metrics=result["metrics"],
+            contributions=result.get("contributions", {}),
+            metrics=result.get("metrics") or {str(p["round"]): p["mse"] for p in view["metrics"]},
             transcript=str(transcript),
-            verified=report.ok and bool(settlement and settlement.get("verified")),
+            verified=verified,
             owners=owner_rows,
             statuses=statuses,
             urls=urls,
             restarts=restarts,
+            error=view.get("error", ""),
         )
         if on_result is not None:
-            on_result(result_)
-        return result_
+            on_result(outcome)
+        return outcome
     finally:
         for proc in processes:
             proc.terminate()
@@ -446,6 +425,25 @@ def run_demo(
             proc.stop()
         if node is not None:
             node.stop()
+
+
+def _test_mse(
+    model_json: Any,
+    owner_addresses: list[str],
+    trainer_addresses: list[str],
+    shares: list[Dataset],
+    test: Dataset,
+) -> tuple[float, float, list[int]]:
+    """The model's test MSE, scikit-learn's on the trainers' rows, and the trainers' indices."""
+    from sklearn.linear_model import LinearRegression
+
+    model = TrainedModel.from_json(model_json)
+    trainers = [owner_addresses.index(a) for a in trainer_addresses]
+    x_train = np.concatenate([shares[i].X for i in trainers])
+    y_train = np.concatenate([shares[i].y for i in trainers])
+    sk = LinearRegression().fit(x_train, y_train)
+    test_mse = float(np.mean((model.predict(test.X) - test.y) ** 2))
+    return test_mse, float(np.mean((sk.predict(test.X) - test.y) ** 2)), trainers
 
 
 def _restart(
@@ -470,11 +468,8 @@ def _restart(
 
 def _ok(response: httpx.Response) -> Any:
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise DeltaMLValueError(f"{response.request.method} {response.request.url.path}: {detail}")
+        request = response.request
+        raise DeltaMLValueError(f"{request.method} {request.url.path}: {error_detail(response)}")
     return response.json()
 
 

@@ -39,6 +39,15 @@ class AggregatorError(DeltaMLError):
         self.status = status
 
 
+def error_detail(response: httpx.Response) -> str:
+    """The one-line reason a service gave for refusing a call (its ``detail``)."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    return str(detail)
+
+
 class AggregatorClient:
     """Signed calls to the aggregator at ``url`` as ``account``."""
 
@@ -58,12 +67,9 @@ class AggregatorClient:
         except httpx.HTTPError as exc:
             raise AggregatorError(f"cannot reach the aggregator at {self.url}: {exc}") from None
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
             raise AggregatorError(
-                f"the aggregator refused {method} {path}: {detail}", response.status_code
+                f"the aggregator refused {method} {path}: {error_detail(response)}",
+                response.status_code,
             )
         if response.status_code == 204 or not response.content:
             return None
