@@ -659,6 +659,11 @@ def print_report(
         f"protocol total {timings['ours.protocol'].text(2)} s; transcript verification "
         f"{timings['ours.verify'].text(2)} s; simulate_shares wall {timings['ours.wall'].text(2)} s"
     )
+    overhead = (timings["ours.metric"].median + timings["ours.contribution"].median) / t_ours.median
+    print(
+        f"  metrics + contributions = {overhead:.0%} of training, with --eval-every "
+        f"{args.eval_every} (issue 3: at most 50 %)"
+    )
     print(
         f"  products: {ours.products_per_round:.0f}/round by the trainers, "
         f"{ours.products_per_evaluation_validators:.0f}/evaluation by the validators, "

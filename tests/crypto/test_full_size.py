@@ -54,6 +54,9 @@ def test_2048_bit_round_trip_matvec_and_refresh() -> None:
     # a proof of decryption of one value checks at full size
     c = refreshed.ciphertexts[0]
     m = sk.raw_decrypt(c)
+    assert m == sk._raw_decrypt_phe(c) and (m, sk.randomness_of(c, m)) == (
+        sk.decrypt_with_randomness(c)
+    )
     assert check_decryption(pk, c, m, sk.randomness_of(c, m))
     assert not check_decryption(pk, c, (m + 1) % pk.n, sk.randomness_of(c, m))
 

@@ -46,6 +46,31 @@ def test_crt_roots_agree_on_the_larger_test_key(keys768: Keys, data: st.DataObje
     assert sk.randomness_of(c, 0) == sk._randomness_of_direct(c)
 
 
+@FAST
+@given(st.data())
+def test_gmpy2_decryption_agrees_with_phe(keys512: Keys, data: st.DataObject) -> None:
+    """Our CRT decryption and the fused opening equal phe's decryption and ``randomness_of``."""
+    pk, sk = keys512
+    value = data.draw(st.integers(-pk.max_int, pk.max_int))  # negatives wrap to n − |v|
+    c = int(pk.raw_encrypt(pk.encode_signed(value)))
+    m, r = sk.decrypt_with_randomness(c)
+    assert m == sk.raw_decrypt(c) == sk._raw_decrypt_phe(c)
+    assert sk.decode_signed(m) == value and r == sk.randomness_of(c, m)
+    assert check_decryption(pk, c, m, r)
+    other = data.draw(st.integers(1, pk.nsquare - 1))  # any element, not only encryptions
+    assert sk.raw_decrypt(other) == sk._raw_decrypt_phe(other)
+    assert sk.decrypt_with_randomness(other) == (sk.raw_decrypt(other), sk.randomness_of(other, 0))
+
+
+def test_gmpy2_decryption_agrees_with_phe_on_the_larger_test_key(keys768: Keys) -> None:
+    pk, sk = keys768
+    for value in (0, 1, -1, pk.max_int, -pk.max_int, 2**300, -(2**300) + 7):
+        c = int(pk.raw_encrypt(pk.encode_signed(value)))
+        m, r = sk.decrypt_with_randomness(c)
+        assert m == sk.raw_decrypt(c) == sk._raw_decrypt_phe(c)
+        assert sk.decode_signed(m) == value and check_decryption(pk, c, m, r)
+
+
 def test_prove_decryption_opens_a_vector(keys512: Keys) -> None:
     pk, sk = keys512
     v = EncryptedVector.encrypt_ints(pk, [3, -5, 0, 2**200], 7)

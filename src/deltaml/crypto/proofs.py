@@ -59,11 +59,8 @@ def prove_decryption(
     :meth:`PrivateKey.decode_signed` and the vector's exponent.
     """
     OPERATION_COUNTS["decrypt"] += len(ciphertexts)
-    plaintexts = [private_key.raw_decrypt(c) for c in ciphertexts]
-    randomness = [
-        private_key.randomness_of(c, m) for c, m in zip(ciphertexts, plaintexts, strict=True)
-    ]
-    return plaintexts, randomness
+    openings = [private_key.decrypt_with_randomness(c) for c in ciphertexts]
+    return [m for m, _ in openings], [r for _, r in openings]
 
 
 def _weights(count: int) -> list[int]:
