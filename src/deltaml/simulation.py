@@ -62,6 +62,8 @@ class SimulationConfig:
     precision_bits: int = 32
     contributions: bool = True
     metric_noise: float = 0.0
+    #: Go on without a silent trainer while this many remain (see ``TrainingSpec``).
+    min_trainers: int = 1
     allow_test_keys: bool = False
     #: The buyer's payment in wei, split by the payment rule at the end.
     deposit_wei: int = DEFAULT_DEPOSIT_WEI
@@ -226,6 +228,7 @@ def simulate_shares(
         split_seed=config.seed,
         contributions=config.contributions,
         metric_noise=config.metric_noise,
+        min_trainers=config.min_trainers,
         deposit_wei=config.deposit_wei,
     )
     ids = owner_ids(len(shares))

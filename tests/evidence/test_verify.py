@@ -197,8 +197,42 @@ def proof_plaintext(run: Run, records: Records, sealed: dict[str, bytes]) -> int
 
 def proof_randomness(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
     i = _find(records, "ContributionValues")
-    randomness = records[i]["body"]["randomness"][2]
-    randomness[0] = format(int(randomness[0], 16) * 3 % 2**500 + 1, "x")
+    randomness = records[i]["body"]["randomness"]  # one per packed ciphertext
+    randomness[2] = format(int(randomness[2], 16) * 3 % 2**500 + 1, "x")
+    _resign(records[i], run.accounts["buyer"])
+    return i
+
+
+def packed_plaintext(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """The buyer publishes one packed plaintext of the columns one slot off."""
+    i = _find(records, "ContributionValues")
+    body = records[i]["body"]
+    body["plaintexts"][0] = format(int(body["plaintexts"][0], 16) + (1 << body["slot_bits"]), "x")
+    _resign(records[i], run.accounts["buyer"])
+    return i
+
+
+def dropped_packed_proof(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """The last packed ciphertext of a metric vector goes unproven."""
+    i = _find(records, "MetricValue", 9)
+    body = records[i]["body"]
+    assert len(body["plaintexts"]) >= 2
+    del body["plaintexts"][-1], body["randomness"][-1]
+    _resign(records[i], run.accounts["buyer"])
+    return i
+
+
+def slot_width(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    """The buyer claims slots of another width than the public rule gives."""
+    i = _find(records, "MetricValue", 3)
+    records[i]["body"]["slot_bits"] -= 8
+    _resign(records[i], run.accounts["buyer"])
+    return i
+
+
+def columns_slot_width(run: Run, records: Records, sealed: dict[str, bytes]) -> int:
+    i = _find(records, "ContributionValues")
+    records[i]["body"]["slot_bits"] += 1
     _resign(records[i], run.accounts["buyer"])
     return i
 
@@ -423,6 +457,10 @@ CASES: list[tuple[Mutation, str]] = [
     (wrong_rerandomization, "re-randomization"),
     (proof_plaintext, "decryption proof"),
     (proof_randomness, "decryption proof"),
+    (packed_plaintext, "decryption proof"),
+    (dropped_packed_proof, "decryption proof"),
+    (slot_width, "packing"),
+    (columns_slot_width, "packing"),
     (broken_signature, "signature"),
     (edited_body, "signature"),
     (metric_number, "metric"),
@@ -461,6 +499,25 @@ def test_tampering_is_detected_and_named(run: Run, mutate: Mutation, check: str)
     assert check in _checks(report), [str(f) for f in report.failures]
     assert where in _at(report, check), [str(f) for f in report.failures]
     assert "hash chain" not in _checks(report)  # the chain was fixed up: the check is the catch
+
+
+def test_packed_decryptions_are_checked_against_the_magnitude_bound(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every metric vector and the columns are decrypted packed; the verifier unpacks them
+    with the public rule and applies the bound (here one no real value meets)."""
+    report = _verify(copy.deepcopy(run.records), dict(run.sealed))
+    decrypted = {
+        i for i, r in enumerate(run.records) if r["type"] in ("MetricValue", "ContributionValues")
+    }
+    assert report.passed["packing"] == len(decrypted) == 5
+    monkeypatch.setattr("deltaml.crypto.packing.magnitude_limit", lambda exponent: 1)
+    report = _verify(copy.deepcopy(run.records), dict(run.sealed))
+    metrics = {i for i in decrypted if run.records[i]["type"] == "MetricValue"}
+    assert _at(report, "packing") == metrics
+    assert "magnitude bound" in next(f.detail for f in report.failures if f.check == "packing")
+    # The columns are measured from the round-0 metric, which is now unproven.
+    assert {f.record for f in report.failures} == decrypted
 
 
 def test_a_dishonest_buyer_is_named_at_its_record(run: Run) -> None:

@@ -16,6 +16,7 @@ import pytest
 from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey, decode_int
+from deltaml.crypto.packing import PackingLayout
 from deltaml.crypto.serialization import ciphertexts_from_bytes
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import rotation_commitment
@@ -138,6 +139,22 @@ def _buyer_received(run: Run) -> set[int]:
     return seen
 
 
+def test_the_buyer_refuses_a_packed_decryption_outside_the_magnitude_bound(run: Run) -> None:
+    """Past the bound the packed slots could carry: the buyer publishes nothing."""
+    spec = m.TrainingSpec(model="linear", rounds=1)
+    buyer = ModelBuyer("buyer", spec, **SMALL)  # type: ignore[arg-type]
+    buyer.stats = run.buyer.stats
+    rows = [0.5, -3.0, 2.0**47]
+    fine = EncryptedVector.encrypt(buyer.public_key, np.array(rows), 40)
+    huge = EncryptedVector.encrypt(buyer.public_key, np.array([*rows, -(2.0**49)]), 40)
+    assert buyer.handle(m.MetricRequest(99, fine, 10)).kind == "MetricValue"
+    with pytest.raises(ProtocolError, match="magnitude bound"):
+        buyer.handle(m.MetricRequest(98, huge, 10))
+    assert 98 not in buyer.metrics
+    with pytest.raises(ProtocolError, match="magnitude bound"):
+        buyer.handle(m.GramRequest((fine, huge), 99))
+
+
 def test_the_public_transcript_shows_the_buyer_nothing_new(run: Run) -> None:
     """Every public ciphertext was sent to the buyer, or encrypts only public zeros."""
     key: PrivateKey = run.buyer._private_key
@@ -220,11 +237,16 @@ def _real(run: Run, digest: str, exponent: int) -> np.ndarray:
     return np.array([decode_int(key.decrypt_signed(c), exponent) for c in cts])
 
 
-def _published(run: Run, ref: dict, plaintexts: list[str]) -> np.ndarray:
-    key = run.buyer._private_key
-    return np.array(
-        [decode_int(key.decode_signed(int(v, 16)), ref["exponent"]) for v in plaintexts]
-    )
+def _published(run: Run, refs: list[dict], body: dict) -> list[np.ndarray]:
+    """What anyone reads from a packed decryption: each vector's values, unpacked."""
+    key = run.buyer.public_key
+    layout = PackingLayout.of(key, [r["length"] for r in refs], [r["exponent"] for r in refs])
+    assert body["slot_bits"] == layout.slot_bits
+    values = layout.unpack(key, [int(v, 16) for v in body["plaintexts"]])
+    return [
+        np.array([decode_int(v, r["exponent"]) for v in vector])
+        for vector, r in zip(values, refs, strict=True)
+    ]
 
 
 def _rotation(opening: tuple[int, bytes], size: int) -> np.ndarray:
@@ -267,7 +289,7 @@ def _metric_views(run: Run) -> dict[int, tuple[np.ndarray, list[np.ndarray]]]:
     out = {}
     for r in _records(run, "MetricValue"):
         ref = refs[r["body"]["vector"]]
-        out[r["round"]] = (_published(run, ref, r["body"]["plaintexts"]), own[r["round"]])
+        out[r["round"]] = (_published(run, [ref], r["body"])[0], own[r["round"]])
     return out
 
 
@@ -276,10 +298,7 @@ def _column_views(run: Run) -> tuple[np.ndarray, list[np.ndarray]]:
     refs = _refs(run)
     (values,) = _records(run, "ContributionValues")
     published = np.column_stack(
-        [
-            _published(run, refs[d], p)
-            for d, p in zip(values["body"]["columns"], values["body"]["plaintexts"], strict=True)
-        ]
+        _published(run, [refs[d] for d in values["body"]["columns"]], values["body"])
     )
     own = [
         np.column_stack([_real(run, c["sha256"], c["exponent"]) for c in r["body"]["columns"]])

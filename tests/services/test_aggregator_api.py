@@ -153,4 +153,6 @@ def test_a_deeply_nested_body_is_refused_not_a_crash(api) -> None:
     deep = b"[" * 200_000 + b"]" * 200_000
     response = client.post("/owners", content=deep, headers={"content-type": "application/json"})
     assert response.status_code == 400 and "nested deeper" in response.json()["detail"]
+    untyped = client.post("/owners", content=deep, headers={"content-type": ""})
+    assert untyped.status_code == 400
     assert client.get("/health").status_code == 200

@@ -95,10 +95,25 @@ def test_an_aggregator_killed_mid_training_resumes_to_the_same_model(
     assert sorted(int(r) for r in result.metrics) == list(range(1, ROUNDS + 1))
 
 
-def test_an_owner_that_stops_answering_fails_the_request_and_the_buyer_gets_it_all_back(
+def test_a_trainer_that_stops_answering_is_dropped_and_the_rest_finish(
     tmp_path: Path, anvil_url: str
 ) -> None:
-    result = _demo(tmp_path, anvil_url, kill_owner_after_round=1, party_timeout=5.0)
+    result = _demo(tmp_path, anvil_url, kill_owner_after_round=2, party_timeout=5.0)
+    assert result.status == "FINISHED" and result.verified
+    dropped = [a for a, status in result.statuses.items() if status == "FAILED"]
+    assert len(dropped) == 1 and list(result.statuses.values()).count("FINISHED") == 4
+    assert dropped[0] not in result.payouts_wei  # it earned nothing, so it withdrew nothing
+    assert result.contributions[dropped[0]] == 0.0
+    assert sum(result.payouts_wei.values()) + result.refund_wei == result.deposit_wei
+    assert sorted(int(r) for r in result.metrics) == list(range(1, ROUNDS + 1))
+
+
+def test_a_validator_that_stops_answering_fails_the_request_and_the_buyer_gets_it_all_back(
+    tmp_path: Path, anvil_url: str
+) -> None:
+    result = _demo(
+        tmp_path, anvil_url, kill_owner_after_round=1, kill_role="validator", party_timeout=5.0
+    )
     assert result.status == "FAILED"
     assert "no answer within 5 s" in result.error
     assert result.refund_wei == result.deposit_wei and not result.payouts_wei

@@ -124,7 +124,7 @@ def test_a_checkpoint_round_trips_through_json() -> None:
         record=record,
         states={"a": vec([1.0, 2.0]), "b": vec([3.0, 4.0])},
         total=vec([4.0, 6.0]),
-        first_updates=[vec([1.0, 2.0]), vec([3.0, 4.0])],
+        first_updates={"a": vec([1.0, 2.0]), "b": vec([3.0, 4.0])},
         next_growth=20,
         rotation_openings={"metric-1": (12345, b"\x01" * 32)},
         transcript_head="ab" * 32,
@@ -136,4 +136,6 @@ def test_a_checkpoint_round_trips_through_json() -> None:
     assert back.rotation_openings == cp.rotation_openings
     assert back.total.ciphertexts == cp.total.ciphertexts
     assert back.states["b"].ciphertexts == cp.states["b"].ciphertexts
-    assert [u.ciphertexts for u in back.first_updates] == [u.ciphertexts for u in cp.first_updates]
+    assert {t: u.ciphertexts for t, u in back.first_updates.items()} == {
+        t: u.ciphertexts for t, u in cp.first_updates.items()
+    }

@@ -50,8 +50,10 @@ from deltaml.errors import DeltaMLValueError
 from deltaml.evidence.signatures import canonical_json, decode_blob, encode_blob
 
 #: Version 2: with two or more validators, ``Remix`` and ``RemixColumns`` records
-#: sit between the aggregator's mixes and the buyer's decryptions.
-FORMAT = "deltaml-transcript/2"
+#: sit between the aggregator's mixes and the buyer's decryptions. Version 3: the
+#: buyer proves packed decryptions of metric vectors and contribution columns
+#: (``slot_bits``, one plaintext and randomness per packed ciphertext).
+FORMAT = "deltaml-transcript/3"
 GENESIS = "0" * 64
 RECORD_FIELDS = (
     "seq",
@@ -142,7 +144,6 @@ class TranscriptWriter:
         if self.keep:
             self.records.append(record)
         return record
-
 
     @classmethod
     def reopen(cls, path: str | Path, head: str, count: int) -> TranscriptWriter:

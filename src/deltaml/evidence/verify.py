@@ -13,6 +13,11 @@ record that fails:
 - **ciphertexts** — every ciphertext matches the SHA-256 its signed body names;
 - **decryption proof** — each value the buyer decrypted opens its ciphertext:
   ``c = (1 + m·n)·r^n mod n²`` (checked in batches, see :mod:`deltaml.crypto.proofs`);
+  metric vectors and contribution columns are decrypted packed, so the packed
+  ciphertexts are recomputed from the public ones and each opens to its proven
+  plaintext (:mod:`deltaml.crypto.packing`);
+- **packing** — the slot width is the one the public rule gives for the vectors'
+  exponents, and every unpacked value lies within the magnitude bound;
 - **statistics**, **metric**, **gram**, **shapley** — each published number equals
   the number recomputed from the proven plaintexts (metric and Gram bit for bit,
   Shapley values to 1e-9), with the published statistics, the model type and the
@@ -72,6 +77,7 @@ import gmpy2
 import numpy as np
 
 from deltaml.crypto import PublicKey, failed_decryptions, failed_rerandomizations
+from deltaml.crypto.packing import PackingError, PackingLayout, failed_packed_decryptions
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.evidence.published import (
     denoised_sse,
@@ -127,6 +133,7 @@ ROLE_OF = {
     "Remix": "validator",
     "RemixColumns": "validator",
     "Payouts": "aggregator",
+    "Dropped": "aggregator",
     "EncryptedSums": "owner",
     "StateUpdate": "trainer",
     "EncryptedResiduals": "validator",
@@ -279,6 +286,8 @@ class _Verifier:
         self.participants: dict[str, tuple[str, str]] = {}
         self.owners: list[str] = []
         self.trainers: list[str] = []
+        #: The trainers still in the training (a silent one is dropped: ``Dropped``).
+        self.active: list[str] = []
         self.validators: list[str] = []
         self.n_features = 0
         # state
@@ -511,6 +520,7 @@ class _Verifier:
             self.participants[p["id"]] = (p["role"], p["address"])
         self.owners = list(body.get("owners", []))
         self.trainers = list(body.get("trainers", []))
+        self.active = list(self.trainers)
         self.validators = list(body.get("validators", []))
         self.n_features = int(body.get("n_features", 0))
         roles = Counter(role for role, _ in self.participants.values())
@@ -629,6 +639,52 @@ class _Verifier:
         )
         return [signed_plaintext(self.key, v) for v in ms]
 
+    def _proven_packed(self, digests: Sequence[str], body: Mapping[str, Any]) -> list[list[int]]:
+        """Check a packed decryption of public vectors; return each vector's signed values.
+
+        The packed ciphertexts are recomputed from the vectors' ciphertexts with the
+        public layout (:class:`~deltaml.crypto.packing.PackingLayout`), never taken from
+        the buyer; the body's ``slot_bits`` must be the layout's.
+        """
+        assert self.key is not None
+        vectors = [self.vector(d, sealed=False) or [] for d in digests]  # public: never None
+        ciphertexts = [c for v in vectors for c in v]
+        layout = PackingLayout.of(
+            self.key, [len(v) for v in vectors], [self.exponent(d) for d in digests]
+        )
+        self.require(
+            body.get("slot_bits") == layout.slot_bits,
+            "packing",
+            f"slots of {body.get('slot_bits')!r} bits, the public rule gives {layout.slot_bits}",
+        )
+        bits = self.key.key_bits
+        try:
+            ms = parse_hex_ints(body["plaintexts"], "plaintexts", bits)
+            rs = parse_hex_ints(body["randomness"], "randomness", bits)
+        except DeltaMLValueError as exc:
+            self.fail("format", str(exc))
+            raise _Skip from None
+        self.require(
+            len(ms) == len(rs) == layout.packed_count,
+            "decryption proof",
+            f"{len(ms)} plaintexts and {len(rs)} proofs for {layout.packed_count} packed "
+            f"ciphertexts of {layout.count} values",
+        )
+        failed = failed_packed_decryptions(self.key, layout, ciphertexts, ms, rs)
+        self.require(
+            not failed,
+            "decryption proof",
+            f"packed value(s) {_indices(failed)} do not open their packed ciphertexts",
+        )
+        self.ok("decryption proof", len(ms))
+        try:
+            values = layout.unpack(self.key, ms)
+        except PackingError as exc:
+            self.fail("packing", str(exc))
+            raise _Skip from None
+        self.ok("packing")
+        return values
+
     # -- rounds -----------------------------------------------------------------------------
     def _on_InitialTotal(self, body: Mapping[str, Any]) -> None:
         assert self.key is not None
@@ -680,6 +736,30 @@ class _Verifier:
         exponents = parse_hex_ints(body["exponents"], "exponents", 2 * self.key.key_bits)
         self._check_rerandomization([body["source"]], [outgoing], [exponents])
 
+    def _on_Dropped(self, body: Mapping[str, Any]) -> None:
+        """Trainers that did not answer leave; round ``k`` starts again from a refresh."""
+        k, dropped, remaining = body["round"], body["dropped"], body["remaining"]
+        minimum = max(1, int(self.spec.get("min_trainers", 1)))
+        self.require(
+            type(k) is int
+            and k == self._rounds_done() + 1
+            and isinstance(dropped, list)
+            and len(dropped) > 0
+            and set(dropped) <= set(self.active)
+            and remaining == [t for t in self.active if t not in dropped]
+            and len(remaining) >= minimum,
+            "link",
+            f"round {k} drops trainers that are not in it, or too many",
+        )
+        self.ok("link")
+        self.active = list(remaining)
+        # What round k had done is void: the remaining trainers refresh and answer again.
+        self.broadcasts.pop(("round", k), None)
+        self.states.pop((k, "refresh"), None)
+        self.states.pop((k, "round"), None)
+        self.summed.discard((k, "refresh"))
+        self.current_total = None  # the next broadcast must follow a new (refresh) sum
+
     def _rounds_done(self) -> int:
         return max((k for (k, phase) in self.summed if phase == "round"), default=0)
 
@@ -703,7 +783,7 @@ class _Verifier:
         states = self.states.get((k, phase), {})
         inputs = body["inputs"]
         self.require(
-            inputs == [states.get(t) for t in self.trainers] and (k, phase) not in self.summed,
+            inputs == [states.get(t) for t in self.active] and (k, phase) not in self.summed,
             "link",
             f"the {phase} sum of round {k} is not over every trainer's signed state, once each",
         )
@@ -808,7 +888,7 @@ class _Verifier:
         published = body["value"]
         self.require(_is_number(published), "format", "the metric is not a number")
         self.report.metrics[k] = float(published)
-        values = self._proven(decrypted, body["plaintexts"], body["randomness"])
+        (values,) = self._proven_packed([decrypted], body)
         noise = float(self.spec.get("metric_noise", 0.0))
         sse = denoised_sse(sse_from_ints(values, self.exponent(decrypted)), mix["rows"], noise)
         recomputed = metric_value(self.model, sse, mix["rows"], self.stats)
@@ -825,7 +905,7 @@ class _Verifier:
         first = self.states.get((1, "round"), {})
         sources = body["sources"]
         self.require(
-            sources == [first.get(t) for t in self.trainers] and self.request is None,
+            sources == [first.get(t) for t in self.active] and self.request is None,
             "link",
             "the contribution request is not over every trainer's signed round-one state",
         )
@@ -849,7 +929,7 @@ class _Verifier:
         self.require(party not in self.columns, "completeness", f"{party} answered twice")
         columns = [self.declare(ref) for ref in body["columns"]]
         self.require(
-            len(columns) == len(self.trainers) + 1, "format", "one column per trainer plus one"
+            len(columns) == len(self.active) + 1, "format", "one column per trainer plus one"
         )
         self.columns[party] = columns
 
@@ -864,7 +944,7 @@ class _Verifier:
         self.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
         columns = [self.declare(ref) for ref in body["columns"]]
         self.require(
-            len(columns) == len(self.trainers) + 1, "format", "one column per trainer plus one"
+            len(columns) == len(self.active) + 1, "format", "one column per trainer plus one"
         )
         self.mix_columns = {"columns": columns}
         self.mix_columns_hash = self.hashes[self.seq]
@@ -904,14 +984,15 @@ class _Verifier:
         )
         assert decrypted is not None
         values = body["values"]
-        m = len(self.trainers)
+        m = len(self.active)
         self.require(
             isinstance(values, list) and len(values) == m and all(_is_number(v) for v in values),
             "format",
             "one Shapley value per trainer",
         )
         self.contributions = [float(v) for v in values]
-        self.report.contributions = dict(zip(self.trainers, self.contributions, strict=True))
+        measured = dict(zip(self.active, self.contributions, strict=True))
+        self.report.contributions = {t: measured.get(t, 0.0) for t in self.trainers}
         base_round = body["base_round"]
         self.require(
             base_round == 0 and base_round in self.sse,
@@ -919,17 +1000,7 @@ class _Verifier:
             "contributions must be measured from the round-0 metric",
         )
         self.ok("link")
-        self.require(
-            isinstance(body["plaintexts"], list)
-            and isinstance(body["randomness"], list)
-            and len(body["plaintexts"]) == len(body["randomness"]) == len(decrypted),
-            "decryption proof",
-            f"one proof per {what} column",
-        )
-        columns = [
-            self._proven(d, p, r)
-            for d, p, r in zip(decrypted, body["plaintexts"], body["randomness"], strict=True)
-        ]
+        columns = self._proven_packed(decrypted, body)
         gram = gram_from_ints(columns, [self.exponent(d) for d in decrypted])
         published_gram = body["gram"]
         self.expect(
@@ -960,7 +1031,7 @@ class _Verifier:
             not bad,
             "shapley",
             "Shapley value(s) of "
-            + ", ".join(self.trainers[i] for i in bad)
+            + ", ".join(self.active[i] for i in bad)
             + " do not recompute from the proven Gram matrix",
         )
 
@@ -992,9 +1063,12 @@ class _Verifier:
             "the metrics paid on are not the published ones",
         )
         phi = self.contributions
-        weights = (
-            contribution_weights(np.array(phi)) if phi is not None else [0] * len(self.trainers)
+        measured = (
+            dict(zip(self.active, contribution_weights(np.array(phi)), strict=True))
+            if phi is not None
+            else {}
         )
+        weights = [measured.get(t, 0) for t in self.trainers]  # nothing for a dropped trainer
         self.expect(
             body["contribution_weights"] == weights,
             "weights",

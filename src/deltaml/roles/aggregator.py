@@ -31,7 +31,7 @@ from deltaml.learning.standardize import sums_length
 from deltaml.ledger.payouts import Payouts, compute_payouts, scale_metric
 from deltaml.roles import messages as m
 from deltaml.roles.evidence import EvidenceRecorder
-from deltaml.transport.base import Transport
+from deltaml.transport.base import PartyTimeout, Transport
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -88,6 +88,13 @@ class TrainingRecord:
     payouts: Payouts | None = None
     #: Hash of the transcript's last record: what goes on the contract.
     transcript_head: str = ""
+    #: Trainers dropped for not answering (their states left the sum; they earn nothing).
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> list[str]:
+        """The trainers still in the training, in ``trainers`` order."""
+        return [t for t in self.trainers if t not in self.dropped]
 
     @property
     def metrics(self) -> dict[int, float]:
@@ -110,22 +117,28 @@ class Checkpoint:
     record: TrainingRecord
     states: dict[str, EncryptedVector]
     total: EncryptedVector
-    first_updates: list[EncryptedVector]
+    #: Each trainer's round-one state (for contributions), once round one is done.
+    first_updates: dict[str, EncryptedVector]
     next_growth: int
     rotation_openings: dict[str, tuple[int, bytes]]
     transcript_head: str
     transcript_count: int
 
     def to_json(self) -> dict[str, Any]:
-        trainers = self.record.trainers
-        vectors = [self.total, *(self.states[t] for t in trainers), *self.first_updates]
+        trainers = self.record.active
+        first = sorted(self.first_updates)
+        vectors = [
+            self.total,
+            *(self.states[t] for t in trainers),
+            *(self.first_updates[t] for t in first),
+        ]
         record = dataclasses.asdict(self.record)
         record.pop("payouts", None)
         return {
             "round": self.round,
             "record": record,
             "vectors": pack_vectors(vectors),
-            "first_updates": len(self.first_updates),
+            "first_updates": first,
             "next_growth": self.next_growth,
             "rotation_openings": {
                 label: [seed, salt.hex()] for label, (seed, salt) in self.rotation_openings.items()
@@ -140,13 +153,13 @@ class Checkpoint:
         rounds = [RoundRecord(**r) for r in raw.pop("rounds")]
         record = TrainingRecord(**raw, rounds=rounds)
         vectors = unpack_vectors(data["vectors"])
-        n = len(record.trainers)
+        n = len(record.active)
         return cls(
             round=int(data["round"]),
             record=record,
-            states=dict(zip(record.trainers, vectors[1 : 1 + n], strict=True)),
+            states=dict(zip(record.active, vectors[1 : 1 + n], strict=True)),
             total=vectors[0],
-            first_updates=list(vectors[1 + n :]),
+            first_updates=dict(zip(data["first_updates"], vectors[1 + n :], strict=True)),
             next_growth=int(data["next_growth"]),
             rotation_openings={
                 label: (int(seed), bytes.fromhex(salt))
@@ -249,36 +262,22 @@ class Aggregator:
             if self._ev.head != cp.transcript_head:
                 raise ProtocolError("the transcript does not end where the checkpoint does")
             log.info("resuming after round %d", cp.round)
-        record, trainers, validators = cp.record, cp.record.trainers, cp.record.validators
+        record, validators = cp.record, cp.record.validators
         ev = self.evidence
 
         for k in range(cp.round + 1, spec.rounds + 1):
             r0 = time.perf_counter()
-            states, total = cp.states, cp.total
-            refreshed = any(needs_refresh(v, cp.next_growth) for v in (total, *states.values()))
-            if refreshed:
-                states = self._refresh(k, trainers, spec.base_exponent)
-                total = self._sum(k, "refresh", trainers, states)
-                record.refreshes += 1
-            # A sum of ciphertexts is a function of what the trainers sent: re-randomize
-            # it before it leaves, like everything else.
-            outgoing = self._broadcast(k, "round", total, sealed=True)
-            replies = self.transport.request_all(
-                [(oid, m.RoundRequest(k, outgoing)) for oid in trainers]
-            )
-            states = {}
-            for oid, reply in zip(trainers, replies, strict=True):
-                update = ev.accept(oid, reply, m.StateUpdate, sealed=True)
-                _require(
-                    update.round == k
-                    and update.phase == "round"
-                    and update.input_digest == vector_digest(outgoing),
-                    f"{oid} answered round {k} with a state for another input",
-                )
-                states[oid] = update.state
-            total = self._sum(k, "round", trainers, states)
+            forced = False
+            while True:
+                try:
+                    states, total, refreshed = self._round(k, cp, spec.base_exponent, forced)
+                    break
+                except PartyTimeout as silent:
+                    self._drop(k, silent, cp, spec)
+                    # The states carry over; a refresh re-bases them all before the retry.
+                    forced = True
             if k == 1:
-                cp.first_updates = [states[oid] for oid in trainers]
+                cp.first_updates = dict(states)
             rec = RoundRecord(k, 0.0, refreshed)
             record.training_seconds += time.perf_counter() - r0
             if k % spec.eval_every == 0 or k == spec.rounds:
@@ -294,22 +293,84 @@ class Aggregator:
                 checkpoint(cp)
             if progress is not None:
                 progress(rec)
-        first_updates, total = cp.first_updates, cp.total
+        active, total = record.active, cp.total
 
         if spec.contributions:
             c0 = time.perf_counter()
-            record.contributions = self._contributions(
-                first_updates, validators, spec.precision_bits
+            values = self._contributions(
+                [cp.first_updates[t] for t in active], validators, spec.precision_bits
             )
+            # A dropped trainer's model is not in the result: it is measured as nothing.
+            by_trainer = dict(zip(active, values, strict=True))
+            record.contributions = [by_trainer.get(t, 0.0) for t in record.trainers]
             record.contribution_seconds = time.perf_counter() - c0
         final = self._broadcast(spec.rounds, "final", total, sealed=False)
         _expect(
-            self.transport.request(self.buyer_id, m.FinalModel(final, len(trainers), spec.rounds)),
+            self.transport.request(self.buyer_id, m.FinalModel(final, len(active), spec.rounds)),
             m.Ack,
         )
         self._settle(spec, record)
         record.transcript_head = ev.head
         return record
+
+    def _round(
+        self, k: int, cp: Checkpoint, base_exponent: int, force_refresh: bool
+    ) -> tuple[dict[str, EncryptedVector], EncryptedVector, bool]:
+        """One round from the checkpoint's states: (a refresh,) the broadcast, the sum."""
+        trainers = cp.record.active
+        states, total = cp.states, cp.total
+        refreshed = force_refresh or any(
+            needs_refresh(v, cp.next_growth) for v in (total, *states.values())
+        )
+        if refreshed:
+            states = self._refresh(k, trainers, base_exponent)
+            total = self._sum(k, "refresh", trainers, states)
+            cp.record.refreshes += 1
+        # A sum of ciphertexts is a function of what the trainers sent: re-randomize
+        # it before it leaves, like everything else.
+        outgoing = self._broadcast(k, "round", total, sealed=True)
+        replies = self.transport.request_all(
+            [(oid, m.RoundRequest(k, outgoing)) for oid in trainers]
+        )
+        states = {}
+        for oid, reply in zip(trainers, replies, strict=True):
+            update = self.evidence.accept(oid, reply, m.StateUpdate, sealed=True)
+            _require(
+                update.round == k
+                and update.phase == "round"
+                and update.input_digest == vector_digest(outgoing),
+                f"{oid} answered round {k} with a state for another input",
+            )
+            states[oid] = update.state
+        return states, self._sum(k, "round", trainers, states), refreshed
+
+    def _drop(self, k: int, silent: PartyTimeout, cp: Checkpoint, spec: m.TrainingSpec) -> None:
+        """Go on without the trainers that did not answer in round ``k``, if enough remain."""
+        record = cp.record
+        active = record.active
+        others = [p for p in silent.parties if p not in active]
+        if others:
+            raise ProtocolError(f"{silent}; only trainers can be dropped") from silent
+        remaining = [t for t in active if t not in silent.parties]
+        if len(remaining) < max(1, spec.min_trainers):
+            raise ProtocolError(
+                f"{silent}; {len(remaining)} trainer(s) would remain, "
+                f"fewer than the {max(1, spec.min_trainers)} the request needs"
+            ) from silent
+        log.warning("round %d: dropping %d silent trainer(s)", k, len(silent.parties))
+        record.dropped.extend(silent.parties)
+        self.evidence.own(
+            "Dropped", {"round": k, "dropped": silent.parties, "remaining": remaining}
+        )
+        replies = self.transport.request_all(
+            [(oid, m.Reconfigure(k, len(remaining))) for oid in remaining + record.validators]
+        )
+        growth = max(_expect(r, m.SetupDone).growth_bits for r in replies[: len(remaining)])
+        metric_growth = _metric_growth(
+            spec.precision_bits, len(record.validators), len(cp.total) - 1
+        )
+        cp.next_growth = growth + len(remaining).bit_length() + metric_growth
+        cp.states = {t: cp.states[t] for t in remaining}
 
     def _recorder(self, public_key: PublicKey) -> EvidenceRecorder:
         writer = self.transcript if self.transcript is not None else TranscriptWriter(keep=False)
@@ -377,7 +438,7 @@ class Aggregator:
             record=record,
             states=states,
             total=total,
-            first_updates=[],
+            first_updates={},
             next_growth=next_growth,
             rotation_openings=dict(self.rotation_openings),
             transcript_head=ev.head,

@@ -16,6 +16,7 @@ from deltaml.crypto import (
     prove_decryption,
     refresh_masked,
 )
+from deltaml.crypto.packing import PackingError, prove_packed_decryption
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import (
     denoised_sse,
@@ -53,7 +54,11 @@ class ModelBuyer:
     Every number it publishes comes with proofs of the decryptions it rests on
     (the plaintexts and each ciphertext's randomness), is computed from those
     plaintexts by :mod:`deltaml.evidence.published` exactly as a verifier will
-    recompute it, and is signed with its Ethereum ``account``.
+    recompute it, and is signed with its Ethereum ``account``. Metric vectors and
+    contribution columns are packed first (:mod:`deltaml.crypto.packing`): many values
+    per decrypted and proven ciphertext, by public deterministic operations anyone can
+    redo. The packed plaintexts are a function of the same vector's values, so the
+    buyer learns exactly what one decryption per value would tell it, no more.
     """
 
     def __init__(
@@ -105,6 +110,29 @@ class ModelBuyer:
         values = [self._private_key.decode_signed(v) for v in raw]
         return values, tuple(hex_ints(raw)), tuple(hex_ints(randomness))
 
+    def _prove_packed(
+        self, vectors: tuple[EncryptedVector, ...]
+    ) -> tuple[list[list[int]], int, tuple[str, ...], tuple[str, ...]]:
+        """Signed values of each vector, decrypted packed; the slot width and the proof.
+
+        Refuses (:class:`ProtocolError`) when a value lies outside the packing's
+        magnitude bound: the slots could then have carried into each other.
+        """
+        if any(v.public_key != self.public_key for v in vectors):
+            raise ProtocolError("a vector under another key")
+        try:
+            opening = prove_packed_decryption(
+                self._private_key, [(v.ciphertexts, v.exponent) for v in vectors]
+            )
+        except PackingError as exc:
+            raise ProtocolError(f"refusing to publish a packed decryption: {exc}") from None
+        return (
+            opening.values,
+            opening.layout.slot_bits,
+            tuple(hex_ints(opening.plaintexts)),
+            tuple(hex_ints(opening.randomness)),
+        )
+
     def _on_DecryptStats(self, msg: m.DecryptStats) -> m.PublicStats:
         if msg.contributors < MIN_STATS_CONTRIBUTORS:
             raise ProtocolError("refusing to decrypt statistics of fewer than two owners")
@@ -131,7 +159,7 @@ class ModelBuyer:
     def _on_MetricRequest(self, msg: m.MetricRequest) -> m.MetricValue:
         if self.stats is None:
             raise ProtocolError("no statistics yet")
-        values, plaintexts, randomness = self._prove(msg.vector)
+        (values,), slot_bits, plaintexts, randomness = self._prove_packed((msg.vector,))
         sse = denoised_sse(
             sse_from_ints(values, msg.vector.exponent), msg.rows, self.spec.metric_noise
         )
@@ -140,7 +168,13 @@ class ModelBuyer:
         self.metrics[msg.round] = value
         log.info("round %d: validation %s %.6g", msg.round, self.model.metric_name, value)
         reply = m.MetricValue(
-            msg.round, value, msg.rows, vector_digest(msg.vector), plaintexts, randomness
+            msg.round,
+            value,
+            msg.rows,
+            vector_digest(msg.vector),
+            plaintexts,
+            randomness,
+            slot_bits,
         )
         return sign_message(reply, self.account, self.public_key)
 
@@ -149,8 +183,8 @@ class ModelBuyer:
             raise ProtocolError(
                 f"no metric for round {msg.base_round} to measure contributions from"
             )
-        proven = [self._prove(c) for c in msg.columns]
-        gram = gram_from_ints([p[0] for p in proven], [c.exponent for c in msg.columns])
+        columns, slot_bits, plaintexts, randomness = self._prove_packed(msg.columns)
+        gram = gram_from_ints(columns, [c.exponent for c in msg.columns])
         base_sse = self._sse[msg.base_round]
         phi = shapley_values(gram, base_sse, msg.shapley_seed)
         self.contributions = phi
@@ -158,8 +192,9 @@ class ModelBuyer:
         reply = m.ContributionValues(
             tuple(float(v) for v in phi),
             tuple(vector_digest(c) for c in msg.columns),
-            tuple(p[1] for p in proven),
-            tuple(p[2] for p in proven),
+            plaintexts,
+            randomness,
+            slot_bits,
             tuple(tuple(float(v) for v in row) for row in gram),
             msg.base_round,
             base_sse,

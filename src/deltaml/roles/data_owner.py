@@ -112,18 +112,34 @@ class DataOwner:
         self._n_trainers = msg.n_trainers
         self._initial_model = msg.initial_model
         if msg.role == "trainer":
-            terms = self._model.local_terms(self._x, self._y, self._stats)
-            params = AdmmParams(msg.spec.rho, msg.spec.relaxation)
-            matrix, constant = trainer_update(terms, msg.n_trainers, params)
-            self._update = EncodedUpdate.encode(matrix, constant, msg.spec.precision_bits)
             self._states = {0: msg.initial_model}
             log.debug("%s: trainer ready (%d rows)", self.party_id, self.n_rows)
-            return m.SetupDone(self._update.growth_bits())
+            return m.SetupDone(self._encode_update())
         if msg.role == "validator":
             self._factor = validator_factor(self._x, self._y, self._model, self._stats)
             log.debug("%s: validator ready (%d rows)", self.party_id, self.n_rows)
             return m.SetupDone(0)
         raise ProtocolError(f"unknown role {msg.role!r}")
+
+    def _encode_update(self) -> int:
+        """This trainer's ``[A_i | B_i]`` and ``c_i`` for the current number of trainers."""
+        assert self._model is not None and self._stats is not None and self._spec is not None
+        terms = self._model.local_terms(self._x, self._y, self._stats)
+        params = AdmmParams(self._spec.rho, self._spec.relaxation)
+        matrix, constant = trainer_update(terms, self._n_trainers, params)
+        self._update = EncodedUpdate.encode(matrix, constant, self._spec.precision_bits)
+        return self._update.growth_bits()
+
+    def _on_Reconfigure(self, msg: m.Reconfigure) -> m.SetupDone:
+        """A trainer was dropped: only ``A_i`` depends on the number of trainers; the states
+        carry over (ADMM goes on from them), and round ``msg.round`` will be asked again."""
+        if self.role is None or msg.n_trainers < 1:
+            raise ProtocolError("nothing to reconfigure")
+        self._n_trainers = msg.n_trainers
+        if self.role == "validator":
+            return m.SetupDone(0)
+        self._states = {r: s for r, s in self._states.items() if r < msg.round}
+        return m.SetupDone(self._encode_update())
 
     def _require(self, role: str) -> None:
         if self.role != role:

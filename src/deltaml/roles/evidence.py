@@ -97,6 +97,7 @@ def _metric(msg: m.MetricValue) -> dict[str, Any]:
         "round": msg.round,
         "rows": msg.rows,
         "vector": msg.vector_digest,
+        "slot_bits": msg.slot_bits,
         "plaintexts": list(msg.plaintexts),
         "randomness": list(msg.randomness),
         "value": float(msg.value),
@@ -127,8 +128,9 @@ def _remix_columns(msg: m.RemixColumns) -> dict[str, Any]:
 def _contributions(msg: m.ContributionValues) -> dict[str, Any]:
     return {
         "columns": list(msg.column_digests),
-        "plaintexts": [list(p) for p in msg.plaintexts],
-        "randomness": [list(r) for r in msg.randomness],
+        "slot_bits": msg.slot_bits,
+        "plaintexts": list(msg.plaintexts),
+        "randomness": list(msg.randomness),
         "gram": [_floats(row) for row in msg.gram],
         "base_round": msg.base_round,
         "base_sse": float(msg.base_sse),

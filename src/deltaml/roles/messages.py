@@ -93,6 +93,9 @@ class TrainingSpec(Message):
     metric_noise: float = 0.0
     #: The buyer's escrowed payment, split by :func:`deltaml.ledger.payouts.compute_payouts`.
     deposit_wei: int = 10**18
+    #: Training goes on without a trainer that stops answering while at least this
+    #: many trainers remain; a silent validator always fails the request.
+    min_trainers: int = 1
 
 
 @dataclass(frozen=True)
@@ -250,10 +253,13 @@ class MetricValue(Message):
     round: int
     value: float
     rows: int = 0
-    #: Digest of the mixed vector, and the proof of its decryption.
+    #: Digest of the mixed vector, and the proof of its decryption: the vector's
+    #: ciphertexts packed (:mod:`deltaml.crypto.packing`, slots of ``slot_bits``), and
+    #: each packed ciphertext's plaintext and randomness.
     vector_digest: str = ""
     plaintexts: tuple[str, ...] = ()
     randomness: tuple[str, ...] = ()
+    slot_bits: int = 0
     signature: str = ""
 
 
@@ -306,11 +312,13 @@ class GramRequest(Message):
 class ContributionValues(Message):
     #: Shapley value of each trainer, in the request's trainer order (SSE units).
     values: tuple[float, ...]
-    #: The evidence: digests of the mixed columns, proofs of their decryption, the
+    #: The evidence: digests of the mixed columns, proofs of their decryption (the
+    #: columns' ciphertexts concatenated and packed, as in :class:`MetricValue`), the
     #: Gram matrix, the empty coalition's SSE and how the values were computed.
     column_digests: tuple[str, ...] = ()
-    plaintexts: tuple[tuple[str, ...], ...] = ()
-    randomness: tuple[tuple[str, ...], ...] = ()
+    plaintexts: tuple[str, ...] = ()
+    randomness: tuple[str, ...] = ()
+    slot_bits: int = 0
     gram: tuple[tuple[float, ...], ...] = ()
     base_round: int = 0
     base_sse: float = 0.0
@@ -324,6 +332,15 @@ class FinalModel(Message):
     total: EncryptedVector
     n_trainers: int
     rounds: int
+
+
+@dataclass(frozen=True)
+class Reconfigure(Message):
+    """Aggregator → remaining owners: a trainer was dropped; round ``round`` starts again
+    with ``n_trainers`` trainers. Trainers reply with their new growth (``SetupDone``)."""
+
+    round: int
+    n_trainers: int
 
 
 @dataclass(frozen=True)

@@ -513,8 +513,16 @@ class AggregatorService:
                 list(record.contribution_weights),
                 evidence,
             )
+        if record.dropped:
+            with self.store.begin() as conn:
+                conn.execute(
+                    offers.update()
+                    .where(offers.c.request_id == rid, offers.c.owner.in_(record.dropped))
+                    .values(status="FAILED", updated_at=time.time())
+                )
         result = {
             "trainers": trainers,
+            "dropped": list(record.dropped),
             "validators": validators,
             "initial_metric": record.initial_metric,
             "metrics": {str(k): v for k, v in record.metrics.items()},
@@ -535,6 +543,9 @@ class AggregatorService:
         self._event(rid, "round", {"round": rec.round, "metric": rec.metric})
 
     def _checkpoint(self, rid: int, cp: Checkpoint) -> None:
+        if cp.round == 0 and cp.record.initial_metric is not None:
+            # The initial model's MSE, public from now on (the status pages chart it).
+            self._event(rid, "initial", {"metric": cp.record.initial_metric})
         data = json.dumps(cp.to_json(), separators=(",", ":"))
         with self.store.begin() as conn:
             done = conn.execute(
@@ -568,6 +579,12 @@ class AggregatorService:
                 .order_by(events.c.id)
             ).scalars()
             progress = {int(d["round"]): d["metric"] for d in rounds}
+            initial = conn.execute(
+                sa.select(events.c.data)
+                .where(events.c.request_id == rid, events.c.kind == "initial")
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
             done = conn.execute(
                 sa.select(checkpoints.c.round).where(checkpoints.c.request_id == rid)
             ).scalar_one_or_none()
@@ -582,6 +599,8 @@ class AggregatorService:
             "requirements": row.requirements,
             "deposit_wei": row.deposit_wei,
             "rounds_done": done or 0,
+            # The validation MSE of the initial model (round 0), once measured.
+            "initial_metric": initial["metric"] if initial else None,
             "metrics": [
                 {"round": k, "mse": v} for k, v in sorted(progress.items()) if v is not None
             ],
@@ -590,6 +609,10 @@ class AggregatorService:
             "created_at": row.created_at,
             "updated_at": row.updated_at,
         }
+
+    def owner_count(self) -> int:
+        with self.store.begin() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(owners)).scalar_one())
 
     def list_requests(self, buyer: str | None = None) -> list[dict[str, Any]]:
         with self.store.begin() as conn:
@@ -647,9 +670,7 @@ def create_app(service: AggregatorService) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        with service.store.begin() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(owners)).scalar_one()
-        return {"ok": True, "owners": count}
+        return {"ok": True, "owners": service.owner_count()}
 
     @app.get("/info")
     def info() -> dict[str, Any]:
@@ -726,4 +747,7 @@ def create_app(service: AggregatorService) -> FastAPI:
         service.queue.reply(job_id, who, body.error, failed=True)
         return {"job": job_id, "accepted": True}
 
+    from deltaml.services.ui import aggregator_ui, mount
+
+    mount(app, aggregator_ui(service))  # read-only status pages at /ui
     return app

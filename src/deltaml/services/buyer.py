@@ -72,6 +72,7 @@ SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "contributions": bool,
     "metric_noise": (int, float),
     "split_seed": int,
+    "min_trainers": int,
 }
 SPEC_DEFAULTS: dict[str, Any] = {
     "model": "linear",
@@ -85,6 +86,7 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "contributions": True,
     "metric_noise": 0.0,
     "split_seed": 0,
+    "min_trainers": 1,
 }
 
 
@@ -118,6 +120,7 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
         (spec["deposit_wei"] > 0, "deposit_wei must be positive"),
         (spec["deadline_hours"] > 0, "deadline_hours must be positive"),
         (spec["min_rows"] >= 1, "min_rows must be at least 1"),
+        (1 <= spec["min_trainers"] < spec["owners"], "min_trainers must be 1 to owners - 1"),
         (spec["metric_noise"] >= 0, "metric_noise cannot be negative"),
     ]
     for ok, message in checks:
@@ -217,6 +220,7 @@ class BuyerNode:
             contributions=req_spec["contributions"],
             metric_noise=float(req_spec["metric_noise"]),
             deposit_wei=req_spec["deposit_wei"],
+            min_trainers=req_spec["min_trainers"],
         )
         requirements = {
             "features": list(req_spec["features"]),

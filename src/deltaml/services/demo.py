@@ -50,8 +50,9 @@ class DemoConfig:
     party_timeout: float = 120.0
     #: Stop the aggregator (SIGKILL) once this round is done and start it again.
     crash_after_round: int | None = None
-    #: Stop the last data owner (SIGKILL) once this round is done, and leave it down.
+    #: Stop a data owner of role ``kill_role`` (SIGKILL) once this round is done.
     kill_owner_after_round: int | None = None
+    kill_role: str = "trainer"
     timeout: float = 900.0
 
 
@@ -127,6 +128,9 @@ def add_demo_parser(sub: Any) -> None:
     d.add_argument("--crash-after-round", type=int, help=argparse.SUPPRESS)
     d.add_argument("--kill-owner-after-round", type=int, help=argparse.SUPPRESS)
     d.add_argument(
+        "--kill-role", choices=["trainer", "validator"], default="trainer", help=argparse.SUPPRESS
+    )
+    d.add_argument(
         "--party-timeout",
         type=float,
         default=120.0,
@@ -150,6 +154,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         chain_url=args.chain_url,
         crash_after_round=args.crash_after_round,
         kill_owner_after_round=args.kill_owner_after_round,
+        kill_role=args.kill_role,
         party_timeout=args.party_timeout,
     )
     say: Callable[[str], None] = (
@@ -224,6 +229,10 @@ def run_demo(
         say(f"chain: {chain_label}")
         password = secrets.token_hex(16)
         env = {PASSWORD_ENV: password}
+        # Every node's password (keys and page login): a throw-away, readable by the user only.
+        secret = config.work_dir / "password"
+        secret.write_text(password + "\n")
+        secret.chmod(0o600)
         names = ["aggregator", "buyer", *(f"owner-{i + 1}" for i in range(config.owners))]
         accounts = {name: generate_account() for name in names}
         for name, account in accounts.items():
@@ -314,6 +323,8 @@ def run_demo(
         say(f"request {rid} created: {config.rounds} rounds, deposit {config.deposit_wei} wei")
         restarts = 0
         shown = -1
+        killed: ServiceProcess | None = None
+        owner_addresses = [str(accounts[f"owner-{i + 1}"].address) for i in range(config.owners)]
         deadline = time.monotonic() + config.timeout
         while True:
             view = _ok(agg_client.get(f"/requests/{rid}"))
@@ -338,12 +349,14 @@ def run_demo(
                 continue
             if (
                 config.kill_owner_after_round is not None
-                and owners[-1] in processes
+                and killed is None
                 and view["rounds_done"] >= config.kill_owner_after_round
             ):
-                say(f"killing {owners[-1].name} (pid {owners[-1].pid}): it stops answering")
-                owners[-1].kill()
-                processes.remove(owners[-1])
+                victim = next(o["owner"] for o in view["offers"] if o["role"] == config.kill_role)
+                killed = owners[owner_addresses.index(victim)]
+                say(f"killing {killed.name}, a {config.kill_role} (pid {killed.pid})")
+                killed.kill()
+                processes.remove(killed)
             if view["status"] in ("FINISHED", "FAILED", "CANCELLED"):
                 break
             if time.monotonic() > deadline:
@@ -526,10 +539,11 @@ def _report(result: DemoResult, serving: bool = False) -> None:
         print(f"  {names.get(address, 'aggregator ' + address)}: {wei}", file=out)
     print(f"  refund to the buyer: {result.refund_wei} of {result.deposit_wei}", file=out)
     print(f"evidence: {'verified' if result.verified else 'NOT verified'} — {result.transcript}")
-    print("UIs / APIs:", file=out)
+    print("web pages (log in with the password in the demo folder's `password` file):", file=out)
     for name, url in result.urls.items():
-        print(f"  {name}: {url}" + ("/docs" if name == "aggregator" else ""), file=out)
+        extra = f"  (public; API docs at {url}/docs)" if name == "aggregator" else ""
+        print(f"  {name}: {url}/ui/{extra}", file=out)
     if serving:
-        print("serving until Ctrl-C (node folders and API tokens in the demo folder)", file=out)
+        print("serving until Ctrl-C", file=out)
     else:
         print("(stopped now; run with --serve to keep them up)", file=out)

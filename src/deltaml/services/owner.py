@@ -12,6 +12,7 @@ settled. Its history and earnings are kept in its own database.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,9 +35,13 @@ from deltaml.services.store import Store
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
+    from deltaml.services.ui.sessions import LoginConfig
+
 log = logging.getLogger(__name__)
 
 ACCEPT_POLICIES = ("all", "manual")
+#: A dataset added through the web UI: letters, digits, ``.``, ``_``, ``-``.
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass
@@ -51,6 +56,7 @@ class OwnerConfig:
     #: least ``min_reward_wei``); ``manual``: wait for a decision through the API.
     accept: str = "all"
     min_reward_wei: int = 0
+    #: Withdraw each payment as soon as the contract settles (otherwise only by hand).
     auto_withdraw: bool = True
     poll_seconds: float = 10.0
     #: Connect to this chain instead of the one the aggregator names.
@@ -100,7 +106,9 @@ class OwnerNode:
         self.config = config
         self.account = config.account
         self.address = str(config.account.address)
-        self.datasets = config.datasets or find_csvs(config.data)
+        self.datasets = dict(config.datasets) or find_csvs(config.data)
+        for path in sorted(self.uploads_dir.glob("*.csv")):
+            self.datasets.setdefault(path.stem, path)
         self.profiles = [dataset_profile(n, p) for n, p in self.datasets.items()]
         self.store = Store(config.database_url)
         self.client = AggregatorClient(config.aggregator_url, config.account)
@@ -109,6 +117,7 @@ class OwnerNode:
         self.ledger: Ledger | None = None
         self.roles: dict[int, DataOwner] = {}
         self.offers: list[dict[str, Any]] = []
+        self._results: dict[int, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="offers", daemon=True)
         self._lock = threading.Lock()
@@ -119,6 +128,12 @@ class OwnerNode:
         self.ledger = self._connect_ledger(info)
         if self.ledger is not None and not self.ledger.has_role(self.address, Role.DATA_OWNER):
             self.ledger.register(Role.DATA_OWNER)
+        self.register()
+        self.loop.start()
+        self._thread.start()
+
+    def register(self) -> None:
+        """Tell the aggregator who this owner is and the profiles of its datasets."""
         self.client.post(
             "/owners",
             {
@@ -128,8 +143,51 @@ class OwnerNode:
             },
         )
         log.info("registered %d dataset(s) as %s", len(self.profiles), self.address)
-        self.loop.start()
-        self._thread.start()
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where the datasets added through the web UI are kept (read again at start)."""
+        return self.config.work_dir / "datasets"
+
+    def add_dataset(self, name: str, filename: str, content: bytes) -> dict[str, Any]:
+        """Check a CSV, keep it as dataset ``name`` (default: the file's name) and offer it.
+
+        Raises :class:`DataError` naming ``filename`` and the problem in one line if
+        the data cannot be trained on; nothing is kept then.
+        """
+        shown = Path(filename).name or "the file"
+        if not name:
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(shown).stem).lstrip("._-") or "data"
+        if not DATASET_NAME.fullmatch(name):
+            raise DeltaMLValueError(
+                "dataset name: use at most 100 letters, digits, '.', '_' or '-', "
+                "starting with a letter or a digit"
+            )
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if name in self.datasets:
+                raise DeltaMLValueError(f"dataset name {name!r} is taken: choose another name")
+            partial = self.uploads_dir / f".{name}.upload"
+            partial.write_bytes(content)
+            try:
+                found = dataset_profile(name, partial)
+            except DataError as exc:
+                partial.unlink()
+                raise DataError(str(exc).replace(str(partial), shown, 1)) from None
+            path = self.uploads_dir / f"{name}.csv"
+            partial.replace(path)
+            self.datasets[name] = path
+            self.profiles = [*self.profiles, found]
+        log.info("dataset %s added: %d rows", name, found["rows"])
+        try:
+            self.register()
+        except AggregatorError as exc:
+            raise AggregatorError(
+                f"dataset {name} was kept, but the aggregator could not be told ({exc}); "
+                "it is offered again at the next start",
+                exc.status,
+            ) from None
+        return found
 
     def _connect_ledger(self, info: dict[str, Any]) -> Ledger | None:
         if self._ledger_factory is not None:
@@ -205,6 +263,75 @@ class OwnerNode:
             "by_request": {k: str(v) for k, v in per.items()},
         }
 
+    def _result(self, rid: int) -> dict[str, Any]:
+        """The final result of a finished request (it never changes: fetched once)."""
+        if rid not in self._results:
+            view = self.client.get(f"/requests/{rid}")
+            if view["status"] != "FINISHED":
+                return {}
+            self._results[rid] = view.get("result") or {}
+        return self._results[rid]
+
+    def pending_earnings(self) -> int:
+        """Wei earned in finished requests and not withdrawn yet."""
+        withdrawn = {k for k, _ in self.store.items("earnings")}
+        total = 0
+        for offer in list(self.offers):
+            rid = int(offer["request_id"])
+            if offer["status"] != "FINISHED" or str(rid) in withdrawn:
+                continue
+            try:
+                total += int((self._result(rid).get("payouts_wei") or {}).get(self.address, 0))
+            except DeltaMLError as exc:
+                log.warning("request %d: %s", rid, exc)
+        return total
+
+    def payment(self, rid: int) -> dict[str, Any]:
+        """Where this owner's payment for request ``rid`` stands, in plain words too."""
+        saved = self.store.get("earnings", str(rid))
+        if saved is not None:
+            return {
+                "state": "withdrawn",
+                "withdrawn_wei": saved["wei"],
+                "claimable_wei": "0",
+                "explanation": "Withdrawn.",
+            }
+        view = self.client.get(f"/requests/{rid}")
+        out = {"state": "", "withdrawn_wei": "0", "claimable_wei": "0", "explanation": ""}
+        if view["status"] in ("FAILED", "CANCELLED"):
+            status = view["status"].lower()
+            return {**out, "state": "none", "explanation": f"Nothing to withdraw: {status}."}
+        if view["status"] != "FINISHED":
+            return {
+                **out,
+                "state": "running",
+                "explanation": "Nothing to withdraw until the training has finished.",
+            }
+        if self.ledger is None:
+            return {**out, "state": "none", "explanation": "This marketplace has no contract."}
+        cid = int(view["chain_request_id"])
+        state = self.ledger.request(cid)
+        if state.status == RequestStatus.FINISHED:
+            return {
+                **out,
+                "state": "awaiting_approval",
+                "explanation": "The training has finished; you can withdraw once the buyer "
+                "approves the settlement.",
+            }
+        if state.status != RequestStatus.SETTLED:
+            return {**out, "state": "none", "explanation": f"The request is {state.status.name}."}
+        if self.ledger.has_withdrawn(cid):
+            return {**out, "state": "withdrawn", "explanation": "Withdrawn."}
+        claimable = self.ledger.claimable(cid)
+        if not claimable:
+            return {**out, "state": "none", "explanation": "Nothing is owed to you here."}
+        return {
+            **out,
+            "state": "claimable",
+            "claimable_wei": str(claimable),
+            "explanation": "Settled: ready to withdraw.",
+        }
+
     # -- protocol work --------------------------------------------------------------
     def handle(self, rid: int, message: Message) -> Message:
         with self._lock:
@@ -227,8 +354,12 @@ class OwnerNode:
         return DataOwner(self.address, ds.X, ds.y, account=self.account)
 
 
-def create_app(node: OwnerNode) -> FastAPI:
-    """The owner's local API (127.0.0.1 only), behind a bearer token in its work folder."""
+def create_app(node: OwnerNode, login: LoginConfig | None = None) -> FastAPI:
+    """The owner's local API (127.0.0.1 only), behind a bearer token in its work folder.
+
+    With ``login``, the web UI too, at ``/ui`` (it has its own login: see
+    :mod:`deltaml.services.ui`).
+    """
     token = api_token(node.config.work_dir)
 
     def authorized(request: Request) -> None:
@@ -268,4 +399,8 @@ def create_app(node: OwnerNode) -> FastAPI:
     def withdraw(rid: int) -> dict[str, Any]:
         return {"withdrawn_wei": str(node.withdraw(rid))}
 
+    if login is not None:
+        from deltaml.services.ui import mount, owner_ui
+
+        mount(app, owner_ui(node, login))
     return app

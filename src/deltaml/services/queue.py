@@ -21,7 +21,7 @@ from deltaml.errors import DeltaMLError, ProtocolError
 from deltaml.roles.messages import Message
 from deltaml.services import wire
 from deltaml.services.store import Store, jobs
-from deltaml.transport.base import Transport
+from deltaml.transport.base import PartyTimeout, Transport
 
 
 class JobError(DeltaMLError):
@@ -30,16 +30,6 @@ class JobError(DeltaMLError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-class PartyTimeout(ProtocolError):
-    """A party did not answer in time."""
-
-    def __init__(self, parties: Sequence[str], seconds: float) -> None:
-        super().__init__(
-            f"no answer within {seconds:g} s from {', '.join(sorted(parties))}",
-        )
-        self.parties = list(parties)
 
 
 @dataclass(frozen=True)
@@ -186,5 +176,9 @@ class QueueTransport(Transport):
 
     def request_all(self, requests: Sequence[tuple[str, Message]]) -> list[Message]:
         ids = [self.queue.put(self.request_id, party, msg) for party, msg in requests]
-        replies = self.queue.wait(ids, self.timeout, self.stop)
+        try:
+            replies = self.queue.wait(ids, self.timeout, self.stop)
+        except PartyTimeout as exc:  # name the parties as the caller does (the queue lowercases)
+            named = {party.lower(): party for party, _ in requests}
+            raise PartyTimeout([named.get(p, p) for p in exc.parties], self.timeout) from None
         return [wire.loads(r.encode("utf-8")) for r in replies]

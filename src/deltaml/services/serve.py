@@ -9,6 +9,7 @@ process, waits for that line and stops it by its process id.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -74,6 +75,9 @@ def bind(host: str, port: int) -> socket.socket:
 def guard_bodies(app: FastAPI) -> None:
     """Refuse JSON bodies nested absurdly deep before any parser sees them.
 
+    Only bodies FastAPI would parse as JSON (declared JSON, or no content type) are
+    read here; forms and uploads go straight to their handlers.
+
     With the Ethereum libraries loaded the recursion limit is raised so high that a
     deeply nested body would crash the process inside ``json.loads`` (see
     :data:`deltaml.services.wire.MAX_JSON_DEPTH`); FastAPI parses bodies before any
@@ -86,7 +90,9 @@ def guard_bodies(app: FastAPI) -> None:
 
     @app.middleware("http")
     async def _depth(request: Request, call_next: Any) -> Any:
-        if request.method in ("POST", "PUT", "PATCH"):
+        content_type = request.headers.get("content-type", "")
+        json_like = not content_type or "json" in content_type.lower()  # FastAPI's own rule
+        if request.method in ("POST", "PUT", "PATCH") and json_like:
             try:
                 check_json_depth(await request.body())
             except DeltaMLValueError as exc:
@@ -191,10 +197,8 @@ class ServiceProcess:
     def terminate(self) -> None:
         """Ask the process to stop (SIGTERM) without waiting: stop several, then wait."""
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:

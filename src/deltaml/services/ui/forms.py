@@ -1,0 +1,186 @@
+"""The buyer's request form: every field checked on the server, one message per field.
+
+The form's fields are turned into a request spec and then checked by
+:func:`deltaml.services.buyer.parse_request_spec` — the same check as ``deltaml
+buyer request SPEC.yaml`` — so the page can never accept what the CLI refuses;
+what the form checks before that only lets it name every wrong field at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from deltaml.errors import DeltaMLValueError
+from deltaml.ledger.payouts import MAX_PARTICIPANTS
+from deltaml.services.buyer import parse_request_spec
+from deltaml.services.ui.format import WEI_PER_ETH, parse_eth
+
+MAX_ROUNDS = 1000
+MAX_DEADLINE_HOURS = 24 * 365
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    label: str
+    help: str = ""
+
+
+FIELDS = [
+    Field("model", "Model type", "Linear regression, or logistic regression for a 0/1 target."),
+    Field("features", "Feature columns", "Column names, separated by commas."),
+    Field("target", "Target column", "The column the model predicts."),
+    Field("min_rows", "Minimum rows per owner", "Owners with fewer rows are not offered it."),
+    Field("owners", "Owners needed", "Training starts when this many have accepted (≥ 2)."),
+    Field("rounds", "Training rounds", f"1 to {MAX_ROUNDS}."),
+    Field("eval_every", "Evaluate every … rounds", "The validation MSE is measured then."),
+    Field("payment_eth", "Payment (ETH)", "Held in escrow by the contract until you approve."),
+    Field("deadline_hours", "Deadline (hours)", "After it the request fails and you are refunded."),
+    Field("key_bits", "Paillier key size (bits)", "Larger is safer and slower."),
+    Field("contributions", "Measure each trainer's contribution", "Pays trainers by merit."),
+]
+
+DEFAULTS: dict[str, str] = {
+    "model": "linear",
+    "features": "",
+    "target": "",
+    "min_rows": "1",
+    "owners": "2",
+    "rounds": "12",
+    "eval_every": "1",
+    "payment_eth": "1",
+    "deadline_hours": "24",
+    "key_bits": "2048",
+    "contributions": "on",
+}
+
+# Messages of parse_request_spec, by the field they are about.
+_SPEC_FIELD = {
+    "model": "model",
+    "features": "features",
+    "the target": "target",
+    "target": "target",
+    "owners": "owners",
+    "rounds": "rounds",
+    "eval_every": "eval_every",
+    "deposit_wei": "payment_eth",
+    "deadline_hours": "deadline_hours",
+    "min_rows": "min_rows",
+    "key_bits": "key_bits",
+}
+
+
+def key_sizes(allow_test_keys: bool) -> list[int]:
+    return [1024, 2048, 3072] if allow_test_keys else [2048, 3072]
+
+
+def _whole(text: str, low: int, high: int) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError("Enter a whole number.") from None
+    if not low <= value <= high:
+        raise ValueError(f"Enter a number from {low} to {high}.")
+    return value
+
+
+def validate_request_form(
+    form: Mapping[str, Any], allow_test_keys: bool = False
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The request spec of a posted form, or None and a message per wrong field."""
+    values = {name: str(form.get(name) or "").strip() for name in DEFAULTS}
+    errors: dict[str, str] = {}
+    doc: dict[str, Any] = {}
+
+    def check(name: str, parse: Any) -> None:
+        try:
+            doc_value = parse(values[name])
+        except ValueError as exc:
+            errors[name] = str(exc)
+        else:
+            if doc_value is not None:
+                doc[name] = doc_value
+
+    def model(text: str) -> str:
+        if text not in ("linear", "logistic"):
+            raise ValueError("Choose linear or logistic.")
+        return text
+
+    def features(text: str) -> list[str]:
+        names = [f.strip() for f in text.split(",") if f.strip()]
+        if not names:
+            raise ValueError("Name at least one feature column.")
+        if len(set(names)) != len(names):
+            raise ValueError("A column is named twice.")
+        return names
+
+    def target(text: str) -> str:
+        if not text:
+            raise ValueError("Name the target column.")
+        if "," in text:
+            raise ValueError("Name one column only.")
+        return text
+
+    def payment(text: str) -> None:
+        try:
+            wei = parse_eth(text)
+        except ValueError:
+            raise ValueError("Enter an amount of ether, such as 0.5.") from None
+        if wei <= 0:
+            raise ValueError("The payment must be more than 0.")
+        if wei > 10**9 * WEI_PER_ETH:
+            raise ValueError("That is more ether than exists.")
+        doc["deposit_wei"] = wei
+
+    def deadline(text: str) -> float:
+        try:
+            hours = float(text)
+        except ValueError:
+            raise ValueError("Enter a number of hours.") from None
+        if not math.isfinite(hours) or not 0 < hours <= MAX_DEADLINE_HOURS:
+            raise ValueError(f"Enter more than 0 and at most {MAX_DEADLINE_HOURS} hours.")
+        return hours
+
+    def key_bits(text: str) -> int:
+        sizes = key_sizes(allow_test_keys)
+        try:
+            bits = int(text)
+        except ValueError:
+            bits = 0
+        if bits not in sizes:
+            raise ValueError("Choose one of " + ", ".join(map(str, sizes)) + " bits.")
+        return bits
+
+    check("model", model)
+    check("features", features)
+    check("target", target)
+    check("min_rows", lambda t: _whole(t, 1, 10**9))
+    check("owners", lambda t: _whole(t, 2, MAX_PARTICIPANTS))
+    check("rounds", lambda t: _whole(t, 1, MAX_ROUNDS))
+    check("eval_every", lambda t: _whole(t, 1, MAX_ROUNDS))
+    check("payment_eth", payment)
+    check("deadline_hours", deadline)
+    check("key_bits", key_bits)
+    doc["contributions"] = bool(values["contributions"])
+    if "target" in doc and doc["target"] in doc.get("features", []):
+        errors["target"] = "The target cannot also be a feature."
+    if errors:
+        return None, errors
+    try:
+        return parse_request_spec(doc), {}
+    except DeltaMLValueError as exc:
+        message = str(exc)
+        field = next(
+            (f for prefix, f in _SPEC_FIELD.items() if message.startswith(prefix)), "_form"
+        )
+        return None, {field: message[:1].upper() + message[1:] + "."}
+
+
+def form_values(form: Mapping[str, Any] | None) -> dict[str, str]:
+    """What the form shows: the posted values, else the defaults."""
+    if form is None:
+        return dict(DEFAULTS)
+    return {name: str(form.get(name) or "") for name in DEFAULTS}

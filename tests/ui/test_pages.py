@@ -1,0 +1,378 @@
+"""The pages without a browser: the request form's checks, dataset upload, the buyer's
+pages, the aggregator's public status page, and the numbers as the pages show them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+from deltaml.crypto import EncryptedVector, generate_keypair
+from deltaml.crypto.serialization import pack_vectors
+from deltaml.services.aggregator import AggregatorConfig, AggregatorService
+from deltaml.services.aggregator import create_app as aggregator_app
+from deltaml.services.auth import SignedAuth
+from deltaml.services.buyer import BuyerConfig, BuyerNode, parse_request_spec
+from deltaml.services.buyer import create_app as buyer_app
+from deltaml.services.owner import OwnerConfig, OwnerNode
+from deltaml.services.owner import create_app as owner_app
+from deltaml.services.ui import LoginConfig
+from deltaml.services.ui import format as fmt
+from deltaml.services.ui.forms import DEFAULTS, validate_request_form
+
+PASSWORD = "pages"
+BASE = "http://127.0.0.1:8702"
+
+
+def log_in(client: TestClient) -> str:
+    """Log ``client`` in; the CSRF token of its session."""
+    page = client.get("/ui/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert token
+    response = client.post("/ui/login", data={"login_token": token.group(1), "password": PASSWORD})
+    assert response.status_code == 303, response.text
+    home = client.get("/ui/")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
+    assert csrf
+    return csrf.group(1)
+
+
+def field_errors(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<p class="field-error" id="([a-z_]+)-error">([^<]*)</p>', html))
+
+
+# -- the request form ---------------------------------------------------------------------
+def form(**changes: str) -> dict[str, str]:
+    return {**DEFAULTS, "features": "age, bmi", "target": "y", **changes}
+
+
+def test_a_good_form_is_the_spec_the_cli_would_send() -> None:
+    spec, errors = validate_request_form(
+        form(payment_eth="0.25", deadline_hours="1.5", owners="4", contributions="")
+    )
+    assert errors == {}
+    assert spec == parse_request_spec(
+        {
+            "model": "linear",
+            "features": ["age", "bmi"],
+            "target": "y",
+            "min_rows": 1,
+            "owners": 4,
+            "rounds": 12,
+            "eval_every": 1,
+            "deposit_wei": 25 * 10**16,
+            "deadline_hours": 1.5,
+            "key_bits": 2048,
+            "contributions": False,
+        }
+    )
+
+
+def test_every_wrong_field_gets_its_own_message() -> None:
+    spec, errors = validate_request_form(
+        form(
+            model="forest",
+            features="age, age",
+            target="",
+            min_rows="0",
+            owners="1",
+            rounds="ten",
+            eval_every="-1",
+            payment_eth="0",
+            deadline_hours="nan",
+            key_bits="1024",
+        )
+    )
+    assert spec is None
+    assert errors == {
+        "model": "Choose linear or logistic.",
+        "features": "A column is named twice.",
+        "target": "Name the target column.",
+        "min_rows": "Enter a number from 1 to 1000000000.",
+        "owners": "Enter a number from 2 to 64.",
+        "rounds": "Enter a whole number.",
+        "eval_every": "Enter a number from 1 to 1000.",
+        "payment_eth": "The payment must be more than 0.",
+        "deadline_hours": "Enter more than 0 and at most 8760 hours.",
+        "key_bits": "Choose one of 2048, 3072 bits.",
+    }
+    assert validate_request_form(form(key_bits="1024"), allow_test_keys=True)[1] == {}
+    _, errors = validate_request_form(form(target="bmi"))
+    assert errors == {"target": "The target cannot also be a feature."}
+    _, errors = validate_request_form(form(payment_eth="0.0000000000000000001"))
+    assert errors == {"payment_eth": "Enter an amount of ether, such as 0.5."}
+
+
+def test_amounts_and_metrics_read_well() -> None:
+    assert fmt.eth(10**18) == "1 ETH"
+    assert fmt.eth("185509000000000000") == "0.185509 ETH"
+    assert fmt.eth(1) == "< 0.000001 ETH"
+    assert fmt.eth(0) == "0 ETH" and fmt.eth(None) == "—"
+    assert fmt.eth(12_345 * 10**18) == "12,345 ETH"
+    assert fmt.parse_eth("0.5") == 5 * 10**17
+    with pytest.raises(ValueError):
+        fmt.parse_eth("1e-19")
+    assert fmt.metric(2834.7012) == "2,834.7" and fmt.metric(None) == "—"
+    assert fmt.improvement_pct(100.0, 40.0) == 60.0
+    live = fmt.progress(
+        {
+            "id": 1,
+            "status": "IN_PROGRESS",
+            "spec": {"rounds": 3},
+            "rounds_done": 2,
+            "initial_metric": 10.0,
+            "metrics": [{"round": 1, "mse": 6.0}, {"round": 2, "mse": 5.0}],
+        }
+    )
+    assert [p["round"] for p in live["points"]] == [0, 1, 2]
+    assert live["improvement_text"] == "50.0 %" and live["latest_text"] == "5"
+
+
+# -- the owner's datasets -----------------------------------------------------------------
+@pytest.fixture
+def owner(tmp_path: Path) -> Iterator[tuple[OwnerNode, TestClient, list[Any]]]:
+    data = tmp_path / "shop.csv"
+    rng = np.random.default_rng(1)
+    np.savetxt(data, rng.normal(size=(20, 3)), delimiter=",", header="a,b,y", comments="")
+    node = OwnerNode(
+        OwnerConfig(
+            account=Account.create(),
+            data=[data],
+            aggregator_url="http://127.0.0.1:9",
+            database_url=f"sqlite:///{tmp_path / 'owner.sqlite'}",
+            work_dir=tmp_path / "node",
+        )
+    )
+    posted: list[Any] = []
+    node.client.post = lambda path, json=None: posted.append((path, json))  # type: ignore[method-assign]
+    client = TestClient(
+        owner_app(node, LoginConfig.from_password(PASSWORD)), base_url=BASE, follow_redirects=False
+    )
+    yield node, client, posted
+    node.store.close()
+
+
+def test_a_csv_is_checked_kept_and_offered_to_the_aggregator(owner: Any) -> None:
+    node, client, posted = owner
+    csrf = log_in(client)
+    good = "x1,x2,label\n" + "\n".join(f"{i},{i * i % 7},{i % 3}" for i in range(12))
+    response = client.post(
+        "/ui/datasets",
+        data={"csrf_token": csrf, "name": ""},
+        files={"file": ("My Data (v2).csv", good.encode())},
+    )
+    assert response.status_code == 303, response.text
+    assert "My_Data__v2_" in node.datasets
+    assert (node.uploads_dir / "My_Data__v2_.csv").read_text() == good
+    assert posted[-1][0] == "/owners"
+    offered = {d["name"]: d for d in posted[-1][1]["datasets"]}
+    assert offered["My_Data__v2_"]["rows"] == 12
+    assert "1," not in str(offered)  # a profile, never a value
+    page = client.get("/ui/datasets")
+    assert "Dataset My_Data__v2_ added (12 rows)" in page.text
+    assert "<code>label</code>" in page.text
+    # A node started again offers it again.
+    again = OwnerNode(node.config)
+    assert "My_Data__v2_" in again.datasets
+    again.store.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "field", "message"),
+    [
+        ("", b"a,b,y\n1,2,3\n4,,6\n", "file", "bad.csv: missing value"),
+        ("", b"a,b,y\n1,2,3\n4,x,6\n", "file", "bad.csv: non-numeric value in column"),
+        ("", b"", "file", "bad.csv: the file is empty"),
+        ("", b"\xff\xfe\x00", "file", "bad.csv:"),
+        ("shop", b"a,y\n1,2\n2,3\n3,5\n", "name", "dataset name &#39;shop&#39; is taken"),
+        ("../up", b"a,y\n1,2\n2,3\n3,5\n", "name", "dataset name: use at most 100 letters"),
+    ],
+)
+def test_a_bad_csv_is_refused_in_plain_words(
+    owner: Any, name: str, content: bytes, field: str, message: str
+) -> None:
+    node, client, posted = owner
+    csrf = log_in(client)
+    response = client.post(
+        "/ui/datasets",
+        data={"csrf_token": csrf, "name": name},
+        files={"file": ("bad.csv", content)},
+    )
+    assert response.status_code == 400
+    errors = field_errors(response.text)
+    assert list(errors) == [field] and errors[field].startswith(message), errors
+    assert str(node.uploads_dir) not in response.text and "Traceback" not in response.text
+    assert set(node.datasets) == {"shop"} and posted == []
+    assert not list(node.uploads_dir.glob("*")) if node.uploads_dir.exists() else True
+
+
+def test_no_file_chosen_says_so(owner: Any) -> None:
+    _, client, _ = owner
+    csrf = log_in(client)
+    response = client.post("/ui/datasets", data={"csrf_token": csrf, "name": ""})
+    assert field_errors(response.text) == {"file": "Choose a CSV file to add."}
+
+
+# -- the buyer's pages --------------------------------------------------------------------
+@pytest.fixture
+def buyer(tmp_path: Path) -> Iterator[tuple[BuyerNode, TestClient]]:
+    node = BuyerNode(
+        BuyerConfig(
+            account=Account.create(),
+            aggregator_url="http://127.0.0.1:9",
+            database_url=f"sqlite:///{tmp_path / 'buyer.sqlite'}",
+            work_dir=tmp_path,
+            key_password=PASSWORD,
+            allow_test_keys=True,
+        )
+    )
+    client = TestClient(
+        buyer_app(node, LoginConfig.from_password(PASSWORD)), base_url=BASE, follow_redirects=False
+    )
+    yield node, client
+    node.store.close()
+
+
+def test_the_request_form_shows_every_mistake_and_keeps_what_was_typed(buyer: Any) -> None:
+    _, client = buyer
+    csrf = log_in(client)
+    page = client.get("/ui/requests/new")
+    for name in ("model", "features", "target", "owners", "rounds", "payment_eth", "key_bits"):
+        assert f'<label for="{name}">' in page.text and f'id="{name}"' in page.text
+    response = client.post(
+        "/ui/requests",
+        data={**DEFAULTS, "csrf_token": csrf, "features": "age", "owners": "1", "rounds": "x"},
+    )
+    assert response.status_code == 400
+    assert field_errors(response.text) == {
+        "target": "Name the target column.",
+        "owners": "Enter a number from 2 to 64.",
+        "rounds": "Enter a whole number.",
+    }
+    assert "Please correct 3 fields" in response.text
+    assert 'value="age"' in response.text and 'aria-invalid="true"' in response.text
+
+
+def test_a_good_request_is_created_and_its_page_shows_it(buyer: Any) -> None:
+    node, client = buyer
+    csrf = log_in(client)
+    created: list[dict[str, Any]] = []
+
+    def create_request(doc: dict[str, Any]) -> dict[str, Any]:
+        created.append(doc)
+        node.store.put("requests", "7", {"chain_request_id": 3, "spec": {}, "requirements": {}})
+        return {"id": 7, "chain_request_id": 3, "status": "OPEN"}
+
+    view = {
+        "id": 7,
+        "status": "FINISHED",
+        "error": "",
+        "buyer": node.address,
+        "aggregator": "0x" + "a" * 40,
+        "chain_request_id": 3,
+        "spec": {"model": "linear", "rounds": 2, "eval_every": 1},
+        "requirements": {"features": ["age"], "target": "y", "min_rows": 1, "owners": 2},
+        "deposit_wei": str(10**18),
+        "rounds_done": 2,
+        "initial_metric": 9.0,
+        "metrics": [{"round": 1, "mse": 5.0}, {"round": 2, "mse": 3.0}],
+        "offers": [
+            {"owner": "0x" + "1" * 40, "status": "FINISHED", "role": "trainer"},
+            {"owner": "0x" + "2" * 40, "status": "FINISHED", "role": "validator"},
+            {"owner": "0x" + "3" * 40, "status": "DECLINED", "role": ""},
+        ],
+        "result": {
+            "contributions": {"0x" + "1" * 40: 1.5},
+            "payouts_wei": {
+                "0x" + "1" * 40: str(7 * 10**17),
+                "0x" + "2" * 40: str(2 * 10**17),
+                "0x" + "a" * 40: str(10**17),
+            },
+            "refund_wei": "0",
+            "initial_metric": 9.0,
+            "transcript_head": "00",
+        },
+        "created_at": 0.0,
+        "updated_at": 0.0,
+    }
+    node.create_request = create_request
+    node.client.get = lambda path, **_: dict(view)
+    response = client.post(
+        "/ui/requests",
+        data={**DEFAULTS, "csrf_token": csrf, "features": "age", "target": "y", "key_bits": "1024"},
+    )
+    assert response.status_code == 303 and response.headers["location"].endswith("/ui/requests/7")
+    assert created[0]["features"] == ["age"] and created[0]["deposit_wei"] == 10**18
+    node.store.put("settlement", "7", {"verified": True, "failures": [], "approved": False})
+    node.store.put("models", "7", {"format": "deltaml-model/1"})
+    page = client.get("/ui/requests/7")
+    assert page.status_code == 200
+    assert "Request 7 created and 1 ETH escrowed" in page.text
+    assert "The evidence verifies" in page.text and "Approve the settlement" in page.text
+    assert "0.7 ETH" in page.text and "1.5" in page.text and "fixed share" in page.text
+    assert "0x3333" not in page.text  # it declined: not a participant
+    live = client.get("/ui/api/requests/7").json()
+    assert live["improvement_text"] == "66.7 %" and len(live["points"]) == 3
+    assert live["version"] == "FINISHED|True|True|False|"
+    model = client.get("/ui/requests/7/model.json")
+    assert model.headers["content-disposition"] == 'attachment; filename="deltaml-model-7.json"'
+    assert model.json() == {"format": "deltaml-model/1"}
+    assert client.get("/ui/requests/8").status_code == 404
+    assert "is not one of this buyer" in client.get("/ui/requests/8").text
+
+
+# -- the aggregator's status pages ----------------------------------------------------------
+def test_the_aggregator_status_pages_are_public_and_read_only(tmp_path: Path) -> None:
+    service = AggregatorService(
+        AggregatorConfig(
+            account=Account.create(),
+            database_url=f"sqlite:///{tmp_path / 'agg.sqlite'}",
+            work_dir=tmp_path,
+        )
+    )
+    with TestClient(aggregator_app(service), follow_redirects=False) as client:
+        assert client.get("/").headers["location"] == "/ui/"
+        assert "No request yet" in client.get("/ui/").text
+        public, _ = generate_keypair(512, allow_test_keys=True)
+        initial = EncryptedVector.encrypt(public, np.zeros(3), 40)
+        body = {
+            "chain_request_id": 0,
+            "spec": {"model": "linear", "rounds": 2},
+            "requirements": {"features": ["a", "b"], "target": "y", "min_rows": 1, "owners": 2},
+            "public_key": public.to_dict(),
+            "initial_model": pack_vectors([initial]),
+        }
+        buyer = Account.create()
+        created = client.post("/requests", json=body, auth=SignedAuth(buyer))
+        assert created.status_code == 200, created.text
+        page = client.get("/ui/")
+        assert "Request 1" in page.text and "OPEN" in page.text
+        detail = client.get("/ui/requests/1")
+        assert detail.status_code == 200 and "Not offered to anyone yet" in detail.text
+        assert client.get("/ui/api/requests/1").json()["status"] == "OPEN"
+        assert client.get("/ui/requests/2").status_code == 404
+        assert client.post("/ui/requests/1").status_code == 405
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        static = client.get("/ui/static/app.js")
+        assert static.status_code == 200 and "drawChart" in static.text
+    service.close()
+
+
+def test_the_buyer_pages_say_so_when_the_aggregator_is_unreachable(buyer: Any) -> None:
+    node, client = buyer
+    csrf = log_in(client)
+    node.store.put("requests", "4", {"chain_request_id": 1, "spec": {}, "requirements": {}})
+    home = client.get("/ui/")
+    assert home.status_code == 200 and "UNKNOWN" in home.text
+    page = client.get("/ui/requests/4")
+    assert page.status_code == 200
+    assert "cannot reach the aggregator at http://127.0.0.1:9" in page.text
+    cancelled = client.post("/ui/requests/4/cancel", data={"csrf_token": csrf})
+    assert cancelled.status_code == 303
+    assert "Not cancelled: cannot reach the aggregator" in client.get("/ui/requests/4").text
