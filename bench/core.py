@@ -346,7 +346,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--key-bits", type=int, default=2048, help="Paillier key size for (c) and (d)")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds of ours (b, c)")
-    p.add_argument("--eval-every", type=int, default=1, help="validation metric every N rounds (c)")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=SimulationConfig.eval_every,
+        help="validation metric every N rounds (c); default: the simulation's (3)",
+    )
     p.add_argument(
         "--thesis-rounds",
         type=int,

@@ -54,7 +54,7 @@ class SimulationConfig:
     rounds: int = DEFAULT_ROUNDS
     seed: int = 0
     split_by: str | None = None
-    eval_every: int = 1
+    eval_every: int = 3  # TrainingSpec.eval_every
     test_fraction: float = 0.2
     l2: float | None = None
     rho: float = 0.02

@@ -213,3 +213,23 @@ def test_packing_adds_the_offsets_with_randomness_one(keys512: Keys) -> None:
     c = _encrypt(pk, [7])[0]
     n, n2 = pk.n, pk.nsquare
     assert layout.pack(pk, [c]) == [gmpy2.mpz(c) * (1 + layout.offset * n) % n2]
+
+
+@FAST
+@given(st.data())
+def test_the_verifiers_sparse_multi_exponentiation_is_the_product(
+    keys512: Keys, data: st.DataObject
+) -> None:
+    from deltaml.crypto.packing import _sparse_multi_exp
+
+    pk, _ = keys512
+    n2 = gmpy2.mpz(pk.nsquare)
+    count = data.draw(st.integers(0, 6))
+    bases = [gmpy2.mpz(data.draw(st.integers(1, pk.nsquare - 1))) for _ in range(count)]
+    exponents = [
+        data.draw(st.integers(0, 2**64)) << data.draw(st.integers(0, 300)) for _ in range(count)
+    ]
+    expected = gmpy2.mpz(1)
+    for b, e in zip(bases, exponents, strict=True):
+        expected = expected * gmpy2.powmod(b, e, n2) % n2
+    assert _sparse_multi_exp(list(zip(bases, exponents, strict=True)), n2) == expected

@@ -403,7 +403,7 @@ def test_calibrated_metric_noise_is_published_verifiably() -> None:
     """Noise changes what the buyer sees, stays unbiased on average, and still verifies."""
     from deltaml.simulation import SimulationConfig, run_simulation
 
-    base = {"key_bits": 512, "allow_test_keys": True, "chain": False, "rounds": 6}
+    base = {"key_bits": 512, "allow_test_keys": True, "chain": False, "rounds": 6, "eval_every": 1}
     clean = run_simulation(SimulationConfig(**base))
     noisy = run_simulation(SimulationConfig(metric_noise=0.01, **base))
     assert noisy.verified is True

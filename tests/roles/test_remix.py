@@ -13,7 +13,9 @@ from deltaml.roles.aggregator import _metric_growth
 from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
 from deltaml.transport import RecordingTransport, Transport
 
-CONFIG = SimulationConfig(rounds=16, key_bits=512, allow_test_keys=True, contributions=False)
+CONFIG = SimulationConfig(
+    rounds=16, eval_every=1, key_bits=512, allow_test_keys=True, contributions=False
+)
 
 
 @dataclasses.dataclass

@@ -28,6 +28,7 @@ def _demo(tmp_path: Path, anvil_url: str, **kwargs: object) -> DemoResult:
     config = DemoConfig(
         work_dir=tmp_path / "demo",
         rounds=ROUNDS,
+        eval_every=1,  # a metric every round: the tests below look at each
         key_bits=KEY_BITS,
         chain_url=anvil_url,
         timeout=600,
@@ -47,7 +48,13 @@ def _in_process(result: DemoResult) -> float:
     shares = split_owners(train, len(result.owners), seed=0)
     order = sorted(range(len(shares)), key=lambda i: result.owners[i]["address"])
     config = SimulationConfig(
-        rounds=ROUNDS, key_bits=KEY_BITS, allow_test_keys=True, seed=0, chain=False, verify=False
+        rounds=ROUNDS,
+        eval_every=1,
+        key_bits=KEY_BITS,
+        allow_test_keys=True,
+        seed=0,
+        chain=False,
+        verify=False,
     )
     sim = simulate_shares(config, "linear", "regression", [shares[i] for i in order], test)
     roles = {result.owners[i]["name"]: sim_id for sim_id, i in zip(_ids(order), order, strict=True)}

@@ -140,6 +140,7 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     buyer.get_by_label("Minimum rows per owner").fill("50")
     buyer.get_by_label("Owners needed").fill("3")
     buyer.get_by_label("Training rounds").fill(str(rounds))
+    buyer.get_by_label("Evaluate every").fill("1")  # a point on the chart every round
     buyer.get_by_label("Payment (ETH)").fill("1")
     buyer.get_by_label("Paillier key size (bits)").select_option("1024")
     screenshot(buyer, "06-buyer-new-request")

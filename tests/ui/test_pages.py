@@ -65,7 +65,7 @@ def test_a_good_form_is_the_spec_the_cli_would_send() -> None:
             "min_rows": 1,
             "owners": 4,
             "rounds": 12,
-            "eval_every": 1,
+            "eval_every": 3,
             "deposit_wei": 25 * 10**16,
             "deadline_hours": 1.5,
             "key_bits": 2048,

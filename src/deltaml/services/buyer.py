@@ -78,7 +78,7 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "model": "linear",
     "min_rows": 1,
     "rounds": 12,
-    "eval_every": 1,
+    "eval_every": 3,
     "deposit_wei": 10**18,
     "deadline_hours": 24,
     "key_bits": 2048,

@@ -42,7 +42,7 @@ class DemoConfig:
     work_dir: Path = DEFAULT_DIR
     owners: int = 5
     rounds: int = 12
-    eval_every: int = 1
+    eval_every: int = 3
     seed: int = 0
     key_bits: int = 2048
     deposit_wei: int = 10**18
@@ -113,7 +113,7 @@ def add_demo_parser(sub: Any) -> None:
     d.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"work folder ({DEFAULT_DIR})")
     d.add_argument("--owners", type=int, default=5, help="data owners (default 5)")
     d.add_argument("--rounds", type=int, default=12, help="training rounds (default 12)")
-    d.add_argument("--eval-every", type=int, default=1, help="evaluate every N rounds")
+    d.add_argument("--eval-every", type=int, default=3, help="evaluate every N rounds (default 3)")
     d.add_argument("--seed", type=int, default=0, help="seed of the data split and roles")
     d.add_argument("--key-bits", type=int, default=2048, help="Paillier key size (2048)")
     d.add_argument("--deposit-wei", type=int, default=10**18, help="the buyer's payment")

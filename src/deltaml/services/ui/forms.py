@@ -50,7 +50,7 @@ DEFAULTS: dict[str, str] = {
     "min_rows": "1",
     "owners": "2",
     "rounds": "12",
-    "eval_every": "1",
+    "eval_every": "3",
     "payment_eth": "1",
     "deadline_hours": "24",
     "key_bits": "2048",
