@@ -9,6 +9,7 @@ included.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import threading
 import time
@@ -47,6 +48,13 @@ BOB = Account.from_key("0x" + "22" * 32)
 T0 = 1_700_000_000.0
 NONCE = "ab" * 16
 HEADERS = (ADDRESS_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
+
+
+def _run_async(coro: Any) -> Any:
+    """``asyncio.run`` on a thread of its own: it works even if this thread has a loop
+    running (Playwright's sync API, used by other tests in the session, leaves one)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 class FakeClock:
@@ -410,7 +418,7 @@ def test_signed_auth_signs_async_requests() -> None:
                 await client.post("http://x/a", content=stream()),
             ]
 
-    for response in asyncio.run(run()):
+    for response in _run_async(run()):
         assert response.status_code == 200, response.text
         assert response.json() == {"address": ALICE.address}
 
@@ -522,7 +530,7 @@ def test_real_server_accepts_async_clients(server_url: str) -> None:
                 await asyncio.gather(*(client.post("/echo", json={"value": i}) for i in range(5)))
             )
 
-    responses = asyncio.run(run())
+    responses = _run_async(run())
     assert [r.json() for r in responses] == [{"address": BOB.address, "value": i} for i in range(5)]
 
 
