@@ -332,17 +332,29 @@ class Aggregator:
         replies = self.transport.request_all(
             [(oid, m.RoundRequest(k, outgoing)) for oid in trainers]
         )
+        states = self._accept_states(k, "round", trainers, replies, [outgoing] * len(trainers))
+        return states, self._sum(k, "round", trainers, states), refreshed
+
+    def _accept_states(
+        self,
+        k: int,
+        phase: str,
+        trainers: list[str],
+        replies: Sequence[m.Message],
+        inputs: Sequence[EncryptedVector],
+    ) -> dict[str, EncryptedVector]:
+        """The trainers' signed states, each checked to answer the vector it was sent."""
         states = {}
-        for oid, reply in zip(trainers, replies, strict=True):
+        for oid, reply, vec in zip(trainers, replies, inputs, strict=True):
             update = self.evidence.accept(oid, reply, m.StateUpdate, sealed=True)
             _require(
                 update.round == k
-                and update.phase == "round"
-                and update.input_digest == vector_digest(outgoing),
-                f"{oid} answered round {k} with a state for another input",
+                and update.phase == phase
+                and update.input_digest == vector_digest(vec),
+                f"{oid} answered the {phase} of round {k} with a state for another input",
             )
             states[oid] = update.state
-        return states, self._sum(k, "round", trainers, states), refreshed
+        return states
 
     def _drop(self, k: int, silent: PartyTimeout, cp: Checkpoint, spec: m.TrainingSpec) -> None:
         """Go on without the trainers that did not answer in round ``k``, if enough remain."""
@@ -690,17 +702,7 @@ class Aggregator:
                 for oid, vec in zip(trainers, fresh.vectors, strict=True)
             ]
         )
-        states = {}
-        for oid, reply, vec in zip(trainers, done, fresh.vectors, strict=True):
-            update = self.evidence.accept(oid, reply, m.StateUpdate, sealed=True)
-            _require(
-                update.round == k
-                and update.phase == "refresh"
-                and update.input_digest == vector_digest(vec),
-                f"{oid} answered a refresh with another state",
-            )
-            states[oid] = update.state
-        return states
+        return self._accept_states(k, "refresh", trainers, done, fresh.vectors)
 
     def _evaluate(
         self, k: int, total: EncryptedVector, validators: list[str], spec: m.TrainingSpec

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Request
 
 from deltaml.crypto import PrivateKey, generate_keypair
 from deltaml.crypto.serialization import pack_vectors
@@ -42,8 +41,7 @@ from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.services.aggregator import request_hash
-from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, api_token
-from deltaml.services.serve import guard_bodies
+from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
 from deltaml.services.store import Store
 
 if TYPE_CHECKING:
@@ -456,21 +454,7 @@ def create_app(node: BuyerNode, login: LoginConfig | None = None) -> FastAPI:
     With ``login``, the web UI too, at ``/ui`` (it has its own login: see
     :mod:`deltaml.services.ui`).
     """
-    token = api_token(node.config.work_dir)
-
-    def authorized(request: Request) -> None:
-        if request.headers.get("authorization") != f"Bearer {token}":
-            raise HTTPException(
-                401, "missing or wrong API token (see api-token in the node folder)"
-            )
-
-    app = FastAPI(title="DeltaML model buyer", dependencies=[Depends(authorized)])
-    guard_bodies(app)
-
-    @app.exception_handler(DeltaMLError)
-    async def _error(_request: Request, exc: DeltaMLError) -> JSONResponse:
-        status = exc.status if isinstance(exc, AggregatorError) and exc.status else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+    app = local_api("DeltaML model buyer", node.config.work_dir)
 
     @app.get("/status")
     def status() -> dict[str, Any]:

@@ -20,16 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from deltaml.errors import DataError, DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.learning.data import Dataset, load_dataset, profile
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.roles import DataOwner
 from deltaml.roles.messages import Message
-from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, api_token
-from deltaml.services.serve import guard_bodies
+from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
 from deltaml.services.store import Store
 
 if TYPE_CHECKING:
@@ -360,21 +358,7 @@ def create_app(node: OwnerNode, login: LoginConfig | None = None) -> FastAPI:
     With ``login``, the web UI too, at ``/ui`` (it has its own login: see
     :mod:`deltaml.services.ui`).
     """
-    token = api_token(node.config.work_dir)
-
-    def authorized(request: Request) -> None:
-        if request.headers.get("authorization") != f"Bearer {token}":
-            raise HTTPException(
-                401, "missing or wrong API token (see api-token in the node folder)"
-            )
-
-    app = FastAPI(title="DeltaML data owner", dependencies=[Depends(authorized)])
-    guard_bodies(app)
-
-    @app.exception_handler(DeltaMLError)
-    async def _error(_request: Request, exc: DeltaMLError) -> JSONResponse:
-        status = exc.status if isinstance(exc, AggregatorError) and exc.status else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+    app = local_api("DeltaML data owner", node.config.work_dir)
 
     @app.get("/status")
     def status() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from deltaml.services.auth import SignedAuth
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +178,29 @@ def api_token(work_dir: Path) -> str:
     if not token:
         raise DeltaMLValueError(f"{path} is empty")
     return token
+
+
+def local_api(title: str, work_dir: Path) -> FastAPI:
+    """A node's local JSON API: bearer token from its folder, JSON guard, one-line errors."""
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.responses import JSONResponse
+
+    from deltaml.services.serve import guard_bodies
+
+    token = api_token(work_dir)
+
+    def authorized(request: Request) -> None:
+        if request.headers.get("authorization") != f"Bearer {token}":
+            raise HTTPException(
+                401, "missing or wrong API token (see api-token in the node folder)"
+            )
+
+    app = FastAPI(title=title, dependencies=[Depends(authorized)])
+    guard_bodies(app)
+
+    @app.exception_handler(DeltaMLError)
+    async def _error(_request: Request, exc: DeltaMLError) -> JSONResponse:
+        status = exc.status if isinstance(exc, AggregatorError) and exc.status else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    return app
