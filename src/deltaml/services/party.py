@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.roles.messages import Message
@@ -24,7 +26,6 @@ from deltaml.services.auth import SignedAuth
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
-    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +183,12 @@ def api_token(work_dir: Path) -> str:
 
 def local_api(title: str, work_dir: Path) -> FastAPI:
     """A node's local JSON API: bearer token from its folder, JSON guard, one-line errors."""
-    from fastapi import Depends, FastAPI, HTTPException, Request
-    from fastapi.responses import JSONResponse
-
     from deltaml.services.serve import guard_bodies
 
     token = api_token(work_dir)
 
+    # ``Request`` must be a module-level name: annotations are strings here, and FastAPI
+    # resolves them in the module's namespace (else it takes ``request`` for a query).
     def authorized(request: Request) -> None:
         if request.headers.get("authorization") != f"Bearer {token}":
             raise HTTPException(
