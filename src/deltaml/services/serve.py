@@ -66,6 +66,9 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listen now: the "listening on" line goes out before the server's loop starts,
+        # and a client that connects in between must wait in the backlog, not be refused.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise DeltaMLValueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
