@@ -527,3 +527,12 @@ def test_make_synthetic_refuses_bad_arguments(kwargs: dict[str, object]) -> None
     arguments.update(kwargs)
     with pytest.raises(DataError, match="synthetic"):
         make_synthetic(**arguments)  # type: ignore[arg-type]
+
+
+def test_save_csv_round_trips_exactly(tmp_path) -> None:
+    from deltaml.learning.data import save_csv
+
+    ds = load_dataset("diabetes")
+    back = load_dataset(save_csv(ds, tmp_path / "a" / "d.csv"))
+    assert back.feature_names == ds.feature_names and back.target_name == ds.target_name
+    assert np.array_equal(back.X, ds.X) and np.array_equal(back.y, ds.y)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deltaml.estimator import TrainedModel
-from deltaml.learning.data import load_dataset, split_owners
+from deltaml.learning.data import load_dataset, save_csv, split_owners
 from deltaml.services.serve import PASSWORD_ENV, ServiceProcess
 
 pytestmark = pytest.mark.slow
@@ -61,17 +61,7 @@ def test_parties_started_by_hand_train_and_the_buyer_downloads_the_model(tmp_pat
         )
         procs.append(buyer)
         for i, share in enumerate(shares):
-            csv = tmp_path / f"o{i}" / "data" / "part.csv"
-            csv.parent.mkdir(parents=True)
-            header = ",".join([*share.feature_names, share.target_name])
-            np.savetxt(
-                csv,
-                np.column_stack([share.X, share.y]),
-                delimiter=",",
-                header=header,
-                comments="",
-                fmt="%.17g",
-            )
+            csv = save_csv(share, tmp_path / f"o{i}" / "data" / "part.csv")
             procs.append(
                 ServiceProcess(
                     f"owner {i}",

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -129,23 +128,13 @@ class Market:
 
 
 def _write_shares(work_dir: Path, owners: int) -> tuple[list[Path], list[str], str]:
-    from deltaml.learning.data import load_dataset, split_owners
+    from deltaml.learning.data import load_dataset, save_csv, split_owners
 
     data = load_dataset("diabetes")
-    paths = []
-    for i, share in enumerate(split_owners(data, owners, seed=0)):
-        path = work_dir / f"owner-{i + 1}" / "data" / "diabetes.csv"
-        path.parent.mkdir(parents=True)
-        header = ",".join([*share.feature_names, share.target_name])
-        np.savetxt(
-            path,
-            np.column_stack([share.X, share.y]),
-            delimiter=",",
-            header=header,
-            comments="",
-            fmt="%.17g",
-        )
-        paths.append(path)
+    paths = [
+        save_csv(share, work_dir / f"owner-{i + 1}" / "data" / "diabetes.csv")
+        for i, share in enumerate(split_owners(data, owners, seed=0))
+    ]
     return paths, list(data.feature_names), data.target_name
 
 

@@ -28,6 +28,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, cast
 
 import numpy as np
@@ -611,6 +612,20 @@ def split_owners(ds: Dataset, n_owners: int, seed: int = 0, by: str | None = Non
 
 
 # --------------------------------------------------------------------------- profile
+
+
+def save_csv(ds: Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` as a CSV that :func:`load_dataset` reads back exactly (features, then
+    the target last; every float to 17 significant digits). Parent folders are created.
+
+    Classification labels are written as their 0/1 codes.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    header = ",".join([*ds.feature_names, ds.target_name])
+    table = np.column_stack([ds.X, ds.y])
+    np.savetxt(target, table, delimiter=",", header=header, comments="", fmt="%.17g")
+    return target
 
 
 def profile(ds: Dataset) -> dict[str, object]:

@@ -28,7 +28,13 @@ import numpy as np
 
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.estimator import TrainedModel
-from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
+from deltaml.learning.data import (
+    Dataset,
+    load_dataset,
+    save_csv,
+    split_owners,
+    train_test_split,
+)
 from deltaml.marketplace import DEMO_FUNDING_WEI
 from deltaml.services.party import error_detail
 from deltaml.services.serve import PASSWORD_ENV, ServiceProcess
@@ -190,14 +196,10 @@ def _write_shares(config: DemoConfig) -> tuple[list[Path], list[Dataset], Datase
     data = load_dataset("diabetes")
     train, test = train_test_split(data, 0.2, config.seed)
     shares = split_owners(train, config.owners, seed=config.seed)
-    paths = []
-    for i, share in enumerate(shares):
-        path = config.work_dir / f"owner-{i + 1}" / "data" / "diabetes.csv"
-        path.parent.mkdir(parents=True)
-        table = np.column_stack([share.X, share.y])
-        header = ",".join([*share.feature_names, share.target_name])
-        np.savetxt(path, table, delimiter=",", header=header, comments="", fmt="%.17g")
-        paths.append(path)
+    paths = [
+        save_csv(share, config.work_dir / f"owner-{i + 1}" / "data" / "diabetes.csv")
+        for i, share in enumerate(shares)
+    ]
     return paths, shares, test
 
 
