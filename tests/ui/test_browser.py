@@ -11,6 +11,7 @@ checked to go to 127.0.0.1 only; every page is saved as a screenshot under
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -117,6 +118,15 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     buyer.keyboard.press("Enter")
     expect(buyer.get_by_role("heading", name="Your training requests")).to_be_visible()
     buyer.keyboard.press("Tab")  # the first stop is the skip link, with a visible focus ring
+    # The page's stylesheet may still be applying right after the login redirect: give
+    # the ring a moment to be drawn before reading it (the assertion below still decides).
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    with contextlib.suppress(PlaywrightTimeoutError):
+        buyer.wait_for_function(
+            "() => getComputedStyle(document.activeElement).outlineStyle === 'solid'",
+            timeout=5_000,
+        )
     focused = buyer.evaluate(
         "() => [document.activeElement.textContent, getComputedStyle(document.activeElement)"
         ".outlineStyle]"
