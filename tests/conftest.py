@@ -12,8 +12,10 @@ from deltaml.ledger.anvil import AnvilProcess
 from deltaml.ledger.node import EmbeddedNodeProcess
 
 # The suite runs with --import-mode=importlib, which puts no test folder on sys.path:
-# make the shared helpers importable (`ledger_testkit`, `postgres_testkit`).
+# make the shared helpers importable (`ledger_testkit`, `postgres_testkit`,
+# `services_testkit`).
 sys.path.insert(0, str(Path(__file__).resolve().parent / "ledger"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "services"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledger_testkit import find_anvil_or_explain

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
+from services_testkit import FEATURES, new_request
 
-from deltaml.crypto import EncryptedVector, generate_keypair
-from deltaml.crypto.serialization import pack_vectors
+from deltaml.crypto import generate_keypair
 from deltaml.roles import messages as m
 from deltaml.services import wire
 from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
 from deltaml.services.auth import SignedAuth
-
-FEATURES = ["age", "bmi"]
 
 
 def profile(name: str, columns: list[str], rows: int = 50) -> dict:
@@ -46,19 +42,6 @@ def api(tmp_path: Path, db_url: str):
 
 def signed(client: TestClient, account, method: str, path: str, **kwargs):
     return client.request(method, path, auth=SignedAuth(account), **kwargs)
-
-
-def new_request(owners: int = 2, key=None) -> dict:
-    public, _ = key or generate_keypair(512, allow_test_keys=True)
-    initial = EncryptedVector.encrypt(public, np.zeros(len(FEATURES) + 1), 40)
-    spec = m.TrainingSpec(model="linear", rounds=2)
-    return {
-        "chain_request_id": 0,
-        "spec": dataclasses.asdict(spec),
-        "requirements": {"features": FEATURES, "target": "y", "min_rows": 10, "owners": owners},
-        "public_key": public.to_dict(),
-        "initial_model": pack_vectors([initial]),
-    }
 
 
 def test_unsigned_calls_are_refused_and_public_views_are_open(api) -> None:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from deltaml.crypto import PublicKey
 from deltaml.crypto.serialization import unpack_vectors
-from deltaml.errors import DeltaMLError, DeltaMLValueError
+from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
@@ -40,7 +40,7 @@ from deltaml.roles.messages import TrainingSpec
 from deltaml.services import wire
 from deltaml.services.auth import RequestVerifier, signed_party
 from deltaml.services.queue import JobError, QueueTransport, WorkQueue
-from deltaml.services.serve import guard_bodies
+from deltaml.services.serve import guard_bodies, guarded
 from deltaml.services.store import Store, checkpoints, events, offers, owners, requests
 
 if TYPE_CHECKING:
@@ -117,6 +117,17 @@ def request_hash(spec: dict[str, Any], requirements: dict[str, Any]) -> bytes:
     return spec_hash({"spec": spec, "requirements": requirements})
 
 
+def _accepted(conn: sa.Connection, rid: int) -> int:
+    """How many owners have accepted request ``rid`` and wait for it to start."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(offers)
+            .where(offers.c.request_id == rid, offers.c.status == "INITIATED")
+        ).scalar_one()
+    )
+
+
 def matching_dataset(profile: dict[str, Any], req: dict[str, Any]) -> str | None:
     """The first of an owner's datasets that has every column the request needs, or None."""
     wanted = [*req["features"], req["target"]]
@@ -145,6 +156,10 @@ class AggregatorService:
         self._stop = threading.Event()
         self._runners: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
+        #: On-chain deadlines by request id (they never change), and running requests
+        #: past theirs: their runner stops at the end of the round.
+        self._deadlines: dict[int, int] = {}
+        self._overdue: set[int] = set()
         if self.ledger is not None and not self.ledger.has_role(self.address, Role.AGGREGATOR):
             self.ledger.register(Role.AGGREGATOR)
 
@@ -162,17 +177,59 @@ class AggregatorService:
         for rid in running:
             self._launch(rid)
 
-    def start_settler(self, interval: float = 1.0) -> None:
-        """Withdraw the aggregator's fee of every request the buyer has approved."""
+    def start_watcher(self, interval: float = 1.0) -> None:
+        """Fail requests past their deadline; withdraw the fee of every settled one."""
 
         def watch() -> None:
             while not self._stop.wait(interval):
-                try:
-                    self.withdraw_fees()
-                except DeltaMLError as exc:
-                    log.warning("fees: %s", exc)
+                guarded("deadlines", self.expire_overdue)
+                guarded("fees", self.withdraw_fees)
 
-        threading.Thread(target=watch, name="fees", daemon=True).start()
+        threading.Thread(target=watch, name="watcher", daemon=True).start()
+
+    def expire_overdue(self) -> list[int]:
+        """Fail every open or running request whose on-chain deadline has passed.
+
+        An open one is aborted on chain at once, so the buyer can reclaim its
+        deposit; a running one stops at the end of its current round (its runner
+        then aborts it). Returns the ids found overdue.
+        """
+        if self.ledger is None:
+            return []
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(requests.c.id, requests.c.chain_request_id, requests.c.status).where(
+                    requests.c.status.in_(("OPEN", "IN_PROGRESS"))
+                )
+            ).all()
+        if not rows:
+            return []
+        # A chain's latest block can lag the clock while nobody transacts; the next
+        # block will not: whichever is later is when the next transaction runs.
+        now = max(self.ledger.now(), int(time.time()))
+        overdue = []
+        for row in rows:
+            if row.id not in self._deadlines:
+                self._deadlines[row.id] = self.ledger.request(row.chain_request_id).deadline
+            if now <= self._deadlines[row.id]:
+                continue
+            overdue.append(row.id)
+            if row.status == "IN_PROGRESS":
+                self._overdue.add(row.id)
+                continue
+            with self.store.begin() as conn:
+                accepted = _accepted(conn, row.id)
+                needed = conn.execute(
+                    sa.select(requests.c.requirements).where(requests.c.id == row.id)
+                ).scalar_one()["owners"]
+            self._abort_on_chain(row.id)
+            self._set_status(
+                row.id,
+                "FAILED",
+                error=f"the deadline passed with {accepted} of the {needed} owners it needs",
+            )
+            log.info("request %d failed: deadline passed while open", row.id)
+        return overdue
 
     def withdraw_fees(self) -> int:
         if self.ledger is None:
@@ -350,11 +407,7 @@ class AggregatorService:
                 .where(offers.c.request_id == rid, offers.c.owner == owner)
                 .values(status=status, updated_at=time.time())
             )
-            accepted = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(offers)
-                .where(offers.c.request_id == rid, offers.c.status == "INITIATED")
-            ).scalar_one()
+            accepted = _accepted(conn, rid)
             row = conn.execute(
                 sa.select(requests.c.requirements, requests.c.status).where(requests.c.id == rid)
             ).one()
@@ -541,6 +594,8 @@ class AggregatorService:
 
     def _progress(self, rid: int, rec: RoundRecord) -> None:
         self._event(rid, "round", {"round": rec.round, "metric": rec.metric})
+        if rid in self._overdue:
+            raise ProtocolError(f"the deadline passed during training, after round {rec.round}")
 
     def _checkpoint(self, rid: int, cp: Checkpoint) -> None:
         if cp.round == 0 and cp.record.initial_metric is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import logging
 import threading
@@ -33,15 +34,16 @@ from fastapi import FastAPI, HTTPException, Request
 
 from deltaml.crypto import PrivateKey, generate_keypair
 from deltaml.crypto.serialization import pack_vectors
-from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
+from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.estimator import TrainedModel
 from deltaml.evidence.verify import verify_transcript
 from deltaml.learning.models import raw_coefficients
-from deltaml.ledger.base import Ledger, RequestStatus, Role
+from deltaml.ledger.base import Ledger, RequestState, RequestStatus, Role
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.services.aggregator import request_hash
 from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
+from deltaml.services.serve import guarded
 from deltaml.services.store import Store
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "l2": (int, float, type(None)),
     "contributions": bool,
     "metric_noise": (int, float),
+    "target_improvement": (int, float),
     "split_seed": int,
     "min_trainers": int,
 }
@@ -83,6 +86,7 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "l2": None,
     "contributions": True,
     "metric_noise": 0.0,
+    "target_improvement": 0.0,
     "split_seed": 0,
     "min_trainers": 1,
 }
@@ -120,6 +124,10 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
         (spec["min_rows"] >= 1, "min_rows must be at least 1"),
         (1 <= spec["min_trainers"] < spec["owners"], "min_trainers must be 1 to owners - 1"),
         (spec["metric_noise"] >= 0, "metric_noise cannot be negative"),
+        (
+            0 <= spec["target_improvement"] < 100,
+            "target_improvement must be at least 0 and below 100 (percent; 0: none)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -217,6 +225,7 @@ class BuyerNode:
             split_seed=req_spec["split_seed"],
             contributions=req_spec["contributions"],
             metric_noise=float(req_spec["metric_noise"]),
+            target_improvement=float(req_spec["target_improvement"]),
             deposit_wei=req_spec["deposit_wei"],
             min_trainers=req_spec["min_trainers"],
         )
@@ -340,14 +349,30 @@ class BuyerNode:
                 rid = int(key)
                 if self.store.get("settlement", key) is not None:
                     continue
-                try:
-                    self.settle(rid, approve=self.config.auto_approve)
-                except DeltaMLError as exc:
-                    log.warning("request %d: settlement: %s", rid, exc)
+                guarded(
+                    f"request {rid}: settlement",
+                    functools.partial(self.settle, rid, approve=self.config.auto_approve),
+                )
             self._stop.wait(self.config.watch_interval)
 
+    def _overdue(self, state: RequestState) -> bool:
+        """Whether the contract lets the buyer reclaim an unfinished request: its
+        deadline has passed (the next block's time is at least the clock's)."""
+        assert self.ledger is not None
+        unfinished = state.status in (RequestStatus.OPEN, RequestStatus.IN_PROGRESS)
+        return unfinished and max(self.ledger.now(), int(time.time())) > state.deadline
+
     def settle(self, rid: int, approve: bool = True) -> dict[str, Any] | None:
-        """Once the request is over: verify the evidence, approve if it holds, withdraw."""
+        """Once the request is over: verify the evidence, approve if it holds, withdraw.
+
+        Past the deadline of a request that has not finished on chain, the deposit
+        is reclaimed whatever the aggregator says, or even if it does not answer.
+        """
+        if self.ledger is not None:
+            saved = self.store.get("requests", str(rid))
+            cid = int(saved["chain_request_id"])
+            if self._overdue(self.ledger.request(cid)):
+                return self._reclaim(rid, {"status": "FAILED", "chain_request_id": cid})
         view = self.client.get(f"/requests/{rid}")
         if view["status"] in ("FAILED", "CANCELLED"):
             return self._reclaim(rid, view)
@@ -379,24 +404,26 @@ class BuyerNode:
         return outcome
 
     def _reclaim(self, rid: int, view: dict[str, Any]) -> dict[str, Any] | None:
+        """Take the deposit back from a request that will not finish; record the refund
+        once it is in (until then the settlement thread tries again)."""
         if self.ledger is None:
             self.store.put("settlement", str(rid), {"status": view["status"]})
             return None
         cid = int(view["chain_request_id"])
         state = self.ledger.request(cid)
         if state.status == RequestStatus.OPEN and view["status"] == "CANCELLED":
-            self.ledger.cancel(cid)
-            state = self.ledger.request(cid)
-        if (
-            state.status in (RequestStatus.CANCELLED, RequestStatus.FAILED)
-            and not self.ledger.has_withdrawn(cid)
-            and self.ledger.claimable(cid)
+            self.ledger.cancel(cid)  # the contract sends the deposit back at once
+        elif self._overdue(state) or (
+            state.status == RequestStatus.FAILED and self.ledger.claimable(cid)
         ):
-            amount = self.ledger.reclaim(cid)
-            outcome = {"status": view["status"], "reclaimed_wei": str(amount)}
-            self.store.put("settlement", str(rid), outcome)
-            return outcome
-        return None
+            self.ledger.reclaim(cid)
+        elif not self.ledger.has_withdrawn(cid):
+            return None
+        refund = self.ledger.request(cid).refund_wei
+        outcome = {"status": view["status"], "reclaimed_wei": str(refund)}
+        self.store.put("settlement", str(rid), outcome)
+        log.info("request %d ended %s; deposit reclaimed", rid, view["status"])
+        return outcome
 
     def verify(self, rid: int) -> Any:
         """Download the public transcript and check it against the head on record."""

@@ -168,7 +168,7 @@ def _aggregator(args: argparse.Namespace) -> int:
         )
     )
     service.resume()
-    service.start_settler()
+    service.start_watcher()
     return serve(create_app(service), "aggregator", args.host, args.port, service.close)
 
 

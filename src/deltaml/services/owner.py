@@ -28,6 +28,7 @@ from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.roles import DataOwner
 from deltaml.roles.messages import Message
 from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
+from deltaml.services.serve import guarded
 from deltaml.services.store import Store
 
 if TYPE_CHECKING:
@@ -205,10 +206,7 @@ class OwnerNode:
     # -- offers and earnings ----------------------------------------------------------
     def _watch(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.refresh_offers()
-            except DeltaMLError as exc:
-                log.warning("offers: %s", exc)
+            guarded("offers", self.refresh_offers)
             self._stop.wait(self.config.offers_interval)
 
     def refresh_offers(self) -> list[dict[str, Any]]:

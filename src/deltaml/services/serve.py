@@ -25,13 +25,28 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from deltaml.errors import DeltaMLValueError
+from deltaml.errors import DeltaMLError, DeltaMLValueError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
+
+
+def guarded(what: str, task: Callable[[], object]) -> None:
+    """One pass of a background loop: a failure is logged and the loop goes on.
+
+    A user-level error is one line; anything else (a bug, a database or network
+    failure) gets its traceback in the log, but never ends the thread for good.
+    """
+    try:
+        task()
+    except DeltaMLError as exc:
+        log.warning("%s: %s", what, exc)
+    except Exception:
+        log.exception("%s: unexpected error", what)
+
 
 LISTENING = " listening on "
 PASSWORD_ENV = "DELTAML_PASSWORD"
