@@ -141,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
             "validator's MSE, in standardized target units (default: 0, none)"
         ),
     )
+    sim.add_argument(
+        "--target-improvement",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help=(
+            "stop after the first evaluation whose validation metric is at least this "
+            "many percent below the initial model's; --rounds is then the most "
+            "(default: 0, train all rounds)"
+        ),
+    )
     chain = sim.add_mutually_exclusive_group()
     chain.add_argument(
         "--chain-url",
@@ -241,6 +252,7 @@ def _simulate(args: argparse.Namespace) -> int:
         transcript=args.transcript or str(_default_transcript(args.seed)),
         chain=not args.no_chain,
         metric_noise=args.metric_noise,
+        target_improvement=args.target_improvement,
         chain_url=args.chain_url,
     )
     bar = None
@@ -319,10 +331,17 @@ def _print_report(result: object) -> None:
     )
     print(f"  trainers: {', '.join(r.trainers)}   validators: {', '.join(r.validators)}")
     print(f"\n  round  {metric_name}")
+    if r.initial_metric is not None:
+        print(f"  {0:>5}  {r.initial_metric:.6g}  (initial model)")
     for rec in r.rounds:
         if rec.metric is not None:
             flag = "  (refreshed)" if rec.refreshed else ""
             print(f"  {rec.round:>5}  {rec.metric:.6g}{flag}")
+    if len(r.rounds) < r.config.rounds:
+        print(
+            f"  stopped after round {r.rounds[-1].round}: the target of "
+            f"{r.config.target_improvement:g} % improvement was reached"
+        )
     print(
         f"\n{len(r.rounds)} rounds in {r.seconds:.2f} s "
         f"(set-up {r.setup_seconds:.2f} s, training {r.training_seconds:.2f} s, "

@@ -62,6 +62,8 @@ class SimulationConfig:
     precision_bits: int = 32
     contributions: bool = True
     metric_noise: float = 0.0
+    #: Stop once the validation metric is this many percent below the initial one (0: off).
+    target_improvement: float = 0.0
     #: Go on without a silent trainer while this many remain (see ``TrainingSpec``).
     min_trainers: int = 1
     allow_test_keys: bool = False
@@ -85,6 +87,8 @@ class SimulationConfig:
             raise DeltaMLValueError("--eval-every must be at least 1")
         if not self.metric_noise >= 0:
             raise DeltaMLValueError("--metric-noise must be a non-negative number")
+        if not 0 <= self.target_improvement < 100:
+            raise DeltaMLValueError("--target-improvement must be at least 0 and below 100")
         if self.deposit_wei < 0:
             raise DeltaMLValueError("--deposit-wei must not be negative")
         if self.chain and self.deposit_wei < 1:
@@ -228,6 +232,7 @@ def simulate_shares(
         split_seed=config.seed,
         contributions=config.contributions,
         metric_noise=config.metric_noise,
+        target_improvement=config.target_improvement,
         min_trainers=config.min_trainers,
         deposit_wei=config.deposit_wei,
     )

@@ -30,6 +30,7 @@ def test_a_request_spec_gets_defaults_and_clear_errors() -> None:
         ({**SPEC, "target": "age"}, "target cannot also be a feature"),
         ({**SPEC, "features": []}, "non-empty list"),
         ({**SPEC, "model": "forest"}, "linear or logistic"),
+        ({**SPEC, "target_improvement": 100}, "target_improvement must be at least 0 and below"),
         (["not", "a", "mapping"], "mapping"),
     ]
     for doc, message in bad:

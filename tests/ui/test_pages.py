@@ -54,7 +54,13 @@ def form(**changes: str) -> dict[str, str]:
 
 def test_a_good_form_is_the_spec_the_cli_would_send() -> None:
     spec, errors = validate_request_form(
-        form(payment_eth="0.25", deadline_hours="1.5", owners="4", contributions="")
+        form(
+            payment_eth="0.25",
+            deadline_hours="1.5",
+            owners="4",
+            contributions="",
+            target_improvement="40 %",
+        )
     )
     assert errors == {}
     assert spec == parse_request_spec(
@@ -70,6 +76,7 @@ def test_a_good_form_is_the_spec_the_cli_would_send() -> None:
             "deadline_hours": 1.5,
             "key_bits": 2048,
             "contributions": False,
+            "target_improvement": 40.0,
         }
     )
 
@@ -84,6 +91,7 @@ def test_every_wrong_field_gets_its_own_message() -> None:
             owners="1",
             rounds="ten",
             eval_every="-1",
+            target_improvement="100",
             payment_eth="0",
             deadline_hours="nan",
             key_bits="1024",
@@ -98,6 +106,7 @@ def test_every_wrong_field_gets_its_own_message() -> None:
         "owners": "Enter a number from 2 to 64.",
         "rounds": "Enter a whole number.",
         "eval_every": "Enter a number from 1 to 1000.",
+        "target_improvement": "Enter at least 0 and less than 100, or leave it empty.",
         "payment_eth": "The payment must be more than 0.",
         "deadline_hours": "Enter more than 0 and at most 8760 hours.",
         "key_bits": "Choose one of 2048, 3072 bits.",
@@ -107,6 +116,8 @@ def test_every_wrong_field_gets_its_own_message() -> None:
     assert errors == {"target": "The target cannot also be a feature."}
     _, errors = validate_request_form(form(payment_eth="0.0000000000000000001"))
     assert errors == {"payment_eth": "Enter an amount of ether, such as 0.5."}
+    _, errors = validate_request_form(form(target_improvement="half"))
+    assert errors == {"target_improvement": "Enter a percentage, such as 40, or leave it empty."}
 
 
 def test_amounts_and_metrics_read_well() -> None:
@@ -119,7 +130,7 @@ def test_amounts_and_metrics_read_well() -> None:
     with pytest.raises(ValueError):
         fmt.parse_eth("1e-19")
     assert fmt.metric(2834.7012) == "2,834.7" and fmt.metric(None) == "—"
-    assert fmt.improvement_pct(100.0, 40.0) == 60.0
+    assert fmt.improvement_percent(100.0, 40.0) == 60.0
     live = fmt.progress(
         {
             "id": 1,

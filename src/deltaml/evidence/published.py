@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -84,6 +84,29 @@ def denoised_sse(sse: float, rows: int, metric_noise: float) -> float:
 
 def metric_value(model: ModelType, sse: float, rows: int, stats: Standardization) -> float:
     return float(model.metric_from_sse(sse, rows, stats))
+
+
+def improvement_percent(initial: float | None, metric: float | None) -> float | None:
+    """How much lower ``metric`` is than ``initial``, in percent of ``initial``."""
+    if initial is None or metric is None or initial <= 0:
+        return None
+    return 100.0 * (initial - metric) / initial
+
+
+def last_round(rounds: int, target_improvement: float, metrics: Mapping[int, float]) -> int:
+    """The round training ends after: the first evaluated round (before the last)
+    whose published metric improves on the initial one (round 0) by at least
+    ``target_improvement`` percent, else ``rounds``. 0 means no target.
+
+    The aggregator stops by this rule and the verifier holds it to it: it may
+    neither stop early nor train (and be paid for) rounds past the target.
+    """
+    if target_improvement > 0:
+        for k in sorted(metrics):
+            gain = improvement_percent(metrics.get(0), metrics[k])
+            if 0 < k < rounds and gain is not None and gain >= target_improvement:
+                return k
+    return rounds
 
 
 def shapley_method(n_trainers: int) -> str:

@@ -82,6 +82,7 @@ from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.evidence.published import (
     denoised_sse,
     gram_from_ints,
+    last_round,
     metric_value,
     shapley_method,
     shapley_seed,
@@ -1039,7 +1040,7 @@ class _Verifier:
     def _on_Payouts(self, body: Mapping[str, Any]) -> None:
         self.require(not self.payouts_seen, "completeness", "a second payout record")
         self.payouts_seen = True
-        rounds = int(self.spec.get("rounds", 0))
+        rounds = self._last_round()
         deposit = body["deposit_wei"]
         self.require(
             deposit == self.spec.get("deposit_wei")
@@ -1151,11 +1152,20 @@ class _Verifier:
             )
 
     # -- completeness -------------------------------------------------------------------------
+    def _last_round(self) -> int:
+        """The round training must end after, by the spec's rounds and stopping rule."""
+        rounds = self.spec.get("rounds", 0)
+        target = self.spec.get("target_improvement", 0.0)
+        if type(rounds) is not int or not _is_number(target):
+            self.fail("format", "no rounds or a malformed target_improvement in the spec")
+            return 0
+        return last_round(rounds, float(target), self.report.metrics)
+
     def _completeness(self) -> None:
         if self.key is None:
             return
         missing = []
-        rounds = int(self.spec.get("rounds", 0))
+        rounds = self._last_round()
         every = max(1, int(self.spec.get("eval_every", 1)))
         if set(self.sums) != set(self.owners):
             missing.append("an owner's statistics")
@@ -1165,6 +1175,14 @@ class _Verifier:
         for k in range(1, rounds + 1):
             if (k, "round") not in self.summed:
                 missing.append(f"round {k}")
+        beyond = sorted(k for k, phase in self.summed if phase == "round" and k > rounds)
+        if beyond:
+            self.fail(
+                "stopping",
+                f"round(s) {_indices(beyond)} trained after the target improvement was"
+                f" reached at round {rounds}",
+                whole=True,
+            )
         for k in evaluated:
             if k not in self.report.metrics:
                 missing.append(f"the metric of round {k}")

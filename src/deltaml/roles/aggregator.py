@@ -18,7 +18,7 @@ from eth_account import Account
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import DeltaMLValueError, ProtocolError
-from deltaml.evidence.published import rotation_commitment, shapley_seed
+from deltaml.evidence.published import last_round, rotation_commitment, shapley_seed
 from deltaml.evidence.signatures import hex_ints, vector_digest, vector_ref
 from deltaml.evidence.transcript import FORMAT, TranscriptWriter
 from deltaml.learning.contributions import (
@@ -99,6 +99,12 @@ class TrainingRecord:
     @property
     def metrics(self) -> dict[int, float]:
         return {r.round: r.metric for r in self.rounds if r.metric is not None}
+
+    @property
+    def published(self) -> dict[int, float]:
+        """Every published metric by round, the initial model's as round 0."""
+        initial = {} if self.initial_metric is None else {0: self.initial_metric}
+        return {**initial, **self.metrics}
 
 
 ProgressCallback = Callable[[RoundRecord], None]
@@ -247,6 +253,8 @@ class Aggregator:
             raise DeltaMLValueError("rounds must be at least 1")
         if spec.eval_every < 1:
             raise DeltaMLValueError("eval_every must be at least 1")
+        if not 0 <= spec.target_improvement < 100:
+            raise DeltaMLValueError("target_improvement must be at least 0 and below 100 %")
         if len(initial_model) != n_features + 1:
             raise DeltaMLValueError(
                 "the initial model needs one weight per feature plus the intercept"
@@ -266,6 +274,9 @@ class Aggregator:
         ev = self.evidence
 
         for k in range(cp.round + 1, spec.rounds + 1):
+            if last_round(spec.rounds, spec.target_improvement, record.published) < k:
+                log.info("the target improvement was reached at round %d", k - 1)
+                break
             r0 = time.perf_counter()
             forced = False
             while True:
@@ -304,9 +315,10 @@ class Aggregator:
             by_trainer = dict(zip(active, values, strict=True))
             record.contributions = [by_trainer.get(t, 0.0) for t in record.trainers]
             record.contribution_seconds = time.perf_counter() - c0
-        final = self._broadcast(spec.rounds, "final", total, sealed=False)
+        rounds = record.rounds[-1].round
+        final = self._broadcast(rounds, "final", total, sealed=False)
         _expect(
-            self.transport.request(self.buyer_id, m.FinalModel(final, len(active), spec.rounds)),
+            self.transport.request(self.buyer_id, m.FinalModel(final, len(active), rounds)),
             m.Ack,
         )
         self._settle(spec, record)

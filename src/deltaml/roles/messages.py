@@ -100,6 +100,10 @@ class TrainingSpec(Message):
     #: Training goes on without a trainer that stops answering while at least this
     #: many trainers remain; a silent validator always fails the request.
     min_trainers: int = 1
+    #: Stop after the first evaluation whose validation metric is at least this many
+    #: percent below the initial model's (0: train all ``rounds``); see
+    #: :func:`deltaml.evidence.published.last_round`.
+    target_improvement: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from deltaml.evidence.published import improvement_percent
+
 WEI_PER_ETH = 10**18
 
 
@@ -56,13 +58,6 @@ def metric(value: Any) -> str:
         return "—"
 
 
-def improvement_pct(initial: float | None, latest: float | None) -> float | None:
-    """How much lower ``latest`` is than ``initial``, in percent of ``initial``."""
-    if initial is None or latest is None or initial <= 0:
-        return None
-    return 100.0 * (initial - latest) / initial
-
-
 def pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} %"
 
@@ -92,8 +87,9 @@ def progress(view: dict[str, Any]) -> dict[str, Any]:
     points = metric_points(view)
     initial = points[0]["mse"] if points and points[0]["round"] == 0 else None
     latest = points[-1]["mse"] if points else None
-    gain = improvement_pct(initial, latest) if len(points) > 1 else None
+    gain = improvement_percent(initial, latest) if len(points) > 1 else None
     spec = view.get("spec") or {}
+    target = float(spec.get("target_improvement") or 0) or None
     return {
         "id": view.get("id"),
         "status": view.get("status", "UNKNOWN"),
@@ -107,6 +103,7 @@ def progress(view: dict[str, Any]) -> dict[str, Any]:
         "initial_text": metric(initial),
         "latest_text": metric(latest),
         "improvement_text": pct(gain),
+        "target_text": None if target is None else pct(target),
     }
 
 

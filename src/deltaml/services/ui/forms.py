@@ -35,7 +35,12 @@ FIELDS = [
     Field("target", "Target column", "The column the model predicts."),
     Field("min_rows", "Minimum rows per owner", "Owners with fewer rows are not offered it."),
     Field("owners", "Owners needed", "Training starts when this many have accepted (≥ 2)."),
-    Field("rounds", "Training rounds", f"1 to {MAX_ROUNDS}."),
+    Field("rounds", "Training rounds", f"1 to {MAX_ROUNDS}: the most, with a target."),
+    Field(
+        "target_improvement",
+        "Target improvement (%)",
+        "Stop at the first evaluation this much better than the initial model. Empty: none.",
+    ),
     Field("eval_every", "Evaluate every … rounds", "The validation MSE is measured then."),
     Field("payment_eth", "Payment (ETH)", "Held in escrow by the contract until you approve."),
     Field("deadline_hours", "Deadline (hours)", "After it the request fails and you are refunded."),
@@ -50,6 +55,7 @@ DEFAULTS: dict[str, str] = {
     "min_rows": "1",
     "owners": "2",
     "rounds": "12",
+    "target_improvement": "",
     "eval_every": "3",
     "payment_eth": "1",
     "deadline_hours": "24",
@@ -65,6 +71,7 @@ _SPEC_FIELD = {
     "target": "target",
     "owners": "owners",
     "rounds": "rounds",
+    "target_improvement": "target_improvement",
     "eval_every": "eval_every",
     "deposit_wei": "payment_eth",
     "deadline_hours": "deadline_hours",
@@ -144,6 +151,17 @@ def validate_request_form(
             raise ValueError(f"Enter more than 0 and at most {MAX_DEADLINE_HOURS} hours.")
         return hours
 
+    def target_improvement(text: str) -> float | None:
+        if not text:
+            return None
+        try:
+            value = float(text.rstrip(" %"))
+        except ValueError:
+            raise ValueError("Enter a percentage, such as 40, or leave it empty.") from None
+        if not math.isfinite(value) or not 0 <= value < 100:
+            raise ValueError("Enter at least 0 and less than 100, or leave it empty.")
+        return value
+
     def key_bits(text: str) -> int:
         sizes = key_sizes(allow_test_keys)
         try:
@@ -161,6 +179,7 @@ def validate_request_form(
     check("owners", lambda t: _whole(t, 2, MAX_PARTICIPANTS))
     check("rounds", lambda t: _whole(t, 1, MAX_ROUNDS))
     check("eval_every", lambda t: _whole(t, 1, MAX_ROUNDS))
+    check("target_improvement", target_improvement)
     check("payment_eth", payment)
     check("deadline_hours", deadline)
     check("key_bits", key_bits)
