@@ -29,10 +29,12 @@ def test_the_rule_stops_at_the_first_evaluation_that_reaches_the_target() -> Non
 
 def test_training_stops_at_the_target_and_the_run_verifies(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
+    config = {**SMALL, "chain": True}  # settles on the embedded chain too
     result = run_simulation(
-        SimulationConfig(rounds=12, target_improvement=40.0, transcript=str(path), **SMALL)
+        SimulationConfig(rounds=12, target_improvement=40.0, transcript=str(path), **config)
     )
     assert result.verified, result.verification_failures
+    assert result.settlement is not None and result.settlement.status == "SETTLED"
     stopped = result.rounds[-1].round
     assert stopped < 12 and stopped % 3 == 0
     gain = 100 * (result.initial_metric - result.rounds[-1].metric) / result.initial_metric

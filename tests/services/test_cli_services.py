@@ -82,7 +82,8 @@ def test_parties_started_by_hand_train_and_the_buyer_downloads_the_model(tmp_pat
         spec = tmp_path / "spec.yaml"
         spec.write_text(
             "features: [age, sex, bmi, bp, s1, s2, s3, s4, s5, s6]\n"
-            "target: target\nowners: 3\nrounds: 3\nkey_bits: 1024\n"
+            "target: target\nowners: 3\nrounds: 6\nkey_bits: 1024\n"
+            "target_improvement: 30\n"  # reached at the first evaluation, round 3
         )
         node = ["--node", buyer.url, "--dir", str(buyer_dir)]
         created = deltaml("buyer", "request", str(spec), *node)
@@ -105,6 +106,7 @@ def test_parties_started_by_hand_train_and_the_buyer_downloads_the_model(tmp_pat
         got = deltaml("buyer", "model", str(rid), "--out", str(out), *node)
         assert got.returncode == 0, got.stderr
         model = TrainedModel.load(out)
+        assert model.rounds == 3, "training goes on past the target improvement"
         mse = float(np.mean((model.predict(data.X) - data.y) ** 2))
         assert mse < 3300  # a fitted model, not the mean predictor (~5930)
         missing = deltaml("buyer", "model", "999", *node)

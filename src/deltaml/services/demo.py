@@ -402,8 +402,7 @@ def run_demo(
                 shares,
                 test,
             )
-            buyer_status = _ok(buyer_client.get("/status"))
-            settlement = next(r for r in buyer_status["requests"] if r["id"] == rid)["settlement"]
+            settlement = _wait_settlement(buyer_client, rid, deadline)
             from deltaml.evidence.verify import verify_transcript
 
             report = verify_transcript(transcript, expected_head=result["transcript_head"])
@@ -511,6 +510,18 @@ def _wait_withdrawals(ledger: Any, cid: int, payees: set[str], deadline: float) 
         if time.monotonic() > deadline:
             missing = ", ".join(sorted(payees - set(paid)))
             raise DeltaMLValueError(f"no withdrawal from {missing} before the demo's timeout")
+        time.sleep(0.25)
+
+
+def _wait_settlement(buyer_client: Any, rid: int, deadline: float) -> dict[str, Any]:
+    """The buyer node's settlement record (written just after its last transaction)."""
+    while True:
+        status = _ok(buyer_client.get("/status"))
+        settlement = next(r for r in status["requests"] if r["id"] == rid)["settlement"]
+        if settlement is not None:
+            return dict(settlement)
+        if time.monotonic() > deadline:
+            raise DeltaMLValueError("the buyer recorded no settlement before the demo's timeout")
         time.sleep(0.25)
 
 
