@@ -4,6 +4,7 @@ after it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,33 +46,33 @@ def test_training_stops_at_the_target_and_the_run_verifies(tmp_path: Path) -> No
     assert final["body"]["purpose"] == "final" and final["body"]["round"] == stopped
 
 
-def test_an_aggregator_that_trains_past_the_target_is_named(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("stops_at", "target", "check", "detail"),
+    [
+        # trains past the target: 40 % is reached at round 3, it goes on to 6
+        (lambda rounds: rounds, 40.0, "stopping", "round(s) 4, 5, 6 trained after"),
+        # stops short of it: 99 % is never reached, it stops at 3
+        (lambda rounds: 3, 99.0, "completeness", "missing round 4"),
+    ],
+    ids=["past-the-target", "short-of-it"],
+)
+def test_an_aggregator_that_breaks_the_stopping_rule_is_named(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stops_at: Callable[[int], int],
+    target: float,
+    check: str,
+    detail: str,
 ) -> None:
-    monkeypatch.setattr(aggregator_module, "last_round", lambda rounds, target, metrics: rounds)
+    monkeypatch.setattr(
+        aggregator_module, "last_round", lambda rounds, target, metrics: stops_at(rounds)
+    )
     path = tmp_path / "run.jsonl"
     run_simulation(
         SimulationConfig(
-            rounds=6, target_improvement=40.0, transcript=str(path), verify=False, **SMALL
+            rounds=6, target_improvement=target, transcript=str(path), verify=False, **SMALL
         )
     )
     report = verify_transcript(path)
-    assert not report.ok
-    assert "stopping" in report.failed_checks()
-    assert any("round(s) 4, 5, 6 trained after" in f.detail for f in report.failures)
-
-
-def test_an_aggregator_that_stops_before_the_target_is_named(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(aggregator_module, "last_round", lambda rounds, target, metrics: 3)
-    path = tmp_path / "run.jsonl"
-    run_simulation(
-        SimulationConfig(
-            rounds=6, target_improvement=99.0, transcript=str(path), verify=False, **SMALL
-        )
-    )
-    report = verify_transcript(path)
-    assert not report.ok
-    assert "completeness" in report.failed_checks()
-    assert any("missing round 4" in f.detail for f in report.failures)
+    assert not report.ok and check in report.failed_checks()
+    assert any(detail in f.detail for f in report.failures), report.failures

@@ -368,8 +368,10 @@ class BuyerNode:
         Past the deadline of a request that has not finished on chain, the deposit
         is reclaimed whatever the aggregator says, or even if it does not answer.
         """
+        saved = self.store.get("requests", str(rid))
+        if saved is None:
+            raise HTTPException(404, f"request {rid} is not one of this buyer's")
         if self.ledger is not None:
-            saved = self.store.get("requests", str(rid))
             cid = int(saved["chain_request_id"])
             if self._overdue(self.ledger.request(cid)):
                 return self._reclaim(rid, {"status": "FAILED", "chain_request_id": cid})
