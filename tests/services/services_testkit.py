@@ -24,3 +24,11 @@ def new_request(owners: int = 2, key=None) -> dict:
         "public_key": public.to_dict(),
         "initial_model": pack_vectors([initial]),
     }
+
+
+def profile(name: str, columns: list[str], rows: int = 50) -> dict:
+    return {
+        "name": name,
+        "rows": rows,
+        "columns": [{"name": c, "type": "float", "nulls": 0} for c in columns],
+    }

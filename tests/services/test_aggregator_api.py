@@ -8,21 +8,13 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
-from services_testkit import FEATURES, new_request
+from services_testkit import FEATURES, new_request, profile
 
 from deltaml.crypto import generate_keypair
 from deltaml.roles import messages as m
 from deltaml.services import wire
 from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
 from deltaml.services.auth import SignedAuth
-
-
-def profile(name: str, columns: list[str], rows: int = 50) -> dict:
-    return {
-        "name": name,
-        "rows": rows,
-        "columns": [{"name": c, "type": "float", "nulls": 0} for c in columns],
-    }
 
 
 @pytest.fixture

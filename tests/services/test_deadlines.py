@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
-from services_testkit import new_request
+from services_testkit import FEATURES, new_request, profile
 
 from deltaml.errors import ProtocolError
 from deltaml.ledger.accounts import fund_from_dev_account
@@ -81,13 +81,25 @@ def open_request(market: dict[str, Any], deposit: int = ETH) -> tuple[int, int]:
 
 def test_an_open_request_past_its_deadline_fails_and_the_deposit_comes_back(market) -> None:
     service, ledger = market["service"], market["buyer_ledger"]
+    owner, client = Account.create(), market["client"]
+    registered = client.post(
+        "/owners",
+        json={"name": "o", "datasets": [profile("d", [*FEATURES, "y"])]},
+        auth=SignedAuth(owner),
+    )
+    assert registered.status_code == 200, registered.text
     rid, cid = open_request(market)
+    assert client.post(f"/requests/{rid}/accept", auth=SignedAuth(owner)).status_code == 200
     assert service.expire_overdue() == []
     market["chain"].advance_time(2 * HOUR)
     assert service.expire_overdue() == [rid]
-    view = market["client"].get(f"/requests/{rid}").json()
+    view = client.get(f"/requests/{rid}").json()
     assert view["status"] == "FAILED"
-    assert "deadline passed with 0 of the 2 owners" in view["error"]
+    assert "deadline passed with 1 of the 2 owners" in view["error"]
+    # For the owner it is over too: its offer failed, and it is too late to decide.
+    assert client.get("/offers", auth=SignedAuth(owner)).json()[0]["status"] == "FAILED"
+    late = client.post(f"/requests/{rid}/decline", auth=SignedAuth(owner))
+    assert late.status_code == 409 and "too late" in late.json()["detail"]
     assert ledger.request(cid).status == RequestStatus.FAILED
     assert ledger.claimable(cid) == ETH
     assert service.expire_overdue() == []  # nothing left to expire

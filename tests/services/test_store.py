@@ -65,13 +65,13 @@ def test_jobs_are_taken_once_and_answered_once(db_url: str) -> None:
 def test_a_long_poll_wakes_when_work_arrives(db_url: str) -> None:
     queue = WorkQueue(Store(db_url))
     got = []
-    waiter = threading.Thread(target=lambda: got.append(queue.take(OWNER, 10)))
+    waiter = threading.Thread(target=lambda: got.append(queue.take(OWNER, 60)), daemon=True)
     waiter.start()
     time.sleep(0.3)
-    t0 = time.monotonic()
     queue.put(1, OWNER, m.Ack())
-    waiter.join(5)
-    assert got and got[0] is not None and time.monotonic() - t0 < 2
+    # Woken by the work, not by the end of its 60 s wait (the margin is for busy machines).
+    waiter.join(30)
+    assert got and got[0] is not None
 
 
 def test_a_silent_party_times_out_and_its_late_reply_is_refused(db_url: str) -> None:

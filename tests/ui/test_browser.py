@@ -77,7 +77,6 @@ def no_sideways_scroll(page: Any) -> None:
 def test_buyer_and_owners_trade_through_their_web_uis(
     market: Any, guarded: Any, screenshot: Any, tmp_path: Path
 ) -> None:
-    t0 = time.monotonic()
     password, rounds = market.password, market.rounds
 
     # -- an owner adds a dataset (a broken file first: the error says why, plainly)
@@ -285,4 +284,3 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     expect(buyer).to_have_url(re.compile(r"/ui/login$"))
     buyer.goto(market.buyer + "/ui/requests/1")
     expect(buyer).to_have_url(re.compile(r"/ui/login\?next="))
-    assert time.monotonic() - t0 < 400

@@ -445,10 +445,12 @@ class AggregatorService:
                 q = offers.update().where(offers.c.request_id == rid)
                 if status == "IN_PROGRESS":
                     q = q.where(offers.c.status == "INITIATED")
-                elif status == "CANCELLED":
-                    q = q.where(offers.c.status != "DECLINED")
-                else:
+                elif status == "FINISHED":
                     q = q.where(offers.c.status == "IN_PROGRESS")
+                else:  # the request is over for every owner still offered it
+                    q = q.where(
+                        offers.c.status.in_(("WAITING", "READY", "INITIATED", "IN_PROGRESS"))
+                    )
                 conn.execute(q.values(status=status, updated_at=time.time()))
         self._event(rid, "status", {"status": status, **({"error": error} if error else {})})
 
