@@ -36,6 +36,7 @@ from deltaml.crypto import PrivateKey, generate_keypair
 from deltaml.crypto.serialization import pack_vectors
 from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.estimator import TrainedModel
+from deltaml.evidence.published import is_evaluated
 from deltaml.evidence.verify import verify_transcript
 from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import Ledger, RequestState, RequestStatus, Role
@@ -314,7 +315,7 @@ class BuyerNode:
         """Decrypt only what the protocol of this request asks for, and not over and over."""
         round_ = int(getattr(message, "round", 0))
         if isinstance(message, m.MetricRequest):
-            evaluated = round_ == 0 or round_ % spec.eval_every == 0 or round_ == spec.rounds
+            evaluated = is_evaluated(round_, spec.rounds, spec.eval_every)
             if not 0 <= round_ <= spec.rounds or not evaluated:
                 raise ProtocolError(f"round {round_} has no evaluation in this request's spec")
         if isinstance(message, m.GramRequest) and not spec.contributions:
@@ -334,13 +335,20 @@ class BuyerNode:
             role.spec.model, tuple(req["features"]), req["target"], coef, intercept, rounds
         ).to_json()
 
-    def model(self, rid: int) -> TrainedModel:
-        if self.store.get("requests", str(rid)) is None:
+    def _saved(self, rid: int) -> dict[str, Any]:
+        """This buyer's record of request ``rid``; a 404 if it is not one of its own."""
+        saved: dict[str, Any] | None = self.store.get("requests", str(rid))
+        if saved is None:
             raise HTTPException(404, f"request {rid} is not one of this buyer's")
-        data = self.store.get("models", str(rid))
+        return saved
+
+    def model_json(self, rid: int) -> dict[str, Any]:
+        """The trained model as stored (``TrainedModel`` JSON); a 404 until it is here."""
+        self._saved(rid)
+        data: dict[str, Any] | None = self.store.get("models", str(rid))
         if data is None:
             raise HTTPException(404, f"request {rid} has no model yet")
-        return TrainedModel.from_json(data)
+        return data
 
     # -- settlement -----------------------------------------------------------------
     def _watch(self) -> None:
@@ -368,9 +376,7 @@ class BuyerNode:
         Past the deadline of a request that has not finished on chain, the deposit
         is reclaimed whatever the aggregator says, or even if it does not answer.
         """
-        saved = self.store.get("requests", str(rid))
-        if saved is None:
-            raise HTTPException(404, f"request {rid} is not one of this buyer's")
+        saved = self._saved(rid)
         if self.ledger is not None:
             cid = int(saved["chain_request_id"])
             if self._overdue(self.ledger.request(cid)):
@@ -448,9 +454,7 @@ class BuyerNode:
         """The aggregator's public view of one of this buyer's requests, with what only
         the buyer knows: whether the model is here, and the settlement."""
         key = str(rid)
-        saved = saved or self.store.get("requests", key)
-        if saved is None:
-            raise HTTPException(404, f"request {rid} is not one of this buyer's")
+        saved = saved or self._saved(rid)
         try:
             view: dict[str, Any] = self.client.get(f"/requests/{key}")
         except AggregatorError as exc:
@@ -462,8 +466,7 @@ class BuyerNode:
 
     def cancel(self, rid: int) -> dict[str, Any]:
         """Cancel an OPEN request; the deposit is reclaimed by the settlement thread."""
-        if self.store.get("requests", str(rid)) is None:
-            raise HTTPException(404, f"request {rid} is not one of this buyer's")
+        self._saved(rid)
         result: dict[str, Any] = self.client.post(f"/requests/{rid}/cancel")
         log.info("request %d cancelled", rid)
         return result
@@ -501,7 +504,7 @@ def create_app(node: BuyerNode, login: LoginConfig | None = None) -> FastAPI:
 
     @app.get("/requests/{rid}/model")
     def model(rid: int) -> dict[str, Any]:
-        return node.model(rid).to_json()
+        return node.model_json(rid)
 
     @app.post("/requests/{rid}/approve")
     def approve(rid: int) -> dict[str, Any]:

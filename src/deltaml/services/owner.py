@@ -282,8 +282,9 @@ class OwnerNode:
                 log.warning("request %d: %s", rid, exc)
         return total
 
-    def payment(self, rid: int) -> dict[str, Any]:
-        """Where this owner's payment for request ``rid`` stands, in plain words too."""
+    def payment(self, rid: int, view: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Where this owner's payment for request ``rid`` stands, in plain words too
+        (``view``: the aggregator's view of it, if the caller has just fetched it)."""
         saved = self.store.get("earnings", str(rid))
         if saved is not None:
             return {
@@ -292,7 +293,7 @@ class OwnerNode:
                 "claimable_wei": "0",
                 "explanation": "Withdrawn.",
             }
-        view = self.client.get(f"/requests/{rid}")
+        view = view or self.client.get(f"/requests/{rid}")
         out = {"state": "", "withdrawn_wei": "0", "claimable_wei": "0", "explanation": ""}
         if view["status"] in ("FAILED", "CANCELLED"):
             status = view["status"].lower()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -189,7 +189,6 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
     async def approve(request: Request, rid: int) -> Response:
         session = ui.session(request)
         await ui.form(request, session)
-        node.overview(rid)
         try:
             outcome = await run_in_threadpool(node.settle, rid, True)
         except DeltaMLError as exc:
@@ -224,12 +223,8 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
     @app.get("/requests/{rid}/model.json", name="model")
     def model(request: Request, rid: int) -> Response:
         ui.session(request)
-        node.overview(rid)
-        data = node.store.get("models", str(rid))
-        if data is None:
-            raise HTTPException(404, f"Request {rid} has no trained model yet.")
         return Response(
-            json.dumps(data, indent=2),
+            json.dumps(node.model_json(rid), indent=2),
             media_type="application/json",
             headers={
                 "Content-Disposition": f'attachment; filename="deltaml-model-{rid}.json"',

@@ -176,7 +176,7 @@ def owner_ui(node: OwnerNode, login: LoginConfig | None) -> WebUI:
         view = node.client.get(f"/requests/{rid}")
         result = view.get("result") or {}
         me = node.address
-        payment = node.payment(rid)
+        payment = node.payment(rid, view)
         return {
             "rid": rid,
             "offer": offer,
