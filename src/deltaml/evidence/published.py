@@ -93,6 +93,12 @@ def improvement_percent(initial: float | None, metric: float | None) -> float | 
     return 100.0 * (initial - metric) / initial
 
 
+def is_evaluated(k: int, rounds: int, every: int) -> bool:
+    """Whether round ``k`` publishes a metric: the initial model (0), every ``every``-th
+    round and the last (``rounds``)."""
+    return k == 0 or k % every == 0 or k == rounds
+
+
 def last_round(rounds: int, target_improvement: float, metrics: Mapping[int, float]) -> int:
     """The round training ends after: the first evaluated round (before the last)
     whose published metric improves on the initial one (round 0) by at least

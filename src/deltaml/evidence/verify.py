@@ -82,6 +82,7 @@ from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.evidence.published import (
     denoised_sse,
     gram_from_ints,
+    is_evaluated,
     last_round,
     metric_value,
     shapley_method,
@@ -1171,7 +1172,7 @@ class _Verifier:
             missing.append("an owner's statistics")
         if self.stats is None:
             missing.append("the published statistics")
-        evaluated = [0, *(k for k in range(1, rounds + 1) if k % every == 0 or k == rounds)]
+        evaluated = [k for k in range(rounds + 1) if is_evaluated(k, rounds, every)]
         for k in range(1, rounds + 1):
             if (k, "round") not in self.summed:
                 missing.append(f"round {k}")

@@ -18,7 +18,12 @@ from eth_account import Account
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import DeltaMLValueError, ProtocolError
-from deltaml.evidence.published import last_round, rotation_commitment, shapley_seed
+from deltaml.evidence.published import (
+    is_evaluated,
+    last_round,
+    rotation_commitment,
+    shapley_seed,
+)
 from deltaml.evidence.signatures import hex_ints, vector_digest, vector_ref
 from deltaml.evidence.transcript import FORMAT, TranscriptWriter
 from deltaml.learning.contributions import (
@@ -291,7 +296,7 @@ class Aggregator:
                 cp.first_updates = dict(states)
             rec = RoundRecord(k, 0.0, refreshed)
             record.training_seconds += time.perf_counter() - r0
-            if k % spec.eval_every == 0 or k == spec.rounds:
+            if is_evaluated(k, spec.rounds, spec.eval_every):
                 e0 = time.perf_counter()
                 rec.metric = self._evaluate(k, total, validators, spec)
                 record.metric_seconds += time.perf_counter() - e0
