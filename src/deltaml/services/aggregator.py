@@ -33,7 +33,7 @@ from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.ledger.base import Ledger, RequestStatus, Role
-from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
+from deltaml.ledger.payouts import MAX_PARTICIPANTS, TRAINERS_PERCENT, scale_metric
 from deltaml.marketplace import spec_hash
 from deltaml.roles.aggregator import Aggregator, Checkpoint, RoundRecord, split_roles
 from deltaml.roles.messages import TrainingSpec
@@ -698,7 +698,7 @@ class AggregatorService:
                 "deposit_wei": r.deposit_wei,
                 # What the trainers' share is worth per owner if every trainer earns alike.
                 "offered_reward_wei": str(
-                    int(r.deposit_wei) * 7 // 10 // max(1, r.requirements["owners"])
+                    int(r.deposit_wei) * TRAINERS_PERCENT // 100 // max(1, r.requirements["owners"])
                 ),
             }
             for r in rows
