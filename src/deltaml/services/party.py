@@ -23,6 +23,7 @@ from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.roles.messages import Message
 from deltaml.services import wire
 from deltaml.services.auth import SignedAuth
+from deltaml.services.serve import guard_bodies
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -183,8 +184,6 @@ def api_token(work_dir: Path) -> str:
 
 def local_api(title: str, work_dir: Path) -> FastAPI:
     """A node's local JSON API: bearer token from its folder, JSON guard, one-line errors."""
-    from deltaml.services.serve import guard_bodies
-
     token = api_token(work_dir)
 
     # ``Request`` must be a module-level name: annotations are strings here, and FastAPI
