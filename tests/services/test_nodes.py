@@ -132,3 +132,25 @@ def test_a_trained_model_file_predicts_and_refuses_garbage(tmp_path: Path) -> No
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(DeltaMLValueError, match="not a deltaml-model/1"):
         TrainedModel.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "classes"),
+    [("logistic", "classification", ("malignant", "benign")), ("linear", "regression", None)],
+)
+def test_an_owner_reads_its_csv_as_the_request_s_model_type_needs(
+    tmp_path: Path, model: str, task: str, classes: tuple[str, ...] | None
+) -> None:
+    """A logistic request used to fail on every owner: the columns were re-selected
+    without the class labels, so a two-class target raised on the first job."""
+    from deltaml.learning.data import load_dataset, save_csv
+    from deltaml.services.owner import select_columns
+
+    source = load_dataset("breast_cancer")
+    path = save_csv(source, tmp_path / "cancer.csv")
+    features = [source.feature_names[3], source.feature_names[0]]
+    ds = select_columns(path, features, source.target_name, model)
+    assert ds.task == task and ds.classes == (None if classes is None else ("0", "1"))
+    assert ds.feature_names == tuple(features)
+    np.testing.assert_array_equal(ds.X[:, 1], source.X[:, 0])
+    np.testing.assert_array_equal(ds.y, source.y)

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,16 +88,21 @@ def dataset_profile(name: str, path: Path) -> dict[str, Any]:
     return {"name": name, **profile(load_dataset(path))}
 
 
-def select_columns(path: Path, features: list[str], target: str) -> Dataset:
-    """The dataset at ``path`` with exactly ``features`` (in that order) and ``target``."""
-    ds = load_dataset(path, target=target)
+def select_columns(
+    path: Path, features: list[str], target: str, model: str = "linear"
+) -> Dataset:
+    """The dataset at ``path`` with exactly ``features`` (in that order) and ``target``.
+
+    ``model`` is the request's model type: a logistic request reads the target as
+    two classes (kept in ``classes``), a linear one as numbers.
+    """
+    task = "classification" if model == "logistic" else "regression"
+    ds = load_dataset(path, target=target, task=task)
     missing = [f for f in features if f not in ds.feature_names]
     if missing:
         raise DataError(f"{path.name} has no column(s) {', '.join(missing)}")
     idx = [ds.feature_names.index(f) for f in features]
-    return Dataset(
-        np.asarray(ds.X[:, idx]), ds.y, tuple(features), ds.target_name, ds.task, str(path)
-    )
+    return replace(ds, X=np.asarray(ds.X[:, idx]), feature_names=tuple(features))
 
 
 class OwnerNode:
@@ -347,7 +352,12 @@ class OwnerNode:
         if path is None:
             raise ProtocolError(f"dataset {offer['dataset']!r} is no longer here")
         req = offer["requirements"]
-        ds = select_columns(path, list(req["features"]), str(req["target"]))
+        ds = select_columns(
+            path,
+            list(req["features"]),
+            str(req["target"]),
+            str(offer.get("spec", {}).get("model", "linear")),
+        )
         return DataOwner(self.address, ds.X, ds.y, account=self.account)
 
 
