@@ -6,6 +6,8 @@ a one-line message, both in one place each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DeltaMLError(Exception):
     """Root of every error DeltaML raises on purpose."""
@@ -33,6 +35,14 @@ class DataError(DeltaMLValueError):
 
 class ProtocolError(DeltaMLError, RuntimeError):
     """A party received a message the protocol does not allow at this point."""
+
+
+class PartyTimeout(ProtocolError):
+    """Parties did not answer in time; ``parties`` names them (the others' replies are void)."""
+
+    def __init__(self, parties: Sequence[str], seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g} s from {', '.join(sorted(parties))}")
+        self.parties = sorted(parties)
 
 
 class LedgerError(DeltaMLError, RuntimeError):

@@ -17,7 +17,7 @@ from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
-from deltaml.errors import DeltaMLValueError, ProtocolError
+from deltaml.errors import DeltaMLValueError, PartyTimeout, ProtocolError
 from deltaml.evidence.published import (
     is_evaluated,
     last_round,
@@ -36,10 +36,11 @@ from deltaml.learning.standardize import sums_length
 from deltaml.ledger.payouts import Payouts, compute_payouts, scale_metric
 from deltaml.roles import messages as m
 from deltaml.roles.evidence import EvidenceRecorder
-from deltaml.transport.base import PartyTimeout, Transport
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+
+    from deltaml.transport.base import Transport
 
 log = logging.getLogger(__name__)
 

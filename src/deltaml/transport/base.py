@@ -12,16 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Protocol
 
-from deltaml.errors import ProtocolError
+from deltaml.errors import PartyTimeout
 from deltaml.roles.messages import Message
 
-
-class PartyTimeout(ProtocolError):
-    """Parties did not answer in time; ``parties`` names them (the others' replies are void)."""
-
-    def __init__(self, parties: Sequence[str], seconds: float) -> None:
-        super().__init__(f"no answer within {seconds:g} s from {', '.join(sorted(parties))}")
-        self.parties = sorted(parties)
+__all__ = ["Party", "PartyTimeout", "Transport"]
 
 
 class Party(Protocol):
