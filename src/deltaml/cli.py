@@ -163,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chain.add_argument("--no-chain", action="store_true", help="skip escrow and settlement")
     sim.add_argument(
+        "--model-out",
+        metavar="PATH",
+        help=(
+            "write the trained model here: a .onnx path gives ONNX (needs the onnx extra), "
+            "any other the JSON model file (deltaml.estimator.TrainedModel.load reads it)"
+        ),
+    )
+    sim.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a report"
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -255,6 +263,8 @@ def _simulate(args: argparse.Namespace) -> int:
         target_improvement=args.target_improvement,
         chain_url=args.chain_url,
     )
+    if args.model_out:
+        _check_model_out(Path(args.model_out))
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -281,11 +291,32 @@ def _simulate(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if args.model_out:
+        saved = result.trained_model().save(args.model_out)
+        if not args.json:
+            print(f"model written to {saved}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
     _print_report(result)
     return 0
+
+
+def _check_model_out(path: Path) -> None:
+    """Refuse a --model-out the run could not write, before the run."""
+    from deltaml.errors import DeltaMLValueError
+
+    if path.is_dir():
+        raise DeltaMLValueError(f"--model-out {path} is a folder; give a file path")
+    if not path.parent.is_dir():
+        raise DeltaMLValueError(f"--model-out: folder {path.parent} does not exist")
+    if path.suffix.lower() == ".onnx":
+        try:
+            import skl2onnx  # noqa: F401
+        except ImportError:
+            raise DeltaMLValueError(
+                "--model-out *.onnx needs skl2onnx: pip install 'deltaml[onnx]'"
+            ) from None
 
 
 def _default_transcript(seed: int) -> Path:

@@ -25,6 +25,7 @@ import numpy as np
 from eth_account import Account
 
 from deltaml.errors import DeltaMLValueError
+from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
@@ -137,6 +138,22 @@ class SimulationResult:
     verify_seconds: float = 0.0
     #: What the chain did (``None``: run without a chain).
     settlement: ChainSettlement | None = None
+    #: The data's feature and target names and, for classification, its class labels.
+    features: tuple[str, ...] = ()
+    target: str = ""
+    classes: tuple[str, ...] | None = None
+
+    def trained_model(self) -> TrainedModel:
+        """The buyer's model as it downloads it (see :class:`deltaml.estimator.TrainedModel`)."""
+        return TrainedModel(
+            self.model,
+            self.features,
+            self.target,
+            self.coefficients,
+            self.intercept,
+            len(self.rounds),
+            (self.classes or DEFAULT_CLASSES) if self.model == "logistic" else None,
+        )
 
     @property
     def verified(self) -> bool | None:
@@ -350,6 +367,9 @@ def simulate_shares(
         verification=verification,
         verify_seconds=verify_seconds,
         settlement=settlement,
+        features=shares[0].feature_names,
+        target=shares[0].target_name,
+        classes=shares[0].classes,
     )
     if test is not None:
         result.test = test_metrics(buyer.model, buyer.stats, buyer.weights, x_train, y_train, test)

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 
 from deltaml.crypto import PrivateKey, generate_keypair
 from deltaml.crypto.serialization import pack_vectors
 from deltaml.errors import DeltaMLValueError, ProtocolError
-from deltaml.estimator import TrainedModel
+from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.published import is_evaluated
 from deltaml.evidence.verify import verify_transcript
 from deltaml.learning.models import raw_coefficients
@@ -331,8 +331,17 @@ class BuyerNode:
         saved = self.store.get("requests", str(rid))
         coef, intercept = raw_coefficients(role.weights, role.stats)
         req = saved["requirements"]
+        classes = None
+        if role.spec.model == "logistic":
+            classes = tuple(req.get("classes") or DEFAULT_CLASSES)
         return TrainedModel(
-            role.spec.model, tuple(req["features"]), req["target"], coef, intercept, rounds
+            role.spec.model,
+            tuple(req["features"]),
+            req["target"],
+            coef,
+            intercept,
+            rounds,
+            classes,
         ).to_json()
 
     def _saved(self, rid: int) -> dict[str, Any]:
@@ -349,6 +358,14 @@ class BuyerNode:
         if data is None:
             raise HTTPException(404, f"request {rid} has no model yet")
         return data
+
+    def model_onnx(self, rid: int) -> bytes:
+        """The trained model as ONNX (a 404 until it is here; a 501 without skl2onnx)."""
+        model = TrainedModel.from_json(self.model_json(rid))
+        try:
+            return model.to_onnx_bytes()
+        except DeltaMLValueError as exc:
+            raise HTTPException(501, str(exc)) from None
 
     # -- settlement -----------------------------------------------------------------
     def _watch(self) -> None:
@@ -505,6 +522,14 @@ def create_app(node: BuyerNode, login: LoginConfig | None = None) -> FastAPI:
     @app.get("/requests/{rid}/model")
     def model(rid: int) -> dict[str, Any]:
         return node.model_json(rid)
+
+    @app.get("/requests/{rid}/model.onnx")
+    def model_onnx(rid: int) -> Response:
+        return Response(
+            node.model_onnx(rid),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="deltaml-model-{rid}.onnx"'},
+        )
 
     @app.post("/requests/{rid}/approve")
     def approve(rid: int) -> dict[str, Any]:
