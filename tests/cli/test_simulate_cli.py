@@ -97,6 +97,9 @@ def test_simulate_report_on_a_csv_classification(
         ("a,b,y\n1,2,3\n2,1,5\n", "fewer"),
         ("a,b,y\n1,2,3\n1,3,4\n1,4,5\n1,5,7\n1,6,2\n", "constant"),
         ("y\n1\n2\n3\n", "feature"),
+        ("a,b,y\n1,2,3\n4,1e308,6\n7,8,9\n1,1,1\n", "too large in column 'b' at row 2"),
+        ("a,b,y\n1,2,3\n4,-1e154,6\n7,8,9\n1,1,1\n", "too large in column 'b' at row 2"),
+        ("a,y\n1,2\n", "only one data row"),
     ],
 )
 def test_bad_csv_is_one_clear_line(tmp_path: Path, content: str, problem: str) -> None:

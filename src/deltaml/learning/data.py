@@ -43,6 +43,7 @@ __all__ = [
     "load_dataset",
     "make_synthetic",
     "profile",
+    "profile_csv",
     "split_owners",
     "train_test_split",
 ]
@@ -67,6 +68,15 @@ _SYNTHETIC_SIGNAL_STD = 3.0
 
 #: At most this many column names are listed in one message.
 _MAX_NAMES_IN_MESSAGE = 20
+
+#: The largest magnitude a value may have. The owners' encrypted statistics hold
+#: sums of squares at a fixed-point exponent of 40 bits (``TrainingSpec.base_exponent``)
+#: inside a Paillier plaintext, whose signed range is n/3 ≥ 2^1021 for the smallest
+#: key (1024 bits, tests only): ``rows · x² · 2^40 < 2^1021`` must hold for up to
+#: 2^31 rows, so ``|x| < 2^475``. Beyond that a sum wraps around and the column's
+#: statistics, and with them its coefficient, are silently wrong; a square beyond
+#: 1.8e308 is not even a float. ``2^470`` (about 3e141) leaves a margin.
+MAX_ABS_VALUE = 2.0**470
 
 
 # --------------------------------------------------------------------------- Dataset
@@ -189,6 +199,10 @@ def load_dataset(
     spec: str | os.PathLike[str],
     target: str | None = None,
     task: str | None = None,
+    *,
+    features: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+    share: bool = False,
 ) -> Dataset:
     """Load a built-in data set or a CSV file and check it can be trained on.
 
@@ -226,16 +240,46 @@ def load_dataset(
         duplicate or empty column names, a single column, an unknown or empty
         target name, missing, non-numeric or non-finite values, fewer rows than
         features + 1, a constant feature, a constant target, or a target that
-        is not two-class when classification is asked for. Messages name
+        is not two-class when classification is asked for, or a value whose
+        magnitude is at least :data:`MAX_ABS_VALUE` (it would not survive the
+        fixed-point encoding of the encrypted statistics). Messages name
         columns and rows, never values.
+
+    Other Parameters
+    ----------------
+    features : sequence of str, optional
+        CSV only: exactly these columns, in this order, are the features (a
+        data owner answering a request); the file's other columns are not read,
+        so a text column the request does not use is no obstacle.
+    classes : sequence of two str, optional
+        Classification only: the ``(negative, positive)`` labels, encoded as
+        0 and 1 whatever each file holds (numbers compare as numbers: ``1``
+        matches ``1.0``). Every owner of a request encodes with the same pair,
+        so a share holding one class is allowed and never flips the coding; a
+        label outside the pair is refused naming its row.
+    share : bool
+        The data is one owner's share of a federation: the checks that only
+        make sense for the whole training set (rows >= features + 1, no
+        constant feature, two distinct target values) are left to the
+        protocol, which checks the union.
     """
     label = _one_line(os.fspath(spec))
     if task is not None and task not in _TASKS:
         raise DataError(f"{label}: task must be 'regression' or 'classification', got {task!r}")
+    if classes is not None and len(classes) != 2:
+        raise DataError(f"{label}: classes must name two labels (negative, positive)")
     if isinstance(spec, str) and spec in BUILTIN_DATASETS:
         dataset = _load_builtin(spec, target, cast("Task | None", task))
     else:
-        dataset = _load_csv(label, spec, target, cast("Task | None", task))
+        dataset = _load_csv(
+            label,
+            spec,
+            target,
+            cast("Task | None", task),
+            features=features,
+            classes=None if classes is None else (str(classes[0]), str(classes[1])),
+            share=share,
+        )
     logger.debug(
         "loaded %s: %d rows, %d features, %s",
         label,
@@ -271,12 +315,12 @@ def _load_builtin(name: str, target: str | None, task: Task | None) -> Dataset:
     )
 
 
-def _load_csv(
-    label: str, spec: str | os.PathLike[str], target: str | None, task: Task | None
-) -> Dataset:
+def _read_table(
+    label: str, spec: str | os.PathLike[str]
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """The column names, the stripped cells of each data row and each row's line."""
     header, records = _read_csv_records(label, spec)
     names = _check_header(label, header)
-    target_index = _resolve_target_column(label, names, target)
     if not records:
         raise DataError(f"{label}: the file has a header but no data rows")
     for row, (line, fields) in enumerate(records, start=1):
@@ -287,22 +331,87 @@ def _load_csv(
             )
     cells = [[field.strip() for field in fields] for _, fields in records]
     lines = [line for line, _ in records]
-    _check_missing(label, names, cells, lines)
+    return names, cells, lines
 
+
+def _load_csv(
+    label: str,
+    spec: str | os.PathLike[str],
+    target: str | None,
+    task: Task | None,
+    features: Sequence[str] | None = None,
+    classes: tuple[str, str] | None = None,
+    share: bool = False,
+) -> Dataset:
+    names, cells, lines = _read_table(label, spec)
+    target_index = _resolve_target_column(label, names, target)
     target_name = names[target_index]
-    feature_index = [j for j in range(len(names)) if j != target_index]
+    if features is None:
+        feature_index = [j for j in range(len(names)) if j != target_index]
+    else:
+        absent = [f for f in features if f not in names]
+        if absent:
+            raise DataError(f"{label}: no column(s) {_quote_names(absent)}")
+        if target_name in features or len(set(features)) != len(features):
+            raise DataError(f"{label}: the features must be distinct and not the target")
+        feature_index = [names.index(f) for f in features]
+    used = [*feature_index, target_index]
+    _check_missing(label, names, [[row[j] for j in used] for row in cells], lines, used)
     feature_names = tuple(names[j] for j in feature_index)
+    if len(cells) < 2 and not share:
+        raise DataError(f"{label}: only one data row: training needs at least two")
     X = _parse_numbers(label, names, cells, lines, feature_index)
     target_cells = [row_cells[target_index] for row_cells in cells]
-    classes: tuple[str, ...] | None
-    if task != "regression" and not _all_numeric(target_cells):
-        y, resolved_task, classes = _encode_text_target(label, target_name, target_cells)
+    resolved_classes: tuple[str, ...] | None
+    if classes is not None and task != "regression":
+        y = _encode_named_classes(label, target_name, target_cells, lines, classes)
+        resolved_task: Task = "classification"
+        resolved_classes = classes
+    elif task != "regression" and not _all_numeric(target_cells):
+        y, resolved_task, resolved_classes = _encode_text_target(label, target_name, target_cells)
     else:
         values = _parse_numbers(label, names, cells, lines, [target_index])[:, 0]
-        y, resolved_task, classes = _encode_numeric_target(label, target_name, values, task, None)
+        y, resolved_task, resolved_classes = _encode_numeric_target(
+            label, target_name, values, task, None, share
+        )
+    if share:
+        return Dataset(
+            X=X,
+            y=y,
+            feature_names=feature_names,
+            target_name=target_name,
+            task=resolved_task,
+            source=label,
+            classes=resolved_classes,
+        )
     return _checked_dataset(
-        label, X, y, feature_names, target_name, resolved_task, classes, source=label
+        label, X, y, feature_names, target_name, resolved_task, resolved_classes, source=label
     )
+
+
+def _encode_named_classes(
+    label: str,
+    target_name: str,
+    cells: list[str],
+    lines: list[int],
+    classes: tuple[str, str],
+) -> NDArray[np.float64]:
+    """``0.0`` for ``classes[0]``, ``1.0`` for ``classes[1]``; refuse any other label."""
+    y = np.empty(len(cells), dtype=np.float64)
+    for row, cell in enumerate(cells, start=1):
+        for code, name in enumerate(classes):
+            if cell == name or (
+                _is_number(cell) and _is_number(name) and float(cell) == float(name)
+            ):
+                y[row - 1] = code
+                break
+        else:
+            raise DataError(
+                f"{label}: target column {_quote(target_name)} holds a label other than "
+                f"the request's classes {_quote_names(list(classes))} at row {row} "
+                f"(line {lines[row - 1]})"
+            )
+    return y
 
 
 def _read_csv_records(
@@ -372,19 +481,28 @@ def _resolve_target_column(label: str, names: list[str], target: str | None) -> 
     return names.index(target)
 
 
-def _check_missing(label: str, names: list[str], cells: list[list[str]], lines: list[int]) -> None:
+def _check_missing(
+    label: str,
+    names: list[str],
+    cells: list[list[str]],
+    lines: list[int],
+    columns: list[int] | None = None,
+) -> None:
+    """Refuse missing values; ``cells[r][k]`` is column ``columns[k]`` (default: all)."""
+    index = columns if columns is not None else list(range(len(names)))
     missing_columns: set[int] = set()
     first: tuple[int, int] | None = None
     for row, row_cells in enumerate(cells, start=1):
-        for j, cell in enumerate(row_cells):
+        for k, cell in enumerate(row_cells):
+            j = index[k]
             if cell.lower() in _MISSING_TOKENS:
                 missing_columns.add(j)
                 if first is None:
                     first = (row, lines[row - 1])
     if first is not None:
-        columns = _quote_names([names[j] for j in sorted(missing_columns)])
+        quoted = _quote_names([names[j] for j in sorted(missing_columns)])
         raise DataError(
-            f"{label}: missing values in column(s) {columns}; "
+            f"{label}: missing values in column(s) {quoted}; "
             f"first at row {first[0]} (line {first[1]})"
         )
 
@@ -412,6 +530,13 @@ def _parse_numbers(
                     f"{label}: non-finite number (infinite or NaN) in column "
                     f"{_quote(names[j])} at row {row} (line {lines[row - 1]})"
                 )
+            if abs(value) >= MAX_ABS_VALUE:
+                raise DataError(
+                    f"{label}: value too large in column {_quote(names[j])} at row {row} "
+                    f"(line {lines[row - 1]}): magnitudes must stay below "
+                    f"{MAX_ABS_VALUE:.3g} to survive the encrypted statistics' "
+                    "fixed-point encoding; rescale the column"
+                )
             out[row - 1, k] = value
     return out
 
@@ -422,17 +547,19 @@ def _encode_numeric_target(
     values: NDArray[np.float64],
     task: Task | None,
     code_names: Sequence[str] | None,
+    share: bool = False,
 ) -> tuple[NDArray[np.float64], Task, tuple[str, ...] | None]:
     """Resolve the task of a numeric target; encode a two-class target as 0/1.
 
     ``code_names[int(v)]`` names the class coded ``v`` when given (built-ins);
-    otherwise the class names are the numbers' text.
+    otherwise the class names are the numbers' text. A share's constant target is
+    no error (the protocol checks the union).
     """
     distinct = np.unique(values)
     if task is None:
         task = "classification" if distinct.size == 2 else "regression"
     if task == "regression":
-        if distinct.size < 2:
+        if distinct.size < 2 and not share:
             raise DataError(f"{label}: target column {_quote(target_name)} is constant")
         return values, task, None
     _check_two_classes(label, target_name, int(distinct.size))
@@ -655,6 +782,71 @@ def profile(ds: Dataset) -> dict[str, object]:
         {"name": ds.target_name, "role": "target", "type": _column_type(ds.y), "nulls": 0}
     )
     return {"rows": ds.n_rows, "target": ds.target_name, "task": ds.task, "columns": columns}
+
+
+def profile_csv(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Describe a data owner's CSV file, and its problems in plain words, without a value.
+
+    Unlike :func:`load_dataset` it assumes no target (a request names one) and
+    refuses only a file that is not a table at all; everything else is a
+    *problem* of a column, said in words an owner can act on, and that column
+    is left out of what a request can use.
+
+    Returns
+    -------
+    dict
+        ``{"rows": int, "target": "", "task": "", "columns": [...], "problems":
+        [str, ...]}``; each column is ``{"name", "role": "column", "type":
+        "binary" | "int" | "float" | "text", "nulls": int}``. A ``"text"`` column
+        can only be a classification target (the request names its classes).
+        Columns with a value too large for the encrypted statistics are not
+        listed (only their problem is).
+
+    Raises
+    ------
+    DataError
+        One line naming the file, when it cannot be read as a table (missing,
+        not UTF-8, no header, a single column, no data row, ragged rows).
+    """
+    label = _one_line(os.fspath(path))
+    names, cells, lines = _read_table(label, path)
+    problems: list[str] = []
+    columns: list[dict[str, object]] = []
+    for j, name in enumerate(names):
+        present = [
+            (r, row[j]) for r, row in enumerate(cells) if row[j].lower() not in _MISSING_TOKENS
+        ]
+        nulls = len(cells) - len(present)
+        if nulls:
+            problems.append(
+                f"missing values in column {_quote(name)} ({_plural(nulls, 'row')}): "
+                "requests that need it are not offered"
+            )
+        if not all(_is_number(cell) for _, cell in present):
+            columns.append({"name": name, "role": "column", "type": "text", "nulls": nulls})
+            problems.append(
+                f"non-numeric value in column {_quote(name)} (it holds text): it can only be the "
+                "target of a logistic request that names its classes"
+            )
+            continue
+        values = np.array([float(cell) for _, cell in present], dtype=np.float64)
+        bad = [r for (r, _), v in zip(present, values, strict=True) if not abs(v) < MAX_ABS_VALUE]
+        if bad:
+            problems.append(
+                f"value infinite, NaN or too large (magnitude {MAX_ABS_VALUE:.3g} or more) "
+                f"in column {_quote(name)} at row {bad[0] + 1} (line {lines[bad[0]]}): "
+                "the column is not offered until that is fixed"
+            )
+            continue
+        kind = _column_type(values) if len(values) else "float"
+        columns.append({"name": name, "role": "column", "type": kind, "nulls": nulls})
+    if len(cells) == 1:
+        problems.append("only one data row: it can take part only with other owners' data")
+    return {"rows": len(cells), "target": "", "task": "", "columns": columns, "problems": problems}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _column_type(values: NDArray[np.float64]) -> str:

@@ -94,6 +94,8 @@ class Requirements(BaseModel):
     min_rows: int = Field(default=1, ge=1)
     #: Training starts when this many owners have accepted.
     owners: int = Field(ge=2, le=MAX_PARTICIPANTS)
+    #: A logistic request's (negative, positive) labels; every owner codes its target so.
+    classes: list[str] | None = Field(default=None, min_length=2, max_length=2)
 
 
 class NewRequest(BaseModel):
@@ -336,7 +338,7 @@ class AggregatorService:
             spec = TrainingSpec(**body.spec)
         except TypeError as exc:
             raise DeltaMLValueError(f"spec: {exc}") from None
-        req = body.requirements.model_dump()
+        req = body.requirements.model_dump(exclude_none=True)
         key = PublicKey.from_dict(body.public_key)
         (initial,) = unpack_vectors(body.initial_model)
         if initial.public_key != key:

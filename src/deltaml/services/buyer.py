@@ -75,6 +75,7 @@ SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "target_improvement": (int, float),
     "split_seed": int,
     "min_trainers": int,
+    "classes": (list, type(None)),
 }
 SPEC_DEFAULTS: dict[str, Any] = {
     "model": "linear",
@@ -90,6 +91,7 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "target_improvement": 0.0,
     "split_seed": 0,
     "min_trainers": 1,
+    "classes": None,
 }
 
 
@@ -115,6 +117,14 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
         raise DeltaMLValueError("features must be a non-empty list of column names")
     if spec["target"] in spec["features"]:
         raise DeltaMLValueError("the target cannot also be a feature")
+    classes = spec["classes"]
+    if classes is not None:
+        if spec["model"] != "logistic":
+            raise DeltaMLValueError("classes only apply to a logistic model")
+        if len(classes) != 2 or not all(isinstance(c, str) and c for c in classes):
+            raise DeltaMLValueError("classes must name two labels: [negative, positive]")
+        if classes[0] == classes[1]:
+            raise DeltaMLValueError("classes must name two different labels")
     checks = [
         (spec["model"] in ("linear", "logistic"), "model must be linear or logistic"),
         (spec["owners"] >= 2, "owners must be at least 2 (a trainer and a validator)"),
@@ -236,6 +246,9 @@ class BuyerNode:
             "min_rows": req_spec["min_rows"],
             "owners": req_spec["owners"],
         }
+        if req_spec["classes"] is not None:
+            # Every owner codes its target with this pair: classes[1] is the positive class.
+            requirements["classes"] = list(req_spec["classes"])
         public_key, private_key = generate_keypair(
             req_spec["key_bits"], allow_test_keys=self.config.allow_test_keys
         )
