@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--dataset",
         default="diabetes",
-        help="diabetes, breast_cancer, or a CSV file (default: diabetes)",
+        help=(
+            "diabetes, breast_cancer, iris (3 classes: one-vs-rest), or a CSV file "
+            "(default: diabetes)"
+        ),
     )
     sim.add_argument("--target", help="target column of a CSV file (default: the last column)")
     sim.add_argument(
@@ -361,6 +364,12 @@ def _print_report(result: object) -> None:
         f"{r.config.key_bits}-bit Paillier"
     )
     print(f"  trainers: {', '.join(r.trainers)}   validators: {', '.join(r.validators)}")
+    if r.per_class:
+        print(
+            f"  one-vs-rest: {len(r.per_class)} two-class runs, one per class "
+            f"({', '.join(r.classes or ())}); contributions and payouts below: the runs' sums; "
+            "the metric table: the first run's"
+        )
     print(f"\n  round  {metric_name}")
     if r.initial_metric is not None:
         print(f"  {0:>5}  {r.initial_metric:.6g}  (initial model)")

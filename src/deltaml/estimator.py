@@ -13,6 +13,11 @@ labels (``classes[1]`` is the class the model's score is for)::
 >>> est = model.to_sklearn()                       # a fitted LinearRegression / LogisticRegression
 >>> model.to_onnx("model.onnx")                    # doctest: +SKIP  (pip install deltaml[onnx])
 
+A logistic model of K > 2 classes is one-vs-rest: ``coef`` is a K × d matrix and
+``intercept`` a vector of K, row k scoring ``classes[k]`` against the rest; it predicts
+the class of the highest score and, as scikit-learn's ``OneVsRestClassifier`` does,
+probabilities that are the K sigmoids normalized to sum to one.
+
 A :class:`pandas.DataFrame` (or anything with ``columns``) is read by column name,
 so a frame whose columns come in another order gives the same predictions; a
 missing column is an error naming it. The estimator :meth:`TrainedModel.to_sklearn`
@@ -36,6 +41,7 @@ from deltaml.errors import DeltaMLValueError
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
 
 FORMAT = "deltaml-model/1"
 MODEL_TYPES = ("linear", "logistic")
@@ -69,29 +75,47 @@ class TrainedModel:
     features: tuple[str, ...]
     target: str
     coef: np.ndarray
-    intercept: float
+    #: A number; for a one-vs-rest model, one per class.
+    intercept: Any
     rounds: int = 0
-    #: Logistic only: ``(negative, positive)`` labels; ``None`` for a linear model.
+    #: Logistic only: ``(negative, positive)`` labels, or the K labels of a one-vs-rest
+    #: model; ``None`` for a linear model.
     classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_TYPES:
             raise DeltaMLValueError(f"model must be one of {MODEL_TYPES}, got {self.model!r}")
-        coef = np.array(self.coef, dtype=np.float64).reshape(-1)
-        if len(coef) != len(self.features):
-            raise DeltaMLValueError("a model needs one coefficient per feature")
         classes = self.classes
         if self.model == "logistic":
             classes = tuple(str(c) for c in (classes or DEFAULT_CLASSES))
-            if len(classes) != 2 or classes[0] == classes[1]:
-                raise DeltaMLValueError("a logistic model needs two distinct class labels")
+            if len(classes) < 2 or len(set(classes)) != len(classes):
+                raise DeltaMLValueError("a logistic model needs distinct class labels")
         elif classes is not None:
             raise DeltaMLValueError("class labels only apply to a logistic model")
+        d = len(self.features)
+        if classes is not None and len(classes) > 2:
+            coef = np.array(self.coef, dtype=np.float64)
+            intercept: Any = np.array(self.intercept, dtype=np.float64).reshape(-1)
+            if coef.shape != (len(classes), d) or intercept.shape != (len(classes),):
+                raise DeltaMLValueError(
+                    "a one-vs-rest model needs a row of coefficients and an intercept per class"
+                )
+            intercept.setflags(write=False)
+        else:
+            coef = np.array(self.coef, dtype=np.float64).reshape(-1)
+            intercept = float(self.intercept)
+            if len(coef) != d:
+                raise DeltaMLValueError("a model needs one coefficient per feature")
         coef.setflags(write=False)
         object.__setattr__(self, "coef", coef)
         object.__setattr__(self, "features", tuple(str(f) for f in self.features))
-        object.__setattr__(self, "intercept", float(self.intercept))
+        object.__setattr__(self, "intercept", intercept)
         object.__setattr__(self, "classes", classes)
+
+    @property
+    def multiclass(self) -> bool:
+        """More than two classes: one-vs-rest."""
+        return self.classes is not None and len(self.classes) > 2
 
     # -- prediction -----------------------------------------------------------------
     def _matrix(self, X: Any) -> np.ndarray:
@@ -115,8 +139,9 @@ class TrainedModel:
         return x
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """``X · coef + intercept``: the prediction (linear) or the log-odds of ``classes[1]``."""
-        return np.asarray(self._matrix(X) @ self.coef + self.intercept)
+        """``X · coef + intercept``: the prediction (linear) or the log-odds of ``classes[1]``;
+        one column per class for a one-vs-rest model."""
+        return np.asarray(self._matrix(X) @ self.coef.T + self.intercept)
 
     @property
     def classes_(self) -> np.ndarray:
@@ -127,6 +152,8 @@ class TrainedModel:
 
     def predict(self, X: Any) -> np.ndarray:
         scores = self.decision_function(X)
+        if self.multiclass:
+            return self.classes_[np.argmax(scores, axis=1)]
         if self.model == "logistic":
             return self.classes_[(scores > 0).astype(np.intp)]
         return scores
@@ -137,10 +164,12 @@ class TrainedModel:
             raise DeltaMLValueError("predict_proba is for classification (logistic) models")
         scores = self.decision_function(X)
         p = np.exp(-np.logaddexp(0.0, -scores))  # the sigmoid, without overflow warnings
+        if self.multiclass:
+            return np.asarray(p / p.sum(axis=1, keepdims=True))
         return np.column_stack([1.0 - p, p])
 
     # -- scikit-learn and ONNX ---------------------------------------------------------
-    def to_sklearn(self) -> LinearRegression | LogisticRegression:
+    def to_sklearn(self) -> LinearRegression | LogisticRegression | OneVsRestClassifier:
         """The model as a fitted scikit-learn estimator.
 
         A :class:`~sklearn.linear_model.LinearRegression` or a two-class
@@ -151,10 +180,18 @@ class TrainedModel:
         sign when that swaps the two). It predicts what :meth:`predict` does and
         works wherever scikit-learn takes an estimator: ``clone``, ``Pipeline``,
         ``cross_val_score`` (which fits copies of it on the data it is given).
+
+        A one-vs-rest model becomes a fitted
+        :class:`~sklearn.multiclass.OneVsRestClassifier` of one two-class
+        ``LogisticRegression`` per class (classes sorted as scikit-learn sorts
+        them), which predicts and gives probabilities as :meth:`predict` and
+        :meth:`predict_proba` do.
         """
         from sklearn.linear_model import LinearRegression, LogisticRegression
 
         names = np.array(self.features, dtype=object)
+        if self.multiclass:
+            return self._one_vs_rest(names)
         estimator: LinearRegression | LogisticRegression
         if self.model == "linear":
             estimator = LinearRegression()
@@ -174,6 +211,32 @@ class TrainedModel:
         estimator.n_features_in_ = len(self.features)
         estimator.feature_names_in_ = names
         return estimator
+
+    def _one_vs_rest(self, names: np.ndarray) -> OneVsRestClassifier:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.preprocessing import LabelBinarizer
+
+        labels = self.classes_
+        order = np.argsort(labels, kind="stable")
+        binarizer = LabelBinarizer(sparse_output=True).fit(labels[order])
+        estimators = []
+        for k in order:
+            member = LogisticRegression(max_iter=5000)
+            member.classes_ = np.array([0, 1])
+            member.coef_ = self.coef[k].reshape(1, -1).copy()
+            member.intercept_ = np.array([self.intercept[k]])
+            member.n_iter_ = np.array([self.rounds], dtype=np.int32)
+            member.n_features_in_ = len(self.features)
+            member.feature_names_in_ = names
+            estimators.append(member)
+        ovr = OneVsRestClassifier(LogisticRegression(max_iter=5000))
+        ovr.estimators_ = estimators
+        ovr.label_binarizer_ = binarizer
+        ovr.classes_ = binarizer.classes_
+        ovr.n_features_in_ = len(self.features)
+        ovr.feature_names_in_ = names
+        return ovr
 
     def to_onnx(self, path: str | Path | None = None) -> Any:
         """The model as an ONNX graph (input ``X``: double rows of ``features``, in order).
@@ -196,6 +259,8 @@ class TrainedModel:
             labels = estimator.classes_
             if labels.dtype == object:
                 estimator.classes_ = labels.astype(str)
+                if self.multiclass:
+                    estimator.label_binarizer_.classes_ = estimator.classes_
             options = {id(estimator): {"zipmap": False}}
         onnx_model = to_onnx(
             estimator,
@@ -223,8 +288,8 @@ class TrainedModel:
         if self.classes is not None:
             out["classes"] = list(self.classes)
         out.update(
-            coef=[float(v) for v in self.coef],
-            intercept=float(self.intercept),
+            coef=self.coef.tolist(),
+            intercept=self.intercept.tolist() if self.multiclass else float(self.intercept),
             rounds=self.rounds,
         )
         return out
@@ -236,15 +301,16 @@ class TrainedModel:
                 raise DeltaMLValueError(f"not a {FORMAT} model file")
             features: Sequence[str] = data["features"]
             coef = np.array(data["coef"], dtype=np.float64)
-            if coef.ndim != 1 or len(coef) != len(features):
+            if coef.shape[-1:] != (len(features),):
                 raise DeltaMLValueError("a model file needs one coefficient per feature")
             classes = data.get("classes")
+            intercept = data["intercept"]
             return cls(
                 str(data["model"]),
                 tuple(str(f) for f in features),
                 str(data["target"]),
                 coef,
-                float(data["intercept"]),
+                [float(v) for v in intercept] if coef.ndim == 2 else float(intercept),
                 int(data.get("rounds", 0)),
                 None if classes is None else tuple(str(c) for c in classes),
             )

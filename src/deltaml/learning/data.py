@@ -54,7 +54,10 @@ Task = Literal["regression", "classification"]
 _TASKS: tuple[str, ...] = ("regression", "classification")
 
 #: Names :func:`load_dataset` resolves to scikit-learn's bundled files (no network).
-BUILTIN_DATASETS: tuple[str, ...] = ("diabetes", "breast_cancer")
+BUILTIN_DATASETS: tuple[str, ...] = ("diabetes", "breast_cancer", "iris")
+
+#: Most classes a multinomial target may have (one-vs-rest trains one model per class).
+MAX_CLASSES = 20
 
 #: Target column name of the built-in data sets (as in scikit-learn's data frames).
 _BUILTIN_TARGET = "target"
@@ -125,6 +128,11 @@ class Dataset:
     source: str
     classes: tuple[str, ...] | None = None
 
+    @property
+    def multiclass(self) -> bool:
+        """More than two classes (trained one-vs-rest)."""
+        return self.classes is not None and len(self.classes) > 2
+
     def __post_init__(self) -> None:
         X = np.array(self.X, dtype=np.float64, copy=True)
         y = np.array(self.y, dtype=np.float64, copy=True)
@@ -143,10 +151,13 @@ class Dataset:
         if not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise DataError(f"{where}: X and y must be finite")
         if self.task == "classification":
-            if self.classes is None or len(self.classes) != 2:
-                raise DataError(f"{where}: classification needs exactly two classes")
-            if not np.isin(y, (0.0, 1.0)).all():
-                raise DataError(f"{where}: a classification target must be 0 or 1")
+            if self.classes is None or not 2 <= len(self.classes) <= MAX_CLASSES:
+                raise DataError(f"{where}: classification needs two to {MAX_CLASSES} classes")
+            if not np.isin(y, np.arange(len(self.classes), dtype=np.float64)).all():
+                raise DataError(
+                    f"{where}: a classification target must be a class code 0 .. "
+                    f"{len(self.classes) - 1}"
+                )
         elif self.classes is not None:
             raise DataError(f"{where}: classes only apply to classification")
         X.setflags(write=False)
@@ -203,6 +214,7 @@ def load_dataset(
     features: Sequence[str] | None = None,
     classes: Sequence[str] | None = None,
     share: bool = False,
+    multiclass: bool = False,
 ) -> Dataset:
     """Load a built-in data set or a CSV file and check it can be trained on.
 
@@ -262,6 +274,10 @@ def load_dataset(
         make sense for the whole training set (rows >= features + 1, no
         constant feature, two distinct target values) are left to the
         protocol, which checks the union.
+    multiclass : bool
+        Let a classification target have up to :data:`MAX_CLASSES` classes
+        (coded 0 .. K-1 in sorted order; trained one-vs-rest by
+        :func:`deltaml.simulation.run_simulation`). ``"iris"`` always has three.
     """
     label = _one_line(os.fspath(spec))
     if task is not None and task not in _TASKS:
@@ -269,7 +285,7 @@ def load_dataset(
     if classes is not None and len(classes) != 2:
         raise DataError(f"{label}: classes must name two labels (negative, positive)")
     if isinstance(spec, str) and spec in BUILTIN_DATASETS:
-        dataset = _load_builtin(spec, target, cast("Task | None", task))
+        dataset = _load_builtin(spec, target, cast("Task | None", task), multiclass)
     else:
         dataset = _load_csv(
             label,
@@ -279,6 +295,7 @@ def load_dataset(
             features=features,
             classes=None if classes is None else (str(classes[0]), str(classes[1])),
             share=share,
+            multiclass=multiclass,
         )
     logger.debug(
         "loaded %s: %d rows, %d features, %s",
@@ -290,7 +307,9 @@ def load_dataset(
     return dataset
 
 
-def _load_builtin(name: str, target: str | None, task: Task | None) -> Dataset:
+def _load_builtin(
+    name: str, target: str | None, task: Task | None, multiclass: bool = False
+) -> Dataset:
     from sklearn import datasets
 
     if target is not None and target != _BUILTIN_TARGET:
@@ -302,13 +321,16 @@ def _load_builtin(name: str, target: str | None, task: Task | None) -> Dataset:
         bunch = datasets.load_diabetes(scaled=False)  # raw units: standardization is ours
         code_names: Sequence[str] | None = None
     else:
-        bunch = datasets.load_breast_cancer()
+        loader = datasets.load_iris if name == "iris" else datasets.load_breast_cancer
+        bunch = loader()
         code_names = [str(c) for c in bunch.target_names]
+        task = task or "classification"
+        multiclass = multiclass or name == "iris"
     X = np.asarray(bunch.data, dtype=np.float64)
     values = np.asarray(bunch.target, dtype=np.float64)
     feature_names = tuple(str(f) for f in bunch.feature_names)
     y, resolved_task, classes = _encode_numeric_target(
-        name, _BUILTIN_TARGET, values, task, code_names
+        name, _BUILTIN_TARGET, values, task, code_names, multiclass=multiclass
     )
     return _checked_dataset(
         name, X, y, feature_names, _BUILTIN_TARGET, resolved_task, classes, source=name
@@ -342,6 +364,7 @@ def _load_csv(
     features: Sequence[str] | None = None,
     classes: tuple[str, str] | None = None,
     share: bool = False,
+    multiclass: bool = False,
 ) -> Dataset:
     names, cells, lines = _read_table(label, spec)
     target_index = _resolve_target_column(label, names, target)
@@ -368,11 +391,13 @@ def _load_csv(
         resolved_task: Task = "classification"
         resolved_classes = classes
     elif task != "regression" and not _all_numeric(target_cells):
-        y, resolved_task, resolved_classes = _encode_text_target(label, target_name, target_cells)
+        y, resolved_task, resolved_classes = _encode_text_target(
+            label, target_name, target_cells, multiclass
+        )
     else:
         values = _parse_numbers(label, names, cells, lines, [target_index])[:, 0]
         y, resolved_task, resolved_classes = _encode_numeric_target(
-            label, target_name, values, task, None, share
+            label, target_name, values, task, None, share, multiclass
         )
     if share:
         return Dataset(
@@ -548,6 +573,7 @@ def _encode_numeric_target(
     task: Task | None,
     code_names: Sequence[str] | None,
     share: bool = False,
+    multiclass: bool = False,
 ) -> tuple[NDArray[np.float64], Task, tuple[str, ...] | None]:
     """Resolve the task of a numeric target; encode a two-class target as 0/1.
 
@@ -562,8 +588,8 @@ def _encode_numeric_target(
         if distinct.size < 2 and not share:
             raise DataError(f"{label}: target column {_quote(target_name)} is constant")
         return values, task, None
-    _check_two_classes(label, target_name, int(distinct.size))
-    y = (values == distinct[1]).astype(np.float64)
+    _check_two_classes(label, target_name, int(distinct.size), multiclass=multiclass)
+    y = np.searchsorted(distinct, values).astype(np.float64)
     if code_names is not None:
         classes = tuple(code_names[int(v)] for v in distinct)
     else:
@@ -572,16 +598,27 @@ def _encode_numeric_target(
 
 
 def _encode_text_target(
-    label: str, target_name: str, cells: list[str]
+    label: str, target_name: str, cells: list[str], multiclass: bool = False
 ) -> tuple[NDArray[np.float64], Task, tuple[str, ...]]:
-    """Encode a text target; only a two-class one can be used (classification)."""
+    """Encode a text target as class codes in sorted order (classification only)."""
     distinct = sorted(set(cells))
-    _check_two_classes(label, target_name, len(distinct), text=True)
-    y = np.array([cell == distinct[1] for cell in cells], dtype=np.float64)
-    return y, "classification", (distinct[0], distinct[1])
+    _check_two_classes(label, target_name, len(distinct), text=True, multiclass=multiclass)
+    code = {name: k for k, name in enumerate(distinct)}
+    y = np.array([code[cell] for cell in cells], dtype=np.float64)
+    return y, "classification", tuple(distinct)
 
 
-def _check_two_classes(label: str, target_name: str, n_distinct: int, text: bool = False) -> None:
+def _check_two_classes(
+    label: str, target_name: str, n_distinct: int, text: bool = False, multiclass: bool = False
+) -> None:
+    if multiclass and 2 <= n_distinct <= MAX_CLASSES:
+        return
+    if multiclass:
+        kind = "text target column" if text else "target column"
+        raise DataError(
+            f"{label}: {kind} {_quote(target_name)} has {n_distinct} distinct values; "
+            f"classification needs 2 to {MAX_CLASSES}"
+        )
     if n_distinct != 2:
         kind = "text target column" if text else "target column"
         plural = "value" if n_distinct == 1 else "values"

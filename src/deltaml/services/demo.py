@@ -237,6 +237,11 @@ def demo_data(config: DemoConfig) -> tuple[str, Dataset]:
     unless ``config.model`` names one; a logistic model reads the target as two classes)."""
     task = {"linear": "regression", "logistic": "classification"}.get(config.model or "")
     data = load_dataset(config.dataset, target=config.target, task=task)
+    if data.multiclass:
+        raise DeltaMLValueError(
+            f"{config.dataset} has {len(data.classes or ())} classes; the services train "
+            "two-class models: use deltaml simulate (one-vs-rest) for it"
+        )
     model = config.model or ("logistic" if data.task == "classification" else "linear")
     return model, data
 
