@@ -178,3 +178,20 @@ def test_a_logistic_request_may_name_its_classes_and_the_aggregator_keeps_them()
         sent = {"features": ["a"], "target": "y", "min_rows": 1, "owners": 2, **extra}
         kept = Requirements(**sent).model_dump(exclude_none=True)
         assert kept == sent and request_hash({}, kept) == request_hash({}, sent)
+
+
+def test_a_text_column_is_offered_only_as_a_named_classes_target() -> None:
+    from deltaml.services.aggregator import matching_dataset
+
+    columns = [
+        {"name": "a", "type": "float", "nulls": 0},
+        {"name": "note", "type": "text", "nulls": 0},
+        {"name": "label", "type": "text", "nulls": 0},
+        {"name": "y", "type": "binary", "nulls": 0},
+    ]
+    owner = {"datasets": [{"name": "d", "rows": 10, "columns": columns}]}
+    req = {"features": ["a"], "target": "label", "min_rows": 1}
+    assert matching_dataset(owner, req) is None  # a text target, no classes named
+    assert matching_dataset(owner, {**req, "classes": ["no", "yes"]}) == "d"
+    assert matching_dataset(owner, {**req, "features": ["a", "note"], "target": "y"}) is None
+    assert matching_dataset(owner, {**req, "target": "y"}) == "d"

@@ -137,8 +137,13 @@ def matching_dataset(profile: dict[str, Any], req: dict[str, Any]) -> str | None
         columns = {c.get("name"): c for c in ds.get("columns", [])}
         if ds.get("rows", 0) < req["min_rows"]:
             continue
-        if all(name in columns and not columns[name].get("nulls") for name in wanted):
-            return str(ds["name"])
+        if not all(name in columns and not columns[name].get("nulls") for name in wanted):
+            continue
+        # A text column can only be the target of a request that names its classes.
+        text = {name for name in wanted if columns[name].get("type") == "text"}
+        if text - {req["target"]} or (text and not req.get("classes")):
+            continue
+        return str(ds["name"])
     return None
 
 
