@@ -406,7 +406,12 @@ def _print_report(result: object) -> None:
             print(f"    {oid:<12} {phi:>12.6g}   {weight / 10**4:6.2f} %")
     paid = r.settlement.withdrawn_wei if r.settlement else {}
     where = f"withdrawn on the {r.settlement.chain} chain" if r.settlement else "by the rule"
-    print(f"\n  payouts of a {r.config.deposit_wei} wei deposit ({where})")
+    deposits = (
+        f"{len(r.per_class)} deposits of {r.config.deposit_wei} wei (one per class)"
+        if r.per_class
+        else f"a {r.config.deposit_wei} wei deposit"
+    )
+    print(f"\n  payouts of {deposits} ({where})")
     for pid, wei in r.payouts_wei.items():
         print(f"    {pid:<12} {paid.get(pid, wei):>24} wei")
     print(f"    {'refund':<12} {paid.get('buyer', r.refund_wei):>24} wei")
