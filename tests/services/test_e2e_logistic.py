@@ -42,7 +42,9 @@ def test_a_logistic_model_of_breast_cancer_finishes_verified_as_good_as_scikit_l
         """What the buyer downloads, while its node still runs: JSON and ONNX."""
         token = (config.work_dir / "buyer" / "api-token").read_text().strip()
         auth = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=result.urls["buyer"], headers=auth, trust_env=False) as c:
+        with httpx.Client(
+            base_url=result.urls["buyer"], headers=auth, timeout=120, trust_env=False
+        ) as c:
             (rid,) = [r["id"] for r in c.get("/status").json()["requests"]]
             downloads["json"] = c.get(f"/requests/{rid}/model").json()
             onnx = c.get(f"/requests/{rid}/model.onnx")
