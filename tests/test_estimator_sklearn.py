@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
@@ -89,7 +90,11 @@ def test_to_sklearn_is_a_fitted_estimator_that_predicts_what_the_model_does(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no convergence or feature-name warning
         scores = cross_val_score(refit, X, y, cv=3)
+        direct = cross_val_score(est, X, y, cv=3)  # the exported estimator itself
+        importance = permutation_importance(est, X, y, n_repeats=2, random_state=0)
     assert np.all(np.isfinite(scores)) and scores.mean() > 0.4
+    assert np.all(np.isfinite(direct)) and direct.mean() > 0.4
+    assert importance.importances_mean.shape == (X.shape[1],)
 
 
 @pytest.mark.parametrize("dataset", ["diabetes", "breast_cancer"])
