@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--dataset",
         default="diabetes",
-        help="diabetes, breast_cancer, or a CSV file (default: diabetes)",
+        help=(
+            "diabetes, breast_cancer, iris (3 classes: one-vs-rest), or a CSV file "
+            "(default: diabetes)"
+        ),
     )
     sim.add_argument("--target", help="target column of a CSV file (default: the last column)")
     sim.add_argument(
@@ -162,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     chain.add_argument("--no-chain", action="store_true", help="skip escrow and settlement")
+    sim.add_argument(
+        "--model-out",
+        metavar="PATH",
+        help=(
+            "write the trained model here: a .onnx path gives ONNX (needs the onnx extra), "
+            "any other the JSON model file (deltaml.estimator.TrainedModel.load reads it)"
+        ),
+    )
     sim.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a report"
     )
@@ -255,6 +266,8 @@ def _simulate(args: argparse.Namespace) -> int:
         target_improvement=args.target_improvement,
         chain_url=args.chain_url,
     )
+    if args.model_out:
+        _check_model_out(Path(args.model_out))
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -281,11 +294,32 @@ def _simulate(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if args.model_out:
+        saved = result.trained_model().save(args.model_out)
+        if not args.json:
+            print(f"model written to {saved}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
     _print_report(result)
     return 0
+
+
+def _check_model_out(path: Path) -> None:
+    """Refuse a --model-out the run could not write, before the run."""
+    from deltaml.errors import DeltaMLValueError
+
+    if path.is_dir():
+        raise DeltaMLValueError(f"--model-out {path} is a folder; give a file path")
+    if not path.parent.is_dir():
+        raise DeltaMLValueError(f"--model-out: folder {path.parent} does not exist")
+    if path.suffix.lower() == ".onnx":
+        try:
+            import skl2onnx  # noqa: F401
+        except ImportError:
+            raise DeltaMLValueError(
+                "--model-out *.onnx needs skl2onnx: pip install 'deltaml[onnx]'"
+            ) from None
 
 
 def _default_transcript(seed: int) -> Path:
@@ -330,6 +364,12 @@ def _print_report(result: object) -> None:
         f"{r.config.key_bits}-bit Paillier"
     )
     print(f"  trainers: {', '.join(r.trainers)}   validators: {', '.join(r.validators)}")
+    if r.per_class:
+        print(
+            f"  one-vs-rest: {len(r.per_class)} two-class runs, one per class "
+            f"({', '.join(r.classes or ())}); contributions and payouts below: the runs' sums; "
+            "the metric table: the first run's"
+        )
     print(f"\n  round  {metric_name}")
     if r.initial_metric is not None:
         print(f"  {0:>5}  {r.initial_metric:.6g}  (initial model)")
@@ -366,7 +406,12 @@ def _print_report(result: object) -> None:
             print(f"    {oid:<12} {phi:>12.6g}   {weight / 10**4:6.2f} %")
     paid = r.settlement.withdrawn_wei if r.settlement else {}
     where = f"withdrawn on the {r.settlement.chain} chain" if r.settlement else "by the rule"
-    print(f"\n  payouts of a {r.config.deposit_wei} wei deposit ({where})")
+    deposits = (
+        f"{len(r.per_class)} deposits of {r.config.deposit_wei} wei (one per class)"
+        if r.per_class
+        else f"a {r.config.deposit_wei} wei deposit"
+    )
+    print(f"\n  payouts of {deposits} ({where})")
     for pid, wei in r.payouts_wei.items():
         print(f"    {pid:<12} {paid.get(pid, wei):>24} wei")
     print(f"    {'refund':<12} {paid.get('buyer', r.refund_wei):>24} wei")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deltaml.cli import main
@@ -96,6 +97,9 @@ def test_simulate_report_on_a_csv_classification(
         ("a,b,y\n1,2,3\n2,1,5\n", "fewer"),
         ("a,b,y\n1,2,3\n1,3,4\n1,4,5\n1,5,7\n1,6,2\n", "constant"),
         ("y\n1\n2\n3\n", "feature"),
+        ("a,b,y\n1,2,3\n4,1e308,6\n7,8,9\n1,1,1\n", "too large in column 'b' at row 2"),
+        ("a,b,y\n1,2,3\n4,-1e154,6\n7,8,9\n1,1,1\n", "too large in column 'b' at row 2"),
+        ("a,y\n1,2\n", "only one data row"),
     ],
 )
 def test_bad_csv_is_one_clear_line(tmp_path: Path, content: str, problem: str) -> None:
@@ -118,3 +122,31 @@ def test_unknown_target_and_bad_options(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "at least 1" in proc.stderr
     proc = _run("simulate", "--owners", "1", "--quiet")
     assert proc.returncode == 1 and "at least 2" in proc.stderr
+
+
+@pytest.mark.parametrize("suffix", [".json", ".onnx"])
+def test_simulate_writes_the_trained_model(suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model-out``: the model a data scientist takes away, JSON or ONNX."""
+    from deltaml.estimator import TrainedModel
+    from deltaml.learning.data import load_dataset
+
+    path = Path("out") / f"model{suffix}"
+    args = ["simulate", "--dataset", "breast_cancer", "--owners", "3", "--rounds", "3"]
+    args += ["--eval-every", "3", "--no-chain", "--json", "--quiet", "--model-out", str(path)]
+    assert main(args) == 1  # the folder does not exist: refused before the run
+    assert "does not exist" in capsys.readouterr().err
+    path.parent.mkdir()
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    ds = load_dataset("breast_cancer")
+    labels = np.where(
+        out["intercept"] + ds.X @ np.array(out["coefficients"]) > 0, "benign", "malignant"
+    )
+    if suffix == ".json":
+        model = TrainedModel.load(path)
+        assert model.classes == ("malignant", "benign") and model.features == ds.feature_names
+        assert (model.predict(ds.X) == labels).all()
+    else:
+        ort = pytest.importorskip("onnxruntime")
+        predicted = ort.InferenceSession(str(path)).run(None, {"X": ds.X})[0]
+        assert (predicted == labels).all()

@@ -43,6 +43,7 @@ __all__ = [
     "load_dataset",
     "make_synthetic",
     "profile",
+    "profile_csv",
     "split_owners",
     "train_test_split",
 ]
@@ -53,7 +54,10 @@ Task = Literal["regression", "classification"]
 _TASKS: tuple[str, ...] = ("regression", "classification")
 
 #: Names :func:`load_dataset` resolves to scikit-learn's bundled files (no network).
-BUILTIN_DATASETS: tuple[str, ...] = ("diabetes", "breast_cancer")
+BUILTIN_DATASETS: tuple[str, ...] = ("diabetes", "breast_cancer", "iris")
+
+#: Most classes a multinomial target may have (one-vs-rest trains one model per class).
+MAX_CLASSES = 20
 
 #: Target column name of the built-in data sets (as in scikit-learn's data frames).
 _BUILTIN_TARGET = "target"
@@ -67,6 +71,15 @@ _SYNTHETIC_SIGNAL_STD = 3.0
 
 #: At most this many column names are listed in one message.
 _MAX_NAMES_IN_MESSAGE = 20
+
+#: The largest magnitude a value may have. The owners' encrypted statistics hold
+#: sums of squares at a fixed-point exponent of 40 bits (``TrainingSpec.base_exponent``)
+#: inside a Paillier plaintext, whose signed range is n/3 ≥ 2^1021 for the smallest
+#: key (1024 bits, tests only): ``rows · x² · 2^40 < 2^1021`` must hold for up to
+#: 2^31 rows, so ``|x| < 2^475``. Beyond that a sum wraps around and the column's
+#: statistics, and with them its coefficient, are silently wrong; a square beyond
+#: 1.8e308 is not even a float. ``2^470`` (about 3e141) leaves a margin.
+MAX_ABS_VALUE = 2.0**470
 
 
 # --------------------------------------------------------------------------- Dataset
@@ -115,6 +128,11 @@ class Dataset:
     source: str
     classes: tuple[str, ...] | None = None
 
+    @property
+    def multiclass(self) -> bool:
+        """More than two classes (trained one-vs-rest)."""
+        return self.classes is not None and len(self.classes) > 2
+
     def __post_init__(self) -> None:
         X = np.array(self.X, dtype=np.float64, copy=True)
         y = np.array(self.y, dtype=np.float64, copy=True)
@@ -133,10 +151,13 @@ class Dataset:
         if not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise DataError(f"{where}: X and y must be finite")
         if self.task == "classification":
-            if self.classes is None or len(self.classes) != 2:
-                raise DataError(f"{where}: classification needs exactly two classes")
-            if not np.isin(y, (0.0, 1.0)).all():
-                raise DataError(f"{where}: a classification target must be 0 or 1")
+            if self.classes is None or not 2 <= len(self.classes) <= MAX_CLASSES:
+                raise DataError(f"{where}: classification needs two to {MAX_CLASSES} classes")
+            if not np.isin(y, np.arange(len(self.classes), dtype=np.float64)).all():
+                raise DataError(
+                    f"{where}: a classification target must be a class code 0 .. "
+                    f"{len(self.classes) - 1}"
+                )
         elif self.classes is not None:
             raise DataError(f"{where}: classes only apply to classification")
         X.setflags(write=False)
@@ -189,6 +210,11 @@ def load_dataset(
     spec: str | os.PathLike[str],
     target: str | None = None,
     task: str | None = None,
+    *,
+    features: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+    share: bool = False,
+    multiclass: bool = False,
 ) -> Dataset:
     """Load a built-in data set or a CSV file and check it can be trained on.
 
@@ -226,16 +252,51 @@ def load_dataset(
         duplicate or empty column names, a single column, an unknown or empty
         target name, missing, non-numeric or non-finite values, fewer rows than
         features + 1, a constant feature, a constant target, or a target that
-        is not two-class when classification is asked for. Messages name
+        is not two-class when classification is asked for, or a value whose
+        magnitude is at least :data:`MAX_ABS_VALUE` (it would not survive the
+        fixed-point encoding of the encrypted statistics). Messages name
         columns and rows, never values.
+
+    Other Parameters
+    ----------------
+    features : sequence of str, optional
+        CSV only: exactly these columns, in this order, are the features (a
+        data owner answering a request); the file's other columns are not read,
+        so a text column the request does not use is no obstacle.
+    classes : sequence of two str, optional
+        Classification only: the ``(negative, positive)`` labels, encoded as
+        0 and 1 whatever each file holds (numbers compare as numbers: ``1``
+        matches ``1.0``). Every owner of a request encodes with the same pair,
+        so a share holding one class is allowed and never flips the coding; a
+        label outside the pair is refused naming its row.
+    share : bool
+        The data is one owner's share of a federation: the checks that only
+        make sense for the whole training set (rows >= features + 1, no
+        constant feature, two distinct target values) are left to the
+        protocol, which checks the union.
+    multiclass : bool
+        Let a classification target have up to :data:`MAX_CLASSES` classes
+        (coded 0 .. K-1 in sorted order; trained one-vs-rest by
+        :func:`deltaml.simulation.run_simulation`). ``"iris"`` always has three.
     """
     label = _one_line(os.fspath(spec))
     if task is not None and task not in _TASKS:
         raise DataError(f"{label}: task must be 'regression' or 'classification', got {task!r}")
+    if classes is not None and len(classes) != 2:
+        raise DataError(f"{label}: classes must name two labels (negative, positive)")
     if isinstance(spec, str) and spec in BUILTIN_DATASETS:
-        dataset = _load_builtin(spec, target, cast("Task | None", task))
+        dataset = _load_builtin(spec, target, cast("Task | None", task), multiclass)
     else:
-        dataset = _load_csv(label, spec, target, cast("Task | None", task))
+        dataset = _load_csv(
+            label,
+            spec,
+            target,
+            cast("Task | None", task),
+            features=features,
+            classes=None if classes is None else (str(classes[0]), str(classes[1])),
+            share=share,
+            multiclass=multiclass,
+        )
     logger.debug(
         "loaded %s: %d rows, %d features, %s",
         label,
@@ -246,7 +307,9 @@ def load_dataset(
     return dataset
 
 
-def _load_builtin(name: str, target: str | None, task: Task | None) -> Dataset:
+def _load_builtin(
+    name: str, target: str | None, task: Task | None, multiclass: bool = False
+) -> Dataset:
     from sklearn import datasets
 
     if target is not None and target != _BUILTIN_TARGET:
@@ -258,25 +321,28 @@ def _load_builtin(name: str, target: str | None, task: Task | None) -> Dataset:
         bunch = datasets.load_diabetes(scaled=False)  # raw units: standardization is ours
         code_names: Sequence[str] | None = None
     else:
-        bunch = datasets.load_breast_cancer()
+        loader = datasets.load_iris if name == "iris" else datasets.load_breast_cancer
+        bunch = loader()
         code_names = [str(c) for c in bunch.target_names]
+        task = task or "classification"
+        multiclass = multiclass or name == "iris"
     X = np.asarray(bunch.data, dtype=np.float64)
     values = np.asarray(bunch.target, dtype=np.float64)
     feature_names = tuple(str(f) for f in bunch.feature_names)
     y, resolved_task, classes = _encode_numeric_target(
-        name, _BUILTIN_TARGET, values, task, code_names
+        name, _BUILTIN_TARGET, values, task, code_names, multiclass=multiclass
     )
     return _checked_dataset(
         name, X, y, feature_names, _BUILTIN_TARGET, resolved_task, classes, source=name
     )
 
 
-def _load_csv(
-    label: str, spec: str | os.PathLike[str], target: str | None, task: Task | None
-) -> Dataset:
+def _read_table(
+    label: str, spec: str | os.PathLike[str]
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """The column names, the stripped cells of each data row and each row's line."""
     header, records = _read_csv_records(label, spec)
     names = _check_header(label, header)
-    target_index = _resolve_target_column(label, names, target)
     if not records:
         raise DataError(f"{label}: the file has a header but no data rows")
     for row, (line, fields) in enumerate(records, start=1):
@@ -287,22 +353,90 @@ def _load_csv(
             )
     cells = [[field.strip() for field in fields] for _, fields in records]
     lines = [line for line, _ in records]
-    _check_missing(label, names, cells, lines)
+    return names, cells, lines
 
+
+def _load_csv(
+    label: str,
+    spec: str | os.PathLike[str],
+    target: str | None,
+    task: Task | None,
+    features: Sequence[str] | None = None,
+    classes: tuple[str, str] | None = None,
+    share: bool = False,
+    multiclass: bool = False,
+) -> Dataset:
+    names, cells, lines = _read_table(label, spec)
+    target_index = _resolve_target_column(label, names, target)
     target_name = names[target_index]
-    feature_index = [j for j in range(len(names)) if j != target_index]
+    if features is None:
+        feature_index = [j for j in range(len(names)) if j != target_index]
+    else:
+        absent = [f for f in features if f not in names]
+        if absent:
+            raise DataError(f"{label}: no column(s) {_quote_names(absent)}")
+        if target_name in features or len(set(features)) != len(features):
+            raise DataError(f"{label}: the features must be distinct and not the target")
+        feature_index = [names.index(f) for f in features]
+    used = [*feature_index, target_index]
+    _check_missing(label, names, [[row[j] for j in used] for row in cells], lines, used)
     feature_names = tuple(names[j] for j in feature_index)
+    if len(cells) < 2 and not share:
+        raise DataError(f"{label}: only one data row: training needs at least two")
     X = _parse_numbers(label, names, cells, lines, feature_index)
     target_cells = [row_cells[target_index] for row_cells in cells]
-    classes: tuple[str, ...] | None
-    if task != "regression" and not _all_numeric(target_cells):
-        y, resolved_task, classes = _encode_text_target(label, target_name, target_cells)
+    resolved_classes: tuple[str, ...] | None
+    if classes is not None and task != "regression":
+        y = _encode_named_classes(label, target_name, target_cells, lines, classes)
+        resolved_task: Task = "classification"
+        resolved_classes = classes
+    elif task != "regression" and not _all_numeric(target_cells):
+        y, resolved_task, resolved_classes = _encode_text_target(
+            label, target_name, target_cells, multiclass
+        )
     else:
         values = _parse_numbers(label, names, cells, lines, [target_index])[:, 0]
-        y, resolved_task, classes = _encode_numeric_target(label, target_name, values, task, None)
+        y, resolved_task, resolved_classes = _encode_numeric_target(
+            label, target_name, values, task, None, share, multiclass
+        )
+    if share:
+        return Dataset(
+            X=X,
+            y=y,
+            feature_names=feature_names,
+            target_name=target_name,
+            task=resolved_task,
+            source=label,
+            classes=resolved_classes,
+        )
     return _checked_dataset(
-        label, X, y, feature_names, target_name, resolved_task, classes, source=label
+        label, X, y, feature_names, target_name, resolved_task, resolved_classes, source=label
     )
+
+
+def _encode_named_classes(
+    label: str,
+    target_name: str,
+    cells: list[str],
+    lines: list[int],
+    classes: tuple[str, str],
+) -> NDArray[np.float64]:
+    """``0.0`` for ``classes[0]``, ``1.0`` for ``classes[1]``; refuse any other label."""
+    y = np.empty(len(cells), dtype=np.float64)
+    for row, cell in enumerate(cells, start=1):
+        for code, name in enumerate(classes):
+            if cell == name or (
+                _is_number(cell) and _is_number(name) and float(cell) == float(name)
+            ):
+                y[row - 1] = code
+                break
+        else:
+            raise DataError(
+                f"{label}: target column {_quote(target_name)} holds a label other than "
+                f"the request's classes {_quote_names(list(classes))} at row {row} "
+                f"(line {lines[row - 1]})"
+            )
+    return y
 
 
 def _read_csv_records(
@@ -372,19 +506,28 @@ def _resolve_target_column(label: str, names: list[str], target: str | None) -> 
     return names.index(target)
 
 
-def _check_missing(label: str, names: list[str], cells: list[list[str]], lines: list[int]) -> None:
+def _check_missing(
+    label: str,
+    names: list[str],
+    cells: list[list[str]],
+    lines: list[int],
+    columns: list[int] | None = None,
+) -> None:
+    """Refuse missing values; ``cells[r][k]`` is column ``columns[k]`` (default: all)."""
+    index = columns if columns is not None else list(range(len(names)))
     missing_columns: set[int] = set()
     first: tuple[int, int] | None = None
     for row, row_cells in enumerate(cells, start=1):
-        for j, cell in enumerate(row_cells):
+        for k, cell in enumerate(row_cells):
+            j = index[k]
             if cell.lower() in _MISSING_TOKENS:
                 missing_columns.add(j)
                 if first is None:
                     first = (row, lines[row - 1])
     if first is not None:
-        columns = _quote_names([names[j] for j in sorted(missing_columns)])
+        quoted = _quote_names([names[j] for j in sorted(missing_columns)])
         raise DataError(
-            f"{label}: missing values in column(s) {columns}; "
+            f"{label}: missing values in column(s) {quoted}; "
             f"first at row {first[0]} (line {first[1]})"
         )
 
@@ -412,6 +555,13 @@ def _parse_numbers(
                     f"{label}: non-finite number (infinite or NaN) in column "
                     f"{_quote(names[j])} at row {row} (line {lines[row - 1]})"
                 )
+            if abs(value) >= MAX_ABS_VALUE:
+                raise DataError(
+                    f"{label}: value too large in column {_quote(names[j])} at row {row} "
+                    f"(line {lines[row - 1]}): magnitudes must stay below "
+                    f"{MAX_ABS_VALUE:.3g} to survive the encrypted statistics' "
+                    "fixed-point encoding; rescale the column"
+                )
             out[row - 1, k] = value
     return out
 
@@ -422,21 +572,24 @@ def _encode_numeric_target(
     values: NDArray[np.float64],
     task: Task | None,
     code_names: Sequence[str] | None,
+    share: bool = False,
+    multiclass: bool = False,
 ) -> tuple[NDArray[np.float64], Task, tuple[str, ...] | None]:
     """Resolve the task of a numeric target; encode a two-class target as 0/1.
 
     ``code_names[int(v)]`` names the class coded ``v`` when given (built-ins);
-    otherwise the class names are the numbers' text.
+    otherwise the class names are the numbers' text. A share's constant target is
+    no error (the protocol checks the union).
     """
     distinct = np.unique(values)
     if task is None:
         task = "classification" if distinct.size == 2 else "regression"
     if task == "regression":
-        if distinct.size < 2:
+        if distinct.size < 2 and not share:
             raise DataError(f"{label}: target column {_quote(target_name)} is constant")
         return values, task, None
-    _check_two_classes(label, target_name, int(distinct.size))
-    y = (values == distinct[1]).astype(np.float64)
+    _check_two_classes(label, target_name, int(distinct.size), multiclass=multiclass)
+    y = np.searchsorted(distinct, values).astype(np.float64)
     if code_names is not None:
         classes = tuple(code_names[int(v)] for v in distinct)
     else:
@@ -445,16 +598,27 @@ def _encode_numeric_target(
 
 
 def _encode_text_target(
-    label: str, target_name: str, cells: list[str]
+    label: str, target_name: str, cells: list[str], multiclass: bool = False
 ) -> tuple[NDArray[np.float64], Task, tuple[str, ...]]:
-    """Encode a text target; only a two-class one can be used (classification)."""
+    """Encode a text target as class codes in sorted order (classification only)."""
     distinct = sorted(set(cells))
-    _check_two_classes(label, target_name, len(distinct), text=True)
-    y = np.array([cell == distinct[1] for cell in cells], dtype=np.float64)
-    return y, "classification", (distinct[0], distinct[1])
+    _check_two_classes(label, target_name, len(distinct), text=True, multiclass=multiclass)
+    code = {name: k for k, name in enumerate(distinct)}
+    y = np.array([code[cell] for cell in cells], dtype=np.float64)
+    return y, "classification", tuple(distinct)
 
 
-def _check_two_classes(label: str, target_name: str, n_distinct: int, text: bool = False) -> None:
+def _check_two_classes(
+    label: str, target_name: str, n_distinct: int, text: bool = False, multiclass: bool = False
+) -> None:
+    if multiclass and 2 <= n_distinct <= MAX_CLASSES:
+        return
+    if multiclass:
+        kind = "text target column" if text else "target column"
+        raise DataError(
+            f"{label}: {kind} {_quote(target_name)} has {n_distinct} distinct values; "
+            f"classification needs 2 to {MAX_CLASSES}"
+        )
     if n_distinct != 2:
         kind = "text target column" if text else "target column"
         plural = "value" if n_distinct == 1 else "values"
@@ -655,6 +819,71 @@ def profile(ds: Dataset) -> dict[str, object]:
         {"name": ds.target_name, "role": "target", "type": _column_type(ds.y), "nulls": 0}
     )
     return {"rows": ds.n_rows, "target": ds.target_name, "task": ds.task, "columns": columns}
+
+
+def profile_csv(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Describe a data owner's CSV file, and its problems in plain words, without a value.
+
+    Unlike :func:`load_dataset` it assumes no target (a request names one) and
+    refuses only a file that is not a table at all; everything else is a
+    *problem* of a column, said in words an owner can act on, and that column
+    is left out of what a request can use.
+
+    Returns
+    -------
+    dict
+        ``{"rows": int, "target": "", "task": "", "columns": [...], "problems":
+        [str, ...]}``; each column is ``{"name", "role": "column", "type":
+        "binary" | "int" | "float" | "text", "nulls": int}``. A ``"text"`` column
+        can only be a classification target (the request names its classes).
+        Columns with a value too large for the encrypted statistics are not
+        listed (only their problem is).
+
+    Raises
+    ------
+    DataError
+        One line naming the file, when it cannot be read as a table (missing,
+        not UTF-8, no header, a single column, no data row, ragged rows).
+    """
+    label = _one_line(os.fspath(path))
+    names, cells, lines = _read_table(label, path)
+    problems: list[str] = []
+    columns: list[dict[str, object]] = []
+    for j, name in enumerate(names):
+        present = [
+            (r, row[j]) for r, row in enumerate(cells) if row[j].lower() not in _MISSING_TOKENS
+        ]
+        nulls = len(cells) - len(present)
+        if nulls:
+            problems.append(
+                f"missing values in column {_quote(name)} ({_plural(nulls, 'row')}): "
+                "requests that need it are not offered"
+            )
+        if not all(_is_number(cell) for _, cell in present):
+            columns.append({"name": name, "role": "column", "type": "text", "nulls": nulls})
+            problems.append(
+                f"non-numeric value in column {_quote(name)} (it holds text): it can only be the "
+                "target of a logistic request that names its classes"
+            )
+            continue
+        values = np.array([float(cell) for _, cell in present], dtype=np.float64)
+        bad = [r for (r, _), v in zip(present, values, strict=True) if not abs(v) < MAX_ABS_VALUE]
+        if bad:
+            problems.append(
+                f"value infinite, NaN or too large (magnitude {MAX_ABS_VALUE:.3g} or more) "
+                f"in column {_quote(name)} at row {bad[0] + 1} (line {lines[bad[0]]}): "
+                "the column is not offered until that is fixed"
+            )
+            continue
+        kind = _column_type(values) if len(values) else "float"
+        columns.append({"name": name, "role": "column", "type": kind, "nulls": nulls})
+    if len(cells) == 1:
+        problems.append("only one data row: it can take part only with other owners' data")
+    return {"rows": len(cells), "target": "", "task": "", "columns": columns, "problems": problems}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _column_type(values: NDArray[np.float64]) -> str:

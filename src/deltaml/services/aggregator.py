@@ -94,6 +94,8 @@ class Requirements(BaseModel):
     min_rows: int = Field(default=1, ge=1)
     #: Training starts when this many owners have accepted.
     owners: int = Field(ge=2, le=MAX_PARTICIPANTS)
+    #: A logistic request's (negative, positive) labels; every owner codes its target so.
+    classes: list[str] | None = Field(default=None, min_length=2, max_length=2)
 
 
 class NewRequest(BaseModel):
@@ -135,8 +137,13 @@ def matching_dataset(profile: dict[str, Any], req: dict[str, Any]) -> str | None
         columns = {c.get("name"): c for c in ds.get("columns", [])}
         if ds.get("rows", 0) < req["min_rows"]:
             continue
-        if all(name in columns and not columns[name].get("nulls") for name in wanted):
-            return str(ds["name"])
+        if not all(name in columns and not columns[name].get("nulls") for name in wanted):
+            continue
+        # A text column can only be the target of a request that names its classes.
+        text = {name for name in wanted if columns[name].get("type") == "text"}
+        if text - {req["target"]} or (text and not req.get("classes")):
+            continue
+        return str(ds["name"])
     return None
 
 
@@ -336,7 +343,7 @@ class AggregatorService:
             spec = TrainingSpec(**body.spec)
         except TypeError as exc:
             raise DeltaMLValueError(f"spec: {exc}") from None
-        req = body.requirements.model_dump()
+        req = body.requirements.model_dump(exclude_none=True)
         key = PublicKey.from_dict(body.public_key)
         (initial,) = unpack_vectors(body.initial_model)
         if initial.public_key != key:

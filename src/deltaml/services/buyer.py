@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 
 from deltaml.crypto import PrivateKey, generate_keypair
 from deltaml.crypto.serialization import pack_vectors
 from deltaml.errors import DeltaMLValueError, ProtocolError
-from deltaml.estimator import TrainedModel
+from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.published import is_evaluated
 from deltaml.evidence.verify import verify_transcript
 from deltaml.learning.models import raw_coefficients
@@ -75,6 +75,7 @@ SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "target_improvement": (int, float),
     "split_seed": int,
     "min_trainers": int,
+    "classes": (list, type(None)),
 }
 SPEC_DEFAULTS: dict[str, Any] = {
     "model": "linear",
@@ -90,6 +91,7 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "target_improvement": 0.0,
     "split_seed": 0,
     "min_trainers": 1,
+    "classes": None,
 }
 
 
@@ -115,6 +117,14 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
         raise DeltaMLValueError("features must be a non-empty list of column names")
     if spec["target"] in spec["features"]:
         raise DeltaMLValueError("the target cannot also be a feature")
+    classes = spec["classes"]
+    if classes is not None:
+        if spec["model"] != "logistic":
+            raise DeltaMLValueError("classes only apply to a logistic model")
+        if len(classes) != 2 or not all(isinstance(c, str) and c for c in classes):
+            raise DeltaMLValueError("classes must name two labels: [negative, positive]")
+        if classes[0] == classes[1]:
+            raise DeltaMLValueError("classes must name two different labels")
     checks = [
         (spec["model"] in ("linear", "logistic"), "model must be linear or logistic"),
         (spec["owners"] >= 2, "owners must be at least 2 (a trainer and a validator)"),
@@ -236,6 +246,9 @@ class BuyerNode:
             "min_rows": req_spec["min_rows"],
             "owners": req_spec["owners"],
         }
+        if req_spec["classes"] is not None:
+            # Every owner codes its target with this pair: classes[1] is the positive class.
+            requirements["classes"] = list(req_spec["classes"])
         public_key, private_key = generate_keypair(
             req_spec["key_bits"], allow_test_keys=self.config.allow_test_keys
         )
@@ -331,8 +344,17 @@ class BuyerNode:
         saved = self.store.get("requests", str(rid))
         coef, intercept = raw_coefficients(role.weights, role.stats)
         req = saved["requirements"]
+        classes = None
+        if role.spec.model == "logistic":
+            classes = tuple(req.get("classes") or DEFAULT_CLASSES)
         return TrainedModel(
-            role.spec.model, tuple(req["features"]), req["target"], coef, intercept, rounds
+            role.spec.model,
+            tuple(req["features"]),
+            req["target"],
+            coef,
+            intercept,
+            rounds,
+            classes,
         ).to_json()
 
     def _saved(self, rid: int) -> dict[str, Any]:
@@ -349,6 +371,14 @@ class BuyerNode:
         if data is None:
             raise HTTPException(404, f"request {rid} has no model yet")
         return data
+
+    def model_onnx(self, rid: int) -> bytes:
+        """The trained model as ONNX (a 404 until it is here; a 501 without skl2onnx)."""
+        model = TrainedModel.from_json(self.model_json(rid))
+        try:
+            return model.to_onnx_bytes()
+        except DeltaMLValueError as exc:
+            raise HTTPException(501, str(exc)) from None
 
     # -- settlement -----------------------------------------------------------------
     def _watch(self) -> None:
@@ -505,6 +535,14 @@ def create_app(node: BuyerNode, login: LoginConfig | None = None) -> FastAPI:
     @app.get("/requests/{rid}/model")
     def model(rid: int) -> dict[str, Any]:
         return node.model_json(rid)
+
+    @app.get("/requests/{rid}/model.onnx")
+    def model_onnx(rid: int) -> Response:
+        return Response(
+            node.model_onnx(rid),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="deltaml-model-{rid}.onnx"'},
+        )
 
     @app.post("/requests/{rid}/approve")
     def approve(rid: int) -> dict[str, Any]:

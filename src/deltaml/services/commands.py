@@ -72,18 +72,42 @@ def add_commands(sub: Any) -> None:
         help="approve the settlement once the evidence verifies (auto, the default) or by "
         "hand in the web UI",
     )
+    node_help = (
+        "the buyer node's local API, on this machine "
+        f"(default: http://127.0.0.1:{DEFAULT_PORTS['buyer']}; its token is read from --dir)"
+    )
     r = buy_sub.add_parser("request", help="create a training request from a YAML/JSON spec")
     r.add_argument("spec", type=Path, metavar="SPEC", help="the request spec (YAML or JSON)")
-    r.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
+    r.add_argument(
+        "--node",
+        default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}",
+        metavar="URL",
+        help=node_help,
+    )
     r.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
 
-    mo = buy_sub.add_parser("model", help="download a request's trained model (JSON)")
+    mo = buy_sub.add_parser("model", help="download a request's trained model (JSON or ONNX)")
     mo.add_argument("request_id", type=int, metavar="REQUEST")
-    mo.add_argument("--out", type=Path, help="write it here (default: print it)")
-    mo.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
+    mo.add_argument(
+        "--out",
+        type=Path,
+        help="write it here: ONNX for a *.onnx path (needs the onnx extra), the JSON model "
+        "file otherwise (default: print the JSON)",
+    )
+    mo.add_argument(
+        "--node",
+        default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}",
+        metavar="URL",
+        help=node_help,
+    )
     mo.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
     st = buy_sub.add_parser("status", help="the buyer's requests, as the node sees them")
-    st.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
+    st.add_argument(
+        "--node",
+        default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}",
+        metavar="URL",
+        help=node_help,
+    )
     st.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
 
     ch = sub.add_parser("chain", help="an embedded Ethereum node over JSON-RPC")

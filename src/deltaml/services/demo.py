@@ -2,12 +2,14 @@
 
 It starts a chain (the embedded EVM served over JSON-RPC, unless ``--chain-url``
 names a node such as anvil), an aggregator, a buyer node and five data-owner
-nodes on 127.0.0.1, gives each owner a share of the diabetes data as a CSV file,
-and has the buyer ask for a model. Everything after that is the services'
-own doing over HTTP and the contract: offers, acceptances, training, metrics,
-contributions, settlement and withdrawals. At the end it prints the model's test
-MSE next to scikit-learn's, the contributions, what the chain paid and refunded,
-and whether the evidence verifies.
+nodes on 127.0.0.1, gives each owner a share of a data set (``--dataset``:
+diabetes by default, breast_cancer or a CSV file) as a CSV file, and has the
+buyer ask for a model (``--model linear|logistic``, by default by the data set's
+task). Everything after that is the services' own doing over HTTP and the
+contract: offers, acceptances, training, metrics, contributions, settlement and
+withdrawals. At the end it prints the model's test MSE (linear) or AUC
+(logistic) next to scikit-learn's, the contributions, what the chain paid and
+refunded, and whether the evidence verifies.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ DEFAULT_DIR = Path(".deltaml") / "demo"
 @dataclass
 class DemoConfig:
     work_dir: Path = DEFAULT_DIR
+    #: ``diabetes``, ``breast_cancer`` or a CSV file (its ``target`` column, or the last).
+    dataset: str = "diabetes"
+    target: str | None = None
+    #: ``linear`` or ``logistic``; ``None``: by the data set's task.
+    model: str | None = None
     owners: int = 5
     rounds: int = 12
     eval_every: int = 3
@@ -82,15 +89,28 @@ class DemoResult:
     urls: dict[str, str]
     restarts: int = 0
     error: str = ""
+    model: str = "linear"
+    dataset: str = "diabetes"
+    #: Logistic models: test AUC and accuracy, the model's and scikit-learn's.
+    test_auc: float | None = None
+    sklearn_test_auc: float | None = None
+    test_accuracy: float | None = None
+    sklearn_test_accuracy: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status,
+            "dataset": self.dataset,
+            "model": self.model,
             "seconds": round(self.seconds, 3),
             "startup_seconds": round(self.startup_seconds, 3),
             "chain": self.chain,
             "test_mse": self.test_mse,
             "sklearn_test_mse": self.sklearn_test_mse,
+            "test_auc": self.test_auc,
+            "sklearn_test_auc": self.sklearn_test_auc,
+            "test_accuracy": self.test_accuracy,
+            "sklearn_test_accuracy": self.sklearn_test_accuracy,
             "deposit_wei": str(self.deposit_wei),
             "payouts_wei": {a: str(v) for a, v in self.payouts_wei.items()},
             "refund_wei": str(self.refund_wei),
@@ -112,16 +132,33 @@ def add_demo_parser(sub: Any) -> None:
         help="a whole marketplace on this machine: every party its own process, real HTTP",
         description=(
             "Start a chain, an aggregator, a buyer and data owners as separate processes on "
-            "127.0.0.1, train a model on the diabetes data split among the owners, settle on "
+            "127.0.0.1, train a model on a data set split among the owners, settle on "
             "the contract, and print the result. Ctrl-C stops every process it started."
         ),
     )
     d.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"work folder ({DEFAULT_DIR})")
+    d.add_argument(
+        "--dataset",
+        default="diabetes",
+        help="diabetes, breast_cancer, or a CSV file the owners share (default: diabetes)",
+    )
+    d.add_argument("--target", help="target column of a CSV file (default: the last column)")
+    d.add_argument(
+        "--model",
+        choices=("linear", "logistic"),
+        help="model type (default: by the data set's task)",
+    )
     d.add_argument("--owners", type=int, default=5, help="data owners (default 5)")
     d.add_argument("--rounds", type=int, default=12, help="training rounds (default 12)")
     d.add_argument("--eval-every", type=int, default=3, help="evaluate every N rounds (default 3)")
     d.add_argument("--seed", type=int, default=0, help="seed of the data split and roles")
-    d.add_argument("--key-bits", type=int, default=2048, help="Paillier key size (2048)")
+    d.add_argument(
+        "--key-bits",
+        type=int,
+        default=2048,
+        choices=(2048, 3072),
+        help="Paillier key size (default: 2048)",
+    )
     d.add_argument("--deposit-wei", type=int, default=10**18, help="the buyer's payment")
     d.add_argument("--chain-url", help="an external JSON-RPC node (e.g. anvil) instead")
     d.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -151,6 +188,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
         raise DeltaMLValueError("--rounds and --eval-every must be at least 1")
     config = DemoConfig(
         work_dir=args.dir,
+        dataset=args.dataset,
+        target=args.target,
+        model=args.model,
         owners=args.owners,
         rounds=args.rounds,
         eval_every=args.eval_every,
@@ -192,12 +232,26 @@ def _prepare_dir(path: Path) -> None:
     (path / MARKER).write_text("a deltaml demo folder: deleted by the next demo run\n")
 
 
-def _write_shares(config: DemoConfig) -> tuple[list[Path], list[Dataset], Dataset]:
-    data = load_dataset("diabetes")
+def demo_data(config: DemoConfig) -> tuple[str, Dataset]:
+    """The model type and the data set of the demo (the model type by the data's task
+    unless ``config.model`` names one; a logistic model reads the target as two classes)."""
+    task = {"linear": "regression", "logistic": "classification"}.get(config.model or "")
+    data = load_dataset(config.dataset, target=config.target, task=task)
+    if data.multiclass:
+        raise DeltaMLValueError(
+            f"{config.dataset} has {len(data.classes or ())} classes; the services train "
+            "two-class models: use deltaml simulate (one-vs-rest) for it"
+        )
+    model = config.model or ("logistic" if data.task == "classification" else "linear")
+    return model, data
+
+
+def _write_shares(config: DemoConfig, data: Dataset) -> tuple[list[Path], list[Dataset], Dataset]:
     train, test = train_test_split(data, 0.2, config.seed)
     shares = split_owners(train, config.owners, seed=config.seed)
+    name = Path(config.dataset).stem or "data"
     paths = [
-        save_csv(share, config.work_dir / f"owner-{i + 1}" / "data" / "diabetes.csv")
+        save_csv(share, config.work_dir / f"owner-{i + 1}" / "data" / f"{name}.csv")
         for i, share in enumerate(shares)
     ]
     return paths, shares, test
@@ -213,6 +267,7 @@ def run_demo(
     from deltaml.ledger.accounts import generate_account, save_keystore
 
     t0 = time.perf_counter()
+    model_type, data = demo_data(config)  # a bad --dataset fails before anything starts
     _prepare_dir(config.work_dir)
     processes: list[ServiceProcess] = []
     node = None
@@ -245,7 +300,7 @@ def run_demo(
         fund_from_dev_account(
             chain, [str(a.address) for a in accounts.values()], DEMO_FUNDING_WEI, demo=True
         )
-        paths, shares, test = _write_shares(config)
+        paths, shares, test = _write_shares(config, data)
 
         def start(name: str, args: list[str], port: int = 0, wait: bool = True) -> ServiceProcess:
             folder = config.work_dir / name
@@ -310,7 +365,7 @@ def run_demo(
 
         t1 = time.perf_counter()
         spec = {
-            "model": "linear",
+            "model": model_type,
             "features": list(shares[0].feature_names),
             "target": shares[0].target_name,
             "owners": config.owners,
@@ -322,7 +377,11 @@ def run_demo(
         }
         created = _ok(buyer_client.post("/requests", json=spec))
         rid = int(created["id"])
-        say(f"request {rid} created: {config.rounds} rounds, deposit {config.deposit_wei} wei")
+        say(
+            f"request {rid} created: {model_type} model of {data.target_name!r}, "
+            f"{config.rounds} rounds, deposit {config.deposit_wei} wei"
+        )
+        metric_label = "validation MSE" if model_type == "linear" else "validation loss"
         restarts = 0
         shown = -1
         killed: ServiceProcess | None = None
@@ -333,7 +392,7 @@ def run_demo(
             for point in view["metrics"]:
                 if point["round"] > shown:
                     shown = point["round"]
-                    say(f"  round {shown:>3}: validation MSE {point['mse']:.6g}")
+                    say(f"  round {shown:>3}: {metric_label} {point['mse']:.6g}")
             if (
                 config.crash_after_round is not None
                 and not restarts
@@ -391,11 +450,11 @@ def run_demo(
             payees = {buyer_address}  # the buyer reclaims its escrow
         withdrawn = _wait_withdrawals(ledger, cid, payees, deadline)
         seconds = time.perf_counter() - t1
-        test_mse = sk_mse = None
+        scores: dict[str, float] = {}
         verified = False
         if status == "FINISHED":
             say(f"settled and paid out in {seconds:.1f} s after the request")
-            test_mse, sk_mse, trainers = _test_mse(
+            scores, trainers = _test_scores(
                 _ok(buyer_client.get(f"/requests/{rid}/model")),
                 [str(accounts[f"owner-{i + 1}"].address) for i in range(config.owners)],
                 result["trainers"],
@@ -414,8 +473,14 @@ def run_demo(
             seconds=seconds,
             startup_seconds=startup,
             chain=chain_label,
-            test_mse=test_mse,
-            sklearn_test_mse=sk_mse,
+            test_mse=scores.get("test_mse"),
+            sklearn_test_mse=scores.get("sklearn_test_mse"),
+            test_auc=scores.get("test_auc"),
+            sklearn_test_auc=scores.get("sklearn_test_auc"),
+            test_accuracy=scores.get("test_accuracy"),
+            sklearn_test_accuracy=scores.get("sklearn_test_accuracy"),
+            model=model_type,
+            dataset=config.dataset,
             deposit_wei=config.deposit_wei,
             payouts_wei={a: v for a, v in withdrawn.items() if a != buyer_address},
             refund_wei=withdrawn.get(buyer_address, 0),
@@ -441,23 +506,39 @@ def run_demo(
             node.stop()
 
 
-def _test_mse(
+def _test_scores(
     model_json: Any,
     owner_addresses: list[str],
     trainer_addresses: list[str],
     shares: list[Dataset],
     test: Dataset,
-) -> tuple[float, float, list[int]]:
-    """The model's test MSE, scikit-learn's on the trainers' rows, and the trainers' indices."""
-    from sklearn.linear_model import LinearRegression
+) -> tuple[dict[str, float], list[int]]:
+    """The model's test scores next to scikit-learn's on the trainers' rows (MSE for a
+    linear model; AUC and accuracy for a logistic one), and the trainers' indices."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     model = TrainedModel.from_json(model_json)
     trainers = [owner_addresses.index(a) for a in trainer_addresses]
     x_train = np.concatenate([shares[i].X for i in trainers])
     y_train = np.concatenate([shares[i].y for i in trainers])
-    sk = LinearRegression().fit(x_train, y_train)
-    test_mse = float(np.mean((model.predict(test.X) - test.y) ** 2))
-    return test_mse, float(np.mean((sk.predict(test.X) - test.y) ** 2)), trainers
+    scores = model.decision_function(test.X)
+    if model.model == "linear":
+        sk = LinearRegression().fit(x_train, y_train)
+        return {
+            "test_mse": float(np.mean((scores - test.y) ** 2)),
+            "sklearn_test_mse": float(np.mean((sk.predict(test.X) - test.y) ** 2)),
+        }, trainers
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    clf.fit(x_train, y_train)
+    return {
+        "test_auc": float(roc_auc_score(test.y, scores)),
+        "sklearn_test_auc": float(roc_auc_score(test.y, clf.decision_function(test.X))),
+        "test_accuracy": float(accuracy_score(test.y, scores > 0)),
+        "sklearn_test_accuracy": float(accuracy_score(test.y, clf.predict(test.X))),
+    }, trainers
 
 
 def _restart(
@@ -533,16 +614,23 @@ def _report(result: DemoResult, serving: bool = False) -> None:
         f"{result.startup_seconds:.1f} s",
         file=out,
     )
-    if result.test_mse is None or result.sklearn_test_mse is None:
+    if result.test_mse is not None and result.sklearn_test_mse is not None:
+        ratio = result.test_mse / result.sklearn_test_mse
+        print(
+            f"test MSE {result.test_mse:.2f}  vs scikit-learn {result.sklearn_test_mse:.2f} "
+            f"({ratio:.4f}x)",
+            file=out,
+        )
+    elif result.test_auc is not None and result.sklearn_test_auc is not None:
+        print(
+            f"test AUC {result.test_auc:.4f}  vs scikit-learn {result.sklearn_test_auc:.4f}; "
+            f"accuracy {result.test_accuracy:.4f} vs {result.sklearn_test_accuracy:.4f}",
+            file=out,
+        )
+    else:
         print(f"no model: {result.error}", file=out)
         print(f"refunded to the buyer: {result.refund_wei} of {result.deposit_wei} wei", file=out)
         return
-    ratio = result.test_mse / result.sklearn_test_mse
-    print(
-        f"test MSE {result.test_mse:.2f}  vs scikit-learn {result.sklearn_test_mse:.2f} "
-        f"({ratio:.4f}x)",
-        file=out,
-    )
     names = {o["address"]: f"{o['name']} ({o['role']})" for o in result.owners}
     print("contributions (Shapley, validation SSE units):", file=out)
     for address, value in result.contributions.items():

@@ -1,7 +1,9 @@
 """The data-owner node: keeps the data on this machine and does its encrypted work.
 
 ``deltaml owner serve --data DIR_OR_CSV --aggregator URL`` profiles each CSV
-(rows, columns, types, nulls — never a value), registers them with the
+(rows, columns, types, nulls — never a value; no column is assumed to be the
+target, a request names it), says each file's problems in plain words, starts
+with the files it can use and registers them with the
 aggregator and itself on the contract, and then, on a background thread, accepts
 or declines the requests offered to it (by its accept policy, or by hand through
 its local API), answers the protocol messages of the trainings it is in with a
@@ -15,15 +17,14 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from fastapi import FastAPI
 
 from deltaml.errors import DataError, DeltaMLError, DeltaMLValueError, ProtocolError
-from deltaml.learning.data import Dataset, load_dataset, profile
+from deltaml.learning.data import Dataset, load_dataset, profile_csv
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.roles import DataOwner
 from deltaml.roles.messages import Message
@@ -83,26 +84,41 @@ def find_csvs(paths: list[Path]) -> dict[str, Path]:
     return found
 
 
+#: The class labels of a logistic request that names none: 0 is negative, 1 positive.
+DEFAULT_CLASSES = ("0", "1")
+
+
 def dataset_profile(name: str, path: Path) -> dict[str, Any]:
-    """What the aggregator may know of one dataset (no value of it)."""
-    return {"name": name, **profile(load_dataset(path))}
+    """What the aggregator may know of one dataset (no value of it), and its problems
+    in plain words (:func:`deltaml.learning.data.profile_csv`)."""
+    return {"name": name, **profile_csv(path)}
 
 
 def select_columns(
-    path: Path, features: list[str], target: str, model: str = "linear"
+    path: Path,
+    features: list[str],
+    target: str,
+    model: str = "linear",
+    classes: list[str] | None = None,
 ) -> Dataset:
     """The dataset at ``path`` with exactly ``features`` (in that order) and ``target``.
 
     ``model`` is the request's model type: a logistic request reads the target as
-    two classes (kept in ``classes``), a linear one as numbers.
+    the request's two ``classes`` (negative, positive; default ``0`` and ``1``),
+    the same coding at every owner, so an owner holding one class only takes part
+    and its labels never flip; a linear one reads it as numbers. Only the
+    requested columns are read: a text column the request does not use is none
+    of its business.
     """
-    task = "classification" if model == "logistic" else "regression"
-    ds = load_dataset(path, target=target, task=task)
-    missing = [f for f in features if f not in ds.feature_names]
-    if missing:
-        raise DataError(f"{path.name} has no column(s) {', '.join(missing)}")
-    idx = [ds.feature_names.index(f) for f in features]
-    return replace(ds, X=np.asarray(ds.X[:, idx]), feature_names=tuple(features))
+    logistic = model == "logistic"
+    return load_dataset(
+        path,
+        target=target,
+        task="classification" if logistic else "regression",
+        features=features,
+        classes=(list(classes or DEFAULT_CLASSES)) if logistic else None,
+        share=True,
+    )
 
 
 class OwnerNode:
@@ -110,10 +126,24 @@ class OwnerNode:
         self.config = config
         self.account = config.account
         self.address = str(config.account.address)
-        self.datasets = dict(config.datasets) or find_csvs(config.data)
+        found = dict(config.datasets) or find_csvs(config.data)
         for path in sorted(self.uploads_dir.glob("*.csv")):
-            self.datasets.setdefault(path.stem, path)
-        self.profiles = [dataset_profile(n, p) for n, p in self.datasets.items()]
+            found.setdefault(path.stem, path)
+        #: Files that are not a table at all, by name: the one-line reason (not offered).
+        self.unusable: dict[str, str] = {}
+        self.datasets: dict[str, Path] = {}
+        self.profiles: list[dict[str, Any]] = []
+        for name, path in found.items():
+            try:
+                prof = dataset_profile(name, path)
+            except DataError as exc:
+                self.unusable[name] = str(exc)
+                log.warning("dataset %s is not offered: %s", name, exc)
+                continue
+            for problem in prof["problems"]:
+                log.warning("dataset %s: %s", name, problem)
+            self.datasets[name] = path
+            self.profiles.append(prof)
         self.store = Store(config.database_url)
         self.client = AggregatorClient(config.aggregator_url, config.account)
         self.loop = WorkLoop(self.client, self.handle, config.poll_seconds)
@@ -156,8 +186,9 @@ class OwnerNode:
     def add_dataset(self, name: str, filename: str, content: bytes) -> dict[str, Any]:
         """Check a CSV, keep it as dataset ``name`` (default: the file's name) and offer it.
 
-        Raises :class:`DataError` naming ``filename`` and the problem in one line if
-        the data cannot be trained on; nothing is kept then.
+        Raises :class:`DataError` naming ``filename`` and the first problem in one
+        line if any column has one (files found at start are offered with what they
+        can, since nobody is there to fix them); nothing is kept then.
         """
         shown = Path(filename).name or "the file"
         if not name:
@@ -175,6 +206,9 @@ class OwnerNode:
             partial.write_bytes(content)
             try:
                 found = dataset_profile(name, partial)
+                if found["problems"]:
+                    # The owner is here to fix the file: it is kept only when all usable.
+                    raise DataError(f"{partial}: {found['problems'][0]}")
             except DataError as exc:
                 partial.unlink()
                 raise DataError(str(exc).replace(str(partial), shown, 1)) from None
@@ -357,6 +391,7 @@ class OwnerNode:
             list(req["features"]),
             str(req["target"]),
             str(offer.get("spec", {}).get("model", "linear")),
+            req.get("classes"),
         )
         return DataOwner(self.address, ds.X, ds.y, account=self.account)
 
@@ -375,6 +410,7 @@ def create_app(node: OwnerNode, login: LoginConfig | None = None) -> FastAPI:
             "address": node.address,
             "name": node.config.name,
             "datasets": node.profiles,
+            "unusable": node.unusable,
             "offers": node.offers,
             "earnings": node.earnings(),
             "jobs_done": node.loop.jobs_done,

@@ -10,6 +10,7 @@
 ``POST /ui/requests/{id}/approve``          approve the settlement on the contract
 ``POST /ui/requests/{id}/cancel``           cancel an open request (deposit refunded)
 ``GET /ui/requests/{id}/model.json``        the trained model (``TrainedModel`` JSON)
+``GET /ui/requests/{id}/model.onnx``        the trained model as ONNX
 ``GET /ui/api/requests/{id}``               progress, for the live page
 ==========================================  ===========================================
 """
@@ -228,6 +229,18 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
             media_type="application/json",
             headers={
                 "Content-Disposition": f'attachment; filename="deltaml-model-{rid}.json"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @app.get("/requests/{rid}/model.onnx", name="model_onnx")
+    def model_onnx(request: Request, rid: int) -> Response:
+        ui.session(request)
+        return Response(
+            node.model_onnx(rid),
+            media_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f'attachment; filename="deltaml-model-{rid}.onnx"',
                 "Cache-Control": "no-store",
             },
         )
