@@ -368,6 +368,8 @@ def test_the_aggregator_status_pages_are_public_and_read_only(tmp_path: Path) ->
         assert detail.status_code == 200 and "Not offered to anyone yet" in detail.text
         assert client.get("/ui/api/requests/1").json()["status"] == "OPEN"
         assert client.get("/ui/requests/2").status_code == 404
+        lost = client.get("/ui/no/such/page")  # Starlette's own 404: a page too, not JSON
+        assert lost.status_code == 404 and '<h1 id="error-title">Not found</h1>' in lost.text
         assert client.post("/ui/requests/1").status_code == 405
         assert "script-src 'self'" in page.headers["content-security-policy"]
         static = client.get("/ui/static/app.js")
@@ -387,3 +389,87 @@ def test_the_buyer_pages_say_so_when_the_aggregator_is_unreachable(buyer: Any) -
     cancelled = client.post("/ui/requests/4/cancel", data={"csrf_token": csrf})
     assert cancelled.status_code == 303
     assert "Not cancelled: cannot reach the aggregator" in client.get("/ui/requests/4").text
+
+
+# -- truthful states --------------------------------------------------------------------
+def _finished_view(me: str, other: str, third: str) -> dict[str, Any]:
+    return {
+        "id": 5,
+        "status": "FINISHED",
+        "error": "",
+        "buyer": "0x" + "b" * 40,
+        "aggregator": "0x" + "a" * 40,
+        "chain_request_id": 2,
+        "spec": {"model": "linear", "rounds": 2, "eval_every": 1},
+        "requirements": {"features": ["a", "b"], "target": "y", "min_rows": 1, "owners": 2},
+        "deposit_wei": str(10**18),
+        "rounds_done": 2,
+        "initial_metric": 10.0,
+        "metrics": [{"round": 1, "mse": 6.0}, {"round": 2, "mse": 5.0}],
+        "offers": [
+            {"owner": other, "status": "FINISHED", "role": "trainer"},
+            {"owner": third, "status": "FINISHED", "role": "validator"},
+            {"owner": me, "status": "INITIATED", "role": None},
+        ],
+        "result": {
+            "contributions": {other: 2.0},
+            "payouts_wei": {other: str(35 * 10**16), third: str(2 * 10**17)},
+            "validators": [third],
+            "refund_wei": "0",
+            "transcript_head": "00",
+        },
+        "created_at": 0.0,
+        "updated_at": 0.0,
+    }
+
+
+def test_an_owner_accepted_but_not_seated_reads_not_selected(owner: Any) -> None:
+    node, client, _ = owner
+    csrf = log_in(client)
+    other, third = "0x" + "1" * 40, "0x" + "3" * 40
+    view = _finished_view(node.address, other, third)
+    offer = {
+        "request_id": 5,
+        "status": "INITIATED",
+        "request_status": "FINISHED",
+        "dataset": "shop",
+        "role": None,
+        "spec": view["spec"],
+        "requirements": view["requirements"],
+        "deposit_wei": view["deposit_wei"],
+        "offered_reward_wei": str(35 * 10**16),
+    }
+    node.offers = [offer]
+    node.client.get = lambda path, **_: dict(view)  # type: ignore[method-assign]
+    home = client.get("/ui/")
+    row = home.text[home.text.index('data-request="5"') :]
+    row = row[: row.index("</tr>")]
+    assert "Not selected" in row and "Decline" not in row and "Accept<" not in row
+    assert "up to 0.7 ETH" in row
+    page = client.get("/ui/requests/5")
+    assert page.status_code == 200
+    assert '<p class="big" data-test="role">not selected</p>' in page.text
+    assert "not measured yet" not in page.text
+    assert "Nothing to withdraw: you accepted, but the training started" in page.text
+    # While the request still looks for owners, the same offer is "Accepted" with a Decline.
+    node.offers = [{**offer, "request_status": "OPEN"}]
+    row = client.get("/ui/").text
+    assert ">Accepted<" in row and "Decline<span" in row
+    assert csrf
+
+
+def test_the_buyer_sees_shares_ranks_and_the_rule(buyer: Any) -> None:
+    node, client = buyer
+    log_in(client)
+    trainer, validator, late = "0x" + "1" * 40, "0x" + "3" * 40, "0x" + "4" * 40
+    view = _finished_view(late, trainer, validator)
+    node.store.put("requests", "5", {"chain_request_id": 2, "spec": {}, "requirements": {}})
+    node.client.get = lambda path, **_: (  # type: ignore[method-assign]
+        {"events": [], "names": {trainer: "clinic"}} if path.endswith("/timeline") else dict(view)
+    )
+    page = client.get("/ui/requests/5").text
+    assert "clinic (0x1111…1111)" in page
+    assert "100.0 % of the trainers" in page and "pool · rank 1 of 1" in page
+    assert 'data-status="NOT_SELECTED"' in page
+    assert "Trainers share 70 % of the payment" in page
+    assert "Held in escrow until the buyer approves" in page

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -32,7 +33,7 @@ from deltaml.services.ui.web import NavItem, WebUI
 if TYPE_CHECKING:
     from deltaml.services.buyer import BuyerNode
 
-FINAL = ("FINISHED", "FAILED", "CANCELLED")
+FINAL = fmt.FINAL
 
 
 def live_version(view: dict[str, Any]) -> str:
@@ -49,27 +50,131 @@ def live_version(view: dict[str, Any]) -> str:
     )
 
 
-def participants(view: dict[str, Any], withdrawn: dict[str, bool]) -> list[dict[str, Any]]:
-    """Each owner that took part (or was offered it), with its contribution and payment."""
+def list_version(views: list[dict[str, Any]]) -> str:
+    """Changes when a request appears, or one changes in what the list shows."""
+    return ";".join(f"{v.get('id')}:{v.get('rounds_done', 0)}:{live_version(v)}" for v in views)
+
+
+def participants(
+    view: dict[str, Any], withdrawn: dict[str, bool], names: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Each owner that took part or accepted, with its contribution, share and payment.
+
+    An owner that accepted after the training had started is listed as not selected;
+    owners that were only offered the request (or declined it) are not listed.
+    """
     result = view.get("result") or {}
     contributions = result.get("contributions") or {}
+    shares = fmt.trainer_shares(contributions)
     payouts = result.get("payouts_wei") or {}
     rows = []
     for offer in view.get("offers", []):
         owner = offer["owner"]
-        if offer["status"] in ("WAITING", "READY", "DECLINED") and owner not in payouts:
+        role = offer.get("role") or ""
+        if not role and offer["status"] != "INITIATED" and owner not in payouts:
             continue
         rows.append(
             {
                 "address": owner,
-                "role": offer.get("role") or "",
-                "status": offer["status"],
+                "label": fmt.owner_label(owner, names or {}),
+                "role": role,
+                "status": fmt.offer_outcome(offer["status"], view.get("status"), role),
                 "contribution": contributions.get(owner),
+                "share": shares.get(owner),
                 "payment_wei": payouts.get(owner),
                 "withdrawn": withdrawn.get(owner),
             }
         )
-    rows.sort(key=lambda r: (r["role"] != "trainer", -(r["contribution"] or 0.0), r["address"]))
+    rows.sort(
+        key=lambda r: (
+            r["status"] == "NOT_SELECTED",
+            r["role"] != "trainer",
+            -(r["contribution"] or 0.0),
+            r["address"],
+        )
+    )
+    return rows
+
+
+def escrow_state(view: dict[str, Any]) -> str:
+    """The settlement as :func:`fmt.escrow_text` reads it."""
+    settlement = view.get("settlement") or {}
+    if settlement.get("reclaimed_wei") is not None:
+        return "refunded"
+    if settlement.get("approved"):
+        return "settled"
+    if view.get("status") == "FINISHED":
+        return "awaiting"
+    return ""
+
+
+def run_duration(events: list[dict[str, Any]]) -> float | None:
+    """Seconds from the start of training to its end (or to now, while it runs)."""
+    start = next((e["at"] for e in events if e.get("status") == "IN_PROGRESS"), None)
+    if start is None:
+        return None
+    end = next(
+        (e["at"] for e in events if e["kind"] == "status" and e.get("status") in FINAL), None
+    )
+    return (end if end is not None else time.time()) - start
+
+
+def timeline_rows(
+    events: list[dict[str, Any]], view: dict[str, Any], names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The request's history as the buyer reads it: (time, what happened, on chain)."""
+    rows: list[dict[str, Any]] = []
+    seated = [
+        f"{fmt.owner_label(o['owner'], names)} ({o['role']})"
+        for o in view.get("offers", [])
+        if o.get("role")
+    ]
+    for e in events:
+        kind, at = e["kind"], e.get("at")
+        text, chain = "", ""
+        if kind == "created":
+            offered = len(view.get("offers", []))
+            text = f"Created and offered to {offered} owner{'s' if offered != 1 else ''}"
+            chain = f"createRequest: {fmt.eth(view.get('deposit_wei'))} escrowed"
+        elif kind in ("accepted", "declined"):
+            text = f"{fmt.owner_label(str(e.get('owner')), names)} {kind}"
+        elif kind == "status" and e.get("status") == "IN_PROGRESS":
+            text = "Training started" + (": " + ", ".join(seated) if seated else "")
+            chain = "start: trainers and validators recorded"
+        elif kind == "status" and e.get("status") == "FINISHED":
+            text = "Training finished"
+            chain = "postMetric and finish: metrics, contributions and evidence hash"
+        elif kind == "status":
+            status = str(e.get("status"))
+            text = fmt.status_word(status) + (f": {e['error']}" if e.get("error") else "")
+            chain = "abort: the deposit can be taken back" if status == "FAILED" else ""
+        elif kind == "initial":
+            text = f"Initial model measured: MSE {fmt.metric(e.get('metric'))}"
+        elif kind == "round":
+            text = f"Round {e.get('round')} done"
+            if e.get("metric") is not None:
+                text += f": MSE {fmt.metric(e.get('metric'))}"
+        else:
+            continue
+        rows.append({"at": at, "text": text, "chain": chain})
+    settlement = view.get("settlement") or {}
+    if settlement.get("approved"):
+        refund = settlement.get("refund_wei")
+        rows.append(
+            {
+                "at": None,
+                "text": "Settlement approved",
+                "chain": "approve" + (f", withdraw: {fmt.eth(refund)} refunded" if refund else ""),
+            }
+        )
+    elif settlement.get("reclaimed_wei") is not None:
+        rows.append(
+            {
+                "at": None,
+                "text": "Deposit taken back",
+                "chain": f"cancel / reclaim: {fmt.eth(settlement['reclaimed_wei'])} refunded",
+            }
+        )
     return rows
 
 
@@ -86,10 +191,19 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
     @app.get("/", name="home", response_class=HTMLResponse)
     def home(request: Request) -> Response:
         session = ui.session(request)
-        rows = []
-        for view in reversed(node.status()):
-            rows.append({"view": view, "live": fmt.progress(view)})
-        return ui.render(request, "buyer/requests.html", {"rows": rows}, session=session)
+        views = list(reversed(node.status()))
+        rows = [{"view": view, "live": fmt.progress(view)} for view in views]
+        return ui.render(
+            request,
+            "buyer/requests.html",
+            {"rows": rows, "version": list_version(views)},
+            session=session,
+        )
+
+    @app.get("/api/requests", name="api_requests")
+    def api_requests(request: Request) -> dict[str, Any]:
+        ui.session(request)
+        return {"version": list_version(list(reversed(node.status())))}
 
     def form_page(
         request: Request,
@@ -148,12 +262,26 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
                 withdrawn = {}
         aggregator = view.get("aggregator", "")
         paid_wei = sum(int(v) for v in payouts.values())
+        try:
+            timeline = node.client.get(f"/requests/{rid}/timeline")
+        except DeltaMLError:
+            timeline = {}
+        if not isinstance(timeline, dict):
+            timeline = {}
+        names = timeline.get("names") or {}
+        offers = view.get("offers", [])
         return {
             "rid": rid,
             "view": view,
             "live": fmt.progress(view),
             "version": live_version(view),
-            "participants": participants(view, withdrawn),
+            "participants": participants(view, withdrawn, names),
+            "offered": len(offers),
+            "have_data": sum(o["status"] in ("READY", "INITIATED") for o in offers),
+            "accepted": sum(o["status"] == "INITIATED" for o in offers),
+            "escrow": fmt.escrow_text(str(view.get("status")), escrow_state(view)),
+            "timeline": timeline_rows(timeline.get("events") or [], view, names),
+            "duration_s": run_duration(timeline.get("events") or []),
             "aggregator": aggregator,
             "aggregator_fee_wei": payouts.get(aggregator),
             "aggregator_withdrawn": withdrawn.get(aggregator),

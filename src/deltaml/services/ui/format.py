@@ -93,6 +93,7 @@ def progress(view: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": view.get("id"),
         "status": view.get("status", "UNKNOWN"),
+        "status_text": status_word(view.get("status", "UNKNOWN")),
         "error": view.get("error") or "",
         "rounds": int(spec.get("rounds", 0)),
         "rounds_done": int(view.get("rounds_done", 0)),
@@ -111,3 +112,145 @@ def message(exc: BaseException) -> str:
     """An error as the pages show it: its one-line text (never a traceback)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return text or type(exc).__name__
+
+
+# -- states as words ----------------------------------------------------------------------
+#: Request and offer statuses (and the pages' own ``NOT_SELECTED``, ``CLOSED``) as words.
+STATUS_WORDS = {
+    "OPEN": "Looking for owners",
+    "IN_PROGRESS": "Training",
+    "FINISHED": "Finished",
+    "FAILED": "Failed",
+    "CANCELLED": "Cancelled",
+    "UNKNOWN": "Unknown",
+    "WAITING": "Your data does not fit",
+    "READY": "Offered to you",
+    "INITIATED": "Accepted",
+    "DECLINED": "Declined",
+    "NOT_SELECTED": "Not selected",
+    "CLOSED": "Closed",
+}
+FINAL = ("FINISHED", "FAILED", "CANCELLED")
+
+
+def status_word(status: Any) -> str:
+    """A status as its reader understands it: ``IN_PROGRESS`` is "Training"."""
+    text = str(status or "UNKNOWN")
+    return STATUS_WORDS.get(text, text.replace("_", " ").capitalize())
+
+
+def offer_outcome(offer_status: str, request_status: str | None, role: str | None) -> str:
+    """What an offer is once its request has moved on without it.
+
+    The aggregator leaves an offer accepted after the request started (or not
+    decided at all) as it was; it is ``NOT_SELECTED`` (accepted, not seated) or
+    ``CLOSED`` (never accepted) once the request is no longer looking for owners.
+    """
+    if role or not request_status or request_status == "OPEN":
+        return offer_status
+    if offer_status == "INITIATED":
+        return "NOT_SELECTED"
+    if offer_status in ("READY", "WAITING"):
+        return "CLOSED"
+    return offer_status
+
+
+def owner_label(address: str, names: dict[str, str]) -> str:
+    """An owner as the pages name it: its node's name and its short address."""
+    name = names.get(address)
+    return f"{name} ({short_address(address)})" if name else short_address(address)
+
+
+# -- money ------------------------------------------------------------------------------
+def payment_rule() -> str:
+    """The settlement rule in one sentence (the numbers of :mod:`deltaml.ledger.payouts`)."""
+    from deltaml.ledger.payouts import AGGREGATOR_PERCENT, TRAINERS_PERCENT, VALIDATORS_PERCENT
+
+    return (
+        f"Trainers share {TRAINERS_PERCENT} % of the payment scaled by how much the model "
+        f"improved (a 40 % lower error pays 40 % of it), split by contribution; validators "
+        f"share {VALIDATORS_PERCENT} % equally; the aggregator gets {AGGREGATOR_PERCENT} %; "
+        "the rest goes back to the buyer."
+    )
+
+
+def trainer_shares(contributions: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Each trainer's share of the trainers' pool (its clamped contribution over the sum)
+    and its rank (1: the largest)."""
+    clamped = {a: max(0.0, float(c)) for a, c in contributions.items()}
+    total = sum(clamped.values())
+    order = sorted(clamped, key=lambda a: -clamped[a])
+    return {
+        a: {
+            "share_pct": 100.0 * clamped[a] / total if total else 0.0,
+            "rank": order.index(a) + 1,
+            "of": len(order),
+        }
+        for a in clamped
+    }
+
+
+def earned_explanation(view: dict[str, Any], address: str, role: str | None) -> str:
+    """How ``address``'s payment for a finished request follows from the rule."""
+    from deltaml.ledger.payouts import TRAINERS_PERCENT, VALIDATORS_PERCENT
+
+    result = view.get("result") or {}
+    deposit = view.get("deposit_wei")
+    payouts = result.get("payouts_wei") or {}
+    if address not in payouts or deposit is None:
+        return ""
+    if role == "validator":
+        n = len(result.get("validators") or []) or 1
+        return (
+            f"{VALIDATORS_PERCENT} % of {eth(deposit)} shared equally by {n} validator"
+            f"{'s' if n != 1 else ''}."
+        )
+    live = progress(view)
+    gain = max(0.0, live["improvement_pct"] or 0.0)
+    share = trainer_shares(result.get("contributions") or {}).get(address)
+    if share is None:
+        return ""
+    return (
+        f"{TRAINERS_PERCENT} % of {eth(deposit)} × {gain:.1f} % improvement = the trainers' "
+        f"pool; your share of it is {share['share_pct']:.1f} % (rank {share['rank']} of "
+        f"{share['of']} by contribution)."
+    )
+
+
+def escrow_text(status: str, settlement: str) -> str:
+    """Where the buyer's payment is, in words: ``settlement`` is ``""`` (unknown),
+    ``"awaiting"`` (finished, not approved), ``"settled"`` or ``"refunded"``."""
+    if status in ("FAILED", "CANCELLED"):
+        if settlement == "refunded":
+            return "Refunded to the buyer."
+        return "Returned to the buyer: the contract lets it take the deposit back."
+    if status == "FINISHED":
+        if settlement == "settled":
+            return "Paid out: each participant withdraws its share; the rest was refunded."
+        return "Held in escrow until the buyer approves the settlement."
+    return "Held in escrow by the contract."
+
+
+def size(n_bytes: int) -> str:
+    """A file size as people read it: ``1.3 MB``."""
+    if n_bytes < 1000:
+        return f"{n_bytes} bytes"
+    if n_bytes < 10**6:
+        return f"{n_bytes / 1000:.0f} kB"
+    return f"{n_bytes / 10**6:.1f} MB"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+
+
+def clock(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "—"
+    return time.strftime("%H:%M:%S", time.gmtime(float(seconds)))

@@ -45,7 +45,8 @@
     if (!points.length) {
       var empty = document.createElement("p");
       empty.className = "chart-empty";
-      empty.textContent = "No metric yet: the chart starts when the first evaluation is published.";
+      empty.textContent = figure.getAttribute("data-empty") ||
+        "No metric yet: the chart starts when the first evaluation is published.";
       area.appendChild(empty);
       area.setAttribute("aria-label", caption + ": no data yet");
       return;
@@ -143,7 +144,8 @@
     root.querySelectorAll('[data-field="' + name + '"]').forEach(function (node) {
       if (name === "progress") { node.value = value; node.textContent = String(value); return; }
       if (name === "status") {
-        node.textContent = String(value).replace(/_/g, " ");
+        node.textContent = (value && value.text) || String(value.code || value).replace(/_/g, " ");
+        value = value.code || value;
         node.className = "badge status-" + String(value).toLowerCase();
         node.setAttribute("data-status", value);
         return;
@@ -177,7 +179,7 @@
     var version = root.getAttribute("data-version");
     var figure = root.querySelector("[data-chart]");
     poll(root, 1500, function (data) {
-      setField(root, "status", data.status);
+      setField(root, "status", { code: data.status, text: data.status_text });
       setField(root, "rounds_done", String(data.rounds_done));
       setField(root, "progress", data.rounds_done);
       setField(root, "initial_text", data.initial_text);
