@@ -101,7 +101,7 @@ def test_every_wrong_field_gets_its_own_message() -> None:
     assert errors == {
         "model": "Choose linear or logistic.",
         "features": "A column is named twice.",
-        "target": "Name the target column.",
+        "target": "Required: name the target column.",
         "min_rows": "Enter a number from 1 to 1000000000.",
         "owners": "Enter a number from 2 to 64.",
         "rounds": "Enter a whole number.",
@@ -115,7 +115,19 @@ def test_every_wrong_field_gets_its_own_message() -> None:
     _, errors = validate_request_form(form(target="bmi"))
     assert errors == {"target": "The target cannot also be a feature."}
     _, errors = validate_request_form(form(payment_eth="0.0000000000000000001"))
-    assert errors == {"payment_eth": "Enter an amount of ether, such as 0.5."}
+    assert errors == {
+        "payment_eth": "Use at most 18 decimals: the smallest amount is "
+        "0.000000000000000001 ETH (1 wei)."
+    }
+    _, errors = validate_request_form(form(payment_eth="a lot"))
+    assert errors == {"payment_eth": "Enter a number of ether, such as 0.5."}
+    assert validate_request_form(form(payment_eth="0.5 ETH"))[1] == {}
+    _, errors = validate_request_form(form(payment_eth="", rounds="", owners=" "))
+    assert errors == {
+        "payment_eth": "Required: enter the payment in ether, such as 0.5.",
+        "rounds": "Required: enter a whole number from 1 to 1000.",
+        "owners": "Required: enter a whole number from 2 to 64.",
+    }
     _, errors = validate_request_form(form(target_improvement="half"))
     assert errors == {"target_improvement": "Enter a percentage, such as 40, or leave it empty."}
 
@@ -256,18 +268,52 @@ def test_the_request_form_shows_every_mistake_and_keeps_what_was_typed(buyer: An
     page = client.get("/ui/requests/new")
     for name in ("model", "features", "target", "owners", "rounds", "payment_eth", "key_bits"):
         assert f'<label for="{name}">' in page.text and f'id="{name}"' in page.text
-    response = client.post(
+    posted = client.post(
         "/ui/requests",
         data={**DEFAULTS, "csrf_token": csrf, "features": "age", "owners": "1", "rounds": "x"},
     )
-    assert response.status_code == 400
+    # Post/redirect/get: the form comes back by a redirect, so a reload does not post again.
+    assert posted.status_code == 303 and posted.headers["location"].endswith("/ui/requests/new")
+    response = client.get(posted.headers["location"])
     assert field_errors(response.text) == {
-        "target": "Name the target column.",
+        "target": "Required: name the target column.",
         "owners": "Enter a number from 2 to 64.",
         "rounds": "Enter a whole number.",
     }
     assert "Please correct 3 fields" in response.text
     assert 'value="age"' in response.text and 'aria-invalid="true"' in response.text
+    assert "placeholder" not in response.text  # nothing that looks like a filled-in value
+    assert "Please correct" not in client.get("/ui/requests/new").text  # shown once
+
+
+def test_a_request_no_owner_can_serve_is_refused_before_escrow(buyer: Any) -> None:
+    node, client = buyer
+    csrf = log_in(client)
+    asked: list[Any] = []
+
+    def get(path: str, **kwargs: Any) -> Any:
+        asked.append((path, kwargs.get("params")))
+        matching = 0 if (kwargs.get("params") or {}).get("target") == "zzz" else None
+        return {"columns": ["age", "bmi", "y"], "owners": 5, "matching": matching}
+
+    def create_request(doc: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("escrowed a request nobody can serve")
+
+    node.client.get = get
+    node.create_request = create_request
+    page = client.get("/ui/requests/new").text
+    assert '<option value="bmi">' in page and "5 data owners registered" in page
+    posted = client.post(
+        "/ui/requests",
+        data={**DEFAULTS, "csrf_token": csrf, "features": "foo, bar", "target": "zzz"},
+    )
+    assert posted.status_code == 303
+    page = client.get(posted.headers["location"]).text
+    assert "No data owner has the columns foo, bar, zzz and at least 1 rows" in page
+    assert "Nothing was escrowed." in page and 'value="foo, bar"' in page
+    assert ("/market", {"features": "foo,bar", "target": "zzz", "min_rows": 1}) in asked
+    live = client.get("/ui/api/market", params={"features": "foo", "target": "zzz"}).json()
+    assert live == {"text": "0 owners have these columns and at least 1 row.", "matching": 0}
 
 
 def test_a_good_request_is_created_and_its_page_shows_it(buyer: Any) -> None:
@@ -363,9 +409,33 @@ def test_the_aggregator_status_pages_are_public_and_read_only(tmp_path: Path) ->
         created = client.post("/requests", json=body, auth=SignedAuth(buyer))
         assert created.status_code == 200, created.text
         page = client.get("/ui/")
-        assert "Request 1" in page.text and "OPEN" in page.text
+        assert "Request 1" in page.text and "Looking for owners" in page.text
+        columns = [{"name": n, "nulls": 0} for n in ("a", "b", "y")]
+        for i in range(2):
+            who = Account.create()
+            profile = {"name": "d", "rows": 50 * (i + 1), "columns": columns}
+            done = client.post(
+                "/owners",
+                json={"name": f"clinic {i}", "datasets": [profile]},
+                auth=SignedAuth(who),
+            )
+            assert done.status_code == 200, done.text
+            if i == 0:
+                accepted = client.post("/requests/1/accept", auth=SignedAuth(who))
+                assert accepted.status_code == 200, accepted.text
+        counts = re.findall(r'data-test="owners"[^>]*>([^<]*)<', client.get("/ui/").text)
+        assert counts == ["1 / 2"]  # one accepted; the other was only offered it
+        market = client.get(
+            "/market",
+            params={"features": "a,b", "target": "y", "min_rows": 60},
+            auth=SignedAuth(buyer),
+        ).json()
+        assert market == {"columns": ["a", "b", "y"], "owners": 2, "matching": 1}
+        assert "clinic 0" in client.get("/ui/requests/1").text
+        timeline = client.get("/requests/1/timeline").json()
+        assert [e["kind"] for e in timeline["events"]] == ["created", "accepted"]
         detail = client.get("/ui/requests/1")
-        assert detail.status_code == 200 and "Not offered to anyone yet" in detail.text
+        assert detail.status_code == 200
         assert client.get("/ui/api/requests/1").json()["status"] == "OPEN"
         assert client.get("/ui/requests/2").status_code == 404
         lost = client.get("/ui/no/such/page")  # Starlette's own 404: a page too, not JSON

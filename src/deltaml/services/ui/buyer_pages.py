@@ -205,6 +205,16 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
         ui.session(request)
         return {"version": list_version(list(reversed(node.status())))}
 
+    def market(features: list[str], target: str, min_rows: int) -> dict[str, Any] | None:
+        """The registered column names and the owners that could serve such a request,
+        or None when the aggregator cannot say."""
+        params = {"features": ",".join(features), "target": target, "min_rows": min_rows}
+        try:
+            found = node.client.get("/market", params=params)
+        except DeltaMLError:
+            return None
+        return found if isinstance(found, dict) and "columns" in found else None
+
     def form_page(
         request: Request,
         session: Any,
@@ -212,6 +222,7 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
         errors: dict[str, str] | None = None,
         status_code: int = 200,
     ) -> Response:
+        known = market([], "", 1)
         return ui.render(
             request,
             "buyer/new.html",
@@ -220,14 +231,52 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
                 "values": form_values(form),
                 "errors": errors or {},
                 "key_sizes": key_sizes(node.config.allow_test_keys),
+                "columns": (known or {}).get("columns") or [],
+                "registered": (known or {}).get("owners"),
             },
             session=session,
             status_code=status_code,
         )
 
+    def refuse(request: Request, session: Any, form: Any, errors: dict[str, str]) -> Response:
+        """A failed submit: back to the form by a redirect (a reload does not post again)."""
+        if session is None:
+            return form_page(request, session, form, errors, 400)
+        ui.stash(session, "new_request", (form_values(form), errors))
+        return ui.redirect(request, "new_request")
+
     @app.get("/requests/new", name="new_request", response_class=HTMLResponse)
     def new_request(request: Request) -> Response:
-        return form_page(request, ui.session(request))
+        session = ui.session(request)
+        kept = ui.unstash(session, "new_request")
+        if kept is None:
+            return form_page(request, session)
+        values, errors = kept
+        return form_page(request, session, values, errors)
+
+    @app.get("/api/market", name="api_market")
+    def api_market(
+        request: Request, features: str = "", target: str = "", min_rows: str = "1"
+    ) -> dict[str, Any]:
+        ui.session(request)
+        wanted = [f.strip() for f in features.split(",") if f.strip()]
+        try:
+            rows = max(1, int(min_rows))
+        except ValueError:
+            rows = 1
+        found = market(wanted, target.strip(), rows)
+        if found is None:
+            return {"text": "", "matching": None}
+        matching = found.get("matching")
+        if matching is None:
+            n = int(found.get("owners") or 0)
+            text = f"{n} data owner{'s' if n != 1 else ''} registered."
+        else:
+            text = (
+                f"{matching} owner{' has' if matching == 1 else 's have'} these columns and at "
+                f"least {rows} row{'s' if rows != 1 else ''}."
+            )
+        return {"text": text, "matching": matching}
 
     @app.post("/requests", name="create_request")
     async def create_request(request: Request) -> Response:
@@ -235,11 +284,27 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
         form = await ui.form(request, session)
         spec, errors = validate_request_form(form, node.config.allow_test_keys)
         if spec is None:
-            return form_page(request, session, form, errors, 400)
+            return refuse(request, session, form, errors)
+        found = await run_in_threadpool(
+            market, list(spec["features"]), str(spec["target"]), int(spec["min_rows"])
+        )
+        matching = (found or {}).get("matching")
+        if matching is not None and matching < spec["owners"]:
+            columns = ", ".join([*spec["features"], spec["target"]])
+            who = "No data owner has" if matching == 0 else f"Only {matching} owner(s) have"
+            return refuse(
+                request,
+                session,
+                form,
+                {
+                    "_form": f"{who} the columns {columns} and at least {spec['min_rows']} "
+                    f"rows; this request needs {spec['owners']}. Nothing was escrowed."
+                },
+            )
         try:
             created = await run_in_threadpool(node.create_request, spec)
         except DeltaMLError as exc:
-            return form_page(request, session, form, {"_form": fmt.message(exc)}, 400)
+            return refuse(request, session, form, {"_form": fmt.message(exc)})
         rid = int(created["id"])
         ui.flash(
             session,

@@ -32,8 +32,11 @@ def eth(wei: Any, digits: int = 6) -> str:
 
 def parse_eth(text: str) -> int:
     """A decimal amount of ether (``"0.5"``) as wei; ValueError if it is not one."""
+    bare = text.strip()
+    if bare[-3:].lower() == "eth":
+        bare = bare[:-3].strip()
     try:
-        value = Decimal(text.strip().replace(",", ""))
+        value = Decimal(bare.replace(",", ""))
     except InvalidOperation:
         raise ValueError(f"{text!r} is not a number") from None
     if not value.is_finite():

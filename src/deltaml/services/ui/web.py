@@ -119,6 +119,7 @@ class WebUI:
         self.session_cookie = f"{SESSION_COOKIE}_{suffix}"
         self.login_cookie = f"{LOGIN_COOKIE}_{suffix}"
         self.templates = _templates()
+        self._stashed: dict[tuple[str, str], Any] = {}
         self.app = FastAPI(
             title=f"DeltaML {role} web UI",
             docs_url=None,
@@ -144,6 +145,17 @@ class WebUI:
         """A message for the next page this session sees (after a redirect)."""
         if session is not None:
             session.flashes.append((kind, text))
+
+    def stash(self, session: Session, key: str, value: Any) -> None:
+        """Keep ``value`` for this session's next page (a form after a redirect)."""
+        self._stashed[(session.csrf_token, key)] = value
+        while len(self._stashed) > 1000:  # the oldest go first
+            self._stashed.pop(next(iter(self._stashed)))
+
+    def unstash(self, session: Session | None, key: str) -> Any:
+        if session is None:
+            return None
+        return self._stashed.pop((session.csrf_token, key), None)
 
     @staticmethod
     def _take_flashes(session: Session | None) -> list[tuple[str, str]]:

@@ -214,6 +214,69 @@
     });
   }
 
+  /* The feature field holds several names: offer every registered column after what is
+   * typed up to the last comma (a datalist only completes a whole value). */
+  function columnSuggestions() {
+    var input = document.querySelector("[data-columns-input]");
+    var list = document.getElementById("feature-columns");
+    if (!input || !list) { return; }
+    var columns;
+    try { columns = JSON.parse(list.getAttribute("data-columns") || "[]"); } catch (e) { columns = []; }
+    input.addEventListener("input", function () {
+      var text = input.value;
+      var cut = text.lastIndexOf(",");
+      var prefix = cut >= 0 ? text.slice(0, cut + 1) + " " : "";
+      var used = text.split(",").map(function (t) { return t.trim(); });
+      while (list.firstChild) { list.removeChild(list.firstChild); }
+      columns.forEach(function (name) {
+        if (used.indexOf(name) >= 0) { return; }
+        var option = document.createElement("option");
+        option.value = prefix + name;
+        list.appendChild(option);
+      });
+    });
+  }
+
+  /* "N owners have these columns and at least M rows", as the buyer types. */
+  function marketCount() {
+    var box = document.querySelector("[data-market]");
+    var form = box && box.closest("form");
+    if (!form) { return; }
+    var timer = 0;
+    function ask() {
+      var params = new URLSearchParams();
+      ["features", "target", "min_rows"].forEach(function (name) {
+        var field = form.elements.namedItem(name);
+        params.set(name, field ? field.value : "");
+      });
+      var owners = form.elements.namedItem("owners");
+      var needed = Number(owners ? owners.value : "0");
+      fetch(box.getAttribute("data-src") + "?" + params.toString(),
+            { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (data) {
+          if (!data || !data.text) { return; }
+          var text = data.text;
+          var short = data.matching !== null && needed > 0 && data.matching < needed;
+          if (short) { text += " The request needs " + needed + ": it would be refused."; }
+          box.textContent = text;
+          box.classList.toggle("market-none", Boolean(short));
+          box.setAttribute("data-matching", data.matching === null ? "" : String(data.matching));
+        })
+        .catch(function () { /* the server checks again on submit */ });
+    }
+    ["features", "target", "min_rows", "owners"].forEach(function (name) {
+      var field = form.elements.namedItem(name);
+      if (!field) { return; }
+      field.addEventListener("input", function () {
+        window.clearTimeout(timer);
+        timer = window.setTimeout(ask, 300);
+      });
+    });
+    var features = form.elements.namedItem("features");
+    if (features && features.value) { ask(); }
+  }
+
   function start() {
     document.querySelectorAll("[data-chart]").forEach(function (figure) {
       drawChart(figure, readPoints(figure), Number(figure.getAttribute("data-rounds") || "0"));
@@ -224,6 +287,8 @@
       button.addEventListener("click", function () { window.location.reload(); });
     });
     busyForms();
+    columnSuggestions();
+    marketCount();
     var resizing = 0;
     window.addEventListener("resize", function () {
       window.clearTimeout(resizing);
