@@ -262,7 +262,13 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     screenshot(public, "14-aggregator-requests")
     public.get_by_role("link", name="Request 1").click()
     expect(public.locator("[data-chart] circle.point")).to_have_count(rounds + 1)
+    expect(public.locator("[data-test=transcript]")).to_have_text(
+        re.compile(r"^Download the public transcript \(JSON lines, [\d.]+ (kB|MB)\)$")
+    )
     screenshot(public, "15-aggregator-request")
+    public.goto(market.aggregator + "/ui/no/such/page")  # a page, not raw JSON
+    expect(public.get_by_role("heading", name="Not found")).to_be_visible()
+    public.go_back()
 
     # -- readable on a phone: nothing scrolls sideways
     for page in (buyer, trainer, public):

@@ -123,7 +123,10 @@
     try { return JSON.parse(figure.getAttribute("data-points") || "[]"); } catch (e) { return []; }
   }
 
+  var submitting = false;
+
   function userIsBusy() {
+    if (submitting) { return true; }  /* a reload now would drop the form's answer */
     var active = document.activeElement;
     var tag = active && active.tagName;
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") { return true; }
@@ -203,8 +206,12 @@
   }
 
   function busyForms() {
+    document.querySelectorAll("form").forEach(function (form) {
+      form.addEventListener("submit", function () { submitting = true; });
+    });
     document.querySelectorAll("form[data-busy]").forEach(function (form) {
       form.addEventListener("submit", function () {
+        submitting = true;
         form.setAttribute("aria-busy", "true");
         form.querySelectorAll("button[type=submit]").forEach(function (button) {
           button.disabled = true;
