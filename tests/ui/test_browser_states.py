@@ -121,6 +121,7 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     expect(offer.locator("[data-test=reward]")).to_contain_text("up to 0.7 ETH")
     on_screen(phone_owner, offer.get_by_role("button", name=f"Accept request {rid}"))
     on_screen(phone_owner, offer.get_by_role("button", name=f"Decline request {rid}"))
+    screenshot(phone_owner, "19-phone-owner-offer", full_page=False)
 
     # -- two owners accept: the count follows; the training starts
     owners = [guarded(), guarded()]
@@ -177,8 +178,9 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     on_screen(phone_buyer, trainer.locator("[data-test=payment]"))
     expect(trainer.locator("[data-test=payment]")).to_contain_text("ETH")
     screenshot(phone_buyer, "20-phone-buyer-request")
-    phone_buyer.locator("#people-title").scroll_into_view_if_needed()
-    phone_buyer.evaluate("() => window.scrollBy(0, -8)")
+    phone_buyer.evaluate(
+        "() => document.getElementById('people-title').scrollIntoView({block: 'start'})"
+    )
     screenshot(phone_buyer, "20-phone-buyer-request-screen", full_page=False)
 
     # -- the trainer's own page on a phone: its share, rank and how its pay was computed
