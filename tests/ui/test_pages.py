@@ -543,3 +543,37 @@ def test_the_buyer_sees_shares_ranks_and_the_rule(buyer: Any) -> None:
     assert 'data-status="NOT_SELECTED"' in page
     assert "Trainers share 70 % of the payment" in page
     assert "Held in escrow until the buyer approves" in page
+
+
+def test_a_cancelled_request_is_worded_for_its_end(buyer: Any) -> None:
+    node, client = buyer
+    log_in(client)
+    offered = [{"owner": "0x" + str(i) * 40, "status": "CANCELLED", "role": None} for i in range(5)]
+    view = {
+        **_finished_view("0x" + "4" * 40, "0x" + "1" * 40, "0x" + "3" * 40),
+        "status": "CANCELLED",
+        "rounds_done": 0,
+        "initial_metric": None,
+        "metrics": [],
+        "offers": offered,
+        "result": None,
+    }
+    node.store.put("requests", "5", {"chain_request_id": 2, "spec": {}, "requirements": {}})
+    node.store.put("settlement", "5", {"status": "CANCELLED", "reclaimed_wei": str(10**18)})
+    node.client.get = lambda path, **_: (  # type: ignore[method-assign]
+        {"events": [], "names": {}} if path.endswith("/timeline") else dict(view)
+    )
+    page = client.get("/ui/requests/5").text
+    assert "No metric: the request was cancelled before any evaluation." in page
+    assert "None: the request was cancelled before training." in page
+    assert "Nobody took part: the request was cancelled before training." in page
+    assert "The request was cancelled; 1 ETH was refunded to you." in page
+    assert "Refunded to the buyer." in page
+    for stale in (
+        "Not yet",
+        "No metric yet",
+        "Held in escrow",
+        'data-status="CANCELLED">Cancelled</span></td>',
+    ):
+        assert stale not in page, stale
+    assert 'data-status="CANCELLED">Cancelled</span>' in page  # the request's own status

@@ -222,6 +222,14 @@ def owner_ui(node: OwnerNode, login: LoginConfig | None) -> WebUI:
                     "DECLINED": "you declined this request.",
                 }[state],
             }
+        elif view["status"] in ("FAILED", "CANCELLED") and payment["state"] != "claimable":
+            ended = "was cancelled" if view["status"] == "CANCELLED" else "failed"
+            payment = {
+                **payment,
+                "state": "none",
+                "explanation": f"Nothing to withdraw: the request {ended}, so nobody is paid; "
+                "the buyer takes its deposit back.",
+            }
         contributions = result.get("contributions") or {}
         return {
             "rid": rid,
