@@ -66,7 +66,8 @@ def aggregator_ui(service: AggregatorService) -> WebUI:
     def request_page(request: Request, rid: int) -> Response:
         view = service.request_view(rid)
         result = view.get("result") or {}
-        names = service.timeline(rid)["names"]
+        history = service.timeline(rid)
+        names = history["names"]
         transcript = service.transcript_path(rid)
         offers = [
             {
@@ -89,6 +90,7 @@ def aggregator_ui(service: AggregatorService) -> WebUI:
                 "payouts": result.get("payouts_wei") or {},
                 "final": view["status"] in fmt.FINAL,
                 "escrow": fmt.escrow_text(view["status"], chain_settlement(view)),
+                "timeline": fmt.timeline_rows(history["events"], view, names),
                 "transcript_bytes": transcript.stat().st_size if transcript.exists() else None,
             },
         )

@@ -257,3 +257,74 @@ def clock(seconds: Any) -> str:
     if not isinstance(seconds, int | float):
         return "—"
     return time.strftime("%H:%M:%S", time.gmtime(float(seconds)))
+
+
+# -- a request's history -----------------------------------------------------------------
+def run_duration(events: list[dict[str, Any]]) -> float | None:
+    """Seconds from the start of training to its end (or to now, while it runs)."""
+    start = next((e["at"] for e in events if e.get("status") == "IN_PROGRESS"), None)
+    if start is None:
+        return None
+    end = next(
+        (e["at"] for e in events if e["kind"] == "status" and e.get("status") in FINAL), None
+    )
+    return (end if end is not None else time.time()) - start
+
+
+def timeline_rows(
+    events: list[dict[str, Any]], view: dict[str, Any], names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The request's history as the buyer reads it: (time, what happened, on chain)."""
+    rows: list[dict[str, Any]] = []
+    seated = [
+        f"{owner_label(o['owner'], names)} ({o['role']})"
+        for o in view.get("offers", [])
+        if o.get("role")
+    ]
+    for e in events:
+        kind, at = e["kind"], e.get("at")
+        text, chain = "", ""
+        if kind == "created":
+            offered = len(view.get("offers", []))
+            text = f"Created and offered to {offered} owner{'s' if offered != 1 else ''}"
+            chain = f"createRequest: {eth(view.get('deposit_wei'))} escrowed"
+        elif kind in ("accepted", "declined"):
+            text = f"{owner_label(str(e.get('owner')), names)} {kind}"
+        elif kind == "status" and e.get("status") == "IN_PROGRESS":
+            text = "Training started" + (": " + ", ".join(seated) if seated else "")
+            chain = "start: trainers and validators recorded"
+        elif kind == "status" and e.get("status") == "FINISHED":
+            text = "Training finished"
+            chain = "postMetric and finish: metrics, contributions and evidence hash"
+        elif kind == "status":
+            status = str(e.get("status"))
+            text = status_word(status) + (f": {e['error']}" if e.get("error") else "")
+            chain = "abort: the deposit can be taken back" if status == "FAILED" else ""
+        elif kind == "initial":
+            text = f"Initial model measured: MSE {metric(e.get('metric'))}"
+        elif kind == "round":
+            text = f"Round {e.get('round')} done"
+            if e.get("metric") is not None:
+                text += f": MSE {metric(e.get('metric'))}"
+        else:
+            continue
+        rows.append({"at": at, "text": text, "chain": chain})
+    settlement = view.get("settlement") or {}
+    if settlement.get("approved"):
+        refund = settlement.get("refund_wei")
+        rows.append(
+            {
+                "at": None,
+                "text": "Settlement approved",
+                "chain": "approve" + (f", withdraw: {eth(refund)} refunded" if refund else ""),
+            }
+        )
+    elif settlement.get("reclaimed_wei") is not None:
+        rows.append(
+            {
+                "at": None,
+                "text": "Deposit taken back",
+                "chain": f"cancel / reclaim: {eth(settlement['reclaimed_wei'])} refunded",
+            }
+        )
+    return rows
