@@ -146,6 +146,11 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     expect(buyer.locator("[data-test=duration]")).to_be_visible()
     expect(buyer.locator("[data-test=timeline]")).to_contain_text("Training finished")
     expect(buyer.locator("[data-test=escrow]")).to_contain_text("Paid out")
+    chain = buyer.locator("[data-test=chain]")  # the contract's own record, transaction by one
+    expect(chain).to_contain_text("Request created: 1 ETH escrowed")
+    expect(chain).to_contain_text("Training started: 2 owners seated")
+    expect(chain).to_contain_text("Round 2 MSE posted")
+    expect(chain).to_contain_text("Settled: approved by the buyer")
     late = buyer.locator("[data-test=participants] tbody tr").filter(has_text="Not selected")
     expect(late).to_have_count(1)
 

@@ -91,9 +91,19 @@ def aggregator_ui(service: AggregatorService) -> WebUI:
                 "final": view["status"] in fmt.FINAL,
                 "escrow": fmt.escrow_text(view["status"], chain_settlement(view)),
                 "timeline": fmt.timeline_rows(history["events"], view, names),
+                "chain": fmt.chain_rows(chain_events(view), names),
                 "transcript_bytes": transcript.stat().st_size if transcript.exists() else None,
             },
         )
+
+    def chain_events(view: dict[str, Any]) -> list[Any]:
+        """The contract's record of the request (none without a contract)."""
+        if service.ledger is None:
+            return []
+        try:
+            return service.ledger.history(int(view["chain_request_id"]))
+        except (DeltaMLError, OSError, ValueError):
+            return []
 
     def chain_settlement(view: dict[str, Any]) -> str:
         """``settled`` once the contract has paid out a finished request."""

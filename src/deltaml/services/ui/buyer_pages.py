@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from deltaml.services.buyer import BuyerNode
 
 FINAL = fmt.FINAL
+log = logging.getLogger(__name__)
 
 
 def live_version(view: dict[str, Any]) -> str:
@@ -243,6 +245,16 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
         )
         return ui.redirect(request, "request_page", rid=rid)
 
+    def chain_events(view: dict[str, Any]) -> list[Any]:
+        """The contract's record of the request (none without a contract)."""
+        if node.ledger is None:
+            return []
+        try:
+            return node.ledger.history(int(view["chain_request_id"]))
+        except (DeltaMLError, OSError, KeyError, ValueError) as exc:
+            log.warning("request %s: contract history unavailable: %s", view.get("id"), exc)
+            return []
+
     def page_context(rid: int) -> dict[str, Any]:
         view = node.overview(rid)
         result = view.get("result") or {}
@@ -275,6 +287,7 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
             "accepted": sum(o["status"] == "INITIATED" for o in offers),
             "escrow": fmt.escrow_text(str(view.get("status")), escrow_state(view)),
             "timeline": fmt.timeline_rows(timeline.get("events") or [], view, names),
+            "chain": fmt.chain_rows(chain_events(view), names),
             "duration_s": fmt.run_duration(timeline.get("events") or []),
             "aggregator": aggregator,
             "aggregator_fee_wei": payouts.get(aggregator),

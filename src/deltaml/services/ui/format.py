@@ -328,3 +328,37 @@ def timeline_rows(
             }
         )
     return rows
+
+
+def chain_rows(events: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:
+    """The contract's events about a request (:class:`deltaml.ledger.base.LedgerEvent`),
+    as the pages list them: what happened, its block and its transaction."""
+    rows = []
+    for e in events:
+        args = dict(e.args)
+        if e.name == "RequestCreated":
+            text = "Request created: the payment is escrowed"
+            if "deposit" in args:
+                text = f"Request created: {eth(args['deposit'])} escrowed"
+        elif e.name == "RequestStarted":
+            seated = len(args.get("trainers", [])) + len(args.get("validators", []))
+            text = f"Training started: {seated} owners seated"
+        elif e.name == "MetricPosted":
+            text = f"Round {args.get('round')} MSE posted"
+        elif e.name == "RequestFinished":
+            text = "Result, contributions and evidence hash posted"
+        elif e.name == "RequestSettled":
+            text = "Settled" + (": approved by the buyer" if args.get("approvedByBuyer") else "")
+        elif e.name == "Withdrawn":
+            who = owner_label(str(args.get("account")), names)
+            text = f"{who} withdrew {eth(args.get('amount'))}"
+        elif e.name == "RequestCancelled":
+            text = "Cancelled: the deposit went back to the buyer"
+        elif e.name == "RequestAborted":
+            text = "Aborted: the buyer can take its deposit back"
+        elif e.name == "RequestExpired":
+            text = "Expired: past its deadline"
+        else:
+            text = e.name
+        rows.append({"text": text, "block": e.block_number, "tx": e.tx_hash})
+    return rows
