@@ -183,6 +183,8 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     on_screen(phone_buyer, trainer.locator("[data-test=payment]"))
     expect(trainer.locator("[data-test=payment]")).to_contain_text("ETH")
     screenshot(phone_buyer, "20-phone-buyer-request")
+    header = phone_buyer.locator(".site-header").bounding_box()
+    assert header is not None and header["height"] < 60, header  # one line on a phone
     phone_buyer.evaluate(
         "() => document.getElementById('people-title').scrollIntoView({block: 'start'})"
     )
@@ -198,6 +200,8 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
                 "your share of it is 100.0 %"
             )
             on_screen(page, page.locator("[data-test=earned]"))
+            header = page.locator(".site-header").bounding_box()
+            assert header is not None and header["height"] < 60, header
             page.evaluate("() => window.scrollTo(0, 0)")
             screenshot(page, "21-phone-owner-training")
             screenshot(page, "21-phone-owner-training-screen", full_page=False)
