@@ -578,3 +578,27 @@ def test_a_cancelled_request_is_worded_for_its_end(buyer: Any) -> None:
     ):
         assert stale not in page, stale
     assert 'data-status="CANCELLED">Cancelled</span>' in page  # the request's own status
+
+
+def test_the_contracts_record_reads_as_sentences() -> None:
+    from deltaml.ledger.base import LedgerEvent
+
+    buyer, owner = "0x" + "b" * 40, "0x" + "1" * 40
+    events = [
+        LedgerEvent("RequestCreated", {"deposit": 10**18}, 3, "0x" + "ab" * 32),
+        LedgerEvent("RequestStarted", {"trainers": [owner], "validators": [buyer]}, 4, "0x01"),
+        LedgerEvent("MetricPosted", {"round": 2}, 5, "0x02"),
+        LedgerEvent("RequestSettled", {"approvedByBuyer": True}, 6, "0x03"),
+        LedgerEvent("Withdrawn", {"account": owner, "amount": 5 * 10**17}, 7, "0x04"),
+        LedgerEvent("Withdrawn", {"account": buyer.upper(), "amount": 10**17}, 8, "0x05"),
+    ]
+    rows = fmt.chain_rows(events, {owner: "clinic"}, {buyer: "You (the buyer)"})
+    assert [r["text"] for r in rows] == [
+        "Request created: 1 ETH escrowed",
+        "Training started: 2 owners seated",
+        "Round 2 MSE posted",
+        "Settled: approved by the buyer",
+        "clinic (0x1111…1111) withdrew 0.5 ETH",
+        "You (the buyer) withdrew 0.1 ETH",
+    ]
+    assert rows[0]["block"] == 3 and rows[0]["tx"] == "0x" + "ab" * 32

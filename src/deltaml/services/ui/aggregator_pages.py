@@ -91,7 +91,11 @@ def aggregator_ui(service: AggregatorService) -> WebUI:
                 "final": view["status"] in fmt.FINAL,
                 "escrow": fmt.escrow_text(view["status"], chain_settlement(view)),
                 "timeline": fmt.timeline_rows(history["events"], view, names),
-                "chain": fmt.chain_rows(chain_events(view), names),
+                "chain": fmt.chain_rows(
+                    chain_events(view),
+                    names,
+                    {view["buyer"]: "The buyer", service.address: "The aggregator"},
+                ),
                 "transcript_bytes": transcript.stat().st_size if transcript.exists() else None,
             },
         )

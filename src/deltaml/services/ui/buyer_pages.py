@@ -287,7 +287,11 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
             "accepted": sum(o["status"] == "INITIATED" for o in offers),
             "escrow": fmt.escrow_text(str(view.get("status")), escrow_state(view)),
             "timeline": fmt.timeline_rows(timeline.get("events") or [], view, names),
-            "chain": fmt.chain_rows(chain_events(view), names),
+            "chain": fmt.chain_rows(
+                chain_events(view),
+                names,
+                {node.address: "You (the buyer)", aggregator: "The aggregator"},
+            ),
             "duration_s": fmt.run_duration(timeline.get("events") or []),
             "aggregator": aggregator,
             "aggregator_fee_wei": payouts.get(aggregator),

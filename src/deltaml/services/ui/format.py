@@ -330,9 +330,15 @@ def timeline_rows(
     return rows
 
 
-def chain_rows(events: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:
+def chain_rows(
+    events: list[Any], names: dict[str, str], parties: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The contract's events about a request (:class:`deltaml.ledger.base.LedgerEvent`),
-    as the pages list them: what happened, its block and its transaction."""
+    as the pages list them: what happened, its block and its transaction.
+
+    ``parties`` names the accounts that are not owners (``{buyer: "The buyer"}``).
+    """
+    known = {a.lower(): label for a, label in (parties or {}).items() if a}
     rows = []
     for e in events:
         args = dict(e.args)
@@ -350,7 +356,8 @@ def chain_rows(events: list[Any], names: dict[str, str]) -> list[dict[str, Any]]
         elif e.name == "RequestSettled":
             text = "Settled" + (": approved by the buyer" if args.get("approvedByBuyer") else "")
         elif e.name == "Withdrawn":
-            who = owner_label(str(args.get("account")), names)
+            account = str(args.get("account"))
+            who = known.get(account.lower()) or owner_label(account, names)
             text = f"{who} withdrew {eth(args.get('amount'))}"
         elif e.name == "RequestCancelled":
             text = "Cancelled: the deposit went back to the buyer"
