@@ -235,10 +235,10 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
 def screenshot() -> Any:
     """``screenshot(page, name)``: the whole page as ``test-artifacts/ui/<name>.png``."""
 
-    def take(page: Any, name: str) -> Path:
+    def take(page: Any, name: str, full_page: bool = True) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
     return take

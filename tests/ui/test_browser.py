@@ -139,10 +139,13 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     buyer.get_by_label("Payment (ETH)").fill("a lot")
     buyer.get_by_role("button", name="Create request and pay").click()
     expect(buyer.locator("#form-errors")).to_contain_text("Please correct 4 fields")
-    expect(buyer.locator("#features-error")).to_have_text("Name at least one feature column.")
-    expect(buyer.locator("#target-error")).to_have_text("Name the target column.")
+    expect(buyer).to_have_url(re.compile(r"/ui/requests/new$"))  # post/redirect/get
+    expect(buyer.locator("#features-error")).to_have_text(
+        "Required: name at least one feature column."
+    )
+    expect(buyer.locator("#target-error")).to_have_text("Required: name the target column.")
     expect(buyer.locator("#owners-error")).to_have_text("Enter a number from 2 to 64.")
-    expect(buyer.locator("#payment_eth-error")).to_contain_text("Enter an amount of ether")
+    expect(buyer.locator("#payment_eth-error")).to_contain_text("Enter a number of ether")
     screenshot(buyer, "05-buyer-new-request-errors")
     buyer.get_by_label("Feature columns").fill(", ".join(market.features))
     buyer.get_by_label("Target column").fill(market.target)
@@ -158,7 +161,7 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     expect(buyer.locator("main > .flash-ok")).to_contain_text(
         "Request 1 created and 1 ETH escrowed"
     )
-    expect(buyer.locator(".stats [data-field=status]")).to_have_text("OPEN")
+    expect(buyer.locator(".stats [data-field=status]")).to_have_text("Looking for owners")
     screenshot(buyer, "07-buyer-request-open")
 
     # -- each owner sees the offer (its list updates by itself) and accepts it
@@ -169,7 +172,7 @@ def test_buyer_and_owners_trade_through_their_web_uis(
         else:
             page.get_by_role("navigation").get_by_role("link", name="Requests").click()
         row = page.locator('tr[data-request="1"]')
-        expect(row.locator(".badge")).to_have_text("READY")
+        expect(row.locator(".badge")).to_have_text("Offered to you")
         if i == 0:
             expect(row).to_contain_text("diabetes")
             screenshot(page, "08-owner-offers")
@@ -192,7 +195,7 @@ def test_buyer_and_owners_trade_through_their_web_uis(
         state = live_state(buyer)
         if state is not None:
             seen.append(state)
-            if state["status"] == "FINISHED":
+            if state["status"] == "Finished":
                 break
             if state["mark"] and state["points"] >= 3 and not shot:
                 screenshot(buyer, "10-buyer-request-training")
@@ -200,7 +203,7 @@ def test_buyer_and_owners_trade_through_their_web_uis(
         time.sleep(0.2)
     live = [s["points"] for s in seen if s["mark"]]
     assert live and max(live) > min(live), f"the chart did not grow without a reload: {seen}"
-    expect(status).to_have_text("FINISHED")
+    expect(status).to_have_text("Finished")
     expect(buyer.locator("[data-chart] circle.point")).to_have_count(rounds + 1)
     improvement = buyer.locator(".stats [data-field=improvement_text]").text_content() or ""
     assert float(improvement.rstrip(" %")) > 10, improvement
@@ -255,11 +258,17 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     public = guarded()
     public.goto(market.aggregator + "/")
     expect(public.get_by_role("heading", name="Marketplace status")).to_be_visible()
-    expect(public.locator("tbody tr").first).to_contain_text("FINISHED")
+    expect(public.locator("tbody tr").first).to_contain_text("Finished")
     screenshot(public, "14-aggregator-requests")
     public.get_by_role("link", name="Request 1").click()
     expect(public.locator("[data-chart] circle.point")).to_have_count(rounds + 1)
+    expect(public.locator("[data-test=transcript]")).to_have_text(
+        re.compile(r"^Download the public transcript \(JSON lines, [\d.]+ (kB|MB)\)$")
+    )
     screenshot(public, "15-aggregator-request")
+    public.goto(market.aggregator + "/ui/no/such/page")  # a page, not raw JSON
+    expect(public.get_by_role("heading", name="Not found")).to_be_visible()
+    public.go_back()
 
     # -- readable on a phone: nothing scrolls sideways
     for page in (buyer, trainer, public):
@@ -281,6 +290,9 @@ def test_buyer_and_owners_trade_through_their_web_uis(
 
     # -- log out: the session is over
     buyer.get_by_role("button", name="Log out").click()
-    expect(buyer).to_have_url(re.compile(r"/ui/login$"))
+    expect(buyer).to_have_url(re.compile(r"/ui/login\?bye=1$"))
+    expect(buyer.locator("[data-test=logged-out]")).to_have_text(
+        "You have logged out. Log in again to go on."
+    )
     buyer.goto(market.buyer + "/ui/requests/1")
     expect(buyer).to_have_url(re.compile(r"/ui/login\?next="))

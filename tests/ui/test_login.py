@@ -189,7 +189,8 @@ def test_login_sets_a_strict_httponly_cookie_and_logout_ends_the_session(
     assert PASSWORD not in page.text
     stolen = client.cookies.get(name)
     out = client.post("/ui/logout", data={"csrf_token": csrf_of(page.text)})
-    assert out.status_code == 303 and out.headers["location"].endswith("/ui/login")
+    assert out.status_code == 303 and out.headers["location"].endswith("/ui/login?bye=1")
+    assert "You have logged out." in client.get(out.headers["location"]).text
     client.cookies.set(name, stolen, path="/ui")  # the old cookie is worth nothing now
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 

@@ -101,7 +101,7 @@ def test_every_wrong_field_gets_its_own_message() -> None:
     assert errors == {
         "model": "Choose linear or logistic.",
         "features": "A column is named twice.",
-        "target": "Name the target column.",
+        "target": "Required: name the target column.",
         "min_rows": "Enter a number from 1 to 1000000000.",
         "owners": "Enter a number from 2 to 64.",
         "rounds": "Enter a whole number.",
@@ -115,7 +115,19 @@ def test_every_wrong_field_gets_its_own_message() -> None:
     _, errors = validate_request_form(form(target="bmi"))
     assert errors == {"target": "The target cannot also be a feature."}
     _, errors = validate_request_form(form(payment_eth="0.0000000000000000001"))
-    assert errors == {"payment_eth": "Enter an amount of ether, such as 0.5."}
+    assert errors == {
+        "payment_eth": "Use at most 18 decimals: the smallest amount is "
+        "0.000000000000000001 ETH (1 wei)."
+    }
+    _, errors = validate_request_form(form(payment_eth="a lot"))
+    assert errors == {"payment_eth": "Enter a number of ether, such as 0.5."}
+    assert validate_request_form(form(payment_eth="0.5 ETH"))[1] == {}
+    _, errors = validate_request_form(form(payment_eth="", rounds="", owners=" "))
+    assert errors == {
+        "payment_eth": "Required: enter the payment in ether, such as 0.5.",
+        "rounds": "Required: enter a whole number from 1 to 1000.",
+        "owners": "Required: enter a whole number from 2 to 64.",
+    }
     _, errors = validate_request_form(form(target_improvement="half"))
     assert errors == {"target_improvement": "Enter a percentage, such as 40, or leave it empty."}
 
@@ -256,18 +268,52 @@ def test_the_request_form_shows_every_mistake_and_keeps_what_was_typed(buyer: An
     page = client.get("/ui/requests/new")
     for name in ("model", "features", "target", "owners", "rounds", "payment_eth", "key_bits"):
         assert f'<label for="{name}">' in page.text and f'id="{name}"' in page.text
-    response = client.post(
+    posted = client.post(
         "/ui/requests",
         data={**DEFAULTS, "csrf_token": csrf, "features": "age", "owners": "1", "rounds": "x"},
     )
-    assert response.status_code == 400
+    # Post/redirect/get: the form comes back by a redirect, so a reload does not post again.
+    assert posted.status_code == 303 and posted.headers["location"].endswith("/ui/requests/new")
+    response = client.get(posted.headers["location"])
     assert field_errors(response.text) == {
-        "target": "Name the target column.",
+        "target": "Required: name the target column.",
         "owners": "Enter a number from 2 to 64.",
         "rounds": "Enter a whole number.",
     }
     assert "Please correct 3 fields" in response.text
     assert 'value="age"' in response.text and 'aria-invalid="true"' in response.text
+    assert "placeholder" not in response.text  # nothing that looks like a filled-in value
+    assert "Please correct" not in client.get("/ui/requests/new").text  # shown once
+
+
+def test_a_request_no_owner_can_serve_is_refused_before_escrow(buyer: Any) -> None:
+    node, client = buyer
+    csrf = log_in(client)
+    asked: list[Any] = []
+
+    def get(path: str, **kwargs: Any) -> Any:
+        asked.append((path, kwargs.get("params")))
+        matching = 0 if (kwargs.get("params") or {}).get("target") == "zzz" else None
+        return {"columns": ["age", "bmi", "y"], "owners": 5, "matching": matching}
+
+    def create_request(doc: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("escrowed a request nobody can serve")
+
+    node.client.get = get
+    node.create_request = create_request
+    page = client.get("/ui/requests/new").text
+    assert '<option value="bmi">' in page and "5 data owners registered" in page
+    posted = client.post(
+        "/ui/requests",
+        data={**DEFAULTS, "csrf_token": csrf, "features": "foo, bar", "target": "zzz"},
+    )
+    assert posted.status_code == 303
+    page = client.get(posted.headers["location"]).text
+    assert "No data owner has the columns foo, bar, zzz and at least 1 rows" in page
+    assert "Nothing was escrowed." in page and 'value="foo, bar"' in page
+    assert ("/market", {"features": "foo,bar", "target": "zzz", "min_rows": 1}) in asked
+    live = client.get("/ui/api/market", params={"features": "foo", "target": "zzz"}).json()
+    assert live == {"text": "0 owners have these columns and at least 1 row.", "matching": 0}
 
 
 def test_a_good_request_is_created_and_its_page_shows_it(buyer: Any) -> None:
@@ -363,11 +409,38 @@ def test_the_aggregator_status_pages_are_public_and_read_only(tmp_path: Path) ->
         created = client.post("/requests", json=body, auth=SignedAuth(buyer))
         assert created.status_code == 200, created.text
         page = client.get("/ui/")
-        assert "Request 1" in page.text and "OPEN" in page.text
+        assert "Request 1" in page.text and "Looking for owners" in page.text
+        columns = [{"name": n, "nulls": 0} for n in ("a", "b", "y")]
+        for i in range(2):
+            who = Account.create()
+            profile = {"name": "d", "rows": 50 * (i + 1), "columns": columns}
+            done = client.post(
+                "/owners",
+                json={"name": f"clinic {i}", "datasets": [profile]},
+                auth=SignedAuth(who),
+            )
+            assert done.status_code == 200, done.text
+            if i == 0:
+                accepted = client.post("/requests/1/accept", auth=SignedAuth(who))
+                assert accepted.status_code == 200, accepted.text
+        counts = re.findall(r'data-test="owners"[^>]*>([^<]*)<', client.get("/ui/").text)
+        assert counts == ["1 / 2"]  # one accepted; the other was only offered it
+        market = client.get(
+            "/market",
+            params={"features": "a,b", "target": "y", "min_rows": 60},
+            auth=SignedAuth(buyer),
+        ).json()
+        assert market == {"columns": ["a", "b", "y"], "owners": 2, "matching": 1}
+        detail_page = client.get("/ui/requests/1").text
+        assert re.search(r"clinic 0 \(0x[0-9a-fA-F]{4}…[0-9a-fA-F]{4}\) accepted", detail_page)
+        timeline = client.get("/requests/1/timeline").json()
+        assert [e["kind"] for e in timeline["events"]] == ["created", "accepted"]
         detail = client.get("/ui/requests/1")
-        assert detail.status_code == 200 and "Not offered to anyone yet" in detail.text
+        assert detail.status_code == 200
         assert client.get("/ui/api/requests/1").json()["status"] == "OPEN"
         assert client.get("/ui/requests/2").status_code == 404
+        lost = client.get("/ui/no/such/page")  # Starlette's own 404: a page too, not JSON
+        assert lost.status_code == 404 and '<h1 id="error-title">Not found</h1>' in lost.text
         assert client.post("/ui/requests/1").status_code == 405
         assert "script-src 'self'" in page.headers["content-security-policy"]
         static = client.get("/ui/static/app.js")
@@ -387,3 +460,145 @@ def test_the_buyer_pages_say_so_when_the_aggregator_is_unreachable(buyer: Any) -
     cancelled = client.post("/ui/requests/4/cancel", data={"csrf_token": csrf})
     assert cancelled.status_code == 303
     assert "Not cancelled: cannot reach the aggregator" in client.get("/ui/requests/4").text
+
+
+# -- truthful states --------------------------------------------------------------------
+def _finished_view(me: str, other: str, third: str) -> dict[str, Any]:
+    return {
+        "id": 5,
+        "status": "FINISHED",
+        "error": "",
+        "buyer": "0x" + "b" * 40,
+        "aggregator": "0x" + "a" * 40,
+        "chain_request_id": 2,
+        "spec": {"model": "linear", "rounds": 2, "eval_every": 1},
+        "requirements": {"features": ["a", "b"], "target": "y", "min_rows": 1, "owners": 2},
+        "deposit_wei": str(10**18),
+        "rounds_done": 2,
+        "initial_metric": 10.0,
+        "metrics": [{"round": 1, "mse": 6.0}, {"round": 2, "mse": 5.0}],
+        "offers": [
+            {"owner": other, "status": "FINISHED", "role": "trainer"},
+            {"owner": third, "status": "FINISHED", "role": "validator"},
+            {"owner": me, "status": "INITIATED", "role": None},
+        ],
+        "result": {
+            "contributions": {other: 2.0},
+            "payouts_wei": {other: str(35 * 10**16), third: str(2 * 10**17)},
+            "validators": [third],
+            "refund_wei": "0",
+            "transcript_head": "00",
+        },
+        "created_at": 0.0,
+        "updated_at": 0.0,
+    }
+
+
+def test_an_owner_accepted_but_not_seated_reads_not_selected(owner: Any) -> None:
+    node, client, _ = owner
+    csrf = log_in(client)
+    other, third = "0x" + "1" * 40, "0x" + "3" * 40
+    view = _finished_view(node.address, other, third)
+    offer = {
+        "request_id": 5,
+        "status": "INITIATED",
+        "request_status": "FINISHED",
+        "dataset": "shop",
+        "role": None,
+        "spec": view["spec"],
+        "requirements": view["requirements"],
+        "deposit_wei": view["deposit_wei"],
+        "offered_reward_wei": str(35 * 10**16),
+    }
+    node.offers = [offer]
+    node.client.get = lambda path, **_: dict(view)  # type: ignore[method-assign]
+    home = client.get("/ui/")
+    row = home.text[home.text.index('data-request="5"') :]
+    row = row[: row.index("</tr>")]
+    assert "Not selected" in row and "Decline" not in row and "Accept<" not in row
+    assert "up to 0.7 ETH" in row
+    page = client.get("/ui/requests/5")
+    assert page.status_code == 200
+    assert '<p class="big" data-test="role">not selected</p>' in page.text
+    assert "not measured yet" not in page.text
+    assert "Nothing to withdraw: you accepted, but the training started" in page.text
+    # While the request still looks for owners, the same offer is "Accepted" with a Decline.
+    node.offers = [{**offer, "request_status": "OPEN"}]
+    row = client.get("/ui/").text
+    assert ">Accepted<" in row and "Decline<span" in row
+    assert csrf
+
+
+def test_the_buyer_sees_shares_ranks_and_the_rule(buyer: Any) -> None:
+    node, client = buyer
+    log_in(client)
+    trainer, validator, late = "0x" + "1" * 40, "0x" + "3" * 40, "0x" + "4" * 40
+    view = _finished_view(late, trainer, validator)
+    node.store.put("requests", "5", {"chain_request_id": 2, "spec": {}, "requirements": {}})
+    node.client.get = lambda path, **_: (  # type: ignore[method-assign]
+        {"events": [], "names": {trainer: "clinic"}} if path.endswith("/timeline") else dict(view)
+    )
+    page = client.get("/ui/requests/5").text
+    assert "clinic (0x1111…1111)" in page
+    assert "100.0 % of the trainers" in page and "pool · rank 1 of 1" in page
+    assert 'data-status="NOT_SELECTED"' in page
+    assert "Trainers share 70 % of the payment" in page
+    assert "Held in escrow until the buyer approves" in page
+
+
+def test_a_cancelled_request_is_worded_for_its_end(buyer: Any) -> None:
+    node, client = buyer
+    log_in(client)
+    offered = [{"owner": "0x" + str(i) * 40, "status": "CANCELLED", "role": None} for i in range(5)]
+    view = {
+        **_finished_view("0x" + "4" * 40, "0x" + "1" * 40, "0x" + "3" * 40),
+        "status": "CANCELLED",
+        "rounds_done": 0,
+        "initial_metric": None,
+        "metrics": [],
+        "offers": offered,
+        "result": None,
+    }
+    node.store.put("requests", "5", {"chain_request_id": 2, "spec": {}, "requirements": {}})
+    node.store.put("settlement", "5", {"status": "CANCELLED", "reclaimed_wei": str(10**18)})
+    node.client.get = lambda path, **_: (  # type: ignore[method-assign]
+        {"events": [], "names": {}} if path.endswith("/timeline") else dict(view)
+    )
+    page = client.get("/ui/requests/5").text
+    assert "No metric: the request was cancelled before any evaluation." in page
+    assert "None: the request was cancelled before training." in page
+    assert "Nobody took part: the request was cancelled before training." in page
+    assert "The request was cancelled; 1 ETH was refunded to you." in page
+    assert "Refunded to the buyer." in page
+    for stale in (
+        "Not yet",
+        "No metric yet",
+        "Held in escrow",
+        'data-status="CANCELLED">Cancelled</span></td>',
+    ):
+        assert stale not in page, stale
+    assert 'data-status="CANCELLED">Cancelled</span>' in page  # the request's own status
+
+
+def test_the_contracts_record_reads_as_sentences() -> None:
+    from deltaml.ledger.base import LedgerEvent
+
+    buyer, owner = "0x" + "b" * 40, "0x" + "1" * 40
+    events = [
+        LedgerEvent("RequestCreated", {"deposit": 10**18}, 3, "0x" + "ab" * 32),
+        LedgerEvent("RequestStarted", {"trainers": [owner], "validators": [buyer]}, 4, "0x01"),
+        LedgerEvent("MetricPosted", {"round": 2}, 5, "0x02"),
+        LedgerEvent("RequestSettled", {"approvedByBuyer": True}, 6, "0x03"),
+        LedgerEvent("Withdrawn", {"account": owner, "amount": 5 * 10**17}, 7, "0x04"),
+        LedgerEvent("Withdrawn", {"account": buyer.upper(), "amount": 10**17}, 8, "0x05"),
+    ]
+    rows = fmt.chain_rows(events, {owner: "clinic"}, {buyer: "You (the buyer)"})
+    assert [r["text"] for r in rows] == [
+        "Request created: 1 ETH escrowed",
+        "Training started: 2 owners seated",
+        "Round 2 MSE posted",
+        "Settled: approved by the buyer",
+        "clinic (0x1111…1111) withdrew 0.5 ETH",
+        "You (the buyer) withdrew 0.1 ETH",
+    ]
+    assert rows[0]["block"] == 3 and rows[0]["tx"] == "0x" + "ab" * 32

@@ -689,7 +689,13 @@ class AggregatorService:
     def offers_for(self, owner: str) -> list[dict[str, Any]]:
         with self.store.begin() as conn:
             rows = conn.execute(
-                sa.select(offers, requests.c.spec, requests.c.requirements, requests.c.deposit_wei)
+                sa.select(
+                    offers,
+                    requests.c.spec,
+                    requests.c.requirements,
+                    requests.c.deposit_wei,
+                    requests.c.status.label("request_status"),
+                )
                 .join(requests, requests.c.id == offers.c.request_id)
                 .where(offers.c.owner == owner)
                 .order_by(offers.c.request_id)
@@ -703,6 +709,9 @@ class AggregatorService:
                 "spec": r.spec,
                 "requirements": r.requirements,
                 "deposit_wei": r.deposit_wei,
+                # The request's own status: an offer accepted but left INITIATED after
+                # the request started is one whose owner was not selected.
+                "request_status": r.request_status,
                 # What the trainers' share is worth per owner if every trainer earns alike.
                 "offered_reward_wei": str(
                     int(r.deposit_wei) * TRAINERS_PERCENT // 100 // max(1, r.requirements["owners"])
@@ -710,6 +719,52 @@ class AggregatorService:
             }
             for r in rows
         ]
+
+    # -- read-only views for the web pages ----------------------------------------------
+    def timeline(self, rid: int) -> dict[str, Any]:
+        """What happened to request ``rid``, in order, and the names of the owners offered it.
+
+        Each event is ``{"at": seconds, "kind": ..., **data}``: ``created``, ``accepted`` /
+        ``declined`` (an owner), ``status`` (the request's), ``initial`` and ``round``
+        (a published MSE): nothing the public view does not already show, with its time.
+        """
+        self._request_row(rid)
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(events.c.at, events.c.kind, events.c.data)
+                .where(events.c.request_id == rid)
+                .order_by(events.c.id)
+            ).all()
+            names = conn.execute(
+                sa.select(owners.c.address, owners.c.name)
+                .join(offers, offers.c.owner == owners.c.address)
+                .where(offers.c.request_id == rid)
+            ).all()
+        return {
+            "events": [{**(r.data or {}), "at": r.at, "kind": r.kind} for r in rows],
+            "names": {n.address: n.name for n in names},
+        }
+
+    def market_columns(self) -> list[str]:
+        """Every column name of every registered dataset (names only), sorted."""
+        with self.store.begin() as conn:
+            profiles = conn.execute(sa.select(owners.c.profile)).scalars().all()
+        return sorted(
+            {
+                str(c.get("name"))
+                for p in profiles
+                for ds in (p or {}).get("datasets", [])
+                for c in ds.get("columns", [])
+                if c.get("name")
+            }
+        )
+
+    def matching_owners(self, features: list[str], target: str, min_rows: int) -> int:
+        """How many registered owners have a dataset a request for these columns could use."""
+        req = {"features": features, "target": target, "min_rows": min_rows}
+        with self.store.begin() as conn:
+            profiles = conn.execute(sa.select(owners.c.profile)).scalars().all()
+        return sum(matching_dataset(p or {}, req) is not None for p in profiles)
 
 
 def create_app(service: AggregatorService) -> FastAPI:
@@ -776,6 +831,31 @@ def create_app(service: AggregatorService) -> FastAPI:
     @app.post("/requests/{rid}/cancel")
     def cancel(rid: int, who: str = party) -> dict[str, Any]:
         return service.cancel(who, rid)
+
+    @app.get("/requests/{rid}/timeline")
+    def request_timeline(rid: int) -> dict[str, Any]:
+        return service.timeline(rid)
+
+    @app.get("/market")
+    def market(
+        who: str = party,
+        features: str = "",
+        target: str = "",
+        min_rows: Annotated[int, Query(ge=1)] = 1,
+    ) -> dict[str, Any]:
+        """For a buyer writing a request: the registered column names, and how many
+        owners could serve a request for ``features`` (comma-separated) and ``target``."""
+        wanted = [f.strip() for f in features.split(",") if f.strip()]
+        matching = (
+            service.matching_owners(wanted, target.strip(), min_rows)
+            if wanted and target.strip()
+            else None
+        )
+        return {
+            "columns": service.market_columns(),
+            "owners": service.owner_count(),
+            "matching": matching,
+        }
 
     @app.get("/requests/{rid}/transcript")
     def transcript(rid: int) -> FileResponse:

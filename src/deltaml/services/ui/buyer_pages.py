@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -33,7 +34,8 @@ from deltaml.services.ui.web import NavItem, WebUI
 if TYPE_CHECKING:
     from deltaml.services.buyer import BuyerNode
 
-FINAL = ("FINISHED", "FAILED", "CANCELLED")
+FINAL = fmt.FINAL
+log = logging.getLogger(__name__)
 
 
 def live_version(view: dict[str, Any]) -> str:
@@ -50,28 +52,62 @@ def live_version(view: dict[str, Any]) -> str:
     )
 
 
-def participants(view: dict[str, Any], withdrawn: dict[str, bool]) -> list[dict[str, Any]]:
-    """Each owner that took part (or was offered it), with its contribution and payment."""
+def list_version(views: list[dict[str, Any]]) -> str:
+    """Changes when a request appears, or one changes in what the list shows."""
+    return ";".join(f"{v.get('id')}:{v.get('rounds_done', 0)}:{live_version(v)}" for v in views)
+
+
+def participants(
+    view: dict[str, Any], withdrawn: dict[str, bool], names: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Each owner that took part or accepted, with its contribution, share and payment.
+
+    An owner that accepted after the training had started is listed as not selected;
+    owners that were only offered the request (or declined it) are not listed.
+    """
     result = view.get("result") or {}
     contributions = result.get("contributions") or {}
+    shares = fmt.trainer_shares(contributions)
     payouts = result.get("payouts_wei") or {}
     rows = []
     for offer in view.get("offers", []):
         owner = offer["owner"]
-        if offer["status"] in ("WAITING", "READY", "DECLINED") and owner not in payouts:
+        role = offer.get("role") or ""
+        if not role and offer["status"] != "INITIATED" and owner not in payouts:
             continue
         rows.append(
             {
                 "address": owner,
-                "role": offer.get("role") or "",
-                "status": offer["status"],
+                "label": fmt.owner_label(owner, names or {}),
+                "role": role,
+                "status": fmt.offer_outcome(offer["status"], view.get("status"), role),
                 "contribution": contributions.get(owner),
+                "share": shares.get(owner),
                 "payment_wei": payouts.get(owner),
                 "withdrawn": withdrawn.get(owner),
             }
         )
-    rows.sort(key=lambda r: (r["role"] != "trainer", -(r["contribution"] or 0.0), r["address"]))
+    rows.sort(
+        key=lambda r: (
+            r["status"] == "NOT_SELECTED",
+            r["role"] != "trainer",
+            -(r["contribution"] or 0.0),
+            r["address"],
+        )
+    )
     return rows
+
+
+def escrow_state(view: dict[str, Any]) -> str:
+    """The settlement as :func:`fmt.escrow_text` reads it."""
+    settlement = view.get("settlement") or {}
+    if settlement.get("reclaimed_wei") is not None:
+        return "refunded"
+    if settlement.get("approved"):
+        return "settled"
+    if view.get("status") == "FINISHED":
+        return "awaiting"
+    return ""
 
 
 def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
@@ -87,10 +123,29 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
     @app.get("/", name="home", response_class=HTMLResponse)
     def home(request: Request) -> Response:
         session = ui.session(request)
-        rows = []
-        for view in reversed(node.status()):
-            rows.append({"view": view, "live": fmt.progress(view)})
-        return ui.render(request, "buyer/requests.html", {"rows": rows}, session=session)
+        views = list(reversed(node.status()))
+        rows = [{"view": view, "live": fmt.progress(view)} for view in views]
+        return ui.render(
+            request,
+            "buyer/requests.html",
+            {"rows": rows, "version": list_version(views)},
+            session=session,
+        )
+
+    @app.get("/api/requests", name="api_requests")
+    def api_requests(request: Request) -> dict[str, Any]:
+        ui.session(request)
+        return {"version": list_version(list(reversed(node.status())))}
+
+    def market(features: list[str], target: str, min_rows: int) -> dict[str, Any] | None:
+        """The registered column names and the owners that could serve such a request,
+        or None when the aggregator cannot say."""
+        params = {"features": ",".join(features), "target": target, "min_rows": min_rows}
+        try:
+            found = node.client.get("/market", params=params)
+        except DeltaMLError:
+            return None
+        return found if isinstance(found, dict) and "columns" in found else None
 
     def form_page(
         request: Request,
@@ -99,6 +154,7 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
         errors: dict[str, str] | None = None,
         status_code: int = 200,
     ) -> Response:
+        known = market([], "", 1)
         return ui.render(
             request,
             "buyer/new.html",
@@ -107,14 +163,52 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
                 "values": form_values(form),
                 "errors": errors or {},
                 "key_sizes": key_sizes(node.config.allow_test_keys),
+                "columns": (known or {}).get("columns") or [],
+                "registered": (known or {}).get("owners"),
             },
             session=session,
             status_code=status_code,
         )
 
+    def refuse(request: Request, session: Any, form: Any, errors: dict[str, str]) -> Response:
+        """A failed submit: back to the form by a redirect (a reload does not post again)."""
+        if session is None:
+            return form_page(request, session, form, errors, 400)
+        ui.stash(session, "new_request", (form_values(form), errors))
+        return ui.redirect(request, "new_request")
+
     @app.get("/requests/new", name="new_request", response_class=HTMLResponse)
     def new_request(request: Request) -> Response:
-        return form_page(request, ui.session(request))
+        session = ui.session(request)
+        kept = ui.unstash(session, "new_request")
+        if kept is None:
+            return form_page(request, session)
+        values, errors = kept
+        return form_page(request, session, values, errors)
+
+    @app.get("/api/market", name="api_market")
+    def api_market(
+        request: Request, features: str = "", target: str = "", min_rows: str = "1"
+    ) -> dict[str, Any]:
+        ui.session(request)
+        wanted = [f.strip() for f in features.split(",") if f.strip()]
+        try:
+            rows = max(1, int(min_rows))
+        except ValueError:
+            rows = 1
+        found = market(wanted, target.strip(), rows)
+        if found is None:
+            return {"text": "", "matching": None}
+        matching = found.get("matching")
+        if matching is None:
+            n = int(found.get("owners") or 0)
+            text = f"{n} data owner{'s' if n != 1 else ''} registered."
+        else:
+            text = (
+                f"{matching} owner{' has' if matching == 1 else 's have'} these columns and at "
+                f"least {rows} row{'s' if rows != 1 else ''}."
+            )
+        return {"text": text, "matching": matching}
 
     @app.post("/requests", name="create_request")
     async def create_request(request: Request) -> Response:
@@ -122,11 +216,27 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
         form = await ui.form(request, session)
         spec, errors = validate_request_form(form, node.config.allow_test_keys)
         if spec is None:
-            return form_page(request, session, form, errors, 400)
+            return refuse(request, session, form, errors)
+        found = await run_in_threadpool(
+            market, list(spec["features"]), str(spec["target"]), int(spec["min_rows"])
+        )
+        matching = (found or {}).get("matching")
+        if matching is not None and matching < spec["owners"]:
+            columns = ", ".join([*spec["features"], spec["target"]])
+            who = "No data owner has" if matching == 0 else f"Only {matching} owner(s) have"
+            return refuse(
+                request,
+                session,
+                form,
+                {
+                    "_form": f"{who} the columns {columns} and at least {spec['min_rows']} "
+                    f"rows; this request needs {spec['owners']}. Nothing was escrowed."
+                },
+            )
         try:
             created = await run_in_threadpool(node.create_request, spec)
         except DeltaMLError as exc:
-            return form_page(request, session, form, {"_form": fmt.message(exc)}, 400)
+            return refuse(request, session, form, {"_form": fmt.message(exc)})
         rid = int(created["id"])
         ui.flash(
             session,
@@ -135,6 +245,16 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
             "it is being offered to the data owners.",
         )
         return ui.redirect(request, "request_page", rid=rid)
+
+    def chain_events(view: dict[str, Any]) -> list[Any]:
+        """The contract's record of the request (none without a contract)."""
+        if node.ledger is None:
+            return []
+        try:
+            return node.ledger.history(int(view["chain_request_id"]))
+        except (DeltaMLError, OSError, KeyError, ValueError) as exc:
+            log.warning("request %s: contract history unavailable: %s", view.get("id"), exc)
+            return []
 
     def page_context(rid: int) -> dict[str, Any]:
         view = node.overview(rid)
@@ -149,12 +269,31 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
                 withdrawn = {}
         aggregator = view.get("aggregator", "")
         paid_wei = sum(int(v) for v in payouts.values())
+        try:
+            timeline = node.client.get(f"/requests/{rid}/timeline")
+        except DeltaMLError:
+            timeline = {}
+        if not isinstance(timeline, dict):
+            timeline = {}
+        names = timeline.get("names") or {}
+        offers = view.get("offers", [])
         return {
             "rid": rid,
             "view": view,
             "live": fmt.progress(view),
             "version": live_version(view),
-            "participants": participants(view, withdrawn),
+            "participants": participants(view, withdrawn, names),
+            "offered": len(offers),
+            "have_data": sum(o["status"] in ("READY", "INITIATED") for o in offers),
+            "accepted": sum(o["status"] == "INITIATED" for o in offers),
+            "escrow": fmt.escrow_text(str(view.get("status")), escrow_state(view)),
+            "timeline": fmt.timeline_rows(timeline.get("events") or [], view, names),
+            "chain": fmt.chain_rows(
+                chain_events(view),
+                names,
+                {node.address: "You (the buyer)", aggregator: "The aggregator"},
+            ),
+            "duration_s": fmt.run_duration(timeline.get("events") or []),
             "aggregator": aggregator,
             "aggregator_fee_wei": payouts.get(aggregator),
             "aggregator_withdrawn": withdrawn.get(aggregator),

@@ -31,11 +31,21 @@ class Field:
 
 FIELDS = [
     Field("model", "Model type", "Linear regression, or logistic regression for a 0/1 target."),
-    Field("features", "Feature columns", "Column names, separated by commas."),
-    Field("target", "Target column", "The column the model predicts."),
+    Field(
+        "features",
+        "Feature columns",
+        "Column names, separated by commas (for example: age, bmi). Names the owners "
+        "have registered are offered as you type.",
+    ),
+    Field("target", "Target column", "The one column the model predicts."),
     Field("min_rows", "Minimum rows per owner", "Owners with fewer rows are not offered it."),
     Field("owners", "Owners needed", "Training starts when this many have accepted (≥ 2)."),
-    Field("rounds", "Training rounds", f"1 to {MAX_ROUNDS}: the most, with a target."),
+    Field(
+        "rounds",
+        "Training rounds",
+        f"How many rounds to train, 1 to {MAX_ROUNDS}. With a target improvement, training "
+        "stops sooner once the target is reached.",
+    ),
     Field(
         "target_improvement",
         "Target improvement (%)",
@@ -85,6 +95,8 @@ def key_sizes(allow_test_keys: bool) -> list[int]:
 
 
 def _whole(text: str, low: int, high: int) -> int:
+    if not text.strip():
+        raise ValueError(f"Required: enter a whole number from {low} to {high}.")
     try:
         value = int(text.strip())
     except ValueError:
@@ -119,23 +131,30 @@ def validate_request_form(
     def features(text: str) -> list[str]:
         names = [f.strip() for f in text.split(",") if f.strip()]
         if not names:
-            raise ValueError("Name at least one feature column.")
+            raise ValueError("Required: name at least one feature column.")
         if len(set(names)) != len(names):
             raise ValueError("A column is named twice.")
         return names
 
     def target(text: str) -> str:
         if not text:
-            raise ValueError("Name the target column.")
+            raise ValueError("Required: name the target column.")
         if "," in text:
             raise ValueError("Name one column only.")
         return text
 
     def payment(text: str) -> None:
+        if not text:
+            raise ValueError("Required: enter the payment in ether, such as 0.5.")
         try:
             wei = parse_eth(text)
-        except ValueError:
-            raise ValueError("Enter an amount of ether, such as 0.5.") from None
+        except ValueError as exc:
+            if "18 decimals" in str(exc):
+                raise ValueError(
+                    "Use at most 18 decimals: the smallest amount is 0.000000000000000001 "
+                    "ETH (1 wei)."
+                ) from None
+            raise ValueError("Enter a number of ether, such as 0.5.") from None
         if wei <= 0:
             raise ValueError("The payment must be more than 0.")
         if wei > 10**9 * WEI_PER_ETH:
@@ -143,6 +162,8 @@ def validate_request_form(
         doc["deposit_wei"] = wei
 
     def deadline(text: str) -> float:
+        if not text:
+            raise ValueError("Required: enter a number of hours, such as 24.")
         try:
             hours = float(text)
         except ValueError:

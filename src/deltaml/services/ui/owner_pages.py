@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from deltaml.errors import DeltaMLError
+from deltaml.ledger.payouts import TRAINERS_PERCENT
 from deltaml.services.ui import format as fmt
 from deltaml.services.ui.sessions import LoginConfig
 from deltaml.services.ui.web import NavItem, WebUI
@@ -38,8 +39,21 @@ DECIDABLE = ("WAITING", "READY", "INITIATED")
 
 
 def offers_version(offers: list[dict[str, Any]]) -> str:
-    """Changes whenever an offer appears or changes status: the list page reloads then."""
-    return ";".join(f"{o['request_id']}:{o['status']}" for o in offers)
+    """Changes whenever an offer appears or changes status, or its request does: the
+    list page reloads then."""
+    return ";".join(
+        f"{o['request_id']}:{o['status']}:{o.get('request_status', '')}" for o in offers
+    )
+
+
+def outcome(offer: dict[str, Any]) -> str:
+    """The offer's status as this owner should read it (``NOT_SELECTED``, ``CLOSED``)."""
+    return fmt.offer_outcome(offer["status"], offer.get("request_status"), offer.get("role"))
+
+
+def can_decide(offer: dict[str, Any]) -> bool:
+    """Accept / Decline only while the request still looks for owners."""
+    return offer["status"] in DECIDABLE and offer.get("request_status", "OPEN") == "OPEN"
 
 
 def owner_ui(node: OwnerNode, login: LoginConfig | None) -> WebUI:
@@ -64,16 +78,26 @@ def owner_ui(node: OwnerNode, login: LoginConfig | None) -> WebUI:
         offers = list(node.offers)
         earnings = node.earnings()
         pending = node.pending_earnings()
+        rows = [
+            {
+                **o,
+                "outcome": outcome(o),
+                "can_decide": can_decide(o),
+                "pool_wei": int(o["deposit_wei"]) * TRAINERS_PERCENT // 100,
+            }
+            for o in offers
+        ]
         return ui.render(
             request,
             "owner/offers.html",
             {
-                "offers": offers,
+                "offers": rows,
                 "version": offers_version(offers),
                 "earnings": earnings,
                 "pending_wei": pending,
-                "decidable": DECIDABLE,
                 "datasets": node.profiles,
+                "accepts_itself": node.config.accept == "all",
+                "min_reward_wei": node.config.min_reward_wei,
             },
             session=session,
         )
@@ -97,11 +121,17 @@ def owner_ui(node: OwnerNode, login: LoginConfig | None) -> WebUI:
         except DeltaMLError as exc:
             ui.flash(session, "error", f"Request {rid}: {fmt.message(exc)}")
         else:
-            now = next((o["status"] for o in offers if int(o["request_id"]) == rid), "")
+            now = next((o for o in offers if int(o["request_id"]) == rid), None)
+            state = outcome(now) if now else ""
             if not accept:
                 text = f"You declined request {rid}."
-            elif now == "INITIATED":
+            elif state == "INITIATED":
                 text = f"You accepted request {rid}: training starts when enough owners have."
+            elif state == "NOT_SELECTED":
+                text = (
+                    f"You accepted request {rid}, but it had already started with other "
+                    "owners: you were not selected."
+                )
             else:
                 text = f"You accepted request {rid}: training has started."
             ui.flash(session, "ok", text)
@@ -177,18 +207,57 @@ def owner_ui(node: OwnerNode, login: LoginConfig | None) -> WebUI:
         result = view.get("result") or {}
         me = node.address
         payment = node.payment(rid, view)
+        role = offer.get("role") or next(
+            (o["role"] for o in view.get("offers", []) if o["owner"] == me), ""
+        )
+        state = fmt.offer_outcome(offer["status"], view["status"], role)
+        if state in ("NOT_SELECTED", "CLOSED", "DECLINED") and payment["state"] != "claimable":
+            payment = {
+                **payment,
+                "state": "none",
+                "explanation": "Nothing to withdraw: "
+                + {
+                    "NOT_SELECTED": "you accepted, but the training started with other owners.",
+                    "CLOSED": "the training started with other owners.",
+                    "DECLINED": "you declined this request.",
+                }[state],
+            }
+        elif view["status"] in ("FAILED", "CANCELLED") and payment["state"] != "claimable":
+            ended = "was cancelled" if view["status"] == "CANCELLED" else "failed"
+            payment = {
+                **payment,
+                "state": "none",
+                "explanation": f"Nothing to withdraw: the request {ended}, so nobody is paid; "
+                "the buyer takes its deposit back.",
+            }
+        contributions = result.get("contributions") or {}
         return {
             "rid": rid,
             "offer": offer,
+            "outcome": state,
             "view": view,
             "live": fmt.progress(view),
-            "role": offer.get("role")
-            or next((o["role"] for o in view.get("offers", []) if o["owner"] == me), ""),
-            "contribution": (result.get("contributions") or {}).get(me),
+            "role": role,
+            "contribution": contributions.get(me),
+            "share": fmt.trainer_shares(contributions).get(me),
             "earned_wei": (result.get("payouts_wei") or {}).get(me),
+            "earned_how": fmt.earned_explanation(view, me, role),
+            "pool_wei": int(view["deposit_wei"]) * TRAINERS_PERCENT // 100,
             "payment": payment,
-            "final": view["status"] in ("FINISHED", "FAILED", "CANCELLED"),
+            "escrow": fmt.escrow_text(view["status"], escrow_state(view, payment)),
+            "final": view["status"] in fmt.FINAL,
         }
+
+    def escrow_state(view: dict[str, Any], payment: dict[str, Any]) -> str:
+        if view["status"] in ("FAILED", "CANCELLED"):
+            return ""
+        if payment["state"] == "awaiting_approval":
+            return "awaiting"
+        if payment["state"] in ("claimable", "withdrawn") or (
+            view["status"] == "FINISHED" and (view.get("result") or {}).get("fee_withdrawn")
+        ):
+            return "settled"
+        return ""
 
     @app.get("/requests/{rid}", name="training", response_class=HTMLResponse)
     def training(request: Request, rid: int) -> Response:

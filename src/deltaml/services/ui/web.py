@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import URL, FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deltaml.services.ui import format as fmt
 from deltaml.services.ui.sessions import (
@@ -79,7 +80,12 @@ def _templates() -> Jinja2Templates:
     env.filters["metric"] = fmt.metric
     env.filters["pct"] = fmt.pct
     env.filters["when"] = fmt.when
+    env.filters["status_word"] = fmt.status_word
+    env.filters["size"] = fmt.size
+    env.filters["duration"] = fmt.duration
+    env.filters["clock"] = fmt.clock
     env.globals["status_class"] = lambda status: "status-" + str(status or "").lower()
+    env.globals["payment_rule"] = fmt.payment_rule
     return templates
 
 
@@ -113,6 +119,7 @@ class WebUI:
         self.session_cookie = f"{SESSION_COOKIE}_{suffix}"
         self.login_cookie = f"{LOGIN_COOKIE}_{suffix}"
         self.templates = _templates()
+        self._stashed: dict[tuple[str, str], Any] = {}
         self.app = FastAPI(
             title=f"DeltaML {role} web UI",
             docs_url=None,
@@ -138,6 +145,17 @@ class WebUI:
         """A message for the next page this session sees (after a redirect)."""
         if session is not None:
             session.flashes.append((kind, text))
+
+    def stash(self, session: Session, key: str, value: Any) -> None:
+        """Keep ``value`` for this session's next page (a form after a redirect)."""
+        self._stashed[(session.csrf_token, key)] = value
+        while len(self._stashed) > 1000:  # the oldest go first
+            self._stashed.pop(next(iter(self._stashed)))
+
+    def unstash(self, session: Session | None, key: str) -> Any:
+        if session is None:
+            return None
+        return self._stashed.pop((session.csrf_token, key), None)
 
     @staticmethod
     def _take_flashes(session: Session | None) -> list[tuple[str, str]]:
@@ -214,8 +232,9 @@ class WebUI:
             login = self.url_for(request, "login_page")
             return RedirectResponse(f"{login}?next={quote(target, safe='')}", status_code=303)
 
-        @app.exception_handler(HTTPException)
-        async def _http_error(request: Request, exc: HTTPException) -> Response:
+        # Starlette's own 404 (no such path) and 405 are not FastAPI's HTTPException.
+        @app.exception_handler(StarletteHTTPException)
+        async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
             if "/api/" in request.url.path:
                 return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
             session = None
@@ -246,7 +265,12 @@ class WebUI:
         assert login is not None
 
         def login_form(
-            request: Request, *, error: str = "", status_code: int = 200, next_: str = ""
+            request: Request,
+            *,
+            error: str = "",
+            status_code: int = 200,
+            next_: str = "",
+            bye: bool = False,
         ) -> HTMLResponse:
             import secrets
 
@@ -254,7 +278,7 @@ class WebUI:
             response = self.render(
                 request,
                 "login.html",
-                {"error": error, "login_token": token, "next": next_},
+                {"error": error, "login_token": token, "next": next_, "bye": bye},
                 status_code=status_code,
             )
             response.set_cookie(
@@ -269,10 +293,10 @@ class WebUI:
             return response
 
         @app.get("/login", name="login_page", response_class=HTMLResponse)
-        def login_page(request: Request, next: str = "") -> Response:
+        def login_page(request: Request, next: str = "", bye: str = "") -> Response:
             if login.sessions.get(request.cookies.get(self.session_cookie)) is not None:
                 return RedirectResponse(self._safe_next(request, next), status_code=303)
-            return login_form(request, next_=next)
+            return login_form(request, next_=next, bye=bool(bye))
 
         @app.post("/login", name="login")
         async def do_login(request: Request) -> Response:
@@ -327,7 +351,8 @@ class WebUI:
             if session is not None:
                 await self.form(request, session)
                 login.sessions.end(token)
-            response = self.redirect(request, "login_page")
+            login_url = self.url_for(request, "login_page")
+            response = RedirectResponse(f"{login_url}?bye=1", status_code=303)
             response.delete_cookie(self.session_cookie, path=UI_PREFIX)
             return response
 

@@ -45,7 +45,8 @@
     if (!points.length) {
       var empty = document.createElement("p");
       empty.className = "chart-empty";
-      empty.textContent = "No metric yet: the chart starts when the first evaluation is published.";
+      empty.textContent = figure.getAttribute("data-empty") ||
+        "No metric yet: the chart starts when the first evaluation is published.";
       area.appendChild(empty);
       area.setAttribute("aria-label", caption + ": no data yet");
       return;
@@ -122,7 +123,10 @@
     try { return JSON.parse(figure.getAttribute("data-points") || "[]"); } catch (e) { return []; }
   }
 
+  var submitting = false;
+
   function userIsBusy() {
+    if (submitting) { return true; }  /* a reload now would drop the form's answer */
     var active = document.activeElement;
     var tag = active && active.tagName;
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") { return true; }
@@ -143,7 +147,8 @@
     root.querySelectorAll('[data-field="' + name + '"]').forEach(function (node) {
       if (name === "progress") { node.value = value; node.textContent = String(value); return; }
       if (name === "status") {
-        node.textContent = String(value).replace(/_/g, " ");
+        node.textContent = (value && value.text) || String(value.code || value).replace(/_/g, " ");
+        value = value.code || value;
         node.className = "badge status-" + String(value).toLowerCase();
         node.setAttribute("data-status", value);
         return;
@@ -177,7 +182,7 @@
     var version = root.getAttribute("data-version");
     var figure = root.querySelector("[data-chart]");
     poll(root, 1500, function (data) {
-      setField(root, "status", data.status);
+      setField(root, "status", { code: data.status, text: data.status_text });
       setField(root, "rounds_done", String(data.rounds_done));
       setField(root, "progress", data.rounds_done);
       setField(root, "initial_text", data.initial_text);
@@ -201,8 +206,12 @@
   }
 
   function busyForms() {
+    document.querySelectorAll("form").forEach(function (form) {
+      form.addEventListener("submit", function () { submitting = true; });
+    });
     document.querySelectorAll("form[data-busy]").forEach(function (form) {
       form.addEventListener("submit", function () {
+        submitting = true;
         form.setAttribute("aria-busy", "true");
         form.querySelectorAll("button[type=submit]").forEach(function (button) {
           button.disabled = true;
@@ -210,6 +219,69 @@
         });
       });
     });
+  }
+
+  /* The feature field holds several names: offer every registered column after what is
+   * typed up to the last comma (a datalist only completes a whole value). */
+  function columnSuggestions() {
+    var input = document.querySelector("[data-columns-input]");
+    var list = document.getElementById("feature-columns");
+    if (!input || !list) { return; }
+    var columns;
+    try { columns = JSON.parse(list.getAttribute("data-columns") || "[]"); } catch (e) { columns = []; }
+    input.addEventListener("input", function () {
+      var text = input.value;
+      var cut = text.lastIndexOf(",");
+      var prefix = cut >= 0 ? text.slice(0, cut + 1) + " " : "";
+      var used = text.split(",").map(function (t) { return t.trim(); });
+      while (list.firstChild) { list.removeChild(list.firstChild); }
+      columns.forEach(function (name) {
+        if (used.indexOf(name) >= 0) { return; }
+        var option = document.createElement("option");
+        option.value = prefix + name;
+        list.appendChild(option);
+      });
+    });
+  }
+
+  /* "N owners have these columns and at least M rows", as the buyer types. */
+  function marketCount() {
+    var box = document.querySelector("[data-market]");
+    var form = box && box.closest("form");
+    if (!form) { return; }
+    var timer = 0;
+    function ask() {
+      var params = new URLSearchParams();
+      ["features", "target", "min_rows"].forEach(function (name) {
+        var field = form.elements.namedItem(name);
+        params.set(name, field ? field.value : "");
+      });
+      var owners = form.elements.namedItem("owners");
+      var needed = Number(owners ? owners.value : "0");
+      fetch(box.getAttribute("data-src") + "?" + params.toString(),
+            { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (data) {
+          if (!data || !data.text) { return; }
+          var text = data.text;
+          var short = data.matching !== null && needed > 0 && data.matching < needed;
+          if (short) { text += " The request needs " + needed + ": it would be refused."; }
+          box.textContent = text;
+          box.classList.toggle("market-none", Boolean(short));
+          box.setAttribute("data-matching", data.matching === null ? "" : String(data.matching));
+        })
+        .catch(function () { /* the server checks again on submit */ });
+    }
+    ["features", "target", "min_rows", "owners"].forEach(function (name) {
+      var field = form.elements.namedItem(name);
+      if (!field) { return; }
+      field.addEventListener("input", function () {
+        window.clearTimeout(timer);
+        timer = window.setTimeout(ask, 300);
+      });
+    });
+    var features = form.elements.namedItem("features");
+    if (features && features.value) { ask(); }
   }
 
   function start() {
@@ -222,6 +294,8 @@
       button.addEventListener("click", function () { window.location.reload(); });
     });
     busyForms();
+    columnSuggestions();
+    marketCount();
     var resizing = 0;
     window.addEventListener("resize", function () {
       window.clearTimeout(resizing);
