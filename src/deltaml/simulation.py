@@ -250,7 +250,9 @@ def simulate_shares(
     keygen_seconds = time.perf_counter() - k0
     buyer.model.check_target(shares[0].y) if task == "classification" else None
     owners = {
-        oid: DataOwner(oid, share.X, share.y, account=account[oid])
+        oid: DataOwner(
+            oid, share.X, share.y, account=account[oid], allow_test_keys=config.allow_test_keys
+        )
         for oid, share in zip(ids, shares, strict=True)
     }
     transport: Transport = InMemoryTransport([buyer, *owners.values()])

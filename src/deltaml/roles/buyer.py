@@ -17,6 +17,7 @@ from deltaml.crypto import (
     refresh_masked,
 )
 from deltaml.crypto.packing import PackingError, prove_packed_decryption
+from deltaml.crypto.paillier import check_key_size
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import (
     denoised_sse,
@@ -77,6 +78,7 @@ class ModelBuyer:
         self.public_key, self._private_key = keypair or generate_keypair(
             key_bits, allow_test_keys=allow_test_keys
         )
+        check_key_size(self.public_key, allow_test_keys=allow_test_keys)
         self.model: ModelType = model_type(spec.model, spec.l2)
         self.stats: Standardization | None = None
         self.metrics: dict[int, float] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from typing import TYPE_CHECKING, TypeVar
@@ -10,6 +11,7 @@ import numpy as np
 from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
+from deltaml.crypto.paillier import check_key_size
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import noise_variance, rotation_commitment
 from deltaml.evidence.signatures import vector_digest
@@ -54,9 +56,11 @@ class DataOwner:
         y: np.ndarray,
         *,
         account: LocalAccount | None = None,
+        allow_test_keys: bool = False,
     ) -> None:
         self.party_id = party_id
         self.account: LocalAccount = account if account is not None else Account.create()
+        self._allow_test_keys = allow_test_keys
         self._x = np.asarray(x, dtype=np.float64)
         self._y = np.asarray(y, dtype=np.float64)
         self.role: str | None = None
@@ -90,7 +94,13 @@ class DataOwner:
         handler = getattr(self, "_on_" + message.kind, None)
         if handler is None:
             raise ProtocolError(f"a data owner does not accept {message.kind}")
+        for key in _keys_in(message):
+            self._check_key(key)
         return handler(message)  # type: ignore[no-any-return,unused-ignore]
+
+    def _check_key(self, key: PublicKey) -> None:
+        """Refuse, before anything is computed, a message that carries a weak key."""
+        check_key_size(key, allow_test_keys=self._allow_test_keys)
 
     # -- standardization ------------------------------------------------------------
     def _on_StatsRequest(self, msg: m.StatsRequest) -> m.EncryptedSums:
@@ -258,3 +268,16 @@ class DataOwner:
             tuple(remixed), tuple(vector_digest(c) for c in msg.columns), commitment
         )
         return self._signed(reply, msg.columns[0].public_key)
+
+
+def _keys_in(value: object) -> set[PublicKey]:
+    """Every public key a message carries: its own fields and its vectors', nested included."""
+    if isinstance(value, PublicKey):
+        return {value}
+    if isinstance(value, EncryptedVector):
+        return {value.public_key}
+    if isinstance(value, tuple):
+        return set().union(*(_keys_in(v) for v in value))
+    if isinstance(value, m.Message):
+        return set().union(*(_keys_in(getattr(value, f.name)) for f in dataclasses.fields(value)))
+    return set()

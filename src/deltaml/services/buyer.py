@@ -240,7 +240,11 @@ class BuyerNode:
             req_spec["key_bits"], allow_test_keys=self.config.allow_test_keys
         )
         role = ModelBuyer(
-            self.address, spec, keypair=(public_key, private_key), account=self.account
+            self.address,
+            spec,
+            keypair=(public_key, private_key),
+            account=self.account,
+            allow_test_keys=self.config.allow_test_keys,
         )
         initial = role.initial_model(len(requirements["features"]) + 1)
         spec_dict = dataclasses.asdict(spec)
@@ -295,6 +299,7 @@ class BuyerNode:
                 m.TrainingSpec(**saved["spec"]),
                 keypair=(private_key.public_key, private_key),
                 account=self.account,
+                allow_test_keys=self.config.allow_test_keys,
             )
             role.restore(self.store.get("progress", str(rid), {}))
             self.roles[rid] = role
