@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from eth_account import Account
 
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DeltaMLValueError
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
@@ -251,7 +252,12 @@ def simulate_shares(
     buyer.model.check_target(shares[0].y) if task == "classification" else None
     owners = {
         oid: DataOwner(
-            oid, share.X, share.y, account=account[oid], allow_test_keys=config.allow_test_keys
+            oid,
+            share.X,
+            share.y,
+            committed_key=key_fingerprint(buyer.public_key),
+            account=account[oid],
+            allow_test_keys=config.allow_test_keys,
         )
         for oid, share in zip(ids, shares, strict=True)
     }

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from deltaml.crypto import EncryptedVector, generate_keypair
-from deltaml.crypto.paillier import TEST_KEYS_ENV, PublicKey
+from deltaml.crypto.paillier import TEST_KEYS_ENV, PublicKey, key_fingerprint
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import DeltaMLValueError
 from deltaml.roles import DataOwner, ModelBuyer
@@ -37,7 +37,8 @@ def production(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _owner(key: PublicKey) -> DataOwner:
     rng = np.random.default_rng(0)
-    return DataOwner("owner", rng.normal(size=(20, 3)), rng.normal(size=20))
+    x, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    return DataOwner("owner", x, y, committed_key=key_fingerprint(key))
 
 
 @pytest.mark.parametrize("bits", WEAK_BITS)
@@ -82,6 +83,7 @@ def test_a_test_opts_in_explicitly(weak_keys: dict[int, PublicKey], production: 
         "owner",
         np.ones((4, 2)),
         np.ones(4),
+        committed_key=key_fingerprint(key),
         allow_test_keys=True,
     )
     reply = owner.handle(m.StatsRequest(True, key, 40))

@@ -17,6 +17,7 @@ from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey, decode_int
 from deltaml.crypto.packing import PackingLayout
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import ciphertexts_from_bytes
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import rotation_commitment
@@ -48,11 +49,20 @@ def _shares():
     return split_owners(train, OWNERS, seed=0)
 
 
+def _owners(buyer: ModelBuyer) -> dict[str, DataOwner]:
+    """The owners of a request under ``buyer``'s key."""
+    key = key_fingerprint(buyer.public_key)
+    return {
+        oid: DataOwner(oid, s.X, s.y, committed_key=key)
+        for oid, s in zip(owner_ids(OWNERS), _shares(), strict=True)
+    }
+
+
 def _run(spec: m.TrainingSpec, owners: dict[str, DataOwner] | None = None, **agg: object) -> Run:
     buyer = ModelBuyer("buyer", spec, **SMALL)  # type: ignore[arg-type]
     ids = owner_ids(OWNERS)
     if owners is None:
-        owners = {oid: DataOwner(oid, s.X, s.y) for oid, s in zip(ids, _shares(), strict=True)}
+        owners = _owners(buyer)
     recorder = RecordingTransport(InMemoryTransport([buyer, *owners.values()]))
     writer = TranscriptWriter(keep=True)
     addresses = {"buyer": buyer.address, **{oid: o.address for oid, o in owners.items()}}
@@ -81,12 +91,12 @@ def test_the_run_is_verified_and_every_reply_was_signed(run: Run) -> None:
 
 def test_a_reply_signed_by_another_key_is_refused() -> None:
     ids = owner_ids(OWNERS)
-    owners = {oid: DataOwner(oid, s.X, s.y) for oid, s in zip(ids, _shares(), strict=True)}
+    spec = m.TrainingSpec(model="linear", rounds=1)
+    buyer = ModelBuyer("buyer", spec, **SMALL)  # type: ignore[arg-type]
+    owners = _owners(buyer)
     impostor = ids[2]
     registered = {oid: o.address for oid, o in owners.items()}
     owners[impostor].account = Account.create()  # now signs with a key it did not register
-    spec = m.TrainingSpec(model="linear", rounds=1)
-    buyer = ModelBuyer("buyer", spec, **SMALL)  # type: ignore[arg-type]
     aggregator = Aggregator(
         InMemoryTransport([buyer, *owners.values()]),
         "buyer",

@@ -11,8 +11,8 @@ import numpy as np
 from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
-from deltaml.crypto.paillier import check_key_size
-from deltaml.errors import ProtocolError
+from deltaml.crypto.paillier import check_key_size, key_fingerprint
+from deltaml.errors import DeltaMLTypeError, ProtocolError
 from deltaml.evidence.published import noise_variance, rotation_commitment
 from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
@@ -55,12 +55,18 @@ class DataOwner:
         x: np.ndarray,
         y: np.ndarray,
         *,
+        committed_key: bytes,
         account: LocalAccount | None = None,
         allow_test_keys: bool = False,
     ) -> None:
         self.party_id = party_id
         self.account: LocalAccount = account if account is not None else Account.create()
+        if not isinstance(committed_key, bytes) or len(committed_key) != 32:
+            raise DeltaMLTypeError("committed_key must be a 32-byte key fingerprint")
+        self.committed_key = committed_key
         self._allow_test_keys = allow_test_keys
+        #: The committed key as first received (``n`` and ``h_s``): every later key equals it.
+        self._pinned: PublicKey | None = None
         self._x = np.asarray(x, dtype=np.float64)
         self._y = np.asarray(y, dtype=np.float64)
         self.role: str | None = None
@@ -99,8 +105,24 @@ class DataOwner:
         return handler(message)  # type: ignore[no-any-return,unused-ignore]
 
     def _check_key(self, key: PublicKey) -> None:
-        """Refuse, before anything is computed, a message that carries a weak key."""
+        """Refuse, before anything is computed, a message under any key but the committed one.
+
+        The buyer commits to its key's fingerprint on chain (``keyHash``); whoever sends
+        a ``StatsRequest``, a ``Setup`` or a vector under another key (the aggregator's
+        own, say) gets nothing encrypted under it. A weak key is refused even when it is
+        the committed one. The first key that passes is pinned whole (``n`` and ``h_s``).
+        """
         check_key_size(key, allow_test_keys=self._allow_test_keys)
+        if self._pinned is not None:
+            if key != self._pinned:
+                raise ProtocolError(f"{self.party_id}: a message under another key: refused")
+            return
+        if key_fingerprint(key) != self.committed_key:
+            raise ProtocolError(
+                f"{self.party_id}: a message under a key that is not the request's "
+                "committed key: refused"
+            )
+        self._pinned = key
 
     # -- standardization ------------------------------------------------------------
     def _on_StatsRequest(self, msg: m.StatsRequest) -> m.EncryptedSums:

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from deltaml.crypto import PublicKey
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
@@ -682,7 +683,13 @@ class AggregatorService:
     def offers_for(self, owner: str) -> list[dict[str, Any]]:
         with self.store.begin() as conn:
             rows = conn.execute(
-                sa.select(offers, requests.c.spec, requests.c.requirements, requests.c.deposit_wei)
+                sa.select(
+                    offers,
+                    requests.c.spec,
+                    requests.c.requirements,
+                    requests.c.deposit_wei,
+                    requests.c.public_key,
+                )
                 .join(requests, requests.c.id == offers.c.request_id)
                 .where(offers.c.owner == owner)
                 .order_by(offers.c.request_id)
@@ -696,6 +703,8 @@ class AggregatorService:
                 "spec": r.spec,
                 "requirements": r.requirements,
                 "deposit_wei": r.deposit_wei,
+                # The buyer's key (crypto.paillier.key_fingerprint); the chain's keyHash wins.
+                "key_fingerprint": key_fingerprint(PublicKey.from_dict(r.public_key)).hex(),
                 # What the trainers' share is worth per owner if every trainer earns alike.
                 "offered_reward_wei": str(
                     int(r.deposit_wei) * TRAINERS_PERCENT // 100 // max(1, r.requirements["owners"])
