@@ -34,6 +34,7 @@ from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import ChainSettlement, OnChainRequest
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import RoundRecord, split_roles
+from deltaml.roles.buyer import Seats
 from deltaml.roles.messages import TrainingSpec
 from deltaml.transport import InMemoryTransport, Transport
 
@@ -261,6 +262,10 @@ def simulate_shares(
         )
         for oid, share in zip(ids, shares, strict=True)
     }
+    # The buyer checks the lineage of what it decrypts against the seats (on a chain,
+    # the contract's): the public split of the owners, with their addresses.
+    seated = split_roles(ids, spec.trainer_fraction, spec.split_seed)
+    buyer.seats = Seats.of(*seated, {pid: str(a.address) for pid, a in account.items()})
     transport: Transport = InMemoryTransport([buyer, *owners.values()])
     if transport_wrapper is not None:
         transport = transport_wrapper(transport)

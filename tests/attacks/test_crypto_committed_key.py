@@ -16,6 +16,7 @@ from deltaml.crypto import EncryptedVector, generate_keypair
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import ProtocolError
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.learning.standardize import sums_length
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.simulation import owner_ids
@@ -75,7 +76,8 @@ def test_no_message_under_another_key_is_answered() -> None:
         with pytest.raises(ProtocolError, match="key"):
             owner.handle(attack)
     # The committed key is answered, and pinned: a later vector under another key is not.
-    assert isinstance(owner.handle(m.StatsRequest(True, buyer.public_key, 40)), m.EncryptedSums)
+    honest = m.StatsRequest(True, buyer.public_key, 40, ("0",) * sums_length(10, True))
+    assert isinstance(owner.handle(honest), m.EncryptedSums)
     setup = m.Setup("trainer", SPEC, stats, buyer.public_key, 2, buyer.initial_model(11))
     assert isinstance(owner.handle(setup), m.SetupDone)
     with pytest.raises(ProtocolError, match="another key"):

@@ -86,5 +86,5 @@ def test_a_test_opts_in_explicitly(weak_keys: dict[int, PublicKey], production: 
         committed_key=key_fingerprint(key),
         allow_test_keys=True,
     )
-    reply = owner.handle(m.StatsRequest(True, key, 40))
+    reply = owner.handle(m.StatsRequest(True, key, 40, ("0",) * 7))  # 1 + 2·2 + 2 sums
     assert isinstance(reply, m.EncryptedSums) and len(reply.sums) > 0

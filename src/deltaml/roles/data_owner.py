@@ -11,9 +11,10 @@ import numpy as np
 from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
+from deltaml.crypto.encoding import encode_array
 from deltaml.crypto.paillier import check_key_size, key_fingerprint
 from deltaml.errors import DeltaMLTypeError, ProtocolError
-from deltaml.evidence.published import noise_variance, rotation_commitment
+from deltaml.evidence.published import is_evaluated, noise_variance, rotation_commitment
 from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
 from deltaml.learning.contributions import remix_columns, validator_columns
@@ -126,8 +127,17 @@ class DataOwner:
 
     # -- standardization ------------------------------------------------------------
     def _on_StatsRequest(self, msg: m.StatsRequest) -> m.EncryptedSums:
-        sums = local_sums(self._x, self._y, msg.include_target)
-        enc = EncryptedVector.encrypt(msg.public_key, sums, msg.base_exponent)
+        sums = encode_array(local_sums(self._x, self._y, msg.include_target), msg.base_exponent)
+        # The buyer receives these signed sums to check them against the seats: masked by
+        # the aggregator's zero-sum shares, they tell it nothing but their total.
+        if len(msg.mask) != len(sums):
+            raise ProtocolError("expected one mask share per statistic")
+        try:
+            shares = [int(v, 16) for v in msg.mask]
+        except ValueError:
+            raise ProtocolError("malformed mask share") from None
+        masked = [v + a for v, a in zip(sums, shares, strict=True)]
+        enc = EncryptedVector.encrypt_ints(msg.public_key, masked, msg.base_exponent)
         return self._signed(m.EncryptedSums(enc), msg.public_key)
 
     # -- set-up ---------------------------------------------------------------------
@@ -202,7 +212,8 @@ class DataOwner:
         masked, self._mask = mask_for_refresh(
             self._state_before(msg.round), self._spec.base_exponent
         )
-        return m.MaskedState(msg.round, masked)
+        # Signed: the buyer refreshes only what a seated trainer says it masked.
+        return self._signed(m.MaskedState(msg.round, masked), masked.public_key)
 
     def _on_RefreshComplete(self, msg: m.RefreshComplete) -> m.StateUpdate:
         self._require("trainer")
@@ -253,6 +264,8 @@ class DataOwner:
         assert self._spec is not None
         if msg.vector.public_key != self._key:
             raise ProtocolError("a vector under another key")
+        if not is_evaluated(msg.round, self._spec.rounds, self._spec.eval_every):
+            raise ProtocolError(f"round {msg.round} has no evaluation in this request's spec")
         rng, commitment = self._commit_rotation(f"metric-{msg.round}")
         remixed = remix_vector(msg.vector, self._spec.precision_bits, rng)
         reply = m.Remix(msg.round, remixed, vector_digest(msg.vector), commitment)
