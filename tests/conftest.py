@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from deltaml.crypto.paillier import TEST_KEYS_ENV
 from deltaml.ledger.anvil import AnvilProcess
 from deltaml.ledger.node import EmbeddedNodeProcess
+
+# The whole test session, and the services it starts as child processes, may use
+# small Paillier keys (512-1024 bits): fast, and refused everywhere else. A test that
+# shows the refusal removes this with monkeypatch.delenv.
+os.environ[TEST_KEYS_ENV] = "1"
 
 # The suite runs with --import-mode=importlib, which puts no test folder on sys.path:
 # make the shared helpers importable (`ledger_testkit`, `postgres_testkit`,

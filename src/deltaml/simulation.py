@@ -35,6 +35,7 @@ from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import ChainSettlement, OnChainRequest
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import RoundRecord, split_roles
+from deltaml.roles.buyer import Seats
 from deltaml.roles.messages import TrainingSpec
 from deltaml.transport import InMemoryTransport, Transport
 
@@ -276,9 +277,20 @@ def simulate_shares(
     keygen_seconds = time.perf_counter() - k0
     buyer.model.check_target(shares[0].y) if task == "classification" else None
     owners = {
-        oid: DataOwner(oid, share.X, share.y, account=account[oid])
+        oid: DataOwner(
+            oid,
+            share.X,
+            share.y,
+            committed_key=key_fingerprint(buyer.public_key),
+            account=account[oid],
+            allow_test_keys=config.allow_test_keys,
+        )
         for oid, share in zip(ids, shares, strict=True)
     }
+    # The buyer checks the lineage of what it decrypts against the seats (on a chain,
+    # the contract's): the public split of the owners, with their addresses.
+    seated = split_roles(ids, spec.trainer_fraction, spec.split_seed)
+    buyer.seats = Seats.of(*seated, {pid: str(a.address) for pid, a in account.items()})
     transport: Transport = InMemoryTransport([buyer, *owners.values()])
     if transport_wrapper is not None:
         transport = transport_wrapper(transport)

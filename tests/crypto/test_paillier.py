@@ -20,6 +20,7 @@ from deltaml.crypto import (
     generate_keypair,
 )
 from deltaml.crypto import paillier as paillier_module
+from deltaml.crypto.paillier import TEST_KEYS_ENV, WeakKeyError
 from deltaml.errors import DeltaMLValueError, PrecisionBudgetError
 
 FAST = settings(max_examples=40, deadline=None)
@@ -28,8 +29,9 @@ Keys = tuple[PublicKey, PrivateKey]
 
 # -- key generation and handling ---------------------------------------------------------
 @pytest.mark.parametrize("bits", [512, 768, 1024])
-def test_test_key_sizes_need_the_flag(bits: int) -> None:
-    with pytest.raises(DeltaMLValueError, match="not supported"):
+def test_test_key_sizes_need_the_flag(bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TEST_KEYS_ENV, raising=False)
+    with pytest.raises(WeakKeyError, match="unsupported key size"):
         generate_keypair(bits)
     pk, sk = generate_keypair(bits, allow_test_keys=True)
     assert pk.key_bits == bits

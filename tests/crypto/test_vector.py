@@ -342,15 +342,35 @@ def test_refresh_hides_the_value_from_the_key_holder(keys512: Keys) -> None:
     value_bits = rescale(v.bound, v.exponent, base).bit_length()
     assert bits >= value_bits + MASK_STATISTICAL_BITS
     seen = masked.decrypt_ints(sk)  # what the key holder decrypts
-    for s, x, m in zip(seen, ints, mask, strict=True):
-        assert s - x == m << shift  # the true value plus the shifted mask, exactly
-        assert 0 <= m < 2**bits
-    # uniform masks: all eight below 2^(bits−10) has probability 2^-80
-    assert max(m.bit_length() for m in mask) >= bits - 10
+    offsets = [s - x for s, x in zip(seen, ints, strict=True)]
+    for u, m in zip(offsets, mask, strict=True):
+        assert 0 <= u < 2 ** (bits + shift)  # one mask over every bit, low ones included
+        assert u >> shift == m  # the holder removes its high part after the refresh
+    # uniform masks: all eight below 2^(bits+shift−10), or all eight with their low 20
+    # bits zero, each has probability below 2^-80
+    assert max(u.bit_length() for u in offsets) >= bits + shift - 10
+    assert any(u % 2**20 for u in offsets)
     assert min(s.bit_length() for s in seen) > value_bits + shift + 40  # 2^-40 per value
     # the masked vector is re-randomized, not the deterministic sum
-    plain_sum = v.add_ints([m << shift for m in mask])
+    plain_sum = v.add_ints(offsets)
     assert all(a != b for a, b in zip(masked.ciphertexts, plain_sum.ciphertexts, strict=True))
+
+
+def test_refresh_is_an_unbiased_stochastic_rounding(keys512: Keys) -> None:
+    """``v / 2^s`` refreshed is its floor, plus one with probability ``frac(v / 2^s)``."""
+    pk, sk = keys512
+    base, shift = 10, 8
+    v = enc(pk, [3 * 2**shift + 64, -(5 * 2**shift) - 192], base + shift)  # +3.25 and −5.75
+    ups = [0, 0]
+    trials = 400
+    for _ in range(trials):
+        out, _, _ = refresh(v, sk, base)
+        got = out.decrypt_ints(sk)
+        assert got[0] in (3, 4) and got[1] in (-6, -5)
+        ups[0] += got[0] == 4
+        ups[1] += got[1] == -5
+    # expected 100 and 100 (probability 1/4 each); 7 standard deviations of room
+    assert abs(ups[0] - trials / 4) < 60 and abs(ups[1] - trials / 4) < 60
 
 
 @FAST

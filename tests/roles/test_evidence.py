@@ -17,6 +17,7 @@ from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey, decode_int
 from deltaml.crypto.packing import PackingLayout
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import ciphertexts_from_bytes
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import rotation_commitment
@@ -26,6 +27,9 @@ from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.metrics import haar_orthogonal
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles import messages as m
+from deltaml.roles.aggregator import split_roles
+from deltaml.roles.buyer import Seats
+from deltaml.roles.evidence import sign_message
 from deltaml.simulation import owner_ids
 from deltaml.transport import InMemoryTransport, RecordingTransport
 
@@ -48,14 +52,25 @@ def _shares():
     return split_owners(train, OWNERS, seed=0)
 
 
+def _owners(buyer: ModelBuyer) -> dict[str, DataOwner]:
+    """The owners of a request under ``buyer``'s key."""
+    key = key_fingerprint(buyer.public_key)
+    return {
+        oid: DataOwner(oid, s.X, s.y, committed_key=key)
+        for oid, s in zip(owner_ids(OWNERS), _shares(), strict=True)
+    }
+
+
 def _run(spec: m.TrainingSpec, owners: dict[str, DataOwner] | None = None, **agg: object) -> Run:
     buyer = ModelBuyer("buyer", spec, **SMALL)  # type: ignore[arg-type]
     ids = owner_ids(OWNERS)
     if owners is None:
-        owners = {oid: DataOwner(oid, s.X, s.y) for oid, s in zip(ids, _shares(), strict=True)}
+        owners = _owners(buyer)
     recorder = RecordingTransport(InMemoryTransport([buyer, *owners.values()]))
     writer = TranscriptWriter(keep=True)
     addresses = {"buyer": buyer.address, **{oid: o.address for oid, o in owners.items()}}
+    seated = split_roles(ids, spec.trainer_fraction, spec.split_seed)
+    buyer.seats = Seats.of(*seated, addresses)
     kwargs: dict[str, object] = {"addresses": addresses, "transcript": writer, **agg}
     aggregator = Aggregator(recorder, "buyer", ids, **kwargs)  # type: ignore[arg-type]
     d = owners[ids[0]]._x.shape[1]
@@ -81,12 +96,12 @@ def test_the_run_is_verified_and_every_reply_was_signed(run: Run) -> None:
 
 def test_a_reply_signed_by_another_key_is_refused() -> None:
     ids = owner_ids(OWNERS)
-    owners = {oid: DataOwner(oid, s.X, s.y) for oid, s in zip(ids, _shares(), strict=True)}
+    spec = m.TrainingSpec(model="linear", rounds=1)
+    buyer = ModelBuyer("buyer", spec, **SMALL)  # type: ignore[arg-type]
+    owners = _owners(buyer)
     impostor = ids[2]
     registered = {oid: o.address for oid, o in owners.items()}
     owners[impostor].account = Account.create()  # now signs with a key it did not register
-    spec = m.TrainingSpec(model="linear", rounds=1)
-    buyer = ModelBuyer("buyer", spec, **SMALL)  # type: ignore[arg-type]
     aggregator = Aggregator(
         InMemoryTransport([buyer, *owners.values()]),
         "buyer",
@@ -141,18 +156,28 @@ def _buyer_received(run: Run) -> set[int]:
 
 def test_the_buyer_refuses_a_packed_decryption_outside_the_magnitude_bound(run: Run) -> None:
     """Past the bound the packed slots could carry: the buyer publishes nothing."""
-    spec = m.TrainingSpec(model="linear", rounds=1)
-    buyer = ModelBuyer("buyer", spec, **SMALL)  # type: ignore[arg-type]
+    spec = m.TrainingSpec(model="linear", rounds=100, eval_every=1)
+    validator = Account.create()
+    seats = Seats.of(["t"], ["v"], {"t": Account.create().address, "v": validator.address})
+    buyer = ModelBuyer("buyer", spec, seats=seats, **SMALL)  # type: ignore[arg-type]
     buyer.stats = run.buyer.stats
-    rows = [0.5, -3.0, 2.0**47]
-    fine = EncryptedVector.encrypt(buyer.public_key, np.array(rows), 40)
+    buyer._n_features = 10  # one validator: vectors of 10 + 2 values
+    rows = [0.5, -3.0, 2.0**47, *[0.0] * 8]
+    fine = EncryptedVector.encrypt(buyer.public_key, np.array([*rows, 0.0]), 40)
     huge = EncryptedVector.encrypt(buyer.public_key, np.array([*rows, -(2.0**49)]), 40)
-    assert buyer.handle(m.MetricRequest(99, fine, 10)).kind == "MetricValue"
+
+    def metric(k: int, vector: EncryptedVector) -> m.MetricRequest:
+        remix = sign_message(m.Remix(k, vector), validator, buyer.public_key)
+        return m.MetricRequest(k, vector, 10, "v", "", "", remix.signature)
+
+    assert buyer.handle(metric(99, fine)).kind == "MetricValue"
     with pytest.raises(ProtocolError, match="magnitude bound"):
-        buyer.handle(m.MetricRequest(98, huge, 10))
+        buyer.handle(metric(98, huge))
     assert 98 not in buyer.metrics
+    columns = sign_message(m.RemixColumns((fine, huge)), validator, buyer.public_key)
+    gram = m.GramRequest(columns.columns, 99, 0, "v", (), "", columns.signature)
     with pytest.raises(ProtocolError, match="magnitude bound"):
-        buyer.handle(m.GramRequest((fine, huge), 99))
+        buyer.handle(gram)
 
 
 def test_the_public_transcript_shows_the_buyer_nothing_new(run: Run) -> None:
@@ -350,6 +375,9 @@ def test_without_the_remix_the_aggregator_could_unmix(monkeypatch: pytest.Monkey
     """The test above can fail: skip the remix and the same computation reads every secret."""
     monkeypatch.setattr("deltaml.roles.aggregator.metric_remixer", lambda *args: None)
     monkeypatch.setattr("deltaml.roles.aggregator.contribution_remixer", lambda *args: None)
+    # An honest buyer refuses what no remixer signed; this one looks the other way.
+    monkeypatch.setattr(ModelBuyer, "_remixer", lambda self, *args: self._seated().owners())
+    monkeypatch.setattr(ModelBuyer, "_check_signed", lambda self, *args: None)
     unremixed = _run(m.TrainingSpec(model="linear", rounds=2, eval_every=2))
     assert not _records(unremixed, "Remix") and not _records(unremixed, "RemixColumns")
     metrics, gram = _aggregator_unmixes(unremixed)

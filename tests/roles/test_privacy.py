@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 
 from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey, PublicKey
+from deltaml.evidence.signatures import key_id, recover_signer
 from deltaml.learning import metrics as metric_protocol
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.models import model_type
 from deltaml.learning.standardize import local_sums
 from deltaml.roles import messages as m
+from deltaml.roles.evidence import message_body
 from deltaml.services.loopback import LoopbackHttpTransport
 from deltaml.simulation import SimulationConfig, owner_ids, simulate_shares
 from deltaml.transport import RecordingTransport
@@ -225,11 +227,52 @@ def test_buyer_receives_only_aggregates_masked_values_and_the_result(run: Run) -
     assert set(kinds) <= BUYER_MAY_RECEIVE
     assert kinds.count("FinalModel") == 1 and kinds[-1] == "FinalModel"
 
-    # Statistics: the sum over every owner, never one owner's sums.
+    # Statistics: the sum over every owner, never one owner's sums. Each owner's signed
+    # sums come along (the buyer checks them against the seats), masked by zero-sum
+    # shares: decrypted one by one they are nowhere near the owner's sums.
     (stats,) = [msg for msg in received if isinstance(msg, m.DecryptStats)]
-    assert stats.contributors == OWNERS
+    assert stats.contributors == OWNERS == len(stats.sums) == len(set(stats.owners))
     expected = sum(local_sums(s.X, s.y, True) for s in run.shares)
     np.testing.assert_allclose(stats.total.decrypt(run.key), expected, rtol=1e-9)
+    for oid, sums in zip(stats.owners, stats.sums, strict=True):
+        share = run.shares[owner_ids(OWNERS).index(oid)]
+        own = local_sums(share.X, share.y, True)
+        assert np.min(np.abs(sums.decrypt(run.key) - own)) > 2.0**100
+
+
+def test_everything_the_buyer_decrypts_is_a_seats_signed_output(run: Run) -> None:
+    """Lineage: the statistics are every seat's signed sums; a refresh only states the
+    trainers signed as masked; a metric vector or the columns only the signed remix of
+    the validator the public rule names. The buyer checked each; so does this test."""
+    buyer = run.recorder.inner._parties["buyer"]
+    seats = buyer.seats.owners()
+    key = key_id(buyer.public_key)
+
+    def signer(msg: m.Message) -> str:
+        return str(recover_signer(message_body(msg, key), msg.signature)).lower()  # type: ignore[attr-defined]
+
+    validators = run.result.validators
+    for msg in run.recorder.received_by("buyer"):
+        if isinstance(msg, m.DecryptStats):
+            assert sorted(msg.owners) == sorted(seats)
+            for oid, sums, sig in zip(msg.owners, msg.sums, msg.signatures, strict=True):
+                assert signer(m.EncryptedSums(sums, sig)) == seats[oid].lower()
+        elif isinstance(msg, m.RefreshRequest):
+            assert sorted(msg.trainers) == sorted(run.result.trainers)
+            for oid, vec, sig in zip(msg.trainers, msg.vectors, msg.signatures, strict=True):
+                assert signer(m.MaskedState(msg.round, vec, sig)) == seats[oid].lower()
+        elif isinstance(msg, m.MetricRequest):
+            assert msg.remixer == metric_protocol.metric_remixer(validators, msg.round)
+            remix = m.Remix(
+                msg.round, msg.vector, msg.remix_input, msg.remix_commitment, msg.remix_signature
+            )
+            assert signer(remix) == seats[msg.remixer].lower()
+        elif isinstance(msg, m.GramRequest):
+            assert msg.remixer == validators[0]
+            remix_columns = m.RemixColumns(
+                msg.columns, msg.remix_inputs, msg.remix_commitment, msg.remix_signature
+            )
+            assert signer(remix_columns) == seats[msg.remixer].lower()
 
 
 def test_buyer_sees_refreshed_states_only_masked(run: Run) -> None:

@@ -70,12 +70,13 @@ def test_the_refresh_schedule_reserves_room_for_the_remix(two_validators: Run) -
     assert max(growth) > 2 * (precision + 8)  # the reservation before the remix was too small
 
 
-def test_a_single_validator_is_not_remixed() -> None:
-    """Five owners: one validator, whose error is the published total; nothing to remix."""
+def test_a_single_validator_remixes_too() -> None:
+    """Five owners: one validator. It has no secret to hide from the aggregator, but it
+    remixes anyway: the buyer decrypts only a seated owner's signed output."""
     run = _run(5, dataclasses.replace(CONFIG, rounds=2, contributions=True))
     assert len(run.result.validators) == 1 and run.result.verified
     kinds = {d.message.kind for d in run.recorder.deliveries}
-    assert not kinds & {"RemixRequest", "Remix", "RemixColumnsRequest", "RemixColumns"}
+    assert {"RemixRequest", "Remix", "RemixColumnsRequest", "RemixColumns"} <= kinds
     assert {"MetricRequest", "GramRequest"} <= kinds
     passed = run.result.verification.passed  # type: ignore[union-attr]
-    assert "remixer" not in passed and passed["metric"] == 3
+    assert passed["remixer"] == 4 and passed["metric"] == 3

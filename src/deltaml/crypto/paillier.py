@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -39,12 +40,44 @@ from deltaml.errors import DeltaMLValueError, PrecisionBudgetError
 SUPPORTED_KEY_BITS = (2048, 3072)
 #: Smaller keys, for tests only: fast, not secure.
 TEST_KEY_BITS = (512, 768, 1024)
+#: Set to ``1`` to let :data:`TEST_KEY_BITS` through every key check of this process
+#: and its children (the test suite does; nothing in production may). Read at each
+#: check, never cached, so a test can take the permission away.
+TEST_KEYS_ENV = "DELTAML_ALLOW_TEST_KEYS"
 
 _WINDOW_BITS = 8
 #: Direct exponentiations before the fixed-base table pays for its construction.
 _TABLE_AFTER_USES = 48
 #: Randomizers a busy key keeps ready (each ~0.5 KB at 2048 bits).
 _POOL_CAPACITY = 256
+
+
+class WeakKeyError(DeltaMLValueError):
+    """A Paillier key below 2048 bits where no test opted in to small keys."""
+
+
+def test_keys_allowed(allow_test_keys: bool = False) -> bool:
+    """Whether test keys are allowed: asked for by the caller, or by :data:`TEST_KEYS_ENV`."""
+    return allow_test_keys or os.environ.get(TEST_KEYS_ENV) == "1"
+
+
+def check_key_size(key: PublicKey | int, *, allow_test_keys: bool = False) -> None:
+    """Refuse a key (or a key size in bits) that is not 2048 or 3072 bits.
+
+    Keys of :data:`TEST_KEY_BITS` pass only when a test opts in (``allow_test_keys``
+    or :data:`TEST_KEYS_ENV`). Every production path checks every key it receives
+    with this: key generation, the wire and serialization decoders, the data owner
+    (before it encrypts anything) and the buyer.
+    """
+    bits = key.key_bits if isinstance(key, PublicKey) else int(key)
+    if bits in SUPPORTED_KEY_BITS:
+        return
+    if bits in TEST_KEY_BITS and test_keys_allowed(allow_test_keys):
+        return
+    choices = " or ".join(map(str, SUPPORTED_KEY_BITS))
+    raise WeakKeyError(
+        f"unsupported key size of {bits} bits: a Paillier key must have {choices} bits"
+    )
 
 
 class _RandomizerPool:
@@ -420,13 +453,11 @@ def generate_keypair(
 ) -> tuple[PublicKey, PrivateKey]:
     """Generate a Paillier key pair of ``key_bits`` (2048 default, 3072 selectable).
 
-    Smaller keys (512–1024 bits) are refused unless ``allow_test_keys`` is set:
+    Smaller keys (512–1024 bits) are refused unless a test opts in
+    (``allow_test_keys`` or :data:`TEST_KEYS_ENV`, see :func:`check_key_size`):
     they exist to make tests fast and protect nothing.
     """
-    allowed = SUPPORTED_KEY_BITS + (TEST_KEY_BITS if allow_test_keys else ())
-    if key_bits not in allowed:
-        choices = ", ".join(map(str, SUPPORTED_KEY_BITS))
-        raise DeltaMLValueError(f"key size {key_bits} is not supported; choose one of {choices}")
+    check_key_size(key_bits, allow_test_keys=allow_test_keys)
     phe_pub, phe_priv = _phe.generate_paillier_keypair(n_length=key_bits)
     n = phe_pub.n
     nsquare = n * n

@@ -288,7 +288,10 @@ class EncryptedVector:
 
 
 def refresh_mask_bits(vector: EncryptedVector, base_exponent: int) -> int:
-    """Bits of the uniform mask that hides ``vector`` rescaled to ``base_exponent``."""
+    """Bits of the mask's high part: what hides ``vector`` rescaled to ``base_exponent``.
+
+    The whole mask (:func:`mask_for_refresh`) has ``e − e₀`` more bits below these.
+    """
     return (
         rescale(vector.bound, vector.exponent, base_exponent) + 1
     ).bit_length() + MASK_STATISTICAL_BITS
@@ -307,26 +310,49 @@ def needs_refresh(vector: EncryptedVector, next_growth_bits: int) -> bool:
 def mask_for_refresh(
     vector: EncryptedVector, base_exponent: int
 ) -> tuple[EncryptedVector, list[int]]:
-    r"""Hide ``vector`` for the key holder: add ``μ_i · 2^{e − e₀}`` with ``μ_i`` uniform.
+    r"""Hide ``vector`` for the key holder: add ``u_i`` uniform over **every** bit.
 
-    The key holder decrypts ``v_i + μ_i·2^{e−e₀}`` and, rounding at ``e₀``, obtains
-    ``round(v_i / 2^{e−e₀}) + μ_i``: the mask is ``MASK_STATISTICAL_BITS`` wider than
-    the value, so what it sees is statistically independent of ``v``. Returns the
-    masked vector (re-randomized, ready to send) and the mask ``μ`` (kept secret).
+    With ``s = e − e₀`` and ``M`` = :func:`refresh_mask_bits`, each ``u_i`` is uniform
+    in ``[0, 2^{M+s})``: ``M + s ≥ bits(bound) + 80``, so the key holder's decryption
+    ``v_i + u_i`` is within statistical distance ``2·bound / 2^{M+s} < 2^{-79}`` of a
+    value independent of ``v_i`` — low bits included. (The mask used to be
+    ``μ_i·2^s``: then ``v_i mod 2^s`` showed through exactly.)
+
+    Write ``u_i = h_i·2^s + l_i`` with ``0 ≤ l_i < 2^s``. The key holder re-encrypts
+    ``⌊(v_i + u_i) / 2^s⌋ = h_i + ⌊(v_i + l_i) / 2^s⌋`` (:func:`refresh_masked`) and
+    the holder removes ``h_i``, the mask this function returns
+    (:meth:`EncryptedVector.unmask`). What remains, ``⌊v_i/2^s + l_i/2^s⌋``, is
+    ``v_i`` *stochastically rounded* to ``e₀``: ``⌊v_i / 2^s⌋`` plus one with
+    probability exactly ``(v_i mod 2^s) / 2^s``. So a refresh is unbiased
+    (``E = v_i / 2^s``) and off by less than one unit at ``e₀`` (``2^{-e₀}``);
+    round-to-nearest (off by half a unit) cannot be had without showing the key
+    holder the bits that decide it. The refreshed value is never the holder's or
+    the key holder's choice: it is a function of ``v_i`` and the secret ``l_i``.
+
+    The precision budget is unchanged: ``|v_i + u_i| < bound + 2^{M+s}``, the same
+    width the shifted mask had, and :func:`needs_refresh` keeps room for it.
+    Returns the masked vector (re-randomized, ready to send) and the high parts
+    ``h`` (kept secret).
     """
     shift = vector.exponent - base_exponent
     if shift < 0:
         raise DeltaMLValueError("base exponent above the vector's exponent")
-    bits = refresh_mask_bits(vector, base_exponent)
-    mask = [secrets.randbits(bits) for _ in range(len(vector))]
-    masked = vector.add_ints([m << shift for m in mask])
-    return masked.rerandomize(), mask
+    bits = refresh_mask_bits(vector, base_exponent) + shift
+    offsets = [secrets.randbits(bits) for _ in range(len(vector))]
+    masked = vector.add_ints(offsets)
+    return masked.rerandomize(), [u >> shift for u in offsets]
 
 
 def refresh_masked(
     masked: EncryptedVector, private_key: PrivateKey, base_exponent: int
 ) -> EncryptedVector:
-    """The key holder's half of a refresh: decrypt, round to ``base_exponent``, re-encrypt."""
-    ints = masked.decrypt_ints(private_key)
-    rounded = [rescale(v, masked.exponent, base_exponent) for v in ints]
-    return EncryptedVector.encrypt_ints(masked.public_key, rounded, base_exponent)
+    """The key holder's half of a refresh: decrypt, floor to ``base_exponent``, re-encrypt.
+
+    The floor (not the nearest) is what makes a refresh an unbiased stochastic
+    rounding under a mask uniform over every bit (see :func:`mask_for_refresh`).
+    """
+    shift = masked.exponent - base_exponent
+    if shift < 0:
+        raise DeltaMLValueError("base exponent above the vector's exponent")
+    floored = [v >> shift for v in masked.decrypt_ints(private_key)]
+    return EncryptedVector.encrypt_ints(masked.public_key, floored, base_exponent)

@@ -29,8 +29,8 @@ record that fails:
 - **link** and **completeness** — every record answers the request it should (a
   state the round's total, a residual vector the evaluated total, a remix the
   aggregator's mixed vector, a decryption the remixed vector: ``Mix → Remix →
-  MetricValue`` and ``MixColumns → RemixColumns → ContributionValues``; with a
-  single validator there is no remix and the buyer decrypts the mixed vector) and
+  MetricValue`` and ``MixColumns → RemixColumns → ContributionValues``; a single
+  validator remixes too, so the buyer always decrypts a remixed vector) and
   nothing the protocol requires is missing;
 - **remixer** — each remix is signed by the validator the public rule names
   (:func:`~deltaml.learning.metrics.metric_remixer`: the ``i``-th evaluation by
@@ -871,9 +871,10 @@ class _Verifier:
     def _on_MetricValue(self, body: Mapping[str, Any]) -> None:
         k = body["round"]
         mix = self.mixes.get(k)
-        remixed = len(self.validators) >= 2
-        decrypted = self.remixes.get(k) if remixed else (mix or {}).get("mixed")
-        what = "remixed" if remixed else "mixed"
+        # Every metric vector is remixed, by the only validator too: the buyer decrypts
+        # only a seated owner's signed output.
+        decrypted = self.remixes.get(k)
+        what = "remixed"
         self.require(
             mix is not None
             and decrypted is not None
@@ -973,12 +974,8 @@ class _Verifier:
         self.mix_columns_hash = self.hashes[self.seq]
 
     def _on_ContributionValues(self, body: Mapping[str, Any]) -> None:
-        if len(self.validators) >= 2:
-            what = "remixed"
-            decrypted = self.remixed_columns
-        else:
-            what = "mixed"
-            decrypted = self.mix_columns["columns"] if self.mix_columns is not None else None
+        what = "remixed"  # by the only validator too
+        decrypted = self.remixed_columns
         self.require(
             decrypted is not None and body["columns"] == decrypted,
             "link",

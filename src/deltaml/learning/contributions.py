@@ -19,7 +19,7 @@ the residual of ``x_S`` is ``mean_{i∈S} y_i − y₀`` with ``y_i = R_w s_i / 
 ``y₀ = r + (1 − α)/α · R_w z₀``. Every validator applies one fresh Haar rotation
 to all ``m + 1`` columns ``[y₁ … y_m, y₀]``; the aggregator stacks the
 validators' blocks and rotates every column with one fresh Haar rotation of the
-full height; with two or more validators one of them, the **remixer** named by
+full height; one of them (the only one, if need be), the **remixer** named by
 a public rule (:func:`contribution_remixer`: the first validator), rotates every
 column again with its own fresh Haar rotation (:func:`remix_columns`); the buyer
 decrypts the columns ``Y`` and keeps only ``G = YᵀY = Σ_v Y_vᵀ Y_v``, an
@@ -205,9 +205,9 @@ def mix_columns(
 def contribution_remixer(validators: Sequence[str]) -> str | None:
     """The public rule: who remixes the contribution columns — the first validator.
 
-    ``None`` with a single validator: there is no per-validator secret to hide.
+    A single validator remixes too (see :func:`~deltaml.learning.metrics.metric_remixer`).
     """
-    return validators[0] if len(validators) >= 2 else None
+    return validators[0] if validators else None
 
 
 def gram_from_columns(columns: Sequence[np.ndarray]) -> np.ndarray:

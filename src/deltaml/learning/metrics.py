@@ -18,8 +18,9 @@ The buyer publishes the plaintexts it decrypts (with proofs, so anyone can check
 the metric). The aggregator knows its own ``Q_A``, so had it sent ``Enc(Q_A u)``
 straight to the buyer, ``Q_Aᵀ`` applied to the published plaintexts would give it
 back ``u = [Q_1 R_1 [w; −1]; …]`` and with it each validator's own squared error.
-So with two or more validators a second, independent mixer rotates the vector
-again before the buyer decrypts it: the **remixer**, one of the validators, named
+So a second, independent mixer rotates the vector again before the buyer
+decrypts it (with a single validator too, so that what the buyer decrypts is
+always a seated owner's signed output): the **remixer**, one of the validators, named
 by a public rule (:func:`metric_remixer`: the ``i``-th evaluation is remixed by
 ``validators[i mod V]``). It receives ``Enc(Q_A u)``, applies its own fresh Haar rotation
 ``Q_R`` of the full size (:func:`remix_vector`, same fixed-point precision),
@@ -148,9 +149,12 @@ def metric_remixer(validators: Sequence[str], round_: int, eval_every: int = 1) 
     ``eval_every``-th round and the last one get 0, 1, 2, …) and the ``i``-th is
     remixed by ``validators[i mod V]``, so the work rotates through the validators
     whatever ``eval_every`` is (with ``eval_every = 1`` it is ``validators[k mod V]``).
-    ``None`` with a single validator: there is no per-validator secret to hide.
+    A single validator remixes too: the last mixing of every vector the buyer
+    decrypts is then the signed output of a seated owner, so an aggregator that
+    feeds the buyer anything else is refused (and garbage fed to the remixer shows
+    the buyer only a norm).
     """
-    if len(validators) < 2:
+    if not validators:
         return None
     if eval_every < 1 or round_ < 0:
         raise DeltaMLValueError("rounds and eval_every must be non-negative and positive")

@@ -195,13 +195,15 @@ class Aggregator:
     where. The seeds of its secret mixing rotations are kept, with their salts, in
     ``rotation_openings``: the transcript holds only commitments to them.
 
-    With two or more validators, what it mixes goes to a second mixer before the
-    buyer: the validator the public rule names (:func:`~deltaml.learning.metrics.metric_remixer`,
+    What it mixes goes to a second mixer before the buyer: the validator the public
+    rule names (:func:`~deltaml.learning.metrics.metric_remixer`,
     :func:`~deltaml.learning.contributions.contribution_remixer`) rotates it again with
     a secret rotation of its own, so the aggregator, which knows its own rotation and
     reads the published plaintexts, cannot undo the mixing (see
-    :mod:`deltaml.learning.metrics`). With one validator there is nothing to hide and
-    no remix.
+    :mod:`deltaml.learning.metrics`). A single validator remixes too: the buyer
+    decrypts only a seated owner's signed output (the remix, the owners' summed
+    statistics, a trainer's masked state), passed on with its signature, so the
+    aggregator cannot use it as a decryption oracle.
     """
 
     def __init__(
@@ -615,11 +617,21 @@ class Aggregator:
             public=mixed if remixer is None else (),
             sealed=mixed if remixer is not None else (),
         )
+        request_gram = m.GramRequest(tuple(mixed), base_round=0)
         if remixer is not None:
-            mixed = self._remix_columns(remixer, mixed, precision_bits)
+            remix = self._remix_columns(remixer, mixed, precision_bits)
+            mixed = list(remix.columns)
+            request_gram = m.GramRequest(
+                remix.columns,
+                base_round=0,
+                remixer=remixer,
+                remix_inputs=remix.input_digests,
+                remix_commitment=remix.commitment,
+                remix_signature=remix.signature,
+            )
         seed = shapley_seed(ev.head)
         reply = self.transport.request(
-            self.buyer_id, m.GramRequest(tuple(mixed), base_round=0, shapley_seed=seed)
+            self.buyer_id, dataclasses.replace(request_gram, shapley_seed=seed)
         )
         values = ev.accept(self.buyer_id, reply, m.ContributionValues, sealed=False)
         _require(
@@ -632,9 +644,7 @@ class Aggregator:
             raise ProtocolError("the buyer returned the wrong number of contributions")
         return list(values.values)
 
-    def _remix(
-        self, k: int, remixer: str, mixed: EncryptedVector, precision_bits: int
-    ) -> EncryptedVector:
+    def _remix(self, k: int, remixer: str, mixed: EncryptedVector, precision_bits: int) -> m.Remix:
         """Have ``remixer`` rotate the mixed vector again; check and record its signed reply."""
         reply = self.transport.request(remixer, m.RemixRequest(k, mixed))
         # Public: the buyer receives the remixed vector anyway.
@@ -647,11 +657,11 @@ class Aggregator:
             _remixed_shape(mixed, remix.vector, precision_bits),
             f"{remixer}'s remix has the wrong size, key or precision",
         )
-        return remix.vector
+        return remix
 
     def _remix_columns(
         self, remixer: str, mixed: list[EncryptedVector], precision_bits: int
-    ) -> list[EncryptedVector]:
+    ) -> m.RemixColumns:
         """Have ``remixer`` rotate the mixed columns again; check and record its signed reply."""
         reply = self.transport.request(remixer, m.RemixColumnsRequest(tuple(mixed)))
         remix = self.evidence.accept(remixer, reply, m.RemixColumns, sealed=False)
@@ -667,18 +677,24 @@ class Aggregator:
             ),
             f"{remixer}'s remixed columns have the wrong size, key or precision",
         )
-        return list(remix.columns)
+        return remix
 
     def _standardize(
         self, key: PublicKey, exponent: int, n_features: int, include_target: bool
     ) -> m.PublicStats:
         ev = self.evidence
-        request = m.StatsRequest(include_target, key, exponent)
-        replies = self.transport.request_all([(oid, request) for oid in self.owner_ids])
-        sums = [
-            ev.accept(oid, r, m.EncryptedSums, sealed=True).sums
+        masks = zero_sum_masks(len(self.owner_ids), sums_length(n_features, include_target), key)
+        replies = self.transport.request_all(
+            [
+                (oid, m.StatsRequest(include_target, key, exponent, mask))
+                for oid, mask in zip(self.owner_ids, masks, strict=True)
+            ]
+        )
+        signed = [
+            ev.accept(oid, r, m.EncryptedSums, sealed=True)
             for oid, r in zip(self.owner_ids, replies, strict=True)
         ]
+        sums = [s.sums for s in signed]
         expected = sums_length(n_features, include_target)
         if any(len(s) != expected or s.public_key != key for s in sums):
             raise ProtocolError("an owner sent statistics of the wrong size or key")
@@ -693,9 +709,17 @@ class Aggregator:
             },
             public=[total],
         )
-        reply = self.transport.request(
-            self.buyer_id, m.DecryptStats(total, len(sums), n_features, include_target)
+        # The buyer checks each owner's signature: it decrypts a sum over every seat.
+        decrypt = m.DecryptStats(
+            total,
+            len(sums),
+            n_features,
+            include_target,
+            tuple(self.owner_ids),
+            tuple(sums),
+            tuple(s.signature for s in signed),
         )
+        reply = self.transport.request(self.buyer_id, decrypt)
         stats = ev.accept(self.buyer_id, reply, m.PublicStats, sealed=False)
         _require(stats.total_digest == vector_digest(total), "the buyer decrypted another total")
         # The owners need the statistics, not the evidence.
@@ -707,11 +731,17 @@ class Aggregator:
         self, k: int, trainers: list[str], base_exponent: int
     ) -> dict[str, EncryptedVector]:
         replies = self.transport.request_all([(oid, m.RefreshPrepare(k)) for oid in trainers])
-        masked = tuple(_expect(r, m.MaskedState).masked for r in replies)
-        fresh = _expect(
-            self.transport.request(self.buyer_id, m.RefreshRequest(k, masked, base_exponent)),
-            m.Refreshed,
+        masked = [_expect(r, m.MaskedState) for r in replies]
+        _require(all(s.round == k for s in masked), "a trainer masked another round's state")
+        # The buyer checks each trainer's signature: it refreshes only masked states.
+        request = m.RefreshRequest(
+            k,
+            tuple(s.masked for s in masked),
+            base_exponent,
+            tuple(trainers),
+            tuple(s.signature for s in masked),
         )
+        fresh = _expect(self.transport.request(self.buyer_id, request), m.Refreshed)
         if len(fresh.vectors) != len(trainers):
             raise ProtocolError("the buyer refreshed the wrong number of vectors")
         done = self.transport.request_all(
@@ -756,9 +786,14 @@ class Aggregator:
             public=[mixed] if remixer is None else (),
             sealed=[mixed] if remixer is not None else (),
         )
+        request = m.MetricRequest(k, mixed, rows)
         if remixer is not None:
-            mixed = self._remix(k, remixer, mixed, precision_bits)
-        reply = self.transport.request(self.buyer_id, m.MetricRequest(k, mixed, rows))
+            remix = self._remix(k, remixer, mixed, precision_bits)
+            mixed = remix.vector
+            request = m.MetricRequest(
+                k, mixed, rows, remixer, remix.input_digest, remix.commitment, remix.signature
+            )
+        reply = self.transport.request(self.buyer_id, request)
         value = ev.accept(self.buyer_id, reply, m.MetricValue, sealed=False)
         _require(
             value.round == k and value.rows == rows and value.vector_digest == vector_digest(mixed),
@@ -767,19 +802,34 @@ class Aggregator:
         return value.value
 
 
+def zero_sum_masks(n_owners: int, length: int, key: PublicKey) -> list[tuple[str, ...]]:
+    """One mask per owner, ``length`` signed integers each (hex), adding up to zero.
+
+    Each is uniform over ``key_bits / 2`` bits (the last is minus the sum of the
+    others): far wider, by more than 80 bits, than any sum of an owner's data at the
+    base exponent, and ``n_owners`` of them stay far below the key's budget. The
+    buyer decrypting one owner's masked sums sees a value independent of them; the
+    total is exact.
+    """
+    bits = key.key_bits // 2
+    rows = [[secrets.randbits(bits) for _ in range(length)] for _ in range(n_owners - 1)]
+    rows.append([-sum(col) for col in zip(*rows, strict=True)] if rows else [0] * length)
+    return [tuple(format(v, "x") for v in row) for row in rows]
+
+
 def _metric_growth(precision_bits: int, n_validators: int, n_features: int) -> int:
     """Bits an evaluation can add to the total's bound, for scheduling refreshes.
 
     The validator's rotated factor (``precision_bits`` and a margin of 8 bits for its
-    norm), the aggregator's mixing rotation and, with two or more validators, the
-    remixer's rotation: each of ``precision_bits`` and at most ``½·log₂`` of the mixed
-    size (:func:`~deltaml.learning.metrics.rotation_growth_bits`), never less than the
+    norm), the aggregator's mixing rotation and the remixer's rotation: each of
+    ``precision_bits`` and at most ``½·log₂`` of the mixed size
+    (:func:`~deltaml.learning.metrics.rotation_growth_bits`), never less than the
     validator's margin.
     """
     margin = precision_bits + 8
     size = max(n_validators, 1) * (n_features + 3)  # + 1: a noise coordinate
     rotation = max(margin, rotation_growth_bits(size, precision_bits))
-    rotations = 2 if n_validators >= 2 else 1
+    rotations = 2  # the aggregator's mix and the remix (a single validator remixes too)
     return margin + rotations * rotation
 
 

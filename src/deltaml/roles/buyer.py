@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,20 +19,25 @@ from deltaml.crypto import (
     refresh_masked,
 )
 from deltaml.crypto.packing import PackingError, prove_packed_decryption
+from deltaml.crypto.paillier import check_key_size
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import (
     denoised_sse,
     gram_from_ints,
+    is_evaluated,
     metric_value,
     shapley_method,
     shapley_values,
     sse_from_ints,
     stats_from_ints,
 )
-from deltaml.evidence.signatures import hex_ints, vector_digest
+from deltaml.evidence.signatures import hex_ints, key_id, recover_signer, vector_digest
+from deltaml.learning.contributions import contribution_remixer
+from deltaml.learning.metrics import metric_remixer
 from deltaml.learning.models import ModelType, Standardization, model_type
+from deltaml.learning.standardize import sums_length
 from deltaml.roles import messages as m
-from deltaml.roles.evidence import sign_message
+from deltaml.roles.evidence import message_body, sign_message
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -39,6 +46,48 @@ log = logging.getLogger(__name__)
 
 #: The fewest owners whose summed statistics the buyer will decrypt.
 MIN_STATS_CONTRIBUTORS = 2
+
+
+@dataclass(frozen=True)
+class Seats:
+    """The owners a request seats, in seat order, each with the address it signs with.
+
+    What the buyer checks lineage against: the contract's seats (``start``) in a
+    deployment, the public split of the owners in a simulation. Party ids are the
+    transport's names (the addresses themselves in the services).
+    """
+
+    trainers: tuple[tuple[str, str], ...]
+    validators: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(
+        cls,
+        trainers: Iterable[str],
+        validators: Iterable[str],
+        addresses: Mapping[str, str] | None = None,
+    ) -> Seats:
+        """Seats from party ids, with ``addresses`` (id → address; default: the ids)."""
+        book = dict(addresses or {})
+        return cls(
+            tuple((t, book.get(t, t)) for t in trainers),
+            tuple((v, book.get(v, v)) for v in validators),
+        )
+
+    @property
+    def count(self) -> int:
+        return len(self.trainers) + len(self.validators)
+
+    @property
+    def trainer_ids(self) -> list[str]:
+        return [t for t, _ in self.trainers]
+
+    @property
+    def validator_ids(self) -> list[str]:
+        return [v for v, _ in self.validators]
+
+    def owners(self) -> dict[str, str]:
+        return dict(self.trainers + self.validators)
 
 
 class ModelBuyer:
@@ -70,13 +119,18 @@ class ModelBuyer:
         keypair: tuple[PublicKey, PrivateKey] | None = None,
         allow_test_keys: bool = False,
         account: LocalAccount | None = None,
+        seats: Seats | None = None,
     ) -> None:
         self.party_id = party_id
+        #: The request's seats; nothing is decrypted (but the final model) before they
+        #: are known.
+        self.seats = seats
         self.account: LocalAccount = account if account is not None else Account.create()
         self.spec = spec
         self.public_key, self._private_key = keypair or generate_keypair(
             key_bits, allow_test_keys=allow_test_keys
         )
+        check_key_size(self.public_key, allow_test_keys=allow_test_keys)
         self.model: ModelType = model_type(spec.model, spec.l2)
         self.stats: Standardization | None = None
         self.metrics: dict[int, float] = {}
@@ -85,6 +139,7 @@ class ModelBuyer:
         self.contributions: np.ndarray | None = None
         self.weights: np.ndarray | None = None
         self.refreshed_values = 0
+        self._n_features: int | None = None
 
     @property
     def address(self) -> str:
@@ -133,9 +188,58 @@ class ModelBuyer:
             tuple(hex_ints(opening.randomness)),
         )
 
+    # -- lineage: what the buyer decrypts must come signed from the seats ---------------
+    def _seated(self) -> Seats:
+        if self.seats is None:
+            raise ProtocolError("the request's seats are not known: refusing to decrypt")
+        return self.seats
+
+    def _check_signed(self, msg: m.Message, party: str, seats: Mapping[str, str]) -> None:
+        """``msg`` is signed by ``party``, which must hold one of ``seats``."""
+        address = seats.get(party)
+        if address is None:
+            raise ProtocolError(f"{party} holds no seat that may send a {msg.kind}")
+        signature = str(getattr(msg, "signature", ""))
+        signer = recover_signer(message_body(msg, key_id(self.public_key)), signature)
+        if signer is None or signer.lower() != address.lower():
+            raise ProtocolError(f"the {msg.kind} of {party} does not carry its signature")
+
+    def _remixer(self, named: str | None, given: str, what: str) -> dict[str, str]:
+        if named is None or given != named:
+            raise ProtocolError(f"{what} was not remixed by the validator the public rule names")
+        return self._seated().owners()
+
+    def _metric_length(self) -> int:
+        """Length of an evaluation's vector: each validator's rotated factor (``d + 2``,
+        one more with metric noise), concatenated."""
+        if self._n_features is None:
+            raise ProtocolError("no statistics yet")
+        per_validator = self._n_features + 2 + (1 if self.spec.metric_noise > 0 else 0)
+        return len(self._seated().validators) * per_validator
+
     def _on_DecryptStats(self, msg: m.DecryptStats) -> m.PublicStats:
-        if msg.contributors < MIN_STATS_CONTRIBUTORS:
+        """Decrypt the sum of the owners' statistics: every seat's, each signed by it."""
+        seats = self._seated()
+        owners = seats.owners()
+        if msg.contributors < MIN_STATS_CONTRIBUTORS or seats.count < MIN_STATS_CONTRIBUTORS:
             raise ProtocolError("refusing to decrypt statistics of fewer than two owners")
+        if not (
+            msg.contributors == len(msg.owners) == len(msg.sums) == len(msg.signatures)
+            and sorted(msg.owners) == sorted(owners)
+        ):
+            raise ProtocolError(
+                f"refusing to decrypt statistics: not one signed sum from each of the "
+                f"{seats.count} seats"
+            )
+        length = sums_length(msg.n_features, msg.include_target)
+        for party, sums, signature in zip(msg.owners, msg.sums, msg.signatures, strict=True):
+            if len(sums) != length or sums.public_key != self.public_key:
+                raise ProtocolError(f"the statistics of {party} have the wrong size or key")
+            self._check_signed(m.EncryptedSums(sums, signature), party, owners)
+        total: EncryptedVector = sum(msg.sums)  # type: ignore[assignment]
+        if vector_digest(total) != vector_digest(msg.total):
+            raise ProtocolError("the statistics total is not the sum of the owners' sums")
+        self._n_features = msg.n_features
         values, plaintexts, randomness = self._prove(msg.total)
         stats = stats_from_ints(values, msg.total.exponent, msg.n_features, msg.include_target)
         self.stats = stats
@@ -152,13 +256,42 @@ class ModelBuyer:
         return sign_message(reply, self.account, self.public_key)
 
     def _on_RefreshRequest(self, msg: m.RefreshRequest) -> m.Refreshed:
+        """Refresh only states a seated trainer signed as masked, one per trainer."""
+        trainers = dict(self._seated().trainers)
+        if not (
+            0 < len(msg.vectors) == len(msg.trainers) == len(msg.signatures)
+            and len(set(msg.trainers)) == len(msg.trainers)
+        ):
+            raise ProtocolError("refusing to refresh: not one signed masked state per trainer")
+        for party, vector, signature in zip(msg.trainers, msg.vectors, msg.signatures, strict=True):
+            self._check_signed(m.MaskedState(msg.round, vector, signature), party, trainers)
+            if vector.exponent < msg.base_exponent or vector.public_key != self.public_key:
+                raise ProtocolError(f"the masked state of {party} cannot be refreshed")
         out = tuple(refresh_masked(v, self._private_key, msg.base_exponent) for v in msg.vectors)
         self.refreshed_values += sum(len(v) for v in msg.vectors)
         return m.Refreshed(msg.round, out)
 
     def _on_MetricRequest(self, msg: m.MetricRequest) -> m.MetricValue:
+        """Decrypt an evaluation's vector: only in an evaluated round, only as remixed and
+        signed by the validator the public rule names, only of the seats' length."""
         if self.stats is None:
             raise ProtocolError("no statistics yet")
+        spec = self.spec
+        if not (
+            0 <= msg.round <= spec.rounds and is_evaluated(msg.round, spec.rounds, spec.eval_every)
+        ):
+            raise ProtocolError(f"round {msg.round} has no evaluation in this request's spec")
+        validators = self._seated().validator_ids
+        named = metric_remixer(validators, msg.round, spec.eval_every)
+        seats = self._remixer(named, msg.remixer, f"the metric vector of round {msg.round}")
+        remix = m.Remix(
+            msg.round, msg.vector, msg.remix_input, msg.remix_commitment, msg.remix_signature
+        )
+        self._check_signed(remix, msg.remixer, seats)
+        if len(msg.vector) != self._metric_length():
+            raise ProtocolError(
+                f"the metric vector of round {msg.round} does not have the seats' length"
+            )
         (values,), slot_bits, plaintexts, randomness = self._prove_packed((msg.vector,))
         sse = denoised_sse(
             sse_from_ints(values, msg.vector.exponent), msg.rows, self.spec.metric_noise
@@ -179,6 +312,25 @@ class ModelBuyer:
         return sign_message(reply, self.account, self.public_key)
 
     def _on_GramRequest(self, msg: m.GramRequest) -> m.ContributionValues:
+        """Decrypt the contribution columns: only if the request asked for contributions,
+        only as remixed and signed by the named validator, one column per seated trainer
+        (and the constant one) at most, each of the seats' length."""
+        if not self.spec.contributions:
+            raise ProtocolError("this request did not ask for contributions")
+        seats = self._remixer(
+            contribution_remixer(self._seated().validator_ids), msg.remixer, "the columns"
+        )
+        remix = m.RemixColumns(
+            msg.columns, msg.remix_inputs, msg.remix_commitment, msg.remix_signature
+        )
+        self._check_signed(remix, msg.remixer, seats)
+        length = self._metric_length() - (1 if self.spec.metric_noise > 0 else 0) * len(
+            self._seated().validators
+        )
+        if not 2 <= len(msg.columns) <= len(self._seated().trainers) + 1 or any(
+            len(c) != length for c in msg.columns
+        ):
+            raise ProtocolError("the contribution columns do not match the seats")
         if msg.base_round not in self._sse:
             raise ProtocolError(
                 f"no metric for round {msg.base_round} to measure contributions from"

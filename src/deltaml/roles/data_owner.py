@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from typing import TYPE_CHECKING, TypeVar
@@ -10,8 +11,10 @@ import numpy as np
 from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
-from deltaml.errors import ProtocolError
-from deltaml.evidence.published import noise_variance, rotation_commitment
+from deltaml.crypto.encoding import encode_array
+from deltaml.crypto.paillier import check_key_size, key_fingerprint
+from deltaml.errors import DeltaMLTypeError, ProtocolError
+from deltaml.evidence.published import is_evaluated, noise_variance, rotation_commitment
 from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
 from deltaml.learning.contributions import remix_columns, validator_columns
@@ -53,10 +56,18 @@ class DataOwner:
         x: np.ndarray,
         y: np.ndarray,
         *,
+        committed_key: bytes,
         account: LocalAccount | None = None,
+        allow_test_keys: bool = False,
     ) -> None:
         self.party_id = party_id
         self.account: LocalAccount = account if account is not None else Account.create()
+        if not isinstance(committed_key, bytes) or len(committed_key) != 32:
+            raise DeltaMLTypeError("committed_key must be a 32-byte key fingerprint")
+        self.committed_key = committed_key
+        self._allow_test_keys = allow_test_keys
+        #: The committed key as first received (``n`` and ``h_s``): every later key equals it.
+        self._pinned: PublicKey | None = None
         self._x = np.asarray(x, dtype=np.float64)
         self._y = np.asarray(y, dtype=np.float64)
         self.role: str | None = None
@@ -90,12 +101,43 @@ class DataOwner:
         handler = getattr(self, "_on_" + message.kind, None)
         if handler is None:
             raise ProtocolError(f"a data owner does not accept {message.kind}")
+        for key in _keys_in(message):
+            self._check_key(key)
         return handler(message)  # type: ignore[no-any-return,unused-ignore]
+
+    def _check_key(self, key: PublicKey) -> None:
+        """Refuse, before anything is computed, a message under any key but the committed one.
+
+        The buyer commits to its key's fingerprint on chain (``keyHash``); whoever sends
+        a ``StatsRequest``, a ``Setup`` or a vector under another key (the aggregator's
+        own, say) gets nothing encrypted under it. A weak key is refused even when it is
+        the committed one. The first key that passes is pinned whole (``n`` and ``h_s``).
+        """
+        check_key_size(key, allow_test_keys=self._allow_test_keys)
+        if self._pinned is not None:
+            if key != self._pinned:
+                raise ProtocolError(f"{self.party_id}: a message under another key: refused")
+            return
+        if key_fingerprint(key) != self.committed_key:
+            raise ProtocolError(
+                f"{self.party_id}: a message under a key that is not the request's "
+                "committed key: refused"
+            )
+        self._pinned = key
 
     # -- standardization ------------------------------------------------------------
     def _on_StatsRequest(self, msg: m.StatsRequest) -> m.EncryptedSums:
-        sums = local_sums(self._x, self._y, msg.include_target)
-        enc = EncryptedVector.encrypt(msg.public_key, sums, msg.base_exponent)
+        sums = encode_array(local_sums(self._x, self._y, msg.include_target), msg.base_exponent)
+        # The buyer receives these signed sums to check them against the seats: masked by
+        # the aggregator's zero-sum shares, they tell it nothing but their total.
+        if len(msg.mask) != len(sums):
+            raise ProtocolError("expected one mask share per statistic")
+        try:
+            shares = [int(v, 16) for v in msg.mask]
+        except ValueError:
+            raise ProtocolError("malformed mask share") from None
+        masked = [v + a for v, a in zip(sums, shares, strict=True)]
+        enc = EncryptedVector.encrypt_ints(msg.public_key, masked, msg.base_exponent)
         return self._signed(m.EncryptedSums(enc), msg.public_key)
 
     # -- set-up ---------------------------------------------------------------------
@@ -170,7 +212,8 @@ class DataOwner:
         masked, self._mask = mask_for_refresh(
             self._state_before(msg.round), self._spec.base_exponent
         )
-        return m.MaskedState(msg.round, masked)
+        # Signed: the buyer refreshes only what a seated trainer says it masked.
+        return self._signed(m.MaskedState(msg.round, masked), masked.public_key)
 
     def _on_RefreshComplete(self, msg: m.RefreshComplete) -> m.StateUpdate:
         self._require("trainer")
@@ -221,6 +264,8 @@ class DataOwner:
         assert self._spec is not None
         if msg.vector.public_key != self._key:
             raise ProtocolError("a vector under another key")
+        if not is_evaluated(msg.round, self._spec.rounds, self._spec.eval_every):
+            raise ProtocolError(f"round {msg.round} has no evaluation in this request's spec")
         rng, commitment = self._commit_rotation(f"metric-{msg.round}")
         remixed = remix_vector(msg.vector, self._spec.precision_bits, rng)
         reply = m.Remix(msg.round, remixed, vector_digest(msg.vector), commitment)
@@ -258,3 +303,16 @@ class DataOwner:
             tuple(remixed), tuple(vector_digest(c) for c in msg.columns), commitment
         )
         return self._signed(reply, msg.columns[0].public_key)
+
+
+def _keys_in(value: object) -> set[PublicKey]:
+    """Every public key a message carries: its own fields and its vectors', nested included."""
+    if isinstance(value, PublicKey):
+        return {value}
+    if isinstance(value, EncryptedVector):
+        return {value.public_key}
+    if isinstance(value, tuple):
+        return set().union(*(_keys_in(v) for v in value))
+    if isinstance(value, m.Message):
+        return set().union(*(_keys_in(getattr(value, f.name)) for f in dataclasses.fields(value)))
+    return set()

@@ -16,6 +16,7 @@ message                signer      what the signature binds
 =====================  ==========  ======================================================
 EncryptedSums          data owner  its encrypted statistics
 StateUpdate            trainer     its state for a round, and the total it was computed from
+MaskedState            trainer     its masked state for a refresh (checked by the buyer)
 EncryptedResiduals     validator   its rotated residual vector and the total it evaluated
 ContributionColumns    validator   its rotated columns and the updates they came from
 Remix                  remixer     the remixed vector, the mixed vector it was given, and
@@ -83,6 +84,10 @@ def _state(msg: m.StateUpdate) -> dict[str, Any]:
     }
 
 
+def _masked(msg: m.MaskedState) -> dict[str, Any]:
+    return {"round": msg.round, "masked": vector_ref(msg.masked)}
+
+
 def _residuals(msg: m.EncryptedResiduals) -> dict[str, Any]:
     return {
         "round": msg.round,
@@ -144,6 +149,7 @@ _BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "EncryptedSums": _sums,
     "PublicStats": _stats,
     "StateUpdate": _state,
+    "MaskedState": _masked,
     "EncryptedResiduals": _residuals,
     "MetricValue": _metric,
     "ContributionColumns": _columns,

@@ -108,9 +108,14 @@ class TrainingSpec(Message):
 
 @dataclass(frozen=True)
 class StatsRequest(Message):
+    """Aggregator → owner: encrypt your sums, plus ``mask`` (signed hex integers, one per
+    sum, at ``base_exponent``). The aggregator deals the owners masks that add up to
+    zero: the buyer, which checks each owner's signed sums, decrypts only their total."""
+
     include_target: bool
     public_key: PublicKey
     base_exponent: int
+    mask: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,12 +126,20 @@ class EncryptedSums(Message):
 
 @dataclass(frozen=True)
 class DecryptStats(Message):
-    """Aggregator → buyer: the sum of all owners' encrypted sums."""
+    """Aggregator → buyer: the sum of all owners' encrypted sums, with its lineage.
+
+    ``owners``, ``sums`` and ``signatures`` are each seated owner's signed
+    :class:`EncryptedSums`: the buyer decrypts ``total`` only if it is their sum and
+    they are every seat, not on the aggregator's word (``contributors``).
+    """
 
     total: EncryptedVector
     contributors: int
     n_features: int
     include_target: bool
+    owners: tuple[str, ...] = ()
+    sums: tuple[EncryptedVector, ...] = ()
+    signatures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,17 +199,27 @@ class RefreshPrepare(Message):
 
 @dataclass(frozen=True)
 class MaskedState(Message):
+    """Trainer → aggregator: its state under a fresh refresh mask, signed: the buyer
+    refreshes only vectors a seated trainer signed as masked."""
+
     round: int
     masked: EncryptedVector
+    signature: str = ""
 
 
 @dataclass(frozen=True)
 class RefreshRequest(Message):
-    """Aggregator → buyer: masked vectors to re-encrypt at the base exponent."""
+    """Aggregator → buyer: masked vectors to re-encrypt at the base exponent.
+
+    ``trainers[i]`` masked ``vectors[i]`` and signed it (``signatures[i]``, the
+    signature of its :class:`MaskedState`).
+    """
 
     round: int
     vectors: tuple[EncryptedVector, ...]
     base_exponent: int
+    trainers: tuple[str, ...] = ()
+    signatures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -251,9 +274,21 @@ class Remix(Message):
 
 @dataclass(frozen=True)
 class MetricRequest(Message):
+    """Aggregator → buyer: an evaluation's vector, as the remixer signed it.
+
+    ``vector`` is the output of ``remixer``'s :class:`Remix` (the validator the public
+    rule names for the round); ``remix_input``, ``remix_commitment`` and
+    ``remix_signature`` are that message's other fields, so the buyer can check the
+    signature.
+    """
+
     round: int
     vector: EncryptedVector
     rows: int
+    remixer: str = ""
+    remix_input: str = ""
+    remix_commitment: str = ""
+    remix_signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -307,13 +342,22 @@ class RemixColumns(Message):
 
 @dataclass(frozen=True)
 class GramRequest(Message):
-    """Aggregator → buyer: the (re)mixed columns; the buyer keeps only their Gram matrix."""
+    """Aggregator → buyer: the remixed columns; the buyer keeps only their Gram matrix.
+
+    ``columns`` are the output of ``remixer``'s :class:`RemixColumns`, whose other
+    fields (``remix_inputs``, ``remix_commitment``, ``remix_signature``) come along
+    for the buyer to check the signature.
+    """
 
     columns: tuple[EncryptedVector, ...]
     #: Validation SSE of the initial model is the value of the empty coalition.
     base_round: int
     #: Seed of sampled Shapley values (more than eight trainers), fixed by the transcript.
     shapley_seed: int = 0
+    remixer: str = ""
+    remix_inputs: tuple[str, ...] = ()
+    remix_commitment: str = ""
+    remix_signature: str = ""
 
 
 @dataclass(frozen=True)

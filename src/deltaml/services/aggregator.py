@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from deltaml.crypto import PublicKey
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
@@ -695,6 +696,7 @@ class AggregatorService:
                     requests.c.requirements,
                     requests.c.deposit_wei,
                     requests.c.status.label("request_status"),
+                    requests.c.public_key,
                 )
                 .join(requests, requests.c.id == offers.c.request_id)
                 .where(offers.c.owner == owner)
@@ -712,6 +714,8 @@ class AggregatorService:
                 # The request's own status: an offer accepted but left INITIATED after
                 # the request started is one whose owner was not selected.
                 "request_status": r.request_status,
+                # The buyer's key (crypto.paillier.key_fingerprint); the chain's keyHash wins.
+                "key_fingerprint": key_fingerprint(PublicKey.from_dict(r.public_key)).hex(),
                 # What the trainers' share is worth per owner if every trainer earns alike.
                 "offered_reward_wei": str(
                     int(r.deposit_wei) * TRAINERS_PERCENT // 100 // max(1, r.requirements["owners"])

@@ -42,6 +42,7 @@ from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import Ledger, RequestState, RequestStatus, Role
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
+from deltaml.roles.buyer import Seats
 from deltaml.services.aggregator import request_hash
 from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
 from deltaml.services.serve import guarded
@@ -253,7 +254,11 @@ class BuyerNode:
             req_spec["key_bits"], allow_test_keys=self.config.allow_test_keys
         )
         role = ModelBuyer(
-            self.address, spec, keypair=(public_key, private_key), account=self.account
+            self.address,
+            spec,
+            keypair=(public_key, private_key),
+            account=self.account,
+            allow_test_keys=self.config.allow_test_keys,
         )
         initial = role.initial_model(len(requirements["features"]) + 1)
         spec_dict = dataclasses.asdict(spec)
@@ -308,6 +313,7 @@ class BuyerNode:
                 m.TrainingSpec(**saved["spec"]),
                 keypair=(private_key.public_key, private_key),
                 account=self.account,
+                allow_test_keys=self.config.allow_test_keys,
             )
             role.restore(self.store.get("progress", str(rid), {}))
             self.roles[rid] = role
@@ -317,12 +323,49 @@ class BuyerNode:
     def handle(self, rid: int, message: m.Message) -> m.Message:
         role = self._role(rid)
         self._allow(rid, role.spec, message)
+        if role.seats is None and not isinstance(message, m.FinalModel):
+            role.seats = self._seats(rid)
         reply = role.handle(message)
         self.store.put("progress", str(rid), role.snapshot())
         if isinstance(message, m.FinalModel):
             self.store.put("models", str(rid), self._model_json(rid, role, message.rounds))
             log.info("request %d: final model received", rid)
         return reply
+
+    def _seats(self, rid: int) -> Seats:
+        """The owners request ``rid`` seats: the contract's (``start``), else — with no
+        chain to ask — the aggregator's view; at least as many as the request asked for.
+
+        The buyer checks every vector it decrypts against them (signed by a seat, one
+        per seat), so they come from the chain whenever there is one.
+        """
+        saved = self.store.get("requests", str(rid))
+        if saved is None:
+            raise ProtocolError(f"request {rid} is not one of this buyer's")
+        trainers: list[str] = []
+        validators: list[str] = []
+        if self.ledger is not None:
+            cid = int(saved["chain_request_id"])
+            participants = getattr(self.ledger, "participants", None)
+            if callable(participants):
+                trainers, validators = participants(cid)
+            else:
+                for event in self.ledger.history(cid):
+                    if event.name == "RequestStarted":
+                        trainers = [str(a) for a in event.args["trainers"]]  # type: ignore[attr-defined]
+                        validators = [str(a) for a in event.args["validators"]]  # type: ignore[attr-defined]
+        else:
+            view = self.client.get(f"/requests/{rid}")
+            offers = sorted(view.get("offers", []), key=lambda o: str(o["owner"]))
+            trainers = [str(o["owner"]) for o in offers if o.get("role") == "trainer"]
+            validators = [str(o["owner"]) for o in offers if o.get("role") == "validator"]
+        wanted = int(saved["requirements"]["owners"])
+        if len(trainers) + len(validators) < wanted or not trainers or not validators:
+            raise ProtocolError(
+                f"request {rid} seats fewer than the {wanted} owners it asked for: "
+                "refusing to decrypt"
+            )
+        return Seats.of(trainers, validators)
 
     def _allow(self, rid: int, spec: m.TrainingSpec, message: m.Message) -> None:
         """Decrypt only what the protocol of this request asks for, and not over and over."""

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from deltaml.crypto.paillier import TEST_KEYS_ENV
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.estimator import TrainedModel
 from deltaml.learning.data import (
@@ -286,6 +287,8 @@ def run_demo(
         say(f"chain: {chain_label}")
         password = secrets.token_hex(16)
         env = {PASSWORD_ENV: password}
+        if config.key_bits < 2048:  # asked for test keys: every node must accept them
+            env[TEST_KEYS_ENV] = "1"
         # Every node's password (keys and page login): a throw-away, readable by the user only.
         secret = config.work_dir / "password"
         secret.write_text(password + "\n")

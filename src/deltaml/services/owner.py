@@ -393,7 +393,25 @@ class OwnerNode:
             str(offer.get("spec", {}).get("model", "linear")),
             req.get("classes"),
         )
-        return DataOwner(self.address, ds.X, ds.y, account=self.account)
+        key = self._committed_key(rid, offer)
+        return DataOwner(self.address, ds.X, ds.y, committed_key=key, account=self.account)
+
+    def _committed_key(self, rid: int, offer: dict[str, Any]) -> bytes:
+        """The fingerprint of the only key this owner encrypts under for request ``rid``.
+
+        The buyer's commitment on chain (``keyHash``) when the contract records one;
+        otherwise the fingerprint offered with the request, pinned for its whole run.
+        """
+        if self.ledger is not None:
+            view = self.client.get(f"/requests/{rid}")
+            state = self.ledger.request(int(view["chain_request_id"]))
+            on_chain = getattr(state, "key_hash", b"")
+            if on_chain and any(on_chain):
+                return bytes(on_chain)
+        offered = offer.get("key_fingerprint")
+        if isinstance(offered, str) and re.fullmatch(r"[0-9a-f]{64}", offered):
+            return bytes.fromhex(offered)
+        raise ProtocolError(f"request {rid} names no key to encrypt under")
 
 
 def create_app(node: OwnerNode, login: LoginConfig | None = None) -> FastAPI:

@@ -66,7 +66,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deltaml.crypto import EncryptedVector, PublicKey
-from deltaml.crypto.paillier import SUPPORTED_KEY_BITS, TEST_KEY_BITS
+from deltaml.crypto.paillier import (
+    SUPPORTED_KEY_BITS,
+    TEST_KEY_BITS,
+    WeakKeyError,
+    check_key_size,
+)
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLTypeError, DeltaMLValueError
 from deltaml.roles import messages as _messages
@@ -314,8 +319,10 @@ class _Key(_Codec):
         max_bits = max(_KEY_BITS)
         n = _key_int(data, "n", max_bits, where)
         hs = _key_int(data, "hs", 2 * max_bits, where)
-        if n.bit_length() not in _KEY_BITS:
-            raise _fail(where, f"unsupported key size of {n.bit_length()} bits")
+        try:
+            check_key_size(n.bit_length())  # below 2048 bits only where a test opted in
+        except WeakKeyError as exc:
+            raise _fail(where, str(exc)) from None
         try:
             key = PublicKey(n, hs)  # checks n odd and 1 < hs < n²
         except DeltaMLError as exc:
