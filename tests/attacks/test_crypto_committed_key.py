@@ -82,3 +82,34 @@ def test_no_message_under_another_key_is_answered() -> None:
     assert isinstance(owner.handle(setup), m.SetupDone)
     with pytest.raises(ProtocolError, match="another key"):
         owner.handle(m.RoundRequest(1, foreign))
+
+
+def test_the_buyer_s_modulus_with_the_aggregator_s_randomness_base_is_refused() -> None:
+    """The same ``n`` with ``h_s = 1 + k·n``: every "ciphertext" would be
+    ``1 + (m + α·k)·n mod n²``, and with ``k = 2^200`` anyone knowing ``k`` reads
+    ``m mod 2^200`` from it — the owner's data, no private key needed. The key
+    fingerprint covers ``h_s``, so the owner refuses before encrypting anything."""
+    from deltaml.crypto.paillier import PublicKey
+
+    buyer = ModelBuyer("buyer", SPEC, 512, allow_test_keys=True)
+    real = buyer.public_key
+    k = 2**200  # alpha has about bits(n)/2 bits, so alpha*k stays below n: no wrap
+    forged = PublicKey(real.n, 1 + k * real.n)
+    # The forgery works as the attack says: the low 200 bits of a plaintext in the clear.
+    secret = 2**150 + 123456789
+    c = int(EncryptedVector.encrypt_ints(forged, [secret], 0).ciphertexts[0])
+    assert ((c - 1) // forged.n) % k == secret
+    assert key_fingerprint(forged) != key_fingerprint(real)
+
+    ids = owner_ids(3)
+    owners = [
+        DataOwner(oid, s.X, s.y, committed_key=key_fingerprint(real))
+        for oid, s in zip(ids, _shares(), strict=True)
+    ]
+    recorder = RecordingTransport(InMemoryTransport([buyer, *owners]))
+    aggregator = Aggregator(recorder, "buyer", ids)
+    initial = EncryptedVector.encrypt(forged, np.zeros(11), SPEC.base_exponent)
+    with pytest.raises(ProtocolError, match="not the request's committed key"):
+        aggregator.train(SPEC, forged, initial, 10, True)
+    replies = recorder.received_by("aggregator")
+    assert not [v for v in _vectors_in(replies) if v.public_key == forged]

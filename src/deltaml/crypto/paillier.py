@@ -431,20 +431,28 @@ def check_decryption(
     return int(expected) == int(ciphertext)
 
 
-KEY_FINGERPRINT_DOMAIN = b"deltaml-paillier-v1:"
+KEY_FINGERPRINT_DOMAIN = b"deltaml-paillier-v2:"
 
 
 def key_fingerprint(public_key: PublicKey) -> bytes:
     """32-byte fingerprint of ``public_key`` as the Marketplace contract records it.
 
-    SHA-256 of ``b"deltaml-paillier-v1:"`` followed by the modulus ``n`` as
-    big-endian bytes (no leading zeros). The buyer names it when it escrows a
-    request (``keyHash``) and each owner joins only with the fingerprint of the
-    key it is asked to encrypt under.
+    SHA-256 of ``b"deltaml-paillier-v2:"``, the modulus ``n`` as big-endian bytes
+    (``L = ceil(bits(n) / 8)`` of them) and the randomness base ``h_s`` in ``2L``
+    big-endian bytes. The buyer names it when it escrows a request (``keyHash``)
+    and each owner encrypts only under a key with this fingerprint.
+
+    ``h_s`` is part of it on purpose: encryption computes ``r^n`` as a power of
+    ``h_s``, so whoever chooses ``h_s`` chooses the randomness. With
+    ``h_s = 1 + k·n`` every "ciphertext" is ``1 + (m + α·k)·n``, and the low bits
+    of ``m`` can be read by anyone who knows ``k`` — no private key needed.
     """
     n = int(public_key.n)
+    size = (n.bit_length() + 7) // 8
     return hashlib.sha256(
-        KEY_FINGERPRINT_DOMAIN + n.to_bytes((n.bit_length() + 7) // 8, "big")
+        KEY_FINGERPRINT_DOMAIN
+        + n.to_bytes(size, "big")
+        + int(public_key.hs).to_bytes(2 * size, "big")
     ).digest()
 
 
