@@ -266,6 +266,7 @@ def simulate_shares(
         on_chain.open(config.deposit_wei, dataclasses.asdict(spec), trainers, validators)
 
     with _transcript_writer(config.transcript) as writer:
+        writer.chain = on_chain.binding() if on_chain is not None else None
         aggregator = Aggregator(
             transport,
             buyer.party_id,

@@ -71,13 +71,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
 
 from deltaml.crypto import PublicKey, failed_decryptions, failed_rerandomizations
 from deltaml.crypto.packing import PackingError, PackingLayout, failed_packed_decryptions
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.evidence.published import (
     denoised_sse,
@@ -113,6 +114,9 @@ from deltaml.learning.metrics import metric_remixer
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.ledger.payouts import compute_payouts, scale_metric
 from deltaml.roles.aggregator import split_roles
+
+if TYPE_CHECKING:
+    from deltaml.evidence.chain import ChainReader
 
 #: One line per limit of public verification, printed by ``deltaml verify``.
 NOT_PUBLICLY_CHECKABLE = (
@@ -164,6 +168,31 @@ class Failure:
         return f"{where}: {self.check}: {self.detail}"
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """What a verified transcript says settlement depends on (its header and final record).
+
+    Addresses as the transcript writes them; hashes as lower-case hex; metrics as
+    the scaled integers posted on chain; ``contributions`` the weights per trainer
+    seat; ``chain_id``, ``contract`` and ``request_id`` are ``None`` for a run the
+    transcript says was escrowed nowhere.
+    """
+
+    buyer: str
+    aggregator: str
+    key_fingerprint: str
+    spec_hash: str
+    deposit_wei: int
+    trainers: tuple[str, ...]
+    validators: tuple[str, ...]
+    initial_metric: int
+    final_metric: int
+    contributions: tuple[int, ...]
+    chain_id: int | None
+    contract: str | None
+    request_id: int | None
+
+
 @dataclass
 class VerificationReport:
     """The outcome of :func:`verify_transcript`."""
@@ -181,6 +210,11 @@ class VerificationReport:
     contributions: dict[str, float] = field(default_factory=dict)
     payouts_wei: dict[str, int] = field(default_factory=dict)
     refund_wei: int | None = None
+    #: What settlement depends on, from the final record (``None`` without one).
+    settlement: Settlement | None = None
+    #: The request on chain the transcript was checked against (``None``: it was
+    #: checked only against itself); see :func:`verify_against_chain`.
+    chain: dict[str, object] | None = None
 
     @property
     def ok(self) -> bool:
@@ -196,10 +230,25 @@ class VerificationReport:
             "sealed": self.sealed_path,
             "records": self.records,
             "head": self.head,
+            "chain": self.chain,
             "passed": dict(self.passed),
             "failures": [str(f) for f in self.failures],
             "skipped": list(self.skipped),
         }
+
+    def chain_line(self) -> str:
+        """Whether, and against which request on chain, the transcript was checked."""
+        if self.chain is None:
+            return (
+                "  NOT checked against a chain: the transcript was checked against itself only"
+                " (its key, buyer, seats and numbers are not shown to be the request's;"
+                " give the chain URL and the request id)"
+            )
+        c = self.chain
+        return (
+            f"  checked against request {c['request_id']} of contract {c['contract']}"
+            f" on chain {c['chain_id']} ({c['status']})"
+        )
 
     def lines(self) -> list[str]:
         """A short human summary: the verdict, what was checked, each failure, the limits."""
@@ -211,6 +260,7 @@ class VerificationReport:
             else "no sealed ciphertexts (sums and re-randomizations not checked)"
         )
         out.append(f"  {self.records} records, head {self.head}; {sealed}")
+        out.append(self.chain_line())
         checked = ", ".join(f"{check} {count}" for check, count in sorted(self.passed.items()))
         out.extend(
             textwrap.wrap(f"checked: {checked}", 96, subsequent_indent="    ", initial_indent="  ")
@@ -245,6 +295,54 @@ def verify_transcript(
     store = read_sealed(sealed_file) if sealed_file is not None else None
     report = VerificationReport(str(path), sealed_path=str(sealed_file) if sealed_file else None)
     return verify_records(records, store, report, expected_head=expected_head)
+
+
+def verify_against_chain(
+    path: str | Path,
+    reader: ChainReader,
+    request_id: int,
+    *,
+    chain_id: int | None = None,
+    sealed: str | Path | None = None,
+    use_sealed: bool = True,
+    expected_head: str | None = None,
+) -> VerificationReport:
+    """Check the transcript at ``path`` and that it is the evidence of request
+    ``request_id`` on the contract ``reader`` reads (a :class:`~deltaml.ledger.Ledger`).
+
+    Every check of :func:`verify_transcript`, and those of
+    :func:`deltaml.evidence.chain.chain_failures`: the evidence hash, the key
+    fingerprint, buyer, aggregator, seats, spec hash, deposit, chain binding, and the
+    metrics and contributions posted. ``chain_id`` defaults to the reader's
+    (:func:`~deltaml.evidence.chain.chain_id_of`). What the buyer, the owners and an
+    arbiter run before they approve, dispute or resolve.
+    """
+    report = verify_transcript(path, sealed, use_sealed=use_sealed, expected_head=expected_head)
+    return check_against_chain(report, reader, request_id, chain_id=chain_id)
+
+
+def check_against_chain(
+    report: VerificationReport,
+    reader: ChainReader,
+    request_id: int,
+    *,
+    chain_id: int | None = None,
+) -> VerificationReport:
+    """Add to ``report`` the checks of the transcript against request ``request_id``."""
+    from deltaml.evidence.chain import CHAIN_CHECKS, chain_failures, read_request
+
+    on_chain = read_request(reader, request_id, chain_id)
+    report.chain = on_chain.describe()
+    if on_chain.chain_id is None:
+        report.skipped.append("the chain id (the chain reader does not say which chain it is)")
+    failures = chain_failures(report.head, report.settlement, on_chain)
+    report.failures.extend(failures)
+    failed = {f.check for f in failures}
+    checked = CHAIN_CHECKS if report.settlement is not None else CHAIN_CHECKS[:2]
+    for check in checked:
+        if check not in failed:
+            report.passed[check] += 1
+    return report
 
 
 def verify_records(
@@ -1096,6 +1194,7 @@ class _Verifier:
             payouts.refund,
         )
         self.expect(paid == expected, "payouts", "the split does not recompute")
+        self._settlement(body, deposit, weights)
         aggregator = next(p for p, (role, _) in self.participants.items() if role == "aggregator")
         self.report.payouts_wei = {
             **dict(zip(self.trainers, payouts.trainers, strict=True)),
@@ -1103,6 +1202,60 @@ class _Verifier:
             aggregator: payouts.aggregator,
         }
         self.report.refund_wei = payouts.refund
+
+    def _settlement(self, body: Mapping[str, Any], deposit: int, weights: list[int]) -> None:
+        """The final record's binding to the settlement: seats, key, chain (format 4)."""
+        assert self.key is not None
+        seats = body.get("seats")
+        self.require(
+            isinstance(seats, dict)
+            and set(seats) == {"trainers", "validators"}
+            and all(
+                isinstance(v, list) and all(isinstance(a, str) for a in v) for v in seats.values()
+            ),
+            "format",
+            "the final record has no seats",
+        )
+        assert isinstance(seats, dict)
+        declared = {pid: address for pid, (_, address) in self.participants.items()}
+        trainers = [declared.get(t, "") for t in self.trainers]
+        validators = [declared.get(v, "") for v in self.validators]
+        self.expect(
+            [a.lower() for a in seats["trainers"]] == [a.lower() for a in trainers]
+            and [a.lower() for a in seats["validators"]] == [a.lower() for a in validators],
+            "seats",
+            "the seats are not the addresses of the header's trainers and validators",
+        )
+        fingerprint = key_fingerprint(self.key).hex()
+        self.expect(
+            body.get("key_fingerprint") == fingerprint,
+            "key",
+            "the final record names another Paillier key fingerprint",
+        )
+        chain = body.get("chain")
+        self.require(chain is None or _is_binding(chain), "format", "malformed chain binding")
+        requirements = chain["requirements"] if chain is not None else None
+        try:
+            committed = request_commitment(self.spec, requirements)
+        except DeltaMLValueError as exc:
+            self.fail("format", f"the spec cannot be hashed: {exc}")
+            raise _Skip from None
+        role_of = {role: address for role, address in self.participants.values()}
+        self.report.settlement = Settlement(
+            buyer=role_of.get("buyer", ""),
+            aggregator=role_of.get("aggregator", ""),
+            key_fingerprint=fingerprint,
+            spec_hash=committed.hex(),
+            deposit_wei=deposit,
+            trainers=tuple(trainers),
+            validators=tuple(validators),
+            initial_metric=int(body["initial_metric"]),
+            final_metric=int(body["final_metric"]),
+            contributions=tuple(weights),
+            chain_id=None if chain is None else chain["chain_id"],
+            contract=None if chain is None else chain["contract"],
+            request_id=None if chain is None else chain["request_id"],
+        )
 
     # -- homomorphic checks (sealed) --------------------------------------------------------
     def _check_sum(self, total: str, inputs: Iterable[str]) -> None:
@@ -1212,6 +1365,35 @@ def _is_hex(value: object, length: int) -> bool:
         and len(value) == length
         and all(c in "0123456789abcdef" for c in value)
     )
+
+
+def _is_binding(value: object) -> bool:
+    """A well-formed ``chain`` of the final record (:class:`ChainBinding` as JSON)."""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"chain_id", "contract", "request_id", "requirements"}
+        and type(value["chain_id"]) is int
+        and type(value["request_id"]) is int
+        and isinstance(value["contract"], str)
+        and (value["requirements"] is None or isinstance(value["requirements"], dict))
+    )
+
+
+def request_commitment(spec: Mapping[str, Any], requirements: Mapping[str, Any] | None) -> bytes:
+    """The spec hash a request commits to on chain, recomputed from a transcript.
+
+    ``spec_hash`` of the header's spec (``deltaml simulate``), or of the spec and the
+    data requirements together (the marketplace services), as
+    :class:`~deltaml.evidence.transcript.ChainBinding` says.
+    """
+    from deltaml.marketplace import spec_hash
+
+    try:
+        if requirements is None:
+            return spec_hash(dict(spec))
+        return spec_hash({"spec": dict(spec), "requirements": dict(requirements)})
+    except (TypeError, ValueError) as exc:
+        raise DeltaMLValueError(str(exc)) from None
 
 
 def _is_number(value: object) -> bool:
