@@ -21,10 +21,7 @@ from deltaml import __version__
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
     from deltaml.evidence.verify import VerificationReport
-    from deltaml.ledger import Web3Ledger
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -388,55 +385,49 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_NOT_VERIFIED
 
 
-def _open_ledger(
-    args: argparse.Namespace, report: VerificationReport, account: LocalAccount | None = None
-) -> Web3Ledger:
-    """A ledger on ``--chain-url`` at ``--contract`` (default: the transcript's contract)."""
-    from eth_account import Account
-
-    from deltaml.ledger import Web3Ledger, connect
-
-    contract = args.contract
-    if contract is None:
-        contract = report.settlement.contract if report.settlement is not None else None
-        if not contract:
-            raise DeltaMLValueError(
-                f"{args.transcript} names no contract in its final record; pass --contract"
-            )
-    # Views need an account to call from; a throw-away one, which sends nothing.
-    return Web3Ledger(connect(args.chain_url), contract, account or Account.create())
+def _contract(args: argparse.Namespace, report: VerificationReport) -> str:
+    """``--contract``, or the contract the transcript's final record names."""
+    if args.contract is not None:
+        return str(args.contract)
+    named = report.settlement.contract if report.settlement is not None else None
+    if not named:
+        raise DeltaMLValueError(
+            f"{args.transcript} names no contract in its final record; pass --contract"
+        )
+    return named
 
 
-def _check_chain(
-    report: VerificationReport, args: argparse.Namespace, ledger: Web3Ledger | None = None
-) -> None:
+def _check_chain(report: VerificationReport, args: argparse.Namespace) -> None:
+    from deltaml.evidence.chain import open_reader
     from deltaml.evidence.verify import check_against_chain
 
-    check_against_chain(report, ledger or _open_ledger(args, report), args.request_id)
+    reader = open_reader(args.chain_url, _contract(args, report))
+    check_against_chain(report, reader, args.request_id)
 
 
 def _arbiter(args: argparse.Namespace) -> int:
     """``deltaml arbiter resolve``: verify against the chain, then uphold or void."""
-    from deltaml.evidence.verify import verify_transcript
+    from deltaml.evidence.chain import open_reader
+    from deltaml.evidence.verify import check_against_chain, verify_transcript
     from deltaml.ledger.accounts import load_keystore
     from deltaml.ledger.base import RequestStatus
     from deltaml.services.serve import password_from_env
 
     account = load_keystore(args.key, password_from_env())
     report = verify_transcript(args.transcript, args.sealed)
-    ledger = _open_ledger(args, report, account)
-    state = ledger.request(args.request_id)
-    arbiter = state.arbiter
-    if arbiter.lower() != str(account.address).lower():
+    reader = open_reader(args.chain_url, _contract(args, report))
+    rid = args.request_id
+    state = reader.request(rid)
+    if state.arbiter.lower() != str(account.address).lower():
         raise DeltaMLValueError(
-            f"{account.address} is not the arbiter of request {args.request_id}"
-            f" (the request names {arbiter or 'none'})"
+            f"{account.address} is not the arbiter of request {rid}"
+            f" (the request names {state.arbiter or 'none'})"
         )
     if state.status != RequestStatus.DISPUTED:
         raise DeltaMLValueError(
-            f"request {args.request_id} is {state.status.name}, not disputed: nothing to resolve"
+            f"request {rid} is {state.status.name}, not disputed: nothing to resolve"
         )
-    _check_chain(report, args, ledger)
+    check_against_chain(report, reader, rid)
     upheld = report.ok
     print("\n".join(report.lines()))
     verdict = "UPHELD: the posted result stands" if upheld else "VOIDED: the deposit goes back"
@@ -446,10 +437,10 @@ def _arbiter(args: argparse.Namespace) -> int:
         else f"{len(report.failures)} check(s) failed: " + "; ".join(sorted(report.failed_checks()))
     )
     if args.dry_run:
-        print(f"request {args.request_id}: would be {verdict} ({reason}); nothing sent")
+        print(f"request {rid}: would be {verdict} ({reason}); nothing sent")
         return 0
-    ledger.resolve(args.request_id, upheld)
-    print(f"request {args.request_id}: {verdict} ({reason})")
+    reader.for_account(account).resolve(rid, upheld)
+    print(f"request {rid}: {verdict} ({reason})")
     return 0
 
 

@@ -35,9 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deltaml.evidence.verify import Failure, Settlement
+
+if TYPE_CHECKING:
+    from deltaml.ledger import Web3Ledger
 
 
 class RequestView(Protocol):
@@ -248,3 +251,29 @@ def _same(a: str, b: str) -> bool:
 
 def _same_list(a: Sequence[str], b: Sequence[str]) -> bool:
     return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+
+
+def open_reader(chain_url: str, contract: str) -> Web3Ledger:
+    """A read-only view of the Marketplace at ``contract`` on ``chain_url``, with no key.
+
+    It checks that the address holds the shipped Marketplace's code. Its views are
+    called from no account: a development chain (eth-tester, behind ``deltaml chain
+    serve``) refuses a call from an account without ether, and verification must
+    need neither a key nor funds.
+    """
+    from eth_account import Account
+
+    from deltaml.ledger import Web3Ledger, connect
+
+    class _Unsigned(Web3Ledger):
+        def _call(self, fn: Any) -> Any:
+            try:
+                return fn.call()
+            except Exception as exc:
+                error = self.decoder.from_exception(exc)
+                if error is None:
+                    raise
+                raise error from exc
+
+    # The account is never used to sign: every method this check calls is a view.
+    return _Unsigned(connect(chain_url), contract, Account.create())

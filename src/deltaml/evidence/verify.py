@@ -1223,14 +1223,14 @@ class _Verifier:
         self.expect(
             [a.lower() for a in seats["trainers"]] == [a.lower() for a in trainers]
             and [a.lower() for a in seats["validators"]] == [a.lower() for a in validators],
-            "seats",
-            "the seats are not the addresses of the header's trainers and validators",
+            "final record",
+            "its seats are not the addresses of the header's trainers and validators",
         )
         fingerprint = key_fingerprint(self.key).hex()
         self.expect(
             body.get("key_fingerprint") == fingerprint,
-            "key",
-            "the final record names another Paillier key fingerprint",
+            "final record",
+            "it names another Paillier key fingerprint than the header's key",
         )
         chain = body.get("chain")
         self.require(chain is None or _is_binding(chain), "format", "malformed chain binding")
