@@ -178,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Check a transcript: its hash chain, every signature against the declared "
             "participant, every decryption proof, that every published metric, contribution "
             "and payout recomputes, and (with the sealed ciphertexts) every homomorphic sum "
-            "and re-randomization. Exit codes: 0 verified, 3 a check failed, 1 unreadable."
+            "and re-randomization. With --chain-url and --request-id, also that it is the "
+            "evidence of that request on chain: evidence hash, key fingerprint, buyer, "
+            "aggregator, seats, spec hash, deposit and the numbers posted. "
+            "Exit codes: 0 verified, 3 a check failed, 1 unreadable."
         ),
     )
     ver.add_argument("transcript", metavar="TRANSCRIPT", help="the public transcript (.jsonl)")

@@ -39,7 +39,18 @@ record that fails:
   and adds exactly ``precision_bits`` to its exponent;
 - with the sealed ciphertexts: **sum** — the aggregator's totals are the products
   of the signed ciphertexts; **re-randomization** — what it sent encrypts what it
-  summed (``c' = c·h_s^α`` with the revealed ``α``).
+  summed (``c' = c·h_s^α`` with the revealed ``α``);
+- **final record** — the last record's seats are the addresses of the header's
+  trainers and validators, its key fingerprint the header key's (what it adds to
+  bind the settlement: see :mod:`deltaml.evidence.transcript`).
+
+All of this checks the transcript against itself. Against the chain —
+:func:`verify_against_chain`, what the buyer and owner nodes, ``deltaml verify
+--chain-url`` and ``deltaml arbiter resolve`` run — the transcript must also be the
+evidence of the request as the contract stores it: the evidence hash, the key
+fingerprint, buyer, aggregator, seats, spec hash, deposit, chain binding and the
+metrics and contributions posted (:mod:`deltaml.evidence.chain`). Without it, a
+self-consistent transcript of another run would pass.
 
 What cannot be checked publicly, and why
 ----------------------------------------
