@@ -168,10 +168,10 @@ contract Marketplace {
         uint256 deposit,
         uint64 deadline,
         uint64 challengeWindow,
-        bytes32 specHash
+        bytes32 specHash,
+        address arbiter,
+        bytes32 keyHash
     );
-    /// Emitted with RequestCreated: who resolves disputes, and the buyer's key.
-    event RequestTerms(uint256 indexed id, address indexed arbiter, bytes32 keyHash);
     event Joined(uint256 indexed id, address indexed owner);
     event RequestCancelled(uint256 indexed id);
     event RequestStarted(uint256 indexed id, address[] trainers, address[] validators);
@@ -312,8 +312,17 @@ contract Marketplace {
         r.specHash = specHash;
         r.arbiter = arbiter;
         r.keyHash = keyHash;
-        emit RequestCreated(id, msg.sender, aggregator, msg.value, deadline, challengeWindow, specHash);
-        emit RequestTerms(id, arbiter, keyHash);
+        emit RequestCreated(
+            id,
+            msg.sender,
+            aggregator,
+            msg.value,
+            deadline,
+            challengeWindow,
+            specHash,
+            arbiter,
+            keyHash
+        );
     }
 
     /// Cancel a request that has not started; the deposit is sent back at once.
