@@ -132,7 +132,7 @@ class Escrow:
         """A funded ledger for ``account`` (registered for ``role``, once)."""
         address = str(account.address)
         if address not in self._ledgers:
-            fund_from_dev_account(self.chain, address, 10 * ETH, demo=True)
+            fund_from_dev_account(self.chain, address, 1000 * ETH, demo=True)
             ledger = self.ledger.for_account(account)
             if role is not None and not ledger.has_role(address, role):
                 ledger.register(role)
