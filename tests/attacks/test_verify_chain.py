@@ -165,6 +165,31 @@ def test_a_transcript_naming_other_seats_than_the_chain_fails(
     assert _failed(report) == {"seats"}, [str(f) for f in report.failures]
 
 
+def test_a_final_record_re_signed_to_the_chain_seats_still_fails(
+    escrow: Escrow, runs: SimpleNamespace, tmp_path: Path
+) -> None:
+    """The aggregator seats a Sybil on chain and re-signs its final record to name
+    the chain's seats; the header (and the owners' signatures) still name the real
+    trainers: the final record contradicts the header, and the seats the chain."""
+    run = runs.a
+    trainers: list[Any] = [run.accounts[t] for t in run.header["trainers"]]
+    trainers[0] = Account.create()
+    rid = escrow.open(run, trainers=trainers)
+    chain_seats = {
+        "trainers": [str(a.address) for a in trainers],
+        "validators": run.validators,
+    }
+    forged = Run(run.path, [dict(r) for r in run.records], run.accounts)
+    forged.records[-1] = {
+        **forged.records[-1],
+        "body": {**forged.records[-1]["body"], "seats": chain_seats},
+    }
+    path, head = bind(forged, escrow.binding(rid), tmp_path / "forged.jsonl")
+    escrow.finish(run, rid, head)
+    report = verify_against_chain(path, escrow.ledger, rid)
+    assert _failed(report) == {"final record", "seats"}, [str(f) for f in report.failures]
+
+
 # -- the buyer node's own check ----------------------------------------------------------
 def _buyer_node(tmp_path: Path, run: Run, ledger: Web3Ledger, rid: int, transcript: Path) -> Any:
     """A buyer node (not started) whose aggregator serves ``transcript`` for request 1."""
