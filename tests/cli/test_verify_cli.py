@@ -289,3 +289,13 @@ def test_only_the_named_arbiter_may_resolve(
     assert main([*args, "--chain-url", on_chain.url, "--request-id", str(rid)]) == EXIT_ERROR
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not the arbiter of request" in err[0]
+
+
+def test_an_unknown_request_on_chain_is_one_line_and_exit_1(
+    on_chain: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, path = _request(on_chain, tmp_path)
+    args = ["verify", str(path), "--chain-url", on_chain.url, "--request-id", "999999"]
+    assert main(args) == EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deltaml verify: error:"), err
