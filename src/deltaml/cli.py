@@ -405,7 +405,9 @@ def _check_chain(report: VerificationReport, args: argparse.Namespace) -> None:
     from deltaml.evidence.verify import check_against_chain
 
     reader = open_reader(args.chain_url, _contract(args, report))
-    check_against_chain(report, reader, args.request_id)
+    check_against_chain(
+        report, reader, args.request_id, contract_from_transcript=args.contract is None
+    )
 
 
 def _arbiter(args: argparse.Namespace) -> int:

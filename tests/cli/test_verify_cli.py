@@ -166,9 +166,9 @@ def _request(on_chain: SimpleNamespace, folder: Path, **posted: Any) -> tuple[in
 
 
 def test_without_a_chain_it_says_it_was_not_checked_against_one(
-    transcript: Path, capsys: pytest.CaptureFixture[str]
+    on_chain: SimpleNamespace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["verify", str(transcript)]) == 0
+    assert main(["verify", str(on_chain.run.path)]) == 0
     assert "NOT checked against a chain" in capsys.readouterr().out
 
 
@@ -183,6 +183,9 @@ def test_verified_against_the_chain(
     contract = on_chain.escrow.ledger.contract_address
     assert f"checked against request {rid} of contract {contract}" in out
     assert "key fingerprint 1" in out and "NOT checked" not in out
+    assert "the contract is the one the transcript names" in out
+    assert main([*args, "--contract", contract]) == 0
+    assert "the contract is the one the transcript names" not in capsys.readouterr().out
     assert main([*args, "--contract", contract, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["chain"]["request_id"] == rid
@@ -218,9 +221,9 @@ def test_numbers_posted_that_the_evidence_does_not_give_are_named_lines(
     ],
 )
 def test_chain_options_go_together(
-    transcript: Path, args: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+    on_chain: SimpleNamespace, args: list[str], problem: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["verify", str(transcript), *args]) == EXIT_ERROR
+    assert main(["verify", str(on_chain.run.path), *args]) == EXIT_ERROR
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and problem in err[0]
 

@@ -256,10 +256,13 @@ class VerificationReport:
                 " give the chain URL and the request id)"
             )
         c = self.chain
-        return (
+        line = (
             f"  checked against request {c['request_id']} of contract {c['contract']}"
             f" on chain {c['chain_id']} ({c['status']})"
         )
+        if c.get("contract_from_transcript"):
+            line += "; the contract is the one the transcript names: is it the escrow's?"
+        return line
 
     def lines(self) -> list[str]:
         """A short human summary: the verdict, what was checked, each failure, the limits."""
@@ -338,12 +341,17 @@ def check_against_chain(
     request_id: int,
     *,
     chain_id: int | None = None,
+    contract_from_transcript: bool = False,
 ) -> VerificationReport:
-    """Add to ``report`` the checks of the transcript against request ``request_id``."""
+    """Add to ``report`` the checks of the transcript against request ``request_id``
+    (``contract_from_transcript``: the reader's contract is the one the transcript
+    names, not one the caller knows holds the escrow; the report says so)."""
     from deltaml.evidence.chain import CHAIN_CHECKS, chain_failures, read_request
 
     on_chain = read_request(reader, request_id, chain_id)
     report.chain = on_chain.describe()
+    if contract_from_transcript:
+        report.chain["contract_from_transcript"] = True
     if on_chain.chain_id is None:
         report.skipped.append("the chain id (the chain reader does not say which chain it is)")
     failures = chain_failures(report.head, report.settlement, on_chain)
