@@ -302,3 +302,27 @@ def test_an_unknown_request_on_chain_is_one_line_and_exit_1(
     assert main(args) == EXIT_ERROR
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("deltaml verify: error:"), err
+
+
+def test_a_simulated_run_verifies_against_the_chain_it_settled_on(
+    embedded_node_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``deltaml simulate --chain-url`` escrows, joins, posts and settles; its transcript's
+    final record names that request, and ``deltaml verify --chain-url`` checks it."""
+    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    path = tmp_path / "run.jsonl"
+    config = SimulationConfig(
+        rounds=2,
+        key_bits=512,
+        allow_test_keys=True,
+        transcript=str(path),
+        chain_url=embedded_node_url,
+    )
+    result = simulate_shares(config, "linear", "regression", split_owners(train, 4), None)
+    assert result.settlement is not None and result.verified
+    rid = result.settlement.request_id
+    args = ["verify", str(path), "--chain-url", embedded_node_url, "--request-id", str(rid)]
+    assert main([*args, "--contract", result.settlement.contract]) == 0
+    out = capsys.readouterr().out
+    assert f"checked against request {rid} of contract {result.settlement.contract}" in out
+    assert "(Settled)" in out
