@@ -18,6 +18,7 @@ buyer, aggregator   its buyer and aggregator are the request's
 seats               its trainers and validators are the seats, in seat order
 spec hash           its spec (and data requirements) hash to the request's spec hash
 deposit             the deposit it pays out is the escrow
+deadline            a deadline stop names the request's deadline
 chain binding       its final record names this chain id, contract and request
 metrics             the initial and final metric posted are the proven ones
 contributions       the contributions posted are the verified weights
@@ -64,6 +65,8 @@ class RequestView(Protocol):
     def evidence_hash(self) -> bytes: ...
     @property
     def key_hash(self) -> bytes: ...
+    @property
+    def deadline(self) -> int: ...
 
 
 class ChainReader(Protocol):
@@ -87,6 +90,7 @@ CHAIN_CHECKS = (
     "spec hash",
     "deposit",
     "chain binding",
+    "deadline",
     "metrics",
     "contributions",
 )
@@ -111,6 +115,7 @@ class OnChainRequest:
     spec_hash: str
     evidence_hash: str
     deposit_wei: int
+    deadline: int
     initial_metric: int
     final_metric: int
     trainers: tuple[str, ...]
@@ -156,6 +161,7 @@ def read_request(
         spec_hash=bytes(state.spec_hash).hex(),
         evidence_hash=bytes(state.evidence_hash).hex(),
         deposit_wei=int(state.deposit_wei),
+        deadline=int(state.deadline),
         initial_metric=int(state.initial_metric),
         final_metric=int(state.final_metric),
         trainers=tuple(str(a) for a in trainers),
@@ -229,6 +235,12 @@ def chain_failures(
             binding.append(f"names request {s.request_id}, not {rid}")
     if binding:
         fail("chain binding", "the final record " + "; ".join(binding))
+    if s.deadline is not None and s.deadline != chain.deadline:
+        fail(
+            "deadline",
+            f"training stopped early for a deadline of {s.deadline}, the request's is"
+            f" {chain.deadline}",
+        )
     if chain.status in _POSTED:
         if (s.initial_metric, s.final_metric) != (chain.initial_metric, chain.final_metric):
             fail(

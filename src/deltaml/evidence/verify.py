@@ -135,6 +135,8 @@ NOT_PUBLICLY_CHECKABLE = (
     "the mixing rotations of the aggregator and the remixer: only committed to "
     "(opening both would expose each validator's own error)",
     "the buyer's re-encryptions in refreshes: trainers sign the states they continue from",
+    "when a deadline stop happened: the aggregator's word (only after an evaluated round,"
+    " for the deadline on chain)",
 )
 
 #: Which role may produce each kind of record.
@@ -151,6 +153,7 @@ ROLE_OF = {
     "RemixColumns": "validator",
     "Payouts": "aggregator",
     "Dropped": "aggregator",
+    "DeadlineStop": "aggregator",
     "EncryptedSums": "owner",
     "StateUpdate": "trainer",
     "EncryptedResiduals": "validator",
@@ -202,6 +205,8 @@ class Settlement:
     chain_id: int | None
     contract: str | None
     request_id: int | None
+    #: The deadline a ``DeadlineStop`` record stopped training for (``None``: no stop).
+    deadline: int | None = None
 
 
 @dataclass
@@ -433,6 +438,8 @@ class _Verifier:
         self.mix_columns_hash = ""
         self.contributions: list[float] | None = None
         self.payouts_seen = False
+        #: The body of a ``DeadlineStop`` record: training ended early at its round.
+        self.deadline_stop: dict[str, Any] | None = None
 
     # -- reporting ------------------------------------------------------------------
     def fail(self, check: str, detail: str, *, whole: bool = False) -> None:
@@ -879,6 +886,41 @@ class _Verifier:
         self.summed.discard((k, "refresh"))
         self.current_total = None  # the next broadcast must follow a new (refresh) sum
 
+    def _on_DeadlineStop(self, body: Mapping[str, Any]) -> None:
+        """The aggregator stopped after round ``k`` so as to finish before the deadline.
+
+        Allowed once, right after an evaluated round ``k`` before the last (its metric
+        published), before the contributions and the final model; the run then ends as
+        if the spec had ``k`` rounds. Its ``deadline`` must be the request's on chain
+        (:func:`verify_against_chain`); when it stopped is the aggregator's word.
+        """
+        k, every = body.get("round"), self.spec.get("eval_every")
+        rounds = self.spec.get("rounds")
+        self.require(
+            type(k) is int
+            and type(every) is int
+            and type(rounds) is int
+            and type(body.get("deadline")) is int
+            and type(body.get("at")) is int,
+            "format",
+            "malformed deadline stop",
+        )
+        assert isinstance(k, int) and isinstance(every, int) and isinstance(rounds, int)
+        self.require(
+            self.deadline_stop is None
+            and 0 < k < rounds
+            and k == self._rounds_done()
+            and is_evaluated(k, rounds, every)
+            and k in self.report.metrics
+            and self.request is None
+            and not any(purpose == "final" for purpose, _ in self.broadcasts),
+            "stopping",
+            f"a deadline stop after round {k} is not right after an evaluated round"
+            " before the last, once, before the contributions and the final model",
+        )
+        self.ok("stopping")
+        self.deadline_stop = dict(body)
+
     def _rounds_done(self) -> int:
         return max((k for (k, phase) in self.summed if phase == "round"), default=0)
 
@@ -1274,6 +1316,7 @@ class _Verifier:
             chain_id=None if chain is None else chain["chain_id"],
             contract=None if chain is None else chain["contract"],
             request_id=None if chain is None else chain["request_id"],
+            deadline=None if self.deadline_stop is None else int(self.deadline_stop["deadline"]),
         )
 
     # -- homomorphic checks (sealed) --------------------------------------------------------
@@ -1332,7 +1375,10 @@ class _Verifier:
         if type(rounds) is not int or not _is_number(target):
             self.fail("format", "no rounds or a malformed target_improvement in the spec")
             return 0
-        return last_round(rounds, float(target), self.report.metrics)
+        rule = last_round(rounds, float(target), self.report.metrics)
+        if self.deadline_stop is not None:
+            return min(rule, int(self.deadline_stop["round"]))
+        return rule
 
     def _completeness(self) -> None:
         if self.key is None:
