@@ -122,12 +122,13 @@ def test_a_transcript_bound_to_another_request_fails(
 
 
 # -- (b) numbers on chain the evidence does not give -----------------------------------
-@pytest.mark.parametrize("what", ["final metric", "contributions"])
+@pytest.mark.parametrize("what", ["final metric", "contributions", "round metric"])
 def test_posting_numbers_the_transcript_does_not_give_fails(
     escrow: Escrow, runs: SimpleNamespace, tmp_path: Path, what: str
 ) -> None:
     """The aggregator posts a better final metric (a larger pool for the trainers, a
-    smaller refund) or other contributions than the proven ones."""
+    smaller refund), other contributions than the proven ones, or a better metric for
+    a round (the public record of the training)."""
     run = runs.a
     rid = escrow.open(run)
     path, head = bind(run, escrow.binding(rid), tmp_path / "bound.jsonl")
@@ -135,9 +136,13 @@ def test_posting_numbers_the_transcript_does_not_give_fails(
     if what == "final metric":
         escrow.finish(run, rid, head, final_metric=int(run.final["final_metric"]) // 2)
         expected = "metrics"
-    else:
+    elif what == "contributions":
         escrow.finish(run, rid, head, contributions=[sum(weights), *[0] * (len(weights) - 1)])
         expected = "contributions"
+    else:  # a round's metric posted better than it was (the final one stays right)
+        last = int(run.final["final_round"])
+        escrow.finish(run, rid, head, round_metrics={last: int(run.final["final_metric"]) // 2})
+        expected = "metrics"
     assert verify_transcript(path).ok
     report = verify_against_chain(path, escrow.ledger, rid)
     assert _failed(report) == {expected}, [str(f) for f in report.failures]

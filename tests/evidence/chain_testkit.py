@@ -179,10 +179,15 @@ class Escrow:
         *,
         final_metric: int | None = None,
         contributions: list[int] | None = None,
+        round_metrics: dict[int, int] | None = None,
     ) -> None:
-        """The aggregator posts the final result (the run's numbers unless changed)."""
+        """The aggregator posts the final result (the run's numbers unless changed),
+        after ``round_metrics`` (round: scaled metric) with ``postMetric``."""
         body = run.final
-        self.party(run.accounts["aggregator"], Role.AGGREGATOR).finish(
+        aggregator = self.party(run.accounts["aggregator"], Role.AGGREGATOR)
+        for k, metric in sorted((round_metrics or {}).items()):
+            aggregator.post_metric(rid, k, metric, bytes.fromhex(head))
+        aggregator.finish(
             rid,
             int(body["initial_metric"]),
             int(body["final_metric"]) if final_metric is None else final_metric,

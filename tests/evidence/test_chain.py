@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -51,6 +52,7 @@ class FakeChain:
     trainers: list[str]
     validators: list[str]
     posted: list[int]
+    round_metrics: list[tuple[int, int]] = field(default_factory=list)
     contract_address: str = CONTRACT
     chain_id: int = CHAIN_ID
     reads: list[int] = field(default_factory=list)
@@ -64,6 +66,12 @@ class FakeChain:
 
     def contributions(self, request_id: int) -> list[int]:
         return list(self.posted)
+
+    def history(self, request_id: int) -> list[Any]:
+        return [
+            SimpleNamespace(name="MetricPosted", args={"round": k, "metric": v})
+            for k, v in self.round_metrics
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +103,7 @@ def honest_chain(run: Run, head: str) -> FakeChain:
         run.trainers,
         run.validators,
         list(final["contribution_weights"]),
+        [(int(final["final_round"]), int(final["final_metric"]))],  # as postMetric posts it
     )
 
 
@@ -156,6 +165,8 @@ def _other_address() -> str:
         (lambda c: setattr(c.state, "final_metric", c.state.final_metric - 1), "metrics"),
         (lambda c: setattr(c.state, "initial_metric", c.state.initial_metric + 1), "metrics"),
         (lambda c: setattr(c, "posted", [*c.posted[1:], c.posted[0]]), "contributions"),
+        (lambda c: setattr(c, "round_metrics", [(c.round_metrics[0][0], 1)]), "metrics"),
+        (lambda c: setattr(c, "round_metrics", [(1, 1)]), "metrics"),  # round 1: no metric
         (lambda c: setattr(c.state, "status", 2), "chain status"),  # InProgress
     ],
 )

@@ -20,7 +20,8 @@ spec hash           its spec (and data requirements) hash to the request's spec 
 deposit             the deposit it pays out is the escrow
 deadline            a deadline stop names the request's deadline
 chain binding       its final record names this chain id, contract and request
-metrics             the initial and final metric posted are the proven ones
+metrics             the initial and final metric, and each round's, posted are the
+                    proven ones
 contributions       the contributions posted are the verified weights
 ==================  ===============================================================
 
@@ -34,7 +35,7 @@ Chain reads go through a read-only object with the :class:`ChainReader` methods 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,6 +70,15 @@ class RequestView(Protocol):
     def deadline(self) -> int: ...
 
 
+class EventView(Protocol):
+    """An event about a request (:class:`~deltaml.ledger.LedgerEvent`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def args(self) -> Mapping[str, object]: ...
+
+
 class ChainReader(Protocol):
     """What verification reads from the contract (a :class:`~deltaml.ledger.Ledger`)."""
 
@@ -77,6 +87,7 @@ class ChainReader(Protocol):
     def request(self, request_id: int) -> RequestView: ...
     def participants(self, request_id: int) -> tuple[list[str], list[str]]: ...
     def contributions(self, request_id: int) -> list[int]: ...
+    def history(self, request_id: int) -> Sequence[EventView]: ...
 
 
 #: The named checks of :func:`chain_failures`, in the order they run.
@@ -121,6 +132,8 @@ class OnChainRequest:
     trainers: tuple[str, ...]
     validators: tuple[str, ...]
     contributions: tuple[int, ...]
+    #: ``(round, scaled metric)`` of each ``postMetric``, in the order posted.
+    posted_metrics: tuple[tuple[int, int], ...] = ()
 
     @property
     def status_name(self) -> str:
@@ -167,7 +180,16 @@ def read_request(
         trainers=tuple(str(a) for a in trainers),
         validators=tuple(str(a) for a in validators),
         contributions=tuple(int(c) for c in reader.contributions(request_id)) if posted else (),
+        posted_metrics=tuple(
+            (_int(e.args.get("round")), _int(e.args.get("metric")))
+            for e in reader.history(request_id)
+            if e.name == "MetricPosted"
+        ),
     )
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int) else -1
 
 
 def chain_failures(
@@ -247,6 +269,13 @@ def chain_failures(
                 "metrics",
                 f"posted initial and final metric {chain.initial_metric}, {chain.final_metric};"
                 f" the evidence gives {s.initial_metric}, {s.final_metric}",
+            )
+        wrong = [k for k, metric in chain.posted_metrics if s.published.get(k) != metric]
+        if wrong:
+            fail(
+                "metrics",
+                f"the metric posted for round(s) {', '.join(map(str, wrong[:8]))} is not the"
+                " proven one",
             )
         if list(s.contributions) != list(chain.contributions):
             fail(

@@ -207,6 +207,8 @@ class Settlement:
     request_id: int | None
     #: The deadline a ``DeadlineStop`` record stopped training for (``None``: no stop).
     deadline: int | None = None
+    #: Each published metric by round, scaled as posted on chain (round 0 included).
+    published: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -1317,6 +1319,7 @@ class _Verifier:
             contract=None if chain is None else chain["contract"],
             request_id=None if chain is None else chain["request_id"],
             deadline=None if self.deadline_stop is None else int(self.deadline_stop["deadline"]),
+            published={k: scale_metric(v) for k, v in self.report.metrics.items()},
         )
 
     # -- homomorphic checks (sealed) --------------------------------------------------------
