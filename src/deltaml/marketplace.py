@@ -31,6 +31,8 @@ from deltaml.ledger.payouts import Payouts
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
+    from deltaml.evidence.transcript import ChainBinding
+
 #: Gas money each demo account gets from the dev chain.
 DEMO_FUNDING_WEI = 10**21
 DEFAULT_DEADLINE_S = 24 * 3600
@@ -117,6 +119,13 @@ class OnChainRequest:
 
     def address(self, party: str) -> str:
         return str(self._accounts[party].address)
+
+    def binding(self) -> ChainBinding:
+        """Where the request is escrowed: what its transcript's final record names."""
+        from deltaml.evidence.transcript import ChainBinding
+
+        contract = self._ledgers["buyer"].contract_address
+        return ChainBinding(self._chain.chain_id, contract, self.request_id)
 
     def open(
         self,

@@ -312,6 +312,7 @@ def simulate_shares(
         )
 
     with _transcript_writer(config.transcript) as writer:
+        writer.chain = on_chain.binding() if on_chain is not None else None
         aggregator = Aggregator(
             transport,
             buyer.party_id,

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -127,3 +129,200 @@ def test_a_malformed_sealed_file_or_a_directory_is_exit_1(
     assert "line 1 is not a sealed ciphertext entry" in capsys.readouterr().err
     assert main(["verify", str(tmp_path)]) == EXIT_ERROR
     assert "is a directory" in capsys.readouterr().err
+
+
+# -- against the chain ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def on_chain(embedded_node_url: str, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A run and a deployed Marketplace on a chain other processes can reach."""
+    from eth_account import Account
+
+    from deltaml.ledger.accounts import fund_from_dev_account, generate_account
+    from deltaml.ledger.chain import RpcChain
+    from deltaml.ledger.web3_ledger import Web3Ledger
+    from evidence.chain_testkit import ETH, Escrow, new_accounts, simulate
+
+    folder = tmp_path_factory.mktemp("chain-run")
+    chain = RpcChain(embedded_node_url)
+    deployer = generate_account()
+    fund_from_dev_account(chain, deployer.address, 10 * ETH, demo=True)
+    arbiter = Account.create()
+    fund_from_dev_account(chain, arbiter.address, ETH, demo=True)
+    escrow = Escrow(Web3Ledger.deploy(chain, deployer), arbiter=arbiter)
+    run = simulate(folder, "run", new_accounts())
+    return SimpleNamespace(url=embedded_node_url, escrow=escrow, run=run, arbiter=arbiter)
+
+
+def _request(on_chain: SimpleNamespace, folder: Path, **posted: Any) -> tuple[int, Path]:
+    """A finished request of the run, its transcript bound to it; ``posted`` changes
+    what the aggregator posts (``final_metric``, ``contributions``)."""
+    from evidence.chain_testkit import bind
+
+    escrow, run = on_chain.escrow, on_chain.run
+    rid = escrow.open(run)
+    path, head = bind(run, escrow.binding(rid), folder / "run.jsonl")
+    escrow.finish(run, rid, head, **posted)
+    return rid, path
+
+
+def test_without_a_chain_it_says_it_was_not_checked_against_one(
+    on_chain: SimpleNamespace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["verify", str(on_chain.run.path)]) == 0
+    assert "NOT checked against a chain" in capsys.readouterr().out
+
+
+def test_verified_against_the_chain(
+    on_chain: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rid, path = _request(on_chain, tmp_path)
+    args = ["verify", str(path), "--chain-url", on_chain.url, "--request-id", str(rid)]
+    assert main(args) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"{path}: verified"
+    contract = on_chain.escrow.ledger.contract_address
+    assert f"checked against request {rid} of contract {contract}" in out
+    assert "key fingerprint 1" in out and "NOT checked" not in out
+    assert "the contract is the one the transcript names" in out
+    assert main([*args, "--contract", contract]) == 0
+    assert "the contract is the one the transcript names" not in capsys.readouterr().out
+    assert main([*args, "--contract", contract, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["chain"]["request_id"] == rid
+
+
+def test_numbers_posted_that_the_evidence_does_not_give_are_named_lines(
+    on_chain: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    final = on_chain.run.final
+    weights = list(final["contribution_weights"])
+    rid, path = _request(
+        on_chain,
+        tmp_path,
+        final_metric=int(final["final_metric"]) // 2,
+        contributions=[sum(weights), *[0] * (len(weights) - 1)],
+    )
+    args = ["verify", str(path), "--chain-url", on_chain.url, "--request-id", str(rid)]
+    assert main(args) == EXIT_NOT_VERIFIED
+    out = capsys.readouterr().out
+    assert "NOT verified (2 failed checks)" in out.splitlines()[0]
+    fails = [line.strip() for line in out.splitlines() if line.strip().startswith("FAIL")]
+    assert len(fails) == 2
+    assert fails[0].startswith("FAIL transcript: metrics: posted initial and final metric")
+    assert fails[1].startswith("FAIL transcript: contributions: posted contributions")
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--request-id", "1"], "--chain-url and --request-id go together"),
+        (["--chain-url", "http://127.0.0.1:9"], "--chain-url and --request-id go together"),
+        (["--contract", "0x" + "00" * 20], "--contract needs --chain-url"),
+    ],
+)
+def test_chain_options_go_together(
+    on_chain: SimpleNamespace, args: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["verify", str(on_chain.run.path), *args]) == EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and problem in err[0]
+
+
+# -- the arbiter -----------------------------------------------------------------------------
+@pytest.fixture
+def arbiter_key(on_chain: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from deltaml.ledger.accounts import save_keystore
+
+    monkeypatch.setenv("DELTAML_PASSWORD", "arbiter password")
+    return save_keystore(
+        on_chain.arbiter, tmp_path / "arbiter.json", "arbiter password", iterations=2**4
+    )
+
+
+@pytest.mark.parametrize("honest", [True, False], ids=["upheld", "voided"])
+def test_the_arbiter_resolves_a_dispute_by_the_chain_check(
+    on_chain: SimpleNamespace,
+    arbiter_key: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    honest: bool,
+) -> None:
+    from deltaml.ledger.base import RequestStatus, Role
+
+    final = on_chain.run.final
+    posted = {} if honest else {"final_metric": int(final["final_metric"]) // 2}
+    rid, path = _request(on_chain, tmp_path, **posted)
+    buyer = on_chain.escrow.party(on_chain.run.accounts["buyer"], Role.BUYER)
+    buyer.dispute(rid, b"\x01" * 32)
+    args = ["arbiter", "resolve", "--transcript", str(path), "--key", str(arbiter_key)]
+    args += ["--chain-url", on_chain.url, "--request-id", str(rid)]
+    assert main([*args, "--dry-run"]) == 0
+    assert "nothing sent" in capsys.readouterr().out
+    assert buyer.request(rid).status == RequestStatus.DISPUTED
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    status = buyer.request(rid).status
+    if honest:
+        assert status == RequestStatus.SETTLED
+        assert out[-1].startswith(f"request {rid}: UPHELD")
+    else:
+        assert status == RequestStatus.FAILED
+        assert (
+            out[-1] == f"request {rid}: VOIDED: the deposit goes back (1 check(s) failed: metrics)"
+        )
+    # resolved: a second call is refused in one line
+    assert main(args) == EXIT_ERROR
+    assert "not disputed" in capsys.readouterr().err
+
+
+def test_only_the_named_arbiter_may_resolve(
+    on_chain: SimpleNamespace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from eth_account import Account
+
+    from deltaml.ledger.accounts import save_keystore
+
+    monkeypatch.setenv("DELTAML_PASSWORD", "pw")
+    key = save_keystore(Account.create(), tmp_path / "other.json", "pw", iterations=2**4)
+    rid, path = _request(on_chain, tmp_path)
+    args = ["arbiter", "resolve", "--transcript", str(path), "--key", str(key)]
+    assert main([*args, "--chain-url", on_chain.url, "--request-id", str(rid)]) == EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not the arbiter of request" in err[0]
+
+
+def test_an_unknown_request_on_chain_is_one_line_and_exit_1(
+    on_chain: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, path = _request(on_chain, tmp_path)
+    args = ["verify", str(path), "--chain-url", on_chain.url, "--request-id", "999999"]
+    assert main(args) == EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deltaml verify: error:"), err
+
+
+def test_a_simulated_run_verifies_against_the_chain_it_settled_on(
+    embedded_node_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``deltaml simulate --chain-url`` escrows, joins, posts and settles; its transcript's
+    final record names that request, and ``deltaml verify --chain-url`` checks it."""
+    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    path = tmp_path / "run.jsonl"
+    config = SimulationConfig(
+        rounds=2,
+        key_bits=512,
+        allow_test_keys=True,
+        transcript=str(path),
+        chain_url=embedded_node_url,
+    )
+    result = simulate_shares(config, "linear", "regression", split_owners(train, 4), None)
+    assert result.settlement is not None and result.verified
+    rid = result.settlement.request_id
+    args = ["verify", str(path), "--chain-url", embedded_node_url, "--request-id", str(rid)]
+    assert main([*args, "--contract", result.settlement.contract]) == 0
+    out = capsys.readouterr().out
+    assert f"checked against request {rid} of contract {result.settlement.contract}" in out
+    assert "(Settled)" in out

@@ -35,6 +35,27 @@ SHA-256 of its canonical JSON (:func:`record_hash`), every field included. ``typ
 equals ``body["kind"]``; ``round`` is ``body["round"]`` or null. ``signature`` is the
 signer's EIP-191 signature over the body (:mod:`deltaml.evidence.signatures`).
 ``blobs`` holds the public ciphertexts the body references.
+
+The final record
+----------------
+The last record is the aggregator's ``Payouts``: it carries everything settlement
+depends on, so that the transcript can be checked against the contract
+(:func:`deltaml.evidence.verify.verify_against_chain`) and not only against itself:
+
+- ``initial_metric``, ``final_metric`` — the scaled metrics (``scale_metric``) as
+  posted by ``finish``; ``contribution_weights`` — the contributions as posted
+  (one per trainer, in seat order);
+- ``seats`` — ``{"trainers": [...], "validators": [...]}``, the participants'
+  addresses in seat order, as ``start`` seats them;
+- ``key_fingerprint`` — :func:`~deltaml.crypto.paillier.key_fingerprint` (hex) of
+  the header's Paillier key, the request's ``keyHash``;
+- ``chain`` — ``{"chain_id", "contract", "request_id", "requirements"}``
+  (:class:`ChainBinding`), or ``null`` for a run escrowed nowhere;
+- and the deposit, the rounds and the split recomputed by the payment rule.
+
+The recorder completes the body with ``seats``, ``key_fingerprint`` and ``chain``
+(:meth:`deltaml.roles.evidence.EvidenceRecorder.own`), from the addresses it
+checks signatures against, the request's key and the writer's :attr:`chain`.
 """
 
 from __future__ import annotations
@@ -52,8 +73,10 @@ from deltaml.evidence.signatures import canonical_json, decode_blob, encode_blob
 #: Version 2: with two or more validators, ``Remix`` and ``RemixColumns`` records
 #: sit between the aggregator's mixes and the buyer's decryptions. Version 3: the
 #: buyer proves packed decryptions of metric vectors and contribution columns
-#: (``slot_bits``, one plaintext and randomness per packed ciphertext).
-FORMAT = "deltaml-transcript/3"
+#: (``slot_bits``, one plaintext and randomness per packed ciphertext). Version 4:
+#: the final record (``Payouts``) binds the settlement: the seats' addresses, the
+#: Paillier key fingerprint and the chain (see :class:`ChainBinding`).
+FORMAT = "deltaml-transcript/4"
 GENESIS = "0" * 64
 RECORD_FIELDS = (
     "seq",
@@ -80,13 +103,38 @@ def sealed_path_for(path: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(p.suffix) + ".sealed" + suffix)
 
 
+@dataclass(frozen=True)
+class ChainBinding:
+    """Where a run is escrowed and settled: what its final record names.
+
+    ``requirements`` is ``None`` when the request's spec hash is
+    :func:`~deltaml.marketplace.spec_hash` of the header's spec alone (``deltaml
+    simulate``), or the data requirements the marketplace services commit to along
+    with it (``spec_hash({"spec": ..., "requirements": ...})``).
+    """
+
+    chain_id: int
+    contract: str
+    request_id: int
+    requirements: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "request_id": self.request_id,
+            "requirements": None if self.requirements is None else dict(self.requirements),
+        }
+
+
 @dataclass
 class TranscriptWriter:
     """Appends records to the public stream and ciphertexts to the sealed one.
 
     Either stream may be ``None`` (nothing written); records are kept in memory
     when ``keep`` is set. Each record is flushed as it is written, so a run that
-    stops half-way leaves a valid prefix.
+    stops half-way leaves a valid prefix. ``chain`` is where the run is escrowed
+    (``None``: nowhere); the final record names it.
     """
 
     public: IO[str] | None = None
@@ -95,6 +143,7 @@ class TranscriptWriter:
     head: str = GENESIS
     count: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
+    chain: ChainBinding | None = None
     #: Sealed ciphertexts by digest, kept (like ``records``) when ``keep`` is set.
     sealed_blobs: dict[str, bytes] = field(default_factory=dict)
     _sealed_seen: set[str] = field(default_factory=set)

@@ -39,7 +39,18 @@ record that fails:
   and adds exactly ``precision_bits`` to its exponent;
 - with the sealed ciphertexts: **sum** — the aggregator's totals are the products
   of the signed ciphertexts; **re-randomization** — what it sent encrypts what it
-  summed (``c' = c·h_s^α`` with the revealed ``α``).
+  summed (``c' = c·h_s^α`` with the revealed ``α``);
+- **final record** — the last record's seats are the addresses of the header's
+  trainers and validators, its key fingerprint the header key's (what it adds to
+  bind the settlement: see :mod:`deltaml.evidence.transcript`).
+
+All of this checks the transcript against itself. Against the chain —
+:func:`verify_against_chain`, what the buyer and owner nodes, ``deltaml verify
+--chain-url`` and ``deltaml arbiter resolve`` run — the transcript must also be the
+evidence of the request as the contract stores it: the evidence hash, the key
+fingerprint, buyer, aggregator, seats, spec hash, deposit, chain binding and the
+metrics and contributions posted (:mod:`deltaml.evidence.chain`). Without it, a
+self-consistent transcript of another run would pass.
 
 What cannot be checked publicly, and why
 ----------------------------------------
@@ -71,13 +82,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
 
 from deltaml.crypto import PublicKey, failed_decryptions, failed_rerandomizations
 from deltaml.crypto.packing import PackingError, PackingLayout, failed_packed_decryptions
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.evidence.published import (
     denoised_sse,
@@ -114,12 +126,17 @@ from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.ledger.payouts import compute_payouts, scale_metric
 from deltaml.roles.aggregator import split_roles
 
+if TYPE_CHECKING:
+    from deltaml.evidence.chain import ChainReader
+
 #: One line per limit of public verification, printed by ``deltaml verify``.
 NOT_PUBLICLY_CHECKABLE = (
     "what owners computed from their own data: signed, provable only by revealing the data",
     "the mixing rotations of the aggregator and the remixer: only committed to "
     "(opening both would expose each validator's own error)",
     "the buyer's re-encryptions in refreshes: trainers sign the states they continue from",
+    "when a deadline stop happened: the aggregator's word (only after an evaluated round,"
+    " for the deadline on chain)",
 )
 
 #: Which role may produce each kind of record.
@@ -136,6 +153,7 @@ ROLE_OF = {
     "RemixColumns": "validator",
     "Payouts": "aggregator",
     "Dropped": "aggregator",
+    "DeadlineStop": "aggregator",
     "EncryptedSums": "owner",
     "StateUpdate": "trainer",
     "EncryptedResiduals": "validator",
@@ -164,6 +182,35 @@ class Failure:
         return f"{where}: {self.check}: {self.detail}"
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """What a verified transcript says settlement depends on (its header and final record).
+
+    Addresses as the transcript writes them; hashes as lower-case hex; metrics as
+    the scaled integers posted on chain; ``contributions`` the weights per trainer
+    seat; ``chain_id``, ``contract`` and ``request_id`` are ``None`` for a run the
+    transcript says was escrowed nowhere.
+    """
+
+    buyer: str
+    aggregator: str
+    key_fingerprint: str
+    spec_hash: str
+    deposit_wei: int
+    trainers: tuple[str, ...]
+    validators: tuple[str, ...]
+    initial_metric: int
+    final_metric: int
+    contributions: tuple[int, ...]
+    chain_id: int | None
+    contract: str | None
+    request_id: int | None
+    #: The deadline a ``DeadlineStop`` record stopped training for (``None``: no stop).
+    deadline: int | None = None
+    #: Each published metric by round, scaled as posted on chain (round 0 included).
+    published: Mapping[int, int] = field(default_factory=dict)
+
+
 @dataclass
 class VerificationReport:
     """The outcome of :func:`verify_transcript`."""
@@ -181,6 +228,11 @@ class VerificationReport:
     contributions: dict[str, float] = field(default_factory=dict)
     payouts_wei: dict[str, int] = field(default_factory=dict)
     refund_wei: int | None = None
+    #: What settlement depends on, from the final record (``None`` without one).
+    settlement: Settlement | None = None
+    #: The request on chain the transcript was checked against (``None``: it was
+    #: checked only against itself); see :func:`verify_against_chain`.
+    chain: dict[str, object] | None = None
 
     @property
     def ok(self) -> bool:
@@ -196,10 +248,28 @@ class VerificationReport:
             "sealed": self.sealed_path,
             "records": self.records,
             "head": self.head,
+            "chain": self.chain,
             "passed": dict(self.passed),
             "failures": [str(f) for f in self.failures],
             "skipped": list(self.skipped),
         }
+
+    def chain_line(self) -> str:
+        """Whether, and against which request on chain, the transcript was checked."""
+        if self.chain is None:
+            return (
+                "  NOT checked against a chain: the transcript was checked against itself only"
+                " (its key, buyer, seats and numbers are not shown to be the request's;"
+                " give the chain URL and the request id)"
+            )
+        c = self.chain
+        line = (
+            f"  checked against request {c['request_id']} of contract {c['contract']}"
+            f" on chain {c['chain_id']} ({c['status']})"
+        )
+        if c.get("contract_from_transcript"):
+            line += "; the contract is the one the transcript names: is it the escrow's?"
+        return line
 
     def lines(self) -> list[str]:
         """A short human summary: the verdict, what was checked, each failure, the limits."""
@@ -211,6 +281,7 @@ class VerificationReport:
             else "no sealed ciphertexts (sums and re-randomizations not checked)"
         )
         out.append(f"  {self.records} records, head {self.head}; {sealed}")
+        out.append(self.chain_line())
         checked = ", ".join(f"{check} {count}" for check, count in sorted(self.passed.items()))
         out.extend(
             textwrap.wrap(f"checked: {checked}", 96, subsequent_indent="    ", initial_indent="  ")
@@ -245,6 +316,59 @@ def verify_transcript(
     store = read_sealed(sealed_file) if sealed_file is not None else None
     report = VerificationReport(str(path), sealed_path=str(sealed_file) if sealed_file else None)
     return verify_records(records, store, report, expected_head=expected_head)
+
+
+def verify_against_chain(
+    path: str | Path,
+    reader: ChainReader,
+    request_id: int,
+    *,
+    chain_id: int | None = None,
+    sealed: str | Path | None = None,
+    use_sealed: bool = True,
+    expected_head: str | None = None,
+) -> VerificationReport:
+    """Check the transcript at ``path`` and that it is the evidence of request
+    ``request_id`` on the contract ``reader`` reads (a :class:`~deltaml.ledger.Ledger`).
+
+    Every check of :func:`verify_transcript`, and those of
+    :func:`deltaml.evidence.chain.chain_failures`: the evidence hash, the key
+    fingerprint, buyer, aggregator, seats, spec hash, deposit, chain binding, and the
+    metrics and contributions posted. ``chain_id`` defaults to the reader's
+    (:func:`~deltaml.evidence.chain.chain_id_of`). What the buyer, the owners and an
+    arbiter run before they approve, dispute or resolve.
+    """
+    report = verify_transcript(path, sealed, use_sealed=use_sealed, expected_head=expected_head)
+    return check_against_chain(report, reader, request_id, chain_id=chain_id)
+
+
+def check_against_chain(
+    report: VerificationReport,
+    reader: ChainReader,
+    request_id: int,
+    *,
+    chain_id: int | None = None,
+    contract_from_transcript: bool = False,
+) -> VerificationReport:
+    """Add to ``report`` the checks of the transcript against request ``request_id``
+    (``contract_from_transcript``: the reader's contract is the one the transcript
+    names, not one the caller knows holds the escrow; the report says so)."""
+    from deltaml.evidence.chain import CHAIN_CHECKS, chain_failures, read_request
+
+    on_chain = read_request(reader, request_id, chain_id)
+    report.chain = on_chain.describe()
+    if contract_from_transcript:
+        report.chain["contract_from_transcript"] = True
+    if on_chain.chain_id is None:
+        report.skipped.append("the chain id (the chain reader does not say which chain it is)")
+    failures = chain_failures(report.head, report.settlement, on_chain)
+    report.failures.extend(failures)
+    failed = {f.check for f in failures}
+    checked = CHAIN_CHECKS if report.settlement is not None else CHAIN_CHECKS[:2]
+    for check in checked:
+        if check not in failed:
+            report.passed[check] += 1
+    return report
 
 
 def verify_records(
@@ -316,6 +440,8 @@ class _Verifier:
         self.mix_columns_hash = ""
         self.contributions: list[float] | None = None
         self.payouts_seen = False
+        #: The body of a ``DeadlineStop`` record: training ended early at its round.
+        self.deadline_stop: dict[str, Any] | None = None
 
     # -- reporting ------------------------------------------------------------------
     def fail(self, check: str, detail: str, *, whole: bool = False) -> None:
@@ -762,6 +888,41 @@ class _Verifier:
         self.summed.discard((k, "refresh"))
         self.current_total = None  # the next broadcast must follow a new (refresh) sum
 
+    def _on_DeadlineStop(self, body: Mapping[str, Any]) -> None:
+        """The aggregator stopped after round ``k`` so as to finish before the deadline.
+
+        Allowed once, right after an evaluated round ``k`` before the last (its metric
+        published), before the contributions and the final model; the run then ends as
+        if the spec had ``k`` rounds. Its ``deadline`` must be the request's on chain
+        (:func:`verify_against_chain`); when it stopped is the aggregator's word.
+        """
+        k, every = body.get("round"), self.spec.get("eval_every")
+        rounds = self.spec.get("rounds")
+        self.require(
+            type(k) is int
+            and type(every) is int
+            and type(rounds) is int
+            and type(body.get("deadline")) is int
+            and type(body.get("at")) is int,
+            "format",
+            "malformed deadline stop",
+        )
+        assert isinstance(k, int) and isinstance(every, int) and isinstance(rounds, int)
+        self.require(
+            self.deadline_stop is None
+            and 0 < k < rounds
+            and k == self._rounds_done()
+            and is_evaluated(k, rounds, every)
+            and k in self.report.metrics
+            and self.request is None
+            and not any(purpose == "final" for purpose, _ in self.broadcasts),
+            "stopping",
+            f"a deadline stop after round {k} is not right after an evaluated round"
+            " before the last, once, before the contributions and the final model",
+        )
+        self.ok("stopping")
+        self.deadline_stop = dict(body)
+
     def _rounds_done(self) -> int:
         return max((k for (k, phase) in self.summed if phase == "round"), default=0)
 
@@ -1093,6 +1254,7 @@ class _Verifier:
             payouts.refund,
         )
         self.expect(paid == expected, "payouts", "the split does not recompute")
+        self._settlement(body, deposit, weights)
         aggregator = next(p for p, (role, _) in self.participants.items() if role == "aggregator")
         self.report.payouts_wei = {
             **dict(zip(self.trainers, payouts.trainers, strict=True)),
@@ -1100,6 +1262,62 @@ class _Verifier:
             aggregator: payouts.aggregator,
         }
         self.report.refund_wei = payouts.refund
+
+    def _settlement(self, body: Mapping[str, Any], deposit: int, weights: list[int]) -> None:
+        """The final record's binding to the settlement: seats, key, chain (format 4)."""
+        assert self.key is not None
+        seats = body.get("seats")
+        self.require(
+            isinstance(seats, dict)
+            and set(seats) == {"trainers", "validators"}
+            and all(
+                isinstance(v, list) and all(isinstance(a, str) for a in v) for v in seats.values()
+            ),
+            "format",
+            "the final record has no seats",
+        )
+        assert isinstance(seats, dict)
+        declared = {pid: address for pid, (_, address) in self.participants.items()}
+        trainers = [declared.get(t, "") for t in self.trainers]
+        validators = [declared.get(v, "") for v in self.validators]
+        self.expect(
+            [a.lower() for a in seats["trainers"]] == [a.lower() for a in trainers]
+            and [a.lower() for a in seats["validators"]] == [a.lower() for a in validators],
+            "final record",
+            "its seats are not the addresses of the header's trainers and validators",
+        )
+        fingerprint = key_fingerprint(self.key).hex()
+        self.expect(
+            body.get("key_fingerprint") == fingerprint,
+            "final record",
+            "it names another Paillier key fingerprint than the header's key",
+        )
+        chain = body.get("chain")
+        self.require(chain is None or _is_binding(chain), "format", "malformed chain binding")
+        requirements = chain["requirements"] if chain is not None else None
+        try:
+            committed = request_commitment(self.spec, requirements)
+        except DeltaMLValueError as exc:
+            self.fail("format", f"the spec cannot be hashed: {exc}")
+            raise _Skip from None
+        role_of = {role: address for role, address in self.participants.values()}
+        self.report.settlement = Settlement(
+            buyer=role_of.get("buyer", ""),
+            aggregator=role_of.get("aggregator", ""),
+            key_fingerprint=fingerprint,
+            spec_hash=committed.hex(),
+            deposit_wei=deposit,
+            trainers=tuple(trainers),
+            validators=tuple(validators),
+            initial_metric=int(body["initial_metric"]),
+            final_metric=int(body["final_metric"]),
+            contributions=tuple(weights),
+            chain_id=None if chain is None else chain["chain_id"],
+            contract=None if chain is None else chain["contract"],
+            request_id=None if chain is None else chain["request_id"],
+            deadline=None if self.deadline_stop is None else int(self.deadline_stop["deadline"]),
+            published={k: scale_metric(v) for k, v in self.report.metrics.items()},
+        )
 
     # -- homomorphic checks (sealed) --------------------------------------------------------
     def _check_sum(self, total: str, inputs: Iterable[str]) -> None:
@@ -1157,7 +1375,10 @@ class _Verifier:
         if type(rounds) is not int or not _is_number(target):
             self.fail("format", "no rounds or a malformed target_improvement in the spec")
             return 0
-        return last_round(rounds, float(target), self.report.metrics)
+        rule = last_round(rounds, float(target), self.report.metrics)
+        if self.deadline_stop is not None:
+            return min(rule, int(self.deadline_stop["round"]))
+        return rule
 
     def _completeness(self) -> None:
         if self.key is None:
@@ -1209,6 +1430,35 @@ def _is_hex(value: object, length: int) -> bool:
         and len(value) == length
         and all(c in "0123456789abcdef" for c in value)
     )
+
+
+def _is_binding(value: object) -> bool:
+    """A well-formed ``chain`` of the final record (:class:`ChainBinding` as JSON)."""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"chain_id", "contract", "request_id", "requirements"}
+        and type(value["chain_id"]) is int
+        and type(value["request_id"]) is int
+        and isinstance(value["contract"], str)
+        and (value["requirements"] is None or isinstance(value["requirements"], dict))
+    )
+
+
+def request_commitment(spec: Mapping[str, Any], requirements: Mapping[str, Any] | None) -> bytes:
+    """The spec hash a request commits to on chain, recomputed from a transcript.
+
+    ``spec_hash`` of the header's spec (``deltaml simulate``), or of the spec and the
+    data requirements together (the marketplace services), as
+    :class:`~deltaml.evidence.transcript.ChainBinding` says.
+    """
+    from deltaml.marketplace import spec_hash
+
+    try:
+        if requirements is None:
+            return spec_hash(dict(spec))
+        return spec_hash({"spec": dict(spec), "requirements": dict(requirements)})
+    except (TypeError, ValueError) as exc:
+        raise DeltaMLValueError(str(exc)) from None
 
 
 def _is_number(value: object) -> bool:

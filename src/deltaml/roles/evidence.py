@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import ProtocolError
 from deltaml.evidence.signatures import (
     key_id,
@@ -161,6 +162,9 @@ _BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
 #: The kinds of message a party signs.
 SIGNED_KINDS = frozenset(_BODIES)
 
+#: The kind of the transcript's final record, the one settlement is bound to.
+FINAL_KIND = "Payouts"
+
 
 def message_body(msg: m.Message, key: str) -> dict[str, Any]:
     """The evidence body of a signed message kind (``key`` is :func:`key_id` of the request)."""
@@ -200,6 +204,11 @@ class EvidenceRecorder:
     signature does not recover to its sender's address is refused with a
     :class:`ProtocolError`. Without them nothing is checked (a run without accounts);
     the records still chain.
+
+    The final record (``Payouts``) is completed with what binds it to the settlement
+    (:data:`FINAL_KIND`, :meth:`settlement_fields`): the seats' addresses in seat
+    order, the fingerprint of the request's Paillier key, and the chain the writer
+    names (:attr:`TranscriptWriter.chain <deltaml.evidence.transcript.TranscriptWriter.chain>`).
     """
 
     def __init__(
@@ -211,6 +220,7 @@ class EvidenceRecorder:
         addresses: Mapping[str, str] | None = None,
     ) -> None:
         self.key = key_id(public_key)
+        self.public_key = public_key
         self.account = account
         self.party_id = party_id
         self.writer = writer
@@ -242,6 +252,24 @@ class EvidenceRecorder:
         )
         return msg
 
+    def address_of(self, party_id: str) -> str:
+        """The address ``party_id`` registered (empty in a run without accounts)."""
+        return (self.addresses or {}).get(party_id, "")
+
+    def settlement_fields(
+        self, trainers: Iterable[str], validators: Iterable[str]
+    ) -> dict[str, Any]:
+        """What the final record adds so that it can be checked against the contract."""
+        chain = self.writer.chain
+        return {
+            "seats": {
+                "trainers": [self.address_of(t) for t in trainers],
+                "validators": [self.address_of(v) for v in validators],
+            },
+            "key_fingerprint": key_fingerprint(self.public_key).hex(),
+            "chain": None if chain is None else chain.to_json(),
+        }
+
     def own(
         self,
         kind: str,
@@ -250,7 +278,10 @@ class EvidenceRecorder:
         public: Iterable[EncryptedVector] = (),
         sealed: Iterable[EncryptedVector] = (),
     ) -> dict[str, Any]:
-        """Sign and record one of the aggregator's own bodies."""
+        """Sign and record one of the aggregator's own bodies (the final one completed
+        by :meth:`settlement_fields`)."""
+        if kind == FINAL_KIND:
+            fields = {**fields, **self.settlement_fields(fields["trainers"], fields["validators"])}
         body = {"kind": kind, "key": self.key, **fields}
         return self.writer.append(
             party=self.party_id,

@@ -32,7 +32,8 @@ from deltaml.crypto import PublicKey
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
-from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
+from deltaml.evidence.chain import chain_id_of
+from deltaml.evidence.transcript import ChainBinding, TranscriptWriter, sealed_path_for
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, TRAINERS_PERCENT, scale_metric
 from deltaml.marketplace import spec_hash
@@ -532,6 +533,13 @@ class AggregatorService:
                 public=path.open("w", encoding="ascii"),
                 sealed=sealed_path_for(path).open("w", encoding="ascii"),
                 keep=False,
+            )
+        if self.ledger is not None:  # what the transcript's final record names
+            writer.chain = ChainBinding(
+                chain_id_of(self.ledger) or 0,
+                self.ledger.contract_address,
+                row.chain_request_id,
+                row.requirements,
             )
         transport = QueueTransport(self.queue, rid, self.config.party_timeout, self._stop)
         addresses = {a: a for a in [row.buyer, *accepted]}

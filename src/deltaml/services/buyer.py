@@ -37,7 +37,7 @@ from deltaml.crypto.serialization import pack_vectors
 from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.published import is_evaluated
-from deltaml.evidence.verify import verify_transcript
+from deltaml.evidence.verify import VerificationReport, verify_against_chain, verify_transcript
 from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import Ledger, RequestState, RequestStatus, Role
 from deltaml.roles import ModelBuyer
@@ -506,8 +506,16 @@ class BuyerNode:
         log.info("request %d ended %s; deposit reclaimed", rid, view["status"])
         return outcome
 
-    def verify(self, rid: int) -> Any:
-        """Download the public transcript and check it against the head on record."""
+    def verify(self, rid: int) -> VerificationReport:
+        """Download the public transcript and check it against the request on chain.
+
+        With a ledger, the transcript must be the evidence of this buyer's request
+        on the contract (:func:`~deltaml.evidence.verify.verify_against_chain`): its
+        head the evidence hash posted, its key this buyer's key fingerprint on chain,
+        its buyer, aggregator, seats, spec and the numbers posted the request's. A
+        transcript re-signed from another run fails, however consistent in itself.
+        Without a ledger it is checked only against itself and the head on record.
+        """
         folder = self.config.work_dir / "transcripts"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"request-{rid}.jsonl"
@@ -516,9 +524,11 @@ class BuyerNode:
             raise AggregatorError(f"transcript of request {rid}: {response.text}")
         path.write_bytes(response.content)
         view = self.client.get(f"/requests/{rid}")
-        return verify_transcript(
-            path, use_sealed=False, expected_head=view["result"]["transcript_head"]
-        )
+        head = view.get("result", {}).get("transcript_head")
+        if self.ledger is None:
+            return verify_transcript(path, use_sealed=False, expected_head=head)
+        cid = int(self._saved(rid)["chain_request_id"])  # what this buyer escrowed
+        return verify_against_chain(path, self.ledger, cid, use_sealed=False)
 
     def status(self) -> list[dict[str, Any]]:
         return [self.overview(int(key), saved) for key, saved in self.store.items("requests")]

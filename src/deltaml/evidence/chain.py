@@ -1,0 +1,320 @@
+"""A transcript against the contract: what binds the evidence to the money.
+
+A transcript checked only against itself proves that *some* run was honest: its
+header names the Paillier key, the buyer, the seats and the spec, and a transcript
+re-signed from an unrelated run is consistent with its own header. What the money
+depends on is on chain — the request's key fingerprint, buyer, aggregator, seats,
+spec hash, deposit, the evidence hash and the numbers ``finish`` posted. So a
+transcript is verified for a request only when, besides every check of
+:func:`deltaml.evidence.verify.verify_transcript`, these hold (each a named check):
+
+==================  ===============================================================
+check               the transcript ... the request on chain
+==================  ===============================================================
+chain status        ...  has a final result (Finished, Settled, Disputed or voided)
+evidence hash       its last record's hash is the evidence hash ``finish`` posted
+key fingerprint     its Paillier key has the request's ``keyHash``
+buyer, aggregator   its buyer and aggregator are the request's
+seats               its trainers and validators are the seats, in seat order
+spec hash           its spec (and data requirements) hash to the request's spec hash
+deposit             the deposit it pays out is the escrow
+deadline            a deadline stop names the request's deadline
+chain binding       its final record names this chain id, contract and request
+metrics             the initial and final metric, and each round's, posted are the
+                    proven ones
+contributions       the contributions posted are the verified weights
+==================  ===============================================================
+
+The metrics and contributions of the final record are checked against the proven
+decryptions by the transcript's own checks (``payouts``, ``weights``), so an
+aggregator cannot post numbers the evidence does not give.
+
+Chain reads go through a read-only object with the :class:`ChainReader` methods (a
+:class:`~deltaml.ledger.Ledger` is one), taken once into a :class:`OnChainRequest`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from deltaml.evidence.verify import Failure, Settlement
+
+if TYPE_CHECKING:
+    from deltaml.ledger import Web3Ledger
+
+
+class RequestView(Protocol):
+    """The fields of :class:`~deltaml.ledger.RequestState` the check reads."""
+
+    @property
+    def buyer(self) -> str: ...
+    @property
+    def aggregator(self) -> str: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def deposit_wei(self) -> int: ...
+    @property
+    def initial_metric(self) -> int: ...
+    @property
+    def final_metric(self) -> int: ...
+    @property
+    def spec_hash(self) -> bytes: ...
+    @property
+    def evidence_hash(self) -> bytes: ...
+    @property
+    def key_hash(self) -> bytes: ...
+    @property
+    def deadline(self) -> int: ...
+
+
+class EventView(Protocol):
+    """An event about a request (:class:`~deltaml.ledger.LedgerEvent`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def args(self) -> Mapping[str, object]: ...
+
+
+class ChainReader(Protocol):
+    """What verification reads from the contract (a :class:`~deltaml.ledger.Ledger`)."""
+
+    @property
+    def contract_address(self) -> str: ...
+    def request(self, request_id: int) -> RequestView: ...
+    def participants(self, request_id: int) -> tuple[list[str], list[str]]: ...
+    def contributions(self, request_id: int) -> list[int]: ...
+    def history(self, request_id: int) -> Sequence[EventView]: ...
+
+
+#: The named checks of :func:`chain_failures`, in the order they run.
+CHAIN_CHECKS = (
+    "chain status",
+    "evidence hash",
+    "key fingerprint",
+    "buyer",
+    "aggregator",
+    "seats",
+    "spec hash",
+    "deposit",
+    "chain binding",
+    "deadline",
+    "metrics",
+    "contributions",
+)
+
+#: ``Marketplace.Status`` values with a final result posted (Finished, Settled,
+#: Failed after a voided dispute, Disputed).
+_POSTED = {3: "Finished", 4: "Settled", 6: "Failed", 7: "Disputed"}
+_STATUS = {0: "None", 1: "Open", 2: "InProgress", 5: "Cancelled", **_POSTED}
+
+
+@dataclass(frozen=True)
+class OnChainRequest:
+    """One request as the contract stores it, read once (hashes as lower-case hex)."""
+
+    chain_id: int | None
+    contract: str
+    request_id: int
+    status: int
+    buyer: str
+    aggregator: str
+    key_hash: str
+    spec_hash: str
+    evidence_hash: str
+    deposit_wei: int
+    deadline: int
+    initial_metric: int
+    final_metric: int
+    trainers: tuple[str, ...]
+    validators: tuple[str, ...]
+    contributions: tuple[int, ...]
+    #: ``(round, scaled metric)`` of each ``postMetric``, in the order posted.
+    posted_metrics: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def status_name(self) -> str:
+        return _STATUS.get(self.status, str(self.status))
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "chain_id": self.chain_id,
+            "contract": self.contract,
+            "request_id": self.request_id,
+            "status": self.status_name,
+        }
+
+
+def chain_id_of(reader: object) -> int | None:
+    """The chain id of a ledger (``reader.chain_id`` or ``reader.chain.chain_id``), if known."""
+    value = getattr(reader, "chain_id", None)
+    if value is None:
+        value = getattr(getattr(reader, "chain", None), "chain_id", None)
+    return int(value) if isinstance(value, int) else None
+
+
+def read_request(
+    reader: ChainReader, request_id: int, chain_id: int | None = None
+) -> OnChainRequest:
+    """Read request ``request_id`` from the contract (``chain_id``: see :func:`chain_id_of`)."""
+    state = reader.request(request_id)
+    trainers, validators = reader.participants(request_id)
+    posted = int(state.status) in _POSTED
+    return OnChainRequest(
+        chain_id=chain_id if chain_id is not None else chain_id_of(reader),
+        contract=str(reader.contract_address),
+        request_id=request_id,
+        status=int(state.status),
+        buyer=str(state.buyer),
+        aggregator=str(state.aggregator),
+        key_hash=bytes(state.key_hash).hex(),
+        spec_hash=bytes(state.spec_hash).hex(),
+        evidence_hash=bytes(state.evidence_hash).hex(),
+        deposit_wei=int(state.deposit_wei),
+        deadline=int(state.deadline),
+        initial_metric=int(state.initial_metric),
+        final_metric=int(state.final_metric),
+        trainers=tuple(str(a) for a in trainers),
+        validators=tuple(str(a) for a in validators),
+        contributions=tuple(int(c) for c in reader.contributions(request_id)) if posted else (),
+        posted_metrics=tuple(
+            (_int(e.args.get("round")), _int(e.args.get("metric")))
+            for e in reader.history(request_id)
+            if e.name == "MetricPosted"
+        ),
+    )
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int) else -1
+
+
+def chain_failures(
+    head: str, settlement: Settlement | None, chain: OnChainRequest
+) -> list[Failure]:
+    """Each way the transcript (its ``head`` and :class:`Settlement`) differs from ``chain``."""
+    failures: list[Failure] = []
+
+    def fail(check: str, detail: str) -> None:
+        failures.append(Failure(None, None, check, detail))
+
+    rid = chain.request_id
+    if chain.status not in _POSTED:
+        fail("chain status", f"request {rid} has no final result on chain ({chain.status_name})")
+    if head.lower() != chain.evidence_hash:
+        fail(
+            "evidence hash",
+            f"the transcript's head {head[:16]}… is not the evidence hash on chain"
+            f" {chain.evidence_hash[:16]}…",
+        )
+    if settlement is None:
+        fail("chain binding", "the transcript has no valid final record to check against the chain")
+        return failures
+    s = settlement
+    if s.key_fingerprint != chain.key_hash:
+        fail(
+            "key fingerprint",
+            f"the transcript's Paillier key has fingerprint {s.key_fingerprint[:16]}…,"
+            f" the request's key hash is {chain.key_hash[:16]}…",
+        )
+    if not _same(s.buyer, chain.buyer):
+        fail(
+            "buyer",
+            f"the transcript's buyer is {s.buyer or 'unnamed'}, the request's {chain.buyer}",
+        )
+    if not _same(s.aggregator, chain.aggregator):
+        fail(
+            "aggregator",
+            f"the transcript's aggregator is {s.aggregator or 'unnamed'},"
+            f" the request's {chain.aggregator}",
+        )
+    if not (_same_list(s.trainers, chain.trainers) and _same_list(s.validators, chain.validators)):
+        fail(
+            "seats",
+            f"the transcript seats {len(s.trainers)} trainer(s) and {len(s.validators)}"
+            f" validator(s) that are not the request's {len(chain.trainers)} and"
+            f" {len(chain.validators)}, in seat order",
+        )
+    if s.spec_hash != chain.spec_hash:
+        fail("spec hash", "the transcript's spec does not hash to the request's spec hash")
+    if s.deposit_wei != chain.deposit_wei:
+        fail(
+            "deposit",
+            f"the transcript pays out {s.deposit_wei} wei, the escrow is {chain.deposit_wei}",
+        )
+    binding = []
+    if s.chain_id is None:
+        binding.append("names no chain")
+    else:
+        if chain.chain_id is not None and s.chain_id != chain.chain_id:
+            binding.append(f"names chain {s.chain_id}, not {chain.chain_id}")
+        if not _same(s.contract or "", chain.contract):
+            binding.append(f"names contract {s.contract}, not {chain.contract}")
+        if s.request_id != rid:
+            binding.append(f"names request {s.request_id}, not {rid}")
+    if binding:
+        fail("chain binding", "the final record " + "; ".join(binding))
+    if s.deadline is not None and s.deadline != chain.deadline:
+        fail(
+            "deadline",
+            f"training stopped early for a deadline of {s.deadline}, the request's is"
+            f" {chain.deadline}",
+        )
+    if chain.status in _POSTED:
+        if (s.initial_metric, s.final_metric) != (chain.initial_metric, chain.final_metric):
+            fail(
+                "metrics",
+                f"posted initial and final metric {chain.initial_metric}, {chain.final_metric};"
+                f" the evidence gives {s.initial_metric}, {s.final_metric}",
+            )
+        wrong = [k for k, metric in chain.posted_metrics if s.published.get(k) != metric]
+        if wrong:
+            fail(
+                "metrics",
+                f"the metric posted for round(s) {', '.join(map(str, wrong[:8]))} is not the"
+                " proven one",
+            )
+        if list(s.contributions) != list(chain.contributions):
+            fail(
+                "contributions",
+                f"posted contributions {list(chain.contributions)[:8]}; the evidence gives"
+                f" {list(s.contributions)[:8]}",
+            )
+    return failures
+
+
+def _same(a: str, b: str) -> bool:
+    return bool(a) and a.lower() == b.lower()
+
+
+def _same_list(a: Sequence[str], b: Sequence[str]) -> bool:
+    return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+
+
+def open_reader(chain_url: str, contract: str) -> Web3Ledger:
+    """A read-only view of the Marketplace at ``contract`` on ``chain_url``, with no key.
+
+    It checks that the address holds the shipped Marketplace's code. Its views are
+    called from no account: a development chain (eth-tester, behind ``deltaml chain
+    serve``) refuses a call from an account without ether, and verification must
+    need neither a key nor funds.
+    """
+    from eth_account import Account
+
+    from deltaml.ledger import Web3Ledger, connect
+
+    class _Unsigned(Web3Ledger):
+        def _call(self, fn: Any) -> Any:
+            try:
+                return fn.call()
+            except Exception as exc:
+                error = self.decoder.from_exception(exc)
+                if error is None:
+                    raise
+                raise error from exc
+
+    # The account is never used to sign: every method this check calls is a view.
+    return _Unsigned(connect(chain_url), contract, Account.create())
