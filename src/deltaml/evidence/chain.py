@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from deltaml.evidence.verify import Failure, Settlement
 
@@ -297,24 +297,12 @@ def _same_list(a: Sequence[str], b: Sequence[str]) -> bool:
 def open_reader(chain_url: str, contract: str) -> Web3Ledger:
     """A read-only view of the Marketplace at ``contract`` on ``chain_url``, with no key.
 
-    It checks that the address holds the shipped Marketplace's code. Its views are
-    called from no account: a development chain (eth-tester, behind ``deltaml chain
-    serve``) refuses a call from an account without ether, and verification must
-    need neither a key nor funds.
+    It checks that the address holds the shipped Marketplace's code. Views are called
+    from no account (:meth:`Web3Ledger._call`), so it needs neither a key nor funds.
     """
     from eth_account import Account
 
     from deltaml.ledger import Web3Ledger, connect
 
-    class _Unsigned(Web3Ledger):
-        def _call(self, fn: Any) -> Any:
-            try:
-                return fn.call()
-            except Exception as exc:
-                error = self.decoder.from_exception(exc)
-                if error is None:
-                    raise
-                raise error from exc
-
     # The account is never used to sign: every method this check calls is a view.
-    return _Unsigned(connect(chain_url), contract, Account.create())
+    return Web3Ledger(connect(chain_url), contract, Account.create())
