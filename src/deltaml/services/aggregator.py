@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,17 +32,26 @@ from pydantic import BaseModel, Field
 from deltaml.crypto import PublicKey
 from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
+from deltaml.evidence.published import is_evaluated, last_round
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, TRAINERS_PERCENT, scale_metric
 from deltaml.marketplace import spec_hash
-from deltaml.roles.aggregator import Aggregator, Checkpoint, RoundRecord, split_roles
+from deltaml.roles import messages as m
+from deltaml.roles.aggregator import (
+    Aggregator,
+    Checkpoint,
+    RoundRecord,
+    TrainingRecord,
+    split_roles,
+)
 from deltaml.roles.messages import TrainingSpec
 from deltaml.services import wire
 from deltaml.services.auth import RequestVerifier, signed_party
 from deltaml.services.queue import JobError, QueueTransport, WorkQueue
 from deltaml.services.serve import guard_bodies, guarded
-from deltaml.services.store import Store, checkpoints, events, offers, owners, requests
+from deltaml.services.store import Store, checkpoints, events, jobs, offers, owners, requests
+from deltaml.transport.base import Transport
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -71,6 +81,43 @@ class AggregatorConfig:
     #: Seconds a party may take to answer one protocol message before the request fails.
     party_timeout: float = 120.0
     chain_url: str = ""
+    #: No round starts unless it, the evaluation and the finish are estimated to end
+    #: at least this many seconds before the request's deadline.
+    deadline_margin: float = 60.0
+
+
+class DeadlineStop(Exception):
+    """Training stops after ``round``: the next one could not finish before the deadline."""
+
+    def __init__(self, round_: int) -> None:
+        super().__init__(f"stopping after round {round_} for the deadline")
+        self.round = round_
+
+
+class HoldFinalModel(Transport):
+    """Passes every message on but the buyer's ``FinalModel``, which it keeps: the
+    service sends it only once the result is final on chain (fair exchange)."""
+
+    def __init__(self, inner: Transport, buyer: str) -> None:
+        self.inner = inner
+        self.buyer = buyer
+        self.held: m.FinalModel | None = None
+
+    def request(self, party_id: str, message: m.Message) -> m.Message:
+        return self.request_all([(party_id, message)])[0]
+
+    def request_all(self, requests: Sequence[tuple[str, m.Message]]) -> list[m.Message]:
+        finals = [
+            i
+            for i, (party, msg) in enumerate(requests)
+            if isinstance(msg, m.FinalModel) and party.lower() == self.buyer.lower()
+        ]
+        if not finals:
+            return self.inner.request_all(requests)
+        if len(requests) > 1:
+            raise ProtocolError("the final model goes to the buyer alone")
+        self.held = requests[0][1]  # type: ignore[assignment]
+        return [m.Ack("held until the result is final on chain")]
 
 
 # -- request bodies ---------------------------------------------------------------------
@@ -176,6 +223,17 @@ class AggregatorService:
             running = list(ids)
         for rid in running:
             self._launch(rid)
+        # A final model queued before the restart went stale with its job: queue it again.
+        for key, delivery in self.store.items("deliveries"):
+            job = delivery.get("queued")
+            if job:
+                with self.store.begin() as conn:
+                    status = conn.execute(
+                        sa.select(jobs.c.status).where(jobs.c.id == int(job))
+                    ).scalar_one_or_none()
+                if status != "done":
+                    self.store.put("deliveries", key, {"message": delivery["message"]})
+        guarded("deliveries", self.deliver_models)
 
     def start_watcher(self, interval: float = 1.0) -> None:
         """Fail requests past their deadline; withdraw the fee of every settled one."""
@@ -184,6 +242,7 @@ class AggregatorService:
             while not self._stop.wait(interval):
                 guarded("deadlines", self.expire_overdue)
                 guarded("fees", self.withdraw_fees)
+                guarded("deliveries", self.deliver_models)
 
         threading.Thread(target=watch, name="watcher", daemon=True).start()
 
@@ -347,6 +406,7 @@ class AggregatorService:
             raise DeltaMLValueError(f"unknown model {spec.model!r}")
         deposit = spec.deposit_wei
         if self.ledger is not None:
+            self._refuse_reused_escrow(body.chain_request_id)
             state = self.ledger.request(body.chain_request_id)
             problems = []
             if state.buyer.lower() != buyer.lower():
@@ -364,7 +424,9 @@ class AggregatorService:
                     f"on-chain request {body.chain_request_id} " + "; ".join(problems)
                 )
         now = time.time()
-        with self.store.begin() as conn:
+        with self._lock, self.store.begin() as conn:
+            if self.ledger is not None:
+                self._refuse_reused_escrow(body.chain_request_id, conn)
             rid = int(
                 conn.execute(
                     requests.insert().values(
@@ -388,7 +450,37 @@ class AggregatorService:
         log.info("request %d created by %s", rid, buyer)
         return {"id": rid, "status": "OPEN"}
 
+    def _refuse_reused_escrow(self, cid: int, conn: sa.Connection | None = None) -> None:
+        """One escrow pays for one training: a chain request id is taken once."""
+
+        def taken(c: sa.Connection) -> int | None:
+            return c.execute(
+                sa.select(requests.c.id).where(requests.c.chain_request_id == cid).limit(1)
+            ).scalar_one_or_none()
+
+        if conn is not None:
+            known = taken(conn)
+        else:
+            with self.store.begin() as c:
+                known = taken(c)
+        if known is not None:
+            raise HTTPException(
+                409,
+                f"on-chain request {cid} already pays for request {known}: one escrow, "
+                "one training",
+            )
+
+    def _check_accepter(self, owner: str, rid: int) -> None:
+        """Only a data owner registered on the contract may take a seat."""
+        if self.ledger is not None and not self.ledger.has_role(owner, Role.DATA_OWNER):
+            raise HTTPException(
+                403,
+                f"{owner} is not registered on the contract as a data owner: register there first",
+            )
+
     def decide(self, owner: str, rid: int, accept: bool) -> dict[str, Any]:
+        if accept:
+            self._check_accepter(owner, rid)
         with self.store.begin() as conn:
             offer = conn.execute(
                 sa.select(offers.c.status).where(
@@ -401,6 +493,12 @@ class AggregatorService:
                 raise HTTPException(409, "none of your datasets has what this request needs")
             if offer not in ("READY", "INITIATED", "WAITING"):
                 raise HTTPException(409, f"request {rid} is {offer} for you: too late to decide")
+            current = conn.execute(
+                sa.select(requests.c.status).where(requests.c.id == rid)
+            ).scalar_one()
+            if current != "OPEN":
+                # The seats are fixed when training starts (and on chain): no late seat.
+                raise HTTPException(409, f"request {rid} is {current}: too late to decide")
             status = "INITIATED" if accept else "DECLINED"
             conn.execute(
                 offers.update()
@@ -486,11 +584,15 @@ class AggregatorService:
         except DeltaMLError as exc:
             log.warning("request %d: could not abort on chain: %s", rid, exc)
 
-    def _train(self, rid: int) -> None:
-        row = self._request_row(rid)
-        spec = TrainingSpec(**row.spec)
-        key = PublicKey.from_dict(row.public_key)
-        (initial,) = unpack_vectors(row.initial_model)
+    def _seats(self, rid: int, row: Any, spec: TrainingSpec) -> tuple[list[str], list[str]]:
+        """The trainers and validators of request ``rid``: the chain's seats once it
+        has started (so a restart trains exactly the parties the contract pays), else
+        the owners that accepted and consented on chain, split by the spec's rule."""
+        if self.ledger is not None:
+            cid = row.chain_request_id
+            if self.ledger.request(cid).status != RequestStatus.OPEN:
+                trainers, validators = self.ledger.participants(cid)
+                return list(trainers), list(validators)
         with self.store.begin() as conn:
             accepted = sorted(
                 conn.execute(
@@ -500,11 +602,33 @@ class AggregatorService:
                     )
                 ).scalars()
             )
+        if self.ledger is not None:
+            joined = [o for o in accepted if self.ledger.has_joined(row.chain_request_id, o)]
+            if len(joined) < len(accepted):
+                log.warning(
+                    "request %d: %d owner(s) accepted without joining on chain; not seated",
+                    rid,
+                    len(accepted) - len(joined),
+                )
+            accepted = joined
+        return split_roles(accepted, spec.trainer_fraction, spec.split_seed)
+
+    def _train(self, rid: int) -> None:
+        row = self._request_row(rid)
+        spec = TrainingSpec(**row.spec)
+        key = PublicKey.from_dict(row.public_key)
+        (initial,) = unpack_vectors(row.initial_model)
+        trainers, validators = self._seats(rid, row, spec)
+        accepted = sorted([*trainers, *validators])
+        if len(accepted) < row.requirements["owners"]:
+            raise ProtocolError(
+                f"only {len(accepted)} of the {row.requirements['owners']} owners it needs "
+                "have joined on chain"
+            )
+        with self.store.begin() as conn:
             saved = conn.execute(
                 sa.select(checkpoints.c.data).where(checkpoints.c.request_id == rid)
             ).scalar_one_or_none()
-        trainers, validators = split_roles(accepted, spec.trainer_fraction, spec.split_seed)
-        with self.store.begin() as conn:
             for owner in accepted:
                 conn.execute(
                     offers.update()
@@ -525,7 +649,8 @@ class AggregatorService:
                 sealed=sealed_path_for(path).open("w", encoding="ascii"),
                 keep=False,
             )
-        transport = QueueTransport(self.queue, rid, self.config.party_timeout, self._stop)
+        queue = QueueTransport(self.queue, rid, self.config.party_timeout, self._stop)
+        transport = HoldFinalModel(queue, row.buyer)
         addresses = {a: a for a in [row.buyer, *accepted]}
         aggregator = Aggregator(
             transport,
@@ -536,17 +661,39 @@ class AggregatorService:
             transcript=writer,
         )
         n_features = len(row.requirements["features"])
-        try:
-            record = aggregator.train(
-                spec,
+        stopped = self.store.get("deadline_stops", str(rid))
+        latest: list[Checkpoint] = []
+
+        def checkpoint(cp: Checkpoint) -> None:
+            latest[:] = [cp]
+            self._checkpoint(rid, cp)
+
+        def progress(rec: RoundRecord) -> None:
+            self._progress(rid, rec)
+            if stopped is None and latest:
+                self._stop_for_deadline(rid, spec, aggregator, latest[0])
+
+        def run(run_spec: TrainingSpec, start: Checkpoint | None) -> TrainingRecord:
+            return aggregator.train(
+                run_spec,
                 key,
                 initial,
                 n_features,
                 include_target=spec.model == "linear",
-                progress=lambda rec: self._progress(rid, rec),
-                checkpoint=lambda cp: self._checkpoint(rid, cp),
-                resume=resume,
+                progress=progress,
+                checkpoint=checkpoint,
+                resume=start,
             )
+
+        try:
+            if stopped is not None:  # stopped for the deadline before a restart
+                record = run(dataclasses.replace(spec, rounds=int(stopped["round"])), resume)
+            else:
+                try:
+                    record = run(spec, resume)
+                except DeadlineStop as stop:
+                    stopped = {"round": stop.round}
+                    record = run(dataclasses.replace(spec, rounds=stop.round), latest[0])
         finally:
             for stream in (writer.public, writer.sealed):
                 if stream is not None:
@@ -554,6 +701,10 @@ class AggregatorService:
         assert record.payouts is not None and record.initial_metric is not None
         final_metric = record.rounds[-1].metric
         assert final_metric is not None
+        if transport.held is None:
+            raise ProtocolError("the training ended without a final model")
+        # The final model goes to the buyer only once the result is final on chain.
+        self.store.put("deliveries", str(rid), {"message": wire.dumps(transport.held).decode()})
         if self.ledger is not None:
             cid = row.chain_request_id
             evidence = bytes.fromhex(record.transcript_head)
@@ -590,9 +741,86 @@ class AggregatorService:
             "refund_wei": str(record.payouts.refund),
             "transcript_head": record.transcript_head,
             "refreshes": record.refreshes,
+            "rounds": record.rounds[-1].round,
+            # Set when training stopped early so that it could finish before the deadline.
+            "deadline_stop": stopped,
         }
         self._set_status(rid, "FINISHED", result=result)
         log.info("request %d finished after %d rounds", rid, len(record.rounds))
+        self.deliver_models()
+
+    def _stop_for_deadline(
+        self, rid: int, spec: TrainingSpec, aggregator: Aggregator, cp: Checkpoint
+    ) -> None:
+        """Stop after round ``cp.round`` if training to the next evaluated round, and then
+        finishing, could pass the deadline less the margin (estimated from the rounds so
+        far). Training then finishes with the rounds done: a signed ``DeadlineStop``
+        record in the transcript says where and why, and the payment rule is unchanged."""
+        if self.ledger is None or not cp.record.rounds:
+            return
+        k, rounds = cp.round, spec.rounds
+        if k >= rounds or not is_evaluated(k, rounds, spec.eval_every):
+            return  # only an evaluated round can be the last one
+        if last_round(rounds, spec.target_improvement, cp.record.published) <= k:
+            return  # it stops here anyway
+        following = next(
+            j for j in range(k + 1, rounds + 1) if is_evaluated(j, rounds, spec.eval_every)
+        )
+        per_round = sum(r.seconds for r in cp.record.rounds) / len(cp.record.rounds)
+        # The rounds to the next metric, then the contributions, the final model and
+        # the chain's transactions (about one more round), and the margin.
+        needed = (following - k + 1) * per_round + self.config.deadline_margin
+        row = self._request_row(rid)
+        deadline = self._deadlines.get(rid)
+        if deadline is None:
+            deadline = self._deadlines[rid] = self.ledger.request(row.chain_request_id).deadline
+        now = max(self.ledger.now(), int(time.time()))
+        if now + needed <= deadline:
+            return
+        body = {
+            "round": k,
+            "deadline": deadline,
+            "at": now,
+            "round_seconds": round(per_round, 3),
+            "margin_seconds": self.config.deadline_margin,
+            "next_evaluated_round": following,
+        }
+        aggregator.evidence.own("DeadlineStop", body)
+        cp.transcript_head = aggregator.evidence.head
+        cp.transcript_count = aggregator.evidence.writer.count
+        self._checkpoint(rid, cp)
+        self.store.put("deadline_stops", str(rid), body)
+        self._event(rid, "deadline_stop", body)
+        log.warning(
+            "request %d: stopping after round %d: round %d could not finish %.0f s "
+            "before the deadline",
+            rid,
+            k,
+            following,
+            self.config.deadline_margin,
+        )
+        raise DeadlineStop(k)
+
+    def deliver_models(self) -> int:
+        """Queue the final model for each buyer whose request is settled on chain (at
+        once without a chain): the buyer gets the model only once the result is final."""
+        done = 0
+        for key, delivery in self.store.items("deliveries"):
+            if delivery.get("queued"):
+                continue
+            rid = int(key)
+            row = self._request_row(rid)
+            if self.ledger is not None:
+                state = self.ledger.request(row.chain_request_id)
+                if state.status != RequestStatus.SETTLED:
+                    continue
+            message = wire.loads(delivery["message"].encode("utf-8"))
+            job = self.queue.put(rid, row.buyer, message)
+            self.store.put("deliveries", key, {**delivery, "queued": job})
+            self._event(rid, "model_delivered", {"job": job})
+            log.info("request %d: settled; final model queued for the buyer", rid)
+            done += 1
+        return done
 
     def _progress(self, rid: int, rec: RoundRecord) -> None:
         self._event(rid, "round", {"round": rec.round, "metric": rec.metric})
@@ -772,8 +1000,19 @@ def create_app(service: AggregatorService) -> FastAPI:
 
     @app.get("/requests/{rid}/transcript")
     def transcript(rid: int) -> FileResponse:
-        """The public transcript (the sealed companion never leaves the aggregator)."""
-        service._request_row(rid)
+        """The public transcript (the sealed companion never leaves the aggregator).
+
+        Only once the result is on chain: the public transcript carries the final
+        model, which the buyer must not have before it can no longer take its
+        deposit back.
+        """
+        row = service._request_row(rid)
+        if row.status != "FINISHED":
+            raise HTTPException(
+                409,
+                f"request {rid} is {row.status}: its transcript is published once "
+                "the result is on chain",
+            )
         path = service.transcript_path(rid)
         if not path.exists():
             raise HTTPException(404, f"request {rid} has no transcript yet")
