@@ -23,7 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 ETH = 10**18
 SPEC = b"\x5e" * 32
+KEY = b"\x4b" * 32
 EVIDENCE = b"\xe7" * 32
+REASON = b"\xd1" * 32
 
 
 def find_anvil_or_explain(environ: Mapping[str, str] = os.environ) -> tuple[Path | None, str, bool]:
@@ -79,6 +81,8 @@ class Market:
         self.buyer = self.party(Role.BUYER, fund_wei=100_000 * ETH)
         self.aggregator = self.party(Role.AGGREGATOR)
         self.other_aggregator = self.party(Role.AGGREGATOR)
+        # resolves disputes; registered for nothing: an arbiter needs no role
+        self.arbiter = self.party()
         self._owners: list[Web3Ledger] = []
 
     def new_account(self, fund_wei: int = 10 * ETH) -> Any:
@@ -115,11 +119,26 @@ class Market:
         window_s: int = 600,
         buyer: Web3Ledger | None = None,
         aggregator: Web3Ledger | None = None,
+        arbiter: Web3Ledger | None = None,
     ) -> int:
         buyer = buyer or self.buyer
         aggregator = aggregator or self.aggregator
+        arbiter = arbiter or self.arbiter
         deadline = self.chain.now() + duration_s
-        return buyer.create_request(aggregator.account, deposit_wei, deadline, window_s, SPEC)
+        return buyer.create_request(
+            aggregator.account,
+            deposit_wei,
+            deadline,
+            window_s,
+            SPEC,
+            arbiter=arbiter.account,
+            key_hash=KEY,
+        )
+
+    def join_all(self, request_id: int, owners: list[Web3Ledger]) -> None:
+        """Every owner consents to the request's spec and key."""
+        for owner in owners:
+            owner.join(request_id, SPEC, KEY)
 
     def started_request(
         self, n_trainers: int, n_validators: int, deposit_wei: int = ETH, **kwargs: Any
@@ -127,10 +146,37 @@ class Market:
         owners = self.owners(n_trainers + n_validators)
         trainers, validators = owners[:n_trainers], owners[n_trainers:]
         request_id = self.open_request(deposit_wei, **kwargs)
+        self.join_all(request_id, owners)
         self.aggregator.start(
             request_id, [t.account for t in trainers], [v.account for v in validators]
         )
         return request_id, trainers, validators
+
+    def finished_request(
+        self,
+        n_trainers: int,
+        n_validators: int,
+        deposit_wei: int = ETH,
+        *,
+        initial_metric: int = 10_000_000,
+        final_metric: int = 5_000_000,
+        contributions: list[int] | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, list[Web3Ledger], list[Web3Ledger]]:
+        """A started request whose aggregator posted its final result."""
+        request_id, trainers, validators = self.started_request(
+            n_trainers, n_validators, deposit_wei, **kwargs
+        )
+        weights = contributions if contributions is not None else [1] * n_trainers
+        self.aggregator.finish(request_id, initial_metric, final_metric, weights, EVIDENCE)
+        return request_id, trainers, validators
+
+    def approve_all(
+        self, request_id: int, trainers: list[Web3Ledger], validators: list[Web3Ledger]
+    ) -> None:
+        """The buyer and every seat approve: the request settles at the last one."""
+        for party in [self.buyer, *trainers, *validators]:
+            party.approve(request_id)
 
     def contract(self, artifact: ContractArtifact, address: str) -> Any:
         return self.chain.w3.eth.contract(address=address, abi=list(artifact.abi))

@@ -398,6 +398,23 @@ def check_decryption(
     return int(expected) == int(ciphertext)
 
 
+KEY_FINGERPRINT_DOMAIN = b"deltaml-paillier-v1:"
+
+
+def key_fingerprint(public_key: PublicKey) -> bytes:
+    """32-byte fingerprint of ``public_key`` as the Marketplace contract records it.
+
+    SHA-256 of ``b"deltaml-paillier-v1:"`` followed by the modulus ``n`` as
+    big-endian bytes (no leading zeros). The buyer names it when it escrows a
+    request (``keyHash``) and each owner joins only with the fingerprint of the
+    key it is asked to encrypt under.
+    """
+    n = int(public_key.n)
+    return hashlib.sha256(
+        KEY_FINGERPRINT_DOMAIN + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    ).digest()
+
+
 def generate_keypair(
     key_bits: int = 2048, *, allow_test_keys: bool = False
 ) -> tuple[PublicKey, PrivateKey]:

@@ -21,7 +21,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from deltaml.ledger.base import Ledger, LedgerEvent, Receipt, RequestState, RequestStatus, Role
+from deltaml.ledger.base import (
+    DEFAULT_CHALLENGE_WINDOW_S,
+    Ledger,
+    LedgerEvent,
+    Receipt,
+    RequestState,
+    RequestStatus,
+    Role,
+)
 from deltaml.ledger.payouts import METRIC_SCALE, Payouts, compute_payouts, scale_metric
 
 if TYPE_CHECKING:
@@ -49,6 +57,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEFAULT_CHALLENGE_WINDOW_S",
     "METRIC_SCALE",
     "Chain",
     "EmbeddedChain",

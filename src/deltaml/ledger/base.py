@@ -17,6 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+#: Challenge window a request gets unless its buyer chooses another: a day for
+#: the buyer and every seat to check the result and dispute it. (A run where
+#: every party approves settles at once, whatever the window.)
+DEFAULT_CHALLENGE_WINDOW_S = 24 * 3600
+#: The contract's bounds on the challenge window (``MIN_/MAX_CHALLENGE_WINDOW``).
+MIN_CHALLENGE_WINDOW_S = 60
+MAX_CHALLENGE_WINDOW_S = 30 * 24 * 3600
+
 
 class Role(IntEnum):
     """A role an address registers for itself (``Marketplace.Role``)."""
@@ -31,6 +39,9 @@ class RequestStatus(IntEnum):
 
     ``CANCELLED``, ``FAILED`` and ``SETTLED`` are final; in ``SETTLED`` every
     payee may withdraw its credit, in the other two the buyer its deposit.
+    ``DISPUTED``: a party contested the result within the challenge window;
+    the arbiter upholds it (``SETTLED``) or voids it (``FAILED``), and a
+    dispute left unresolved for a second window is void.
     """
 
     NONE = 0
@@ -40,6 +51,7 @@ class RequestStatus(IntEnum):
     SETTLED = 4
     CANCELLED = 5
     FAILED = 6
+    DISPUTED = 7
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,13 @@ class RequestState:
         Participants fixed by ``start`` (0 before).
     spec_hash, evidence_hash:
         Hash of the request's parameters, and of the final result's evidence.
+    arbiter:
+        Checksum address that resolves disputes, named at creation.
+    key_hash:
+        Fingerprint of the buyer's Paillier public key
+        (:func:`deltaml.crypto.paillier.key_fingerprint`); owners join only to it.
+    approvals:
+        How many of the buyer and the seats approved the final result.
     """
 
     request_id: int
@@ -89,13 +108,25 @@ class RequestState:
     n_validators: int
     spec_hash: bytes
     evidence_hash: bytes
+    arbiter: str
+    key_hash: bytes
+    approvals: int
 
     @property
     def challenge_ends_at(self) -> int | None:
-        """Unix seconds from which anyone may settle, or ``None`` before finish."""
-        if self.status < RequestStatus.FINISHED or self.finished_at == 0:
+        """Unix seconds from which anyone may settle (and nobody may dispute any
+        more), or ``None`` before finish."""
+        if self.finished_at == 0:
             return None
         return self.finished_at + self.challenge_window_s
+
+    @property
+    def resolution_ends_at(self) -> int | None:
+        """Unix seconds from which the arbiter may no longer resolve a dispute and
+        anyone may settle it as void, or ``None`` before finish."""
+        if self.finished_at == 0:
+            return None
+        return self.finished_at + 2 * self.challenge_window_s
 
 
 @dataclass(frozen=True)
@@ -178,6 +209,9 @@ class Ledger(ABC):
         deadline: int,
         challenge_window_s: int,
         spec_hash: bytes,
+        *,
+        arbiter: str,
+        key_hash: bytes,
     ) -> int:
         """Escrow ``deposit_wei`` for a new request and return its id.
 
@@ -190,9 +224,17 @@ class Ledger(ABC):
         deadline:
             Unix seconds in the future, at most a year away.
         challenge_window_s:
-            Seconds after the final result before anyone may settle (≤ 30 days).
+            Seconds after the final result during which the buyer or a seat may
+            dispute it, and before anyone may settle (60 s to 30 days;
+            :data:`DEFAULT_CHALLENGE_WINDOW_S` is a day).
         spec_hash:
             32-byte hash of the request's parameters.
+        arbiter:
+            The address that resolves disputes: neither :attr:`account` nor
+            ``aggregator``. Owners see it before they join.
+        key_hash:
+            32-byte fingerprint of the buyer's Paillier public key
+            (:func:`deltaml.crypto.paillier.key_fingerprint`).
         """
 
     @abstractmethod
@@ -200,12 +242,16 @@ class Ledger(ABC):
         """Cancel a request that has not started; the deposit comes back at once."""
 
     @abstractmethod
-    def approve(self, request_id: int) -> Receipt:
-        """Accept a finished request's result: its split becomes payable now."""
-
-    @abstractmethod
     def reclaim(self, request_id: int) -> Receipt:
         """Take back the deposit of an aborted request, or of one past its deadline."""
+
+    # ---------------------------------------------------------- data owners
+
+    @abstractmethod
+    def join(self, request_id: int, spec_hash: bytes, key_hash: bytes) -> Receipt:
+        """Consent, as :attr:`account` (a registered data owner), to take part in
+        ``request_id``: reverts (``SpecMismatch`` / ``KeyMismatch``) unless both
+        hashes are the request's own. Only joined owners can be seated."""
 
     # ------------------------------------------------------- the aggregator
 
@@ -234,11 +280,32 @@ class Ledger(ABC):
     def abort(self, request_id: int) -> Receipt:
         """Give up on an unfinished request; its buyer may reclaim at once."""
 
+    # -------------------------------------------- the result: approve or dispute
+
+    @abstractmethod
+    def approve(self, request_id: int) -> Receipt:
+        """Accept a finished request's result, as its buyer or a seat (once each).
+
+        When the buyer and every seat have approved, the split is payable at once.
+        """
+
+    @abstractmethod
+    def dispute(self, request_id: int, reason_hash: bytes) -> Receipt:
+        """Contest a finished request's result within its challenge window, as its
+        buyer or a seat that has not approved it: the arbiter then decides."""
+
+    @abstractmethod
+    def resolve(self, request_id: int, upheld: bool) -> Receipt:
+        """As the request's arbiter, decide a dispute: ``upheld`` makes the posted
+        split payable, otherwise the result is void and the buyer gets its whole
+        deposit back. Possible until ``finished_at + 2 * challenge_window_s``."""
+
     # --------------------------------------------------------------- anyone
 
     @abstractmethod
     def settle(self, request_id: int) -> Receipt:
-        """Make a finished request's split payable after its challenge window."""
+        """Make a finished request's split payable after its challenge window, or
+        void a dispute the arbiter left unresolved for a second window."""
 
     @abstractmethod
     def withdraw(self, request_id: int) -> int:
@@ -265,6 +332,24 @@ class Ledger(ABC):
         Seats ``0 .. n_trainers - 1`` are the trainers in the order given to
         :meth:`start`; the following ones are the validators.
         """
+
+    @abstractmethod
+    def has_joined(self, request_id: int, account: str | None = None) -> bool:
+        """Whether ``account`` (default: :attr:`account`) joined ``request_id``."""
+
+    @abstractmethod
+    def has_approved(self, request_id: int, account: str | None = None) -> bool:
+        """Whether ``account`` (default: :attr:`account`) approved the result."""
+
+    @abstractmethod
+    def contributions(self, request_id: int) -> list[int]:
+        """The contribution weights ``finish`` posted, one per trainer in seat
+        order (zeros before the finish)."""
+
+    @abstractmethod
+    def participants(self, request_id: int) -> tuple[list[str], list[str]]:
+        """(trainers, validators) seated by ``start``, in seat order (both empty
+        before the start)."""
 
     @abstractmethod
     def history(self, request_id: int) -> list[LedgerEvent]:

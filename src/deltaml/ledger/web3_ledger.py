@@ -325,12 +325,17 @@ class Web3Ledger(Ledger):
         deadline: int,
         challenge_window_s: int,
         spec_hash: bytes,
+        *,
+        arbiter: str,
+        key_hash: bytes,
     ) -> int:
         fn = self._contract.functions.createRequest(
             _address(aggregator, "aggregator"),
+            _address(arbiter, "arbiter"),
             _uint(deadline, "deadline", 64),
             _uint(challenge_window_s, "challenge_window_s", 64),
             _bytes32(spec_hash, "spec_hash"),
+            _bytes32(key_hash, "key_hash"),
         )
         _, raw = self._send(fn, _uint(deposit_wei, "deposit_wei"))
         (created,) = self._events("RequestCreated", raw)
@@ -339,11 +344,18 @@ class Web3Ledger(Ledger):
     def cancel(self, request_id: int) -> Receipt:
         return self._transact(self._contract.functions.cancel(_uint(request_id, "request_id")))
 
-    def approve(self, request_id: int) -> Receipt:
-        return self._transact(self._contract.functions.approve(_uint(request_id, "request_id")))
-
     def reclaim(self, request_id: int) -> Receipt:
         return self._transact(self._contract.functions.reclaim(_uint(request_id, "request_id")))
+
+    # --------------------------------------------------------- data owners
+
+    def join(self, request_id: int, spec_hash: bytes, key_hash: bytes) -> Receipt:
+        fn = self._contract.functions.join(
+            _uint(request_id, "request_id"),
+            _bytes32(spec_hash, "spec_hash"),
+            _bytes32(key_hash, "key_hash"),
+        )
+        return self._transact(fn)
 
     # ------------------------------------------------------ the aggregator
 
@@ -386,6 +398,23 @@ class Web3Ledger(Ledger):
     def abort(self, request_id: int) -> Receipt:
         return self._transact(self._contract.functions.abort(_uint(request_id, "request_id")))
 
+    # ------------------------------------------ the result: approve or dispute
+
+    def approve(self, request_id: int) -> Receipt:
+        return self._transact(self._contract.functions.approve(_uint(request_id, "request_id")))
+
+    def dispute(self, request_id: int, reason_hash: bytes) -> Receipt:
+        fn = self._contract.functions.dispute(
+            _uint(request_id, "request_id"), _bytes32(reason_hash, "reason_hash")
+        )
+        return self._transact(fn)
+
+    def resolve(self, request_id: int, upheld: bool) -> Receipt:
+        if not isinstance(upheld, bool):
+            raise DeltaMLValueError(f"upheld must be a bool, got {type(upheld).__name__}")
+        fn = self._contract.functions.resolve(_uint(request_id, "request_id"), upheld)
+        return self._transact(fn)
+
     # -------------------------------------------------------------- anyone
 
     def settle(self, request_id: int) -> Receipt:
@@ -422,6 +451,9 @@ class Web3Ledger(Ledger):
             n_validators=int(v[12]),
             spec_hash=bytes(v[13]),
             evidence_hash=bytes(v[14]),
+            arbiter=str(v[15]),
+            key_hash=bytes(v[16]),
+            approvals=int(v[17]),
         )
 
     def claimable(self, request_id: int, account: str | None = None) -> int:
@@ -438,6 +470,25 @@ class Web3Ledger(Ledger):
         fn = self._contract.functions.seatOf(_uint(request_id, "request_id"), self._who(account))
         seated, seat = self._call(fn)
         return int(seat) if seated else None
+
+    def has_joined(self, request_id: int, account: str | None = None) -> bool:
+        fn = self._contract.functions.hasJoined(_uint(request_id, "request_id"), self._who(account))
+        return bool(self._call(fn))
+
+    def has_approved(self, request_id: int, account: str | None = None) -> bool:
+        fn = self._contract.functions.hasApproved(
+            _uint(request_id, "request_id"), self._who(account)
+        )
+        return bool(self._call(fn))
+
+    def contributions(self, request_id: int) -> list[int]:
+        fn = self._contract.functions.contributionsOf(_uint(request_id, "request_id"))
+        return [int(c) for c in self._call(fn)]
+
+    def participants(self, request_id: int) -> tuple[list[str], list[str]]:
+        fn = self._contract.functions.participantsOf(_uint(request_id, "request_id"))
+        trainers, validators = self._call(fn)
+        return [str(a) for a in trainers], [str(a) for a in validators]
 
     def history(self, request_id: int) -> list[LedgerEvent]:
         """Every event about ``request_id``, oldest first.

@@ -7,10 +7,14 @@ interface IMarketplace {
 
     function createRequest(
         address aggregator,
+        address arbiter,
         uint64 deadline,
         uint64 challengeWindow,
-        bytes32 specHash
+        bytes32 specHash,
+        bytes32 keyHash
     ) external payable returns (uint256);
+
+    function join(uint256 id, bytes32 specHash, bytes32 keyHash) external;
 
     function cancel(uint256 id) external;
 
@@ -57,11 +61,25 @@ contract ReentrantPayee {
 
     function createRequest(
         address aggregator,
+        address arbiter,
         uint64 deadline,
         uint64 challengeWindow,
-        bytes32 specHash
+        bytes32 specHash,
+        bytes32 keyHash
     ) external payable returns (uint256) {
-        return market.createRequest{value: msg.value}(aggregator, deadline, challengeWindow, specHash);
+        return
+            market.createRequest{value: msg.value}(
+                aggregator,
+                arbiter,
+                deadline,
+                challengeWindow,
+                specHash,
+                keyHash
+            );
+    }
+
+    function join(uint256 id, bytes32 specHash, bytes32 keyHash) external {
+        market.join(id, specHash, keyHash);
     }
 
     function withdraw(uint256 id) external {
@@ -108,6 +126,10 @@ contract RejectingPayee {
 
     function register(uint8 role) external {
         market.register(role);
+    }
+
+    function join(uint256 id, bytes32 specHash, bytes32 keyHash) external {
+        market.join(id, specHash, keyHash);
     }
 
     function withdraw(uint256 id) external {

@@ -4,15 +4,21 @@
 pragma solidity ^0.8.28;
 
 /// @title DeltaML marketplace: escrow and settlement of training requests.
-/// @notice A buyer escrows a payment per training request. The aggregator it
-/// chose starts the request with registered data owners as trainers and
-/// validators, posts scaled metrics with hashes of their evidence, and posts the
-/// final result with one contribution weight per trainer. The split is fixed at
-/// that moment; it becomes payable when the buyer approves, or when anyone
-/// settles after the challenge window. Every payee withdraws its own credit,
-/// once (pull payments). The buyer gets everything back if it cancels before
-/// the start, if the aggregator aborts, or if the deadline passes without a
-/// final result.
+/// @notice A buyer escrows a payment per training request, naming the
+/// aggregator, an arbiter, the hash of the request's parameters and the
+/// fingerprint of its Paillier key. Registered data owners consent to exactly
+/// that request by joining it with their own accounts; the aggregator can seat
+/// only owners that joined. It posts scaled metrics with hashes of their
+/// evidence, and the final result with one contribution weight per trainer.
+/// The split is fixed at that moment and a challenge window opens: the split
+/// becomes payable at once when the buyer and every seat approve, or when
+/// anyone settles after the window. Within the window the buyer or any seat may
+/// dispute; the arbiter then upholds the result (payable) or voids it (the
+/// buyer gets its whole deposit back), and a dispute nobody resolves within a
+/// second window is void. Every payee withdraws its own credit, once (pull
+/// payments). The buyer gets everything back if it cancels before the start,
+/// if the aggregator aborts, if the deadline passes without a final result, or
+/// if the result is voided.
 ///
 /// Payment rule (identical to ``deltaml.ledger.payouts.compute_payouts``), for a
 /// deposit D, metrics m0 -> m1 (lower is better) and contributions c_i:
@@ -49,7 +55,8 @@ contract Marketplace {
         Finished, // final result posted; split fixed, challenge window running
         Settled, // split payable: each payee withdraws its credit
         Cancelled, // buyer cancelled before the start; deposit refunded
-        Failed // aborted by the aggregator or expired: deposit refundable
+        Failed, // aborted, expired or voided: deposit refundable
+        Disputed // a party disputed the result within the window; the arbiter decides
     }
 
     struct Request {
@@ -74,6 +81,18 @@ contract Marketplace {
         uint256 paidMask;
         bytes32 specHash; // hash of the request's parameters (model, columns, ...)
         bytes32 evidenceHash; // hash of the evidence behind the final result
+        // slot 7
+        address arbiter; // resolves disputes; named at creation, never a party
+        uint8 approvals; // number of distinct approvals of the final result
+        uint72 approvedMask; // bit k for seat k, BUYER_BIT: who approved
+        // slot 8
+        bytes32 keyHash; // fingerprint of the buyer's Paillier public key
+    }
+
+    /// What `finish` fixes for the trainer in one seat.
+    struct TrainerSeat {
+        uint128 share; // wei owed once settled
+        uint96 contribution; // the weight posted by `finish`
     }
 
     /// What `getRequest` returns: the stored request with unpacked widths.
@@ -93,6 +112,9 @@ contract Marketplace {
         uint8 validatorCount;
         bytes32 specHash;
         bytes32 evidenceHash;
+        address arbiter;
+        bytes32 keyHash;
+        uint8 approvals;
     }
 
     // -------------------------------------------------------------- constants
@@ -109,6 +131,8 @@ contract Marketplace {
     uint256 public constant MAX_CONTRIBUTION = type(uint96).max;
     /// Longest time from creation to deadline, so escrow cannot be locked forever.
     uint256 public constant MAX_DURATION = 365 days;
+    /// Shortest challenge window: long enough for a party to look and dispute.
+    uint256 public constant MIN_CHALLENGE_WINDOW = 60;
     uint256 public constant MAX_CHALLENGE_WINDOW = 30 days;
 
     uint256 private constant AGGREGATOR_BIT = 1 << 64;
@@ -125,8 +149,12 @@ contract Marketplace {
     /// 0..trainerCount-1 are trainers in the order given to `start`, the rest
     /// are validators.
     mapping(uint256 id => mapping(address account => uint256 seatPlusOne)) private _seats;
-    /// Wei owed to the trainer in each seat, fixed by `finish` (0 if nothing).
-    mapping(uint256 id => mapping(uint256 seat => uint256 amount)) private _trainerShares;
+    /// The participant in each seat (the reverse of _seats), for `participantsOf`.
+    mapping(uint256 id => mapping(uint256 seat => address account)) private _seatHolders;
+    /// Share and contribution of the trainer in each seat, fixed by `finish`.
+    mapping(uint256 id => mapping(uint256 seat => TrainerSeat)) private _trainers;
+    /// Data owners that consented (`join`) to the request's exact spec and key.
+    mapping(uint256 id => mapping(address account => bool)) private _joined;
 
     bool private transient _locked;
 
@@ -142,6 +170,9 @@ contract Marketplace {
         uint64 challengeWindow,
         bytes32 specHash
     );
+    /// Emitted with RequestCreated: who resolves disputes, and the buyer's key.
+    event RequestTerms(uint256 indexed id, address indexed arbiter, bytes32 keyHash);
+    event Joined(uint256 indexed id, address indexed owner);
     event RequestCancelled(uint256 indexed id);
     event RequestStarted(uint256 indexed id, address[] trainers, address[] validators);
     event MetricPosted(uint256 indexed id, uint32 round, uint256 metric, bytes32 evidenceHash);
@@ -154,7 +185,15 @@ contract Marketplace {
     );
     event RequestAborted(uint256 indexed id);
     event RequestExpired(uint256 indexed id);
-    event RequestSettled(uint256 indexed id, bool approvedByBuyer);
+    event Approved(uint256 indexed id, address indexed by);
+    event Disputed(uint256 indexed id, address indexed by, bytes32 reasonHash);
+    /// The arbiter's decision: upheld (the split stands) or void (deposit refunded).
+    event Resolved(uint256 indexed id, bool upheld);
+    /// A dispute nobody resolved in time: the result is void.
+    event DisputeExpired(uint256 indexed id);
+    /// approvedByAll: the buyer and every seat approved (otherwise the window
+    /// passed, or the arbiter upheld a dispute).
+    event RequestSettled(uint256 indexed id, bool approvedByAll);
     event Withdrawn(uint256 indexed id, address indexed account, uint256 amount);
 
     // ----------------------------------------------------------------- errors
@@ -165,6 +204,18 @@ contract Marketplace {
     error DepositTooLarge(uint256 deposit, uint256 maxDeposit);
     error InvalidDeadline(uint64 deadline, uint256 nowTimestamp);
     error ChallengeWindowTooLong(uint64 challengeWindow, uint256 maxChallengeWindow);
+    error ChallengeWindowTooShort(uint64 challengeWindow, uint256 minChallengeWindow);
+    error InvalidArbiter(address arbiter);
+    error SpecMismatch(uint256 id, bytes32 given, bytes32 expected);
+    error KeyMismatch(uint256 id, bytes32 given, bytes32 expected);
+    error AlreadyJoined(uint256 id, address account);
+    error NotJoined(uint256 id, address account);
+    error NotParty(uint256 id, address caller);
+    error NotArbiter(uint256 id, address caller);
+    error AlreadyApproved(uint256 id, address account);
+    error ChallengeWindowClosed(uint256 id, uint256 endedAt);
+    error ResolutionWindowClosed(uint256 id, uint256 endedAt);
+    error DisputePending(uint256 id, uint256 voidableAt);
     error ConflictOfInterest(uint256 id, address account);
     error UnknownRequest(uint256 id);
     error NotBuyer(uint256 id, address caller);
@@ -216,14 +267,20 @@ contract Marketplace {
 
     /// Create a request escrowing `msg.value` wei; returns its id.
     /// @param aggregator a registered aggregator, not the caller
+    /// @param arbiter resolves disputes: non-zero, neither the caller nor the
+    /// aggregator (and it can never be seated); owners see it before joining
     /// @param deadline unix seconds, in the future and at most MAX_DURATION away
-    /// @param challengeWindow seconds after the final result before anyone may settle
+    /// @param challengeWindow seconds after the final result during which a party
+    /// may dispute, before anyone may settle (MIN_ to MAX_CHALLENGE_WINDOW)
     /// @param specHash hash of the request's parameters, kept off chain
+    /// @param keyHash fingerprint of the buyer's Paillier public key for this request
     function createRequest(
         address aggregator,
+        address arbiter,
         uint64 deadline,
         uint64 challengeWindow,
-        bytes32 specHash
+        bytes32 specHash,
+        bytes32 keyHash
     ) external payable returns (uint256 id) {
         if (!hasRole(msg.sender, Role.Buyer)) revert NotRegistered(msg.sender, Role.Buyer);
         if (!hasRole(aggregator, Role.Aggregator)) {
@@ -234,10 +291,16 @@ contract Marketplace {
         if (deadline <= block.timestamp || deadline > block.timestamp + MAX_DURATION) {
             revert InvalidDeadline(deadline, block.timestamp);
         }
+        if (challengeWindow < MIN_CHALLENGE_WINDOW) {
+            revert ChallengeWindowTooShort(challengeWindow, MIN_CHALLENGE_WINDOW);
+        }
         if (challengeWindow > MAX_CHALLENGE_WINDOW) {
             revert ChallengeWindowTooLong(challengeWindow, MAX_CHALLENGE_WINDOW);
         }
         if (aggregator == msg.sender) revert ConflictOfInterest(requestCount + 1, aggregator);
+        if (arbiter == address(0) || arbiter == msg.sender || arbiter == aggregator) {
+            revert InvalidArbiter(arbiter);
+        }
         id = ++requestCount;
         Request storage r = _requests[id];
         r.buyer = msg.sender;
@@ -247,7 +310,10 @@ contract Marketplace {
         r.challengeWindow = challengeWindow;
         r.deposit = uint128(msg.value);
         r.specHash = specHash;
+        r.arbiter = arbiter;
+        r.keyHash = keyHash;
         emit RequestCreated(id, msg.sender, aggregator, msg.value, deadline, challengeWindow, specHash);
+        emit RequestTerms(id, arbiter, keyHash);
     }
 
     /// Cancel a request that has not started; the deposit is sent back at once.
@@ -262,15 +328,6 @@ contract Marketplace {
         emit RequestCancelled(id);
         emit Withdrawn(id, msg.sender, amount);
         _send(msg.sender, amount);
-    }
-
-    /// Accept the final result at once: the split becomes payable.
-    function approve(uint256 id) external {
-        Request storage r = _existing(id);
-        _onlyBuyer(r, id);
-        _requireStatus(r, id, Status.Finished);
-        r.status = Status.Settled;
-        emit RequestSettled(id, true);
     }
 
     /// Take the deposit back from a request that failed: aborted by the
@@ -289,10 +346,31 @@ contract Marketplace {
         _payOut(r, id, msg.sender);
     }
 
+    // --------------------------------------------------------- data owners
+
+    /// Consent, as the caller (never anyone else), to take part in request `id`
+    /// exactly as specified: both hashes must equal the request's. Only a
+    /// registered data owner that is neither its buyer, aggregator nor arbiter
+    /// may join, while the request is open and before its deadline.
+    function join(uint256 id, bytes32 specHash, bytes32 keyHash) external {
+        Request storage r = _existing(id);
+        _requireStatus(r, id, Status.Open);
+        _requireBeforeDeadline(r, id);
+        if (!hasRole(msg.sender, Role.DataOwner)) revert NotRegistered(msg.sender, Role.DataOwner);
+        if (msg.sender == r.buyer || msg.sender == r.aggregator || msg.sender == r.arbiter) {
+            revert ConflictOfInterest(id, msg.sender);
+        }
+        if (specHash != r.specHash) revert SpecMismatch(id, specHash, r.specHash);
+        if (keyHash != r.keyHash) revert KeyMismatch(id, keyHash, r.keyHash);
+        if (_joined[id][msg.sender]) revert AlreadyJoined(id, msg.sender);
+        _joined[id][msg.sender] = true;
+        emit Joined(id, msg.sender);
+    }
+
     // ------------------------------------------------------ the aggregator
 
-    /// Fix the trainers and validators (each a registered data owner, all
-    /// distinct, neither the buyer nor the aggregator) and start training.
+    /// Fix the trainers and validators (each a data owner that joined this
+    /// request, all distinct) and start training.
     function start(
         uint256 id,
         address[] calldata trainers,
@@ -310,10 +388,10 @@ contract Marketplace {
             revert TooManyParticipants(nTrainers + nValidators, MAX_PARTICIPANTS);
         }
         for (uint256 i = 0; i < nTrainers; ++i) {
-            _seat(r, id, trainers[i], i);
+            _seat(id, trainers[i], i);
         }
         for (uint256 j = 0; j < nValidators; ++j) {
-            _seat(r, id, validators[j], nTrainers + j);
+            _seat(id, validators[j], nTrainers + j);
         }
         r.trainerCount = uint8(nTrainers);
         r.validatorCount = uint8(nValidators);
@@ -360,7 +438,10 @@ contract Marketplace {
             r.validatorCount
         );
         for (uint256 i = 0; i < shares.length; ++i) {
-            if (shares[i] != 0) _trainerShares[id][i] = shares[i];
+            // contributions[i] <= MAX_CONTRIBUTION (checked by _splitPool), shares[i] < 2^128
+            if (shares[i] != 0 || contributions[i] != 0) {
+                _trainers[id][i] = TrainerSeat(uint128(shares[i]), uint96(contributions[i]));
+            }
         }
         r.refund = uint128(refund);
         r.initialMetric = uint96(initialMetric);
@@ -381,16 +462,82 @@ contract Marketplace {
         emit RequestAborted(id);
     }
 
-    // ---------------------------------------------------------------- anyone
+    // -------------------------------------------- the result: approve or dispute
 
-    /// Make the split payable once the challenge window has passed.
-    function settle(uint256 id) external {
+    /// Accept the final result, as the buyer or a seated participant (once
+    /// each). When the buyer and every seat have approved, the split is
+    /// payable at once; until then it waits for the challenge window.
+    function approve(uint256 id) external {
         Request storage r = _existing(id);
         _requireStatus(r, id, Status.Finished);
-        uint256 endsAt = uint256(r.finishedAt) + r.challengeWindow;
-        if (block.timestamp < endsAt) revert ChallengeWindowOpen(id, endsAt);
-        r.status = Status.Settled;
-        emit RequestSettled(id, false);
+        uint256 bit = _partyBit(r, id, msg.sender);
+        uint256 mask = r.approvedMask;
+        if (mask & bit != 0) revert AlreadyApproved(id, msg.sender);
+        mask |= bit;
+        r.approvedMask = uint72(mask);
+        r.approvals += 1;
+        emit Approved(id, msg.sender);
+        uint256 everyone = BUYER_BIT | ((uint256(1) << (uint256(r.trainerCount) + r.validatorCount)) - 1);
+        if (mask == everyone) {
+            r.status = Status.Settled;
+            emit RequestSettled(id, true);
+        }
+    }
+
+    /// Contest the final result within the challenge window, as the buyer or a
+    /// seated participant that has not approved it: nothing is payable until
+    /// the arbiter resolves the dispute (or it expires void).
+    /// @param reasonHash hash of the disputing party's reasons (kept off chain)
+    function dispute(uint256 id, bytes32 reasonHash) external {
+        Request storage r = _existing(id);
+        _requireStatus(r, id, Status.Finished);
+        uint256 bit = _partyBit(r, id, msg.sender);
+        if (r.approvedMask & bit != 0) revert AlreadyApproved(id, msg.sender);
+        uint256 endsAt = _challengeEndsAt(r);
+        if (block.timestamp >= endsAt) revert ChallengeWindowClosed(id, endsAt);
+        r.status = Status.Disputed;
+        emit Disputed(id, msg.sender, reasonHash);
+    }
+
+    /// The arbiter's decision on a dispute, before finishedAt + 2 * challengeWindow:
+    /// upheld, the posted split becomes payable; not upheld, the result is void
+    /// and the buyer may withdraw its whole deposit (nobody else is paid).
+    function resolve(uint256 id, bool upheld) external {
+        Request storage r = _existing(id);
+        if (msg.sender != r.arbiter) revert NotArbiter(id, msg.sender);
+        _requireStatus(r, id, Status.Disputed);
+        uint256 endsAt = _resolutionEndsAt(r);
+        if (block.timestamp >= endsAt) revert ResolutionWindowClosed(id, endsAt);
+        emit Resolved(id, upheld);
+        if (upheld) {
+            r.status = Status.Settled;
+            emit RequestSettled(id, false);
+        } else {
+            _fail(r);
+        }
+    }
+
+    // ---------------------------------------------------------------- anyone
+
+    /// End the waiting: a finished request whose challenge window has passed
+    /// becomes payable; a disputed one the arbiter left unresolved until
+    /// finishedAt + 2 * challengeWindow is void (the buyer's deposit comes back).
+    function settle(uint256 id) external {
+        Request storage r = _existing(id);
+        Status status = r.status;
+        if (status == Status.Finished) {
+            uint256 endsAt = _challengeEndsAt(r);
+            if (block.timestamp < endsAt) revert ChallengeWindowOpen(id, endsAt);
+            r.status = Status.Settled;
+            emit RequestSettled(id, false);
+        } else if (status == Status.Disputed) {
+            uint256 voidableAt = _resolutionEndsAt(r);
+            if (block.timestamp < voidableAt) revert DisputePending(id, voidableAt);
+            _fail(r);
+            emit DisputeExpired(id);
+        } else {
+            revert WrongStatus(id, status);
+        }
     }
 
     /// Send the caller its credit for request `id`; each payee can do so once.
@@ -422,6 +569,56 @@ contract Marketplace {
         v.validatorCount = r.validatorCount;
         v.specHash = r.specHash;
         v.evidenceHash = r.evidenceHash;
+        v.arbiter = r.arbiter;
+        v.keyHash = r.keyHash;
+        v.approvals = r.approvals;
+    }
+
+    /// Whether `account` joined request `id` (consented to its spec and key).
+    function hasJoined(uint256 id, address account) external view returns (bool) {
+        return _joined[id][account];
+    }
+
+    /// Whether `account` (the buyer or a seat) approved the final result of `id`.
+    function hasApproved(uint256 id, address account) external view returns (bool) {
+        Request storage r = _requests[id];
+        uint256 bit;
+        if (account == r.buyer && account != address(0)) {
+            bit = BUYER_BIT;
+        } else {
+            uint256 s = _seats[id][account];
+            if (s == 0) return false;
+            bit = uint256(1) << (s - 1);
+        }
+        return r.approvedMask & bit != 0;
+    }
+
+    /// The trainers and validators seated by `start`, in seat order (empty before).
+    function participantsOf(
+        uint256 id
+    ) external view returns (address[] memory trainers, address[] memory validators) {
+        Request storage r = _existing(id);
+        uint256 nTrainers = r.trainerCount;
+        uint256 nValidators = r.validatorCount;
+        trainers = new address[](nTrainers);
+        validators = new address[](nValidators);
+        for (uint256 i = 0; i < nTrainers; ++i) {
+            trainers[i] = _seatHolders[id][i];
+        }
+        for (uint256 j = 0; j < nValidators; ++j) {
+            validators[j] = _seatHolders[id][nTrainers + j];
+        }
+    }
+
+    /// The contribution weights posted by `finish`, one per trainer in seat
+    /// order (zeros before the finish).
+    function contributionsOf(uint256 id) external view returns (uint256[] memory contributions) {
+        Request storage r = _existing(id);
+        uint256 n = r.trainerCount;
+        contributions = new uint256[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            contributions[i] = _trainers[id][i].contribution;
+        }
     }
 
     /// Wei that `withdraw(id)` would send `account` now (0 before settlement).
@@ -528,11 +725,13 @@ contract Marketplace {
         }
     }
 
-    function _seat(Request storage r, uint256 id, address account, uint256 seat) private {
-        if (!hasRole(account, Role.DataOwner)) revert NotRegistered(account, Role.DataOwner);
-        if (account == r.buyer || account == r.aggregator) revert ConflictOfInterest(id, account);
+    /// Seat `account`: `join` already checked that it is a registered data owner
+    /// other than the buyer, the aggregator and the arbiter.
+    function _seat(uint256 id, address account, uint256 seat) private {
+        if (!_joined[id][account]) revert NotJoined(id, account);
         if (_seats[id][account] != 0) revert DuplicateParticipant(id, account);
         _seats[id][account] = seat + 1;
+        _seatHolders[id][seat] = account;
     }
 
     /// What `account` is owed in a payable request, and its bit in paidMask
@@ -551,7 +750,7 @@ contract Marketplace {
         uint256 s = _seats[id][account];
         if (s == 0) return (0, 0);
         uint256 seat = s - 1;
-        if (seat < r.trainerCount) return (_trainerShares[id][seat], 1 << seat);
+        if (seat < r.trainerCount) return (_trainers[id][seat].share, 1 << seat);
         return ((uint256(r.deposit) * VALIDATORS_PERCENT) / 100 / r.validatorCount, 1 << seat);
     }
 
@@ -569,6 +768,27 @@ contract Marketplace {
     function _send(address to, uint256 amount) private {
         (bool ok, ) = payable(to).call{value: amount}("");
         if (!ok) revert TransferFailed(to, amount);
+    }
+
+    /// The approval bit of `account`: BUYER_BIT for the buyer, its seat's bit
+    /// for a participant; anyone else may neither approve nor dispute.
+    function _partyBit(
+        Request storage r,
+        uint256 id,
+        address account
+    ) private view returns (uint256) {
+        if (account == r.buyer) return BUYER_BIT;
+        uint256 s = _seats[id][account];
+        if (s == 0) revert NotParty(id, account);
+        return uint256(1) << (s - 1);
+    }
+
+    function _challengeEndsAt(Request storage r) private view returns (uint256) {
+        return uint256(r.finishedAt) + r.challengeWindow;
+    }
+
+    function _resolutionEndsAt(Request storage r) private view returns (uint256) {
+        return uint256(r.finishedAt) + 2 * uint256(r.challengeWindow);
     }
 
     function _fail(Request storage r) private {
