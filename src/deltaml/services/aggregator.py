@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from deltaml.crypto import PublicKey
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.published import is_evaluated, last_round
@@ -242,6 +243,7 @@ class AggregatorService:
             while not self._stop.wait(interval):
                 guarded("deadlines", self.expire_overdue)
                 guarded("fees", self.withdraw_fees)
+                guarded("settlements", self.settle_due)
                 guarded("deliveries", self.deliver_models)
 
         threading.Thread(target=watch, name="watcher", daemon=True).start()
@@ -289,6 +291,39 @@ class AggregatorService:
             )
             log.info("request %d failed: deadline passed while open", row.id)
         return overdue
+
+    def settle_due(self) -> list[int]:
+        """Settle every finished request whose challenge window has passed without a
+        dispute (or whose dispute the arbiter left unresolved: it is then void).
+        Anyone may; the aggregator does it so that its fee and the owners' pay come."""
+        if self.ledger is None:
+            return []
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(requests.c.id, requests.c.chain_request_id).where(
+                    requests.c.status == "FINISHED"
+                )
+            ).all()
+        settled = []
+        for row in rows:
+            state = self.ledger.request(row.chain_request_id)
+            if state.status == RequestStatus.FINISHED:
+                ends = state.challenge_ends_at
+            elif state.status == RequestStatus.DISPUTED:
+                ends = state.resolution_ends_at
+            else:
+                continue
+            now = max(self.ledger.now(), int(time.time()))
+            if ends is None or now <= ends:
+                continue
+            try:
+                self.ledger.settle(row.chain_request_id)
+            except DeltaMLError as exc:  # the chain's clock may lag: next time
+                log.debug("request %d: not settled yet: %s", row.id, exc)
+                continue
+            settled.append(row.id)
+            log.info("request %d: settled on chain after its window", row.id)
+        return settled
 
     def withdraw_fees(self) -> int:
         if self.ledger is None:
@@ -419,6 +454,8 @@ class AggregatorService:
                 problems.append(f"escrows {state.deposit_wei} wei, the spec says {deposit}")
             if state.spec_hash != request_hash(body.spec, req):
                 problems.append("commits to another spec (hash differs)")
+            if state.key_hash != key_fingerprint(key):
+                problems.append("commits to another Paillier key (fingerprint differs)")
             if problems:
                 raise DeltaMLValueError(
                     f"on-chain request {body.chain_request_id} " + "; ".join(problems)
@@ -446,6 +483,9 @@ class AggregatorService:
             )
             for row in conn.execute(sa.select(owners.c.address, owners.c.profile)).all():
                 self._offer(conn, rid, row.address, row.profile, req)
+        if self.ledger is not None:
+            # Who resolves a dispute: shown to the owners before they join.
+            self.store.put("arbiters", str(rid), {"arbiter": state.arbiter})
         self._event(rid, "created", {"buyer": buyer})
         log.info("request %d created by %s", rid, buyer)
         return {"id": rid, "status": "OPEN"}
@@ -471,12 +511,27 @@ class AggregatorService:
             )
 
     def _check_accepter(self, owner: str, rid: int) -> None:
-        """Only a data owner registered on the contract may take a seat."""
-        if self.ledger is not None and not self.ledger.has_role(owner, Role.DATA_OWNER):
+        """Only a data owner registered on the contract, that joined this very request
+        there with its own account, may take a seat."""
+        if self.ledger is None:
+            return
+        if not self.ledger.has_role(owner, Role.DATA_OWNER):
             raise HTTPException(
                 403,
                 f"{owner} is not registered on the contract as a data owner: register there first",
             )
+        cid = self._request_row(rid).chain_request_id
+        if not self.ledger.has_joined(cid, owner):
+            raise HTTPException(
+                409,
+                f"join on-chain request {cid} (its spec and key hashes) with your own "
+                "account before you accept",
+            )
+
+    def arbiter_of(self, rid: int) -> str:
+        """The address named on chain to resolve a dispute about request ``rid``."""
+        saved = self.store.get("arbiters", str(rid))
+        return str(saved["arbiter"]) if saved else ""
 
     def decide(self, owner: str, rid: int, accept: bool) -> dict[str, Any]:
         if accept:
@@ -883,6 +938,7 @@ class AggregatorService:
             "spec": row.spec,
             "requirements": row.requirements,
             "deposit_wei": row.deposit_wei,
+            "arbiter": self.arbiter_of(rid),
             "rounds_done": done or 0,
             # The validation MSE of the initial model (round 0), once measured.
             "initial_metric": initial["metric"] if initial else None,
@@ -910,7 +966,14 @@ class AggregatorService:
     def offers_for(self, owner: str) -> list[dict[str, Any]]:
         with self.store.begin() as conn:
             rows = conn.execute(
-                sa.select(offers, requests.c.spec, requests.c.requirements, requests.c.deposit_wei)
+                sa.select(
+                    offers,
+                    requests.c.spec,
+                    requests.c.requirements,
+                    requests.c.deposit_wei,
+                    requests.c.chain_request_id,
+                    requests.c.public_key,
+                )
                 .join(requests, requests.c.id == offers.c.request_id)
                 .where(offers.c.owner == owner)
                 .order_by(offers.c.request_id)
@@ -924,6 +987,9 @@ class AggregatorService:
                 "spec": r.spec,
                 "requirements": r.requirements,
                 "deposit_wei": r.deposit_wei,
+                "chain_request_id": r.chain_request_id,
+                "public_key": r.public_key,
+                "arbiter": self.arbiter_of(r.request_id),
                 # What the trainers' share is worth per owner if every trainer earns alike.
                 "offered_reward_wei": str(
                     int(r.deposit_wei) * TRAINERS_PERCENT // 100 // max(1, r.requirements["owners"])

@@ -207,6 +207,8 @@ class BuyerConfig:
     #: Approve the settlement once the evidence verifies (otherwise only by hand).
     auto_approve: bool = True
     watch_interval: float = 1.0
+    #: Who resolves a dispute, for a request spec that names no ``arbiter``.
+    arbiter: str = ""
 
 
 class BuyerNode:
@@ -267,7 +269,9 @@ class BuyerNode:
             "min_rows": req_spec["min_rows"],
             "owners": req_spec["owners"],
         }
-        arbiter = req_spec["arbiter"]
+        arbiter = req_spec["arbiter"] or self.config.arbiter
+        if arbiter and not is_address(arbiter):
+            raise DeltaMLValueError("arbiter must be an Ethereum address (0x and 40 hex digits)")
         if self.ledger is not None:
             if not arbiter:
                 raise DeltaMLValueError(
@@ -459,9 +463,9 @@ class BuyerNode:
             if self.store.get("models", str(rid)) is None:
                 return None  # without a contract the model comes at once
             report = self.verify(rid)
-            outcome = {"verified": report.ok, "failures": [str(f) for f in report.failures]}
-            self.store.put("settlement", str(rid), outcome)
-            return outcome
+            local = {"verified": report.ok, "failures": [str(f) for f in report.failures]}
+            self.store.put("settlement", str(rid), local)
+            return local
         cid = int(view["chain_request_id"])
         verdict = self.store.get("verdicts", str(rid))
         if verdict is None or (approve and not verdict.get("approved") and verdict["verified"]):

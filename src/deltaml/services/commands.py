@@ -72,6 +72,12 @@ def add_commands(sub: Any) -> None:
         help="approve the settlement once the evidence verifies (auto, the default) or by "
         "hand in the web UI",
     )
+    b.add_argument(
+        "--arbiter",
+        default="",
+        metavar="ADDRESS",
+        help="who resolves a dispute, for requests whose spec names no arbiter",
+    )
     r = buy_sub.add_parser("request", help="create a training request from a YAML/JSON spec")
     r.add_argument("spec", type=Path, metavar="SPEC", help="the request spec (YAML or JSON)")
     r.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
@@ -213,6 +219,7 @@ def _buyer(args: argparse.Namespace) -> int:
             allow_test_keys=args.allow_test_keys,
             chain_url=args.chain_url,
             auto_approve=args.approve == "auto",
+            arbiter=args.arbiter,
         )
     )
     node.start()
