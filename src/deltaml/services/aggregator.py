@@ -718,15 +718,20 @@ class AggregatorService:
         n_features = len(row.requirements["features"])
         stopped = self.store.get("deadline_stops", str(rid))
         latest: list[Checkpoint] = []
+        # When (by the chain's clock) and after which round this runner began training.
+        began = (self._clock(), resume.round if resume is not None else 0)
 
         def checkpoint(cp: Checkpoint) -> None:
+            nonlocal began
             latest[:] = [cp]
+            if cp.round == 0:
+                began = (self._clock(), 0)
             self._checkpoint(rid, cp)
 
         def progress(rec: RoundRecord) -> None:
             self._progress(rid, rec)
             if stopped is None and latest:
-                self._stop_for_deadline(rid, spec, aggregator, latest[0])
+                self._stop_for_deadline(rid, spec, aggregator, latest[0], began)
 
         def run(run_spec: TrainingSpec, start: Checkpoint | None) -> TrainingRecord:
             return aggregator.train(
@@ -804,8 +809,19 @@ class AggregatorService:
         log.info("request %d finished after %d rounds", rid, len(record.rounds))
         self.deliver_models()
 
+    def _clock(self) -> float:
+        """Now, as the next transaction will see it: a chain's latest block can lag the
+        clock while nobody transacts, the next block will not."""
+        chain_now = self.ledger.now() if self.ledger is not None else 0
+        return max(float(chain_now), time.time())
+
     def _stop_for_deadline(
-        self, rid: int, spec: TrainingSpec, aggregator: Aggregator, cp: Checkpoint
+        self,
+        rid: int,
+        spec: TrainingSpec,
+        aggregator: Aggregator,
+        cp: Checkpoint,
+        began: tuple[float, int],
     ) -> None:
         """Stop after round ``cp.round`` if training to the next evaluated round, and then
         finishing, could pass the deadline less the margin (estimated from the rounds so
@@ -821,7 +837,11 @@ class AggregatorService:
         following = next(
             j for j in range(k + 1, rounds + 1) if is_evaluated(j, rounds, spec.eval_every)
         )
-        per_round = sum(r.seconds for r in cp.record.rounds) / len(cp.record.rounds)
+        now = self._clock()
+        timed = [r.seconds for r in cp.record.rounds]
+        per_round = sum(timed) / len(timed)
+        if k > began[1]:  # the rounds this runner trained, by the clock of the chain
+            per_round = max(per_round, (now - began[0]) / (k - began[1]))
         # The rounds to the next metric, then the contributions, the final model and
         # the chain's transactions (about one more round), and the margin.
         needed = (following - k + 1) * per_round + self.config.deadline_margin
@@ -829,13 +849,12 @@ class AggregatorService:
         deadline = self._deadlines.get(rid)
         if deadline is None:
             deadline = self._deadlines[rid] = self.ledger.request(row.chain_request_id).deadline
-        now = max(self.ledger.now(), int(time.time()))
         if now + needed <= deadline:
             return
         body = {
             "round": k,
             "deadline": deadline,
-            "at": now,
+            "at": int(now),
             "round_seconds": round(per_round, 3),
             "margin_seconds": self.config.deadline_margin,
             "next_evaluated_round": following,
