@@ -481,7 +481,9 @@ class BuyerNode:
             self.store.put("settlement", str(rid), outcome)
             return outcome
         if state.status != RequestStatus.SETTLED:
-            return None  # waiting for the other approvals, or the window, or the arbiter
+            # Waiting for the other approvals, the window or the arbiter: the verdict
+            # so far (the settlement is recorded once the refund is withdrawn).
+            return outcome
         if not self.ledger.has_withdrawn(cid):
             outcome["refund_wei"] = str(
                 self.ledger.withdraw(cid) if self.ledger.claimable(cid) else 0
