@@ -426,7 +426,14 @@ class OwnerNode:
                 **out,
                 "state": "awaiting_approval",
                 "explanation": "The training has finished; you can withdraw once the buyer "
-                "approves the settlement.",
+                "and every participant approve the result, or its challenge window passes.",
+            }
+        if state.status == RequestStatus.DISPUTED:
+            return {
+                **out,
+                "state": "awaiting_approval",
+                "explanation": "The result is disputed: its arbiter "
+                f"({state.arbiter}) decides whether the payments stand.",
             }
         if state.status != RequestStatus.SETTLED:
             return {**out, "state": "none", "explanation": f"The request is {state.status.name}."}
