@@ -92,11 +92,22 @@ def _serve(service: AggregatorService) -> tuple[str, uvicorn.Server, threading.T
 
 @pytest.fixture(params=["embedded", "anvil"])
 def market(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Market]:
+    yield from _market(request, tmp_path, 2)
+
+
+@pytest.fixture
+def market3(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Market]:
+    """Three owners (two trainers and a validator), on the embedded chain's node."""
+    request.param = "embedded"
+    yield from _market(request, tmp_path, 3)
+
+
+def _market(request: pytest.FixtureRequest, tmp_path: Path, n_owners: int) -> Iterator[Market]:
     url = request.getfixturevalue(
         "embedded_node_url" if request.param == "embedded" else "anvil_url"
     )
     chain = connect(url)
-    names = ["aggregator", "buyer", "owner-1", "owner-2", "arbiter"]
+    names = ["aggregator", "buyer", "arbiter", *(f"owner-{i + 1}" for i in range(n_owners))]
     accounts = {n: Account.create() for n in names}
     fund_from_dev_account(chain, [a.address for a in accounts.values()], 10 * ETH, demo=True)
     ledger = Web3Ledger.deploy(chain, accounts["aggregator"])
@@ -107,14 +118,14 @@ def market(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Market]:
             work_dir=tmp_path / "agg",
             ledger=ledger,
             chain_url=url,
-            party_timeout=60.0,
+            party_timeout=60.0 if n_owners == 2 else 5.0,
         )
     )
     service.resume()
     service.start_watcher(0.2)
     agg_url, server, thread = _serve(service)
     data = load_dataset("diabetes")
-    shares = split_owners(data, 2, seed=0)
+    shares = split_owners(data, n_owners, seed=0)
     features = list(data.feature_names[:3])
     owners = []
     for i, share in enumerate(shares):
@@ -260,3 +271,61 @@ def test_no_round_starts_that_cannot_finish_before_the_deadline(market: Market) 
     assert len(stops) == 1 and stops[0]["body"]["round"] == 2
     assert stops[0]["signer"] == service.address
     assert records[-1]["type"] == "Payouts" and records[-1]["body"]["final_round"] == 2
+
+
+def test_a_seat_that_never_approves_delays_the_settlement_only_by_the_window(
+    market: Market,
+) -> None:
+    """A seated owner that vanishes (or withholds its approval) cannot hold the others'
+    pay or the buyer's model hostage: once the challenge window passes, the aggregator
+    settles, the payees withdraw and the buyer gets its model."""
+    silent = market.owners[0]
+    silent.review = lambda rid: None  # type: ignore[method-assign]
+    rid, cid = market.request()
+    ledger = market.buyer.ledger
+    assert ledger is not None
+    market.wait(
+        lambda: (
+            ledger.request(cid).status == RequestStatus.FINISHED
+            and ledger.request(cid).approvals == 2
+        )
+    )
+    assert market.buyer.store.get("models", str(rid)) is None
+    market.chain.advance_time(120)
+    market.wait(lambda: market.buyer.store.get("models", str(rid)))
+    assert ledger.request(cid).status == RequestStatus.SETTLED
+    assert market.final_model_seen == [RequestStatus.SETTLED]
+
+
+def test_a_trainer_dropped_mid_training_cannot_hold_the_settlement(market3: Market) -> None:
+    """A trainer that stops answering is dropped; it is still seated, so it never
+    approves: the others are paid and the buyer gets its model once the window passes."""
+    market = market3
+    victim: list[OwnerNode] = []
+
+    def vanish_after_round_one(owner: OwnerNode, answer: Any) -> Any:
+        def handler(rid: int, message: m.Message) -> m.Message:
+            if isinstance(message, m.RoundRequest) and message.round >= 2 and not victim:
+                victim.append(owner)
+            if victim and victim[0] is owner:
+                owner.stop()
+                time.sleep(60)  # never answers
+            return answer(rid, message)
+
+        return handler
+
+    for owner in market.owners:
+        owner.loop.handler = vanish_after_round_one(owner, owner.loop.handler)
+    rid, cid = market.request(owners=3, rounds=3)
+    ledger = market.buyer.ledger
+    assert ledger is not None
+    view = market.wait(
+        lambda: (v := market.service.request_view(rid))["status"] in ("FINISHED", "FAILED") and v
+    )
+    assert view["status"] == "FINISHED", view["error"]
+    assert len(view["result"]["dropped"]) == 1
+    market.wait(lambda: ledger.request(cid).approvals == 3)  # buyer, the other two seats
+    assert ledger.request(cid).status == RequestStatus.FINISHED
+    market.chain.advance_time(120)
+    market.wait(lambda: market.buyer.store.get("models", str(rid)))
+    assert ledger.request(cid).status == RequestStatus.SETTLED
