@@ -225,6 +225,7 @@ class BuyerNode:
         self.roles: dict[int, ModelBuyer] = {}
         self._asked: dict[tuple[int, str, int], int] = {}
         self._lock = threading.Lock()
+        self._creating = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="settlement", daemon=True)
 
@@ -303,6 +304,23 @@ class BuyerNode:
                 arbiter=arbiter,
                 key_hash=key_fingerprint(public_key),
             )
+        sealed = seal_key(private_key, self.config.key_password)
+        # Held until the request is stored: the aggregator may ask for work at once.
+        with self._creating:
+            return self._send_request(
+                chain_id, spec_dict, requirements, public_key, initial, role, sealed
+            )
+
+    def _send_request(
+        self,
+        chain_id: int,
+        spec_dict: dict[str, Any],
+        requirements: dict[str, Any],
+        public_key: Any,
+        initial: Any,
+        role: ModelBuyer,
+        sealed: dict[str, str],
+    ) -> dict[str, Any]:
         try:
             created = self.client.post(
                 "/requests",
@@ -326,7 +344,7 @@ class BuyerNode:
                 "chain_request_id": chain_id,
                 "spec": spec_dict,
                 "requirements": requirements,
-                "private_key": seal_key(private_key, self.config.key_password),
+                "private_key": sealed,
                 "created_at": time.time(),
             },
         )
@@ -353,6 +371,9 @@ class BuyerNode:
         return AggregatorError(f"{exc}; {note}", exc.status)
 
     def _role(self, rid: int) -> ModelBuyer:
+        if self.store.get("requests", str(rid)) is None:
+            with self._creating:  # a request being created now is stored first
+                pass
         with self._lock:
             role = self.roles.get(rid)
             if role is not None:
