@@ -329,3 +329,30 @@ def test_a_trainer_dropped_mid_training_cannot_hold_the_settlement(market3: Mark
     market.chain.advance_time(120)
     market.wait(lambda: market.buyer.store.get("models", str(rid)))
     assert ledger.request(cid).status == RequestStatus.SETTLED
+
+
+def test_a_result_whose_evidence_does_not_match_the_chain_is_disputed_not_settled(
+    market: Market,
+) -> None:
+    """The aggregator posts on chain an evidence hash that is not its transcript's: the
+    buyer and the seats check, dispute instead of approving, nothing becomes payable
+    and the model stays with the aggregator until the arbiter decides."""
+    ledger = market.service.ledger
+    assert ledger is not None
+    finish = ledger.finish
+
+    def lying(cid: int, initial: int, final: int, weights: list[int], _evidence: bytes) -> Any:
+        return finish(cid, initial, final, weights, b"\x01" * 32)
+
+    ledger.finish = lying  # type: ignore[method-assign]
+    rid, cid = market.request()
+    buyer = market.buyer
+    assert buyer.ledger is not None
+    verdict = market.wait(lambda: buyer.store.get("verdicts", str(rid)))
+    assert not verdict["verified"] and not verdict["approved"]
+    market.wait(lambda: all(o.store.get("reviews", str(rid)) for o in market.owners))
+    state = buyer.ledger.request(cid)
+    assert state.status == RequestStatus.DISPUTED and state.approvals == 0
+    assert not any(o.store.get("reviews", str(rid)).get("approved") for o in market.owners)
+    time.sleep(1)
+    assert buyer.store.get("models", str(rid)) is None and market.final_model_seen == []

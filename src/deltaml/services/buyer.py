@@ -533,14 +533,20 @@ class BuyerNode:
             failures.append("the contract holds another evidence hash than the transcript's")
         verified = report.ok and not failures
         verdict = {"verified": verified, "failures": failures, "approved": False}
-        if verified and approve:
-            self.ledger.approve(cid)
-            verdict["approved"] = True
-        elif not verified:
-            reason = "; ".join(failures) or "the transcript does not verify"
-            self.ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
-            verdict["disputed"] = reason
-            log.warning("request %d: evidence NOT verified; disputed on chain", rid)
+        try:
+            if verified and approve:
+                self.ledger.approve(cid)
+                verdict["approved"] = True
+            elif not verified:
+                reason = "; ".join(failures) or "the transcript does not verify"
+                self.ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
+                verdict["disputed"] = reason
+                log.warning("request %d: evidence NOT verified; disputed on chain", rid)
+        except DeltaMLError:
+            now = self.ledger.request(cid).status
+            if now == RequestStatus.FINISHED:
+                raise  # try again at the next look
+            verdict["note"] = f"{now.name} before this buyer's verdict was on chain"
         self.store.put("verdicts", str(rid), verdict)
         return verdict
 

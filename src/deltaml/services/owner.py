@@ -336,14 +336,20 @@ class OwnerNode:
         if state.evidence_hash.hex() != view["result"]["transcript_head"]:
             failures.append("the contract holds another evidence hash than the transcript's")
         review = {"verified": report.ok and not failures, "failures": failures}
-        if review["verified"]:
-            self.ledger.approve(cid)
-            review["approved"] = True
-        else:
-            reason = "; ".join(failures) or "the transcript does not verify"
-            self.ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
-            review["disputed"] = reason
-            log.warning("request %d: the result does NOT verify; disputed on chain", rid)
+        try:
+            if review["verified"]:
+                self.ledger.approve(cid)
+                review["approved"] = True
+            else:
+                reason = "; ".join(failures) or "the transcript does not verify"
+                self.ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
+                review["disputed"] = reason
+                log.warning("request %d: the result does NOT verify; disputed on chain", rid)
+        except DeltaMLError:
+            now = self.ledger.request(cid).status
+            if now == RequestStatus.FINISHED:
+                raise  # try again at the next look
+            review["note"] = f"{now.name} before this owner's verdict was on chain"
         self.store.put("reviews", str(rid), review)
         log.info("request %d: result %s", rid, "approved" if review.get("approved") else "disputed")
         return review
