@@ -22,6 +22,8 @@ from deltaml.ledger.chain import Chain
 ETH = 10**18
 EVIDENCE = b"\xe7" * 32
 SPEC = b"\x5e" * 32
+KEY = b"\x4b" * 32
+REASON = b"\xd1" * 32
 
 
 class GasReport:
@@ -51,7 +53,10 @@ def measure(chain: Chain) -> GasReport:
 
     buyer = market.for_account(generate_account())
     aggregator = market.for_account(generate_account())
-    fund_from_dev_account(chain, [buyer.account, aggregator.account], 1000 * ETH, demo=True)
+    arbiter = market.for_account(generate_account())
+    fund_from_dev_account(
+        chain, [buyer.account, aggregator.account, arbiter.account], 1000 * ETH, demo=True
+    )
     report.add("register (buyer)", buyer, lambda: buyer.register(Role.BUYER))
     report.add("register (aggregator)", aggregator, lambda: aggregator.register(Role.AGGREGATOR))
     owners = _parties(chain, market, 64)
@@ -61,13 +66,38 @@ def measure(chain: Chain) -> GasReport:
 
     def create(window_s: int = 600, duration_s: int = 3600) -> int:
         deadline = chain.now() + duration_s
-        return buyer.create_request(aggregator.account, 10 * ETH, deadline, window_s, SPEC)
+        return buyer.create_request(
+            aggregator.account,
+            10 * ETH,
+            deadline,
+            window_s,
+            SPEC,
+            arbiter=arbiter.account,
+            key_hash=KEY,
+        )
 
-    # --- a request with 4 trainers and 1 validator, approved by the buyer
+    def join(rid: int, chosen: list[Web3Ledger]) -> None:
+        for owner in chosen:
+            owner.join(rid, SPEC, KEY)
+
+    def started(n_trainers: int = 1, n_validators: int = 1, **kwargs: int) -> int:
+        rid = create(**kwargs)
+        chosen = owners[: n_trainers + n_validators]
+        join(rid, chosen)
+        aggregator.start(
+            rid,
+            [o.account for o in chosen[:n_trainers]],
+            [o.account for o in chosen[n_trainers:]],
+        )
+        return rid
+
+    # --- a request with 4 trainers and 1 validator, approved by everyone
     holder: dict[str, int] = {}
     report.add("createRequest", buyer, lambda: holder.update(id=create()))
     rid = holder["id"]
     trainers, validators = owners[:4], owners[4:5]
+    report.add("join (data owner)", owners[0], lambda: owners[0].join(rid, SPEC, KEY))
+    join(rid, owners[1:5])
     report.add(
         "start (4 trainers + 1 validator)",
         aggregator,
@@ -88,7 +118,11 @@ def measure(chain: Chain) -> GasReport:
         aggregator,
         lambda: aggregator.finish(rid, 10_000_000, 6_000_000, [4, 3, 2, 1], EVIDENCE),
     )
-    report.add("approve", buyer, lambda: buyer.approve(rid))
+    report.add("approve (buyer)", buyer, lambda: buyer.approve(rid))
+    for trainer in trainers[:-1]:
+        trainer.approve(rid)
+    report.add("approve (a seat)", trainers[-1], lambda: trainers[-1].approve(rid))
+    report.add("approve (the last one: settles)", validators[0], lambda: validators[0].approve(rid))
     for i, trainer in enumerate(trainers, 1):
         report.add(f"withdraw (trainer {i})", trainer, lambda t=trainer: t.withdraw(rid))
     report.add("withdraw (validator)", validators[0], lambda: validators[0].withdraw(rid))
@@ -96,17 +130,31 @@ def measure(chain: Chain) -> GasReport:
     report.add("withdraw (buyer refund)", buyer, lambda: buyer.withdraw(rid))
 
     # --- settle by anyone after the window
-    rid = create(window_s=60)
-    aggregator.start(rid, [owners[0].account], [owners[1].account])
+    rid = started(window_s=60)
     aggregator.finish(rid, 10, 5, [1], EVIDENCE)
     chain.advance_time(61)
     report.add("settle (after the window)", owners[2], lambda: owners[2].settle(rid))
 
+    # --- disputes
+    rid = started(window_s=60)
+    aggregator.finish(rid, 10, 5, [1], EVIDENCE)
+    report.add("dispute", owners[0], lambda: owners[0].dispute(rid, REASON))
+    report.add("resolve (void)", arbiter, lambda: arbiter.resolve(rid, False))
+    report.add("withdraw (buyer, voided)", buyer, lambda: buyer.withdraw(rid))
+    rid = started(window_s=60)
+    aggregator.finish(rid, 10, 5, [1], EVIDENCE)
+    buyer.dispute(rid, REASON)
+    report.add("resolve (upheld)", arbiter, lambda: arbiter.resolve(rid, True))
+    rid = started(window_s=60)
+    aggregator.finish(rid, 10, 5, [1], EVIDENCE)
+    buyer.dispute(rid, REASON)
+    chain.advance_time(121)
+    report.add("settle (unresolved dispute: void)", owners[2], lambda: owners[2].settle(rid))
+
     # --- refunds
     rid = create()
     report.add("cancel (refund at once)", buyer, lambda: buyer.cancel(rid))
-    rid = create()
-    aggregator.start(rid, [owners[0].account], [owners[1].account])
+    rid = started()
     report.add("abort", aggregator, lambda: aggregator.abort(rid))
     report.add("reclaim (after abort)", buyer, lambda: buyer.reclaim(rid))
     rid = create(duration_s=60)
@@ -118,6 +166,7 @@ def measure(chain: Chain) -> GasReport:
         n = n_trainers + n_validators
         rid = create()
         chosen = owners[:n]
+        join(rid, chosen)
         report.add(
             f"start ({n} owners: {n_trainers} + {n_validators})",
             aggregator,
@@ -132,7 +181,13 @@ def measure(chain: Chain) -> GasReport:
                 rid, 10_000_000, 6_000_000, list(range(1, t + 1)), EVIDENCE
             ),
         )
-        buyer.approve(rid)
+        for party in [buyer, *chosen[:-1]]:
+            party.approve(rid)
+        report.add(
+            f"approve (the last of {n + 1}: settles)",
+            chosen[-1],
+            lambda rid=rid, o=chosen[-1]: o.approve(rid),
+        )
         report.add(
             f"withdraw (trainer, {n}-owner request)",
             chosen[0],

@@ -2,12 +2,17 @@
 
 :class:`OnChainRequest` drives the Marketplace contract through the
 :class:`~deltaml.ledger.Ledger` interface the way the parties do: everyone
-registers itself; the buyer escrows the payment and names the aggregator; the
-aggregator seats the trainers and validators before training, posts the
-evaluated metrics and the final result with contributions (each carrying the
-hash of the evidence transcript) after it; the buyer approves only evidence
-that verified; and every payee pulls its own credit. What the chain pays is then
-compared with :func:`deltaml.ledger.payouts.compute_payouts` on the same inputs.
+registers itself; the buyer escrows the payment and names the aggregator, an
+arbiter and the fingerprint of its Paillier key; each owner joins the request
+with its own account, consenting to exactly that spec and key; the aggregator
+seats the owners that joined before training, posts the evaluated metrics and
+the final result with contributions (each carrying the hash of the evidence
+transcript) after it. When the evidence verified, the buyer and every seat
+approve and the request settles at once; when it did not, the buyer disputes
+and the arbiter (which re-runs the verification) voids the result, so the buyer
+gets its deposit back. Every payee pulls its own credit. What the chain pays is
+then compared with :func:`deltaml.ledger.payouts.compute_payouts` on the same
+inputs.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from deltaml.errors import LedgerError
-from deltaml.ledger.base import Ledger, RequestStatus, Role
+from deltaml.ledger.base import DEFAULT_CHALLENGE_WINDOW_S, Ledger, RequestStatus, Role
 from deltaml.ledger.payouts import Payouts
 
 if TYPE_CHECKING:
@@ -29,7 +34,8 @@ if TYPE_CHECKING:
 #: Gas money each demo account gets from the dev chain.
 DEMO_FUNDING_WEI = 10**21
 DEFAULT_DEADLINE_S = 24 * 3600
-DEFAULT_CHALLENGE_WINDOW_S = 3600
+#: What the buyer's dispute names when the evidence did not verify.
+UNVERIFIED_REASON = hashlib.sha256(b"deltaml: the evidence transcript did not verify").digest()
 
 
 @dataclass
@@ -65,15 +71,27 @@ def spec_hash(spec: Mapping[str, object]) -> bytes:
 
 
 class OnChainRequest:
-    """One request on a fresh Marketplace deployment, acted on by each party's own key."""
+    """One request on a fresh Marketplace deployment, acted on by each party's own key.
 
-    def __init__(self, chain_url: str | None, accounts: Mapping[str, LocalAccount]) -> None:
-        from deltaml.ledger import Web3Ledger, connect, fund_from_dev_account
+    ``accounts`` maps party ids (``"buyer"``, ``"aggregator"``, the owners' ids)
+    to their keys; an ``"arbiter"`` key is created when none is given.
+    """
+
+    def __init__(
+        self,
+        chain_url: str | None,
+        accounts: Mapping[str, LocalAccount],
+        *,
+        challenge_window_s: int = DEFAULT_CHALLENGE_WINDOW_S,
+    ) -> None:
+        from deltaml.ledger import Web3Ledger, connect, fund_from_dev_account, generate_account
 
         t0 = time.perf_counter()
         self._chain = connect(chain_url)
         self.chain_name = chain_url or "embedded"
+        self.challenge_window_s = challenge_window_s
         self._accounts = dict(accounts)
+        self._accounts.setdefault("arbiter", generate_account())
         addresses = [str(a.address) for a in self._accounts.values()]
         fund_from_dev_account(self._chain, addresses, DEMO_FUNDING_WEI, demo=True)
         deployer = Web3Ledger.deploy(self._chain, self._accounts["aggregator"])
@@ -86,12 +104,16 @@ class OnChainRequest:
         self.seconds = time.perf_counter() - t0
 
     def _tx(self, party: str, method: str, *args: object) -> object:
+        result = getattr(self._ledgers[party], method)(*args)
+        self._count(party)
+        return result
+
+    def _count(self, party: str) -> None:
+        """Add the party's last transaction to the totals."""
         ledger = self._ledgers[party]
-        result = getattr(ledger, method)(*args)
         self.transactions += 1
         if ledger.last_receipt is not None:
             self.gas_used += ledger.last_receipt.gas_used
-        return result
 
     def address(self, party: str) -> str:
         return str(self._accounts[party].address)
@@ -102,25 +124,36 @@ class OnChainRequest:
         request_spec: Mapping[str, object],
         trainers: Sequence[str],
         validators: Sequence[str],
+        *,
+        key_hash: bytes,
     ) -> int:
-        """Registration, escrow and start: everything before the first round."""
+        """Registration, escrow, consent and start: everything before the first round.
+
+        ``key_hash`` is the fingerprint of the buyer's Paillier key
+        (:func:`deltaml.crypto.paillier.key_fingerprint`); every owner joins with
+        its own account to exactly this spec and key before it is seated.
+        """
         t0 = time.perf_counter()
         self._tx("buyer", "register", Role.BUYER)
         self._tx("aggregator", "register", Role.AGGREGATOR)
         for oid in [*trainers, *validators]:
             self._tx(oid, "register", Role.DATA_OWNER)
         now = self._ledgers["buyer"].now()
-        self.request_id = int(
-            self._tx(  # type: ignore[call-overload]
-                "buyer",
-                "create_request",
+        digest = spec_hash(request_spec)
+        self.request_id = rid = int(
+            self._ledgers["buyer"].create_request(
                 self.address("aggregator"),
                 deposit_wei,
                 now + DEFAULT_DEADLINE_S,
-                DEFAULT_CHALLENGE_WINDOW_S,
-                spec_hash(request_spec),
+                self.challenge_window_s,
+                digest,
+                arbiter=self.address("arbiter"),
+                key_hash=key_hash,
             )
         )
+        self._count("buyer")
+        for oid in [*trainers, *validators]:
+            self._tx(oid, "join", rid, digest, key_hash)
         self._tx(
             "aggregator",
             "start",
@@ -143,7 +176,9 @@ class OnChainRequest:
         trainers: Sequence[str],
         validators: Sequence[str],
     ) -> ChainSettlement:
-        """Post the results, approve verified evidence, and let every payee withdraw."""
+        """Post the results; on verified evidence the buyer and every seat approve
+        (settled at once), otherwise the buyer disputes and the arbiter voids the
+        result; then every payee withdraws."""
         t0 = time.perf_counter()
         rid = self.request_id
         for round_, value in sorted(metrics.items()):
@@ -160,10 +195,16 @@ class OnChainRequest:
         )
         withdrawn: dict[str, int] = {}
         if evidence_verified:
-            self._tx("buyer", "approve", rid)
-            for party in ["buyer", "aggregator", *trainers, *validators]:
-                if self._ledgers[party].claimable(rid) > 0:
-                    withdrawn[party] = int(self._tx(party, "withdraw", rid))  # type: ignore[call-overload]
+            for party in ["buyer", *trainers, *validators]:
+                self._tx(party, "approve", rid)
+        else:
+            self._tx("buyer", "dispute", rid, UNVERIFIED_REASON)
+            # the arbiter re-runs the verification, which fails again: void
+            self._tx("arbiter", "resolve", rid, False)
+        for party in ["buyer", "aggregator", *trainers, *validators]:
+            if self._ledgers[party].claimable(rid) > 0:
+                withdrawn[party] = int(self._tx(party, "withdraw", rid))  # type: ignore[call-overload]
+        if evidence_verified:
             paid = {
                 **dict(zip(trainers, expected.trainers, strict=True)),
                 **dict(zip(validators, expected.validators, strict=True)),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from eth_account import Account
 
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DeltaMLValueError
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
@@ -262,8 +263,16 @@ def simulate_shares(
     on_chain = None
     if config.chain:
         trainers, validators = split_roles(ids, spec.trainer_fraction, spec.split_seed)
+        # an arbiter (resolving disputes) is created by OnChainRequest; every
+        # owner joins with its own account to this spec and the buyer's key
         on_chain = OnChainRequest(config.chain_url, account)
-        on_chain.open(config.deposit_wei, dataclasses.asdict(spec), trainers, validators)
+        on_chain.open(
+            config.deposit_wei,
+            dataclasses.asdict(spec),
+            trainers,
+            validators,
+            key_hash=key_fingerprint(buyer.public_key),
+        )
 
     with _transcript_writer(config.transcript) as writer:
         aggregator = Aggregator(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ledger_testkit import ETH, EVIDENCE, SPEC, Market, reverts
+from ledger_testkit import ETH, EVIDENCE, KEY, SPEC, Market, reverts
 
 from deltaml.ledger import RequestStatus, Role, compute_payouts
 from deltaml.ledger.base import Ledger
@@ -46,10 +46,13 @@ def test_reentrant_trainer_is_paid_exactly_once(market: Market) -> None:
     validator = market.owners(1)[0]
     escrow_before = market.ledger.contract_balance_wei()
     deposit = 7 * ETH
-    rid = market.open_request(deposit)
+    rid = market.open_request(deposit, window_s=60)
+    market.transact(owner, attacker.functions.join(rid, SPEC, KEY))
+    market.join_all(rid, [validator])
     market.aggregator.start(rid, [address], [validator.account])
     market.aggregator.finish(rid, 1000, 1, [1], EVIDENCE)
-    market.buyer.approve(rid)
+    market.chain.advance_time(61)  # the attacker never approves: wait out the window
+    market.buyer.settle(rid)
     share = market.buyer.claimable(rid, address)
     assert share == compute_payouts(deposit, 1000, 1, [1], 1).trainers[0] > 0
 
@@ -85,7 +88,9 @@ def test_reentrant_buyer_cancelling_gets_its_deposit_once(market: Market, reentr
     deadline = market.chain.now() + 3600
     market.transact(
         owner,
-        attacker.functions.createRequest(market.aggregator.account, deadline, 60, SPEC),
+        attacker.functions.createRequest(
+            market.aggregator.account, market.arbiter.account, deadline, 60, SPEC, KEY
+        ),
         value_wei=deposit,
     )
     rid = market.ledger._contract.functions.requestCount().call()
@@ -106,7 +111,9 @@ def test_reentrant_buyer_reclaiming_gets_its_deposit_once(market: Market) -> Non
     deadline = market.chain.now() + 100
     market.transact(
         owner,
-        attacker.functions.createRequest(market.aggregator.account, deadline, 60, SPEC),
+        attacker.functions.createRequest(
+            market.aggregator.account, market.arbiter.account, deadline, 60, SPEC, KEY
+        ),
         value_wei=deposit,
     )
     rid = market.ledger._contract.functions.requestCount().call()
@@ -125,10 +132,13 @@ def test_payee_refusing_ether_blocks_only_itself(market: Market) -> None:
     rejecting = market.contract(market.rejecting_artifact, address)
     market.transact(owner, rejecting.functions.register(int(Role.DATA_OWNER)))
     trainer = market.owners(1)[0]
-    rid = market.open_request(ETH)
+    rid = market.open_request(ETH, window_s=60)
+    market.transact(owner, rejecting.functions.join(rid, SPEC, KEY))
+    market.join_all(rid, [trainer])
     market.aggregator.start(rid, [trainer.account], [address])
     market.aggregator.finish(rid, 10, 5, [1], EVIDENCE)
-    market.buyer.approve(rid)
+    market.chain.advance_time(61)  # the rejecting payee never approves: wait out the window
+    trainer.settle(rid)
     owed = market.buyer.claimable(rid, address)
     assert owed == compute_payouts(ETH, 10, 5, [1], 1).validators[0]
     with reverts("TransferFailed", address, owed):
@@ -142,9 +152,8 @@ def test_payee_refusing_ether_blocks_only_itself(market: Market) -> None:
 
 
 def test_double_withdraw_is_refused(market: Market) -> None:
-    rid, trainers, validators = market.started_request(1, 1)
-    market.aggregator.finish(rid, 10, 5, [1], EVIDENCE)
-    market.buyer.approve(rid)
+    rid, trainers, validators = market.finished_request(1, 1, initial_metric=10, final_metric=5)
+    market.approve_all(rid, trainers, validators)
     for party in (trainers[0], validators[0], market.aggregator, market.buyer):
         amount = party.withdraw(rid)
         assert amount > 0
@@ -170,7 +179,15 @@ def test_only_a_registered_buyer_creates_requests(market: Market) -> None:
     stranger = market.party(Role.DATA_OWNER)
     deadline = market.chain.now() + 3600
     with reverts("NotRegistered", stranger.account, Role.BUYER):
-        stranger.create_request(market.aggregator.account, ETH, deadline, 60, SPEC)
+        stranger.create_request(
+            market.aggregator.account,
+            ETH,
+            deadline,
+            60,
+            SPEC,
+            arbiter=market.arbiter.account,
+            key_hash=KEY,
+        )
 
 
 def test_the_aggregator_must_be_registered_as_one(market: Market) -> None:
@@ -185,18 +202,17 @@ def test_buyer_cannot_choose_itself_as_aggregator(market: Market) -> None:
         market.open_request(buyer=both, aggregator=both)
 
 
-def test_only_the_buyer_cancels_approves_reclaims(market: Market) -> None:
+def test_only_the_buyer_cancels_and_reclaims(market: Market) -> None:
     rid = market.open_request(duration_s=100)
-    intruders: list[Ledger] = [market.aggregator, market.other_aggregator, market.owners(1)[0]]
+    intruders: list[Ledger] = [
+        market.aggregator,
+        market.other_aggregator,
+        market.owners(1)[0],
+        market.arbiter,
+    ]
     for intruder in intruders:
         with reverts("NotBuyer", rid, intruder.account):
             intruder.cancel(rid)
-    owners = market.owners(2)
-    market.aggregator.start(rid, [owners[0].account], [owners[1].account])
-    market.aggregator.finish(rid, 10, 5, [1], EVIDENCE)
-    for intruder in intruders:
-        with reverts("NotBuyer", rid, intruder.account):
-            intruder.approve(rid)
     rid2 = market.open_request(duration_s=100)
     market.chain.advance_time(200)
     for intruder in intruders:
@@ -224,6 +240,7 @@ def test_a_non_chosen_aggregator_can_do_nothing(market: Market) -> None:
     rid = market.open_request()
     other = market.other_aggregator
     owners = market.owners(2)
+    market.join_all(rid, owners)
     trainers, validators = [owners[0].account], [owners[1].account]
     with reverts("NotAggregator", rid, other.account):
         other.start(rid, trainers, validators)
@@ -244,21 +261,25 @@ def test_a_non_chosen_aggregator_can_do_nothing(market: Market) -> None:
 # ----------------------------------------------------- who may be seated
 
 
-def test_start_with_an_unregistered_owner_is_refused(market: Market) -> None:
+def test_an_unregistered_owner_can_neither_join_nor_be_seated(market: Market) -> None:
     rid = market.open_request()
     registered = market.owners(2)
+    market.join_all(rid, registered)
     stranger = market.party(Role.BUYER)  # registered, but not as a data owner
     with reverts("NotRegistered", stranger.account, Role.DATA_OWNER):
+        stranger.join(rid, SPEC, KEY)
+    with reverts("NotJoined", rid, stranger.account):
         market.aggregator.start(
             rid, [registered[0].account, stranger.account], [registered[1].account]
         )
-    with reverts("NotRegistered", stranger.account, Role.DATA_OWNER):
+    with reverts("NotJoined", rid, stranger.account):
         market.aggregator.start(rid, [registered[0].account], [stranger.account])
     assert market.buyer.request(rid).status is RequestStatus.OPEN
 
 
 def test_start_refuses_duplicates_overlap_and_conflicts(market: Market) -> None:
     rid = market.open_request()
+    market.join_all(rid, market.owners(3))
     a, b, c = (o.account for o in market.owners(3))
     with reverts("DuplicateParticipant", rid, a):
         market.aggregator.start(rid, [a, a], [b])
@@ -266,14 +287,25 @@ def test_start_refuses_duplicates_overlap_and_conflicts(market: Market) -> None:
         market.aggregator.start(rid, [a, b], [b])
     with reverts("DuplicateParticipant", rid, c):
         market.aggregator.start(rid, [a], [c, c])
+    # the buyer, the aggregator and the arbiter cannot join their own request,
+    # so they can never be seated in it
     owner_buyer = market.party(Role.DATA_OWNER, Role.BUYER)
     rid2 = market.open_request(buyer=owner_buyer)
     with reverts("ConflictOfInterest", rid2, owner_buyer.account):
+        owner_buyer.join(rid2, SPEC, KEY)
+    with reverts("NotJoined", rid2, owner_buyer.account):
         market.aggregator.start(rid2, [owner_buyer.account], [a])
     owner_aggregator = market.party(Role.DATA_OWNER, Role.AGGREGATOR)
     rid3 = market.open_request(aggregator=owner_aggregator)
+    market.join_all(rid3, market.owners(1))
     with reverts("ConflictOfInterest", rid3, owner_aggregator.account):
+        owner_aggregator.join(rid3, SPEC, KEY)
+    with reverts("NotJoined", rid3, owner_aggregator.account):
         owner_aggregator.start(rid3, [a], [owner_aggregator.account])
+    owner_arbiter = market.party(Role.DATA_OWNER)
+    rid4 = market.open_request(arbiter=owner_arbiter)
+    with reverts("ConflictOfInterest", rid4, owner_arbiter.account):
+        owner_arbiter.join(rid4, SPEC, KEY)
     with reverts("NoTrainers"):
         market.aggregator.start(rid, [], [a])
     with reverts("NoValidators"):
@@ -372,7 +404,9 @@ def _finish_and_pay(
     escrow_before = market.ledger.contract_balance_wei()
     rid, trainers, validators = market.started_request(n_trainers, n_validators, deposit)
     market.aggregator.finish(rid, initial, final, contributions, EVIDENCE)
-    market.buyer.approve(rid)
+    assert market.buyer.contributions(rid) == contributions
+    market.approve_all(rid, trainers, validators)
+    assert market.buyer.request(rid).status is RequestStatus.SETTLED
     expected = compute_payouts(deposit, initial, final, contributions, n_validators)
     assert expected.total() == deposit
     owed = [
@@ -434,7 +468,7 @@ def test_no_improvement_pays_only_the_fixed_shares(
     escrow_before = market.ledger.contract_balance_wei()
     rid, trainers, validators = market.started_request(2, 2, deposit)
     market.aggregator.finish(rid, initial, final, [3, 4], EVIDENCE)
-    market.buyer.approve(rid)
+    market.approve_all(rid, trainers, validators)
     per_validator = deposit * 20 // 100 // 2
     aggregator = deposit * 10 // 100
     refund = deposit - 2 * per_validator - aggregator

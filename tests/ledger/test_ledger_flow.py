@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledger_testkit import ETH, EVIDENCE, SPEC, Market, reverts
+from ledger_testkit import ETH, EVIDENCE, KEY, SPEC, Market, reverts
 
 from deltaml.ledger import RequestStatus, Role, Web3Ledger, compute_payouts
 from deltaml.ledger import payouts as rule
@@ -16,6 +16,13 @@ def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
     assert state.status is RequestStatus.IN_PROGRESS
     assert (state.n_trainers, state.n_validators, state.deposit_wei) == (3, 2, deposit)
     assert state.spec_hash == SPEC
+    assert (state.arbiter, state.key_hash, state.approvals) == (market.arbiter.account, KEY, 0)
+    assert market.buyer.participants(rid) == (
+        [t.account for t in trainers],
+        [v.account for v in validators],
+    )
+    assert market.buyer.contributions(rid) == [0, 0, 0]
+    assert all(market.buyer.has_joined(rid, p.account) for p in trainers + validators)
 
     market.aggregator.post_metric(rid, 1, 9_000_000, EVIDENCE)
     market.aggregator.post_metric(rid, 5, 7_500_000, EVIDENCE)
@@ -30,6 +37,8 @@ def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
         EVIDENCE,
     )
     assert state.challenge_ends_at == state.finished_at + state.challenge_window_s
+    assert state.resolution_ends_at == state.finished_at + 2 * state.challenge_window_s
+    assert market.buyer.contributions(rid) == contributions
 
     expected = compute_payouts(deposit, 10_000_000, 6_000_000, contributions, 2)
     # nothing is payable before settlement
@@ -37,7 +46,13 @@ def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
     with reverts("WrongStatus", rid, RequestStatus.FINISHED):
         trainers[0].withdraw(rid)
 
-    market.buyer.approve(rid)
+    # the buyer and every seat approve; the last approval settles at once
+    approvers = [market.buyer, *trainers, *validators]
+    for n, party in enumerate(approvers, start=1):
+        assert market.buyer.request(rid).status is RequestStatus.FINISHED
+        party.approve(rid)
+        assert party.has_approved(rid)
+        assert market.buyer.request(rid).approvals == n
     assert market.buyer.request(rid).status is RequestStatus.SETTLED
     assert market.buyer.request(rid).refund_wei == expected.refund
 
@@ -63,20 +78,25 @@ def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
     history = market.buyer.history(rid)
     assert [e.name for e in history] == [
         "RequestCreated",
+        *["Joined"] * 5,
         "RequestStarted",
         "MetricPosted",
         "MetricPosted",
         "RequestFinished",
+        *["Approved"] * 6,
         "RequestSettled",
         *["Withdrawn"] * 7,
     ]
-    started, finished = history[1].args, history[4].args
+    created, started, finished = history[0].args, history[6].args, history[9].args
+    assert (created["arbiter"], created["keyHash"]) == (market.arbiter.account, KEY)
+    assert [e.args["owner"] for e in history[1:6]] == [p.account for p in trainers + validators]
     assert started["trainers"] == [t.account for t in trainers]
     assert started["validators"] == [v.account for v in validators]
     assert finished["contributions"] == contributions
     assert finished["evidenceHash"] == EVIDENCE
-    assert history[5].args["approvedByBuyer"] is True
-    assert {e.args["account"]: e.args["amount"] for e in history[6:]} == paid
+    assert [e.args["by"] for e in history[10:16]] == [p.account for p in approvers]
+    assert history[16].args["approvedByAll"] is True
+    assert {e.args["account"]: e.args["amount"] for e in history[17:]} == paid
 
 
 def test_seats_follow_the_order_given_to_start(market: Market) -> None:
@@ -104,6 +124,8 @@ def test_settle_by_anyone_only_after_the_challenge_window(market: Market) -> Non
         stranger.settle(rid)
     with reverts("WrongStatus", rid, RequestStatus.SETTLED):
         market.buyer.approve(rid)
+    with reverts("WrongStatus", rid, RequestStatus.SETTLED):
+        trainers[0].dispute(rid, EVIDENCE)
     assert trainers[0].withdraw(rid) == compute_payouts(ETH, 100, 50, [1], 1).trainers[0]
 
 
@@ -145,7 +167,14 @@ def test_abort_lets_the_buyer_reclaim_at_once(market: Market) -> None:
     market.buyer.reclaim(rid)  # before the deadline: allowed after an abort
     assert market.buyer.has_withdrawn(rid)
     names = [e.name for e in market.buyer.history(rid)]
-    assert names == ["RequestCreated", "RequestStarted", "RequestAborted", "Withdrawn"]
+    assert names == [
+        "RequestCreated",
+        "Joined",
+        "Joined",
+        "RequestStarted",
+        "RequestAborted",
+        "Withdrawn",
+    ]
     with reverts("AlreadyWithdrawn", rid, market.buyer.account):
         market.buyer.reclaim(rid)
 
@@ -164,6 +193,7 @@ def test_metrics_rounds_must_increase_and_fit(market: Market) -> None:
     with reverts("WrongStatus", rid, RequestStatus.OPEN):
         market.aggregator.post_metric(rid, 1, 5, EVIDENCE)
     owners = market.owners(2)
+    market.join_all(rid, owners)
     market.aggregator.start(rid, [owners[0].account], [owners[1].account])
     market.aggregator.post_metric(rid, 3, 5, EVIDENCE)
     with reverts("RoundNotIncreasing", rid, 3, 3):
@@ -194,16 +224,36 @@ def test_create_request_checks_its_inputs(market: Market) -> None:
     now = market.chain.now()
     agg = market.aggregator.account
     buyer = market.buyer
+
+    def create(deposit: int, deadline: int, window: int, arbiter: str | None = None) -> int:
+        return buyer.create_request(
+            agg,
+            deposit,
+            deadline,
+            window,
+            SPEC,
+            arbiter=market.arbiter.account if arbiter is None else arbiter,
+            key_hash=KEY,
+        )
+
     with reverts("ZeroDeposit"):
-        buyer.create_request(agg, 0, now + 3600, 60, SPEC)
+        create(0, now + 3600, 60)
     with reverts("InvalidDeadline"):
-        buyer.create_request(agg, ETH, now - 1, 60, SPEC)
+        create(ETH, now - 1, 60)
     with reverts("InvalidDeadline"):
-        buyer.create_request(agg, ETH, now + 366 * 86400, 60, SPEC)
+        create(ETH, now + 366 * 86400, 60)
     with reverts("ChallengeWindowTooLong", 30 * 86400 + 1, 30 * 86400):
-        buyer.create_request(agg, ETH, now + 3600, 30 * 86400 + 1, SPEC)
-    rid = buyer.create_request(agg, ETH, now + 3600, 0, SPEC)
-    assert buyer.request(rid).challenge_window_s == 0
+        create(ETH, now + 3600, 30 * 86400 + 1)
+    with reverts("ChallengeWindowTooShort", 59, 60):
+        create(ETH, now + 3600, 59)
+    with reverts("ChallengeWindowTooShort", 0, 60):
+        create(ETH, now + 3600, 0)
+    zero = "0x" + "00" * 20
+    for arbiter in (zero, buyer.account, agg):
+        with reverts("InvalidArbiter", arbiter):
+            create(ETH, now + 3600, 60, arbiter)
+    rid = create(ETH, now + 3600, 60)
+    assert buyer.request(rid).challenge_window_s == 60
 
 
 def test_unknown_request_is_named(market: Market) -> None:

@@ -54,7 +54,7 @@ def test_a_request_lives_and_pays_out_over_the_node(node_market: Market) -> None
     rid, trainers, validators = market.started_request(2, 1, deposit)
     assert market.buyer.request(rid).status is RequestStatus.IN_PROGRESS
     market.aggregator.finish(rid, 1_000, 400, [3, 1], EVIDENCE)
-    market.buyer.approve(rid)
+    market.approve_all(rid, trainers, validators)
     expected = compute_payouts(deposit, 1_000, 400, [3, 1], 1)
     paid = 0
     for party, amount in [
@@ -72,7 +72,8 @@ def test_a_request_lives_and_pays_out_over_the_node(node_market: Market) -> None
     names = [e.name for e in market.buyer.history(rid)]
     assert (
         names
-        == ["RequestCreated", "RequestStarted", "RequestFinished", "RequestSettled"]
+        == ["RequestCreated", "Joined", "Joined", "Joined", "RequestStarted"]
+        + ["RequestFinished", "Approved", "Approved", "Approved", "Approved", "RequestSettled"]
         + ["Withdrawn"] * 5
     )
 

@@ -137,6 +137,8 @@ contract Marketplace {
 
     uint256 private constant AGGREGATOR_BIT = 1 << 64;
     uint256 private constant BUYER_BIT = 1 << 65;
+    uint256 private constant JOINED = 1;
+    uint256 private constant SEAT_BASE = 2;
 
     // ------------------------------------------------------------------ state
 
@@ -145,16 +147,15 @@ contract Marketplace {
     /// Number of requests created; ids run from 1 to requestCount.
     uint256 public requestCount;
     mapping(uint256 id => Request) private _requests;
-    /// Seat index + 1 of each participant (0: not a participant). Seats
-    /// 0..trainerCount-1 are trainers in the order given to `start`, the rest
-    /// are validators.
-    mapping(uint256 id => mapping(address account => uint256 seatPlusOne)) private _seats;
-    /// The participant in each seat (the reverse of _seats), for `participantsOf`.
+    /// Each account's standing in a request: 0 nothing, JOINED after `join`,
+    /// SEAT_BASE + seat once `start` seated it (one slot: seating a joined owner
+    /// rewrites a non-zero slot). Seats 0..trainerCount-1 are trainers in the
+    /// order given to `start`, the rest are validators.
+    mapping(uint256 id => mapping(address account => uint256 standing)) private _members;
+    /// The participant in each seat (the reverse of _members), for `participantsOf`.
     mapping(uint256 id => mapping(uint256 seat => address account)) private _seatHolders;
     /// Share and contribution of the trainer in each seat, fixed by `finish`.
     mapping(uint256 id => mapping(uint256 seat => TrainerSeat)) private _trainers;
-    /// Data owners that consented (`join`) to the request's exact spec and key.
-    mapping(uint256 id => mapping(address account => bool)) private _joined;
 
     bool private transient _locked;
 
@@ -168,10 +169,10 @@ contract Marketplace {
         uint256 deposit,
         uint64 deadline,
         uint64 challengeWindow,
-        bytes32 specHash
+        bytes32 specHash,
+        address arbiter,
+        bytes32 keyHash
     );
-    /// Emitted with RequestCreated: who resolves disputes, and the buyer's key.
-    event RequestTerms(uint256 indexed id, address indexed arbiter, bytes32 keyHash);
     event Joined(uint256 indexed id, address indexed owner);
     event RequestCancelled(uint256 indexed id);
     event RequestStarted(uint256 indexed id, address[] trainers, address[] validators);
@@ -312,8 +313,17 @@ contract Marketplace {
         r.specHash = specHash;
         r.arbiter = arbiter;
         r.keyHash = keyHash;
-        emit RequestCreated(id, msg.sender, aggregator, msg.value, deadline, challengeWindow, specHash);
-        emit RequestTerms(id, arbiter, keyHash);
+        emit RequestCreated(
+            id,
+            msg.sender,
+            aggregator,
+            msg.value,
+            deadline,
+            challengeWindow,
+            specHash,
+            arbiter,
+            keyHash
+        );
     }
 
     /// Cancel a request that has not started; the deposit is sent back at once.
@@ -362,8 +372,8 @@ contract Marketplace {
         }
         if (specHash != r.specHash) revert SpecMismatch(id, specHash, r.specHash);
         if (keyHash != r.keyHash) revert KeyMismatch(id, keyHash, r.keyHash);
-        if (_joined[id][msg.sender]) revert AlreadyJoined(id, msg.sender);
-        _joined[id][msg.sender] = true;
+        if (_members[id][msg.sender] != 0) revert AlreadyJoined(id, msg.sender);
+        _members[id][msg.sender] = JOINED;
         emit Joined(id, msg.sender);
     }
 
@@ -576,7 +586,7 @@ contract Marketplace {
 
     /// Whether `account` joined request `id` (consented to its spec and key).
     function hasJoined(uint256 id, address account) external view returns (bool) {
-        return _joined[id][account];
+        return _members[id][account] != 0;
     }
 
     /// Whether `account` (the buyer or a seat) approved the final result of `id`.
@@ -586,9 +596,9 @@ contract Marketplace {
         if (account == r.buyer && account != address(0)) {
             bit = BUYER_BIT;
         } else {
-            uint256 s = _seats[id][account];
-            if (s == 0) return false;
-            bit = uint256(1) << (s - 1);
+            (bool seated, uint256 seat) = _seatIndex(id, account);
+            if (!seated) return false;
+            bit = uint256(1) << seat;
         }
         return r.approvedMask & bit != 0;
     }
@@ -642,8 +652,7 @@ contract Marketplace {
     /// The seat of `account` in request `id`: (false, 0) if not a participant.
     /// Seats below the trainer count are trainers, the rest validators.
     function seatOf(uint256 id, address account) external view returns (bool seated, uint256 seat) {
-        uint256 s = _seats[id][account];
-        return s == 0 ? (false, 0) : (true, s - 1);
+        return _seatIndex(id, account);
     }
 
     /// The payment rule, exposed so anyone can check a split before it happens.
@@ -728,10 +737,17 @@ contract Marketplace {
     /// Seat `account`: `join` already checked that it is a registered data owner
     /// other than the buyer, the aggregator and the arbiter.
     function _seat(uint256 id, address account, uint256 seat) private {
-        if (!_joined[id][account]) revert NotJoined(id, account);
-        if (_seats[id][account] != 0) revert DuplicateParticipant(id, account);
-        _seats[id][account] = seat + 1;
+        uint256 standing = _members[id][account];
+        if (standing == 0) revert NotJoined(id, account);
+        if (standing != JOINED) revert DuplicateParticipant(id, account);
+        _members[id][account] = SEAT_BASE + seat;
         _seatHolders[id][seat] = account;
+    }
+
+    /// The seat of `account` in request `id`, if `start` seated it.
+    function _seatIndex(uint256 id, address account) private view returns (bool, uint256) {
+        uint256 standing = _members[id][account];
+        return standing < SEAT_BASE ? (false, 0) : (true, standing - SEAT_BASE);
     }
 
     /// What `account` is owed in a payable request, and its bit in paidMask
@@ -747,9 +763,8 @@ contract Marketplace {
         if (account == r.aggregator) {
             return ((uint256(r.deposit) * AGGREGATOR_PERCENT) / 100, AGGREGATOR_BIT);
         }
-        uint256 s = _seats[id][account];
-        if (s == 0) return (0, 0);
-        uint256 seat = s - 1;
+        (bool seated, uint256 seat) = _seatIndex(id, account);
+        if (!seated) return (0, 0);
         if (seat < r.trainerCount) return (_trainers[id][seat].share, 1 << seat);
         return ((uint256(r.deposit) * VALIDATORS_PERCENT) / 100 / r.validatorCount, 1 << seat);
     }
@@ -778,9 +793,9 @@ contract Marketplace {
         address account
     ) private view returns (uint256) {
         if (account == r.buyer) return BUYER_BIT;
-        uint256 s = _seats[id][account];
-        if (s == 0) revert NotParty(id, account);
-        return uint256(1) << (s - 1);
+        (bool seated, uint256 seat) = _seatIndex(id, account);
+        if (!seated) revert NotParty(id, account);
+        return uint256(1) << seat;
     }
 
     function _challengeEndsAt(Request storage r) private view returns (uint256) {
