@@ -12,6 +12,8 @@ from eth_account import Account
 from fastapi.testclient import TestClient
 from services_testkit import FEATURES, new_request, profile
 
+from deltaml.crypto import generate_keypair
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import ProtocolError
 from deltaml.ledger.accounts import fund_from_dev_account
 from deltaml.ledger.base import RequestStatus, Role
@@ -63,7 +65,8 @@ def market(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def open_request(market: dict[str, Any], deposit: int = ETH) -> tuple[int, int]:
     """A request escrowed on chain with a deadline an hour away, and known to the aggregator."""
-    body = new_request(owners=2)
+    key = generate_keypair(512, allow_test_keys=True)
+    body = new_request(owners=2, key=key)
     body["spec"]["deposit_wei"] = deposit
     ledger = market["buyer_ledger"]
     cid = ledger.create_request(
@@ -72,7 +75,11 @@ def open_request(market: dict[str, Any], deposit: int = ETH) -> tuple[int, int]:
         ledger.now() + HOUR,
         60,
         request_hash(body["spec"], body["requirements"]),
+        arbiter=str(Account.create().address),
+        key_hash=key_fingerprint(key[0]),
     )
+    market["spec_hash"] = request_hash(body["spec"], body["requirements"])
+    market["key_hash"] = key_fingerprint(key[0])
     body["chain_request_id"] = cid
     reply = market["client"].post("/requests", json=body, auth=SignedAuth(market["buyer"]))
     assert reply.status_code == 200, reply.text
@@ -82,6 +89,9 @@ def open_request(market: dict[str, Any], deposit: int = ETH) -> tuple[int, int]:
 def test_an_open_request_past_its_deadline_fails_and_the_deposit_comes_back(market) -> None:
     service, ledger = market["service"], market["buyer_ledger"]
     owner, client = Account.create(), market["client"]
+    fund_from_dev_account(market["chain"], [owner.address], ETH, demo=True)
+    owner_ledger = ledger.for_account(owner)
+    owner_ledger.register(Role.DATA_OWNER)
     registered = client.post(
         "/owners",
         json={"name": "o", "datasets": [profile("d", [*FEATURES, "y"])]},
@@ -89,6 +99,7 @@ def test_an_open_request_past_its_deadline_fails_and_the_deposit_comes_back(mark
     )
     assert registered.status_code == 200, registered.text
     rid, cid = open_request(market)
+    owner_ledger.join(cid, market["spec_hash"], market["key_hash"])
     assert client.post(f"/requests/{rid}/accept", auth=SignedAuth(owner)).status_code == 200
     assert service.expire_overdue() == []
     market["chain"].advance_time(2 * HOUR)

@@ -190,6 +190,8 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
                 "--allow-test-keys",
                 "--approve",
                 "manual",
+                "--arbiter",
+                "0x000000000000000000000000000000000000dEaD",  # resolves disputes; none here
             ],
         )
         owners = [

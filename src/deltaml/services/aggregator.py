@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -33,17 +34,26 @@ from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.chain import chain_id_of
+from deltaml.evidence.published import is_evaluated, last_round
 from deltaml.evidence.transcript import ChainBinding, TranscriptWriter, sealed_path_for
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, TRAINERS_PERCENT, scale_metric
 from deltaml.marketplace import spec_hash
-from deltaml.roles.aggregator import Aggregator, Checkpoint, RoundRecord, split_roles
+from deltaml.roles import messages as m
+from deltaml.roles.aggregator import (
+    Aggregator,
+    Checkpoint,
+    RoundRecord,
+    TrainingRecord,
+    split_roles,
+)
 from deltaml.roles.messages import TrainingSpec
 from deltaml.services import wire
 from deltaml.services.auth import RequestVerifier, signed_party
 from deltaml.services.queue import JobError, QueueTransport, WorkQueue
 from deltaml.services.serve import guard_bodies, guarded
-from deltaml.services.store import Store, checkpoints, events, offers, owners, requests
+from deltaml.services.store import Store, checkpoints, events, jobs, offers, owners, requests
+from deltaml.transport.base import Transport
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -62,6 +72,8 @@ OFFER_STATUSES = (
     "DECLINED",
 )
 LONG_POLL_MAX_SECONDS = 30.0
+#: Gas sent with a ``settle`` that cannot be estimated yet (it needs about 40 000).
+SETTLE_GAS = 150_000
 
 
 @dataclass
@@ -73,6 +85,43 @@ class AggregatorConfig:
     #: Seconds a party may take to answer one protocol message before the request fails.
     party_timeout: float = 120.0
     chain_url: str = ""
+    #: No round starts unless it, the evaluation and the finish are estimated to end
+    #: at least this many seconds before the request's deadline.
+    deadline_margin: float = 60.0
+
+
+class DeadlineStop(Exception):
+    """Training stops after ``round``: the next one could not finish before the deadline."""
+
+    def __init__(self, round_: int) -> None:
+        super().__init__(f"stopping after round {round_} for the deadline")
+        self.round = round_
+
+
+class HoldFinalModel(Transport):
+    """Passes every message on but the buyer's ``FinalModel``, which it keeps: the
+    service sends it only once the result is final on chain (fair exchange)."""
+
+    def __init__(self, inner: Transport, buyer: str) -> None:
+        self.inner = inner
+        self.buyer = buyer
+        self.held: m.FinalModel | None = None
+
+    def request(self, party_id: str, message: m.Message) -> m.Message:
+        return self.request_all([(party_id, message)])[0]
+
+    def request_all(self, requests: Sequence[tuple[str, m.Message]]) -> list[m.Message]:
+        finals = [
+            i
+            for i, (party, msg) in enumerate(requests)
+            if isinstance(msg, m.FinalModel) and party.lower() == self.buyer.lower()
+        ]
+        if not finals:
+            return self.inner.request_all(requests)
+        if len(requests) > 1:
+            raise ProtocolError("the final model goes to the buyer alone")
+        self.held = requests[0][1]  # type: ignore[assignment]
+        return [m.Ack("held until the result is final on chain")]
 
 
 # -- request bodies ---------------------------------------------------------------------
@@ -185,6 +234,17 @@ class AggregatorService:
             running = list(ids)
         for rid in running:
             self._launch(rid)
+        # A final model queued before the restart went stale with its job: queue it again.
+        for key, delivery in self.store.items("deliveries"):
+            job = delivery.get("queued")
+            if job:
+                with self.store.begin() as conn:
+                    status = conn.execute(
+                        sa.select(jobs.c.status).where(jobs.c.id == int(job))
+                    ).scalar_one_or_none()
+                if status != "done":
+                    self.store.put("deliveries", key, {"message": delivery["message"]})
+        guarded("deliveries", self.deliver_models)
 
     def start_watcher(self, interval: float = 1.0) -> None:
         """Fail requests past their deadline; withdraw the fee of every settled one."""
@@ -193,6 +253,8 @@ class AggregatorService:
             while not self._stop.wait(interval):
                 guarded("deadlines", self.expire_overdue)
                 guarded("fees", self.withdraw_fees)
+                guarded("settlements", self.settle_due)
+                guarded("deliveries", self.deliver_models)
 
         threading.Thread(target=watch, name="watcher", daemon=True).start()
 
@@ -239,6 +301,64 @@ class AggregatorService:
             )
             log.info("request %d failed: deadline passed while open", row.id)
         return overdue
+
+    def settle_due(self) -> list[int]:
+        """Settle every finished request whose challenge window has passed without a
+        dispute (or whose dispute the arbiter left unresolved: it is then void).
+        Anyone may; the aggregator does it so that its fee and the owners' pay come."""
+        if self.ledger is None:
+            return []
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(requests.c.id, requests.c.chain_request_id).where(
+                    requests.c.status == "FINISHED"
+                )
+            ).all()
+        settled = []
+        for row in rows:
+            state = self.ledger.request(row.chain_request_id)
+            if state.status == RequestStatus.FINISHED:
+                ends = state.challenge_ends_at
+            elif state.status == RequestStatus.DISPUTED:
+                ends = state.resolution_ends_at
+            else:
+                continue
+            now = max(self.ledger.now(), int(time.time()))
+            if ends is None or now <= ends:
+                continue
+            try:
+                self._settle_late(row.chain_request_id, ends)
+            except DeltaMLError as exc:  # the chain's clock may lag: next time
+                log.debug("request %d: not settled yet: %s", row.id, exc)
+                continue
+            settled.append(row.id)
+            log.info("request %d: settled on chain after its window", row.id)
+        return settled
+
+    def _settle_late(self, cid: int, ends: int) -> None:
+        """``settle`` once the clock has passed ``ends``. A dev chain mines only when
+        sent a transaction, so its latest block can be older than ``ends``: a gas
+        estimate runs at that block's time and is refused. Then send with fixed gas
+        (on this ledger's lock, so nonces stay in order): the block it is mined in
+        has the clock's time."""
+        assert self.ledger is not None
+        if self.ledger.now() > ends:
+            self.ledger.settle(cid)
+            return
+        from deltaml.ledger.web3_ledger import Web3Ledger
+
+        if not isinstance(self.ledger, Web3Ledger):
+            self.ledger.settle(cid)
+            return
+        fixed = Web3Ledger(
+            self.ledger.chain,
+            self.ledger.contract_address,
+            self.account,
+            gas_limit=SETTLE_GAS,
+            check_code=False,
+        )
+        fixed._lock = self.ledger._lock
+        fixed.settle(cid)
 
     def withdraw_fees(self) -> int:
         if self.ledger is None:
@@ -356,6 +476,7 @@ class AggregatorService:
             raise DeltaMLValueError(f"unknown model {spec.model!r}")
         deposit = spec.deposit_wei
         if self.ledger is not None:
+            self._refuse_reused_escrow(body.chain_request_id)
             state = self.ledger.request(body.chain_request_id)
             problems = []
             if state.buyer.lower() != buyer.lower():
@@ -368,12 +489,16 @@ class AggregatorService:
                 problems.append(f"escrows {state.deposit_wei} wei, the spec says {deposit}")
             if state.spec_hash != request_hash(body.spec, req):
                 problems.append("commits to another spec (hash differs)")
+            if state.key_hash != key_fingerprint(key):
+                problems.append("commits to another Paillier key (fingerprint differs)")
             if problems:
                 raise DeltaMLValueError(
                     f"on-chain request {body.chain_request_id} " + "; ".join(problems)
                 )
         now = time.time()
-        with self.store.begin() as conn:
+        with self._lock, self.store.begin() as conn:
+            if self.ledger is not None:
+                self._refuse_reused_escrow(body.chain_request_id, conn)
             rid = int(
                 conn.execute(
                     requests.insert().values(
@@ -393,11 +518,59 @@ class AggregatorService:
             )
             for row in conn.execute(sa.select(owners.c.address, owners.c.profile)).all():
                 self._offer(conn, rid, row.address, row.profile, req)
+        if self.ledger is not None:
+            # Who resolves a dispute: shown to the owners before they join.
+            self.store.put("arbiters", str(rid), {"arbiter": state.arbiter})
         self._event(rid, "created", {"buyer": buyer})
         log.info("request %d created by %s", rid, buyer)
         return {"id": rid, "status": "OPEN"}
 
+    def _refuse_reused_escrow(self, cid: int, conn: sa.Connection | None = None) -> None:
+        """One escrow pays for one training: a chain request id is taken once."""
+
+        def taken(c: sa.Connection) -> int | None:
+            return c.execute(
+                sa.select(requests.c.id).where(requests.c.chain_request_id == cid).limit(1)
+            ).scalar_one_or_none()
+
+        if conn is not None:
+            known = taken(conn)
+        else:
+            with self.store.begin() as c:
+                known = taken(c)
+        if known is not None:
+            raise HTTPException(
+                409,
+                f"on-chain request {cid} already pays for request {known}: one escrow, "
+                "one training",
+            )
+
+    def _check_accepter(self, owner: str, rid: int) -> None:
+        """Only a data owner registered on the contract, that joined this very request
+        there with its own account, may take a seat."""
+        if self.ledger is None:
+            return
+        if not self.ledger.has_role(owner, Role.DATA_OWNER):
+            raise HTTPException(
+                403,
+                f"{owner} is not registered on the contract as a data owner: register there first",
+            )
+        cid = self._request_row(rid).chain_request_id
+        if not self.ledger.has_joined(cid, owner):
+            raise HTTPException(
+                409,
+                f"join on-chain request {cid} (its spec and key hashes) with your own "
+                "account before you accept",
+            )
+
+    def arbiter_of(self, rid: int) -> str:
+        """The address named on chain to resolve a dispute about request ``rid``."""
+        saved = self.store.get("arbiters", str(rid))
+        return str(saved["arbiter"]) if saved else ""
+
     def decide(self, owner: str, rid: int, accept: bool) -> dict[str, Any]:
+        if accept:
+            self._check_accepter(owner, rid)
         with self.store.begin() as conn:
             offer = conn.execute(
                 sa.select(offers.c.status).where(
@@ -410,6 +583,12 @@ class AggregatorService:
                 raise HTTPException(409, "none of your datasets has what this request needs")
             if offer not in ("READY", "INITIATED", "WAITING"):
                 raise HTTPException(409, f"request {rid} is {offer} for you: too late to decide")
+            current = conn.execute(
+                sa.select(requests.c.status).where(requests.c.id == rid)
+            ).scalar_one()
+            if current != "OPEN":
+                # The seats are fixed when training starts (and on chain): no late seat.
+                raise HTTPException(409, f"request {rid} is {current}: too late to decide")
             status = "INITIATED" if accept else "DECLINED"
             conn.execute(
                 offers.update()
@@ -495,11 +674,15 @@ class AggregatorService:
         except DeltaMLError as exc:
             log.warning("request %d: could not abort on chain: %s", rid, exc)
 
-    def _train(self, rid: int) -> None:
-        row = self._request_row(rid)
-        spec = TrainingSpec(**row.spec)
-        key = PublicKey.from_dict(row.public_key)
-        (initial,) = unpack_vectors(row.initial_model)
+    def _seats(self, rid: int, row: Any, spec: TrainingSpec) -> tuple[list[str], list[str]]:
+        """The trainers and validators of request ``rid``: the chain's seats once it
+        has started (so a restart trains exactly the parties the contract pays), else
+        the owners that accepted and consented on chain, split by the spec's rule."""
+        if self.ledger is not None:
+            cid = row.chain_request_id
+            if self.ledger.request(cid).status != RequestStatus.OPEN:
+                trainers, validators = self.ledger.participants(cid)
+                return list(trainers), list(validators)
         with self.store.begin() as conn:
             accepted = sorted(
                 conn.execute(
@@ -509,11 +692,33 @@ class AggregatorService:
                     )
                 ).scalars()
             )
+        if self.ledger is not None:
+            joined = [o for o in accepted if self.ledger.has_joined(row.chain_request_id, o)]
+            if len(joined) < len(accepted):
+                log.warning(
+                    "request %d: %d owner(s) accepted without joining on chain; not seated",
+                    rid,
+                    len(accepted) - len(joined),
+                )
+            accepted = joined
+        return split_roles(accepted, spec.trainer_fraction, spec.split_seed)
+
+    def _train(self, rid: int) -> None:
+        row = self._request_row(rid)
+        spec = TrainingSpec(**row.spec)
+        key = PublicKey.from_dict(row.public_key)
+        (initial,) = unpack_vectors(row.initial_model)
+        trainers, validators = self._seats(rid, row, spec)
+        accepted = sorted([*trainers, *validators])
+        if len(accepted) < row.requirements["owners"]:
+            raise ProtocolError(
+                f"only {len(accepted)} of the {row.requirements['owners']} owners it needs "
+                "have joined on chain"
+            )
+        with self.store.begin() as conn:
             saved = conn.execute(
                 sa.select(checkpoints.c.data).where(checkpoints.c.request_id == rid)
             ).scalar_one_or_none()
-        trainers, validators = split_roles(accepted, spec.trainer_fraction, spec.split_seed)
-        with self.store.begin() as conn:
             for owner in accepted:
                 conn.execute(
                     offers.update()
@@ -541,7 +746,8 @@ class AggregatorService:
                 row.chain_request_id,
                 row.requirements,
             )
-        transport = QueueTransport(self.queue, rid, self.config.party_timeout, self._stop)
+        queue = QueueTransport(self.queue, rid, self.config.party_timeout, self._stop)
+        transport = HoldFinalModel(queue, row.buyer)
         addresses = {a: a for a in [row.buyer, *accepted]}
         aggregator = Aggregator(
             transport,
@@ -552,17 +758,44 @@ class AggregatorService:
             transcript=writer,
         )
         n_features = len(row.requirements["features"])
-        try:
-            record = aggregator.train(
-                spec,
+        stopped = self.store.get("deadline_stops", str(rid))
+        latest: list[Checkpoint] = []
+        # When (by the chain's clock) and after which round this runner began training.
+        began = (self._clock(), resume.round if resume is not None else 0)
+
+        def checkpoint(cp: Checkpoint) -> None:
+            nonlocal began
+            latest[:] = [cp]
+            if cp.round == 0:
+                began = (self._clock(), 0)
+            self._checkpoint(rid, cp)
+
+        def progress(rec: RoundRecord) -> None:
+            self._progress(rid, rec)
+            if stopped is None and latest:
+                self._stop_for_deadline(rid, spec, aggregator, latest[0], began)
+
+        def run(run_spec: TrainingSpec, start: Checkpoint | None) -> TrainingRecord:
+            return aggregator.train(
+                run_spec,
                 key,
                 initial,
                 n_features,
                 include_target=spec.model == "linear",
-                progress=lambda rec: self._progress(rid, rec),
-                checkpoint=lambda cp: self._checkpoint(rid, cp),
-                resume=resume,
+                progress=progress,
+                checkpoint=checkpoint,
+                resume=start,
             )
+
+        try:
+            if stopped is not None:  # stopped for the deadline before a restart
+                record = run(dataclasses.replace(spec, rounds=int(stopped["round"])), resume)
+            else:
+                try:
+                    record = run(spec, resume)
+                except DeadlineStop as stop:
+                    stopped = {"round": stop.round}
+                    record = run(dataclasses.replace(spec, rounds=stop.round), latest[0])
         finally:
             for stream in (writer.public, writer.sealed):
                 if stream is not None:
@@ -570,6 +803,10 @@ class AggregatorService:
         assert record.payouts is not None and record.initial_metric is not None
         final_metric = record.rounds[-1].metric
         assert final_metric is not None
+        if transport.held is None:
+            raise ProtocolError("the training ended without a final model")
+        # The final model goes to the buyer only once the result is final on chain.
+        self.store.put("deliveries", str(rid), {"message": wire.dumps(transport.held).decode()})
         if self.ledger is not None:
             cid = row.chain_request_id
             evidence = bytes.fromhex(record.transcript_head)
@@ -606,9 +843,100 @@ class AggregatorService:
             "refund_wei": str(record.payouts.refund),
             "transcript_head": record.transcript_head,
             "refreshes": record.refreshes,
+            "rounds": record.rounds[-1].round,
+            # Set when training stopped early so that it could finish before the deadline.
+            "deadline_stop": stopped,
         }
         self._set_status(rid, "FINISHED", result=result)
         log.info("request %d finished after %d rounds", rid, len(record.rounds))
+        self.deliver_models()
+
+    def _clock(self) -> float:
+        """Now, as the next transaction will see it: a chain's latest block can lag the
+        clock while nobody transacts, the next block will not."""
+        chain_now = self.ledger.now() if self.ledger is not None else 0
+        return max(float(chain_now), time.time())
+
+    def _stop_for_deadline(
+        self,
+        rid: int,
+        spec: TrainingSpec,
+        aggregator: Aggregator,
+        cp: Checkpoint,
+        began: tuple[float, int],
+    ) -> None:
+        """Stop after round ``cp.round`` if training to the next evaluated round, and then
+        finishing, could pass the deadline less the margin (estimated from the rounds so
+        far). Training then finishes with the rounds done: a signed ``DeadlineStop``
+        record in the transcript says where and why, and the payment rule is unchanged."""
+        if self.ledger is None or not cp.record.rounds:
+            return
+        k, rounds = cp.round, spec.rounds
+        if k >= rounds or not is_evaluated(k, rounds, spec.eval_every):
+            return  # only an evaluated round can be the last one
+        if last_round(rounds, spec.target_improvement, cp.record.published) <= k:
+            return  # it stops here anyway
+        following = next(
+            j for j in range(k + 1, rounds + 1) if is_evaluated(j, rounds, spec.eval_every)
+        )
+        now = self._clock()
+        timed = [r.seconds for r in cp.record.rounds]
+        per_round = sum(timed) / len(timed)
+        if k > began[1]:  # the rounds this runner trained, by the clock of the chain
+            per_round = max(per_round, (now - began[0]) / (k - began[1]))
+        # The rounds to the next metric, then the contributions, the final model and
+        # the chain's transactions (about one more round), and the margin.
+        needed = (following - k + 1) * per_round + self.config.deadline_margin
+        row = self._request_row(rid)
+        deadline = self._deadlines.get(rid)
+        if deadline is None:
+            deadline = self._deadlines[rid] = self.ledger.request(row.chain_request_id).deadline
+        if now + needed <= deadline:
+            return
+        body = {
+            "round": k,
+            "deadline": deadline,
+            "at": int(now),
+            "round_seconds": round(per_round, 3),
+            "margin_seconds": self.config.deadline_margin,
+            "next_evaluated_round": following,
+        }
+        aggregator.evidence.own("DeadlineStop", body)
+        cp.transcript_head = aggregator.evidence.head
+        cp.transcript_count = aggregator.evidence.writer.count
+        self._checkpoint(rid, cp)
+        self.store.put("deadline_stops", str(rid), body)
+        self._event(rid, "deadline_stop", body)
+        log.warning(
+            "request %d: stopping after round %d: round %d could not finish %.0f s "
+            "before the deadline",
+            rid,
+            k,
+            following,
+            self.config.deadline_margin,
+        )
+        raise DeadlineStop(k)
+
+    def deliver_models(self) -> int:
+        """Queue the final model for each buyer whose request is settled on chain (at
+        once without a chain): the buyer gets the model only once the result is final."""
+        done = 0
+        for key, delivery in self.store.items("deliveries"):
+            if delivery.get("queued"):
+                continue
+            rid = int(key)
+            row = self._request_row(rid)
+            if self.ledger is not None:
+                state = self.ledger.request(row.chain_request_id)
+                if state.status != RequestStatus.SETTLED:
+                    continue
+            message = wire.loads(delivery["message"].encode("utf-8"))
+            job = self.queue.put(rid, row.buyer, message)
+            self.store.put("deliveries", key, {**delivery, "queued": job})
+            self._event(rid, "model_delivered", {"job": job})
+            log.info("request %d: settled; final model queued for the buyer", rid)
+            done += 1
+        return done
 
     def _progress(self, rid: int, rec: RoundRecord) -> None:
         self._event(rid, "round", {"round": rec.round, "metric": rec.metric})
@@ -671,6 +999,7 @@ class AggregatorService:
             "spec": row.spec,
             "requirements": row.requirements,
             "deposit_wei": row.deposit_wei,
+            "arbiter": self.arbiter_of(rid),
             "rounds_done": done or 0,
             # The validation MSE of the initial model (round 0), once measured.
             "initial_metric": initial["metric"] if initial else None,
@@ -704,6 +1033,7 @@ class AggregatorService:
                     requests.c.requirements,
                     requests.c.deposit_wei,
                     requests.c.status.label("request_status"),
+                    requests.c.chain_request_id,
                     requests.c.public_key,
                 )
                 .join(requests, requests.c.id == offers.c.request_id)
@@ -724,6 +1054,9 @@ class AggregatorService:
                 "request_status": r.request_status,
                 # The buyer's key (crypto.paillier.key_fingerprint); the chain's keyHash wins.
                 "key_fingerprint": key_fingerprint(PublicKey.from_dict(r.public_key)).hex(),
+                "chain_request_id": r.chain_request_id,
+                "public_key": r.public_key,
+                "arbiter": self.arbiter_of(r.request_id),
                 # What the trainers' share is worth per owner if every trainer earns alike.
                 "offered_reward_wei": str(
                     int(r.deposit_wei) * TRAINERS_PERCENT // 100 // max(1, r.requirements["owners"])
@@ -871,8 +1204,19 @@ def create_app(service: AggregatorService) -> FastAPI:
 
     @app.get("/requests/{rid}/transcript")
     def transcript(rid: int) -> FileResponse:
-        """The public transcript (the sealed companion never leaves the aggregator)."""
-        service._request_row(rid)
+        """The public transcript (the sealed companion never leaves the aggregator).
+
+        Only once the result is on chain: the public transcript carries the final
+        model, which the buyer must not have before it can no longer take its
+        deposit back.
+        """
+        row = service._request_row(rid)
+        if row.status != "FINISHED":
+            raise HTTPException(
+                409,
+                f"request {rid} is {row.status}: its transcript is published once "
+                "the result is on chain",
+            )
         path = service.transcript_path(rid)
         if not path.exists():
             raise HTTPException(404, f"request {rid} has no transcript yet")

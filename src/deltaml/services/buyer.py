@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import threading
@@ -30,16 +31,27 @@ from typing import TYPE_CHECKING, Any
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
+from eth_utils import is_address
 from fastapi import FastAPI, HTTPException, Request, Response
 
 from deltaml.crypto import PrivateKey, generate_keypair
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import pack_vectors
-from deltaml.errors import DeltaMLValueError, ProtocolError
+from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.published import is_evaluated
 from deltaml.evidence.verify import VerificationReport, verify_against_chain, verify_transcript
 from deltaml.learning.models import raw_coefficients
-from deltaml.ledger.base import Ledger, RequestState, RequestStatus, Role
+from deltaml.ledger.base import (
+    DEFAULT_CHALLENGE_WINDOW_S,
+    MAX_CHALLENGE_WINDOW_S,
+    MIN_CHALLENGE_WINDOW_S,
+    Ledger,
+    RequestState,
+    RequestStatus,
+    Role,
+)
+from deltaml.ledger.payouts import MAX_PARTICIPANTS
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.roles.buyer import Seats
@@ -55,7 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHALLENGE_WINDOW_S = 0
 #: How many times the same decryption may be asked again (after an aggregator restart).
 MAX_REPEATS = 3
 
@@ -77,6 +88,8 @@ SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "split_seed": int,
     "min_trainers": int,
     "classes": (list, type(None)),
+    "arbiter": str,
+    "challenge_window_s": int,
 }
 SPEC_DEFAULTS: dict[str, Any] = {
     "model": "linear",
@@ -93,7 +106,12 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "split_seed": 0,
     "min_trainers": 1,
     "classes": None,
+    # Who resolves a dispute about the result (an address; needed with a contract).
+    "arbiter": "",
+    "challenge_window_s": DEFAULT_CHALLENGE_WINDOW_S,
 }
+#: The most feature columns a request may name (as the aggregator takes them).
+MAX_FEATURES = 1000
 
 
 def parse_request_spec(doc: Any) -> dict[str, Any]:
@@ -129,6 +147,19 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
     checks = [
         (spec["model"] in ("linear", "logistic"), "model must be linear or logistic"),
         (spec["owners"] >= 2, "owners must be at least 2 (a trainer and a validator)"),
+        (
+            spec["owners"] <= MAX_PARTICIPANTS,
+            f"owners must be at most {MAX_PARTICIPANTS} (the contract's limit)",
+        ),
+        (len(spec["features"]) <= MAX_FEATURES, f"at most {MAX_FEATURES} features"),
+        (
+            MIN_CHALLENGE_WINDOW_S <= spec["challenge_window_s"] <= MAX_CHALLENGE_WINDOW_S,
+            f"challenge_window_s must be {MIN_CHALLENGE_WINDOW_S} to {MAX_CHALLENGE_WINDOW_S}",
+        ),
+        (
+            not spec["arbiter"] or is_address(spec["arbiter"]),
+            "arbiter must be an Ethereum address (0x and 40 hex digits)",
+        ),
         (spec["rounds"] >= 1, "rounds must be at least 1"),
         (spec["eval_every"] >= 1, "eval_every must be at least 1"),
         (spec["deposit_wei"] > 0, "deposit_wei must be positive"),
@@ -187,6 +218,8 @@ class BuyerConfig:
     #: Approve the settlement once the evidence verifies (otherwise only by hand).
     auto_approve: bool = True
     watch_interval: float = 1.0
+    #: Who resolves a dispute, for a request spec that names no ``arbiter``.
+    arbiter: str = ""
 
 
 class BuyerNode:
@@ -203,6 +236,7 @@ class BuyerNode:
         self.roles: dict[int, ModelBuyer] = {}
         self._asked: dict[tuple[int, str, int], int] = {}
         self._lock = threading.Lock()
+        self._creating = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="settlement", daemon=True)
 
@@ -250,6 +284,20 @@ class BuyerNode:
         if req_spec["classes"] is not None:
             # Every owner codes its target with this pair: classes[1] is the positive class.
             requirements["classes"] = list(req_spec["classes"])
+        arbiter = req_spec["arbiter"] or self.config.arbiter
+        if arbiter and not is_address(arbiter):
+            raise DeltaMLValueError("arbiter must be an Ethereum address (0x and 40 hex digits)")
+        if self.ledger is not None:
+            if not arbiter:
+                raise DeltaMLValueError(
+                    "the request spec needs 'arbiter': the address that resolves a dispute"
+                )
+            if arbiter.lower() in (self.address.lower(), self.aggregator_address.lower()):
+                raise DeltaMLValueError("the arbiter can be neither the buyer nor the aggregator")
+            if self.ledger.balance_wei() < spec.deposit_wei:
+                raise DeltaMLValueError(
+                    f"this account holds less than the deposit ({spec.deposit_wei} wei)"
+                )
         public_key, private_key = generate_keypair(
             req_spec["key_bits"], allow_test_keys=self.config.allow_test_keys
         )
@@ -269,19 +317,43 @@ class BuyerNode:
                 self.aggregator_address,
                 spec.deposit_wei,
                 deadline,
-                CHALLENGE_WINDOW_S,
+                req_spec["challenge_window_s"],
                 request_hash(spec_dict, requirements),
+                arbiter=arbiter,
+                key_hash=key_fingerprint(public_key),
             )
-        created = self.client.post(
-            "/requests",
-            {
-                "chain_request_id": chain_id,
-                "spec": spec_dict,
-                "requirements": requirements,
-                "public_key": public_key.to_dict(),
-                "initial_model": pack_vectors([initial]),
-            },
-        )
+        sealed = seal_key(private_key, self.config.key_password)
+        # Held until the request is stored: the aggregator may ask for work at once.
+        with self._creating:
+            return self._send_request(
+                chain_id, spec_dict, requirements, public_key, initial, role, sealed
+            )
+
+    def _send_request(
+        self,
+        chain_id: int,
+        spec_dict: dict[str, Any],
+        requirements: dict[str, Any],
+        public_key: Any,
+        initial: Any,
+        role: ModelBuyer,
+        sealed: dict[str, str],
+    ) -> dict[str, Any]:
+        try:
+            created = self.client.post(
+                "/requests",
+                {
+                    "chain_request_id": chain_id,
+                    "spec": spec_dict,
+                    "requirements": requirements,
+                    "public_key": public_key.to_dict(),
+                    "initial_model": pack_vectors([initial]),
+                },
+            )
+        except AggregatorError as exc:
+            if self.ledger is None:
+                raise
+            raise self._cancel_refused(chain_id, exc) from None
         rid = int(created["id"])
         self.store.put(
             "requests",
@@ -290,7 +362,7 @@ class BuyerNode:
                 "chain_request_id": chain_id,
                 "spec": spec_dict,
                 "requirements": requirements,
-                "private_key": seal_key(private_key, self.config.key_password),
+                "private_key": sealed,
                 "created_at": time.time(),
             },
         )
@@ -299,7 +371,27 @@ class BuyerNode:
         log.info("request %d created (on chain: %d)", rid, chain_id)
         return {"id": rid, "chain_request_id": chain_id, "status": created["status"]}
 
+    def _cancel_refused(self, cid: int, exc: AggregatorError) -> AggregatorError:
+        """The aggregator refused a request already escrowed: cancel it on chain at once
+        (the deposit comes back) and record it, so that no deposit is left stranded."""
+        assert self.ledger is not None
+        record: dict[str, Any] = {"error": str(exc), "at": time.time()}
+        try:
+            self.ledger.cancel(cid)
+            record["cancelled"] = True
+            note = "the escrow was cancelled and the deposit returned"
+        except DeltaMLError as cancel_error:
+            record["cancelled"] = False
+            record["cancel_error"] = str(cancel_error)
+            note = f"cancelling the escrow failed too ({cancel_error}); cancel it by hand"
+        self.store.put("refused", str(cid), record)
+        log.warning("on-chain request %d refused by the aggregator; %s", cid, note)
+        return AggregatorError(f"{exc}; {note}", exc.status)
+
     def _role(self, rid: int) -> ModelBuyer:
+        if self.store.get("requests", str(rid)) is None:
+            with self._creating:  # a request being created now is stored first
+                pass
         with self._lock:
             role = self.roles.get(rid)
             if role is not None:
@@ -444,10 +536,12 @@ class BuyerNode:
         return unfinished and max(self.ledger.now(), int(time.time())) > state.deadline
 
     def settle(self, rid: int, approve: bool = True) -> dict[str, Any] | None:
-        """Once the request is over: verify the evidence, approve if it holds, withdraw.
+        """Once the result is on chain: verify the evidence, then approve it (or, on a
+        failed check, dispute it with the hash of the reason), then withdraw the refund.
 
-        Past the deadline of a request that has not finished on chain, the deposit
-        is reclaimed whatever the aggregator says, or even if it does not answer.
+        The final model comes from the aggregator only once the result is settled on
+        chain. Past the deadline of a request that has not finished on chain, the
+        deposit is reclaimed whatever the aggregator says, or even if it does not answer.
         """
         saved = self._saved(rid)
         if self.ledger is not None:
@@ -457,32 +551,77 @@ class BuyerNode:
         view = self.client.get(f"/requests/{rid}")
         if view["status"] in ("FAILED", "CANCELLED"):
             return self._reclaim(rid, view)
-        if view["status"] != "FINISHED" or self.store.get("models", str(rid)) is None:
+        if view["status"] != "FINISHED":
+            return None
+        if self.ledger is None:
+            if self.store.get("models", str(rid)) is None:
+                return None  # without a contract the model comes at once
+            report = self.verify(rid)
+            local = {"verified": report.ok, "failures": [str(f) for f in report.failures]}
+            self.store.put("settlement", str(rid), local)
+            return local
+        cid = int(view["chain_request_id"])
+        verdict = self.store.get("verdicts", str(rid))
+        if verdict is None or (approve and not verdict.get("approved") and verdict["verified"]):
+            verdict = self._judge(rid, cid, view, approve)
+            if verdict is None:
+                return None
+        state = self.ledger.request(cid)
+        outcome: dict[str, Any] = dict(verdict)
+        if state.status == RequestStatus.FAILED:  # the arbiter voided the result
+            return self._reclaim(rid, {"status": "FAILED", "chain_request_id": cid})
+        if state.status == RequestStatus.FINISHED and verdict["verified"] and not approve:
+            # Verified, left to be approved by hand (the approve endpoint).
+            self.store.put("settlement", str(rid), outcome)
+            return outcome
+        if state.status != RequestStatus.SETTLED:
+            # Waiting for the other approvals, the window or the arbiter: the verdict
+            # so far (the settlement is recorded once the refund is withdrawn).
+            return outcome
+        if not self.ledger.has_withdrawn(cid):
+            outcome["refund_wei"] = str(
+                self.ledger.withdraw(cid) if self.ledger.claimable(cid) else 0
+            )
+        self.store.put("settlement", str(rid), outcome)
+        log.info("request %d: settled", rid)
+        return outcome
+
+    def _judge(
+        self, rid: int, cid: int, view: dict[str, Any], approve: bool
+    ) -> dict[str, Any] | None:
+        """Verify the public transcript and the contract's record of it; approve the
+        result on chain if both hold (and ``approve``), dispute it if they do not."""
+        assert self.ledger is not None
+        state = self.ledger.request(cid)
+        if state.status != RequestStatus.FINISHED:
+            if state.status in (RequestStatus.SETTLED, RequestStatus.DISPUTED):
+                verdict = {"verified": False, "failures": [], "approved": False}
+                verdict["note"] = f"the result was {state.status.name} before this buyer checked it"
+                self.store.put("verdicts", str(rid), verdict)
+                return verdict
             return None
         report = self.verify(rid)
-        outcome: dict[str, Any] = {
-            "verified": report.ok,
-            "failures": [str(f) for f in report.failures],
-        }
-        if self.ledger is not None:
-            cid = int(view["chain_request_id"])
-            state = self.ledger.request(cid)
-            if state.status == RequestStatus.FINISHED:
-                if not report.ok or not approve:
-                    self.store.put("settlement", str(rid), {**outcome, "approved": False})
-                    return outcome
-                if state.evidence_hash.hex() != view["result"]["transcript_head"]:
-                    raise ProtocolError("the contract holds another evidence hash")
+        failures = [str(f) for f in report.failures]
+        if state.evidence_hash.hex() != view["result"]["transcript_head"]:
+            failures.append("the contract holds another evidence hash than the transcript's")
+        verified = report.ok and not failures
+        verdict = {"verified": verified, "failures": failures, "approved": False}
+        try:
+            if verified and approve:
                 self.ledger.approve(cid)
-                state = self.ledger.request(cid)
-            if state.status == RequestStatus.SETTLED and not self.ledger.has_withdrawn(cid):
-                outcome["refund_wei"] = str(
-                    self.ledger.withdraw(cid) if self.ledger.claimable(cid) else 0
-                )
-            outcome["approved"] = True
-        self.store.put("settlement", str(rid), outcome)
-        log.info("request %d: evidence %s", rid, "verified" if report.ok else "NOT verified")
-        return outcome
+                verdict["approved"] = True
+            elif not verified:
+                reason = "; ".join(failures) or "the transcript does not verify"
+                self.ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
+                verdict["disputed"] = reason
+                log.warning("request %d: evidence NOT verified; disputed on chain", rid)
+        except DeltaMLError:
+            now = self.ledger.request(cid).status
+            if now == RequestStatus.FINISHED:
+                raise  # try again at the next look
+            verdict["note"] = f"{now.name} before this buyer's verdict was on chain"
+        self.store.put("verdicts", str(rid), verdict)
+        return verdict
 
     def _reclaim(self, rid: int, view: dict[str, Any]) -> dict[str, Any] | None:
         """Take the deposit back from a request that will not finish; record the refund

@@ -72,6 +72,12 @@ def add_commands(sub: Any) -> None:
         help="approve the settlement once the evidence verifies (auto, the default) or by "
         "hand in the web UI",
     )
+    b.add_argument(
+        "--arbiter",
+        default="",
+        metavar="ADDRESS",
+        help="who resolves a dispute, for requests whose spec names no arbiter",
+    )
     node_help = (
         "the buyer node's local API, on this machine "
         f"(default: http://127.0.0.1:{DEFAULT_PORTS['buyer']}; its token is read from --dir)"
@@ -237,6 +243,7 @@ def _buyer(args: argparse.Namespace) -> int:
             allow_test_keys=args.allow_test_keys,
             chain_url=args.chain_url,
             auto_approve=args.approve == "auto",
+            arbiter=args.arbiter,
         )
     )
     node.start()

@@ -38,12 +38,16 @@ from deltaml.learning.data import (
     split_owners,
     train_test_split,
 )
+from deltaml.ledger.base import MIN_CHALLENGE_WINDOW_S
 from deltaml.marketplace import DEMO_FUNDING_WEI
 from deltaml.services.party import error_detail
 from deltaml.services.serve import PASSWORD_ENV, ServiceProcess
 
 MARKER = ".deltaml-demo"
 DEFAULT_DIR = Path(".deltaml") / "demo"
+#: The demo's challenge window: the contract's shortest. Every honest party approves
+#: at once, so it matters only if a party is gone (then the aggregator settles after it).
+DEMO_CHALLENGE_WINDOW_S = MIN_CHALLENGE_WINDOW_S
 
 
 @dataclass
@@ -294,7 +298,8 @@ def run_demo(
         secret.write_text(password + "\n")
         secret.chmod(0o600)
         names = ["aggregator", "buyer", *(f"owner-{i + 1}" for i in range(config.owners))]
-        accounts = {name: generate_account() for name in names}
+        # The arbiter resolves disputes; it runs no service (every honest party approves).
+        accounts = {name: generate_account() for name in [*names, "arbiter"]}
         for name, account in accounts.items():
             save_keystore(
                 account, config.work_dir / name / "account.json", password, iterations=2**14
@@ -377,6 +382,9 @@ def run_demo(
             "deposit_wei": config.deposit_wei,
             "key_bits": config.key_bits,
             "split_seed": config.seed,
+            "arbiter": str(accounts["arbiter"].address),
+            # Every honest party approves at once, so the result need not wait a day.
+            "challenge_window_s": DEMO_CHALLENGE_WINDOW_S,
         }
         created = _ok(buyer_client.post("/requests", json=spec))
         rid = int(created["id"])
@@ -458,7 +466,7 @@ def run_demo(
         if status == "FINISHED":
             say(f"settled and paid out in {seconds:.1f} s after the request")
             scores, trainers = _test_scores(
-                _ok(buyer_client.get(f"/requests/{rid}/model")),
+                _wait_model(buyer_client, rid, deadline),
                 [str(accounts[f"owner-{i + 1}"].address) for i in range(config.owners)],
                 result["trainers"],
                 shares,
@@ -594,6 +602,18 @@ def _wait_withdrawals(ledger: Any, cid: int, payees: set[str], deadline: float) 
         if time.monotonic() > deadline:
             missing = ", ".join(sorted(payees - set(paid)))
             raise DeltaMLValueError(f"no withdrawal from {missing} before the demo's timeout")
+        time.sleep(0.25)
+
+
+def _wait_model(buyer_client: Any, rid: int, deadline: float) -> dict[str, Any]:
+    """The model, once the buyer node has it (it comes only after the settlement)."""
+    while True:
+        response = buyer_client.get(f"/requests/{rid}/model")
+        if response.status_code == 200:
+            return dict(response.json())
+        if response.status_code != 404 or time.monotonic() > deadline:
+            _ok(response)
+            raise DeltaMLValueError("the buyer had no model before the demo's timeout")
         time.sleep(0.25)
 
 

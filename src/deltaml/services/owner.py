@@ -13,6 +13,8 @@ settled. Its history and earnings are kept in its own database.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import re
 import threading
@@ -23,11 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from deltaml.crypto import PublicKey
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DataError, DeltaMLError, DeltaMLValueError, ProtocolError
+from deltaml.evidence.verify import verify_against_chain, verify_transcript
 from deltaml.learning.data import Dataset, load_dataset, profile_csv
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.roles import DataOwner
 from deltaml.roles.messages import Message
+from deltaml.services.aggregator import request_hash
 from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
 from deltaml.services.serve import guarded
 from deltaml.services.store import Store
@@ -149,6 +155,7 @@ class OwnerNode:
         self.loop = WorkLoop(self.client, self.handle, config.poll_seconds)
         self._ledger_factory = ledger_factory
         self.ledger: Ledger | None = None
+        self.aggregator_address = ""
         self.roles: dict[int, DataOwner] = {}
         self.offers: list[dict[str, Any]] = []
         self._results: dict[int, dict[str, Any]] = {}
@@ -159,6 +166,7 @@ class OwnerNode:
     # -- start and stop -------------------------------------------------------------
     def start(self) -> None:
         info = self.client.wait_ready()
+        self.aggregator_address = str(info.get("address", ""))
         self.ledger = self._connect_ledger(info)
         if self.ledger is not None and not self.ledger.has_role(self.address, Role.DATA_OWNER):
             self.ledger.register(Role.DATA_OWNER)
@@ -258,21 +266,132 @@ class OwnerNode:
                 offer["status"] == "READY"
                 and self.config.accept == "all"
                 and int(offer["offered_reward_wei"]) >= self.config.min_reward_wei
+                and self.store.get("refused", str(rid)) is None
             ):
-                self.decide(rid, True)
+                try:
+                    self.decide(rid, True)
+                except ProtocolError as exc:  # not what was committed on chain: never join
+                    self.store.put("refused", str(rid), {"reason": str(exc), "at": time.time()})
+                    log.warning("%s", exc)
             if offer["status"] in ("FINISHED", "FAILED", "CANCELLED"):
                 self.roles.pop(rid, None)
+            if offer["status"] == "FINISHED":
+                guarded(f"request {rid}: review", functools.partial(self.review, rid))
             if offer["status"] == "FINISHED" and self.config.auto_withdraw:
                 self.withdraw(rid)
         return offers
 
+    def _offer(self, rid: int) -> dict[str, Any]:
+        offer = next((o for o in self.offers if int(o["request_id"]) == rid), None)
+        if offer is None:
+            offer = next((o for o in self.refresh_offers() if int(o["request_id"]) == rid), None)
+        if offer is None:
+            raise ProtocolError(f"request {rid} was not offered to this owner")
+        return offer
+
+    def join(self, rid: int) -> dict[str, Any]:
+        """Consent on chain, with this owner's own account, to exactly the request the
+        aggregator offers: only if its spec hashes to the committed spec hash and its
+        Paillier key is the committed key (so no other key is ever used for its data).
+        Returns what was joined (also kept in this node's database)."""
+        offer = self._offer(rid)
+        if self.ledger is None:
+            return {}
+        cid = int(offer["chain_request_id"])
+        state = self.ledger.request(cid)
+        spec_hash = request_hash(offer["spec"], offer["requirements"])
+        key_hash = key_fingerprint(PublicKey.from_dict(offer["public_key"]))
+        problems = []
+        if state.status != RequestStatus.OPEN:
+            problems.append(f"it is {state.status.name} on chain, not OPEN")
+        if state.spec_hash != spec_hash:
+            problems.append("the offered spec is not the one committed on chain")
+        if state.key_hash != key_hash:
+            problems.append("the offered Paillier key is not the one committed on chain")
+        if self.aggregator_address and state.aggregator.lower() != self.aggregator_address.lower():
+            problems.append("the request on chain names another aggregator")
+        if problems:
+            raise ProtocolError(f"request {rid} (on chain {cid}) refused: " + "; ".join(problems))
+        if not self.ledger.has_joined(cid):
+            self.ledger.join(cid, spec_hash, key_hash)
+        joined = {
+            "chain_request_id": cid,
+            "spec_hash": spec_hash.hex(),
+            "key_hash": key_hash.hex(),
+            "arbiter": state.arbiter,
+            "at": time.time(),
+        }
+        self.store.put("joined", str(rid), joined)
+        log.info("request %d: joined on chain (request %d)", rid, cid)
+        return joined
+
     def decide(self, rid: int, accept: bool) -> dict[str, Any]:
+        if accept:
+            self.join(rid)
         result: dict[str, Any] = self.client.post(
             f"/requests/{rid}/{'accept' if accept else 'decline'}"
         )
         self.store.put("decisions", str(rid), {"accept": accept, "at": time.time()})
         log.info("request %d: %s", rid, "accepted" if accept else "declined")
         return result
+
+    def verify(self, rid: int, chain_request_id: int | None = None) -> Any:
+        """Download the public transcript and verify it: against the contract's record
+        of ``chain_request_id`` when this node has a chain (the check
+        :meth:`BuyerNode.verify` makes), else against the head the aggregator names."""
+        folder = self.config.work_dir / "transcripts"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"request-{rid}.jsonl"
+        response = self.client.http.get(f"/requests/{rid}/transcript")
+        if response.status_code != 200:
+            raise AggregatorError(f"transcript of request {rid}: {response.text}")
+        path.write_bytes(response.content)
+        if self.ledger is not None and chain_request_id is not None:
+            return verify_against_chain(path, self.ledger, chain_request_id, use_sealed=False)
+        view = self.client.get(f"/requests/{rid}")
+        return verify_transcript(
+            path, use_sealed=False, expected_head=view["result"]["transcript_head"]
+        )
+
+    def review(self, rid: int) -> dict[str, Any] | None:
+        """Once the result of a request this owner sits in is on chain: verify the public
+        transcript and the contract's record of it, then approve the result on chain,
+        or dispute it with the hash of the reason. Done once per request."""
+        if self.ledger is None or self.store.get("reviews", str(rid)) is not None:
+            return None
+        view = self.client.get(f"/requests/{rid}")
+        if view["status"] != "FINISHED":
+            return None
+        cid = int(view["chain_request_id"])
+        state = self.ledger.request(cid)
+        if self.ledger.seat_of(cid) is None:
+            return None
+        if state.status != RequestStatus.FINISHED or self.ledger.has_approved(cid):
+            review = {"approved": self.ledger.has_approved(cid), "note": state.status.name}
+            self.store.put("reviews", str(rid), review)
+            return review
+        report = self.verify(rid, cid)
+        failures = [str(f) for f in report.failures]
+        if state.evidence_hash.hex() != view["result"]["transcript_head"]:
+            failures.append("the contract holds another evidence hash than the transcript's")
+        review = {"verified": report.ok and not failures, "failures": failures}
+        try:
+            if review["verified"]:
+                self.ledger.approve(cid)
+                review["approved"] = True
+            else:
+                reason = "; ".join(failures) or "the transcript does not verify"
+                self.ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
+                review["disputed"] = reason
+                log.warning("request %d: the result does NOT verify; disputed on chain", rid)
+        except DeltaMLError:
+            now = self.ledger.request(cid).status
+            if now == RequestStatus.FINISHED:
+                raise  # try again at the next look
+            review["note"] = f"{now.name} before this owner's verdict was on chain"
+        self.store.put("reviews", str(rid), review)
+        log.info("request %d: result %s", rid, "approved" if review.get("approved") else "disputed")
+        return review
 
     def withdraw(self, rid: int) -> int:
         """Withdraw this owner's credit for request ``rid`` once the contract has settled it."""
@@ -352,7 +471,14 @@ class OwnerNode:
                 **out,
                 "state": "awaiting_approval",
                 "explanation": "The training has finished; you can withdraw once the buyer "
-                "approves the settlement.",
+                "and every participant approve the result, or its challenge window passes.",
+            }
+        if state.status == RequestStatus.DISPUTED:
+            return {
+                **out,
+                "state": "awaiting_approval",
+                "explanation": "The result is disputed: its arbiter "
+                f"({state.arbiter}) decides whether the payments stand.",
             }
         if state.status != RequestStatus.SETTLED:
             return {**out, "state": "none", "explanation": f"The request is {state.status.name}."}

@@ -304,8 +304,8 @@ def buyer_ui(node: BuyerNode, login: LoginConfig | None) -> WebUI:
             "spec": view.get("spec") or {},
             "final": view.get("status") in FINAL,
             "can_approve": bool(
+                # The model comes only after the settlement: approval does not wait for it.
                 view.get("status") == "FINISHED"
-                and view.get("model_ready")
                 and settlement
                 and settlement.get("verified")
                 and not settlement.get("approved")
