@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 from eth_account import Account
 
+from deltaml.crypto.paillier import key_fingerprint
 from deltaml.evidence.chain import chain_failures
 from deltaml.evidence.signatures import sign_body
 from deltaml.evidence.transcript import GENESIS, TranscriptWriter, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_records
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.roles import DataOwner, ModelBuyer
-from deltaml.roles.aggregator import Aggregator, Checkpoint, RoundRecord
+from deltaml.roles.aggregator import Aggregator, Checkpoint, RoundRecord, split_roles
+from deltaml.roles.buyer import Seats
 from deltaml.roles.messages import TrainingSpec
 from deltaml.simulation import owner_ids
 from deltaml.transport import InMemoryTransport
@@ -41,9 +43,13 @@ def stopped() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     accounts = {pid: Account.create() for pid in ["buyer", "aggregator", *ids]}
     spec = TrainingSpec(model="linear", rounds=ROUNDS, eval_every=EVERY)
     buyer = ModelBuyer("buyer", spec, 512, allow_test_keys=True, account=accounts["buyer"])
+    committed = key_fingerprint(buyer.public_key)
     owners = [
-        DataOwner(oid, s.X, s.y, account=accounts[oid]) for oid, s in zip(ids, shares, strict=True)
+        DataOwner(oid, s.X, s.y, account=accounts[oid], committed_key=committed)
+        for oid, s in zip(ids, shares, strict=True)
     ]
+    seated = split_roles(ids, spec.trainer_fraction, spec.split_seed)
+    buyer.seats = Seats.of(*seated, {pid: str(a.address) for pid, a in accounts.items()})
     writer = TranscriptWriter(keep=True)
     aggregator = Aggregator(
         InMemoryTransport([buyer, *owners]),

@@ -187,7 +187,12 @@ def test_the_public_transcript_shows_the_buyer_nothing_new(run: Run) -> None:
     public = _public_ciphertexts(run)
     kinds = {kind for kind, _ in public}
     # Two validators: the buyer decrypts the remixed vectors and columns, not the mixed ones.
-    assert kinds == {"StatsTotal", "InitialTotal", "Remix", "RemixColumns", "Broadcast"}
+    # The final model is sealed too (named by its digest): a buyer holding the public
+    # transcript before settlement must not be able to decrypt the model from it.
+    assert kinds == {"StatsTotal", "InitialTotal", "Remix", "RemixColumns"}
+    final = [d.message for d in run.recorder.deliveries if isinstance(d.message, m.FinalModel)]
+    assert len(final) == 1
+    assert not {int(c) for c in final[0].total.ciphertexts} & {c for _, v in public for c in v}
     for kind, values in public:
         if all(c in received for c in values):
             continue

@@ -324,7 +324,9 @@ class Aggregator:
             record.contributions = [by_trainer.get(t, 0.0) for t in record.trainers]
             record.contribution_seconds = time.perf_counter() - c0
         rounds = record.rounds[-1].round
-        final = self._broadcast(rounds, "final", total, sealed=False)
+        # Sealed: the public transcript names the final model by its digest only, so
+        # nobody (the buyer included) reads the model from it before settlement.
+        final = self._broadcast(rounds, "final", total, sealed=True)
         _expect(
             self.transport.request(self.buyer_id, m.FinalModel(final, len(active), rounds)),
             m.Ack,

@@ -1206,9 +1206,9 @@ def create_app(service: AggregatorService) -> FastAPI:
     def transcript(rid: int) -> FileResponse:
         """The public transcript (the sealed companion never leaves the aggregator).
 
-        Only once the result is on chain: the public transcript carries the final
-        model, which the buyer must not have before it can no longer take its
-        deposit back.
+        Only once the result is on chain: before that it is still being written.
+        It names the final model by its digest only (the ciphertexts are sealed), so
+        reading it gives nobody the model before settlement.
         """
         row = service._request_row(rid)
         if row.status != "FINISHED":
