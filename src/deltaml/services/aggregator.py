@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from deltaml.crypto import PublicKey
 from deltaml.crypto.serialization import unpack_vectors
@@ -60,6 +61,9 @@ OFFER_STATUSES = (
     "DECLINED",
 )
 LONG_POLL_MAX_SECONDS = 30.0
+#: Largest ``POST /requests`` body: the initial model holds one ciphertext per feature
+#: (at most 1000 features, ~1.4 KB each with a 4096-bit key), plus the key and spec.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -713,7 +717,14 @@ def create_app(service: AggregatorService) -> FastAPI:
         "Every call except the public views is signed with the caller's Ethereum key.",
         version="1",
     )
-    guard_bodies(app)
+    # Bodies: 1 MiB by default; the two routes that carry ciphertexts may take more.
+    guard_bodies(
+        app,
+        [
+            ("POST", r"/requests", MAX_REQUEST_BYTES),
+            ("POST", r"/work/[0-9]+", wire.MAX_WIRE_BYTES),
+        ],
+    )
     # The signer's address; ``= party`` rather than Annotated: annotations are strings here.
     party = Depends(signed_party(service.verifier))
 
@@ -794,9 +805,12 @@ def create_app(service: AggregatorService) -> FastAPI:
 
     @app.post("/work/{job_id}")
     async def reply(job_id: int, request: Request, who: str = party) -> dict[str, Any]:
-        body = await request.body()
-        wire.loads(body)  # refuse a malformed reply now, with a clear 400
-        service.queue.reply(job_id, who, body.decode("utf-8"))
+        body = await request.body()  # bounded by guard_bodies, signature checked by ``party``
+        # Whose job it is first (a cheap look-up), then parse — off the event loop: a
+        # reply may be tens of MiB. A malformed reply gets a clear 400 now.
+        await run_in_threadpool(service.queue.check_open, job_id, who)
+        await run_in_threadpool(wire.loads, body)
+        await run_in_threadpool(service.queue.reply, job_id, who, body.decode("utf-8"))
         return {"job": job_id, "accepted": True}
 
     @app.post("/work/{job_id}/error")

@@ -169,6 +169,10 @@ class WorkLoop:
             log.info("reply not taken: %s", exc)
 
 
+#: The owner's page for adding a CSV takes files up to 64 MiB (and the form around them).
+UPLOAD_LIMIT_BYTES = 64 * 2**20 + 64 * 1024
+
+
 def api_token(work_dir: Path) -> str:
     """The local API's bearer token, created on first use (readable by its owner only)."""
     path = work_dir / "api-token"
@@ -195,7 +199,8 @@ def local_api(title: str, work_dir: Path) -> FastAPI:
             )
 
     app = FastAPI(title=title, dependencies=[Depends(authorized)])
-    guard_bodies(app)
+    # 1 MiB for every JSON call; a CSV upload in the owner's pages may be larger.
+    guard_bodies(app, [("POST", r"/ui/datasets", UPLOAD_LIMIT_BYTES)])
 
     @app.exception_handler(DeltaMLError)
     async def _error(_request: Request, exc: DeltaMLError) -> JSONResponse:

@@ -88,18 +88,30 @@ class WorkQueue:
             with self._changed:
                 self._changed.wait(min(left, 1.0))
 
+    def check_open(self, job_id: int, party: str) -> None:
+        """Refuse (404/409) unless ``job_id`` is ``party``'s and waits for its reply.
+
+        Cheap, and called before a reply is parsed: a stranger's body is never parsed.
+        """
+        with self.store.begin() as conn:
+            self._check_open(conn, job_id, party)
+
+    @staticmethod
+    def _check_open(conn: sa.Connection, job_id: int, party: str) -> None:
+        row = conn.execute(
+            sa.select(jobs.c.party, jobs.c.status).where(jobs.c.id == job_id)
+        ).first()
+        if row is None or row.party != party.lower():
+            raise JobError(404, f"no job {job_id} for {party}")
+        if row.status != "taken":
+            raise JobError(
+                409, f"job {job_id} is {row.status}: it is no longer waiting for a reply"
+            )
+
     def reply(self, job_id: int, party: str, reply: str, *, failed: bool = False) -> None:
         """Store the party's reply (or, with ``failed``, its error message) to ``job_id``."""
         with self.store.begin() as conn:
-            row = conn.execute(
-                sa.select(jobs.c.party, jobs.c.status).where(jobs.c.id == job_id)
-            ).first()
-            if row is None or row.party != party.lower():
-                raise JobError(404, f"no job {job_id} for {party}")
-            if row.status != "taken":
-                raise JobError(
-                    409, f"job {job_id} is {row.status}: it is no longer waiting for a reply"
-                )
+            self._check_open(conn, job_id, party)
             conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id)

@@ -90,32 +90,128 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def guard_bodies(app: FastAPI) -> None:
-    """Refuse JSON bodies nested absurdly deep before any parser sees them.
+#: Largest request body a service reads by default; routes that carry ciphertexts
+#: name a larger limit (:func:`guard_bodies`).
+MAX_BODY_BYTES = 1024 * 1024
+#: Bodies at least this large are checked (nesting depth) on a worker thread, not the loop.
+_THREAD_CHECK_BYTES = 256 * 1024
 
-    Only bodies FastAPI would parse as JSON (declared JSON, or no content type) are
-    read here; forms and uploads go straight to their handlers.
 
-    With the Ethereum libraries loaded the recursion limit is raised so high that a
-    deeply nested body would crash the process inside ``json.loads`` (see
-    :data:`deltaml.services.wire.MAX_JSON_DEPTH`); FastAPI parses bodies before any
-    dependency runs, so the check has to come first, here.
+class BodyLimit:
+    """ASGI middleware: every request body bounded before any handler reads it.
+
+    A body announced (``Content-Length``) or streamed beyond the route's limit is
+    refused with 413 before the rest is read; at most the limit is ever buffered.
+    JSON bodies (declared JSON, or no content type: FastAPI's own rule) are also
+    refused with 400 when nested deeper than
+    :data:`deltaml.services.wire.MAX_JSON_DEPTH` — with the Ethereum libraries
+    loaded the recursion limit is so high that a deeply nested body would crash
+    the process inside ``json.loads``; FastAPI parses bodies before any dependency
+    runs, so the check has to come first, here. Large bodies are checked on a
+    worker thread so that the event loop keeps serving.
+
+    ``limits`` is a list of ``(method, path regex, bytes)``: the first match sets
+    the limit, else ``default``.
     """
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
 
-    from deltaml.services.wire import check_json_depth
+    def __init__(
+        self,
+        app: Any,
+        default: int = MAX_BODY_BYTES,
+        limits: Sequence[tuple[str, str, int]] = (),
+    ) -> None:
+        import re
 
-    @app.middleware("http")
-    async def _depth(request: Request, call_next: Any) -> Any:
-        content_type = request.headers.get("content-type", "")
-        json_like = not content_type or "json" in content_type.lower()  # FastAPI's own rule
-        if request.method in ("POST", "PUT", "PATCH") and json_like:
+        self.app = app
+        self.default = default
+        self.limits = [(m.upper(), re.compile(p), n) for m, p, n in limits]
+
+    def limit_for(self, method: str, path: str) -> int:
+        for m, pattern, n in self.limits:
+            if m == method and pattern.fullmatch(path):
+                return n
+        return self.default
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["method"], scope.get("path", ""))
+        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
+        length = headers.get("content-length")
+        if length is not None:
             try:
-                check_json_depth(await request.body())
+                announced = int(length)
+            except ValueError:
+                await _refuse(send, 400, "malformed Content-Length")
+                return
+            if announced > limit:
+                await _refuse(send, 413, f"request body of {announced} bytes: at most {limit}")
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _refuse(send, 413, f"request body larger than {limit} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        content_type = headers.get("content-type", b"").decode("latin-1").lower()
+        if body and (not content_type or "json" in content_type):
+            from deltaml.services.wire import check_json_depth
+
+            try:
+                if len(body) >= _THREAD_CHECK_BYTES:
+                    import anyio
+
+                    await anyio.to_thread.run_sync(check_json_depth, body)
+                else:
+                    check_json_depth(body)
             except DeltaMLValueError as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=400)
-        return await call_next(request)
+                await _refuse(send, 400, str(exc))
+                return
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(send: Any, status: int, detail: str) -> None:
+    import json
+
+    payload = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def guard_bodies(
+    app: FastAPI, limits: Sequence[tuple[str, str, int]] = (), default: int = MAX_BODY_BYTES
+) -> None:
+    """Bound every request body of ``app`` (see :class:`BodyLimit`)."""
+    app.add_middleware(BodyLimit, default=default, limits=list(limits))
 
 
 def serve(
