@@ -210,8 +210,32 @@ async def _refuse(send: Any, status: int, detail: str) -> None:
 def guard_bodies(
     app: FastAPI, limits: Sequence[tuple[str, str, int]] = (), default: int = MAX_BODY_BYTES
 ) -> None:
-    """Bound every request body of ``app`` (see :class:`BodyLimit`)."""
+    """Bound every request body of ``app`` (see :class:`BodyLimit`); 422s that never echo.
+
+    FastAPI's validation errors repeat each bad input, which cannot be rendered when
+    it is an infinity (a 500) and can be as large as the body: here they name the
+    field and the problem only.
+    """
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.requests import Request
+
     app.add_middleware(BodyLimit, default=default, limits=list(limits))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
+
+
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors as ``{"loc", "msg", "type"}``, bounded, without the inputs."""
+    out = []
+    for error in list(errors)[:20]:
+        loc = [p if isinstance(p, int) else str(p)[:100] for p in error.get("loc", ())][:20]
+        out.append(
+            {"loc": loc, "msg": str(error.get("msg", ""))[:300], "type": str(error.get("type"))}
+        )
+    return out
 
 
 def serve(

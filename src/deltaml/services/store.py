@@ -41,7 +41,7 @@ requests = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("buyer", sa.String(42), nullable=False, index=True),
-    sa.Column("chain_request_id", sa.Integer, nullable=False),
+    sa.Column("chain_request_id", sa.BigInteger, nullable=False),
     sa.Column("spec", sa.JSON, nullable=False),
     sa.Column("requirements", sa.JSON, nullable=False),
     sa.Column("public_key", sa.JSON, nullable=False),
