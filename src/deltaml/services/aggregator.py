@@ -877,10 +877,11 @@ def create_app(service: AggregatorService) -> FastAPI:
         return FileResponse(path, media_type="application/x-ndjson", filename=path.name)
 
     @app.get("/work")
-    def fetch_work(
+    async def fetch_work(
         who: str = party, wait: Annotated[float, Query(ge=0, le=LONG_POLL_MAX_SECONDS)] = 20.0
     ) -> Response:
-        job = service.queue.take(who, wait)
+        """A queued job, waiting up to ``wait`` s; the wait holds no thread (429 past caps)."""
+        job = await service.queue.take_async(who, wait)
         if job is None:
             return Response(status_code=204)
         return Response(
