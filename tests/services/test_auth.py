@@ -567,3 +567,26 @@ def test_real_server_refuses_unsigned_tampered_expired_and_replayed(server_url: 
         assert replay.json() == {
             "detail": f"replayed request: nonce already used by {ALICE.address}"
         }
+
+
+def test_the_database_nonce_store_takes_a_nonce_sent_at_once_exactly_once(db_url: str) -> None:
+    """Concurrent requests with one nonce: one passes, the others are replays, never a crash."""
+    import secrets
+
+    from deltaml.services.store import Store
+
+    store = Store(db_url)
+    try:
+        for _ in range(3):
+            nonce = secrets.token_hex(16)
+            barrier = threading.Barrier(8)
+
+            def remember(_i: int, nonce: str = nonce, barrier: threading.Barrier = barrier) -> bool:
+                barrier.wait()
+                return store.remember("0xabc", nonce, time.time() + 60)
+
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                outcomes = list(pool.map(remember, range(8)))
+            assert outcomes.count(True) == 1, outcomes
+    finally:
+        store.close()

@@ -193,19 +193,25 @@ class Store:
 
     # -- nonces (replay protection that survives a restart) ----------------------------
     def remember(self, address: str, nonce: str, expires_at: float) -> bool:
-        """Record a signed request's nonce; False if it was seen (a replay)."""
-        with self.begin() as conn:
-            conn.execute(nonces.delete().where(nonces.c.expires_at < time.time()))
-            seen = conn.execute(
-                sa.select(nonces.c.nonce).where(
-                    nonces.c.address == address, nonces.c.nonce == nonce
+        """Record a signed request's nonce; False if it was seen (a replay), atomically:
+        of two concurrent calls with the same pair exactly one returns True."""
+        try:
+            with self.begin() as conn:
+                conn.execute(nonces.delete().where(nonces.c.expires_at < time.time()))
+                seen = conn.execute(
+                    sa.select(nonces.c.nonce).where(
+                        nonces.c.address == address, nonces.c.nonce == nonce
+                    )
+                ).first()
+                if seen is not None:
+                    return False
+                conn.execute(
+                    nonces.insert().values(address=address, nonce=nonce, expires_at=expires_at)
                 )
-            ).first()
-            if seen is not None:
-                return False
-            conn.execute(
-                nonces.insert().values(address=address, nonce=nonce, expires_at=expires_at)
-            )
+        except sa.exc.IntegrityError:
+            # The same nonce inserted at the same moment by a concurrent request: the
+            # primary key let one through, this one is the replay.
+            return False
         return True
 
 
