@@ -38,6 +38,7 @@ from deltaml.services.auth import (
     RequestVerifier,
     SignedAuth,
     canonical_request,
+    origin_of,
     request_target,
     sign_request,
     signed_party,
@@ -109,7 +110,7 @@ def test_canonical_text_and_signature_are_plain_eip191() -> None:
     assert headers[SIGNATURE_HEADER].startswith("0x") and len(headers[SIGNATURE_HEADER]) == 132
     text = canonical_request("post", "/jobs/7?x=1", b'{"a":1}', int(T0), NONCE)
     assert text == (
-        "deltaml-http/1\nPOST\n/jobs/7?x=1\n"
+        "deltaml-http/2\n\nPOST\n/jobs/7?x=1\n"
         "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862\n"
         f"{int(T0)}\n{NONCE}"
     )
@@ -373,7 +374,11 @@ def echo_transport(verifier: RequestVerifier) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         try:
             address = verifier.verify(
-                request.method, request.url.raw_path.decode(), request.read(), request.headers
+                request.method,
+                request.url.raw_path.decode(),
+                request.read(),
+                request.headers,
+                origin_of(request.url),
             )
         except AuthError as exc:
             return httpx.Response(401, json={"detail": str(exc)})
@@ -469,7 +474,7 @@ def test_fastapi_dependency_with_the_test_client() -> None:
     response = client.get("/whoami")
     assert response.status_code == 401
     assert response.json() == {"detail": f"missing header {ADDRESS_HEADER}"}
-    assert response.headers["www-authenticate"] == "deltaml-http/1"
+    assert response.headers["www-authenticate"] == "deltaml-http/2"
 
 
 def test_request_target_falls_back_to_reencoding_the_path() -> None:
@@ -590,3 +595,19 @@ def test_the_database_nonce_store_takes_a_nonce_sent_at_once_exactly_once(db_url
             assert outcomes.count(True) == 1, outcomes
     finally:
         store.close()
+
+
+def test_the_signature_covers_the_target_service() -> None:
+    """A call signed for one service cannot be replayed to another (issue 12)."""
+    headers = sign_request(ALICE, "GET", "/offers", b"", origin="http://127.0.0.1:8700")
+    here, there = RequestVerifier(), RequestVerifier()
+    here.set_origins("http://127.0.0.1:8700/")
+    there.set_origins("http://127.0.0.1:9700")
+    assert here.verify("GET", "/offers", b"", headers, "http://evil:1") == ALICE.address
+    with pytest.raises(AuthError, match="wrong key or service"):
+        there.verify("GET", "/offers", b"", headers, "http://127.0.0.1:8700")
+    # Without configured origins, where the request arrived decides.
+    with pytest.raises(AuthError, match="wrong key or service"):
+        RequestVerifier().verify("GET", "/offers", b"", headers, "https://127.0.0.1:8700")
+    assert origin_of("HTTPS://Example.ORG/x?y") == "https://example.org:443"
+    assert origin_of("http://[::1]:8/") == "http://[::1]:8"

@@ -23,7 +23,7 @@ from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.roles.messages import Message
 from deltaml.services import wire
 from deltaml.services.auth import SignedAuth
-from deltaml.services.serve import guard_bodies
+from deltaml.services.serve import client_tls, guard_bodies
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -57,8 +57,13 @@ class AggregatorClient:
     def __init__(self, url: str, account: LocalAccount, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.account = account
+        # https: certificates checked against --ca ($DELTAML_CA_FILE) or the system's store.
         self.http = httpx.Client(
-            base_url=self.url, auth=SignedAuth(account), timeout=timeout, trust_env=False
+            base_url=self.url,
+            auth=SignedAuth(account),
+            timeout=timeout,
+            trust_env=False,
+            verify=client_tls(),
         )
 
     def close(self) -> None:

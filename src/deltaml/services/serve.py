@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import ipaddress
 import logging
 import os
 import queue
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -50,6 +53,8 @@ def guarded(what: str, task: Callable[[], object]) -> None:
 
 LISTENING = " listening on "
 PASSWORD_ENV = "DELTAML_PASSWORD"
+#: A PEM file of the CA certificates clients trust (``--ca``); default: the system's.
+CA_ENV = "DELTAML_CA_FILE"
 
 
 def password_from_env() -> str:
@@ -75,9 +80,39 @@ def load_or_create_account(path: Path, password: str, *, fast_kdf: bool = False)
     return account
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``, refusing anything but a loopback host by default."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def private_files() -> None:
+    """Files this process creates are its user's only: 0600 files in 0700 folders.
+
+    Called at the start of every ``serve`` and ``demo``: the databases (mixing seeds,
+    ciphertexts, sealed keys), transcripts and CSVs are nobody else's business.
+    Child processes inherit it.
+    """
+    os.umask(0o077)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int, *, tls: bool = False) -> socket.socket:
+    """A listening socket on ``host:port``; a non-loopback host only with TLS.
+
+    Signed calls, login passwords and session cookies would otherwise cross the
+    network in the clear: serve a remote interface with ``--tls-cert/--tls-key``.
+    """
+    if not tls and not is_loopback(host):
+        raise DeltaMLValueError(
+            f"refusing to listen on {host} without TLS: pass --tls-cert and --tls-key, "
+            "or listen on 127.0.0.1"
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -88,6 +123,35 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise DeltaMLValueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSFiles:
+    """A server's certificate chain and private key (PEM files)."""
+
+    cert: Path
+    key: Path
+
+    @classmethod
+    def from_args(cls, cert: Path | None, key: Path | None) -> TLSFiles | None:
+        if cert is None and key is None:
+            return None
+        if cert is None or key is None:
+            raise DeltaMLValueError("--tls-cert and --tls-key go together")
+        for path in (cert, key):
+            if not path.is_file():
+                raise DeltaMLValueError(f"{path}: no such file")
+        return cls(cert, key)
+
+
+def client_tls(ca: str | Path | None = None) -> ssl.SSLContext:
+    """What a client trusts: ``ca`` (a PEM file), else ``$DELTAML_CA_FILE``, else the
+    system's store. Certificates and host names are always checked."""
+    ca = ca or os.environ.get(CA_ENV) or None
+    try:
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise DeltaMLValueError(f"cannot load the CA certificates {ca}: {exc}") from None
 
 
 #: Largest request body a service reads by default; routes that carry ciphertexts
@@ -244,13 +308,30 @@ def serve(
     host: str,
     port: int,
     on_stop: Callable[[], None] | None = None,
+    *,
+    tls: TLSFiles | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> int:
-    """Serve ``app`` until SIGINT/SIGTERM, after printing the ``listening on`` line."""
-    sock = bind(host, port)
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    """Serve ``app`` until SIGINT/SIGTERM, after printing the ``listening on`` line.
+
+    With ``tls`` it serves HTTPS only. ``on_listening`` gets the URL once the socket
+    is bound (the aggregator learns the origin its callers must sign for).
+    """
+    private_files()
+    sock = bind(host, port, tls=tls is not None)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{'https' if tls else 'http'}://{shown}:{sock.getsockname()[1]}"
+    if on_listening is not None:
+        on_listening(url)
     # Long-polls hold connections open: do not wait for them at shutdown.
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
     )
     server = uvicorn.Server(config)
     print(f"DeltaML {what}{LISTENING}{url}", flush=True)
