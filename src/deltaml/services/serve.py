@@ -318,6 +318,9 @@ def serve(
     is bound (the aggregator learns the origin its callers must sign for).
     """
     private_files()
+    # The event loop shares the GIL with training and signature threads: hand it over
+    # more often (5 ms by default) so that short requests (/health) wait less for it.
+    sys.setswitchinterval(0.001)
     sock = bind(host, port, tls=tls is not None)
     shown = f"[{host}]" if ":" in host else host
     url = f"{'https' if tls else 'http'}://{shown}:{sock.getsockname()[1]}"
