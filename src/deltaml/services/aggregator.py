@@ -812,6 +812,8 @@ def create_app(service: AggregatorService) -> FastAPI:
             ("POST", r"/requests", MAX_REQUEST_BYTES),
             ("POST", r"/work/[0-9]+", wire.MAX_WIRE_BYTES),
         ],
+        # Every POST is signed: checked before FastAPI parses the body.
+        verifier=service.verifier,
     )
     # The signer's address; ``= party`` rather than Annotated: annotations are strings here.
     party = Depends(signed_party(service.verifier))
