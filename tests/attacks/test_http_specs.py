@@ -153,3 +153,22 @@ BUYER_SPEC = {"features": ["age", "bmi"], "target": "y", "owners": 2}
 def test_the_buyers_spec_parser_bounds_every_value(field: str, value: Any) -> None:
     with pytest.raises(DeltaMLValueError, match=field):
         parse_request_spec({**BUYER_SPEC, field: value})
+
+
+@pytest.mark.parametrize("depth", [40, 50_000])
+def test_a_deeply_nested_spec_file_is_a_one_line_error(tmp_path: Path, depth: int) -> None:
+    """``deltaml buyer request`` parses a YAML spec: nesting is bounded before it is sent."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("features: " + "[" * depth + "]" * depth + "\ntarget: y\nowners: 2\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "deltaml", "buyer", "request", str(spec), "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr[-500:]
+    assert "Traceback" not in done.stderr
+    assert "nested" in done.stderr or "too many" in done.stderr, done.stderr[-300:]

@@ -305,14 +305,37 @@ def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any)
 def _buyer_request(args: argparse.Namespace) -> int:
     import yaml
 
+    from deltaml.services.serve import MAX_BODY_BYTES
+    from deltaml.services.wire import MAX_JSON_DEPTH
+
     try:
-        doc = yaml.safe_load(args.spec.read_text(encoding="utf-8"))
+        raw = args.spec.read_bytes()
+        if len(raw) > MAX_BODY_BYTES:  # the node takes no larger body either
+            raise DeltaMLValueError(f"{args.spec} is larger than {MAX_BODY_BYTES} bytes")
+        # Flow nesting is bounded before the YAML parser (slow, recursive) sees it; a
+        # spec needs one or two brackets, block nesting is bounded by the size.
+        if raw.count(b"[") + raw.count(b"{") > 1000:
+            raise DeltaMLValueError(f"{args.spec} is not a request spec (too many brackets)")
+        doc = yaml.safe_load(raw.decode("utf-8"))
     except OSError as exc:
         raise DeltaMLValueError(f"cannot read {args.spec}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise DeltaMLValueError(f"{args.spec} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise DeltaMLValueError(f"{args.spec} is not UTF-8 text") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise DeltaMLValueError(f"{args.spec} is not valid YAML: {detail}") from None
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise DeltaMLValueError(f"{args.spec}: nested deeper than {MAX_JSON_DEPTH} levels")
     print(json.dumps(_local_call(args, "POST", "/requests", json=doc)))
     return 0
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """How deeply lists and mappings nest in ``value`` (stops counting past 64)."""
+    if level > 64 or not isinstance(value, list | dict):
+        return level
+    items = value.values() if isinstance(value, dict) else value
+    return max((_depth(v, level + 1) for v in items), default=level + 1)
 
 
 def _buyer_model(args: argparse.Namespace) -> int:
