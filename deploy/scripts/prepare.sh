@@ -1,0 +1,55 @@
+#!/bin/sh
+# prepare.sh: everything the compose stack needs on a machine that reaches no container
+# registry, each step skipped when its result is already there (so CI pays once per run):
+#   1. the base image docker.io/library/debian:bookworm-slim, made with debootstrap
+#      (skipped if the image exists, e.g. pulled from a registry);
+#   2. deploy/wheelhouse/: the project's dependencies as wheels, downloaded on the host
+#      (whose pip is configured for the package index) — the build needs no network for pip;
+#   3. the images localhost/deltaml:dev (Containerfile) and localhost/deltaml-postgres:dev.
+# Needs: podman (with runc), debootstrap, python3 -m pip. Times each step.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+: "${CONTAINERS_CONF:=$root/deploy/containers.conf}"
+export CONTAINERS_CONF
+engine=${DELTAML_ENGINE:-podman}
+base=docker.io/library/debian:bookworm-slim
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+step() { echo "== prepare: $1"; }
+now() { date +%s; }
+
+t=$(now)
+if ! $engine image exists "$base" 2>/dev/null; then
+    step "base image $base from debootstrap ($mirror)"
+    rootfs=$(mktemp -d /var/tmp/deltaml-rootfs.XXXXXX)
+    nice -n 19 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
+    # What debian:bookworm-slim leaves out: package lists, caches, docs, manuals, locales.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
+        "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
+        "$rootfs"/usr/share/locale/*
+    tar -C "$rootfs" -c . | $engine import --change 'CMD ["bash"]' - "$base" >/dev/null
+    rm -rf "$rootfs"
+    echo "   $(( $(now) - t )) s"
+fi
+
+t=$(now)
+if [ ! -e deploy/wheelhouse/.complete ] || [ pyproject.toml -nt deploy/wheelhouse/.complete ]; then
+    step "wheelhouse (deploy/wheelhouse)"
+    nice -n 19 python3 -m pip wheel --quiet --disable-pip-version-check -w deploy/wheelhouse \
+        . "setuptools>=68" wheel 2>/dev/null
+    rm -f deploy/wheelhouse/deltaml-*.whl  # the image builds the project itself
+    rm -rf build src/*.egg-info
+    touch deploy/wheelhouse/.complete
+    echo "   $(( $(now) - t )) s"
+fi
+
+t=$(now)
+step "image localhost/deltaml:dev"
+nice -n 19 $engine build --quiet --format docker -f Containerfile -t localhost/deltaml:dev . >/dev/null
+echo "   $(( $(now) - t )) s"
+t=$(now)
+step "image localhost/deltaml-postgres:dev"
+nice -n 19 $engine build --quiet --format docker -f deploy/postgres/Containerfile \
+    -t localhost/deltaml-postgres:dev deploy/postgres >/dev/null
+echo "   $(( $(now) - t )) s"
+$engine images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^localhost/deltaml' || true
