@@ -85,7 +85,8 @@ def test_user_errors_are_4xx_with_a_clear_message(api) -> None:
         (signed(client, owner, "POST", "/owners", json={"name": ""}), 422, ""),
         (signed(client, owner, "POST", "/owners", content=b"{not json"), 422, ""),
         (signed(client, owner, "POST", "/work/12345", content=wire.dumps(m.Ack())), 404, "no job"),
-        (signed(client, owner, "POST", "/work/1", content=b"[]"), 400, ""),
+        # Whose job it is is checked before the body is parsed (issue 12).
+        (signed(client, owner, "POST", "/work/1", content=b"[]"), 404, "no job"),
         (signed(client, owner, "GET", "/work?wait=-1"), 422, ""),
     ]
     body = new_request()

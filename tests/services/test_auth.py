@@ -38,6 +38,7 @@ from deltaml.services.auth import (
     RequestVerifier,
     SignedAuth,
     canonical_request,
+    origin_of,
     request_target,
     sign_request,
     signed_party,
@@ -109,7 +110,7 @@ def test_canonical_text_and_signature_are_plain_eip191() -> None:
     assert headers[SIGNATURE_HEADER].startswith("0x") and len(headers[SIGNATURE_HEADER]) == 132
     text = canonical_request("post", "/jobs/7?x=1", b'{"a":1}', int(T0), NONCE)
     assert text == (
-        "deltaml-http/1\nPOST\n/jobs/7?x=1\n"
+        "deltaml-http/2\n\nPOST\n/jobs/7?x=1\n"
         "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862\n"
         f"{int(T0)}\n{NONCE}"
     )
@@ -373,7 +374,11 @@ def echo_transport(verifier: RequestVerifier) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         try:
             address = verifier.verify(
-                request.method, request.url.raw_path.decode(), request.read(), request.headers
+                request.method,
+                request.url.raw_path.decode(),
+                request.read(),
+                request.headers,
+                origin_of(request.url),
             )
         except AuthError as exc:
             return httpx.Response(401, json={"detail": str(exc)})
@@ -469,7 +474,7 @@ def test_fastapi_dependency_with_the_test_client() -> None:
     response = client.get("/whoami")
     assert response.status_code == 401
     assert response.json() == {"detail": f"missing header {ADDRESS_HEADER}"}
-    assert response.headers["www-authenticate"] == "deltaml-http/1"
+    assert response.headers["www-authenticate"] == "deltaml-http/2"
 
 
 def test_request_target_falls_back_to_reencoding_the_path() -> None:
@@ -567,3 +572,42 @@ def test_real_server_refuses_unsigned_tampered_expired_and_replayed(server_url: 
         assert replay.json() == {
             "detail": f"replayed request: nonce already used by {ALICE.address}"
         }
+
+
+def test_the_database_nonce_store_takes_a_nonce_sent_at_once_exactly_once(db_url: str) -> None:
+    """Concurrent requests with one nonce: one passes, the others are replays, never a crash."""
+    import secrets
+
+    from deltaml.services.store import Store
+
+    store = Store(db_url)
+    try:
+        for _ in range(3):
+            nonce = secrets.token_hex(16)
+            barrier = threading.Barrier(8)
+
+            def remember(_i: int, nonce: str = nonce, barrier: threading.Barrier = barrier) -> bool:
+                barrier.wait()
+                return store.remember("0xabc", nonce, time.time() + 60)
+
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                outcomes = list(pool.map(remember, range(8)))
+            assert outcomes.count(True) == 1, outcomes
+    finally:
+        store.close()
+
+
+def test_the_signature_covers_the_target_service() -> None:
+    """A call signed for one service cannot be replayed to another (issue 12)."""
+    headers = sign_request(ALICE, "GET", "/offers", b"", origin="http://127.0.0.1:8700")
+    here, there = RequestVerifier(), RequestVerifier()
+    here.set_origins("http://127.0.0.1:8700/")
+    there.set_origins("http://127.0.0.1:9700")
+    assert here.verify("GET", "/offers", b"", headers, "http://evil:1") == ALICE.address
+    with pytest.raises(AuthError, match="wrong key or service"):
+        there.verify("GET", "/offers", b"", headers, "http://127.0.0.1:8700")
+    # Without configured origins, where the request arrived decides.
+    with pytest.raises(AuthError, match="wrong key or service"):
+        RequestVerifier().verify("GET", "/offers", b"", headers, "https://127.0.0.1:8700")
+    assert origin_of("HTTPS://Example.ORG/x?y") == "https://example.org:443"
+    assert origin_of("http://[::1]:8/") == "http://[::1]:8"

@@ -184,11 +184,34 @@ class TranscriptWriter:
         return writer
 
 
+#: Longest line the readers parse: a record with its public ciphertexts, or one sealed
+#: vector, is far smaller. Lines are also refused when nested deeper than
+#: :data:`deltaml.services.wire.MAX_JSON_DEPTH` (records need 6 levels): with the
+#: Ethereum libraries loaded, Python's recursion limit is so high that the C JSON
+#: parser overflows the C stack on deep input (a segmentation fault) instead of
+#: raising. A transcript can come from another party, so both caps come first.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+def _parse_line(p: Path, number: int, line: str) -> Any:
+    """One line as JSON, or :class:`DeltaMLValueError` naming the file and the line."""
+    from deltaml.services.wire import check_json_depth
+
+    if len(line) > MAX_LINE_BYTES:
+        raise DeltaMLValueError(f"{p}: line {number} is longer than {MAX_LINE_BYTES} bytes")
+    try:
+        check_json_depth(line.encode("utf-8", "surrogatepass"))
+        return json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError, DeltaMLValueError):  # JSONDecodeError is a ValueError
+        raise DeltaMLValueError(f"{p}: line {number} is not JSON") from None
+
+
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """The records of a public transcript, each a JSON object (fields not yet checked).
 
     Raises :class:`DeltaMLValueError` with one line naming the file and the line
-    when the file is missing, unreadable, empty, or a line is not a JSON object.
+    when the file is missing, unreadable, empty, or a line is not a JSON object
+    (longer than :data:`MAX_LINE_BYTES`, or nested too deeply).
     """
     p = Path(path)
     try:
@@ -203,10 +226,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            value = json.loads(line, parse_constant=_no_constant)
-        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
-            raise DeltaMLValueError(f"{p}: line {number} is not JSON") from None
+        value = _parse_line(p, number, line)
         if not isinstance(value, dict):
             raise DeltaMLValueError(f"{p}: line {number} is not a JSON object")
         records.append(value)
@@ -233,7 +253,7 @@ def read_sealed(path: str | Path) -> dict[str, bytes]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = _parse_line(p, number, line)
             digest = value["sha256"]
             blob = decode_blob(value["ciphertexts"])
         except (json.JSONDecodeError, KeyError, TypeError, DeltaMLValueError):

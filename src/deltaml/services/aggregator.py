@@ -25,8 +25,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from starlette.concurrency import run_in_threadpool
 
 from deltaml.crypto import PublicKey
 from deltaml.crypto.serialization import unpack_vectors
@@ -60,6 +70,9 @@ OFFER_STATUSES = (
     "DECLINED",
 )
 LONG_POLL_MAX_SECONDS = 30.0
+#: Largest ``POST /requests`` body: the initial model holds one ciphertext per feature
+#: (at most 1000 features, ~1.4 KB each with a 4096-bit key), plus the key and spec.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -74,33 +87,103 @@ class AggregatorConfig:
 
 
 # -- request bodies ---------------------------------------------------------------------
+#: Bounds of what the database and the contract hold: ids are 32-bit in PostgreSQL's
+#: ``integer`` columns; counts, rows and seeds 63-bit (``bigint``); the contract keeps
+#: the deposit in 128 bits and rounds in 32.
+MAX_DB_ID = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
+MAX_DEPOSIT_WEI = 2**128 - 1
+MAX_WEI = 2**256 - 1
+MAX_ROUNDS = 10_000
+MAX_NAME = 200
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+#: A non-negative id as the database holds it (path parameters).
+DbId = Annotated[int, PathParam(ge=0, le=MAX_DB_ID)]
+
+
+class ColumnProfile(BaseModel):
+    """One column of a dataset profile: its name and type, never its values."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: StrictStr = Field(min_length=1, max_length=MAX_NAME)
+    role: StrictStr = Field(default="", max_length=20)
+    type: StrictStr = Field(default="", max_length=20)
+    nulls: StrictInt = Field(default=0, ge=0, le=MAX_BIGINT)
+
+
 class DatasetProfile(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    rows: int = Field(ge=0)
-    target: str = ""
-    task: str = ""
-    columns: list[dict[str, Any]]
+    name: Name
+    rows: StrictInt = Field(ge=0, le=MAX_BIGINT)
+    target: str = Field(default="", max_length=MAX_NAME)
+    task: str = Field(default="", max_length=40)
+    columns: list[ColumnProfile] = Field(max_length=10_000)
 
 
 class OwnerRegistration(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     datasets: list[DatasetProfile] = Field(max_length=100)
-    min_reward_wei: int = Field(default=0, ge=0)
+    min_reward_wei: StrictInt = Field(default=0, ge=0, le=MAX_WEI)
 
 
 class Requirements(BaseModel):
-    features: list[str] = Field(min_length=1, max_length=1000)
-    target: str = Field(min_length=1)
-    min_rows: int = Field(default=1, ge=1)
+    features: list[Name] = Field(min_length=1, max_length=1000)
+    target: Name
+    min_rows: StrictInt = Field(default=1, ge=1, le=MAX_BIGINT)
     #: Training starts when this many owners have accepted.
-    owners: int = Field(ge=2, le=MAX_PARTICIPANTS)
+    owners: StrictInt = Field(ge=2, le=MAX_PARTICIPANTS)
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class SpecBounds(BaseModel):
+    """The ranges of a :class:`~deltaml.roles.messages.TrainingSpec` a service accepts.
+
+    Strict (no strings for numbers, no booleans for integers), every field bounded
+    by what training, the database and the contract can hold. Defaults are those of
+    ``TrainingSpec``; unknown fields are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(max_length=20)  # which models: the service's own check (a 400)
+    rounds: int = Field(ge=1, le=MAX_ROUNDS)
+    l2: FiniteFloat | None = Field(default=None, ge=0, le=1e6)
+    rho: FiniteFloat = Field(default=0.02, gt=0, le=1e3)
+    relaxation: FiniteFloat = Field(default=1.6, gt=0, lt=2)
+    precision_bits: int = Field(default=32, ge=1, le=64)
+    base_exponent: int = Field(default=40, ge=1, le=256)
+    eval_every: int = Field(default=3, ge=1, le=MAX_ROUNDS)
+    split_seed: int = Field(default=0, ge=0, le=2**64 - 1)
+    trainer_fraction: FiniteFloat = Field(default=0.7, gt=0, lt=1)
+    contributions: bool = True
+    metric_noise: FiniteFloat = Field(default=0.0, ge=0, le=1e3)
+    deposit_wei: int = Field(default=10**18, gt=0, le=MAX_DEPOSIT_WEI)
+    min_trainers: int = Field(default=1, ge=1, le=MAX_PARTICIPANTS)
+    target_improvement: FiniteFloat = Field(default=0.0, ge=0, lt=100)
+
+
+def check_spec(value: Any) -> dict[str, Any]:
+    """``value`` unchanged (the buyer's hash covers it as sent) if :class:`SpecBounds` holds.
+
+    Raises ``ValueError`` naming the first field out of range (FastAPI: a 422).
+    """
+    try:
+        SpecBounds.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(["spec", *(str(p) for p in first["loc"])])
+        raise ValueError(f"{where}: {first['msg']}") from None
+    return value
 
 
 class NewRequest(BaseModel):
-    chain_request_id: int = Field(ge=0)
-    spec: dict[str, Any]
+    chain_request_id: StrictInt = Field(ge=0, le=MAX_BIGINT)
+    spec: Annotated[dict[str, Any], AfterValidator(check_spec)]
     requirements: Requirements
-    public_key: dict[str, str]
+    public_key: dict[str, Annotated[str, Field(max_length=4096)]] = Field(max_length=8)
     initial_model: dict[str, Any]
 
 
@@ -132,7 +215,12 @@ def matching_dataset(profile: dict[str, Any], req: dict[str, Any]) -> str | None
     """The first of an owner's datasets that has every column the request needs, or None."""
     wanted = [*req["features"], req["target"]]
     for ds in profile.get("datasets", []):
-        columns = {c.get("name"): c for c in ds.get("columns", [])}
+        # Profiles are typed on the way in; a row stored before that is skipped, not a 500.
+        columns = {
+            c["name"]: c
+            for c in ds.get("columns", [])
+            if isinstance(c, dict) and isinstance(c.get("name"), str)
+        }
         if ds.get("rows", 0) < req["min_rows"]:
             continue
         if all(name in columns and not columns[name].get("nulls") for name in wanted):
@@ -713,7 +801,14 @@ def create_app(service: AggregatorService) -> FastAPI:
         "Every call except the public views is signed with the caller's Ethereum key.",
         version="1",
     )
-    guard_bodies(app)
+    # Bodies: 1 MiB by default; the two routes that carry ciphertexts may take more.
+    guard_bodies(
+        app,
+        [
+            ("POST", r"/requests", MAX_REQUEST_BYTES),
+            ("POST", r"/work/[0-9]+", wire.MAX_WIRE_BYTES),
+        ],
+    )
     # The signer's address; ``= party`` rather than Annotated: annotations are strings here.
     party = Depends(signed_party(service.verifier))
 
@@ -751,27 +846,29 @@ def create_app(service: AggregatorService) -> FastAPI:
         return service.create_request(who, body)
 
     @app.get("/requests")
-    def list_requests(buyer: str | None = None) -> list[dict[str, Any]]:
+    def list_requests(
+        buyer: Annotated[str | None, Query(max_length=42)] = None,
+    ) -> list[dict[str, Any]]:
         return service.list_requests(buyer)
 
     @app.get("/requests/{rid}")
-    def get_request(rid: int) -> dict[str, Any]:
+    def get_request(rid: DbId) -> dict[str, Any]:
         return service.request_view(rid)
 
     @app.post("/requests/{rid}/accept")
-    def accept(rid: int, who: str = party) -> dict[str, Any]:
+    def accept(rid: DbId, who: str = party) -> dict[str, Any]:
         return service.decide(who, rid, True)
 
     @app.post("/requests/{rid}/decline")
-    def decline(rid: int, who: str = party) -> dict[str, Any]:
+    def decline(rid: DbId, who: str = party) -> dict[str, Any]:
         return service.decide(who, rid, False)
 
     @app.post("/requests/{rid}/cancel")
-    def cancel(rid: int, who: str = party) -> dict[str, Any]:
+    def cancel(rid: DbId, who: str = party) -> dict[str, Any]:
         return service.cancel(who, rid)
 
     @app.get("/requests/{rid}/transcript")
-    def transcript(rid: int) -> FileResponse:
+    def transcript(rid: DbId) -> FileResponse:
         """The public transcript (the sealed companion never leaves the aggregator)."""
         service._request_row(rid)
         path = service.transcript_path(rid)
@@ -780,10 +877,11 @@ def create_app(service: AggregatorService) -> FastAPI:
         return FileResponse(path, media_type="application/x-ndjson", filename=path.name)
 
     @app.get("/work")
-    def fetch_work(
+    async def fetch_work(
         who: str = party, wait: Annotated[float, Query(ge=0, le=LONG_POLL_MAX_SECONDS)] = 20.0
     ) -> Response:
-        job = service.queue.take(who, wait)
+        """A queued job, waiting up to ``wait`` s; the wait holds no thread (429 past caps)."""
+        job = await service.queue.take_async(who, wait)
         if job is None:
             return Response(status_code=204)
         return Response(
@@ -793,14 +891,17 @@ def create_app(service: AggregatorService) -> FastAPI:
         )
 
     @app.post("/work/{job_id}")
-    async def reply(job_id: int, request: Request, who: str = party) -> dict[str, Any]:
-        body = await request.body()
-        wire.loads(body)  # refuse a malformed reply now, with a clear 400
-        service.queue.reply(job_id, who, body.decode("utf-8"))
+    async def reply(job_id: DbId, request: Request, who: str = party) -> dict[str, Any]:
+        body = await request.body()  # bounded by guard_bodies, signature checked by ``party``
+        # Whose job it is first (a cheap look-up), then parse — off the event loop: a
+        # reply may be tens of MiB. A malformed reply gets a clear 400 now.
+        await run_in_threadpool(service.queue.check_open, job_id, who)
+        await run_in_threadpool(wire.loads, body)
+        await run_in_threadpool(service.queue.reply, job_id, who, body.decode("utf-8"))
         return {"job": job_id, "accepted": True}
 
     @app.post("/work/{job_id}/error")
-    def report_failure(job_id: int, body: FailureReport, who: str = party) -> dict[str, Any]:
+    def report_failure(job_id: DbId, body: FailureReport, who: str = party) -> dict[str, Any]:
         service.queue.reply(job_id, who, body.error, failed=True)
         return {"job": job_id, "accepted": True}
 

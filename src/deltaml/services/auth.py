@@ -5,11 +5,14 @@ so requests are authenticated with the same key rather than with passwords or
 TLS client certificates: the receiver learns the sender's address, which is the
 identity the marketplace contract and the evidence use.
 
-A request is signed over its method, its path with the query string exactly as
-sent on the wire (percent-encoding included), the SHA-256 of its body, a
-timestamp and a random nonce; the canonical text is::
+A request is signed over the origin of the service it is sent to
+(``scheme://host:port``, so that a signed call cannot be replayed to another
+service), its method, its path with the query string exactly as sent on the wire
+(percent-encoding included), the SHA-256 of its body, a timestamp and a random
+nonce; the canonical text is::
 
-    deltaml-http/1
+    deltaml-http/2
+    {origin}
     {METHOD}
     {path_and_query}
     {body_sha256_hex}
@@ -22,9 +25,11 @@ Ethereum tool can produce or check it. Four headers carry it:
 ``X-DeltaML-Signature``.
 
 The receiver (:class:`RequestVerifier`) accepts a request only when the
-signature recovers to the claimed address, the timestamp is within
-``max_skew_seconds`` of its clock, and the address has not used the nonce
-before. Nonces are remembered until the timestamp leaves the window — after that
+signature recovers to the claimed address over one of its own origins (set by
+``serve`` from the address it listens on, or ``--public-url``; a service run
+in-process without them takes the scheme and ``Host`` the request arrived with),
+the timestamp is within ``max_skew_seconds`` of its clock, and the address has
+not used the nonce before. Nonces are remembered until the timestamp leaves the window — after that
 the timestamp check alone rejects a replay — so memory is bounded by the request
 rate times the window. Nonces are remembered only after the signature checks
 out, so nobody can fill the store, or burn another party's nonces, without
@@ -72,6 +77,7 @@ __all__ = [
     "RequestVerifier",
     "SignedAuth",
     "canonical_request",
+    "origin_of",
     "request_target",
     "sign_request",
     "signed_party",
@@ -79,7 +85,7 @@ __all__ = [
 
 #: Version tag and first line of every signed text: a signature made for anything
 #: else (evidence bodies, another protocol version) never verifies as a request.
-SCHEME = "deltaml-http/1"
+SCHEME = "deltaml-http/2"
 
 ADDRESS_HEADER = "X-DeltaML-Address"
 TIMESTAMP_HEADER = "X-DeltaML-Timestamp"
@@ -95,6 +101,22 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _NONCE = re.compile(r"[0-9a-f]{32,128}")
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+#: ``scheme://host:port`` in lower case (IPv6 hosts in brackets), or empty (unbound).
+_ORIGIN = re.compile(
+    r"(https?://[a-z0-9.\-]{1,253}:[0-9]{1,5}|https?://\[[0-9a-f:.]{2,45}\]:[0-9]{1,5})?"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str | httpx.URL) -> str:
+    """``scheme://host:port`` of ``url``, lower case, the port always written out."""
+    u = httpx.URL(str(url))
+    scheme = u.scheme.lower()
+    port = u.port or _DEFAULT_PORTS.get(scheme, 0)
+    host = u.host.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
 
 
 class AuthError(DeltaMLError):
@@ -112,13 +134,15 @@ def _normalize_target(path_and_query: str) -> str:
 
 
 def canonical_request(
-    method: str, path_and_query: str, body: bytes, timestamp: int, nonce: str
+    method: str, path_and_query: str, body: bytes, timestamp: int, nonce: str, origin: str = ""
 ) -> str:
     """The text a request's signature covers (see the module docstring).
 
     Each field has a fixed alphabet without newlines (checked here), so the text
     determines the fields: no two requests share a canonical text.
     """
+    if not _ORIGIN.fullmatch(origin):
+        raise AuthError("malformed origin: expected scheme://host:port in lower case")
     method = method.upper()
     if not _METHOD.fullmatch(method):
         raise AuthError(f"malformed method {method[:20]!r}")
@@ -126,7 +150,7 @@ def canonical_request(
     if not _TARGET.fullmatch(target):
         raise AuthError("malformed path: expected '/' then printable ASCII (percent-encoded)")
     digest = hashlib.sha256(body).hexdigest()
-    return f"{SCHEME}\n{method}\n{target}\n{digest}\n{timestamp}\n{nonce}"
+    return f"{SCHEME}\n{origin}\n{method}\n{target}\n{digest}\n{timestamp}\n{nonce}"
 
 
 def sign_request(
@@ -137,13 +161,14 @@ def sign_request(
     *,
     now: float | None = None,
     nonce: str | None = None,
+    origin: str = "",
 ) -> dict[str, str]:
-    """The four signature headers for a request from ``account``.
+    """The four signature headers for a request from ``account`` to ``origin``.
 
-    ``path`` is the path and query string exactly as sent (percent-encoded, as
-    ``httpx.URL.raw_path``). ``now`` (seconds since the epoch) and ``nonce``
-    (lower-case hex, at least 16 bytes) default to the clock and 16 fresh random
-    bytes; tests pin them.
+    ``origin`` is the target service's :func:`origin_of`; ``path`` is the path and
+    query string exactly as sent (percent-encoded, as ``httpx.URL.raw_path``). ``now``
+    (seconds since the epoch) and ``nonce`` (lower-case hex, at least 16 bytes)
+    default to the clock and 16 fresh random bytes; tests pin them.
     """
     timestamp = int(time.time() if now is None else now)
     if timestamp < 0:
@@ -151,7 +176,7 @@ def sign_request(
     nonce = secrets.token_hex(16) if nonce is None else nonce
     if not _NONCE.fullmatch(nonce):
         raise AuthError("nonce must be 32 to 128 lower-case hex digits")
-    text = canonical_request(method, path, body, timestamp, nonce)
+    text = canonical_request(method, path, body, timestamp, nonce, origin)
     signed = account.sign_message(encode_defunct(text=text))
     return {
         ADDRESS_HEADER: account.address,
@@ -178,7 +203,15 @@ class SignedAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         target = request.url.raw_path.decode("ascii")
-        request.headers.update(sign_request(self._account, request.method, target, request.content))
+        request.headers.update(
+            sign_request(
+                self._account,
+                request.method,
+                target,
+                request.content,
+                origin=origin_of(request.url),
+            )
+        )
         yield request
 
 
@@ -278,14 +311,27 @@ class RequestVerifier:
         self.max_skew_seconds = max_skew_seconds
         self.nonces: NonceStore = nonces if nonces is not None else MemoryNonceStore(clock=clock)
         self._clock = clock
+        #: The origins this service answers at (``serve`` sets them once it listens);
+        #: empty: the origin each request arrived at (in-process apps, tests).
+        self.origins: tuple[str, ...] = ()
+
+    def set_origins(self, *urls: str) -> None:
+        """Accept signatures made for these URLs' origins only (see :func:`origin_of`)."""
+        self.origins = tuple(dict.fromkeys(origin_of(u) for u in urls))
 
     def verify(
-        self, method: str, path_and_query: str, body: bytes, headers: Mapping[str, str]
+        self,
+        method: str,
+        path_and_query: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        origin: str = "",
     ) -> str:
         """The checksummed address that signed this request, or :class:`AuthError`.
 
         ``headers`` may be any mapping (``starlette`` and ``httpx`` headers, or a
-        dict); names are matched case-insensitively.
+        dict); names are matched case-insensitively. The signature must cover one of
+        :attr:`origins`, or, if none are set, ``origin`` (where the request arrived).
         """
         claimed, stamp, nonce, signature = (_header(headers, name) for name in _HEADERS)
         if not _ADDRESS.fullmatch(claimed):
@@ -310,19 +356,23 @@ class RequestVerifier:
                 f"server's clock, at most {skew:g} s allowed"
             )
 
-        text = canonical_request(method, path_and_query, body, timestamp, nonce)
-        try:
-            recovered = str(
-                Account.recover_message(
-                    encode_defunct(text=text), signature=bytes.fromhex(signature[2:])
+        recovered = ""
+        for candidate in self.origins or (origin,):
+            text = canonical_request(method, path_and_query, body, timestamp, nonce, candidate)
+            try:
+                recovered = str(
+                    Account.recover_message(
+                        encode_defunct(text=text), signature=bytes.fromhex(signature[2:])
+                    )
                 )
-            )
-        except (ValueError, TypeError, BadSignature, ValidationError):
-            recovered = ""
-        if recovered.lower() != claimed.lower():
+            except (ValueError, TypeError, BadSignature, ValidationError):
+                recovered = ""
+            if recovered.lower() == claimed.lower():
+                break
+        else:
             raise AuthError(
-                f"signature does not match the request and {ADDRESS_HEADER} "
-                "(wrong key, or the method, path, body, timestamp or nonce changed)"
+                f"signature does not match the request and {ADDRESS_HEADER} (wrong key or "
+                "service, or the method, path, body, timestamp or nonce changed)"
             )
 
         # +1: timestamps are whole seconds; keep the nonce a little past the window.
@@ -353,6 +403,15 @@ def request_target(request: Request) -> str:
     return path
 
 
+def request_origin(request: Request) -> str:
+    """The origin a request arrived at, from its scheme and ``Host`` (for in-process apps)."""
+    host = request.headers.get("host", "")
+    try:
+        return origin_of(f"{request.url.scheme}://{host}/")
+    except (httpx.InvalidURL, ValueError):
+        return ""
+
+
 def signed_party(verifier: RequestVerifier) -> Callable[[Request], Awaitable[str]]:
     """A FastAPI dependency returning the verified sender's address, or HTTP 401.
 
@@ -366,7 +425,12 @@ def signed_party(verifier: RequestVerifier) -> Callable[[Request], Awaitable[str
         body = await request.body()
         try:
             return await run_in_threadpool(
-                verifier.verify, request.method, request_target(request), body, request.headers
+                verifier.verify,
+                request.method,
+                request_target(request),
+                body,
+                request.headers,
+                request_origin(request),
             )
         except AuthError as exc:
             raise HTTPException(

@@ -21,6 +21,8 @@ import dataclasses
 import functools
 import json
 import logging
+import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -40,9 +42,16 @@ from deltaml.evidence.published import is_evaluated
 from deltaml.evidence.verify import verify_transcript
 from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import Ledger, RequestState, RequestStatus, Role
+from deltaml.ledger.payouts import MAX_PARTICIPANTS
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
-from deltaml.services.aggregator import request_hash
+from deltaml.services.aggregator import (
+    MAX_BIGINT,
+    MAX_DEPOSIT_WEI,
+    MAX_NAME,
+    MAX_ROUNDS,
+    request_hash,
+)
 from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
 from deltaml.services.serve import guarded
 from deltaml.services.store import Store
@@ -57,6 +66,9 @@ log = logging.getLogger(__name__)
 CHALLENGE_WINDOW_S = 0
 #: How many times the same decryption may be asked again (after an aggregator restart).
 MAX_REPEATS = 3
+
+#: Ten years: a deadline further out is a typo (and must fit the contract's 64 bits).
+MAX_DEADLINE_HOURS = 24 * 365 * 10
 
 SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
     "model": str,
@@ -111,20 +123,40 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
             raise DeltaMLValueError(f"{name} must be a number, not {value}")
         if not isinstance(value, kind):
             raise DeltaMLValueError(f"{name} has the wrong type ({type(value).__name__})")
-    if not spec["features"] or not all(isinstance(f, str) and f for f in spec["features"]):
-        raise DeltaMLValueError("features must be a non-empty list of column names")
-    if spec["target"] in spec["features"]:
+    features = spec["features"]
+    if not features or len(features) > 1000:
+        raise DeltaMLValueError("features must be a non-empty list of at most 1000 column names")
+    if not all(isinstance(f, str) and 0 < len(f) <= MAX_NAME for f in features):
+        raise DeltaMLValueError(f"features must be column names of 1 to {MAX_NAME} characters")
+    if not 0 < len(spec["target"]) <= MAX_NAME:
+        raise DeltaMLValueError(f"target must be a column name of 1 to {MAX_NAME} characters")
+    if spec["target"] in features:
         raise DeltaMLValueError("the target cannot also be a feature")
+    for name in ("deadline_hours", "l2", "metric_noise", "target_improvement"):
+        if spec[name] is not None and not math.isfinite(spec[name]):
+            raise DeltaMLValueError(f"{name} must be a finite number, not {spec[name]}")
     checks = [
         (spec["model"] in ("linear", "logistic"), "model must be linear or logistic"),
-        (spec["owners"] >= 2, "owners must be at least 2 (a trainer and a validator)"),
-        (spec["rounds"] >= 1, "rounds must be at least 1"),
-        (spec["eval_every"] >= 1, "eval_every must be at least 1"),
-        (spec["deposit_wei"] > 0, "deposit_wei must be positive"),
-        (spec["deadline_hours"] > 0, "deadline_hours must be positive"),
-        (spec["min_rows"] >= 1, "min_rows must be at least 1"),
+        (
+            2 <= spec["owners"] <= MAX_PARTICIPANTS,
+            f"owners must be at least 2 (a trainer and a validator), at most {MAX_PARTICIPANTS}",
+        ),
+        (1 <= spec["rounds"] <= MAX_ROUNDS, f"rounds must be 1 to {MAX_ROUNDS}"),
+        (1 <= spec["eval_every"] <= MAX_ROUNDS, f"eval_every must be 1 to {MAX_ROUNDS}"),
+        (
+            0 < spec["deposit_wei"] <= MAX_DEPOSIT_WEI,
+            "deposit_wei must be positive and below 2**128",
+        ),
+        (
+            0 < spec["deadline_hours"] <= MAX_DEADLINE_HOURS,
+            f"deadline_hours must be positive and at most {MAX_DEADLINE_HOURS}",
+        ),
+        (1 <= spec["min_rows"] <= MAX_BIGINT, "min_rows must be 1 to 2**63 - 1"),
         (1 <= spec["min_trainers"] < spec["owners"], "min_trainers must be 1 to owners - 1"),
-        (spec["metric_noise"] >= 0, "metric_noise cannot be negative"),
+        (spec["l2"] is None or 0 <= spec["l2"] <= 1e6, "l2 must be 0 to 10**6 (or null)"),
+        (0 <= spec["metric_noise"] <= 1e3, "metric_noise must be 0 to 1000"),
+        (0 <= spec["split_seed"] < 2**64, "split_seed must be 0 to 2**64 - 1"),
+        (0 < spec["key_bits"] <= 16384, "key_bits must be positive and at most 16384"),
         (
             0 <= spec["target_improvement"] < 100,
             "target_improvement must be at least 0 and below 100 (percent; 0: none)",
@@ -137,13 +169,19 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
 
 
 # -- the private key at rest -------------------------------------------------------------
+#: scrypt cost of the sealed keys: 2**17 (128 MiB, about half a second), after the
+#: guidance for secrets at rest; older sealings (2**15) are re-sealed on unlock.
+SCRYPT_LOG2_N = 17
+_KDF = re.compile(r"scrypt-n([0-9]{2})-r8-p1")
+
+
 def seal_key(private_key: PrivateKey, password: str) -> dict[str, str]:
     salt, nonce = get_random_bytes(16), get_random_bytes(12)
-    key = scrypt(password.encode(), salt, 32, N=2**15, r=8, p=1)  # type: ignore[arg-type]
-    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)  # type: ignore[arg-type]
+    key = _derive(password, salt, SCRYPT_LOG2_N)
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
     blob, tag = cipher.encrypt_and_digest(json.dumps(private_key.to_dict()).encode())
     return {
-        "kdf": "scrypt-n15-r8-p1",
+        "kdf": f"scrypt-n{SCRYPT_LOG2_N}-r8-p1",
         "cipher": "aes-256-gcm",
         **{k: base64.b64encode(v).decode() for k, v in (("salt", salt), ("nonce", nonce))},
         "tag": base64.b64encode(tag).decode(),
@@ -151,10 +189,22 @@ def seal_key(private_key: PrivateKey, password: str) -> dict[str, str]:
     }
 
 
+def _derive(password: str, salt: bytes, log2_n: int) -> bytes:
+    return scrypt(password.encode(), salt, 32, N=2**log2_n, r=8, p=1)  # type: ignore[arg-type,return-value]
+
+
+def sealed_cost(sealed: dict[str, str]) -> int:
+    """log2 of the scrypt cost a sealed key was made with (15: the first format)."""
+    match = _KDF.fullmatch(str(sealed.get("kdf", "")))
+    if match is None or not 15 <= int(match.group(1)) <= 22:
+        raise DeltaMLValueError(f"unknown key sealing {str(sealed.get('kdf'))[:40]!r}")
+    return int(match.group(1))
+
+
 def open_key(sealed: dict[str, str], password: str) -> PrivateKey:
     raw = {k: base64.b64decode(sealed[k]) for k in ("salt", "nonce", "tag", "ciphertext")}
-    key = scrypt(password.encode(), raw["salt"], 32, N=2**15, r=8, p=1)  # type: ignore[arg-type]
-    cipher = AES.new(key, AES.MODE_GCM, nonce=raw["nonce"])  # type: ignore[arg-type]
+    key = _derive(password, raw["salt"], sealed_cost(sealed))
+    cipher = AES.new(key, AES.MODE_GCM, nonce=raw["nonce"])
     try:
         plain = cipher.decrypt_and_verify(raw["ciphertext"], raw["tag"])
     except ValueError:
@@ -290,6 +340,10 @@ class BuyerNode:
             if saved is None:
                 raise ProtocolError(f"request {rid} is not one of this buyer's")
             private_key = open_key(saved["private_key"], self.config.key_password)
+            if sealed_cost(saved["private_key"]) < SCRYPT_LOG2_N:  # an older, cheaper sealing
+                saved["private_key"] = seal_key(private_key, self.config.key_password)
+                self.store.put("requests", str(rid), saved)
+                log.info("request %d: key re-sealed with scrypt 2**%d", rid, SCRYPT_LOG2_N)
             role = ModelBuyer(
                 self.address,
                 m.TrainingSpec(**saved["spec"]),

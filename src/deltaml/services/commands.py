@@ -26,6 +26,11 @@ def add_commands(sub: Any) -> None:
     a = agg_sub.add_parser("serve", help="serve the aggregator's HTTP API (OpenAPI at /docs)")
     _common(a, "aggregator")
     a.add_argument("--chain-url", help="Ethereum JSON-RPC URL (none: run without a contract)")
+    a.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL callers use, if not the one it listens on (signatures name it)",
+    )
     a.add_argument("--contract", help="address of a deployed Marketplace (default: deploy one)")
     a.add_argument(
         "--party-timeout",
@@ -55,6 +60,7 @@ def add_commands(sub: Any) -> None:
     )
     o.add_argument("--min-reward-wei", type=int, default=0, help="lowest offered reward accepted")
     o.add_argument("--chain-url", help="use this JSON-RPC URL instead of the aggregator's")
+    _ca(o)
 
     buy = sub.add_parser("buyer", help="the model buyer's node")
     buy_sub = buy.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -62,6 +68,7 @@ def add_commands(sub: Any) -> None:
     _common(b, "buyer")
     b.add_argument("--aggregator", required=True, metavar="URL", help="the aggregator's URL")
     b.add_argument("--chain-url", help="use this JSON-RPC URL instead of the aggregator's")
+    _ca(b)
     b.add_argument(
         "--allow-test-keys", action="store_true", help="permit Paillier keys under 2048 bits"
     )
@@ -76,15 +83,18 @@ def add_commands(sub: Any) -> None:
     r.add_argument("spec", type=Path, metavar="SPEC", help="the request spec (YAML or JSON)")
     r.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
     r.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+    _ca(r)
 
     mo = buy_sub.add_parser("model", help="download a request's trained model (JSON)")
     mo.add_argument("request_id", type=int, metavar="REQUEST")
     mo.add_argument("--out", type=Path, help="write it here (default: print it)")
     mo.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
     mo.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+    _ca(mo)
     st = buy_sub.add_parser("status", help="the buyer's requests, as the node sees them")
     st.add_argument("--node", default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}", metavar="URL")
     st.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+    _ca(st)
 
     ch = sub.add_parser("chain", help="an embedded Ethereum node over JSON-RPC")
     ch_sub = ch.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -107,9 +117,29 @@ def _common(p: argparse.ArgumentParser, what: str) -> None:
         help="SQLAlchemy URL (default: $DATABASE_URL, else an SQLite file in --dir)",
     )
     p.add_argument("--demo-keys", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS: certificate chain")
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="serve HTTPS: its private key")
+
+
+def _ca(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ca",
+        type=Path,
+        metavar="PEM",
+        help="CA certificates to trust for https:// URLs (default: the system's store)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from deltaml.services.serve import CA_ENV, private_files
+
+    # Keys, databases, transcripts and CSVs: 0600 files in 0700 folders.
+    private_files()
+    ca = getattr(args, "ca", None)
+    if ca is not None:
+        if not ca.is_file():
+            raise DeltaMLValueError(f"--ca {ca}: no such file")
+        os.environ[CA_ENV] = str(ca.resolve())
     if args.command == "demo":
         from deltaml.services.demo import run_demo_command
 
@@ -132,6 +162,7 @@ def _node_basics(args: argparse.Namespace, what: str) -> tuple[Any, str, str]:
 
     password = password_from_env()
     args.dir.mkdir(parents=True, exist_ok=True)
+    args.dir.chmod(0o700)
     account = load_or_create_account(args.dir / "account.json", password, fast_kdf=args.demo_keys)
     url = database_url(args.database_url, args.dir / f"{what}.sqlite")
     return account, url, password
@@ -141,6 +172,7 @@ def _aggregator(args: argparse.Namespace) -> int:
     from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
     from deltaml.services.serve import serve
 
+    _tls(args)
     account, db_url, _ = _node_basics(args, "aggregator")
     ledger = None
     if args.chain_url:
@@ -169,7 +201,30 @@ def _aggregator(args: argparse.Namespace) -> int:
     )
     service.resume()
     service.start_watcher()
-    return serve(create_app(service), "aggregator", args.host, args.port, service.close)
+
+    def listening(url: str) -> None:
+        # Callers sign for the origin they call: where it listens (also as localhost
+        # when that is 127.0.0.1), or the public URL in front of it.
+        urls = [args.public_url] if args.public_url else [url]
+        if not args.public_url and "://127.0.0.1:" in url:
+            urls.append(url.replace("://127.0.0.1:", "://localhost:"))
+        service.verifier.set_origins(*urls)
+
+    return serve(
+        create_app(service),
+        "aggregator",
+        args.host,
+        args.port,
+        service.close,
+        tls=_tls(args),
+        on_listening=listening,
+    )
+
+
+def _tls(args: argparse.Namespace) -> Any:
+    from deltaml.services.serve import TLSFiles
+
+    return TLSFiles.from_args(args.tls_cert, args.tls_key)
 
 
 def _owner(args: argparse.Namespace) -> int:
@@ -177,6 +232,7 @@ def _owner(args: argparse.Namespace) -> int:
     from deltaml.services.serve import serve
     from deltaml.services.ui import LoginConfig
 
+    _tls(args)  # refuse a half-given pair before any work
     account, db_url, password = _node_basics(args, "owner")
     node = OwnerNode(
         OwnerConfig(
@@ -194,7 +250,7 @@ def _owner(args: argparse.Namespace) -> int:
     )
     node.start()
     app = create_app(node, LoginConfig.from_password(password))
-    return serve(app, "owner", args.host, args.port, node.stop)
+    return serve(app, "owner", args.host, args.port, node.stop, tls=_tls(args))
 
 
 def _buyer(args: argparse.Namespace) -> int:
@@ -202,6 +258,7 @@ def _buyer(args: argparse.Namespace) -> int:
     from deltaml.services.serve import serve
     from deltaml.services.ui import LoginConfig
 
+    _tls(args)
     account, db_url, password = _node_basics(args, "buyer")
     node = BuyerNode(
         BuyerConfig(
@@ -217,7 +274,7 @@ def _buyer(args: argparse.Namespace) -> int:
     )
     node.start()
     app = create_app(node, LoginConfig.from_password(password))
-    return serve(app, "buyer", args.host, args.port, node.stop)
+    return serve(app, "buyer", args.host, args.port, node.stop, tls=_tls(args))
 
 
 def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
@@ -225,6 +282,7 @@ def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any)
     import httpx
 
     from deltaml.services.party import api_token, error_detail
+    from deltaml.services.serve import client_tls
 
     token = api_token(args.dir)
     try:
@@ -234,6 +292,7 @@ def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any)
             headers={"Authorization": f"Bearer {token}"},
             timeout=600,
             trust_env=False,
+            verify=client_tls(),
             **kwargs,
         )
     except httpx.HTTPError as exc:

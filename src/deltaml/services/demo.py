@@ -16,6 +16,7 @@ import argparse
 import json
 import secrets
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from deltaml.learning.data import (
 )
 from deltaml.marketplace import DEMO_FUNDING_WEI
 from deltaml.services.party import error_detail
-from deltaml.services.serve import PASSWORD_ENV, ServiceProcess
+from deltaml.services.serve import CA_ENV, PASSWORD_ENV, ServiceProcess, client_tls
 
 MARKER = ".deltaml-demo"
 DEFAULT_DIR = Path(".deltaml") / "demo"
@@ -60,6 +61,8 @@ class DemoConfig:
     kill_owner_after_round: int | None = None
     kill_role: str = "trainer"
     timeout: float = 900.0
+    #: Serve every node over HTTPS, with certificates from a CA made for this run.
+    tls: bool = False
 
 
 @dataclass
@@ -131,6 +134,11 @@ def add_demo_parser(sub: Any) -> None:
         action="store_true",
         help="keep every node running after the run (to use their APIs and pages); Ctrl-C stops",
     )
+    d.add_argument(
+        "--tls",
+        action="store_true",
+        help="every node over HTTPS, with a throw-away CA made at start (ca.pem in --dir)",
+    )
     d.add_argument("--crash-after-round", type=int, help=argparse.SUPPRESS)
     d.add_argument("--kill-owner-after-round", type=int, help=argparse.SUPPRESS)
     d.add_argument(
@@ -162,6 +170,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         kill_owner_after_round=args.kill_owner_after_round,
         kill_role=args.kill_role,
         party_timeout=args.party_timeout,
+        tls=args.tls,
     )
     say: Callable[[str], None] = (
         (lambda _line: None) if args.json or args.quiet else (lambda line: print(line, flush=True))
@@ -179,8 +188,36 @@ def run_demo_command(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 pass
 
-    result = run_demo(config, say, show)
+    # SIGTERM (and SIGHUP) stop the demo as Ctrl-C does: every process it started is
+    # stopped on the way out (they run in sessions of their own and would outlive it).
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        result = run_demo(config, say, show)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0 if result.status == "FINISHED" and result.verified else 1
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def make_demo_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a certificate for 127.0.0.1/localhost: (ca, cert, key) PEMs."""
+    import trustme
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(organization_name="DeltaML demo")
+    issued = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    paths = (folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    ca.cert_pem.write_to_path(str(paths[0]))
+    with paths[1].open("wb") as f:
+        for pem in issued.cert_chain_pems:
+            f.write(pem.bytes())
+    issued.private_key_pem.write_to_path(str(paths[2]))
+    paths[2].chmod(0o600)
+    return paths
 
 
 def _prepare_dir(path: Path) -> None:
@@ -231,6 +268,14 @@ def run_demo(
         say(f"chain: {chain_label}")
         password = secrets.token_hex(16)
         env = {PASSWORD_ENV: password}
+        tls_args: list[str] = []
+        verify: Any = True
+        if config.tls:
+            ca_pem, cert_pem, key_pem = make_demo_ca(config.work_dir / "tls")
+            tls_args = ["--tls-cert", str(cert_pem), "--tls-key", str(key_pem)]
+            env[CA_ENV] = str(ca_pem.resolve())  # the nodes trust it as the aggregator's
+            verify = client_tls(ca_pem)
+            say(f"TLS: every node over HTTPS; CA certificate {ca_pem}")
         # Every node's password (keys and page login): a throw-away, readable by the user only.
         secret = config.work_dir / "password"
         secret.write_text(password + "\n")
@@ -251,7 +296,7 @@ def run_demo(
             folder = config.work_dir / name
             proc = ServiceProcess(
                 name,
-                [*args, "--port", str(port), "--dir", str(folder), "--demo-keys"],
+                [*args, "--port", str(port), "--dir", str(folder), "--demo-keys", *tls_args],
                 env=env,
                 log_path=folder / "service.log",
                 wait=wait,
@@ -296,13 +341,16 @@ def run_demo(
         for owner in owners:
             owner.wait_ready()
         say(f"{len(owners)} data owners: " + ", ".join(f"{o.url} (pid {o.pid})" for o in owners))
-        agg_client = httpx.Client(base_url=aggregator.url, timeout=60, trust_env=False)
+        agg_client = httpx.Client(
+            base_url=aggregator.url, timeout=60, trust_env=False, verify=verify
+        )
         token = (config.work_dir / "buyer" / "api-token").read_text().strip()
         buyer_client = httpx.Client(
             base_url=buyer.url,
             timeout=600,
             headers={"Authorization": f"Bearer {token}"},
             trust_env=False,
+            verify=verify,
         )
         _wait_registered(agg_client, len(owners))
         startup = time.perf_counter() - t0
@@ -345,7 +393,9 @@ def run_demo(
                 aggregator.kill()
                 processes.remove(aggregator)
                 aggregator = _restart(aggregator, agg_args, start, aggregator.url)
-                agg_client = httpx.Client(base_url=aggregator.url, timeout=60, trust_env=False)
+                agg_client = httpx.Client(
+                    base_url=aggregator.url, timeout=60, trust_env=False, verify=verify
+                )
                 restarts += 1
                 say(f"aggregator restarted (pid {aggregator.pid})")
                 continue

@@ -88,9 +88,7 @@ def dataset_profile(name: str, path: Path) -> dict[str, Any]:
     return {"name": name, **profile(load_dataset(path))}
 
 
-def select_columns(
-    path: Path, features: list[str], target: str, model: str = "linear"
-) -> Dataset:
+def select_columns(path: Path, features: list[str], target: str, model: str = "linear") -> Dataset:
     """The dataset at ``path`` with exactly ``features`` (in that order) and ``target``.
 
     ``model`` is the request's model type: a logistic request reads the target as

@@ -23,7 +23,7 @@ from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.roles.messages import Message
 from deltaml.services import wire
 from deltaml.services.auth import SignedAuth
-from deltaml.services.serve import guard_bodies
+from deltaml.services.serve import client_tls, guard_bodies
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -57,8 +57,13 @@ class AggregatorClient:
     def __init__(self, url: str, account: LocalAccount, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.account = account
+        # https: certificates checked against --ca ($DELTAML_CA_FILE) or the system's store.
         self.http = httpx.Client(
-            base_url=self.url, auth=SignedAuth(account), timeout=timeout, trust_env=False
+            base_url=self.url,
+            auth=SignedAuth(account),
+            timeout=timeout,
+            trust_env=False,
+            verify=client_tls(),
         )
 
     def close(self) -> None:
@@ -169,6 +174,10 @@ class WorkLoop:
             log.info("reply not taken: %s", exc)
 
 
+#: The owner's page for adding a CSV takes files up to 64 MiB (and the form around them).
+UPLOAD_LIMIT_BYTES = 64 * 2**20 + 64 * 1024
+
+
 def api_token(work_dir: Path) -> str:
     """The local API's bearer token, created on first use (readable by its owner only)."""
     path = work_dir / "api-token"
@@ -195,7 +204,8 @@ def local_api(title: str, work_dir: Path) -> FastAPI:
             )
 
     app = FastAPI(title=title, dependencies=[Depends(authorized)])
-    guard_bodies(app)
+    # 1 MiB for every JSON call; a CSV upload in the owner's pages may be larger.
+    guard_bodies(app, [("POST", r"/ui/datasets", UPLOAD_LIMIT_BYTES)])
 
     @app.exception_handler(DeltaMLError)
     async def _error(_request: Request, exc: DeltaMLError) -> JSONResponse:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import ipaddress
 import logging
 import os
 import queue
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -50,6 +53,8 @@ def guarded(what: str, task: Callable[[], object]) -> None:
 
 LISTENING = " listening on "
 PASSWORD_ENV = "DELTAML_PASSWORD"
+#: A PEM file of the CA certificates clients trust (``--ca``); default: the system's.
+CA_ENV = "DELTAML_CA_FILE"
 
 
 def password_from_env() -> str:
@@ -75,9 +80,39 @@ def load_or_create_account(path: Path, password: str, *, fast_kdf: bool = False)
     return account
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``, refusing anything but a loopback host by default."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def private_files() -> None:
+    """Files this process creates are its user's only: 0600 files in 0700 folders.
+
+    Called at the start of every ``serve`` and ``demo``: the databases (mixing seeds,
+    ciphertexts, sealed keys), transcripts and CSVs are nobody else's business.
+    Child processes inherit it.
+    """
+    os.umask(0o077)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int, *, tls: bool = False) -> socket.socket:
+    """A listening socket on ``host:port``; a non-loopback host only with TLS.
+
+    Signed calls, login passwords and session cookies would otherwise cross the
+    network in the clear: serve a remote interface with ``--tls-cert/--tls-key``.
+    """
+    if not tls and not is_loopback(host):
+        raise DeltaMLValueError(
+            f"refusing to listen on {host} without TLS: pass --tls-cert and --tls-key, "
+            "or listen on 127.0.0.1"
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -90,32 +125,181 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def guard_bodies(app: FastAPI) -> None:
-    """Refuse JSON bodies nested absurdly deep before any parser sees them.
+@dataclasses.dataclass(frozen=True)
+class TLSFiles:
+    """A server's certificate chain and private key (PEM files)."""
 
-    Only bodies FastAPI would parse as JSON (declared JSON, or no content type) are
-    read here; forms and uploads go straight to their handlers.
+    cert: Path
+    key: Path
 
-    With the Ethereum libraries loaded the recursion limit is raised so high that a
-    deeply nested body would crash the process inside ``json.loads`` (see
-    :data:`deltaml.services.wire.MAX_JSON_DEPTH`); FastAPI parses bodies before any
-    dependency runs, so the check has to come first, here.
+    @classmethod
+    def from_args(cls, cert: Path | None, key: Path | None) -> TLSFiles | None:
+        if cert is None and key is None:
+            return None
+        if cert is None or key is None:
+            raise DeltaMLValueError("--tls-cert and --tls-key go together")
+        for path in (cert, key):
+            if not path.is_file():
+                raise DeltaMLValueError(f"{path}: no such file")
+        return cls(cert, key)
+
+
+def client_tls(ca: str | Path | None = None) -> ssl.SSLContext:
+    """What a client trusts: ``ca`` (a PEM file), else ``$DELTAML_CA_FILE``, else the
+    system's store. Certificates and host names are always checked."""
+    ca = ca or os.environ.get(CA_ENV) or None
+    try:
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise DeltaMLValueError(f"cannot load the CA certificates {ca}: {exc}") from None
+
+
+#: Largest request body a service reads by default; routes that carry ciphertexts
+#: name a larger limit (:func:`guard_bodies`).
+MAX_BODY_BYTES = 1024 * 1024
+#: Bodies at least this large are checked (nesting depth) on a worker thread, not the loop.
+_THREAD_CHECK_BYTES = 256 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: every request body bounded before any handler reads it.
+
+    A body announced (``Content-Length``) or streamed beyond the route's limit is
+    refused with 413 before the rest is read; at most the limit is ever buffered.
+    JSON bodies (declared JSON, or no content type: FastAPI's own rule) are also
+    refused with 400 when nested deeper than
+    :data:`deltaml.services.wire.MAX_JSON_DEPTH` — with the Ethereum libraries
+    loaded the recursion limit is so high that a deeply nested body would crash
+    the process inside ``json.loads``; FastAPI parses bodies before any dependency
+    runs, so the check has to come first, here. Large bodies are checked on a
+    worker thread so that the event loop keeps serving.
+
+    ``limits`` is a list of ``(method, path regex, bytes)``: the first match sets
+    the limit, else ``default``.
     """
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
 
-    from deltaml.services.wire import check_json_depth
+    def __init__(
+        self,
+        app: Any,
+        default: int = MAX_BODY_BYTES,
+        limits: Sequence[tuple[str, str, int]] = (),
+    ) -> None:
+        import re
 
-    @app.middleware("http")
-    async def _depth(request: Request, call_next: Any) -> Any:
-        content_type = request.headers.get("content-type", "")
-        json_like = not content_type or "json" in content_type.lower()  # FastAPI's own rule
-        if request.method in ("POST", "PUT", "PATCH") and json_like:
+        self.app = app
+        self.default = default
+        self.limits = [(m.upper(), re.compile(p), n) for m, p, n in limits]
+
+    def limit_for(self, method: str, path: str) -> int:
+        for m, pattern, n in self.limits:
+            if m == method and pattern.fullmatch(path):
+                return n
+        return self.default
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["method"], scope.get("path", ""))
+        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
+        length = headers.get("content-length")
+        if length is not None:
             try:
-                check_json_depth(await request.body())
+                announced = int(length)
+            except ValueError:
+                await _refuse(send, 400, "malformed Content-Length")
+                return
+            if announced > limit:
+                await _refuse(send, 413, f"request body of {announced} bytes: at most {limit}")
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _refuse(send, 413, f"request body larger than {limit} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        content_type = headers.get("content-type", b"").decode("latin-1").lower()
+        if body and (not content_type or "json" in content_type):
+            from deltaml.services.wire import check_json_depth
+
+            try:
+                if len(body) >= _THREAD_CHECK_BYTES:
+                    import anyio
+
+                    await anyio.to_thread.run_sync(check_json_depth, body)
+                else:
+                    check_json_depth(body)
             except DeltaMLValueError as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=400)
-        return await call_next(request)
+                await _refuse(send, 400, str(exc))
+                return
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(send: Any, status: int, detail: str) -> None:
+    import json
+
+    payload = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def guard_bodies(
+    app: FastAPI, limits: Sequence[tuple[str, str, int]] = (), default: int = MAX_BODY_BYTES
+) -> None:
+    """Bound every request body of ``app`` (see :class:`BodyLimit`); 422s that never echo.
+
+    FastAPI's validation errors repeat each bad input, which cannot be rendered when
+    it is an infinity (a 500) and can be as large as the body: here they name the
+    field and the problem only.
+    """
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.requests import Request
+
+    app.add_middleware(BodyLimit, default=default, limits=list(limits))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
+
+
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors as ``{"loc", "msg", "type"}``, bounded, without the inputs."""
+    out = []
+    for error in list(errors)[:20]:
+        loc = [p if isinstance(p, int) else str(p)[:100] for p in error.get("loc", ())][:20]
+        out.append(
+            {"loc": loc, "msg": str(error.get("msg", ""))[:300], "type": str(error.get("type"))}
+        )
+    return out
 
 
 def serve(
@@ -124,13 +308,30 @@ def serve(
     host: str,
     port: int,
     on_stop: Callable[[], None] | None = None,
+    *,
+    tls: TLSFiles | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> int:
-    """Serve ``app`` until SIGINT/SIGTERM, after printing the ``listening on`` line."""
-    sock = bind(host, port)
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    """Serve ``app`` until SIGINT/SIGTERM, after printing the ``listening on`` line.
+
+    With ``tls`` it serves HTTPS only. ``on_listening`` gets the URL once the socket
+    is bound (the aggregator learns the origin its callers must sign for).
+    """
+    private_files()
+    sock = bind(host, port, tls=tls is not None)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{'https' if tls else 'http'}://{shown}:{sock.getsockname()[1]}"
+    if on_listening is not None:
+        on_listening(url)
     # Long-polls hold connections open: do not wait for them at shutdown.
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
     )
     server = uvicorn.Server(config)
     print(f"DeltaML {what}{LISTENING}{url}", flush=True)

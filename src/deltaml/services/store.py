@@ -41,7 +41,7 @@ requests = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("buyer", sa.String(42), nullable=False, index=True),
-    sa.Column("chain_request_id", sa.Integer, nullable=False),
+    sa.Column("chain_request_id", sa.BigInteger, nullable=False),
     sa.Column("spec", sa.JSON, nullable=False),
     sa.Column("requirements", sa.JSON, nullable=False),
     sa.Column("public_key", sa.JSON, nullable=False),
@@ -193,19 +193,25 @@ class Store:
 
     # -- nonces (replay protection that survives a restart) ----------------------------
     def remember(self, address: str, nonce: str, expires_at: float) -> bool:
-        """Record a signed request's nonce; False if it was seen (a replay)."""
-        with self.begin() as conn:
-            conn.execute(nonces.delete().where(nonces.c.expires_at < time.time()))
-            seen = conn.execute(
-                sa.select(nonces.c.nonce).where(
-                    nonces.c.address == address, nonces.c.nonce == nonce
+        """Record a signed request's nonce; False if it was seen (a replay), atomically:
+        of two concurrent calls with the same pair exactly one returns True."""
+        try:
+            with self.begin() as conn:
+                conn.execute(nonces.delete().where(nonces.c.expires_at < time.time()))
+                seen = conn.execute(
+                    sa.select(nonces.c.nonce).where(
+                        nonces.c.address == address, nonces.c.nonce == nonce
+                    )
+                ).first()
+                if seen is not None:
+                    return False
+                conn.execute(
+                    nonces.insert().values(address=address, nonce=nonce, expires_at=expires_at)
                 )
-            ).first()
-            if seen is not None:
-                return False
-            conn.execute(
-                nonces.insert().values(address=address, nonce=nonce, expires_at=expires_at)
-            )
+        except sa.exc.IntegrityError:
+            # The same nonce inserted at the same moment by a concurrent request: the
+            # primary key let one through, this one is the replay.
+            return False
         return True
 
 

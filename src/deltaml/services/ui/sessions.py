@@ -149,6 +149,8 @@ class _Failures:
     count: int = 0
     locked_until: float = 0.0
     last_at: float = 0.0
+    #: Attempts let through whose password check has not finished yet.
+    pending: int = 0
 
 
 class LoginLimiter:
@@ -157,6 +159,11 @@ class LoginLimiter:
     After failure number ``free_attempts + k`` (k ≥ 1) the client waits
     ``base_delay_s * 2**(k-1)`` seconds, at most ``max_delay_s``, before it may try
     again. A client's record is forgotten after ``forget_s`` without a failure.
+
+    Attempts are *reserved* atomically (:meth:`wait_s`): a password check in
+    progress counts as a failure until :meth:`failed` or :meth:`succeeded` says how
+    it went, so many parallel wrong passwords cannot all pass the check before the
+    first is counted.
     """
 
     def __init__(
@@ -176,19 +183,30 @@ class LoginLimiter:
         self._lock = threading.Lock()
 
     def wait_s(self, client: str) -> float:
-        """Seconds ``client`` must still wait before its next attempt (0: it may try now)."""
+        """Reserve an attempt for ``client``: 0 if it may check a password now, else the
+        seconds it must wait (nothing reserved).
+
+        A 0 must be followed by :meth:`failed` or :meth:`succeeded` for that attempt.
+        """
+        now = self.clock()
         with self._lock:
-            record = self._clients.get(client)
-            if record is None:
-                return 0.0
-            return max(0.0, record.locked_until - self.clock())
+            self._forget_old(now)
+            record = self._clients.setdefault(client, _Failures(last_at=now))
+            if record.locked_until > now:
+                return record.locked_until - now
+            if record.count + record.pending >= self.free_attempts and record.pending:
+                # Attempts in flight would use up the free ones: wait for their outcome.
+                return self.base_delay_s
+            record.pending += 1
+            record.last_at = now
+            return 0.0
 
     def failed(self, client: str) -> float:
         """Record a wrong password; the lockout it earns, in seconds (0: none yet)."""
         now = self.clock()
         with self._lock:
-            self._forget_old(now)
             record = self._clients.setdefault(client, _Failures())
+            record.pending = max(0, record.pending - 1)
             record.count += 1
             record.last_at = now
             over = record.count - self.free_attempts
@@ -206,7 +224,7 @@ class LoginLimiter:
         old = [
             c
             for c, r in self._clients.items()
-            if now - r.last_at > self.forget_s and r.locked_until <= now
+            if now - r.last_at > self.forget_s and r.locked_until <= now and not r.pending
         ]
         for client in old:
             del self._clients[client]
