@@ -35,6 +35,7 @@ fi
 t=$(now)
 if [ ! -e deploy/wheelhouse/.complete ] || [ pyproject.toml -nt deploy/wheelhouse/.complete ]; then
     step "wheelhouse (deploy/wheelhouse)"
+    find deploy/wheelhouse -name "*.whl" -delete
     nice -n 19 python3 -m pip wheel --quiet --disable-pip-version-check -w deploy/wheelhouse \
         . "setuptools>=68" wheel 2>/dev/null
     rm -f deploy/wheelhouse/deltaml-*.whl  # the image builds the project itself

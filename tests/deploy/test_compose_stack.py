@@ -109,7 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dic
         DELTAML_OWNER1_PORT=str(ports["owner-1"]),
         DELTAML_OWNER2_PORT=str(ports["owner-2"]),
         DELTAML_OWNER3_PORT=str(ports["owner-3"]),
-        DELTAML_BUYER_FLAGS="--allow-test-keys",
+        DELTAML_BUYER_FLAG="--allow-test-keys",
     )
     compose = ["podman-compose", "-p", project, "-f", str(work / "compose.yaml")]
     t0 = time.monotonic()
