@@ -14,13 +14,15 @@ cd "$root"
 export CONTAINERS_CONF
 engine=${DELTAML_ENGINE:-podman}
 base=docker.io/library/debian:bookworm-slim
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this machine's apt uses (or DEBIAN_MIRROR).
+mirror=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | sed -n -e 's/^URIs: *\([^ ]*\).*/\1/p' -e 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\) .*/\2/p' \
+    | grep -v security | head -n 1)}
 step() { echo "== prepare: $1"; }
 now() { date +%s; }
 
-t=$(now)
-if ! $engine image exists "$base" 2>/dev/null; then
-    step "base image $base from debootstrap ($mirror)"
+base_image() {
+    t=$(now)
     rootfs=$(mktemp -d /var/tmp/deltaml-rootfs.XXXXXX)
     nice -n 19 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
     # What debian:bookworm-slim leaves out: package lists, caches, docs, manuals, locales.
@@ -29,20 +31,35 @@ if ! $engine image exists "$base" 2>/dev/null; then
         "$rootfs"/usr/share/locale/*
     tar -C "$rootfs" -c . | $engine import --change 'CMD ["bash"]' - "$base" >/dev/null
     rm -rf "$rootfs"
-    echo "   $(( $(now) - t )) s"
-fi
+    echo "   base image: $(( $(now) - t )) s"
+}
 
-t=$(now)
+wheelhouse() {
+    t=$(now)
+    find deploy/wheelhouse -name "*.whl" -delete
+    # The project's dependencies (from pyproject.toml) and the build tools, as wheels; the
+    # image builds the project itself from its sources.
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        > deploy/wheelhouse/requirements.txt
+    nice -n 19 python3 -m pip wheel --quiet --disable-pip-version-check -w deploy/wheelhouse \
+        -r deploy/wheelhouse/requirements.txt "setuptools>=68" wheel 2>/dev/null
+    touch deploy/wheelhouse/.complete
+    echo "   wheelhouse: $(( $(now) - t )) s"
+}
+
+# Both mostly wait on the network: side by side.
+pids=""
+if ! $engine image exists "$base" 2>/dev/null; then
+    step "base image $base from debootstrap ($mirror)"
+    base_image &
+    pids="$pids $!"
+fi
 if [ ! -e deploy/wheelhouse/.complete ] || [ pyproject.toml -nt deploy/wheelhouse/.complete ]; then
     step "wheelhouse (deploy/wheelhouse)"
-    find deploy/wheelhouse -name "*.whl" -delete
-    nice -n 19 python3 -m pip wheel --quiet --disable-pip-version-check -w deploy/wheelhouse \
-        . "setuptools>=68" wheel 2>/dev/null
-    rm -f deploy/wheelhouse/deltaml-*.whl  # the image builds the project itself
-    rm -rf build src/*.egg-info
-    touch deploy/wheelhouse/.complete
-    echo "   $(( $(now) - t )) s"
+    wheelhouse &
+    pids="$pids $!"
 fi
+for pid in $pids; do wait "$pid"; done
 
 t=$(now)
 step "image localhost/deltaml:dev"
