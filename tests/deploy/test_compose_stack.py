@@ -226,3 +226,32 @@ def test_tls_only_and_only_with_the_stacks_ca(stack: tuple[Stack, dict[str, str]
         f"https://{aggregator}/health", verify=context, timeout=10, trust_env=False
     )
     assert response.status_code == 200
+
+
+def test_image_holds_no_wheelhouse_secrets_or_host_ca(stack: tuple[Stack, dict[str, str]]) -> None:
+    env = stack[1]
+    image = "localhost/deltaml:dev"
+    shell = ["podman", "run", "--rm", "--entrypoint", "sh", image, "-c"]
+    assert "wheelhouse" not in _run([*shell, "ls -A /"], env)
+    assert _run([*shell, "ls -A /node"], env).strip() == ""  # no keys, no database, no token
+    assert _run([*shell, "id -un"], env).strip() == "deltaml"
+    bundle = _run(
+        [
+            "podman",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "cat",
+            image,
+            "/etc/ssl/certs/ca-certificates.crt",
+        ],
+        env,
+    )
+    assert bundle.count("BEGIN CERTIFICATE") > 50  # Debian's public CAs ...
+    # ... and none this machine added for itself (e.g. an egress proxy's CA).
+    local = Path("/usr/local/share/ca-certificates")
+    for pem in local.glob("*.crt") if local.is_dir() else []:
+        body = "".join(
+            line for line in pem.read_text().splitlines() if line and not line.startswith("-----")
+        )
+        assert body[64:192] not in bundle.replace("\n", ""), pem.name

@@ -19,6 +19,8 @@ resumes from its checkpoint in PostgreSQL.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -328,6 +330,23 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
         )
 
 
+def _summary(result: Any) -> str:
+    """``deltaml demo``'s summary, its last lines saying where the stack's passwords are."""
+    from deltaml.services.demo import _report
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _report(result)
+    lines = []
+    for line in out.getvalue().splitlines():
+        if line.startswith("web pages ("):
+            line = "web pages (log in with the node's password, deploy/secrets/NAME_password):"
+        elif line.startswith("(stopped now"):
+            line = "(the stack keeps running: `podman-compose down` in deploy/ stops it)"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deltaml.services.compose_demo",
@@ -379,9 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result.to_json()), flush=True)
     else:
-        from deltaml.services.demo import _report
-
-        _report(result)
+        print(_summary(result), end="", flush=True)
     return 0 if result.status == "FINISHED" and result.verified else 1
 
 
