@@ -148,8 +148,8 @@ def test_one_request_over_tls_survives_an_aggregator_restart(
     result = run_compose_demo(
         ComposeDemoConfig(
             project=s.project,
-            rounds=6,
-            eval_every=3,
+            rounds=10,
+            eval_every=5,
             key_bits=1024,
             deposit_wei=10**18,
             crash_after_round=2,

@@ -270,7 +270,7 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
                 break
             if time.monotonic() > deadline:
                 raise DeltaMLValueError(f"the request did not finish within {config.timeout:g} s")
-            time.sleep(0.5)
+            time.sleep(0.2)
 
         status = view["status"]
         info = _ok(agg.get("/info"))
