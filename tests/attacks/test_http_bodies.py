@@ -130,3 +130,22 @@ def test_a_transcript_line_of_100000_brackets_is_an_error_not_a_crash(tmp_path: 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, (done.returncode, done.stderr[-500:])
     assert "line 1 is not JSON" in done.stdout
+
+
+def test_an_unsigned_body_is_refused_before_it_is_parsed(aggregator) -> None:
+    """Unsigned bodies used to reach FastAPI's JSON parser (a 422) before the 401."""
+    _, app = aggregator
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/owners", "/requests"):
+            response = client.post(
+                path, content=b"{not json" * 1000, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 401, (path, response.text)
+        # Signed, the same body is parsed (and refused as what it is).
+        signed = client.post(
+            "/owners",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+            auth=SignedAuth(Account.create()),
+        )
+        assert signed.status_code == 422

@@ -127,8 +127,11 @@ def test_only_the_buyer_cancels_and_only_while_open(api) -> None:
 def test_a_deeply_nested_body_is_refused_not_a_crash(api) -> None:
     _, client = api
     deep = b"[" * 200_000 + b"]" * 200_000
-    response = client.post("/owners", content=deep, headers={"content-type": "application/json"})
+    owner = Account.create()  # signed: an unsigned body is refused before (401)
+    response = signed(
+        client, owner, "POST", "/owners", content=deep, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400 and "nested deeper" in response.json()["detail"]
-    untyped = client.post("/owners", content=deep, headers={"content-type": ""})
+    untyped = signed(client, owner, "POST", "/owners", content=deep, headers={"content-type": ""})
     assert untyped.status_code == 400
     assert client.get("/health").status_code == 200

@@ -248,6 +248,8 @@ class AggregatorService:
         #: past theirs: their runner stops at the end of the round.
         self._deadlines: dict[int, int] = {}
         self._overdue: set[int] = set()
+        #: Registered owners (what /health reports without a database query).
+        self.registered = self.owner_count()
         if self.ledger is not None and not self.ledger.has_role(self.address, Role.AGGREGATOR):
             self.ledger.register(Role.AGGREGATOR)
 
@@ -384,6 +386,8 @@ class AggregatorService:
                 conn.execute(owners.update().where(owners.c.address == address).values(**values))
             else:
                 conn.execute(owners.insert().values(address=address, registered_at=now, **values))
+                with self._lock:
+                    self.registered += 1
             open_requests = conn.execute(
                 sa.select(requests.c.id, requests.c.requirements).where(requests.c.status == "OPEN")
             ).all()
@@ -808,6 +812,8 @@ def create_app(service: AggregatorService) -> FastAPI:
             ("POST", r"/requests", MAX_REQUEST_BYTES),
             ("POST", r"/work/[0-9]+", wire.MAX_WIRE_BYTES),
         ],
+        # Every POST is signed: checked before FastAPI parses the body.
+        verifier=service.verifier,
     )
     # The signer's address; ``= party`` rather than Annotated: annotations are strings here.
     party = Depends(signed_party(service.verifier))
@@ -820,12 +826,14 @@ def create_app(service: AggregatorService) -> FastAPI:
     async def _job_error(_request: Request, exc: JobError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
+    # /health and /info run on the event loop and touch neither a thread nor the
+    # database: they answer whatever the pool and the database are busy with.
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"ok": True, "owners": service.owner_count()}
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "owners": service.registered}
 
     @app.get("/info")
-    def info() -> dict[str, Any]:
+    async def info() -> dict[str, Any]:
         ledger = service.ledger
         return {
             "address": service.address,

@@ -49,7 +49,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -412,6 +412,31 @@ def request_origin(request: Request) -> str:
         return ""
 
 
+#: Where :func:`verify_scope` leaves the verified sender in the ASGI scope's state.
+SENDER_STATE = "deltaml.sender"
+
+
+async def verify_scope(
+    verifier: RequestVerifier, scope: MutableMapping[str, object], body: bytes
+) -> str:
+    """Verify a request from its ASGI scope and body (on a worker thread), before any
+    parsing; the sender is kept in the scope for :func:`signed_party`."""
+    request = Request(dict(scope))
+    sender = await run_in_threadpool(
+        verifier.verify,
+        request.method,
+        request_target(request),
+        body,
+        request.headers,
+        request_origin(request),
+    )
+    state = scope.get("state")
+    if not isinstance(state, dict):
+        state = scope["state"] = {}
+    state[SENDER_STATE] = sender
+    return sender
+
+
 def signed_party(verifier: RequestVerifier) -> Callable[[Request], Awaitable[str]]:
     """A FastAPI dependency returning the verified sender's address, or HTTP 401.
 
@@ -422,6 +447,11 @@ def signed_party(verifier: RequestVerifier) -> Callable[[Request], Awaitable[str
     """
 
     async def signed_sender(request: Request) -> str:
+        # Already verified before the body was parsed (``guard_bodies`` with a verifier):
+        # a second check would take the nonce as a replay.
+        known = request.scope.get("state", {}).get(SENDER_STATE)
+        if isinstance(known, str) and known:
+            return known
         body = await request.body()
         try:
             return await run_in_threadpool(

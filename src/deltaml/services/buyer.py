@@ -293,6 +293,9 @@ class BuyerNode:
             self.address, spec, keypair=(public_key, private_key), account=self.account
         )
         initial = role.initial_model(len(requirements["features"]) + 1)
+        # Sealed now: scrypt takes a while, and once the aggregator has the request it
+        # may ask for work at once (the role must be found by then).
+        sealed = seal_key(private_key, self.config.key_password)
         spec_dict = dataclasses.asdict(spec)
         chain_id = 0
         if self.ledger is not None:
@@ -315,6 +318,8 @@ class BuyerNode:
             },
         )
         rid = int(created["id"])
+        with self._lock:
+            self.roles[rid] = role
         self.store.put(
             "requests",
             str(rid),
@@ -322,12 +327,10 @@ class BuyerNode:
                 "chain_request_id": chain_id,
                 "spec": spec_dict,
                 "requirements": requirements,
-                "private_key": seal_key(private_key, self.config.key_password),
+                "private_key": sealed,
                 "created_at": time.time(),
             },
         )
-        with self._lock:
-            self.roles[rid] = role
         log.info("request %d created (on chain: %d)", rid, chain_id)
         return {"id": rid, "chain_request_id": chain_id, "status": created["status"]}
 

@@ -183,10 +183,14 @@ class BodyLimit:
         app: Any,
         default: int = MAX_BODY_BYTES,
         limits: Sequence[tuple[str, str, int]] = (),
+        verifier: Any = None,
     ) -> None:
         import re
 
         self.app = app
+        #: With a :class:`~deltaml.services.auth.RequestVerifier`, every POST outside
+        #: ``/ui`` must be signed, and is checked here, before anything parses it.
+        self.verifier = verifier
         self.default = default
         self.limits = [(m.upper(), re.compile(p), n) for m, p, n in limits]
 
@@ -227,6 +231,15 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        # Who sent it first (signed services): a stranger's body is never parsed.
+        if self.verifier is not None and not scope.get("path", "").startswith("/ui"):
+            from deltaml.services.auth import SCHEME, AuthError, verify_scope
+
+            try:
+                await verify_scope(self.verifier, scope, body)
+            except AuthError as exc:
+                await _refuse(send, 401, str(exc), [(b"www-authenticate", SCHEME.encode())])
+                return
         content_type = headers.get("content-type", b"").decode("latin-1").lower()
         if body and (not content_type or "json" in content_type):
             from deltaml.services.wire import check_json_depth
@@ -253,7 +266,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _refuse(send: Any, status: int, detail: str) -> None:
+async def _refuse(
+    send: Any, status: int, detail: str, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     import json
 
     payload = json.dumps({"detail": detail}).encode()
@@ -265,6 +280,7 @@ async def _refuse(send: Any, status: int, detail: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
                 (b"connection", b"close"),
+                *extra,
             ],
         }
     )
@@ -272,7 +288,10 @@ async def _refuse(send: Any, status: int, detail: str) -> None:
 
 
 def guard_bodies(
-    app: FastAPI, limits: Sequence[tuple[str, str, int]] = (), default: int = MAX_BODY_BYTES
+    app: FastAPI,
+    limits: Sequence[tuple[str, str, int]] = (),
+    default: int = MAX_BODY_BYTES,
+    verifier: Any = None,
 ) -> None:
     """Bound every request body of ``app`` (see :class:`BodyLimit`); 422s that never echo.
 
@@ -284,7 +303,7 @@ def guard_bodies(
     from fastapi.responses import JSONResponse
     from starlette.requests import Request
 
-    app.add_middleware(BodyLimit, default=default, limits=list(limits))
+    app.add_middleware(BodyLimit, default=default, limits=list(limits), verifier=verifier)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -318,6 +337,9 @@ def serve(
     is bound (the aggregator learns the origin its callers must sign for).
     """
     private_files()
+    # The event loop shares the GIL with training and signature threads: hand it over
+    # more often (5 ms by default) so that short requests (/health) wait less for it.
+    sys.setswitchinterval(0.001)
     sock = bind(host, port, tls=tls is not None)
     shown = f"[{host}]" if ":" in host else host
     url = f"{'https' if tls else 'http'}://{shown}:{sock.getsockname()[1]}"
