@@ -36,6 +36,11 @@ base_image() {
 
 wheelhouse() {
     t=$(now)
+    # The image's Python is Debian bookworm's 3.11: the host's pip must pick wheels for it.
+    python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
+        echo "prepare.sh: the wheelhouse needs python3 3.11 on the host (bookworm's)" >&2
+        exit 1
+    }
     find deploy/wheelhouse -name "*.whl" -delete
     # The project's dependencies (from pyproject.toml) and the build tools, as wheels; the
     # image builds the project itself from its sources.
