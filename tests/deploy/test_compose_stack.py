@@ -138,6 +138,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dic
         subprocess.run(
             [*compose, "down", "-v"], env=env, cwd=work, capture_output=True, timeout=300
         )
+        # podman-compose 1.0.3 leaves the project's network behind.
+        subprocess.run(
+            ["podman", "network", "rm", f"{project}_default"], env=env, capture_output=True
+        )
 
 
 def test_one_request_over_tls_survives_an_aggregator_restart(
