@@ -38,6 +38,7 @@ import httpx
 
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.learning.data import Dataset, load_dataset, save_csv, split_owners, train_test_split
+from deltaml.ledger.base import MIN_CHALLENGE_WINDOW_S
 
 #: Host ports the stack publishes, as in deploy/compose.yaml (same variables, same defaults).
 PORT_VARIABLES = {
@@ -162,7 +163,8 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
     from deltaml.services.demo import (
         DemoResult,
         _ok,
-        _test_mse,
+        _test_scores,
+        _wait_model,
         _wait_settlement,
         _wait_withdrawals,
     )
@@ -230,6 +232,10 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
             "deposit_wei": config.deposit_wei,
             "key_bits": config.key_bits,
             "split_seed": config.seed,
+            # Who resolves a dispute: a throw-away account here (every honest party
+            # approves at once, so the shortest window the contract allows will do).
+            "arbiter": str(generate_account().address),
+            "challenge_window_s": MIN_CHALLENGE_WINDOW_S,
         }
         t1 = time.perf_counter()
         buyer.timeout = httpx.Timeout(600)
@@ -293,13 +299,14 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
         ]
         transcript = Path(tmp) / f"request-{rid}.jsonl"
         if status == "FINISHED":
-            test_mse, sk_mse, trainers = _test_mse(
-                _ok(buyer.get(f"/requests/{rid}/model")),
+            scores, trainers = _test_scores(
+                _wait_model(buyer, rid, deadline),
                 owner_addresses,
                 result["trainers"],
                 shares,
                 test,
             )
+            test_mse, sk_mse = scores.get("test_mse"), scores.get("sklearn_test_mse")
             settlement = _wait_settlement(buyer, rid, deadline)
             response = agg.get(f"/requests/{rid}/transcript")
             response.raise_for_status()
