@@ -590,8 +590,8 @@ def test_files_can_be_verified_and_moved(run: Run, tmp_path: Path) -> None:
     assert report.ok and report.sealed and report.passed["sum"] > 0
 
 
-def test_sampled_shapley_values_recompute_from_the_published_seed(tmp_path: Path) -> None:
-    """Nine trainers: Shapley values are sampled, with the seed the transcript fixes."""
+def test_exact_shapley_values_recompute_beyond_eight_trainers(tmp_path: Path) -> None:
+    """Nine trainers (sampled before): the values are exact, and a changed one is caught."""
     train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
     accounts = {"buyer": Account.create()}
     path = tmp_path / "many.jsonl"
@@ -603,7 +603,7 @@ def test_sampled_shapley_values_recompute_from_the_published_seed(tmp_path: Path
     assert len(result.trainers) == 9 and result.verified
     records = read_records(path)
     i = _find(records, "ContributionValues")
-    assert records[i]["body"]["method"] == "sampled"
+    assert records[i]["body"]["method"] == "exact"
     assert records[i]["body"]["seed"] != 0
     records[i]["body"]["values"][4] += 1e-3 * abs(records[i]["body"]["values"][4])
     _resign(records[i], accounts["buyer"])

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from deltaml.evidence.transcript import read_records
 from deltaml.learning.contributions import (
     coalition_sse,
     coalition_values,
     contribution_weights,
     shapley,
     shapley_exact,
-    shapley_sampled,
 )
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
 from deltaml.roles.aggregator import split_roles
@@ -108,14 +109,30 @@ def test_shapley_is_efficient_and_symmetric_on_a_gram_game() -> None:
     assert phi[0] == pytest.approx(phi[1])
 
 
-def test_sampled_shapley_approaches_the_exact_values() -> None:
-    rng = np.random.default_rng(1)
-    cols = rng.normal(size=(10, 7))
-    gram = cols.T @ cols
-    value = coalition_values(gram, coalition_sse(gram, []))
-    exact = shapley_exact(value, 6)
-    sampled = shapley_sampled(value, 6, 3000, np.random.default_rng(2))
-    np.testing.assert_allclose(sampled, exact, atol=0.05 * np.abs(exact).max())
+def test_contributions_are_exact_beyond_eight_trainers(tmp_path: Path) -> None:
+    """Nine trainers (sampled before): the published values are the enumerated ones
+    over all 512 coalitions of the buyer's published Gram matrix."""
+    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    shares = split_owners(train, 13, seed=0)
+    path = tmp_path / "nine.jsonl"
+    config = SimulationConfig(
+        rounds=2,
+        eval_every=2,
+        key_bits=512,
+        allow_test_keys=True,
+        verify=False,
+        chain=False,
+        transcript=str(path),
+    )
+    result = simulate_shares(config, "linear", "regression", shares, None)
+    assert len(result.trainers) == 9
+    (body,) = [r["body"] for r in read_records(path) if r["type"] == "ContributionValues"]
+    assert body["method"] == "exact"
+    gram = np.array(body["gram"])
+    enumerated = shapley_exact(coalition_values(gram, body["base_sse"]), 9)
+    published = np.array(body["values"])
+    assert np.max(np.abs(published - enumerated)) <= 1e-12 * np.max(np.abs(enumerated))
+    np.testing.assert_array_equal(np.array(result.contributions), published)
 
 
 def test_coalition_sse_matches_a_direct_computation() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from deltaml.crypto import PublicKey, decode_int
 from deltaml.errors import PrecisionBudgetError
-from deltaml.learning.contributions import DEFAULT_PERMUTATIONS, EXACT_SHAPLEY_MAX, shapley
+from deltaml.learning.contributions import shapley
 from deltaml.learning.models import ModelType, Standardization
 from deltaml.learning.standardize import stats_from_sums
 
@@ -116,19 +116,22 @@ def last_round(rounds: int, target_improvement: float, metrics: Mapping[int, flo
 
 
 def shapley_method(n_trainers: int) -> str:
-    return "exact" if n_trainers <= EXACT_SHAPLEY_MAX else "sampled"
+    """Always ``"exact"``: the closed form holds at any number of trainers."""
+    return "exact"
 
 
-def shapley_values(gram: np.ndarray, base_sse: float, seed: int) -> np.ndarray:
-    """Shapley values (exact up to 8 trainers, else sampled with ``default_rng(seed)``)."""
-    return shapley(gram, base_sse, np.random.default_rng(seed), DEFAULT_PERMUTATIONS)
+def shapley_values(gram: np.ndarray, base_sse: float) -> np.ndarray:
+    """Exact Shapley values in closed form (:func:`~deltaml.learning.contributions.shapley`)."""
+    return shapley(gram, base_sse)
 
 
 def shapley_seed(previous_record_hash: str) -> int:
-    """The sampling seed, fixed by the transcript up to the mixed columns (128 bits).
+    """A seed fixed by the transcript up to the mixed columns (128 bits).
 
     Nobody picks it: it is a hash of the chain head just before the buyer is asked,
-    so the buyer cannot search for a seed that favours someone.
+    so the buyer cannot search for a seed that favours someone. Shapley values no
+    longer sample (they are exact in closed form), so no published number depends
+    on it; it stays in the signed contribution records, and the verifier checks it.
     """
     digest = hashlib.sha256(SHAPLEY_SEED_DOMAIN + previous_record_hash.encode("ascii")).digest()
     return int.from_bytes(digest[:16], "big")

@@ -20,9 +20,10 @@ record that fails:
   exponents, and every unpacked value lies within the magnitude bound;
 - **statistics**, **metric**, **gram**, **shapley** — each published number equals
   the number recomputed from the proven plaintexts (metric and Gram bit for bit,
-  Shapley values to 1e-9), with the published statistics, the model type and the
-  rows the validators signed; the sampling seed of Shapley values is the hash the
-  transcript fixes (**shapley seed**);
+  Shapley values, exact in closed form at any number of trainers, to 1e-9), with the
+  published statistics, the model type and the rows the validators signed; the
+  record's seed is the hash the transcript fixes and its method ``exact``
+  (**shapley seed**; no value depends on the seed since Shapley values stopped sampling);
 - **weights**, **payouts** — the contribution weights and the split of the deposit
   are what :func:`~deltaml.learning.contributions.contribution_weights` and
   :func:`~deltaml.ledger.payouts.compute_payouts` give on the published numbers;
@@ -1178,9 +1179,9 @@ class _Verifier:
         self.expect(
             body["seed"] == seed and body["method"] == shapley_method(m),
             "shapley seed",
-            "the sampling seed or method is not the one the transcript fixes",
+            "the Shapley seed or method is not the one the transcript fixes",
         )
-        recomputed = shapley_values(gram, base_sse, seed)
+        recomputed = shapley_values(gram, base_sse)
         scale = max(1.0, float(np.max(np.abs(recomputed))))
         bad = [
             i

@@ -33,8 +33,46 @@ can undo the mixing on the published columns and read one validator's Gram block
 single validator there is nothing to hide and no remix. ``SSE(z₀)``, the value
 of the empty coalition, is the round-zero metric of the ordinary protocol.
 
-Shapley values are exact up to :data:`EXACT_SHAPLEY_MAX` trainers and estimated
-from random permutations above.
+Exact Shapley values in closed form
+-----------------------------------
+Write ``r_i = y_i − y₀`` for trainer ``i``'s residual, so that a coalition's
+residual is ``mean_{i∈S} r_i`` and, with ``g_ij = r_iᵀr_j`` (``g = EᵀGE`` for
+``E = [I; −1ᵀ]``, an ``O(m²)`` step from ``G``),
+
+    ``SSE(S) = f(|S|) · Σ_{i,j∈S} g_ij``,  ``f(s) = 1/s²``,  ``SSE(∅) = B = SSE(z₀)``
+
+and ``v(S) = B − SSE(S)``. Shapley's value of trainer ``k`` averages its marginal
+contribution over the ``m`` coalition sizes ``s = 0 … m−1`` of the others, each size
+equally likely and, within a size, every coalition ``S ⊆ N∖{k}`` equally likely:
+
+    ``φ_k = (1/m) Σ_{s=0}^{m−1} E_{|S|=s}[SSE(S) − SSE(S ∪ {k})]``.
+
+Size 0 gives ``B − g_kk``. For ``s ≥ 1`` let ``n = m − 1`` be the number of the
+others; a given other is in ``S`` with probability ``a_s = s/n``, a given pair of
+others with probability ``b_s = s(s−1)/(n(n−1))`` (``0`` if ``n < 2``). With the
+totals ``D = Σ_i g_ii`` and ``T = Σ_{i,j} g_ij = ‖r_tot‖²`` and trainer ``k``'s
+``c_k = Σ_{j≠k} g_kj = r_kᵀr_tot − g_kk``, the others' diagonal sums to ``D − g_kk``
+and their off-diagonal to ``T − D − 2c_k``, so
+
+    ``E[Σ_{i,j∈S} g_ij] = A_s = a_s (D − g_kk) + b_s (T − D − 2c_k)``,
+    ``E[Σ_{i,j∈S∪{k}} g_ij] = g_kk + 2 a_s c_k + A_s``,
+
+and, by linearity of expectation (``f`` depends only on the size),
+
+    ``φ_k = (1/m) [B − g_kk + Σ_{s=1}^{m−1} (h_s A_s − q_s (g_kk + 2 a_s c_k))]``
+
+with ``q_s = f(s+1) = 1/(s+1)²`` and ``h_s = f(s) − f(s+1)``. This is linear in
+``g_kk``, ``c_k``, ``D``, ``T`` and ``B``:
+
+    ``φ_k = (B + κ_g g_kk + κ_c c_k + κ_D D + κ_T T) / m``,
+    ``κ_g = −1 − Σ_s (a_s h_s + q_s)``,  ``κ_c = −2 Σ_s (b_s h_s + a_s q_s)``,
+    ``κ_D = Σ_s (a_s − b_s) h_s``,  ``κ_T = Σ_s b_s h_s``
+
+(:func:`shapley_coefficients`, ``O(m)``). So the ``2m + 1`` numbers ``g_kk``,
+``r_kᵀr_tot`` and ``‖r_tot‖²`` (and ``B``) give every trainer's exact value
+(:func:`shapley_from_totals`, ``O(m)``); from the Gram matrix ``G`` it is ``O(m²)``
+(:func:`shapley`), no sampling at any number of trainers. The values are efficient:
+they sum to ``v(N) = B − T/m²``.
 """
 
 from __future__ import annotations
@@ -48,9 +86,6 @@ import numpy as np
 from deltaml.crypto import EncryptedVector, PlainMatrix, encode_float
 from deltaml.errors import DeltaMLValueError
 from deltaml.learning.metrics import haar_orthogonal
-
-EXACT_SHAPLEY_MAX = 8
-DEFAULT_PERMUTATIONS = 400
 
 
 def coalition_sse(gram: np.ndarray, coalition: Sequence[int]) -> float:
@@ -77,7 +112,10 @@ def coalition_values(gram: np.ndarray, base_sse: float) -> Callable[[frozenset[i
 
 
 def shapley_exact(value: Callable[[frozenset[int]], float], n_players: int) -> np.ndarray:
-    """Exact Shapley values: weighted marginal contributions over all coalitions."""
+    """Exact Shapley values by enumeration, for any game: ``O(2^m · m)`` values.
+
+    The reference the closed form (:func:`shapley`) is tested against.
+    """
     if n_players < 1:
         raise DeltaMLValueError("Shapley values need at least one player")
     phi = np.zeros(n_players)
@@ -94,42 +132,58 @@ def shapley_exact(value: Callable[[frozenset[int]], float], n_players: int) -> n
     return phi
 
 
-def shapley_sampled(
-    value: Callable[[frozenset[int]], float],
-    n_players: int,
-    permutations: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Monte-Carlo Shapley values: mean marginal contribution over random orderings."""
-    if permutations < 1:
-        raise DeltaMLValueError("need at least one permutation")
-    phi = np.zeros(n_players)
-    for _ in range(permutations):
-        coalition: frozenset[int] = frozenset()
-        previous = 0.0
-        for i in rng.permutation(n_players):
-            coalition = coalition | {int(i)}
-            current = value(coalition)
-            phi[i] += current - previous
-            previous = current
-    return phi / permutations
+def shapley_coefficients(n_players: int) -> tuple[float, float, float, float]:
+    """``(κ_g, κ_c, κ_D, κ_T)`` of the closed form (see the module docstring), ``O(m)``."""
+    m = n_players
+    if m < 1:
+        raise DeltaMLValueError("Shapley values need at least one player")
+    n = m - 1
+    k_g, k_c, k_d, k_t = -1.0, 0.0, 0.0, 0.0
+    for s in range(1, m):
+        a = s / n
+        b = s * (s - 1) / (n * (n - 1)) if n >= 2 else 0.0
+        q = 1.0 / (s + 1) ** 2
+        h = 1.0 / s**2 - q
+        k_g -= a * h + q
+        k_c -= 2.0 * (b * h + a * q)
+        k_d += (a - b) * h
+        k_t += b * h
+    return k_g, k_c, k_d, k_t
 
 
-def shapley(
-    gram: np.ndarray,
-    base_sse: float,
-    rng: np.random.Generator | None = None,
-    permutations: int = DEFAULT_PERMUTATIONS,
+def shapley_from_totals(
+    own: np.ndarray, with_total: np.ndarray, total: float, base_sse: float
 ) -> np.ndarray:
-    """Shapley values of the coalition game of ``gram`` (exact for ≤ 8 players)."""
+    """Exact Shapley values from ``2m + 1`` numbers: ``g_kk = ‖r_k‖²``, ``r_kᵀr_tot``,
+    ``‖r_tot‖²`` (and ``B = SSE(z₀)``), ``O(m)``."""
+    own = np.asarray(own, dtype=np.float64)
+    with_total = np.asarray(with_total, dtype=np.float64)
+    if own.ndim != 1 or own.shape != with_total.shape or len(own) < 1:
+        raise DeltaMLValueError("need one ‖r_k‖² and one r_kᵀr_tot per trainer")
+    m = len(own)
+    k_g, k_c, k_d, k_t = shapley_coefficients(m)
+    c = with_total - own
+    d = float(own.sum())
+    return (base_sse + k_g * own + k_c * c + k_d * d + k_t * total) / m
+
+
+def shapley(gram: np.ndarray, base_sse: float) -> np.ndarray:
+    """Exact Shapley values of the coalition game of ``gram``, any number of trainers.
+
+    ``gram`` is ``G``, the Gram matrix of ``[y₁ … y_m, y₀]``; ``base_sse`` is
+    ``SSE(z₀)``, the empty coalition's error. ``O(m²)``: the residuals' Gram
+    ``g = EᵀGE`` (diagonal and row sums only), then the closed form.
+    """
     gram = np.asarray(gram, dtype=np.float64)
     if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or gram.shape[0] < 2:
         raise DeltaMLValueError("the Gram matrix must be square, one row per trainer plus one")
     m = gram.shape[0] - 1
-    value = coalition_values(gram, base_sse)
-    if m <= EXACT_SHAPLEY_MAX:
-        return shapley_exact(value, m)
-    return shapley_sampled(value, m, permutations, rng or np.random.default_rng(0))
+    g_yy, g_y0, g_00 = gram[:m, :m], gram[:m, m], float(gram[m, m])
+    own = np.diag(g_yy) - 2.0 * g_y0 + g_00  # ‖y_k − y₀‖²
+    # r_kᵀr_tot = Σ_j (G_kj − G_k0 − G_0j + G_00)
+    with_total = g_yy.sum(axis=1) - m * g_y0 - float(g_y0.sum()) + m * g_00
+    total = float(with_total.sum())
+    return shapley_from_totals(own, with_total, total, float(base_sse))
 
 
 def contribution_weights(phi: np.ndarray, scale: int = 10**6) -> list[int]:

@@ -338,7 +338,7 @@ class ModelBuyer:
         columns, slot_bits, plaintexts, randomness = self._prove_packed(msg.columns)
         gram = gram_from_ints(columns, [c.exponent for c in msg.columns])
         base_sse = self._sse[msg.base_round]
-        phi = shapley_values(gram, base_sse, msg.shapley_seed)
+        phi = shapley_values(gram, base_sse)
         self.contributions = phi
         self.shapley_method = shapley_method(len(phi))
         reply = m.ContributionValues(

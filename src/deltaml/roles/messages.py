@@ -352,7 +352,7 @@ class GramRequest(Message):
     columns: tuple[EncryptedVector, ...]
     #: Validation SSE of the initial model is the value of the empty coalition.
     base_round: int
-    #: Seed of sampled Shapley values (more than eight trainers), fixed by the transcript.
+    #: A seed fixed by the transcript; kept in the format, unused (Shapley values are exact).
     shapley_seed: int = 0
     remixer: str = ""
     remix_inputs: tuple[str, ...] = ()
