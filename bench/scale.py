@@ -1,0 +1,194 @@
+"""Benchmark: how each phase of a run grows with the number of owners (issue 15).
+
+One simulated run per size (``make_synthetic``, seed 0: ``--rows`` rows and
+``--features`` features per owner, an extra owner's rows as the test set; linear
+regression, ``--rounds`` rounds, the metric on the initial and the last model,
+contributions on), printing the wall time of training, metrics and contributions
+and the growth exponent ``log(t₂/t₁) / log(n₂/n₁)`` between consecutive sizes.
+Transcript verification and the chain are off (they are measured elsewhere); the
+contributions are exact Shapley values in closed form at every size.
+
+Usage::
+
+    python bench/scale.py --test-keys --key-bits 1024            # 10, 30, 100 owners
+    python bench/scale.py --owners 10 30 --key-bits 2048 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import format_table, load_average, machine_facts, machine_line
+from deltaml.learning.data import make_synthetic
+from deltaml.simulation import SimulationConfig, simulate_shares
+
+PHASES = ("training", "metrics", "contributions", "total")
+
+
+@dataclass
+class SizeResult:
+    owners: int
+    trainers: int
+    validators: int
+    key_bits: int
+    rounds: int
+    evaluations: int
+    total: float
+    training: float
+    metrics: float
+    contributions: float
+    shapley_method: str
+    #: Products of the two dense mixes (aggregator's and remixer's rotation of the full
+    #: stacked height H = validators·(features + 2)): 2·H² per evaluation and
+    #: 2·(m + 1)·H² for the contribution columns, the costs that grow fastest.
+    mix_products_per_evaluation: int
+    mix_products_contributions: int
+
+
+def run_size(owners: int, args: argparse.Namespace) -> SizeResult:
+    config = SimulationConfig(
+        dataset="synthetic",
+        owners=owners,
+        key_bits=args.key_bits,
+        rounds=args.rounds,
+        seed=args.seed,
+        eval_every=args.rounds,
+        contributions=True,
+        verify=False,
+        chain=False,
+        allow_test_keys=args.test_keys,
+    )
+    data = make_synthetic(owners + 1, args.rows, args.features, seed=args.seed)
+    shares, test = data[:owners], data[owners]
+    t0 = time.perf_counter()
+    result = simulate_shares(config, "linear", "regression", shares, test)
+    wall = time.perf_counter() - t0
+    evaluations = sum(1 for r in result.rounds if r.metric is not None)
+    evaluations += result.initial_metric is not None
+    height = len(result.validators) * (args.features + 2)
+    if len(result.contributions) != len(result.trainers):
+        raise SystemExit(f"{owners} owners: contributions missing")
+    return SizeResult(
+        owners=owners,
+        trainers=len(result.trainers),
+        validators=len(result.validators),
+        key_bits=config.key_bits,
+        rounds=len(result.rounds),
+        evaluations=evaluations,
+        total=wall,
+        training=result.training_seconds,
+        metrics=result.metric_seconds,
+        contributions=result.contribution_seconds,
+        shapley_method="exact (closed form)",
+        mix_products_per_evaluation=2 * height**2,
+        mix_products_contributions=2 * (len(result.trainers) + 1) * height**2,
+    )
+
+
+def exponent(a: SizeResult, b: SizeResult, phase: str) -> float | None:
+    ta, tb = getattr(a, phase), getattr(b, phase)
+    if ta <= 0 or tb <= 0 or a.owners == b.owners:
+        return None
+    return math.log(tb / ta) / math.log(b.owners / a.owners)
+
+
+def table(results: Sequence[SizeResult]) -> str:
+    rows = []
+    for i, r in enumerate(results):
+        cells = [f"{r.owners} ({r.trainers} + {r.validators})"]
+        for phase in PHASES:
+            cell = f"{getattr(r, phase):.1f} s"
+            if i > 0:
+                e = exponent(results[i - 1], r, phase)
+                cell += f" (^{e:.2f})" if e is not None else ""
+            cells.append(cell)
+        rows.append(cells)
+    head = ["owners (trainers + validators)", "training", "metrics (2 evaluations)"]
+    return format_table([*head, "contributions", "whole run"], rows)
+
+
+def mix_table(results: Sequence[SizeResult]) -> str:
+    rows = [
+        [
+            str(r.owners),
+            f"{r.mix_products_per_evaluation:,}",
+            f"{r.mix_products_contributions:,}",
+        ]
+        for r in results
+    ]
+    head = ["owners", "dense-mix products per evaluation", "dense-mix products, contributions"]
+    return format_table(head, rows)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--owners", type=int, nargs="+", default=[10, 30, 100])
+    p.add_argument("--key-bits", type=int, default=2048)
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--rows", type=int, default=1000)
+    p.add_argument("--features", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--test-keys", action="store_true", help="allow 512-1024-bit keys (insecure; say so)"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_start = load_average()
+    results = []
+    for owners in args.owners:
+        print(f"running {owners} owners ...", file=sys.stderr, flush=True)
+        results.append(run_size(owners, args))
+        r = results[-1]
+        print(
+            f"  {owners} owners: training {r.training:.1f} s, metrics {r.metrics:.1f} s, "
+            f"contributions {r.contributions:.1f} s, whole run {r.total:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    facts = machine_facts()
+    facts["load_average_start"] = load_start
+    facts["load_average_end"] = load_average()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "benchmark": "scale",
+                    "machine": facts,
+                    "runs": 1,
+                    "sizes": [asdict(r) for r in results],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"Machine: {machine_line(facts)}")
+    print(
+        f"Load average (1/5/15 min) at start {facts['load_average_start']}, "
+        f"at end {facts['load_average_end']}"
+    )
+    print(
+        f"One run per size; {args.key_bits}-bit keys, {args.rounds} rounds, "
+        f"{args.rows} rows x {args.features} features per owner; Shapley values exact; "
+        "exponent in brackets: growth from the previous size"
+    )
+    print(table(results))
+    print()
+    print(mix_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
