@@ -1,0 +1,37 @@
+"""Smoke test of bench/scale.py: tiny sizes, insecure keys; shape and counts, not timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def test_scale_reports_every_phase_and_the_mix_products(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("deltaml_bench_scale", BENCH / "scale.py")
+    assert spec is not None and spec.loader is not None
+    scale = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = scale
+    spec.loader.exec_module(scale)
+    argv = ["--owners", "3", "5", "--rounds", "1", "--rows", "40", "--features", "3"]
+    assert scale.main([*argv, "--key-bits", "512", "--test-keys", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    sizes = out["sizes"]
+    assert [s["owners"] for s in sizes] == [3, 5]
+    for s in sizes:
+        assert s["trainers"] + s["validators"] == s["owners"]
+        assert s["contributions"] > 0 and s["training"] > 0 and s["metrics"] > 0
+        assert s["shapley_method"] == "exact (closed form)"
+        height = s["validators"] * (3 + 2)
+        assert s["mix_products_per_evaluation"] == 2 * height**2
+        assert s["mix_products_contributions"] == 2 * (s["trainers"] + 1) * height**2
+    first, second = (scale.SizeResult(**s) for s in sizes)
+    assert scale.exponent(first, second, "total") is not None
