@@ -24,7 +24,7 @@ a public rule (:func:`contribution_remixer`: the first validator), rotates every
 column again with its own fresh Haar rotation (:func:`remix_columns`); the buyer
 decrypts the columns ``Y`` and keeps only ``G = YᵀY = Σ_v Y_vᵀ Y_v``, an
 ``(m+1) × (m+1)`` matrix from which ``SSE(x_S) = cᵀ G c`` with
-``c = [1_S / |S|; −1]`` for every one of the ``2^m`` coalitions. The buyer never
+``c = [1_S / |S|; −1]`` for every non-empty coalition. The buyer never
 sees a coalition model, and the validators' blocks are mixed exactly as for a
 metric (see :mod:`deltaml.learning.metrics`, "Two independent mixers"): neither
 the aggregator, who knows its own rotation, nor the remixer, who knows its own,
