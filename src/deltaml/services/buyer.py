@@ -42,6 +42,8 @@ from deltaml.crypto.serialization import pack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.published import is_evaluated
+from deltaml.evidence.signatures import vector_digest
+from deltaml.evidence.transcript import final_model_digest, read_records, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_against_chain, verify_transcript
 from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import (
@@ -469,12 +471,43 @@ class BuyerNode:
         self._allow(rid, role.spec, message)
         if role.seats is None and not isinstance(message, m.FinalModel):
             role.seats = self._seats(rid)
+        if isinstance(message, m.FinalModel):
+            self._check_final_model(rid, message)
         reply = role.handle(message)
         self.store.put("progress", str(rid), role.snapshot())
         if isinstance(message, m.FinalModel):
             self.store.put("models", str(rid), self._model_json(rid, role, message.rounds))
             log.info("request %d: final model received", rid)
         return reply
+
+    def _check_final_model(self, rid: int, message: m.FinalModel) -> None:
+        """The delivered model must be the one the request's evidence commits to.
+
+        The public transcript names the final model by its digest only (its
+        ciphertexts are sealed), and its head is the evidence hash on chain. An
+        aggregator that delivers any other vector — a single trainer's state, a
+        stale round — is refused: nothing is decrypted. Without a chain there is no
+        evidence hash to hold the transcript to, and nothing is checked here.
+        """
+        if self.ledger is None:
+            return
+        cid = int(self._saved(rid)["chain_request_id"])
+        evidence = self.ledger.request(cid).evidence_hash.hex()
+        path = self.config.work_dir / "transcripts" / f"request-{rid}.jsonl"
+        records = read_records(path) if path.exists() else []
+        if not records or record_hash(records[-1]) != evidence:
+            self.verify(rid)  # downloads the transcript the aggregator publishes
+            records = read_records(path)
+        committed = final_model_digest(records)
+        if (
+            record_hash(records[-1]) != evidence
+            or committed is None
+            or committed != vector_digest(message.total)
+        ):
+            raise ProtocolError(
+                f"request {rid}: the final model is not the one the evidence on chain "
+                "commits to; refusing to decrypt it"
+            )
 
     def _seats(self, rid: int) -> Seats:
         """The owners request ``rid`` seats: the contract's (``start``), else — with no
