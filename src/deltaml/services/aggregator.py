@@ -926,7 +926,11 @@ class AggregatorService:
             "validators": validators,
             "initial_metric": record.initial_metric,
             "metrics": {str(k): v for k, v in record.metrics.items()},
-            "contributions": dict(zip(trainers, record.contributions, strict=True)),
+            "contributions": (
+                dict(zip(trainers, record.contributions, strict=True))
+                if record.contributions
+                else {}
+            ),
             "payouts_wei": {
                 **{t: str(p) for t, p in zip(trainers, record.payouts.trainers, strict=True)},
                 **{v: str(p) for v, p in zip(validators, record.payouts.validators, strict=True)},
