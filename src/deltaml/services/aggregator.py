@@ -500,30 +500,44 @@ class AggregatorService:
     # -- registry ---------------------------------------------------------------------
     def register_owner(self, address: str, body: OwnerRegistration) -> dict[str, Any]:
         profile = {"datasets": [d.model_dump() for d in body.datasets]}
+        for attempt in range(3):
+            try:
+                self._register(address, body.name, profile, str(body.min_reward_wei))
+                break
+            except sa.exc.IntegrityError:
+                # The same owner registering twice at once: the other call inserted
+                # the row (or an offer) first. Once more, it is an update.
+                if attempt == 2:
+                    raise
+        log.info("owner %s registered %d dataset(s)", address, len(body.datasets))
+        return {"address": address, "datasets": len(body.datasets)}
+
+    def _register(
+        self, address: str, name: str, profile: dict[str, Any], min_reward_wei: str
+    ) -> None:
         now = time.time()
         with self.store.begin() as conn:
             known = conn.execute(
                 sa.select(owners.c.address).where(owners.c.address == address)
             ).first()
             values = {
-                "name": body.name,
+                "name": name,
                 "profile": profile,
-                "min_reward_wei": str(body.min_reward_wei),
+                "min_reward_wei": min_reward_wei,
                 "last_seen": now,
             }
             if known:
                 conn.execute(owners.update().where(owners.c.address == address).values(**values))
             else:
                 conn.execute(owners.insert().values(address=address, registered_at=now, **values))
-                with self._lock:
-                    self.registered += 1
             open_requests = conn.execute(
                 sa.select(requests.c.id, requests.c.requirements).where(requests.c.status == "OPEN")
             ).all()
             for row in open_requests:
                 self._offer(conn, row.id, address, profile, row.requirements)
-        log.info("owner %s registered %d dataset(s)", address, len(body.datasets))
-        return {"address": address, "datasets": len(body.datasets)}
+        if not known:
+            with self._lock:
+                self.registered += 1
 
     def _offer(
         self, conn: sa.Connection, rid: int, owner: str, profile: dict[str, Any], req: Any
