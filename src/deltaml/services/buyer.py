@@ -743,10 +743,7 @@ class BuyerNode:
         folder = self.config.work_dir / "transcripts"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"request-{rid}.jsonl"
-        response = self.client.http.get(f"/requests/{rid}/transcript")
-        if response.status_code != 200:
-            raise AggregatorError(f"transcript of request {rid}: {response.text}")
-        path.write_bytes(response.content)
+        self.client.download(f"/requests/{rid}/transcript", path)
         view = self.client.get(f"/requests/{rid}")
         head = view.get("result", {}).get("transcript_head")
         if self.ledger is None:

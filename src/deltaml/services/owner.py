@@ -342,10 +342,7 @@ class OwnerNode:
         folder = self.config.work_dir / "transcripts"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"request-{rid}.jsonl"
-        response = self.client.http.get(f"/requests/{rid}/transcript")
-        if response.status_code != 200:
-            raise AggregatorError(f"transcript of request {rid}: {response.text}")
-        path.write_bytes(response.content)
+        self.client.download(f"/requests/{rid}/transcript", path)
         if self.ledger is not None and chain_request_id is not None:
             return verify_against_chain(path, self.ledger, chain_request_id, use_sealed=False)
         view = self.client.get(f"/requests/{rid}")
