@@ -29,8 +29,14 @@ from deltaml.errors import DeltaMLValueError
 from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
+from deltaml.learning.baseline import (
+    baseline_metrics,
+    exact_optimum,
+    relative_gap,
+    training_objective,
+)
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
-from deltaml.learning.models import ModelType, QuadraticTerms, Standardization, raw_coefficients
+from deltaml.learning.models import ModelType, Standardization, raw_coefficients
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import ChainSettlement, OnChainRequest
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
@@ -126,6 +132,8 @@ class SimulationResult:
     #: Shapley value per trainer (``trainers`` order), in validation-SSE units.
     contributions: list[float] = field(default_factory=list)
     test: dict[str, float] = field(default_factory=dict)
+    #: Why scikit-learn's default figure differs from the exact optimum's ("" if it does not).
+    baseline_note: str = ""
     #: Each party's Ethereum address.
     addresses: dict[str, str] = field(default_factory=dict)
     #: Wei per party (trainers, validators, the aggregator) and back to the buyer.
@@ -208,6 +216,8 @@ class SimulationResult:
             out["classes"] = list(self.classes or ())
             out["verified_per_class"] = [r.verified for r in self.per_class]
         out.update(self.test)
+        if "optimum_objective" in self.test:
+            out["baseline_note"] = self.baseline_note
         return out
 
 
@@ -402,7 +412,9 @@ def simulate_shares(
         classes=shares[0].classes,
     )
     if test is not None:
-        result.test = test_metrics(buyer.model, buyer.stats, buyer.weights, x_train, y_train, test)
+        result.test, result.baseline_note = baseline_metrics(
+            buyer.model, buyer.stats, buyer.weights, x_train, y_train, test.X, test.y
+        )
     return result
 
 
@@ -529,13 +541,12 @@ def _transcript_writer(path: str | None) -> Iterator[TranscriptWriter]:
 def objective_gap(
     model: ModelType, stats: Standardization, trainer_shares: list[Dataset], weights: np.ndarray
 ) -> float:
-    """``(f(w) − f*) / |f*|`` for the training objective on the trainers' rows."""
-    terms: QuadraticTerms = sum(
-        (model.local_terms(s.X, s.y, stats) for s in trainer_shares[1:]),
-        model.local_terms(trainer_shares[0].X, trainer_shares[0].y, stats),
-    )
-    best = terms.value(terms.minimizer())
-    return (terms.value(weights) - best) / abs(best)
+    """``(f(w) − f*) / |f*|`` for the training objective on the trainers' rows, against
+    its exact optimum (see :mod:`deltaml.learning.baseline`)."""
+    x = np.concatenate([s.X for s in trainer_shares])
+    y = np.concatenate([s.y for s in trainer_shares])
+    best = exact_optimum(model, stats, x, y)
+    return relative_gap(training_objective(model, stats, x, y, weights), best.objective)
 
 
 def test_metrics(
@@ -546,25 +557,6 @@ def test_metrics(
     y_train: np.ndarray,
     test: Dataset,
 ) -> dict[str, float]:
-    """Test metrics of our model next to scikit-learn's, trained on the same rows."""
-    from sklearn import linear_model
-    from sklearn.metrics import accuracy_score, roc_auc_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    scores = model.decision_function(test.X, weights, stats)
-    if model.task == "regression":
-        sk = linear_model.LinearRegression().fit(x_train, y_train)
-        return {
-            "test_mse": float(np.mean((scores - test.y) ** 2)),
-            "sklearn_test_mse": float(np.mean((sk.predict(test.X) - test.y) ** 2)),
-        }
-    sk = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=5000)).fit(
-        x_train, y_train
-    )
-    return {
-        "test_auc": float(roc_auc_score(test.y, scores)),
-        "sklearn_test_auc": float(roc_auc_score(test.y, sk.decision_function(test.X))),
-        "test_accuracy": float(accuracy_score(test.y, scores > 0)),
-        "sklearn_test_accuracy": float(accuracy_score(test.y, sk.predict(test.X))),
-    }
+    """Test metrics of our model next to the exact optimum's and scikit-learn's default,
+    trained on the same rows (see :func:`deltaml.learning.baseline.baseline_metrics`)."""
+    return baseline_metrics(model, stats, weights, x_train, y_train, test.X, test.y)[0]
