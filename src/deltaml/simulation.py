@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 DEFAULT_ROUNDS = 12
 DEFAULT_DEPOSIT_WEI = 10**18
 TASK_MODELS = {"regression": "linear", "classification": "logistic"}
+SOLVERS = ("admm", "exact")
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,19 @@ class SimulationConfig:
     #: Escrow and settle on a chain: the embedded one, or ``chain_url``.
     chain: bool = True
     chain_url: str | None = None
+    #: ``"admm"``: the iterative protocol; ``"exact"``: the one-shot exact solve over ℤₙ
+    #: with the key holder (``deltaml.learning.exact_solve``; simulation only, for now
+    #: without a chain, contributions, metrics or a transcript).
+    solver: str = "admm"
 
     def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise DeltaMLValueError(f"--solver must be one of {', '.join(SOLVERS)}")
+        if self.solver == "exact" and (self.chain or self.contributions):
+            raise DeltaMLValueError(
+                "the exact solver runs in simulation only: use it without a chain "
+                "and without contributions"
+            )
         if self.owners < 2:
             raise DeltaMLValueError("--owners must be at least 2 (one trainer and one validator)")
         if self.rounds < 1:
@@ -190,9 +202,15 @@ class SimulationResult:
             "keygen_seconds": round(self.keygen_seconds, 4),
             "objective_gap": self.objective_gap,
             "initial_metric": self.initial_metric,
-            "contributions": dict(zip(self.trainers, self.contributions, strict=True)),
-            "contribution_weights": dict(
-                zip(self.trainers, self.contribution_weights, strict=True)
+            "contributions": (
+                dict(zip(self.trainers, self.contributions, strict=True))
+                if self.contributions
+                else {}
+            ),
+            "contribution_weights": (
+                dict(zip(self.trainers, self.contribution_weights, strict=True))
+                if self.contribution_weights
+                else {}
             ),
             "deposit_wei": self.config.deposit_wei,
             "payouts_wei": dict(self.payouts_wei),
@@ -258,6 +276,8 @@ def simulate_shares(
 
     ``accounts`` (party id → account) replaces the fresh accounts of the named parties.
     """
+    if config.solver == "exact":
+        return simulate_exact(config, model_name, task, shares, test)
     spec = TrainingSpec(
         model=model_name,
         rounds=config.rounds,
@@ -414,6 +434,77 @@ def simulate_shares(
     if test is not None:
         result.test, result.baseline_note = baseline_metrics(
             buyer.model, buyer.stats, buyer.weights, x_train, y_train, test.X, test.y
+        )
+    return result
+
+
+def simulate_exact(
+    config: SimulationConfig,
+    model_name: str,
+    task: str,
+    shares: list[Dataset],
+    test: Dataset | None,
+) -> SimulationResult:
+    """The one-shot exact solve (see :mod:`deltaml.learning.exact_solve`), in process.
+
+    The same seats and the same federated standardization as the iterative protocol;
+    the trainers' systems are encrypted under the buyer's key, summed and masked by
+    the aggregator, solved masked by the buyer and unmasked. No rounds, metrics,
+    contributions, chain or transcript yet (``docs/exactness.md`` says what they become).
+    """
+    from deltaml.crypto.paillier import generate_keypair
+    from deltaml.learning.exact_solve import ExactBuyer, exact_solve
+    from deltaml.learning.models import model_type
+    from deltaml.learning.standardize import local_sums, stats_from_sums
+
+    t_start = time.perf_counter()
+    k0 = time.perf_counter()
+    public_key, private_key = generate_keypair(
+        config.key_bits, allow_test_keys=config.allow_test_keys
+    )
+    keygen_seconds = time.perf_counter() - k0
+    ids = owner_ids(len(shares))
+    spec = TrainingSpec(model=model_name, rounds=config.rounds, split_seed=config.seed)
+    trainers, validators = split_roles(ids, spec.trainer_fraction, spec.split_seed)
+    regression = task == "regression"
+    s0 = time.perf_counter()
+    total = np.sum([local_sums(s.X, s.y, regression) for s in shares], axis=0)
+    stats = stats_from_sums(total, shares[0].n_features, regression)
+    model = model_type(model_name, config.l2)
+    trainer_shares = [shares[ids.index(oid)] for oid in trainers]
+    terms = [model.local_terms(s.X, s.y, stats) for s in trainer_shares]
+    setup_seconds = time.perf_counter() - s0
+    t0 = time.perf_counter()
+    weights, _, _ = exact_solve(terms, public_key, ExactBuyer(public_key, private_key))
+    training_seconds = time.perf_counter() - t0
+    coef, intercept = raw_coefficients(weights, stats)
+    result = SimulationResult(
+        config=config,
+        model=model_name,
+        task=task,
+        trainers=trainers,
+        validators=validators,
+        rounds=[],
+        refreshes=0,
+        seconds=time.perf_counter() - t_start - keygen_seconds,
+        setup_seconds=setup_seconds,
+        training_seconds=training_seconds,
+        metric_seconds=0.0,
+        contribution_seconds=0.0,
+        keygen_seconds=keygen_seconds,
+        objective_gap=objective_gap(model, stats, trainer_shares, weights),
+        weights=weights,
+        coefficients=coef,
+        intercept=intercept,
+        features=shares[0].feature_names,
+        target=shares[0].target_name,
+        classes=shares[0].classes,
+    )
+    if test is not None:
+        x_train = np.concatenate([s.X for s in trainer_shares])
+        y_train = np.concatenate([s.y for s in trainer_shares])
+        result.test, result.baseline_note = baseline_metrics(
+            model, stats, weights, x_train, y_train, test.X, test.y
         )
     return result
 

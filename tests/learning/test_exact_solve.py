@@ -91,3 +91,34 @@ def test_rational_reconstruction() -> None:
     for f in (Fraction(3, 7), Fraction(-123456789, 1000003), Fraction(0)):
         value = f.numerator * pow(f.denominator, -1, n) % n
         assert rational_reconstruction(value, n) == f
+
+
+def test_simulation_option_reaches_the_optimum_and_its_test_mse() -> None:
+    from deltaml.simulation import SimulationConfig, simulate_shares
+
+    config = SimulationConfig(
+        solver="exact",
+        key_bits=1024,
+        allow_test_keys=True,
+        chain=False,
+        contributions=False,
+        seed=3,
+    )
+    train, test = train_test_split(load_dataset("diabetes"), 0.2, 3)
+    shares = split_owners(train, 5, seed=3)
+    result = simulate_shares(config, "linear", "regression", shares, test)
+    assert len(result.trainers) == 4 and len(result.validators) == 1
+    assert abs(result.objective_gap) <= 1e-6
+    t = result.test
+    assert abs(t["test_mse"] / t["optimum_test_mse"] - 1) <= 1e-6
+    assert result.to_json()["rounds"] == 0
+
+
+def test_simulation_option_is_refused_where_it_does_not_run_yet() -> None:
+    from deltaml.errors import DeltaMLValueError
+    from deltaml.simulation import SimulationConfig
+
+    with pytest.raises(DeltaMLValueError, match="without a chain"):
+        SimulationConfig(solver="exact")
+    with pytest.raises(DeltaMLValueError, match="--solver"):
+        SimulationConfig(solver="newton", chain=False)
