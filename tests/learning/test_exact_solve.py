@@ -86,6 +86,24 @@ def test_the_buyer_decrypts_only_the_masked_system(keys) -> None:  # type: ignor
     assert not any(_looks_uniform(values, public.n) for _, values in exposed.decrypted)
 
 
+def test_trainer_side_masking_shows_the_buyer_only_the_masked_sum(keys) -> None:  # type: ignore[no-untyped-def]
+    """The protocol as run: trainers mask with the encrypted mask, the aggregator sums."""
+    public, private = keys
+    _, _, _, _, terms = _diabetes(0)
+    d = len(terms[0].linear)
+    buyer = ExactBuyer(public, private)
+    exact_solve(terms, public, buyer)
+    kinds = [kind for kind, _ in buyer.decrypted]
+    assert kinds == ["masked_matrix"] * d + ["masked_vector", "final_model"]
+    for kind, values in buyer.decrypted[:-1]:
+        assert _looks_uniform(values, public.n), kind
+    # control: with R = I and s = 0 the same record shows H and g in the clear
+    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (0,) * d)
+    exposed = ExactBuyer(public, private)
+    exact_solve(terms, public, exposed, mask=identity)
+    assert not any(_looks_uniform(values, public.n) for _, values in exposed.decrypted[:-1])
+
+
 def test_rational_reconstruction() -> None:
     n = (2**127 - 1) * (2**89 - 1)
     for f in (Fraction(3, 7), Fraction(-123456789, 1000003), Fraction(0)):

@@ -154,6 +154,62 @@ def mask_system(
     return MaskedSystem(tuple(rows), tuple(vector)), mask
 
 
+@dataclass(frozen=True)
+class EncryptedMask:
+    """``Enc(R)`` and ``Enc(s)`` under the buyer's key: what the aggregator sends trainers."""
+
+    matrix: tuple[tuple[int, ...], ...]
+    shift: tuple[int, ...]
+
+
+def encrypt_mask(mask: Mask, public_key: PublicKey) -> EncryptedMask:
+    enc = public_key.raw_encrypt
+    return EncryptedMask(
+        tuple(tuple(int(enc(v)) for v in row) for row in mask.matrix),
+        tuple(int(enc(v)) for v in mask.shift),
+    )
+
+
+def trainer_masked_system(
+    terms: QuadraticTerms, public_key: PublicKey, precision_bits: int, mask: EncryptedMask
+) -> MaskedSystem:
+    """A trainer's ``Enc(H_i R)`` and ``Enc(g_i + H_i s)`` from the encrypted mask.
+
+    The trainer knows ``H_i`` in the clear, so the exponents are its short fixed-point
+    entries (``p`` bits and a sign), not full-size mask entries: ``d²(d + 1)`` short
+    exponentiations, on the trainers' own machines, in parallel.
+    """
+    d = len(terms.linear)
+    nsq = gmpy2.mpz(public_key.nsquare)
+    h = [[_encode(terms.hessian[i, k], precision_bits) for k in range(d)] for i in range(d)]
+    columns = [
+        multi_exp([gmpy2.mpz(mask.matrix[k][j]) for k in range(d)], h, nsq) for j in range(d)
+    ]
+    hs = multi_exp([gmpy2.mpz(c) for c in mask.shift], h, nsq)
+    enc = public_key.raw_encrypt
+    vector = tuple(
+        int(hs[i] * enc(public_key.encode_signed(_encode(terms.linear[i], precision_bits))) % nsq)
+        for i in range(d)
+    )
+    return MaskedSystem(
+        tuple(tuple(int(columns[j][i]) for j in range(d)) for i in range(d)), vector
+    )
+
+
+def sum_masked(systems: Sequence[MaskedSystem], public_key: PublicKey) -> MaskedSystem:
+    """The aggregator's sum of the trainers' masked systems, re-randomized for the buyer."""
+    nsq = public_key.nsquare
+    d = len(systems[0].vector)
+
+    def total(cts: Sequence[int]) -> int:
+        return _rerandomize(gmpy2.mpz(math.prod(cts) % nsq), public_key)
+
+    return MaskedSystem(
+        tuple(tuple(total([s.matrix[i][j] for s in systems]) for j in range(d)) for i in range(d)),
+        tuple(total([s.vector[i] for s in systems]) for i in range(d)),
+    )
+
+
 def unmask(encrypted_u: Sequence[int], mask: Mask, public_key: PublicKey) -> tuple[int, ...]:
     """``Enc(w) = R·Enc(u) − s``, re-randomized."""
     n, nsq = public_key.n, gmpy2.mpz(public_key.nsquare)
@@ -242,13 +298,22 @@ def exact_solve(
     public_key: PublicKey,
     buyer: ExactBuyer,
     precision_bits: int | None = None,
+    mask: Mask | None = None,
 ) -> tuple[np.ndarray, EncryptedSystem, tuple[int, ...]]:
-    """The whole protocol in one process: the model, the summed system and ``w mod n``."""
+    """The whole protocol in one process: the model, the summed system and ``w mod n``.
+
+    The aggregator draws the mask and sends it encrypted; each trainer sends its signed
+    ``Enc(H_i)``, ``Enc(g_i)`` (for the check) and its masked ``Enc(H_i R)``,
+    ``Enc(g_i + H_i s)``; the aggregator sums both; the buyer solves the masked sum;
+    the aggregator unmasks. (:func:`mask_system` is the variant where the aggregator
+    masks the summed system itself: the same result, with full-size exponents.)
+    """
     d = len(terms[0].linear)
     p = precision_bits or precision_for(public_key.key_bits, d)
-    systems = [encrypt_system(t, public_key, p) for t in terms]
-    total = sum_systems(systems, public_key)
-    masked, mask = mask_system(total, public_key)
+    mask = mask or random_mask(public_key, d)
+    sent = encrypt_mask(mask, public_key)
+    total = sum_systems([encrypt_system(t, public_key, p) for t in terms], public_key)
+    masked = sum_masked([trainer_masked_system(t, public_key, p, sent) for t in terms], public_key)
     enc_u = buyer.solve_masked(masked)
     enc_w = unmask(enc_u, mask, public_key)
     weights, w_mod = buyer.final_weights(enc_w)
