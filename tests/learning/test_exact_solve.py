@@ -27,11 +27,11 @@ from deltaml.learning.models import Standardization, model_type
 
 
 @pytest.fixture(scope="module")
-def keys():  # type: ignore[no-untyped-def]
+def keys():
     return generate_keypair(1024, allow_test_keys=True)
 
 
-def _diabetes(seed: int):  # type: ignore[no-untyped-def]
+def _diabetes(seed: int):
     train, _ = train_test_split(load_dataset("diabetes"), 0.2, seed)
     shares = split_owners(train, 4, seed=seed)  # the 4 trainers of a 5-owner run
     x, y = train.X, train.y
@@ -41,7 +41,7 @@ def _diabetes(seed: int):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("seed", [0, 3])
-def test_diabetes_reaches_the_optimum(keys, seed: int) -> None:  # type: ignore[no-untyped-def]
+def test_diabetes_reaches_the_optimum(keys, seed: int) -> None:
     public, private = keys
     model, stats, x, y, terms = _diabetes(seed)
     buyer = ExactBuyer(public, private)
@@ -62,7 +62,7 @@ def _looks_uniform(values: tuple[int, ...], n: int) -> bool:
     return min(min(v, n - v) for v in values) > n >> 64
 
 
-def test_the_buyer_decrypts_only_the_masked_system(keys) -> None:  # type: ignore[no-untyped-def]
+def test_the_buyer_decrypts_only_the_masked_system(keys) -> None:
     public, private = keys
     _, _, _, _, terms = _diabetes(0)
     p = precision_for(public.key_bits, len(terms[0].linear))
@@ -86,7 +86,7 @@ def test_the_buyer_decrypts_only_the_masked_system(keys) -> None:  # type: ignor
     assert not any(_looks_uniform(values, public.n) for _, values in exposed.decrypted)
 
 
-def test_trainer_side_masking_shows_the_buyer_only_the_masked_sum(keys) -> None:  # type: ignore[no-untyped-def]
+def test_trainer_side_masking_shows_the_buyer_only_the_masked_sum(keys) -> None:
     """The protocol as run: trainers mask with the encrypted mask, the aggregator sums."""
     public, private = keys
     _, _, _, _, terms = _diabetes(0)
