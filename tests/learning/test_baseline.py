@@ -79,3 +79,19 @@ def test_logistic_baseline_has_the_optimum_with_our_l2() -> None:
     assert metrics["optimum_test_auc"] > 0.99
     assert metrics["taylor_optimum_test_auc"] == metrics["test_auc"]
     assert "C=1" in note
+
+
+def test_logistic_without_l2_has_no_penalty_and_no_deprecated_option() -> None:
+    import warnings
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 3))
+    y = (x @ np.array([1.0, -2.0, 0.5]) + rng.standard_normal(300) > 0).astype(float)
+    model = model_type("logistic", 0.0)
+    stats = _stats(x, y, regression=False)
+    best = exact_optimum(model, stats, x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics, note = baseline_metrics(model, stats, best.weights, x, y, x, y)
+    assert note == ""
+    assert metrics["optimum_test_accuracy"] > 0.7

@@ -144,10 +144,9 @@ def baseline_metrics(
     # the Taylor objective's optimum, and the true logistic optimum with our l2
     a_train = stats.design(x_train)[:, :-1]
     a_test = stats.design(test_x)[:, :-1]
-    penalty: dict[str, object] = (
-        {"C": 1.0 / (model.l2 * len(x_train))} if model.l2 > 0 else {"penalty": None}
-    )
-    opt = linear_model.LogisticRegression(tol=1e-12, max_iter=100_000, **penalty)
+    # C = ∞ is "no penalty" (scikit-learn ≥ 1.8 deprecates penalty=None)
+    c = 1.0 / (model.l2 * len(x_train)) if model.l2 > 0 else np.inf
+    opt = linear_model.LogisticRegression(C=c, tol=1e-12, max_iter=100_000)
     opt.fit(a_train, y_train)
     sk = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=5000))
     sk.fit(x_train, y_train)
