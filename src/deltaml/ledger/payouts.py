@@ -24,15 +24,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deltaml.errors import DeltaMLValueError
+from deltaml.protocol import spec as request_spec
 
 TRAINERS_PERCENT = 70
 VALIDATORS_PERCENT = 20
 AGGREGATOR_PERCENT = 10
 #: Metrics are posted on chain as ``round(value · METRIC_SCALE)``.
 METRIC_SCALE = 10**6
-#: Most participants the contract seats in one request (bounds its loops). The rule
-#: itself has no limit: a simulation without a chain may split among more.
-MAX_PARTICIPANTS = 64
+#: Most participants the contract seats in one request (bounds its loops; defined with
+#: the request spec). The rule itself has no limit: a simulation without a chain may
+#: split among more.
+MAX_PARTICIPANTS = request_spec.MAX_PARTICIPANTS
 #: The contract refuses larger inputs (``MetricTooLarge``, ``ContributionTooLarge``,
 #: ``DepositTooLarge``) so that none of its products can overflow 256 bits; within
 #: these bounds it computes exactly what :func:`compute_payouts` computes.

@@ -35,7 +35,7 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
-    ValidationError,
+    model_validator,
 )
 from starlette.concurrency import run_in_threadpool
 
@@ -47,8 +47,16 @@ from deltaml.evidence.chain import chain_id_of
 from deltaml.evidence.published import is_evaluated, last_round
 from deltaml.evidence.transcript import ChainBinding, TranscriptWriter, sealed_path_for
 from deltaml.ledger.base import Ledger, RequestStatus, Role
-from deltaml.ledger.payouts import MAX_PARTICIPANTS, TRAINERS_PERCENT, scale_metric
+from deltaml.ledger.payouts import TRAINERS_PERCENT, scale_metric
 from deltaml.marketplace import spec_hash
+from deltaml.protocol.spec import (
+    MAX_BIGINT,
+    MAX_NAME,
+    REQUIREMENT_FIELDS,
+    SpecError,
+    check_requirements,
+    check_training_spec,
+)
 from deltaml.roles import messages as m
 from deltaml.roles.aggregator import (
     Aggregator,
@@ -142,11 +150,7 @@ class HoldFinalModel(Transport):
 #: ``integer`` columns; counts, rows and seeds 63-bit (``bigint``); the contract keeps
 #: the deposit in 128 bits and rounds in 32.
 MAX_DB_ID = 2**31 - 1
-MAX_BIGINT = 2**63 - 1
-MAX_DEPOSIT_WEI = 2**128 - 1
 MAX_WEI = 2**256 - 1
-MAX_ROUNDS = 10_000
-MAX_NAME = 200
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 #: A non-negative id as the database holds it (path parameters).
@@ -178,57 +182,46 @@ class OwnerRegistration(BaseModel):
     min_reward_wei: StrictInt = Field(default=0, ge=0, le=MAX_WEI)
 
 
+def _check_requirements(value: Any) -> Any:
+    """The ranges of :func:`deltaml.protocol.spec.check_requirements` (a 422 naming the field)."""
+    if isinstance(value, dict):
+        try:
+            check_requirements({k: v for k, v in value.items() if k in REQUIREMENT_FIELDS})
+        except SpecError as exc:
+            raise ValueError(f"requirements.{exc.field}: {exc}") from None
+    return value
+
+
 class Requirements(BaseModel):
-    features: list[Name] = Field(min_length=1, max_length=1000)
-    target: Name
-    min_rows: StrictInt = Field(default=1, ge=1, le=MAX_BIGINT)
+    """What an owner's dataset must have; ranges checked by the protocol's request spec."""
+
+    model_config = ConfigDict(strict=True)
+
+    features: list[str]
+    target: str
+    min_rows: int = 1
     #: Training starts when this many owners have accepted.
-    owners: StrictInt = Field(ge=2, le=MAX_PARTICIPANTS)
+    owners: int
     #: A logistic request's (negative, positive) labels; every owner codes its target so.
-    classes: list[Name] | None = Field(default=None, min_length=2, max_length=2)
+    classes: list[str] | None = None
 
-
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class SpecBounds(BaseModel):
-    """The ranges of a :class:`~deltaml.roles.messages.TrainingSpec` a service accepts.
-
-    Strict (no strings for numbers, no booleans for integers), every field bounded
-    by what training, the database and the contract can hold. Defaults are those of
-    ``TrainingSpec``; unknown fields are refused.
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    model: str = Field(max_length=20)  # which models: the service's own check (a 400)
-    rounds: int = Field(ge=1, le=MAX_ROUNDS)
-    l2: FiniteFloat | None = Field(default=None, ge=0, le=1e6)
-    rho: FiniteFloat = Field(default=0.02, gt=0, le=1e3)
-    relaxation: FiniteFloat = Field(default=1.6, gt=0, lt=2)
-    precision_bits: int = Field(default=32, ge=1, le=64)
-    base_exponent: int = Field(default=40, ge=1, le=256)
-    eval_every: int = Field(default=3, ge=1, le=MAX_ROUNDS)
-    split_seed: int = Field(default=0, ge=0, le=2**64 - 1)
-    trainer_fraction: FiniteFloat = Field(default=0.7, gt=0, lt=1)
-    contributions: bool = True
-    metric_noise: FiniteFloat = Field(default=0.0, ge=0, le=1e3)
-    deposit_wei: int = Field(default=10**18, gt=0, le=MAX_DEPOSIT_WEI)
-    min_trainers: int = Field(default=1, ge=1, le=MAX_PARTICIPANTS)
-    target_improvement: FiniteFloat = Field(default=0.0, ge=0, lt=100)
+    @model_validator(mode="before")
+    @classmethod
+    def check_ranges(cls, value: Any) -> Any:
+        return _check_requirements(value)
 
 
 def check_spec(value: Any) -> dict[str, Any]:
-    """``value`` unchanged (the buyer's hash covers it as sent) if :class:`SpecBounds` holds.
+    """``value`` unchanged (the buyer's hash covers it as sent) if its fields are those
+    of a ``TrainingSpec`` within the protocol's ranges
+    (:func:`deltaml.protocol.spec.check_training_spec`).
 
     Raises ``ValueError`` naming the first field out of range (FastAPI: a 422).
     """
     try:
-        SpecBounds.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(["spec", *(str(p) for p in first["loc"])])
-        raise ValueError(f"{where}: {first['msg']}") from None
+        check_training_spec(value)
+    except SpecError as exc:
+        raise ValueError(f"spec.{exc.field}: {exc}") from None
     return value
 
 
@@ -564,8 +557,6 @@ class AggregatorService:
             raise DeltaMLValueError("initial_model is not encrypted under public_key")
         if len(initial) != len(req["features"]) + 1:
             raise DeltaMLValueError("initial_model needs one weight per feature plus the intercept")
-        if spec.model not in ("linear", "logistic"):
-            raise DeltaMLValueError(f"unknown model {spec.model!r}")
         deposit = spec.deposit_wei
         if self.ledger is not None:
             self._refuse_reused_escrow(body.chain_request_id)
