@@ -57,6 +57,7 @@ from deltaml.protocol.spec import (
     check_requirements,
     check_training_spec,
 )
+from deltaml.protocol.status import OfferStatus, SeatRole, Status
 from deltaml.roles import messages as m
 from deltaml.roles.aggregator import (
     Aggregator,
@@ -79,16 +80,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Statuses of a request as each data owner sees it (DESIGN.md, lifecycle).
-OFFER_STATUSES = (
-    "WAITING",
-    "READY",
-    "INITIATED",
-    "IN_PROGRESS",
-    "FINISHED",
-    "FAILED",
-    "CANCELLED",
-    "DECLINED",
-)
+OFFER_STATUSES = tuple(OfferStatus)
 LONG_POLL_MAX_SECONDS = 30.0
 #: Gas sent with a ``settle`` that cannot be estimated yet (it needs about 40 000).
 SETTLE_GAS = 150_000
@@ -252,7 +244,7 @@ def _accepted(conn: sa.Connection, rid: int) -> int:
         conn.execute(
             sa.select(sa.func.count())
             .select_from(offers)
-            .where(offers.c.request_id == rid, offers.c.status == "INITIATED")
+            .where(offers.c.request_id == rid, offers.c.status == OfferStatus.INITIATED)
         ).scalar_one()
     )
 
@@ -312,7 +304,7 @@ class AggregatorService:
             log.info("%d unanswered jobs from before the restart are stale", stale)
         with self.store.begin() as conn:
             ids = conn.execute(
-                sa.select(requests.c.id).where(requests.c.status == "IN_PROGRESS")
+                sa.select(requests.c.id).where(requests.c.status == Status.IN_PROGRESS)
             ).scalars()
             running = list(ids)
         for rid in running:
@@ -353,7 +345,7 @@ class AggregatorService:
         with self.store.begin() as conn:
             rows = conn.execute(
                 sa.select(requests.c.id, requests.c.chain_request_id, requests.c.status).where(
-                    requests.c.status.in_(("OPEN", "IN_PROGRESS"))
+                    requests.c.status.in_((Status.OPEN, Status.IN_PROGRESS))
                 )
             ).all()
         if not rows:
@@ -368,7 +360,7 @@ class AggregatorService:
             if now <= self._deadlines[row.id]:
                 continue
             overdue.append(row.id)
-            if row.status == "IN_PROGRESS":
+            if row.status == Status.IN_PROGRESS:
                 self._overdue.add(row.id)
                 continue
             with self.store.begin() as conn:
@@ -379,7 +371,7 @@ class AggregatorService:
             self._abort_on_chain(row.id)
             self._set_status(
                 row.id,
-                "FAILED",
+                Status.FAILED,
                 error=f"the deadline passed with {accepted} of the {needed} owners it needs",
             )
             log.info("request %d failed: deadline passed while open", row.id)
@@ -394,7 +386,7 @@ class AggregatorService:
         with self.store.begin() as conn:
             rows = conn.execute(
                 sa.select(requests.c.id, requests.c.chain_request_id).where(
-                    requests.c.status == "FINISHED"
+                    requests.c.status == Status.FINISHED
                 )
             ).all()
         settled = []
@@ -449,7 +441,7 @@ class AggregatorService:
         with self.store.begin() as conn:
             rows = conn.execute(
                 sa.select(requests.c.id, requests.c.chain_request_id, requests.c.result).where(
-                    requests.c.status == "FINISHED"
+                    requests.c.status == Status.FINISHED
                 )
             ).all()
         total = 0
@@ -511,7 +503,9 @@ class AggregatorService:
                 with self._lock:
                     self.registered += 1
             open_requests = conn.execute(
-                sa.select(requests.c.id, requests.c.requirements).where(requests.c.status == "OPEN")
+                sa.select(requests.c.id, requests.c.requirements).where(
+                    requests.c.status == Status.OPEN
+                )
             ).all()
             for row in open_requests:
                 self._offer(conn, row.id, address, profile, row.requirements)
@@ -526,7 +520,7 @@ class AggregatorService:
         current = conn.execute(
             sa.select(offers.c.status).where(offers.c.request_id == rid, offers.c.owner == owner)
         ).scalar_one_or_none()
-        status = "READY" if dataset else "WAITING"
+        status = OfferStatus.READY if dataset else OfferStatus.WAITING
         if current is None:
             conn.execute(
                 offers.insert().values(
@@ -537,7 +531,7 @@ class AggregatorService:
                     updated_at=time.time(),
                 )
             )
-        elif current in ("WAITING", "READY"):
+        elif current in (OfferStatus.WAITING, OfferStatus.READY):
             conn.execute(
                 offers.update()
                 .where(offers.c.request_id == rid, offers.c.owner == owner)
@@ -592,7 +586,7 @@ class AggregatorService:
                         public_key=body.public_key,
                         initial_model=body.initial_model,
                         deposit_wei=str(deposit),
-                        status="OPEN",
+                        status=Status.OPEN,
                         error="",
                         created_at=now,
                         updated_at=now,
@@ -606,7 +600,7 @@ class AggregatorService:
             self.store.put("arbiters", str(rid), {"arbiter": state.arbiter})
         self._event(rid, "created", {"buyer": buyer})
         log.info("request %d created by %s", rid, buyer)
-        return {"id": rid, "status": "OPEN"}
+        return {"id": rid, "status": Status.OPEN}
 
     def _refuse_reused_escrow(self, cid: int, conn: sa.Connection | None = None) -> None:
         """One escrow pays for one training: a chain request id is taken once."""
@@ -662,17 +656,17 @@ class AggregatorService:
             ).scalar_one_or_none()
             if offer is None:
                 raise HTTPException(404, f"request {rid} was not offered to {owner}")
-            if accept and offer == "WAITING":
+            if accept and offer == OfferStatus.WAITING:
                 raise HTTPException(409, "none of your datasets has what this request needs")
-            if offer not in ("READY", "INITIATED", "WAITING"):
+            if offer not in (OfferStatus.READY, OfferStatus.INITIATED, OfferStatus.WAITING):
                 raise HTTPException(409, f"request {rid} is {offer} for you: too late to decide")
             current = conn.execute(
                 sa.select(requests.c.status).where(requests.c.id == rid)
             ).scalar_one()
-            if current != "OPEN":
+            if current != Status.OPEN:
                 # The seats are fixed when training starts (and on chain): no late seat.
                 raise HTTPException(409, f"request {rid} is {current}: too late to decide")
-            status = "INITIATED" if accept else "DECLINED"
+            status = OfferStatus.INITIATED if accept else OfferStatus.DECLINED
             conn.execute(
                 offers.update()
                 .where(offers.c.request_id == rid, offers.c.owner == owner)
@@ -683,8 +677,8 @@ class AggregatorService:
                 sa.select(requests.c.requirements, requests.c.status).where(requests.c.id == rid)
             ).one()
         self._event(rid, "accepted" if accept else "declined", {"owner": owner})
-        if accept and row.status == "OPEN" and accepted >= row.requirements["owners"]:
-            self._set_status(rid, "IN_PROGRESS")
+        if accept and row.status == Status.OPEN and accepted >= row.requirements["owners"]:
+            self._set_status(rid, Status.IN_PROGRESS)
             self._launch(rid)
         return {"request_id": rid, "status": status}
 
@@ -692,10 +686,10 @@ class AggregatorService:
         row = self._request_row(rid)
         if row.buyer.lower() != buyer.lower():
             raise HTTPException(403, f"request {rid} is not yours")
-        if row.status != "OPEN":
+        if row.status != Status.OPEN:
             raise HTTPException(409, f"request {rid} is {row.status}: only an OPEN request cancels")
-        self._set_status(rid, "CANCELLED")
-        return {"request_id": rid, "status": "CANCELLED"}
+        self._set_status(rid, Status.CANCELLED)
+        return {"request_id": rid, "status": Status.CANCELLED}
 
     def _request_row(self, rid: int) -> Any:
         with self.store.begin() as conn:
@@ -712,15 +706,22 @@ class AggregatorService:
             values["result"] = result
         with self.store.begin() as conn:
             conn.execute(requests.update().where(requests.c.id == rid).values(**values))
-            if status in ("IN_PROGRESS", "FINISHED", "FAILED", "CANCELLED"):
+            if status in (Status.IN_PROGRESS, Status.FINISHED, Status.FAILED, Status.CANCELLED):
                 q = offers.update().where(offers.c.request_id == rid)
-                if status == "IN_PROGRESS":
-                    q = q.where(offers.c.status == "INITIATED")
-                elif status == "FINISHED":
-                    q = q.where(offers.c.status == "IN_PROGRESS")
+                if status == Status.IN_PROGRESS:
+                    q = q.where(offers.c.status == OfferStatus.INITIATED)
+                elif status == Status.FINISHED:
+                    q = q.where(offers.c.status == OfferStatus.IN_PROGRESS)
                 else:  # the request is over for every owner still offered it
                     q = q.where(
-                        offers.c.status.in_(("WAITING", "READY", "INITIATED", "IN_PROGRESS"))
+                        offers.c.status.in_(
+                            (
+                                OfferStatus.WAITING,
+                                OfferStatus.READY,
+                                OfferStatus.INITIATED,
+                                OfferStatus.IN_PROGRESS,
+                            )
+                        )
                     )
                 conn.execute(q.values(status=status, updated_at=time.time()))
         self._event(rid, "status", {"status": status, **({"error": error} if error else {})})
@@ -744,7 +745,7 @@ class AggregatorService:
             if not isinstance(exc, DeltaMLError):
                 log.exception("request %d: unexpected error", rid)
             self._abort_on_chain(rid)
-            self._set_status(rid, "FAILED", error=message)
+            self._set_status(rid, Status.FAILED, error=message)
 
     def _abort_on_chain(self, rid: int) -> None:
         if self.ledger is None:
@@ -771,7 +772,7 @@ class AggregatorService:
                 conn.execute(
                     sa.select(offers.c.owner).where(
                         offers.c.request_id == rid,
-                        offers.c.status.in_(("INITIATED", "IN_PROGRESS")),
+                        offers.c.status.in_((OfferStatus.INITIATED, OfferStatus.IN_PROGRESS)),
                     )
                 ).scalars()
             )
@@ -806,7 +807,7 @@ class AggregatorService:
                 conn.execute(
                     offers.update()
                     .where(offers.c.request_id == rid, offers.c.owner == owner)
-                    .values(role="trainer" if owner in trainers else "validator")
+                    .values(role=SeatRole.TRAINER if owner in trainers else SeatRole.VALIDATOR)
                 )
         if self.ledger is not None:
             state = self.ledger.request(row.chain_request_id)
@@ -909,7 +910,7 @@ class AggregatorService:
                 conn.execute(
                     offers.update()
                     .where(offers.c.request_id == rid, offers.c.owner.in_(record.dropped))
-                    .values(status="FAILED", updated_at=time.time())
+                    .values(status=OfferStatus.FAILED, updated_at=time.time())
                 )
         result = {
             "trainers": trainers,
@@ -930,7 +931,7 @@ class AggregatorService:
             # Set when training stopped early so that it could finish before the deadline.
             "deadline_stop": stopped,
         }
-        self._set_status(rid, "FINISHED", result=result)
+        self._set_status(rid, Status.FINISHED, result=result)
         log.info("request %d finished after %d rounds", rid, len(record.rounds))
         self.deliver_models()
 
@@ -1307,7 +1308,7 @@ def create_app(service: AggregatorService) -> FastAPI:
         reading it gives nobody the model before settlement.
         """
         row = service._request_row(rid)
-        if row.status != "FINISHED":
+        if row.status != Status.FINISHED:
             raise HTTPException(
                 409,
                 f"request {rid} is {row.status}: its transcript is published once "

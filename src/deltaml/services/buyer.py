@@ -50,6 +50,7 @@ from deltaml.ledger.base import (
 )
 from deltaml.protocol import spec as protocol_spec
 from deltaml.protocol.spec import REQUEST_DEFAULTS, REQUEST_FIELDS
+from deltaml.protocol.status import SeatRole, Status
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.roles.buyer import Seats
@@ -376,8 +377,8 @@ class BuyerNode:
         else:
             view = self.client.get(f"/requests/{rid}")
             offers = sorted(view.get("offers", []), key=lambda o: str(o["owner"]))
-            trainers = [str(o["owner"]) for o in offers if o.get("role") == "trainer"]
-            validators = [str(o["owner"]) for o in offers if o.get("role") == "validator"]
+            trainers = [str(o["owner"]) for o in offers if o.get("role") == SeatRole.TRAINER]
+            validators = [str(o["owner"]) for o in offers if o.get("role") == SeatRole.VALIDATOR]
         wanted = int(saved["requirements"]["owners"])
         if len(trainers) + len(validators) < wanted or not trainers or not validators:
             raise ProtocolError(
@@ -474,11 +475,11 @@ class BuyerNode:
         if self.ledger is not None:
             cid = int(saved["chain_request_id"])
             if self._overdue(self.ledger.request(cid)):
-                return self._reclaim(rid, {"status": "FAILED", "chain_request_id": cid})
+                return self._reclaim(rid, {"status": Status.FAILED, "chain_request_id": cid})
         view = self.client.get(f"/requests/{rid}")
-        if view["status"] in ("FAILED", "CANCELLED"):
+        if view["status"] in (Status.FAILED, Status.CANCELLED):
             return self._reclaim(rid, view)
-        if view["status"] != "FINISHED":
+        if view["status"] != Status.FINISHED:
             return None
         if self.ledger is None:
             if self.store.get("models", str(rid)) is None:
@@ -496,7 +497,7 @@ class BuyerNode:
         state = self.ledger.request(cid)
         outcome: dict[str, Any] = dict(verdict)
         if state.status == RequestStatus.FAILED:  # the arbiter voided the result
-            return self._reclaim(rid, {"status": "FAILED", "chain_request_id": cid})
+            return self._reclaim(rid, {"status": Status.FAILED, "chain_request_id": cid})
         if state.status == RequestStatus.FINISHED and verdict["verified"] and not approve:
             # Verified, left to be approved by hand (the approve endpoint).
             self.store.put("settlement", str(rid), outcome)
@@ -558,7 +559,7 @@ class BuyerNode:
             return None
         cid = int(view["chain_request_id"])
         state = self.ledger.request(cid)
-        if state.status == RequestStatus.OPEN and view["status"] == "CANCELLED":
+        if state.status == RequestStatus.OPEN and view["status"] == Status.CANCELLED:
             self.ledger.cancel(cid)  # the contract sends the deposit back at once
         elif self._overdue(state) or (
             state.status == RequestStatus.FAILED and self.ledger.claimable(cid)
