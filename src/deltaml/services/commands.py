@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from deltaml.errors import DeltaMLValueError
-from deltaml.protocol.spec import parse_request_spec
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +357,6 @@ def _buyer_request(args: argparse.Namespace) -> int:
         raise DeltaMLValueError(f"{args.spec} is not valid YAML: {detail}") from None
     if _depth(doc) > MAX_JSON_DEPTH:
         raise DeltaMLValueError(f"{args.spec}: nested deeper than {MAX_JSON_DEPTH} levels")
-    parse_request_spec(doc)  # the node checks it again; a wrong field fails here at once
     print(json.dumps(_local_call(args, "POST", "/requests", json=doc)))
     return 0
 
