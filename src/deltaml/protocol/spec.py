@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import is_address
+from eth_utils.address import is_address
 
 from deltaml.errors import DeltaMLValueError
 
