@@ -39,6 +39,7 @@ from deltaml.learning.data import Dataset, load_dataset, split_owners, train_tes
 from deltaml.learning.models import ModelType, Standardization, raw_coefficients
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import ChainSettlement, OnChainRequest
+from deltaml.protocol.spec import FIELDS, check_field
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import RoundRecord, split_roles
 from deltaml.roles.buyer import Seats
@@ -48,8 +49,8 @@ from deltaml.transport import InMemoryTransport, Transport
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-DEFAULT_ROUNDS = 12
-DEFAULT_DEPOSIT_WEI = 10**18
+DEFAULT_ROUNDS: int = FIELDS["rounds"].default
+DEFAULT_DEPOSIT_WEI: int = FIELDS["deposit_wei"].default
 TASK_MODELS = {"regression": "linear", "classification": "logistic"}
 SOLVERS = ("admm", "exact")
 
@@ -64,7 +65,7 @@ class SimulationConfig:
     rounds: int = DEFAULT_ROUNDS
     seed: int = 0
     split_by: str | None = None
-    eval_every: int = 3  # TrainingSpec.eval_every
+    eval_every: int = FIELDS["eval_every"].default
     test_fraction: float = 0.2
     l2: float | None = None
     rho: float = 0.02
@@ -102,14 +103,18 @@ class SimulationConfig:
             )
         if self.owners < 2:
             raise DeltaMLValueError("--owners must be at least 2 (one trainer and one validator)")
-        if self.rounds < 1:
-            raise DeltaMLValueError("--rounds must be at least 1")
-        if self.eval_every < 1:
-            raise DeltaMLValueError("--eval-every must be at least 1")
-        if not self.metric_noise >= 0:
-            raise DeltaMLValueError("--metric-noise must be a non-negative number")
-        if not 0 <= self.target_improvement < 100:
-            raise DeltaMLValueError("--target-improvement must be at least 0 and below 100")
+        # The training fields' types and ranges are the request spec's (a SpecError).
+        for name in (
+            "rounds",
+            "eval_every",
+            "l2",
+            "rho",
+            "relaxation",
+            "precision_bits",
+            "metric_noise",
+            "target_improvement",
+        ):
+            check_field(name, getattr(self, name))
         if self.deposit_wei < 0:
             raise DeltaMLValueError("--deposit-wei must not be negative")
         if self.chain and self.deposit_wei < 1:
