@@ -29,10 +29,17 @@ from deltaml.errors import DeltaMLValueError
 from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
+from deltaml.learning.baseline import (
+    baseline_metrics,
+    exact_optimum,
+    relative_gap,
+    training_objective,
+)
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
-from deltaml.learning.models import ModelType, QuadraticTerms, Standardization, raw_coefficients
+from deltaml.learning.models import ModelType, Standardization, raw_coefficients
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import ChainSettlement, OnChainRequest
+from deltaml.protocol.spec import FIELDS, check_field
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import RoundRecord, split_roles
 from deltaml.roles.buyer import Seats
@@ -42,9 +49,10 @@ from deltaml.transport import InMemoryTransport, Transport
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-DEFAULT_ROUNDS = 12
-DEFAULT_DEPOSIT_WEI = 10**18
+DEFAULT_ROUNDS: int = FIELDS["rounds"].default
+DEFAULT_DEPOSIT_WEI: int = FIELDS["deposit_wei"].default
 TASK_MODELS = {"regression": "linear", "classification": "logistic"}
+SOLVERS = ("admm", "exact")
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class SimulationConfig:
     rounds: int = DEFAULT_ROUNDS
     seed: int = 0
     split_by: str | None = None
-    eval_every: int = 3  # TrainingSpec.eval_every
+    eval_every: int = FIELDS["eval_every"].default
     test_fraction: float = 0.2
     l2: float | None = None
     rho: float = 0.02
@@ -80,18 +88,33 @@ class SimulationConfig:
     #: Escrow and settle on a chain: the embedded one, or ``chain_url``.
     chain: bool = True
     chain_url: str | None = None
+    #: ``"admm"``: the iterative protocol; ``"exact"``: the one-shot exact solve over ℤₙ
+    #: with the key holder (``deltaml.learning.exact_solve``; simulation only, for now
+    #: without a chain, contributions, metrics or a transcript).
+    solver: str = "admm"
 
     def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise DeltaMLValueError(f"--solver must be one of {', '.join(SOLVERS)}")
+        if self.solver == "exact" and (self.chain or self.contributions):
+            raise DeltaMLValueError(
+                "the exact solver runs in simulation only: use it without a chain "
+                "and without contributions"
+            )
         if self.owners < 2:
             raise DeltaMLValueError("--owners must be at least 2 (one trainer and one validator)")
-        if self.rounds < 1:
-            raise DeltaMLValueError("--rounds must be at least 1")
-        if self.eval_every < 1:
-            raise DeltaMLValueError("--eval-every must be at least 1")
-        if not self.metric_noise >= 0:
-            raise DeltaMLValueError("--metric-noise must be a non-negative number")
-        if not 0 <= self.target_improvement < 100:
-            raise DeltaMLValueError("--target-improvement must be at least 0 and below 100")
+        # The training fields' types and ranges are the request spec's (a SpecError).
+        for name in (
+            "rounds",
+            "eval_every",
+            "l2",
+            "rho",
+            "relaxation",
+            "precision_bits",
+            "metric_noise",
+            "target_improvement",
+        ):
+            check_field(name, getattr(self, name))
         if self.deposit_wei < 0:
             raise DeltaMLValueError("--deposit-wei must not be negative")
         if self.chain and self.deposit_wei < 1:
@@ -126,6 +149,8 @@ class SimulationResult:
     #: Shapley value per trainer (``trainers`` order), in validation-SSE units.
     contributions: list[float] = field(default_factory=list)
     test: dict[str, float] = field(default_factory=dict)
+    #: Why scikit-learn's default figure differs from the exact optimum's ("" if it does not).
+    baseline_note: str = ""
     #: Each party's Ethereum address.
     addresses: dict[str, str] = field(default_factory=dict)
     #: Wei per party (trainers, validators, the aggregator) and back to the buyer.
@@ -182,9 +207,15 @@ class SimulationResult:
             "keygen_seconds": round(self.keygen_seconds, 4),
             "objective_gap": self.objective_gap,
             "initial_metric": self.initial_metric,
-            "contributions": dict(zip(self.trainers, self.contributions, strict=True)),
-            "contribution_weights": dict(
-                zip(self.trainers, self.contribution_weights, strict=True)
+            "contributions": (
+                dict(zip(self.trainers, self.contributions, strict=True))
+                if self.contributions
+                else {}
+            ),
+            "contribution_weights": (
+                dict(zip(self.trainers, self.contribution_weights, strict=True))
+                if self.contribution_weights
+                else {}
             ),
             "deposit_wei": self.config.deposit_wei,
             "payouts_wei": dict(self.payouts_wei),
@@ -208,6 +239,8 @@ class SimulationResult:
             out["classes"] = list(self.classes or ())
             out["verified_per_class"] = [r.verified for r in self.per_class]
         out.update(self.test)
+        if "optimum_objective" in self.test:
+            out["baseline_note"] = self.baseline_note
         return out
 
 
@@ -248,6 +281,8 @@ def simulate_shares(
 
     ``accounts`` (party id → account) replaces the fresh accounts of the named parties.
     """
+    if config.solver == "exact":
+        return simulate_exact(config, model_name, task, shares, test)
     spec = TrainingSpec(
         model=model_name,
         rounds=config.rounds,
@@ -402,7 +437,80 @@ def simulate_shares(
         classes=shares[0].classes,
     )
     if test is not None:
-        result.test = test_metrics(buyer.model, buyer.stats, buyer.weights, x_train, y_train, test)
+        result.test, result.baseline_note = baseline_metrics(
+            buyer.model, buyer.stats, buyer.weights, x_train, y_train, test.X, test.y
+        )
+    return result
+
+
+def simulate_exact(
+    config: SimulationConfig,
+    model_name: str,
+    task: str,
+    shares: list[Dataset],
+    test: Dataset | None,
+) -> SimulationResult:
+    """The one-shot exact solve (see :mod:`deltaml.learning.exact_solve`), in process.
+
+    The same seats and the same federated standardization as the iterative protocol;
+    the trainers' systems are encrypted under the buyer's key, summed and masked by
+    the aggregator, solved masked by the buyer and unmasked. No rounds, metrics,
+    contributions, chain or transcript yet (``docs/exactness.md`` says what they become).
+    """
+    from deltaml.crypto.paillier import generate_keypair
+    from deltaml.learning.exact_solve import ExactBuyer, exact_solve
+    from deltaml.learning.models import model_type
+    from deltaml.learning.standardize import local_sums, stats_from_sums
+
+    t_start = time.perf_counter()
+    k0 = time.perf_counter()
+    public_key, private_key = generate_keypair(
+        config.key_bits, allow_test_keys=config.allow_test_keys
+    )
+    keygen_seconds = time.perf_counter() - k0
+    ids = owner_ids(len(shares))
+    spec = TrainingSpec(model=model_name, rounds=config.rounds, split_seed=config.seed)
+    trainers, validators = split_roles(ids, spec.trainer_fraction, spec.split_seed)
+    regression = task == "regression"
+    s0 = time.perf_counter()
+    total = np.sum([local_sums(s.X, s.y, regression) for s in shares], axis=0)
+    stats = stats_from_sums(total, shares[0].n_features, regression)
+    model = model_type(model_name, config.l2)
+    trainer_shares = [shares[ids.index(oid)] for oid in trainers]
+    terms = [model.local_terms(s.X, s.y, stats) for s in trainer_shares]
+    setup_seconds = time.perf_counter() - s0
+    t0 = time.perf_counter()
+    weights, _, _ = exact_solve(terms, public_key, ExactBuyer(public_key, private_key))
+    training_seconds = time.perf_counter() - t0
+    coef, intercept = raw_coefficients(weights, stats)
+    result = SimulationResult(
+        config=config,
+        model=model_name,
+        task=task,
+        trainers=trainers,
+        validators=validators,
+        rounds=[],
+        refreshes=0,
+        seconds=time.perf_counter() - t_start - keygen_seconds,
+        setup_seconds=setup_seconds,
+        training_seconds=training_seconds,
+        metric_seconds=0.0,
+        contribution_seconds=0.0,
+        keygen_seconds=keygen_seconds,
+        objective_gap=objective_gap(model, stats, trainer_shares, weights),
+        weights=weights,
+        coefficients=coef,
+        intercept=intercept,
+        features=shares[0].feature_names,
+        target=shares[0].target_name,
+        classes=shares[0].classes,
+    )
+    if test is not None:
+        x_train = np.concatenate([s.X for s in trainer_shares])
+        y_train = np.concatenate([s.y for s in trainer_shares])
+        result.test, result.baseline_note = baseline_metrics(
+            model, stats, weights, x_train, y_train, test.X, test.y
+        )
     return result
 
 
@@ -529,13 +637,12 @@ def _transcript_writer(path: str | None) -> Iterator[TranscriptWriter]:
 def objective_gap(
     model: ModelType, stats: Standardization, trainer_shares: list[Dataset], weights: np.ndarray
 ) -> float:
-    """``(f(w) − f*) / |f*|`` for the training objective on the trainers' rows."""
-    terms: QuadraticTerms = sum(
-        (model.local_terms(s.X, s.y, stats) for s in trainer_shares[1:]),
-        model.local_terms(trainer_shares[0].X, trainer_shares[0].y, stats),
-    )
-    best = terms.value(terms.minimizer())
-    return (terms.value(weights) - best) / abs(best)
+    """``(f(w) − f*) / |f*|`` for the training objective on the trainers' rows, against
+    its exact optimum (see :mod:`deltaml.learning.baseline`)."""
+    x = np.concatenate([s.X for s in trainer_shares])
+    y = np.concatenate([s.y for s in trainer_shares])
+    best = exact_optimum(model, stats, x, y)
+    return relative_gap(training_objective(model, stats, x, y, weights), best.objective)
 
 
 def test_metrics(
@@ -546,25 +653,6 @@ def test_metrics(
     y_train: np.ndarray,
     test: Dataset,
 ) -> dict[str, float]:
-    """Test metrics of our model next to scikit-learn's, trained on the same rows."""
-    from sklearn import linear_model
-    from sklearn.metrics import accuracy_score, roc_auc_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    scores = model.decision_function(test.X, weights, stats)
-    if model.task == "regression":
-        sk = linear_model.LinearRegression().fit(x_train, y_train)
-        return {
-            "test_mse": float(np.mean((scores - test.y) ** 2)),
-            "sklearn_test_mse": float(np.mean((sk.predict(test.X) - test.y) ** 2)),
-        }
-    sk = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=5000)).fit(
-        x_train, y_train
-    )
-    return {
-        "test_auc": float(roc_auc_score(test.y, scores)),
-        "sklearn_test_auc": float(roc_auc_score(test.y, sk.decision_function(test.X))),
-        "test_accuracy": float(accuracy_score(test.y, scores > 0)),
-        "sklearn_test_accuracy": float(accuracy_score(test.y, sk.predict(test.X))),
-    }
+    """Test metrics of our model next to the exact optimum's and scikit-learn's default,
+    trained on the same rows (see :func:`deltaml.learning.baseline.baseline_metrics`)."""
+    return baseline_metrics(model, stats, weights, x_train, y_train, test.X, test.y)[0]

@@ -149,3 +149,23 @@ def test_an_unsigned_body_is_refused_before_it_is_parsed(aggregator) -> None:
             auth=SignedAuth(Account.create()),
         )
         assert signed.status_code == 422
+
+
+def test_a_node_downloads_no_more_of_a_transcript_than_its_cap(tmp_path: Path) -> None:
+    """The buyer and owner nodes download the public transcript the aggregator serves;
+    an aggregator answering without end must not fill their memory or disk."""
+    import httpx
+
+    from deltaml.services.party import AggregatorClient, AggregatorError
+
+    def endless(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=iter([b"x" * 65536] * 64))  # 4 MiB, streamed
+
+    client = AggregatorClient("http://127.0.0.1:9", Account.create())
+    client.http = httpx.Client(base_url=client.url, transport=httpx.MockTransport(endless))
+    dest = tmp_path / "t.jsonl"
+    with pytest.raises(AggregatorError, match="larger than 1048576 bytes"):
+        client.download("/requests/1/transcript", dest, max_bytes=1024 * 1024)
+    assert dest.stat().st_size <= 1024 * 1024
+    client.download("/requests/1/transcript", dest, max_bytes=8 * 1024 * 1024)
+    assert dest.stat().st_size == 4 * 1024 * 1024

@@ -67,3 +67,39 @@ def test_thirty_parallel_wrong_passwords_are_not_all_checked() -> None:
         statuses = list(pool.map(attempt, range(30)))
     assert statuses.count(429) > 0
     assert statuses.count(401) <= limiter.free_attempts
+
+
+def test_one_new_owner_registering_many_times_at_once_is_never_a_500(
+    postgres_url: str, tmp_path
+) -> None:
+    """Two registrations of the same new owner at once both inserted its row: the
+    second failed with an IntegrityError (a 500). Now one inserts, the others update."""
+    from deltaml.services.aggregator import (
+        AggregatorConfig,
+        AggregatorService,
+        OwnerRegistration,
+    )
+
+    service = AggregatorService(
+        AggregatorConfig(account=Account.create(), database_url=postgres_url, work_dir=tmp_path)
+    )
+    try:
+        body = OwnerRegistration(name="o", datasets=[])
+        for _ in range(4):
+            address = Account.create().address
+            barrier = threading.Barrier(PARALLEL)
+
+            def register(_i: int, address: str = address, barrier=barrier) -> str:
+                barrier.wait()
+                try:
+                    service.register_owner(address, body)
+                    return "ok"
+                except Exception as exc:  # what the service would turn into a 500
+                    return f"crash: {type(exc).__name__}"
+
+            with ThreadPoolExecutor(PARALLEL) as pool:
+                outcomes = list(pool.map(register, range(PARALLEL)))
+            assert outcomes == ["ok"] * PARALLEL, outcomes
+        assert service.registered == 4
+    finally:
+        service.close()

@@ -356,3 +356,24 @@ def test_a_result_whose_evidence_does_not_match_the_chain_is_disputed_not_settle
     assert not any(o.store.get("reviews", str(rid)).get("approved") for o in market.owners)
     time.sleep(1)
     assert buyer.store.get("models", str(rid)) is None and market.final_model_seen == []
+
+
+def test_a_final_model_other_than_the_committed_one_is_not_decrypted(market: Market) -> None:
+    """The public transcript names the final model by its digest (the ciphertexts are
+    sealed) and its head is the evidence hash on chain. An aggregator that delivers
+    another vector as the final model — a trainer's state, say — to have the buyer
+    decrypt it is refused: nothing is decrypted, the model on record is unchanged."""
+    import numpy as np
+
+    from deltaml.crypto import EncryptedVector
+    from deltaml.errors import ProtocolError
+
+    rid, _ = market.request()
+    buyer = market.buyer
+    honest = market.wait(lambda: buyer.store.get("models", str(rid)))
+    role = buyer._role(rid)
+    n = len(market.features) + 1
+    other = EncryptedVector.encrypt(role.public_key, np.arange(n, dtype=float), 40)
+    with pytest.raises(ProtocolError, match="not the one the evidence on chain commits to"):
+        buyer.handle(rid, m.FinalModel(other, 2, 2))
+    assert buyer.store.get("models", str(rid)) == honest

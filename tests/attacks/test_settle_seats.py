@@ -263,7 +263,7 @@ def test_a_spec_the_contract_cannot_take_escrows_nothing(
     node.client.post = lambda *a, **k: pytest.fail("sent to the aggregator")  # type: ignore[method-assign]
     before = ledger.balance_wei()
     spec = {**SPEC, "owners": 65, "arbiter": str(market["accounts"]["arbiter"].address)}
-    with pytest.raises(DeltaMLValueError, match="owners must be at most 64"):
+    with pytest.raises(DeltaMLValueError, match=r"owners must be .*at most 64"):
         node.create_request(spec)
     assert ledger.balance_wei() == before  # no escrow (and no gas) spent
     node.client.close()

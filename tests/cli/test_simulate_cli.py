@@ -34,6 +34,9 @@ def test_simulate_json_has_the_promised_fields() -> None:
         "objective_gap",
         "test_mse",
         "sklearn_test_mse",
+        "optimum_test_mse",
+        "optimum_objective",
+        "baseline_note",
         "trainers",
         "validators",
     ):
@@ -41,6 +44,10 @@ def test_simulate_json_has_the_promised_fields() -> None:
     assert out["rounds"] == 12 and out["key_bits"] == 2048
     assert out["objective_gap"] <= 1e-3
     assert out["test_mse"] <= 1.01 * out["sklearn_test_mse"]
+    # diabetes: scikit-learn's LinearRegression is the exact optimum there, so no note
+    assert out["test_mse"] <= 1.01 * out["optimum_test_mse"]
+    assert abs(out["sklearn_test_mse"] / out["optimum_test_mse"] - 1) < 1e-6
+    assert out["baseline_note"] == ""
     assert len(out["trainers"]) == 4 and len(out["validators"]) == 1
     # evidence: contributions, the payment split, and the run's own transcript verified
     assert set(out["contributions"]) == set(out["trainers"])

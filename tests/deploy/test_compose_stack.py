@@ -154,7 +154,7 @@ def test_one_request_over_tls_survives_an_aggregator_restart(
             project=s.project,
             rounds=10,
             eval_every=5,
-            key_bits=1024,
+            key_bits=2048,  # the stack refuses test keys, as any deployment does
             deposit_wei=10**18,
             crash_after_round=2,
             timeout=900,

@@ -16,7 +16,9 @@ from deltaml.simulation import SimulationConfig, owner_ids, simulate_shares
 from deltaml.transport import PartyTimeout, Transport
 
 OWNERS = 6
-ROUNDS = 12
+#: Enough rounds for the remaining trainers (SHA-256 split: owner-1, -3, -4, -5 train)
+#: to come within 0.1 % of their optimum after one drops at round 3 (15 are not).
+ROUNDS = 18
 
 
 class SilentFrom(Transport):

@@ -91,7 +91,7 @@ def test_user_errors_are_4xx_with_a_clear_message(api) -> None:
     ]
     body = new_request()
     body["spec"]["model"] = "forest"
-    cases.append((signed(client, buyer, "POST", "/requests", json=body), 400, "unknown model"))
+    cases.append((signed(client, buyer, "POST", "/requests", json=body), 422, "linear or logistic"))
     body = new_request()
     other_key = generate_keypair(512, allow_test_keys=True)
     body["public_key"] = other_key[0].to_dict()

@@ -40,13 +40,29 @@ def _demo(tmp_path: Path, anvil_url: str, **kwargs: object) -> DemoResult:
 def _in_process(result: DemoResult) -> float:
     """The core library's test MSE, in one process, on the same shares and the same roles.
 
-    The aggregator splits the owners it has, sorted by address, with the request's
-    seed; the simulation does the same with its owner ids, so the shares go in the
-    order of the owners' addresses.
+    The aggregator splits the owners' addresses by the public rule
+    (:func:`deltaml.protocol.rules.split_roles`, the request's seed 0); the simulation
+    splits its own owner ids by the same rule. Each simulated trainer gets the share of
+    a demo trainer and each simulated validator that of a demo validator (in address
+    order), so both runs train on the same rows.
     """
+    from deltaml.protocol.rules import split_roles
+    from deltaml.simulation import owner_ids
+
     train, test = train_test_split(load_dataset("diabetes"), 0.2, 0)
     shares = split_owners(train, len(result.owners), seed=0)
-    order = sorted(range(len(shares)), key=lambda i: result.owners[i]["address"])
+    address = {o["name"]: o["address"] for o in result.owners}
+    demo_trainers = {o["name"] for o in result.owners if o["role"] == "trainer"}
+    # The aggregator seated them by the public rule over the addresses.
+    by_rule, _ = split_roles(list(address.values()), 0.7, 0)
+    assert {address[name] for name in demo_trainers} == set(by_rule)
+
+    ids = owner_ids(len(shares))
+    sim_trainers, sim_validators = split_roles(ids, 0.7, 0)
+    in_order = sorted(range(len(shares)), key=lambda i: result.owners[i]["address"])
+    demo_t = [i for i in in_order if result.owners[i]["name"] in demo_trainers]
+    demo_v = [i for i in in_order if result.owners[i]["name"] not in demo_trainers]
+    share_of = dict(zip([*sim_trainers, *sim_validators], [*demo_t, *demo_v], strict=True))
     config = SimulationConfig(
         rounds=ROUNDS,
         eval_every=1,
@@ -56,17 +72,9 @@ def _in_process(result: DemoResult) -> float:
         chain=False,
         verify=False,
     )
-    sim = simulate_shares(config, "linear", "regression", [shares[i] for i in order], test)
-    roles = {result.owners[i]["name"]: sim_id for sim_id, i in zip(_ids(order), order, strict=True)}
-    trainers = {name for name, sim_id in roles.items() if sim_id in sim.trainers}
-    assert trainers == {o["name"] for o in result.owners if o["role"] == "trainer"}
+    sim = simulate_shares(config, "linear", "regression", [shares[share_of[i]] for i in ids], test)
+    assert set(sim.trainers) == set(sim_trainers)
     return sim.test["test_mse"]
-
-
-def _ids(order: list[int]) -> list[str]:
-    from deltaml.simulation import owner_ids
-
-    return owner_ids(len(order))
 
 
 def test_the_marketplace_settles_over_http_like_the_core_library(

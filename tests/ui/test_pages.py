@@ -105,7 +105,7 @@ def test_every_wrong_field_gets_its_own_message() -> None:
         "min_rows": "Enter a number from 1 to 1000000000.",
         "owners": "Enter a number from 2 to 64.",
         "rounds": "Enter a whole number.",
-        "eval_every": "Enter a number from 1 to 1000.",
+        "eval_every": "Enter a number from 1 to 10000.",
         "target_improvement": "Enter at least 0 and less than 100, or leave it empty.",
         "payment_eth": "The payment must be more than 0.",
         "deadline_hours": "Enter more than 0 and at most 8760 hours.",
@@ -125,7 +125,7 @@ def test_every_wrong_field_gets_its_own_message() -> None:
     _, errors = validate_request_form(form(payment_eth="", rounds="", owners=" "))
     assert errors == {
         "payment_eth": "Required: enter the payment in ether, such as 0.5.",
-        "rounds": "Required: enter a whole number from 1 to 1000.",
+        "rounds": "Required: enter a whole number from 1 to 10000.",
         "owners": "Required: enter a whole number from 2 to 64.",
     }
     _, errors = validate_request_form(form(target_improvement="half"))

@@ -298,7 +298,7 @@ def open_reader(chain_url: str, contract: str) -> Web3Ledger:
     """A read-only view of the Marketplace at ``contract`` on ``chain_url``, with no key.
 
     It checks that the address holds the shipped Marketplace's code. Views are called
-    from no account (:meth:`Web3Ledger._call`), so it needs neither a key nor funds.
+    from no account (:meth:`Web3Ledger._view`), so it needs neither a key nor funds.
     """
     from eth_account import Account
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,8 +22,14 @@ from deltaml.learning.contributions import shapley
 from deltaml.learning.models import ModelType, Standardization
 from deltaml.learning.standardize import stats_from_sums
 
+# The public rules this module used to define, re-exported for their old import path.
+from deltaml.protocol.rules import SHAPLEY_SEED_DOMAIN as SHAPLEY_SEED_DOMAIN
+from deltaml.protocol.rules import improvement_percent as improvement_percent
+from deltaml.protocol.rules import is_evaluated as is_evaluated
+from deltaml.protocol.rules import last_round as last_round
+from deltaml.protocol.rules import shapley_seed as shapley_seed
+
 ROTATION_DOMAIN = b"deltaml-rotation/1\x00"
-SHAPLEY_SEED_DOMAIN = b"deltaml-shapley-seed/1\x00"
 
 
 def signed_plaintext(public_key: PublicKey, plaintext: int) -> int:
@@ -86,55 +92,18 @@ def metric_value(model: ModelType, sse: float, rows: int, stats: Standardization
     return float(model.metric_from_sse(sse, rows, stats))
 
 
-def improvement_percent(initial: float | None, metric: float | None) -> float | None:
-    """How much lower ``metric`` is than ``initial``, in percent of ``initial``."""
-    if initial is None or metric is None or initial <= 0:
-        return None
-    return 100.0 * (initial - metric) / initial
-
-
-def is_evaluated(k: int, rounds: int, every: int) -> bool:
-    """Whether round ``k`` publishes a metric: the initial model (0), every ``every``-th
-    round and the last (``rounds``)."""
-    return k == 0 or k % every == 0 or k == rounds
-
-
-def last_round(rounds: int, target_improvement: float, metrics: Mapping[int, float]) -> int:
-    """The round training ends after: the first evaluated round (before the last)
-    whose published metric improves on the initial one (round 0) by at least
-    ``target_improvement`` percent, else ``rounds``. 0 means no target.
-
-    The aggregator stops by this rule and the verifier holds it to it: it may
-    neither stop early nor train (and be paid for) rounds past the target.
-    """
-    if target_improvement > 0:
-        for k in sorted(metrics):
-            gain = improvement_percent(metrics.get(0), metrics[k])
-            if 0 < k < rounds and gain is not None and gain >= target_improvement:
-                return k
-    return rounds
-
-
 def shapley_method(n_trainers: int) -> str:
     """Always ``"exact"``: the closed form holds at any number of trainers."""
     return "exact"
 
 
 def shapley_values(gram: np.ndarray, base_sse: float) -> np.ndarray:
-    """Exact Shapley values in closed form (:func:`~deltaml.learning.contributions.shapley`)."""
-    return shapley(gram, base_sse)
+    """Exact Shapley values in closed form (:func:`~deltaml.learning.contributions.shapley`).
 
-
-def shapley_seed(previous_record_hash: str) -> int:
-    """A seed fixed by the transcript up to the mixed columns (128 bits).
-
-    Nobody picks it: it is a hash of the chain head just before the buyer is asked,
-    so the buyer cannot search for a seed that favours someone. Shapley values no
-    longer sample (they are exact in closed form), so no published number depends
-    on it; it stays in the signed contribution records, and the verifier checks it.
+    No value depends on the transcript-fixed seed (:func:`shapley_seed`) any more; it
+    stays in the signed contribution records and the verifier still checks it.
     """
-    digest = hashlib.sha256(SHAPLEY_SEED_DOMAIN + previous_record_hash.encode("ascii")).digest()
-    return int.from_bytes(digest[:16], "big")
+    return shapley(gram, base_sse)
 
 
 def rotation_commitment(seed: int, salt: bytes) -> str:

@@ -313,3 +313,19 @@ def read_sealed(path: str | Path) -> dict[str, bytes]:
             raise DeltaMLValueError(f"{p}: line {number} has no digest")
         out[digest] = blob
     return out
+
+
+def final_model_digest(records: list[dict[str, Any]]) -> str | None:
+    """The digest of the final model a transcript commits to (its final broadcast),
+    or ``None`` if it names none. The ciphertexts themselves are sealed."""
+    for record in reversed(records):
+        body = record.get("body")
+        if (
+            isinstance(body, dict)
+            and body.get("kind") == "Broadcast"
+            and body.get("purpose") == "final"
+            and isinstance(body.get("outgoing"), dict)
+        ):
+            digest = body["outgoing"].get("sha256")
+            return digest if isinstance(digest, str) else None
+    return None

@@ -86,6 +86,7 @@ import numpy as np
 from deltaml.crypto import EncryptedVector, PlainMatrix, encode_float
 from deltaml.errors import DeltaMLValueError
 from deltaml.learning.metrics import haar_orthogonal
+from deltaml.protocol.rules import contribution_remixer as contribution_remixer  # public rule
 
 
 def coalition_sse(gram: np.ndarray, coalition: Sequence[int]) -> float:
@@ -254,14 +255,6 @@ def mix_columns(
         raise DeltaMLValueError("validators sent different numbers of columns")
     stacked = [EncryptedVector.concat([b[j] for b in blocks]) for j in range(n_columns)]
     return remix_columns(stacked, precision_bits, rng)
-
-
-def contribution_remixer(validators: Sequence[str]) -> str | None:
-    """The public rule: who remixes the contribution columns — the first validator.
-
-    A single validator remixes too (see :func:`~deltaml.learning.metrics.metric_remixer`).
-    """
-    return validators[0] if validators else None
 
 
 def gram_from_columns(columns: Sequence[np.ndarray]) -> np.ndarray:

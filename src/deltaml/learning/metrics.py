@@ -51,13 +51,13 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Sequence
 
 import numpy as np
 
 from deltaml.crypto import EncryptedVector, PlainMatrix, encode_float
 from deltaml.errors import DeltaMLValueError
 from deltaml.learning.models import ModelType, Standardization
+from deltaml.protocol.rules import metric_remixer as metric_remixer  # a public rule
 
 
 def secure_generator() -> np.random.Generator:
@@ -140,25 +140,6 @@ def mix_residual_vectors(
 ) -> EncryptedVector:
     """The aggregator's step: concatenate and rotate with one fresh Haar matrix."""
     return remix_vector(EncryptedVector.concat(vectors), precision_bits, rng)
-
-
-def metric_remixer(validators: Sequence[str], round_: int, eval_every: int = 1) -> str | None:
-    """The public rule: who remixes the metric of round ``k``.
-
-    Evaluations are numbered ``i = ⌈k / eval_every⌉`` (round 0, every
-    ``eval_every``-th round and the last one get 0, 1, 2, …) and the ``i``-th is
-    remixed by ``validators[i mod V]``, so the work rotates through the validators
-    whatever ``eval_every`` is (with ``eval_every = 1`` it is ``validators[k mod V]``).
-    A single validator remixes too: the last mixing of every vector the buyer
-    decrypts is then the signed output of a seated owner, so an aggregator that
-    feeds the buyer anything else is refused (and garbage fed to the remixer shows
-    the buyer only a norm).
-    """
-    if not validators:
-        return None
-    if eval_every < 1 or round_ < 0:
-        raise DeltaMLValueError("rounds and eval_every must be non-negative and positive")
-    return validators[-(-round_ // eval_every) % len(validators)]
 
 
 def metric_from_vector(

@@ -17,13 +17,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from deltaml.protocol import spec as request_spec
+
 #: Challenge window a request gets unless its buyer chooses another: a day for
 #: the buyer and every seat to check the result and dispute it. (A run where
 #: every party approves settles at once, whatever the window.)
-DEFAULT_CHALLENGE_WINDOW_S = 24 * 3600
+DEFAULT_CHALLENGE_WINDOW_S = request_spec.DEFAULT_CHALLENGE_WINDOW_S
 #: The contract's bounds on the challenge window (``MIN_/MAX_CHALLENGE_WINDOW``).
-MIN_CHALLENGE_WINDOW_S = 60
-MAX_CHALLENGE_WINDOW_S = 30 * 24 * 3600
+MIN_CHALLENGE_WINDOW_S = request_spec.MIN_CHALLENGE_WINDOW_S
+MAX_CHALLENGE_WINDOW_S = request_spec.MAX_CHALLENGE_WINDOW_S
 
 
 class Role(IntEnum):

@@ -291,14 +291,22 @@ class Web3Ledger(Ledger):
         return self._send(fn, value_wei)[0]
 
     def _call(self, fn: Any) -> Any:
+        """Evaluate a function (``eth_call``) as :attr:`account`: what a transaction
+        from it would return or revert with, without sending one."""
+        return self._decoded(lambda: fn.call({"from": self._account.address}))
+
+    def _view(self, fn: Any) -> Any:
         """Evaluate a view function (``eth_call``) from no account.
 
         No view of the contract reads ``msg.sender``, and a development chain
         (eth-tester) refuses a call "from" an account without ether: reading the
         chain must need neither a key nor funds (``deltaml verify --chain-url``).
         """
+        return self._decoded(fn.call)
+
+    def _decoded(self, call: Any) -> Any:
         try:
-            return fn.call()
+            return call()
         except Exception as exc:
             error = self._decoder.from_exception(exc)
             if error is None:
@@ -319,7 +327,7 @@ class Web3Ledger(Ledger):
 
     def has_role(self, account: str, role: Role) -> bool:
         fn = self._contract.functions.hasRole(_address(account, "account"), int(Role(role)))
-        return bool(self._call(fn))
+        return bool(self._view(fn))
 
     # ----------------------------------------------------------- the buyer
 
@@ -438,7 +446,7 @@ class Web3Ledger(Ledger):
 
     def request(self, request_id: int) -> RequestState:
         fn = self._contract.functions.getRequest(_uint(request_id, "request_id"))
-        v = self._call(fn)
+        v = self._view(fn)
         return RequestState(
             request_id=request_id,
             buyer=str(v[0]),
@@ -463,36 +471,36 @@ class Web3Ledger(Ledger):
 
     def claimable(self, request_id: int, account: str | None = None) -> int:
         fn = self._contract.functions.claimable(_uint(request_id, "request_id"), self._who(account))
-        return int(self._call(fn))
+        return int(self._view(fn))
 
     def has_withdrawn(self, request_id: int, account: str | None = None) -> bool:
         fn = self._contract.functions.hasWithdrawn(
             _uint(request_id, "request_id"), self._who(account)
         )
-        return bool(self._call(fn))
+        return bool(self._view(fn))
 
     def seat_of(self, request_id: int, account: str | None = None) -> int | None:
         fn = self._contract.functions.seatOf(_uint(request_id, "request_id"), self._who(account))
-        seated, seat = self._call(fn)
+        seated, seat = self._view(fn)
         return int(seat) if seated else None
 
     def has_joined(self, request_id: int, account: str | None = None) -> bool:
         fn = self._contract.functions.hasJoined(_uint(request_id, "request_id"), self._who(account))
-        return bool(self._call(fn))
+        return bool(self._view(fn))
 
     def has_approved(self, request_id: int, account: str | None = None) -> bool:
         fn = self._contract.functions.hasApproved(
             _uint(request_id, "request_id"), self._who(account)
         )
-        return bool(self._call(fn))
+        return bool(self._view(fn))
 
     def contributions(self, request_id: int) -> list[int]:
         fn = self._contract.functions.contributionsOf(_uint(request_id, "request_id"))
-        return [int(c) for c in self._call(fn)]
+        return [int(c) for c in self._view(fn)]
 
     def participants(self, request_id: int) -> tuple[list[str], list[str]]:
         fn = self._contract.functions.participantsOf(_uint(request_id, "request_id"))
-        trainers, validators = self._call(fn)
+        trainers, validators = self._view(fn)
         return [str(a) for a in trainers], [str(a) for a in validators]
 
     def history(self, request_id: int) -> list[LedgerEvent]:
@@ -584,7 +592,7 @@ class Web3Ledger(Ledger):
             [_uint(c, "contribution") for c in contributions],
             _uint(n_validators, "n_validators"),
         )
-        trainers, per_validator, aggregator, refund = self._call(fn)
+        trainers, per_validator, aggregator, refund = self._view(fn)
         return tuple(int(t) for t in trainers), int(per_validator), int(aggregator), int(refund)
 
     def contract_balance_wei(self) -> int:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import random
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +32,7 @@ from deltaml.learning.contributions import (
 from deltaml.learning.metrics import metric_remixer, mix_residual_vectors, rotation_growth_bits
 from deltaml.learning.standardize import sums_length
 from deltaml.ledger.payouts import Payouts, compute_payouts, scale_metric
+from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles import messages as m
 from deltaml.roles.evidence import EvidenceRecorder
 
@@ -45,23 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=m.Message)
-
-
-def split_roles(
-    owner_ids: Sequence[str], trainer_fraction: float, seed: int
-) -> tuple[list[str], list[str]]:
-    """Random trainer/validator split, ``round(fraction · n)`` trainers, at least one of each."""
-    if len(owner_ids) < 2:
-        raise DeltaMLValueError(
-            "training needs at least two data owners (a trainer and a validator)"
-        )
-    if not 0 < trainer_fraction < 1:
-        raise DeltaMLValueError("trainer fraction must lie strictly between 0 and 1")
-    n = len(owner_ids)
-    n_trainers = min(n - 1, max(1, math.floor(trainer_fraction * n + 0.5)))
-    shuffled = list(owner_ids)
-    random.Random(seed).shuffle(shuffled)
-    return sorted(shuffled[:n_trainers]), sorted(shuffled[n_trainers:])
 
 
 @dataclass

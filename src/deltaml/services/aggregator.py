@@ -35,7 +35,7 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
-    ValidationError,
+    model_validator,
 )
 from starlette.concurrency import run_in_threadpool
 
@@ -47,8 +47,17 @@ from deltaml.evidence.chain import chain_id_of
 from deltaml.evidence.published import is_evaluated, last_round
 from deltaml.evidence.transcript import ChainBinding, TranscriptWriter, sealed_path_for
 from deltaml.ledger.base import Ledger, RequestStatus, Role
-from deltaml.ledger.payouts import MAX_PARTICIPANTS, TRAINERS_PERCENT, scale_metric
+from deltaml.ledger.payouts import TRAINERS_PERCENT, scale_metric
 from deltaml.marketplace import spec_hash
+from deltaml.protocol.spec import (
+    MAX_BIGINT,
+    MAX_NAME,
+    REQUIREMENT_FIELDS,
+    SpecError,
+    check_requirements,
+    check_training_spec,
+)
+from deltaml.protocol.status import OfferStatus, SeatRole, Status
 from deltaml.roles import messages as m
 from deltaml.roles.aggregator import (
     Aggregator,
@@ -71,16 +80,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Statuses of a request as each data owner sees it (DESIGN.md, lifecycle).
-OFFER_STATUSES = (
-    "WAITING",
-    "READY",
-    "INITIATED",
-    "IN_PROGRESS",
-    "FINISHED",
-    "FAILED",
-    "CANCELLED",
-    "DECLINED",
-)
+OFFER_STATUSES = tuple(OfferStatus)
 LONG_POLL_MAX_SECONDS = 30.0
 #: Gas sent with a ``settle`` that cannot be estimated yet (it needs about 40 000).
 SETTLE_GAS = 150_000
@@ -142,11 +142,7 @@ class HoldFinalModel(Transport):
 #: ``integer`` columns; counts, rows and seeds 63-bit (``bigint``); the contract keeps
 #: the deposit in 128 bits and rounds in 32.
 MAX_DB_ID = 2**31 - 1
-MAX_BIGINT = 2**63 - 1
-MAX_DEPOSIT_WEI = 2**128 - 1
 MAX_WEI = 2**256 - 1
-MAX_ROUNDS = 10_000
-MAX_NAME = 200
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 #: A non-negative id as the database holds it (path parameters).
@@ -178,57 +174,46 @@ class OwnerRegistration(BaseModel):
     min_reward_wei: StrictInt = Field(default=0, ge=0, le=MAX_WEI)
 
 
+def _check_requirements(value: Any) -> Any:
+    """The ranges of :func:`deltaml.protocol.spec.check_requirements` (a 422 naming the field)."""
+    if isinstance(value, dict):
+        try:
+            check_requirements({k: v for k, v in value.items() if k in REQUIREMENT_FIELDS})
+        except SpecError as exc:
+            raise ValueError(f"requirements.{exc.field}: {exc}") from None
+    return value
+
+
 class Requirements(BaseModel):
-    features: list[Name] = Field(min_length=1, max_length=1000)
-    target: Name
-    min_rows: StrictInt = Field(default=1, ge=1, le=MAX_BIGINT)
+    """What an owner's dataset must have; ranges checked by the protocol's request spec."""
+
+    model_config = ConfigDict(strict=True)
+
+    features: list[str]
+    target: str
+    min_rows: int = 1
     #: Training starts when this many owners have accepted.
-    owners: StrictInt = Field(ge=2, le=MAX_PARTICIPANTS)
+    owners: int
     #: A logistic request's (negative, positive) labels; every owner codes its target so.
-    classes: list[Name] | None = Field(default=None, min_length=2, max_length=2)
+    classes: list[str] | None = None
 
-
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class SpecBounds(BaseModel):
-    """The ranges of a :class:`~deltaml.roles.messages.TrainingSpec` a service accepts.
-
-    Strict (no strings for numbers, no booleans for integers), every field bounded
-    by what training, the database and the contract can hold. Defaults are those of
-    ``TrainingSpec``; unknown fields are refused.
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    model: str = Field(max_length=20)  # which models: the service's own check (a 400)
-    rounds: int = Field(ge=1, le=MAX_ROUNDS)
-    l2: FiniteFloat | None = Field(default=None, ge=0, le=1e6)
-    rho: FiniteFloat = Field(default=0.02, gt=0, le=1e3)
-    relaxation: FiniteFloat = Field(default=1.6, gt=0, lt=2)
-    precision_bits: int = Field(default=32, ge=1, le=64)
-    base_exponent: int = Field(default=40, ge=1, le=256)
-    eval_every: int = Field(default=3, ge=1, le=MAX_ROUNDS)
-    split_seed: int = Field(default=0, ge=0, le=2**64 - 1)
-    trainer_fraction: FiniteFloat = Field(default=0.7, gt=0, lt=1)
-    contributions: bool = True
-    metric_noise: FiniteFloat = Field(default=0.0, ge=0, le=1e3)
-    deposit_wei: int = Field(default=10**18, gt=0, le=MAX_DEPOSIT_WEI)
-    min_trainers: int = Field(default=1, ge=1, le=MAX_PARTICIPANTS)
-    target_improvement: FiniteFloat = Field(default=0.0, ge=0, lt=100)
+    @model_validator(mode="before")
+    @classmethod
+    def check_ranges(cls, value: Any) -> Any:
+        return _check_requirements(value)
 
 
 def check_spec(value: Any) -> dict[str, Any]:
-    """``value`` unchanged (the buyer's hash covers it as sent) if :class:`SpecBounds` holds.
+    """``value`` unchanged (the buyer's hash covers it as sent) if its fields are those
+    of a ``TrainingSpec`` within the protocol's ranges
+    (:func:`deltaml.protocol.spec.check_training_spec`).
 
     Raises ``ValueError`` naming the first field out of range (FastAPI: a 422).
     """
     try:
-        SpecBounds.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(["spec", *(str(p) for p in first["loc"])])
-        raise ValueError(f"{where}: {first['msg']}") from None
+        check_training_spec(value)
+    except SpecError as exc:
+        raise ValueError(f"spec.{exc.field}: {exc}") from None
     return value
 
 
@@ -259,7 +244,7 @@ def _accepted(conn: sa.Connection, rid: int) -> int:
         conn.execute(
             sa.select(sa.func.count())
             .select_from(offers)
-            .where(offers.c.request_id == rid, offers.c.status == "INITIATED")
+            .where(offers.c.request_id == rid, offers.c.status == OfferStatus.INITIATED)
         ).scalar_one()
     )
 
@@ -319,7 +304,7 @@ class AggregatorService:
             log.info("%d unanswered jobs from before the restart are stale", stale)
         with self.store.begin() as conn:
             ids = conn.execute(
-                sa.select(requests.c.id).where(requests.c.status == "IN_PROGRESS")
+                sa.select(requests.c.id).where(requests.c.status == Status.IN_PROGRESS)
             ).scalars()
             running = list(ids)
         for rid in running:
@@ -360,7 +345,7 @@ class AggregatorService:
         with self.store.begin() as conn:
             rows = conn.execute(
                 sa.select(requests.c.id, requests.c.chain_request_id, requests.c.status).where(
-                    requests.c.status.in_(("OPEN", "IN_PROGRESS"))
+                    requests.c.status.in_((Status.OPEN, Status.IN_PROGRESS))
                 )
             ).all()
         if not rows:
@@ -375,7 +360,7 @@ class AggregatorService:
             if now <= self._deadlines[row.id]:
                 continue
             overdue.append(row.id)
-            if row.status == "IN_PROGRESS":
+            if row.status == Status.IN_PROGRESS:
                 self._overdue.add(row.id)
                 continue
             with self.store.begin() as conn:
@@ -386,7 +371,7 @@ class AggregatorService:
             self._abort_on_chain(row.id)
             self._set_status(
                 row.id,
-                "FAILED",
+                Status.FAILED,
                 error=f"the deadline passed with {accepted} of the {needed} owners it needs",
             )
             log.info("request %d failed: deadline passed while open", row.id)
@@ -401,7 +386,7 @@ class AggregatorService:
         with self.store.begin() as conn:
             rows = conn.execute(
                 sa.select(requests.c.id, requests.c.chain_request_id).where(
-                    requests.c.status == "FINISHED"
+                    requests.c.status == Status.FINISHED
                 )
             ).all()
         settled = []
@@ -456,7 +441,7 @@ class AggregatorService:
         with self.store.begin() as conn:
             rows = conn.execute(
                 sa.select(requests.c.id, requests.c.chain_request_id, requests.c.result).where(
-                    requests.c.status == "FINISHED"
+                    requests.c.status == Status.FINISHED
                 )
             ).all()
         total = 0
@@ -500,30 +485,46 @@ class AggregatorService:
     # -- registry ---------------------------------------------------------------------
     def register_owner(self, address: str, body: OwnerRegistration) -> dict[str, Any]:
         profile = {"datasets": [d.model_dump() for d in body.datasets]}
+        for attempt in range(3):
+            try:
+                self._register(address, body.name, profile, str(body.min_reward_wei))
+                break
+            except sa.exc.IntegrityError:
+                # The same owner registering twice at once: the other call inserted
+                # the row (or an offer) first. Once more, it is an update.
+                if attempt == 2:
+                    raise
+        log.info("owner %s registered %d dataset(s)", address, len(body.datasets))
+        return {"address": address, "datasets": len(body.datasets)}
+
+    def _register(
+        self, address: str, name: str, profile: dict[str, Any], min_reward_wei: str
+    ) -> None:
         now = time.time()
         with self.store.begin() as conn:
             known = conn.execute(
                 sa.select(owners.c.address).where(owners.c.address == address)
             ).first()
             values = {
-                "name": body.name,
+                "name": name,
                 "profile": profile,
-                "min_reward_wei": str(body.min_reward_wei),
+                "min_reward_wei": min_reward_wei,
                 "last_seen": now,
             }
             if known:
                 conn.execute(owners.update().where(owners.c.address == address).values(**values))
             else:
                 conn.execute(owners.insert().values(address=address, registered_at=now, **values))
-                with self._lock:
-                    self.registered += 1
             open_requests = conn.execute(
-                sa.select(requests.c.id, requests.c.requirements).where(requests.c.status == "OPEN")
+                sa.select(requests.c.id, requests.c.requirements).where(
+                    requests.c.status == Status.OPEN
+                )
             ).all()
             for row in open_requests:
                 self._offer(conn, row.id, address, profile, row.requirements)
-        log.info("owner %s registered %d dataset(s)", address, len(body.datasets))
-        return {"address": address, "datasets": len(body.datasets)}
+        if not known:
+            with self._lock:
+                self.registered += 1
 
     def _offer(
         self, conn: sa.Connection, rid: int, owner: str, profile: dict[str, Any], req: Any
@@ -533,7 +534,7 @@ class AggregatorService:
         current = conn.execute(
             sa.select(offers.c.status).where(offers.c.request_id == rid, offers.c.owner == owner)
         ).scalar_one_or_none()
-        status = "READY" if dataset else "WAITING"
+        status = OfferStatus.READY if dataset else OfferStatus.WAITING
         if current is None:
             conn.execute(
                 offers.insert().values(
@@ -544,7 +545,7 @@ class AggregatorService:
                     updated_at=time.time(),
                 )
             )
-        elif current in ("WAITING", "READY"):
+        elif current in (OfferStatus.WAITING, OfferStatus.READY):
             conn.execute(
                 offers.update()
                 .where(offers.c.request_id == rid, offers.c.owner == owner)
@@ -564,8 +565,6 @@ class AggregatorService:
             raise DeltaMLValueError("initial_model is not encrypted under public_key")
         if len(initial) != len(req["features"]) + 1:
             raise DeltaMLValueError("initial_model needs one weight per feature plus the intercept")
-        if spec.model not in ("linear", "logistic"):
-            raise DeltaMLValueError(f"unknown model {spec.model!r}")
         deposit = spec.deposit_wei
         if self.ledger is not None:
             self._refuse_reused_escrow(body.chain_request_id)
@@ -601,7 +600,7 @@ class AggregatorService:
                         public_key=body.public_key,
                         initial_model=body.initial_model,
                         deposit_wei=str(deposit),
-                        status="OPEN",
+                        status=Status.OPEN,
                         error="",
                         created_at=now,
                         updated_at=now,
@@ -615,7 +614,7 @@ class AggregatorService:
             self.store.put("arbiters", str(rid), {"arbiter": state.arbiter})
         self._event(rid, "created", {"buyer": buyer})
         log.info("request %d created by %s", rid, buyer)
-        return {"id": rid, "status": "OPEN"}
+        return {"id": rid, "status": Status.OPEN}
 
     def _refuse_reused_escrow(self, cid: int, conn: sa.Connection | None = None) -> None:
         """One escrow pays for one training: a chain request id is taken once."""
@@ -671,17 +670,17 @@ class AggregatorService:
             ).scalar_one_or_none()
             if offer is None:
                 raise HTTPException(404, f"request {rid} was not offered to {owner}")
-            if accept and offer == "WAITING":
+            if accept and offer == OfferStatus.WAITING:
                 raise HTTPException(409, "none of your datasets has what this request needs")
-            if offer not in ("READY", "INITIATED", "WAITING"):
+            if offer not in (OfferStatus.READY, OfferStatus.INITIATED, OfferStatus.WAITING):
                 raise HTTPException(409, f"request {rid} is {offer} for you: too late to decide")
             current = conn.execute(
                 sa.select(requests.c.status).where(requests.c.id == rid)
             ).scalar_one()
-            if current != "OPEN":
+            if current != Status.OPEN:
                 # The seats are fixed when training starts (and on chain): no late seat.
                 raise HTTPException(409, f"request {rid} is {current}: too late to decide")
-            status = "INITIATED" if accept else "DECLINED"
+            status = OfferStatus.INITIATED if accept else OfferStatus.DECLINED
             conn.execute(
                 offers.update()
                 .where(offers.c.request_id == rid, offers.c.owner == owner)
@@ -692,8 +691,8 @@ class AggregatorService:
                 sa.select(requests.c.requirements, requests.c.status).where(requests.c.id == rid)
             ).one()
         self._event(rid, "accepted" if accept else "declined", {"owner": owner})
-        if accept and row.status == "OPEN" and accepted >= row.requirements["owners"]:
-            self._set_status(rid, "IN_PROGRESS")
+        if accept and row.status == Status.OPEN and accepted >= row.requirements["owners"]:
+            self._set_status(rid, Status.IN_PROGRESS)
             self._launch(rid)
         return {"request_id": rid, "status": status}
 
@@ -701,10 +700,10 @@ class AggregatorService:
         row = self._request_row(rid)
         if row.buyer.lower() != buyer.lower():
             raise HTTPException(403, f"request {rid} is not yours")
-        if row.status != "OPEN":
+        if row.status != Status.OPEN:
             raise HTTPException(409, f"request {rid} is {row.status}: only an OPEN request cancels")
-        self._set_status(rid, "CANCELLED")
-        return {"request_id": rid, "status": "CANCELLED"}
+        self._set_status(rid, Status.CANCELLED)
+        return {"request_id": rid, "status": Status.CANCELLED}
 
     def _request_row(self, rid: int) -> Any:
         with self.store.begin() as conn:
@@ -721,15 +720,22 @@ class AggregatorService:
             values["result"] = result
         with self.store.begin() as conn:
             conn.execute(requests.update().where(requests.c.id == rid).values(**values))
-            if status in ("IN_PROGRESS", "FINISHED", "FAILED", "CANCELLED"):
+            if status in (Status.IN_PROGRESS, Status.FINISHED, Status.FAILED, Status.CANCELLED):
                 q = offers.update().where(offers.c.request_id == rid)
-                if status == "IN_PROGRESS":
-                    q = q.where(offers.c.status == "INITIATED")
-                elif status == "FINISHED":
-                    q = q.where(offers.c.status == "IN_PROGRESS")
+                if status == Status.IN_PROGRESS:
+                    q = q.where(offers.c.status == OfferStatus.INITIATED)
+                elif status == Status.FINISHED:
+                    q = q.where(offers.c.status == OfferStatus.IN_PROGRESS)
                 else:  # the request is over for every owner still offered it
                     q = q.where(
-                        offers.c.status.in_(("WAITING", "READY", "INITIATED", "IN_PROGRESS"))
+                        offers.c.status.in_(
+                            (
+                                OfferStatus.WAITING,
+                                OfferStatus.READY,
+                                OfferStatus.INITIATED,
+                                OfferStatus.IN_PROGRESS,
+                            )
+                        )
                     )
                 conn.execute(q.values(status=status, updated_at=time.time()))
         self._event(rid, "status", {"status": status, **({"error": error} if error else {})})
@@ -753,7 +759,7 @@ class AggregatorService:
             if not isinstance(exc, DeltaMLError):
                 log.exception("request %d: unexpected error", rid)
             self._abort_on_chain(rid)
-            self._set_status(rid, "FAILED", error=message)
+            self._set_status(rid, Status.FAILED, error=message)
 
     def _abort_on_chain(self, rid: int) -> None:
         if self.ledger is None:
@@ -780,7 +786,7 @@ class AggregatorService:
                 conn.execute(
                     sa.select(offers.c.owner).where(
                         offers.c.request_id == rid,
-                        offers.c.status.in_(("INITIATED", "IN_PROGRESS")),
+                        offers.c.status.in_((OfferStatus.INITIATED, OfferStatus.IN_PROGRESS)),
                     )
                 ).scalars()
             )
@@ -815,7 +821,7 @@ class AggregatorService:
                 conn.execute(
                     offers.update()
                     .where(offers.c.request_id == rid, offers.c.owner == owner)
-                    .values(role="trainer" if owner in trainers else "validator")
+                    .values(role=SeatRole.TRAINER if owner in trainers else SeatRole.VALIDATOR)
                 )
         if self.ledger is not None:
             state = self.ledger.request(row.chain_request_id)
@@ -918,7 +924,7 @@ class AggregatorService:
                 conn.execute(
                     offers.update()
                     .where(offers.c.request_id == rid, offers.c.owner.in_(record.dropped))
-                    .values(status="FAILED", updated_at=time.time())
+                    .values(status=OfferStatus.FAILED, updated_at=time.time())
                 )
         result = {
             "trainers": trainers,
@@ -926,7 +932,11 @@ class AggregatorService:
             "validators": validators,
             "initial_metric": record.initial_metric,
             "metrics": {str(k): v for k, v in record.metrics.items()},
-            "contributions": dict(zip(trainers, record.contributions, strict=True)),
+            "contributions": (
+                dict(zip(trainers, record.contributions, strict=True))
+                if record.contributions
+                else {}
+            ),
             "payouts_wei": {
                 **{t: str(p) for t, p in zip(trainers, record.payouts.trainers, strict=True)},
                 **{v: str(p) for v, p in zip(validators, record.payouts.validators, strict=True)},
@@ -939,7 +949,7 @@ class AggregatorService:
             # Set when training stopped early so that it could finish before the deadline.
             "deadline_stop": stopped,
         }
-        self._set_status(rid, "FINISHED", result=result)
+        self._set_status(rid, Status.FINISHED, result=result)
         log.info("request %d finished after %d rounds", rid, len(record.rounds))
         self.deliver_models()
 
@@ -1316,7 +1326,7 @@ def create_app(service: AggregatorService) -> FastAPI:
         reading it gives nobody the model before settlement.
         """
         row = service._request_row(rid)
-        if row.status != "FINISHED":
+        if row.status != Status.FINISHED:
             raise HTTPException(
                 409,
                 f"request {rid} is {row.status}: its transcript is published once "

@@ -22,7 +22,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -33,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
-from eth_utils import is_address
 from fastapi import FastAPI, HTTPException, Request, Response
 
 from deltaml.crypto import PrivateKey, generate_keypair
@@ -42,26 +40,23 @@ from deltaml.crypto.serialization import pack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.published import is_evaluated
+from deltaml.evidence.signatures import vector_digest
+from deltaml.evidence.transcript import final_model_digest, read_records, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_against_chain, verify_transcript
 from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import (
-    DEFAULT_CHALLENGE_WINDOW_S,
-    MAX_CHALLENGE_WINDOW_S,
-    MIN_CHALLENGE_WINDOW_S,
     Ledger,
     RequestState,
     RequestStatus,
     Role,
 )
-from deltaml.ledger.payouts import MAX_PARTICIPANTS
+from deltaml.protocol import spec as protocol_spec
+from deltaml.protocol.spec import REQUEST_DEFAULTS, REQUEST_FIELDS
+from deltaml.protocol.status import SeatRole, Status
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.roles.buyer import Seats
 from deltaml.services.aggregator import (
-    MAX_BIGINT,
-    MAX_DEPOSIT_WEI,
-    MAX_NAME,
-    MAX_ROUNDS,
     request_hash,
 )
 from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
@@ -78,131 +73,14 @@ log = logging.getLogger(__name__)
 #: How many times the same decryption may be asked again (after an aggregator restart).
 MAX_REPEATS = 3
 
-#: Ten years: a deadline further out is a typo (and must fit the contract's 64 bits).
-MAX_DEADLINE_HOURS = 24 * 365  # the contract refuses a deadline more than a year away
-
-SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "model": str,
-    "features": list,
-    "target": str,
-    "owners": int,
-    "min_rows": int,
-    "rounds": int,
-    "eval_every": int,
-    "deposit_wei": int,
-    "deadline_hours": (int, float),
-    "key_bits": int,
-    "l2": (int, float, type(None)),
-    "contributions": bool,
-    "metric_noise": (int, float),
-    "target_improvement": (int, float),
-    "split_seed": int,
-    "min_trainers": int,
-    "classes": (list, type(None)),
-    "arbiter": str,
-    "challenge_window_s": int,
-}
-SPEC_DEFAULTS: dict[str, Any] = {
-    "model": "linear",
-    "min_rows": 1,
-    "rounds": 12,
-    "eval_every": 3,
-    "deposit_wei": 10**18,
-    "deadline_hours": 24,
-    "key_bits": 2048,
-    "l2": None,
-    "contributions": True,
-    "metric_noise": 0.0,
-    "target_improvement": 0.0,
-    "split_seed": 0,
-    "min_trainers": 1,
-    "classes": None,
-    # Who resolves a dispute about the result (an address; needed with a contract).
-    "arbiter": "",
-    "challenge_window_s": DEFAULT_CHALLENGE_WINDOW_S,
-}
-#: The most feature columns a request may name (as the aggregator takes them).
-MAX_FEATURES = 1000
+#: The fields of a request spec and their defaults (:mod:`deltaml.protocol.spec`).
+SPEC_FIELDS = REQUEST_FIELDS
+SPEC_DEFAULTS = REQUEST_DEFAULTS
 
 
 def parse_request_spec(doc: Any) -> dict[str, Any]:
     """A request spec (from YAML or JSON) checked field by field, with defaults filled in."""
-    if not isinstance(doc, dict):
-        raise DeltaMLValueError("a request spec is a mapping of field: value")
-    unknown = sorted(set(doc) - set(SPEC_FIELDS))
-    if unknown:
-        raise DeltaMLValueError(
-            f"unknown field(s) {', '.join(unknown)}; known: {', '.join(SPEC_FIELDS)}"
-        )
-    spec = {**SPEC_DEFAULTS, **doc}
-    for name, kind in SPEC_FIELDS.items():
-        if name not in spec:
-            raise DeltaMLValueError(f"the request spec needs {name!r}")
-        value = spec[name]
-        if isinstance(value, bool) and kind is not bool:
-            raise DeltaMLValueError(f"{name} must be a number, not {value}")
-        if not isinstance(value, kind):
-            raise DeltaMLValueError(f"{name} has the wrong type ({type(value).__name__})")
-    features = spec["features"]
-    if not features or len(features) > 1000:
-        raise DeltaMLValueError("features must be a non-empty list of at most 1000 column names")
-    if not all(isinstance(f, str) and 0 < len(f) <= MAX_NAME for f in features):
-        raise DeltaMLValueError(f"features must be column names of 1 to {MAX_NAME} characters")
-    if not 0 < len(spec["target"]) <= MAX_NAME:
-        raise DeltaMLValueError(f"target must be a column name of 1 to {MAX_NAME} characters")
-    if spec["target"] in features:
-        raise DeltaMLValueError("the target cannot also be a feature")
-    classes = spec["classes"]
-    if classes is not None:
-        if spec["model"] != "logistic":
-            raise DeltaMLValueError("classes only apply to a logistic model")
-        if len(classes) != 2 or not all(isinstance(c, str) and c for c in classes):
-            raise DeltaMLValueError("classes must name two labels: [negative, positive]")
-        if classes[0] == classes[1]:
-            raise DeltaMLValueError("classes must name two different labels")
-    for name in ("deadline_hours", "l2", "metric_noise", "target_improvement"):
-        if spec[name] is not None and not math.isfinite(spec[name]):
-            raise DeltaMLValueError(f"{name} must be a finite number, not {spec[name]}")
-    checks = [
-        (spec["model"] in ("linear", "logistic"), "model must be linear or logistic"),
-        (
-            2 <= spec["owners"] <= MAX_PARTICIPANTS,
-            f"owners must be at least 2 (a trainer and a validator), at most {MAX_PARTICIPANTS}",
-        ),
-        (len(spec["features"]) <= MAX_FEATURES, f"at most {MAX_FEATURES} features"),
-        (
-            MIN_CHALLENGE_WINDOW_S <= spec["challenge_window_s"] <= MAX_CHALLENGE_WINDOW_S,
-            f"challenge_window_s must be {MIN_CHALLENGE_WINDOW_S} to {MAX_CHALLENGE_WINDOW_S}",
-        ),
-        (
-            not spec["arbiter"] or is_address(spec["arbiter"]),
-            "arbiter must be an Ethereum address (0x and 40 hex digits)",
-        ),
-        (1 <= spec["rounds"] <= MAX_ROUNDS, f"rounds must be 1 to {MAX_ROUNDS}"),
-        (1 <= spec["eval_every"] <= MAX_ROUNDS, f"eval_every must be 1 to {MAX_ROUNDS}"),
-        (
-            0 < spec["deposit_wei"] <= MAX_DEPOSIT_WEI,
-            "deposit_wei must be positive and below 2**128",
-        ),
-        (
-            0 < spec["deadline_hours"] <= MAX_DEADLINE_HOURS,
-            f"deadline_hours must be positive and at most {MAX_DEADLINE_HOURS}",
-        ),
-        (1 <= spec["min_rows"] <= MAX_BIGINT, "min_rows must be 1 to 2**63 - 1"),
-        (1 <= spec["min_trainers"] < spec["owners"], "min_trainers must be 1 to owners - 1"),
-        (spec["l2"] is None or 0 <= spec["l2"] <= 1e6, "l2 must be 0 to 10**6 (or null)"),
-        (0 <= spec["metric_noise"] <= 1e3, "metric_noise must be 0 to 1000"),
-        (0 <= spec["split_seed"] < 2**64, "split_seed must be 0 to 2**64 - 1"),
-        (0 < spec["key_bits"] <= 16384, "key_bits must be positive and at most 16384"),
-        (
-            0 <= spec["target_improvement"] < 100,
-            "target_improvement must be at least 0 and below 100 (percent; 0: none)",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise DeltaMLValueError(message)
-    return spec
+    return protocol_spec.parse_request_spec(doc)
 
 
 # -- the private key at rest -------------------------------------------------------------
@@ -330,12 +208,12 @@ class BuyerNode:
             # Every owner codes its target with this pair: classes[1] is the positive class.
             requirements["classes"] = list(req_spec["classes"])
         arbiter = req_spec["arbiter"] or self.config.arbiter
-        if arbiter and not is_address(arbiter):
-            raise DeltaMLValueError("arbiter must be an Ethereum address (0x and 40 hex digits)")
+        protocol_spec.check_field("arbiter", arbiter)
         if self.ledger is not None:
             if not arbiter:
-                raise DeltaMLValueError(
-                    "the request spec needs 'arbiter': the address that resolves a dispute"
+                raise protocol_spec.SpecError(
+                    "arbiter",
+                    "the request spec needs 'arbiter': the address that resolves a dispute",
                 )
             if arbiter.lower() in (self.address.lower(), self.aggregator_address.lower()):
                 raise DeltaMLValueError("the arbiter can be neither the buyer nor the aggregator")
@@ -469,12 +347,43 @@ class BuyerNode:
         self._allow(rid, role.spec, message)
         if role.seats is None and not isinstance(message, m.FinalModel):
             role.seats = self._seats(rid)
+        if isinstance(message, m.FinalModel):
+            self._check_final_model(rid, message)
         reply = role.handle(message)
         self.store.put("progress", str(rid), role.snapshot())
         if isinstance(message, m.FinalModel):
             self.store.put("models", str(rid), self._model_json(rid, role, message.rounds))
             log.info("request %d: final model received", rid)
         return reply
+
+    def _check_final_model(self, rid: int, message: m.FinalModel) -> None:
+        """The delivered model must be the one the request's evidence commits to.
+
+        The public transcript names the final model by its digest only (its
+        ciphertexts are sealed), and its head is the evidence hash on chain. An
+        aggregator that delivers any other vector — a single trainer's state, a
+        stale round — is refused: nothing is decrypted. Without a chain there is no
+        evidence hash to hold the transcript to, and nothing is checked here.
+        """
+        if self.ledger is None:
+            return
+        cid = int(self._saved(rid)["chain_request_id"])
+        evidence = self.ledger.request(cid).evidence_hash.hex()
+        path = self.config.work_dir / "transcripts" / f"request-{rid}.jsonl"
+        records = read_records(path) if path.exists() else []
+        if not records or record_hash(records[-1]) != evidence:
+            self.verify(rid)  # downloads the transcript the aggregator publishes
+            records = read_records(path)
+        committed = final_model_digest(records)
+        if (
+            record_hash(records[-1]) != evidence
+            or committed is None
+            or committed != vector_digest(message.total)
+        ):
+            raise ProtocolError(
+                f"request {rid}: the final model is not the one the evidence on chain "
+                "commits to; refusing to decrypt it"
+            )
 
     def _seats(self, rid: int) -> Seats:
         """The owners request ``rid`` seats: the contract's (``start``), else — with no
@@ -501,8 +410,8 @@ class BuyerNode:
         else:
             view = self.client.get(f"/requests/{rid}")
             offers = sorted(view.get("offers", []), key=lambda o: str(o["owner"]))
-            trainers = [str(o["owner"]) for o in offers if o.get("role") == "trainer"]
-            validators = [str(o["owner"]) for o in offers if o.get("role") == "validator"]
+            trainers = [str(o["owner"]) for o in offers if o.get("role") == SeatRole.TRAINER]
+            validators = [str(o["owner"]) for o in offers if o.get("role") == SeatRole.VALIDATOR]
         wanted = int(saved["requirements"]["owners"])
         if len(trainers) + len(validators) < wanted or not trainers or not validators:
             raise ProtocolError(
@@ -599,11 +508,11 @@ class BuyerNode:
         if self.ledger is not None:
             cid = int(saved["chain_request_id"])
             if self._overdue(self.ledger.request(cid)):
-                return self._reclaim(rid, {"status": "FAILED", "chain_request_id": cid})
+                return self._reclaim(rid, {"status": Status.FAILED, "chain_request_id": cid})
         view = self.client.get(f"/requests/{rid}")
-        if view["status"] in ("FAILED", "CANCELLED"):
+        if view["status"] in (Status.FAILED, Status.CANCELLED):
             return self._reclaim(rid, view)
-        if view["status"] != "FINISHED":
+        if view["status"] != Status.FINISHED:
             return None
         if self.ledger is None:
             if self.store.get("models", str(rid)) is None:
@@ -621,7 +530,7 @@ class BuyerNode:
         state = self.ledger.request(cid)
         outcome: dict[str, Any] = dict(verdict)
         if state.status == RequestStatus.FAILED:  # the arbiter voided the result
-            return self._reclaim(rid, {"status": "FAILED", "chain_request_id": cid})
+            return self._reclaim(rid, {"status": Status.FAILED, "chain_request_id": cid})
         if state.status == RequestStatus.FINISHED and verdict["verified"] and not approve:
             # Verified, left to be approved by hand (the approve endpoint).
             self.store.put("settlement", str(rid), outcome)
@@ -683,7 +592,7 @@ class BuyerNode:
             return None
         cid = int(view["chain_request_id"])
         state = self.ledger.request(cid)
-        if state.status == RequestStatus.OPEN and view["status"] == "CANCELLED":
+        if state.status == RequestStatus.OPEN and view["status"] == Status.CANCELLED:
             self.ledger.cancel(cid)  # the contract sends the deposit back at once
         elif self._overdue(state) or (
             state.status == RequestStatus.FAILED and self.ledger.claimable(cid)
@@ -710,10 +619,7 @@ class BuyerNode:
         folder = self.config.work_dir / "transcripts"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"request-{rid}.jsonl"
-        response = self.client.http.get(f"/requests/{rid}/transcript")
-        if response.status_code != 200:
-            raise AggregatorError(f"transcript of request {rid}: {response.text}")
-        path.write_bytes(response.content)
+        self.client.download(f"/requests/{rid}/transcript", path)
         view = self.client.get(f"/requests/{rid}")
         head = view.get("result", {}).get("transcript_head")
         if self.ledger is None:

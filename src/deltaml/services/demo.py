@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from deltaml.crypto.paillier import TEST_KEYS_ENV
+from deltaml.crypto.paillier import TEST_KEYS_ENV, test_keys_allowed
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.estimator import TrainedModel
 from deltaml.learning.data import (
@@ -164,7 +164,8 @@ def add_demo_parser(sub: Any) -> None:
         "--key-bits",
         type=int,
         default=2048,
-        choices=(2048, 3072),
+        # 1024 only where a test opted in to small keys (DELTAML_ALLOW_TEST_KEYS=1).
+        choices=(1024, 2048, 3072) if test_keys_allowed() else (2048, 3072),
         help="Paillier key size (default: 2048)",
     )
     d.add_argument("--deposit-wei", type=int, default=10**18, help="the buyer's payment")

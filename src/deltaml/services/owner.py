@@ -31,6 +31,7 @@ from deltaml.errors import DataError, DeltaMLError, DeltaMLValueError, ProtocolE
 from deltaml.evidence.verify import verify_against_chain, verify_transcript
 from deltaml.learning.data import Dataset, load_dataset, profile_csv
 from deltaml.ledger.base import Ledger, RequestStatus, Role
+from deltaml.protocol.status import OfferStatus, Status
 from deltaml.roles import DataOwner
 from deltaml.roles.messages import Message
 from deltaml.services.aggregator import request_hash
@@ -263,7 +264,7 @@ class OwnerNode:
             rid = int(offer["request_id"])
             self.store.put("offers", str(rid), offer)
             if (
-                offer["status"] == "READY"
+                offer["status"] == OfferStatus.READY
                 and self.config.accept == "all"
                 and int(offer["offered_reward_wei"]) >= self.config.min_reward_wei
                 and self.store.get("refused", str(rid)) is None
@@ -273,11 +274,11 @@ class OwnerNode:
                 except ProtocolError as exc:  # not what was committed on chain: never join
                     self.store.put("refused", str(rid), {"reason": str(exc), "at": time.time()})
                     log.warning("%s", exc)
-            if offer["status"] in ("FINISHED", "FAILED", "CANCELLED"):
+            if offer["status"] in (OfferStatus.FINISHED, OfferStatus.FAILED, OfferStatus.CANCELLED):
                 self.roles.pop(rid, None)
-            if offer["status"] == "FINISHED":
+            if offer["status"] == OfferStatus.FINISHED:
                 guarded(f"request {rid}: review", functools.partial(self.review, rid))
-            if offer["status"] == "FINISHED" and self.config.auto_withdraw:
+            if offer["status"] == OfferStatus.FINISHED and self.config.auto_withdraw:
                 self.withdraw(rid)
         return offers
 
@@ -342,10 +343,7 @@ class OwnerNode:
         folder = self.config.work_dir / "transcripts"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"request-{rid}.jsonl"
-        response = self.client.http.get(f"/requests/{rid}/transcript")
-        if response.status_code != 200:
-            raise AggregatorError(f"transcript of request {rid}: {response.text}")
-        path.write_bytes(response.content)
+        self.client.download(f"/requests/{rid}/transcript", path)
         if self.ledger is not None and chain_request_id is not None:
             return verify_against_chain(path, self.ledger, chain_request_id, use_sealed=False)
         view = self.client.get(f"/requests/{rid}")
@@ -360,7 +358,7 @@ class OwnerNode:
         if self.ledger is None or self.store.get("reviews", str(rid)) is not None:
             return None
         view = self.client.get(f"/requests/{rid}")
-        if view["status"] != "FINISHED":
+        if view["status"] != Status.FINISHED:
             return None
         cid = int(view["chain_request_id"])
         state = self.ledger.request(cid)
@@ -421,7 +419,7 @@ class OwnerNode:
         """The final result of a finished request (it never changes: fetched once)."""
         if rid not in self._results:
             view = self.client.get(f"/requests/{rid}")
-            if view["status"] != "FINISHED":
+            if view["status"] != Status.FINISHED:
                 return {}
             self._results[rid] = view.get("result") or {}
         return self._results[rid]
@@ -432,7 +430,7 @@ class OwnerNode:
         total = 0
         for offer in list(self.offers):
             rid = int(offer["request_id"])
-            if offer["status"] != "FINISHED" or str(rid) in withdrawn:
+            if offer["status"] != OfferStatus.FINISHED or str(rid) in withdrawn:
                 continue
             try:
                 total += int((self._result(rid).get("payouts_wei") or {}).get(self.address, 0))
@@ -453,10 +451,10 @@ class OwnerNode:
             }
         view = view or self.client.get(f"/requests/{rid}")
         out = {"state": "", "withdrawn_wei": "0", "claimable_wei": "0", "explanation": ""}
-        if view["status"] in ("FAILED", "CANCELLED"):
+        if view["status"] in (Status.FAILED, Status.CANCELLED):
             status = view["status"].lower()
             return {**out, "state": "none", "explanation": f"Nothing to withdraw: {status}."}
-        if view["status"] != "FINISHED":
+        if view["status"] != Status.FINISHED:
             return {
                 **out,
                 "state": "running",

@@ -51,6 +51,10 @@ def error_detail(response: httpx.Response) -> str:
     return str(detail)
 
 
+#: The most a node downloads from the aggregator in one answer (a public transcript).
+MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
+
+
 class AggregatorClient:
     """Signed calls to the aggregator at ``url`` as ``account``."""
 
@@ -82,6 +86,29 @@ class AggregatorClient:
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
+
+    def download(self, path: str, dest: Path, max_bytes: int = MAX_DOWNLOAD_BYTES) -> None:
+        """GET ``path`` into the file ``dest``, streamed, refusing more than ``max_bytes``
+        (an aggregator cannot exhaust this node's memory or disk with one answer)."""
+        try:
+            with self.http.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise AggregatorError(
+                        f"the aggregator refused GET {path}: {error_detail(response)}",
+                        response.status_code,
+                    )
+                size = 0
+                with dest.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise AggregatorError(
+                                f"GET {path}: the answer is larger than {max_bytes} bytes"
+                            )
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise AggregatorError(f"cannot reach the aggregator at {self.url}: {exc}") from None
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.call("GET", path, **kwargs)

@@ -1,9 +1,11 @@
 """The buyer's request form: every field checked on the server, one message per field.
 
 The form's fields are turned into a request spec and then checked by
-:func:`deltaml.services.buyer.parse_request_spec` — the same check as ``deltaml
-buyer request SPEC.yaml`` — so the page can never accept what the CLI refuses;
-what the form checks before that only lets it name every wrong field at once.
+:func:`deltaml.protocol.spec.parse_request_spec` — the same check as ``deltaml
+buyer request SPEC.yaml`` and the aggregator's — so the page can never accept what
+the CLI refuses; what the form checks before that (with the spec's ranges) only
+lets it name every wrong field at once, in words for a person. An error of the
+spec check is shown at the form field its ``field`` names.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deltaml.errors import DeltaMLValueError
-from deltaml.ledger.payouts import MAX_PARTICIPANTS
-from deltaml.services.buyer import parse_request_spec
+from deltaml.protocol.spec import (
+    MAX_DEADLINE_HOURS,
+    MAX_PARTICIPANTS,
+    MAX_ROUNDS,
+    REQUEST_DEFAULTS,
+    SpecError,
+    parse_request_spec,
+)
 from deltaml.services.ui.format import WEI_PER_ETH, parse_eth
 
-MAX_ROUNDS = 1000
-MAX_DEADLINE_HOURS = 24 * 365
+#: The form offers at most this many rows per owner (the spec allows up to 2**63 - 1).
+MAX_FORM_ROWS = 10**9
 
 
 @dataclass(frozen=True)
@@ -58,36 +65,24 @@ FIELDS = [
     Field("contributions", "Measure each trainer's contribution", "Pays trainers by merit."),
 ]
 
+#: What the empty form shows: the request spec's defaults, as text.
 DEFAULTS: dict[str, str] = {
-    "model": "linear",
+    "model": REQUEST_DEFAULTS["model"],
     "features": "",
     "target": "",
-    "min_rows": "1",
+    "min_rows": str(REQUEST_DEFAULTS["min_rows"]),
     "owners": "2",
-    "rounds": "12",
+    "rounds": str(REQUEST_DEFAULTS["rounds"]),
     "target_improvement": "",
-    "eval_every": "3",
-    "payment_eth": "1",
-    "deadline_hours": "24",
-    "key_bits": "2048",
-    "contributions": "on",
+    "eval_every": str(REQUEST_DEFAULTS["eval_every"]),
+    "payment_eth": str(REQUEST_DEFAULTS["deposit_wei"] // WEI_PER_ETH),
+    "deadline_hours": str(REQUEST_DEFAULTS["deadline_hours"]),
+    "key_bits": str(REQUEST_DEFAULTS["key_bits"]),
+    "contributions": "on" if REQUEST_DEFAULTS["contributions"] else "",
 }
 
-# Messages of parse_request_spec, by the field they are about.
-_SPEC_FIELD = {
-    "model": "model",
-    "features": "features",
-    "the target": "target",
-    "target": "target",
-    "owners": "owners",
-    "rounds": "rounds",
-    "target_improvement": "target_improvement",
-    "eval_every": "eval_every",
-    "deposit_wei": "payment_eth",
-    "deadline_hours": "deadline_hours",
-    "min_rows": "min_rows",
-    "key_bits": "key_bits",
-}
+#: The form field of a request spec field, where their names differ.
+_FORM_FIELD = {"deposit_wei": "payment_eth"}
 
 
 def key_sizes(allow_test_keys: bool) -> list[int]:
@@ -196,7 +191,7 @@ def validate_request_form(
     check("model", model)
     check("features", features)
     check("target", target)
-    check("min_rows", lambda t: _whole(t, 1, 10**9))
+    check("min_rows", lambda t: _whole(t, 1, MAX_FORM_ROWS))
     check("owners", lambda t: _whole(t, 2, MAX_PARTICIPANTS))
     check("rounds", lambda t: _whole(t, 1, MAX_ROUNDS))
     check("eval_every", lambda t: _whole(t, 1, MAX_ROUNDS))
@@ -211,11 +206,11 @@ def validate_request_form(
         return None, errors
     try:
         return parse_request_spec(doc), {}
-    except DeltaMLValueError as exc:
+    except SpecError as exc:
         message = str(exc)
-        field = next(
-            (f for prefix, f in _SPEC_FIELD.items() if message.startswith(prefix)), "_form"
-        )
+        field = _FORM_FIELD.get(exc.field, exc.field)
+        if field not in DEFAULTS:
+            field = "_form"
         return None, {field: message[:1].upper() + message[1:] + "."}
 
 

@@ -1,0 +1,320 @@
+r"""One-shot exact training: solve ``H w = g`` once over ℤₙ with the key holder's help.
+
+The training objective is quadratic (:class:`~deltaml.learning.models.QuadraticTerms`),
+so its optimum solves ``H w = g`` with ``H = Σ_i H_i`` and ``g = Σ_i g_i``. Following
+Giacomelli, Jha, Joye, Page and Yoon (*Privacy-preserving ridge regression with only
+linearly-homomorphic encryption*, ACNS 2018), see ``docs/exactness.md``:
+
+1. each trainer encrypts its ``H_i``, ``g_i`` as integers at precision ``2^-p``
+   (:func:`encrypt_system`); the aggregator sums them (:func:`sum_systems`);
+2. the aggregator draws a secret ``R`` uniform in ``GL_d(ℤₙ)`` and ``s`` uniform in
+   ``ℤₙ^d`` and computes ``Enc(HR)``, ``Enc(g + Hs)`` with plaintext exponents
+   (:func:`mask_system`): uniform whatever ``H`` is, so perfectly hiding;
+3. the buyer decrypts only that masked system, solves ``(HR)u = g + Hs`` mod n and
+   returns ``Enc(u)`` (:meth:`ExactBuyer.solve_masked`), ``u = R⁻¹(H⁻¹g + s)``;
+4. the aggregator unmasks ``Enc(w) = R·Enc(u) − s`` (:func:`unmask`), ``w = H⁻¹g mod n``;
+5. the buyer decrypts ``w`` and recovers the rational ``H⁻¹g`` by rational
+   reconstruction (:meth:`ExactBuyer.final_weights`).
+
+Anyone holding the summed ciphertexts checks the result by its defining property:
+``Enc(H)·w − Enc(g)`` (:func:`residual`) must decrypt to 0 (a decryption proof of zero).
+
+Simulation only: the services do not run this yet.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import gmpy2
+import numpy as np
+
+from deltaml.crypto.multiexp import multi_exp
+from deltaml.crypto.paillier import PrivateKey, PublicKey
+from deltaml.errors import DeltaMLValueError
+from deltaml.learning.models import QuadraticTerms
+
+#: Bits kept for ``log₂ max|w|`` and the sign when sizing the precision.
+WEIGHT_MARGIN_BITS = 80
+MAX_PRECISION_BITS = 32
+
+
+def precision_for(key_bits: int, d: int) -> int:
+    """The encoding precision ``p`` such that reconstruction is unique.
+
+    ``det H ≤ 1`` for standardized features (Hadamard's bound on a PSD matrix with
+    diagonal ≤ 1), so ``det(H_int) ≤ 2^{pd}`` and every numerator ``≤ max|w|·2^{pd}``;
+    rational reconstruction needs ``2·num·den < n``.
+    """
+    p = min(MAX_PRECISION_BITS, (key_bits - 2 - WEIGHT_MARGIN_BITS) // (2 * d))
+    if p < 12:
+        raise DeltaMLValueError(
+            f"{d} weights are too many for an exact solve with {key_bits}-bit keys "
+            "(use a larger key or the iterative solver)"
+        )
+    return p
+
+
+@dataclass(frozen=True)
+class EncryptedSystem:
+    """``Enc(H)`` (``d × d``) and ``Enc(g)`` as raw ciphertexts, at precision ``2^-p``."""
+
+    hessian: tuple[tuple[int, ...], ...]
+    linear: tuple[int, ...]
+    precision_bits: int
+
+    @property
+    def size(self) -> int:
+        return len(self.linear)
+
+
+def _encode(x: float, p: int) -> int:
+    return round(x * 2**p)
+
+
+def encrypt_system(
+    terms: QuadraticTerms, public_key: PublicKey, precision_bits: int
+) -> EncryptedSystem:
+    """A trainer's ``Enc(H_i)``, ``Enc(g_i)``: the upper triangle, mirrored (H is symmetric)."""
+    d = len(terms.linear)
+    enc = public_key.raw_encrypt
+    upper = {
+        (i, j): enc(public_key.encode_signed(_encode(terms.hessian[i, j], precision_bits)))
+        for i in range(d)
+        for j in range(i, d)
+    }
+    hessian = tuple(tuple(int(upper[min(i, j), max(i, j)]) for j in range(d)) for i in range(d))
+    linear = tuple(
+        int(enc(public_key.encode_signed(_encode(v, precision_bits)))) for v in terms.linear
+    )
+    return EncryptedSystem(hessian, linear, precision_bits)
+
+
+def sum_systems(systems: Sequence[EncryptedSystem], public_key: PublicKey) -> EncryptedSystem:
+    """The aggregator's sum (recomputable by anyone from the trainers' signed ciphertexts)."""
+    if not systems or len({s.precision_bits for s in systems}) != 1:
+        raise DeltaMLValueError("systems to sum must share one precision")
+    nsq = public_key.nsquare
+    d = systems[0].size
+    hessian = tuple(
+        tuple(int(math.prod(s.hessian[i][j] for s in systems) % nsq) for j in range(d))
+        for i in range(d)
+    )
+    linear = tuple(int(math.prod(s.linear[i] for s in systems) % nsq) for i in range(d))
+    return EncryptedSystem(hessian, linear, systems[0].precision_bits)
+
+
+@dataclass(frozen=True)
+class Mask:
+    """The aggregator's secret: ``R ∈ GL_d(ℤₙ)`` and ``s ∈ ℤₙ^d``. Never leaves it."""
+
+    matrix: tuple[tuple[int, ...], ...] = field(repr=False)
+    shift: tuple[int, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MaskedSystem:
+    """``Enc(HR)`` and ``Enc(g + Hs)``: what the buyer may decrypt."""
+
+    matrix: tuple[tuple[int, ...], ...]
+    vector: tuple[int, ...]
+
+
+def random_mask(public_key: PublicKey, d: int) -> Mask:
+    """Uniform ``R`` (invertible mod n with overwhelming probability; checked) and ``s``."""
+    n = public_key.n
+    while True:
+        r = tuple(tuple(secrets.randbelow(n) for _ in range(d)) for _ in range(d))
+        if _solve_mod([list(row) for row in r], [0] * d, n) is not None:
+            break
+    return Mask(r, tuple(secrets.randbelow(n) for _ in range(d)))
+
+
+def _rerandomize(c: gmpy2.mpz, public_key: PublicKey) -> int:
+    return int(c * public_key.random_factor() % public_key.nsquare)
+
+
+def mask_system(
+    system: EncryptedSystem, public_key: PublicKey, mask: Mask | None = None
+) -> tuple[MaskedSystem, Mask]:
+    """The aggregator masks the summed system (``d³ + d²`` plaintext exponents)."""
+    d = system.size
+    mask = mask or random_mask(public_key, d)
+    nsq = gmpy2.mpz(public_key.nsquare)
+    exponents = [[mask.matrix[k][j] for k in range(d)] for j in range(d)] + [list(mask.shift)]
+    rows, vector = [], []
+    for i in range(d):
+        out = multi_exp([gmpy2.mpz(c) for c in system.hessian[i]], exponents, nsq)
+        rows.append(tuple(_rerandomize(c, public_key) for c in out[:d]))
+        vector.append(_rerandomize(out[d] * system.linear[i] % nsq, public_key))
+    return MaskedSystem(tuple(rows), tuple(vector)), mask
+
+
+@dataclass(frozen=True)
+class EncryptedMask:
+    """``Enc(R)`` and ``Enc(s)`` under the buyer's key: what the aggregator sends trainers."""
+
+    matrix: tuple[tuple[int, ...], ...]
+    shift: tuple[int, ...]
+
+
+def encrypt_mask(mask: Mask, public_key: PublicKey) -> EncryptedMask:
+    enc = public_key.raw_encrypt
+    return EncryptedMask(
+        tuple(tuple(int(enc(v)) for v in row) for row in mask.matrix),
+        tuple(int(enc(v)) for v in mask.shift),
+    )
+
+
+def trainer_masked_system(
+    terms: QuadraticTerms, public_key: PublicKey, precision_bits: int, mask: EncryptedMask
+) -> MaskedSystem:
+    """A trainer's ``Enc(H_i R)`` and ``Enc(g_i + H_i s)`` from the encrypted mask.
+
+    The trainer knows ``H_i`` in the clear, so the exponents are its short fixed-point
+    entries (``p`` bits and a sign), not full-size mask entries: ``d²(d + 1)`` short
+    exponentiations, on the trainers' own machines, in parallel.
+    """
+    d = len(terms.linear)
+    nsq = gmpy2.mpz(public_key.nsquare)
+    h = [[_encode(terms.hessian[i, k], precision_bits) for k in range(d)] for i in range(d)]
+    columns = [
+        multi_exp([gmpy2.mpz(mask.matrix[k][j]) for k in range(d)], h, nsq) for j in range(d)
+    ]
+    hs = multi_exp([gmpy2.mpz(c) for c in mask.shift], h, nsq)
+    enc = public_key.raw_encrypt
+    vector = tuple(
+        int(hs[i] * enc(public_key.encode_signed(_encode(terms.linear[i], precision_bits))) % nsq)
+        for i in range(d)
+    )
+    return MaskedSystem(
+        tuple(tuple(int(columns[j][i]) for j in range(d)) for i in range(d)), vector
+    )
+
+
+def sum_masked(systems: Sequence[MaskedSystem], public_key: PublicKey) -> MaskedSystem:
+    """The aggregator's sum of the trainers' masked systems, re-randomized for the buyer."""
+    nsq = public_key.nsquare
+    d = len(systems[0].vector)
+
+    def total(cts: Sequence[int]) -> int:
+        return _rerandomize(gmpy2.mpz(math.prod(cts) % nsq), public_key)
+
+    return MaskedSystem(
+        tuple(tuple(total([s.matrix[i][j] for s in systems]) for j in range(d)) for i in range(d)),
+        tuple(total([s.vector[i] for s in systems]) for i in range(d)),
+    )
+
+
+def unmask(encrypted_u: Sequence[int], mask: Mask, public_key: PublicKey) -> tuple[int, ...]:
+    """``Enc(w) = R·Enc(u) − s``, re-randomized."""
+    n, nsq = public_key.n, gmpy2.mpz(public_key.nsquare)
+    out = multi_exp([gmpy2.mpz(c) for c in encrypted_u], [list(r) for r in mask.matrix], nsq)
+    return tuple(
+        _rerandomize(c * (1 + (n - s) % n * n) % nsq, public_key)
+        for c, s in zip(out, mask.shift, strict=True)
+    )
+
+
+def residual(
+    system: EncryptedSystem, w_mod_n: Sequence[int], public_key: PublicKey
+) -> tuple[int, ...]:
+    """``Enc(H·w − g)``: deterministic from public data; the buyer proves it decrypts to 0."""
+    nsq = gmpy2.mpz(public_key.nsquare)
+    out = []
+    for row, g in zip(system.hessian, system.linear, strict=True):
+        (hw,) = multi_exp([gmpy2.mpz(c) for c in row], [list(w_mod_n)], nsq)
+        out.append(int(hw * gmpy2.invert(gmpy2.mpz(g), nsq) % nsq))
+    return tuple(out)
+
+
+def _solve_mod(a: list[list[int]], b: list[int], n: int) -> list[int] | None:
+    """Gaussian elimination over ℤₙ; ``None`` when no pivot is invertible."""
+    d = len(b)
+    m = [[*row, b[i]] for i, row in enumerate(a)]
+    for col in range(d):
+        pivot = next((r for r in range(col, d) if math.gcd(m[r][col], n) == 1), None)
+        if pivot is None:
+            return None
+        m[col], m[pivot] = m[pivot], m[col]
+        inv = pow(m[col][col], -1, n)
+        m[col] = [v * inv % n for v in m[col]]
+        for r in range(d):
+            if r != col and m[r][col]:
+                f = m[r][col]
+                m[r] = [(v - f * pv) % n for v, pv in zip(m[r], m[col], strict=True)]
+    return [row[d] for row in m]
+
+
+def rational_reconstruction(value: int, n: int) -> Fraction:
+    """The fraction ``a/b ≡ value (mod n)`` with ``|a|, b < √(n/2)`` (extended Euclid)."""
+    bound = math.isqrt(n // 2)
+    r0, r1, t0, t1 = n, value % n, 0, 1
+    while r1 > bound:
+        q = r0 // r1
+        r0, r1 = r1, r0 - q * r1
+        t0, t1 = t1, t0 - q * t1
+    if t1 == 0 or abs(t1) > bound or math.gcd(r1, abs(t1)) != 1:
+        raise DeltaMLValueError("the exact solution cannot be reconstructed: key too small")
+    return Fraction(r1, t1)
+
+
+class ExactBuyer:
+    """The key holder's part. ``decrypted`` records every plaintext it sees (for tests)."""
+
+    def __init__(self, public_key: PublicKey, private_key: PrivateKey) -> None:
+        self.public_key = public_key
+        self._private_key = private_key
+        self.decrypted: list[tuple[str, tuple[int, ...]]] = []
+
+    def solve_masked(self, masked: MaskedSystem) -> tuple[int, ...]:
+        n, dec = self.public_key.n, self._private_key.raw_decrypt
+        a = [[dec(c) for c in row] for row in masked.matrix]
+        b = [dec(c) for c in masked.vector]
+        for row in a:
+            self.decrypted.append(("masked_matrix", tuple(row)))
+        self.decrypted.append(("masked_vector", tuple(b)))
+        u = _solve_mod(a, b, n)
+        if u is None:
+            raise DeltaMLValueError(
+                "the masked system is singular: the trainers' data is degenerate"
+            )
+        return tuple(int(self.public_key.raw_encrypt(v)) for v in u)
+
+    def final_weights(self, encrypted_w: Sequence[int]) -> tuple[np.ndarray, tuple[int, ...]]:
+        """The exact model as floats, and its representative mod n (for the check)."""
+        w_mod = tuple(self._private_key.raw_decrypt(c) for c in encrypted_w)
+        self.decrypted.append(("final_model", w_mod))
+        fractions = [rational_reconstruction(v, self.public_key.n) for v in w_mod]
+        return np.array([float(f) for f in fractions]), w_mod
+
+
+def exact_solve(
+    terms: Sequence[QuadraticTerms],
+    public_key: PublicKey,
+    buyer: ExactBuyer,
+    precision_bits: int | None = None,
+    mask: Mask | None = None,
+) -> tuple[np.ndarray, EncryptedSystem, tuple[int, ...]]:
+    """The whole protocol in one process: the model, the summed system and ``w mod n``.
+
+    The aggregator draws the mask and sends it encrypted; each trainer sends its signed
+    ``Enc(H_i)``, ``Enc(g_i)`` (for the check) and its masked ``Enc(H_i R)``,
+    ``Enc(g_i + H_i s)``; the aggregator sums both; the buyer solves the masked sum;
+    the aggregator unmasks. (:func:`mask_system` is the variant where the aggregator
+    masks the summed system itself: the same result, with full-size exponents.)
+    """
+    d = len(terms[0].linear)
+    p = precision_bits or precision_for(public_key.key_bits, d)
+    mask = mask or random_mask(public_key, d)
+    sent = encrypt_mask(mask, public_key)
+    total = sum_systems([encrypt_system(t, public_key, p) for t in terms], public_key)
+    masked = sum_masked([trainer_masked_system(t, public_key, p, sent) for t in terms], public_key)
+    enc_u = buyer.solve_masked(masked)
+    enc_w = unmask(enc_u, mask, public_key)
+    weights, w_mod = buyer.final_weights(enc_w)
+    return weights, total, w_mod
