@@ -183,3 +183,15 @@ def _stats(shares: list[Dataset], include_target: bool):
 
     sums = sum(local_sums(s.X, s.y, include_target) for s in shares)
     return stats_from_sums(sums, shares[0].n_features, include_target)
+
+
+def test_without_contributions_the_trainers_share_their_pool_alike(diabetes_shares) -> None:
+    """Contributions off used to give every trainer weight 0, so the trainers' 70 % went
+    back to the buyer however much the model improved. Unmeasured, they share alike —
+    a rule the verifier holds the aggregator to."""
+    shares, test = diabetes_shares
+    config = SimulationConfig(rounds=3, contributions=False, chain=False, verify=True, **SMALL)
+    result = simulate_shares(config, "linear", "regression", shares, test)
+    assert result.verified
+    pay = [result.payouts_wei[t] for t in result.trainers]
+    assert pay[0] > 0 and max(pay) - min(pay) <= 1  # integer wei: rounding only

@@ -1224,10 +1224,10 @@ class _Verifier:
             "the metrics paid on are not the published ones",
         )
         phi = self.contributions
-        measured = (
+        measured = (  # unmeasured: the trainers still in the run share alike
             dict(zip(self.active, contribution_weights(np.array(phi)), strict=True))
             if phi is not None
-            else {}
+            else dict.fromkeys(self.active, 1)
         )
         weights = [measured.get(t, 0) for t in self.trainers]  # nothing for a dropped trainer
         self.expect(

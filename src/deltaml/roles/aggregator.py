@@ -533,9 +533,13 @@ class Aggregator:
 
     def _settle(self, spec: m.TrainingSpec, record: TrainingRecord) -> None:
         """The payment split the contract will compute, recorded so that anyone can recompute it."""
-        n_trainers = len(record.trainers)
         phi = np.asarray(record.contributions, dtype=np.float64)
-        weights = contribution_weights(phi) if len(phi) else [0] * n_trainers
+        # Without measured contributions the trainers still in the run share alike.
+        weights = (
+            contribution_weights(phi)
+            if len(phi)
+            else [int(t in record.active) for t in record.trainers]
+        )
         assert record.initial_metric is not None
         final = record.rounds[-1].metric
         assert final is not None  # the last round is always evaluated
