@@ -72,7 +72,8 @@ def test_demo_over_tls_and_sigterm_stops_every_child(tmp_path: Path) -> None:
         text = "".join(lines)
         assert "status: FINISHED" in text, text[-3000:]
         assert "evidence: verified" in text
-        assert "aggregator: https://127.0.0.1:" in text  # every node over HTTPS
+        assert "aggregator: https://127.0.0.1:" in text  # every node over HTTPS,
+        assert "served over JSON-RPC at https://127.0.0.1:" in text  # the chain's too
         started = children(demo.pid)
         assert len(started) >= 5  # the chain, the aggregator, the buyer, two owners
         demo.send_signal(signal.SIGTERM)

@@ -77,3 +77,36 @@ def test_nodes_talk_over_tls_and_check_certificates(
         if owner is not None:
             owner.stop()
         aggregator.stop()
+
+
+def test_the_chain_node_serves_https_and_clients_check_its_certificate(
+    certificates: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deltaml chain serve --tls-cert/--tls-key`: JSON-RPC over HTTPS, trusted only
+    through the CA the services are given (DELTAML_CA_FILE), refused otherwise."""
+    import threading
+
+    from deltaml.errors import LedgerError
+    from deltaml.ledger.chain import RpcChain
+    from deltaml.ledger.node import make_server, server_tls
+
+    server = make_server(
+        "127.0.0.1", 0, tls=server_tls(str(certificates["cert"]), str(certificates["key"]))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert server.url.startswith("https://")
+        monkeypatch.delenv("DELTAML_CA_FILE", raising=False)
+        with pytest.raises(LedgerError, match="no Ethereum JSON-RPC node"):
+            RpcChain(server.url, timeout_s=5)  # the system store does not know this CA
+        monkeypatch.setenv("DELTAML_CA_FILE", str(certificates["ca"]))
+        chain = RpcChain(server.url, timeout_s=5)
+        assert chain.chain_id > 0
+        plain = server.url.replace("https://", "http://")
+        with pytest.raises(LedgerError):
+            RpcChain(plain, timeout_s=5)  # no plain HTTP beside it
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -13,6 +13,7 @@ prefunded accounts) refuse to work on a chain that is not a known dev chain.
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
@@ -127,6 +128,11 @@ class Chain(ABC):
         return f"{type(self).__name__}({self.url!r})"
 
 
+#: The CA certificates (a PEM file) a JSON-RPC client trusts for https; the services'
+#: ``--ca`` sets it (``deltaml.services.serve.CA_ENV`` is the same name).
+CA_FILE_ENV = "DELTAML_CA_FILE"
+
+
 class RpcChain(Chain):
     """Any Ethereum JSON-RPC node over HTTP.
 
@@ -143,6 +149,11 @@ class RpcChain(Chain):
         from web3 import Web3
 
         self._session = requests.Session()
+        # https: certificates checked against $DELTAML_CA_FILE (the services' --ca) when
+        # set, else the system's store.
+        ca = os.environ.get(CA_FILE_ENV)
+        if ca:
+            self._session.verify = ca
         if urlparse(url).hostname in ("127.0.0.1", "localhost", "::1"):
             # no proxy applies to a local node; skips requests' per-call
             # environment lookups (halves the time of each call)

@@ -37,6 +37,7 @@ import logging
 import queue
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -370,10 +371,22 @@ class NodeServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], node: EmbeddedNode | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        node: EmbeddedNode | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         if _is_ipv6(address[0]):
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)  # bind first: a busy port fails fast
+        self.tls = tls
+        if tls is not None:
+            # The handshake happens on each connection's handler thread (its first
+            # read), so a slow client cannot hold up accepting the others.
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
         try:
             self.node = node if node is not None else EmbeddedNode()
         except BaseException:
@@ -383,7 +396,8 @@ class NodeServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = str(self.server_address[0]), int(self.server_address[1])
-        return f"http://[{host}]:{port}" if _is_ipv6(host) else f"http://{host}:{port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://[{host}]:{port}" if _is_ipv6(host) else f"{scheme}://{host}:{port}"
 
 
 def _is_ipv6(host: str) -> bool:
@@ -403,11 +417,23 @@ def _is_loopback(host: str) -> bool:
 
 
 def make_server(
-    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, node: EmbeddedNode | None = None
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    node: EmbeddedNode | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> NodeServer:
     """Bind (but do not start) a node on ``host:port``; port 0 picks a free one
-    (read it from ``server.url``). Call ``serve_forever()`` to answer requests."""
-    return NodeServer((host, port), node)
+    (read it from ``server.url``). Call ``serve_forever()`` to answer requests.
+    With ``tls`` (a server context holding the certificate) it answers HTTPS only."""
+    return NodeServer((host, port), node, tls)
+
+
+def server_tls(cert: str, key: str) -> ssl.SSLContext:
+    """A server context for ``cert`` (PEM chain) and its ``key``; TLS 1.2 at least."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -427,10 +453,21 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_PORT,
         help="port; 0 picks a free one (default %(default)s)",
     )
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS: certificate chain")
+    parser.add_argument("--tls-key", metavar="PEM", help="serve HTTPS: its private key")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = None
+    if args.tls_cert:
+        try:
+            tls = server_tls(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"error: cannot load the TLS certificate or key: {exc}", file=sys.stderr)
+            return 1
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s: %(message)s")
     if not _is_loopback(args.host):
@@ -440,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     try:
-        server = make_server(args.host, args.port)
+        server = make_server(args.host, args.port, tls=tls)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -493,8 +530,12 @@ class EmbeddedNodeProcess:
         port: int = 0,
         ready_timeout_s: float = 60.0,
         python: str = sys.executable,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         args = [python, "-m", "deltaml.ledger.node", "--host", host, "--port", str(port)]
+        if tls_cert and tls_key:
+            args += ["--tls-cert", tls_cert, "--tls-key", tls_key]
         self.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,

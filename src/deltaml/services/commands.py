@@ -131,6 +131,8 @@ def add_commands(sub: Any) -> None:
     c = ch_sub.add_parser("serve", help="serve the embedded EVM on 127.0.0.1")
     c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--port", type=int, default=8545)
+    c.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS: certificate chain")
+    c.add_argument("--tls-key", metavar="PEM", help="serve HTTPS: its private key")
 
     from deltaml.services.demo import add_demo_parser
 
@@ -389,4 +391,7 @@ def _buyer_status(args: argparse.Namespace) -> int:
 def _chain(args: argparse.Namespace) -> int:
     from deltaml.ledger.node import main
 
-    return main(["--host", args.host, "--port", str(args.port)])
+    tls = ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key] if args.tls_cert else []
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise DeltaMLValueError("--tls-cert and --tls-key go together")
+    return main(["--host", args.host, "--port", str(args.port), *tls])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -314,7 +315,17 @@ def run_demo(
     _prepare_dir(config.work_dir)
     processes: list[ServiceProcess] = []
     node = None
+    ca_before = os.environ.get(CA_ENV)
     try:
+        tls_args: list[str] = []
+        verify: Any = True
+        if config.tls:
+            ca_pem, cert_pem, key_pem = make_demo_ca(config.work_dir / "tls")
+            tls_args = ["--tls-cert", str(cert_pem), "--tls-key", str(key_pem)]
+            # Every client trusts it, this process's JSON-RPC client included.
+            os.environ[CA_ENV] = str(ca_pem.resolve())
+            verify = client_tls(ca_pem)
+            say(f"TLS: every node over HTTPS; CA certificate {ca_pem}")
         if config.chain_url:
             chain_url, chain_label = (
                 config.chain_url,
@@ -323,7 +334,11 @@ def run_demo(
         else:
             from deltaml.ledger.node import EmbeddedNodeProcess
 
-            node = EmbeddedNodeProcess()
+            node = (
+                EmbeddedNodeProcess(tls_cert=str(cert_pem), tls_key=str(key_pem))
+                if config.tls
+                else EmbeddedNodeProcess()
+            )
             chain_url = node.url
             chain_label = f"embedded EVM (py-evm) served over JSON-RPC at {chain_url}"
         say(f"chain: {chain_label}")
@@ -331,14 +346,8 @@ def run_demo(
         env = {PASSWORD_ENV: password}
         if config.key_bits < 2048:  # asked for test keys: every node must accept them
             env[TEST_KEYS_ENV] = "1"
-        tls_args: list[str] = []
-        verify: Any = True
         if config.tls:
-            ca_pem, cert_pem, key_pem = make_demo_ca(config.work_dir / "tls")
-            tls_args = ["--tls-cert", str(cert_pem), "--tls-key", str(key_pem)]
-            env[CA_ENV] = str(ca_pem.resolve())  # the nodes trust it as the aggregator's
-            verify = client_tls(ca_pem)
-            say(f"TLS: every node over HTTPS; CA certificate {ca_pem}")
+            env[CA_ENV] = os.environ[CA_ENV]  # the nodes trust it for every service
         # Every node's password (keys and page login): a throw-away, readable by the user only.
         secret = config.work_dir / "password"
         secret.write_text(password + "\n")
@@ -566,6 +575,10 @@ def run_demo(
             proc.stop()
         if node is not None:
             node.stop()
+        if ca_before is None:
+            os.environ.pop(CA_ENV, None)
+        else:
+            os.environ[CA_ENV] = ca_before
 
 
 def _test_scores(
