@@ -3,8 +3,9 @@ real browser against a real marketplace of node processes.
 
 A buyer's request that no owner can serve is refused before anything is escrowed;
 the buyer's list picks up a new request by itself; the aggregator's Owners column
-counts accepted owners only; an owner that accepts after the training started
-reads "Not selected" on its offer list and training page; at 390×844 an offer's
+counts accepted owners only; an owner that accepts after the training started is
+refused by its own node (the escrow is no longer open: one escrow, one training)
+and reads "Closed" on its offer list and training page; at 390×844 an offer's
 reward and its Accept / Decline, and a participant's contribution and payment, are
 on the screen without scrolling sideways. Phone-width screenshots of the owner's
 training page and the buyer's request page are saved under ``test-artifacts/ui/``.
@@ -51,16 +52,15 @@ def on_screen(page: Any, locator: Any) -> None:
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width
 
 
-def accept_by_api(owner_url: str, work_dir: Path, rid: int) -> None:
+def accept_by_api(owner_url: str, work_dir: Path, rid: int) -> httpx.Response:
     """Accept as an owner node's own API does (as ``--accept all`` nodes do, late)."""
     token = (work_dir / "api-token").read_text().strip()
-    response = httpx.post(
+    return httpx.post(
         f"{owner_url}/offers/{rid}/accept",
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
         trust_env=False,
     )
-    assert response.status_code == 200, response.text
 
 
 def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
@@ -133,8 +133,11 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
         expect(page.locator("main > .flash-ok")).to_contain_text(f"You accepted request {rid}")
         if i == 0:
             expect(owners_cell).to_have_text("1 / 2", timeout=20_000)
-    # The third owner accepts late, as a node that accepts by itself would: it is not seated.
-    accept_by_api(market.owners[2], market.work_dir / "owner-3", rid)
+    # The third owner accepts late, as a node that accepts by itself would: its own node
+    # refuses to join an escrow whose training has started (one escrow, one training).
+    late_accept = accept_by_api(market.owners[2], market.work_dir / "owner-3", rid)
+    assert late_accept.status_code == 400, late_accept.text
+    assert "IN_PROGRESS on chain, not OPEN" in late_accept.text, late_accept.text
 
     # -- the buyer's page follows the training to its end
     expect(buyer.locator(".stats [data-field=status]")).to_have_text("Finished", timeout=240_000)
@@ -150,21 +153,22 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     expect(chain).to_contain_text("Request created: 1 ETH escrowed")
     expect(chain).to_contain_text("Training started: 2 owners seated")
     expect(chain).to_contain_text("Round 2 MSE posted")
-    expect(chain).to_contain_text("Settled: approved by the buyer")
-    late = buyer.locator("[data-test=participants] tbody tr").filter(has_text="Not selected")
-    expect(late).to_have_count(1)
+    expect(chain).to_contain_text("Approved by you (the buyer)")
+    expect(chain).to_contain_text("Settled: approved by the buyer and every seated owner")
+    # The refused late owner never joined: the buyer lists the two seated owners only.
+    expect(buyer.locator("[data-test=participants] tbody tr[data-owner]")).to_have_count(2)
 
-    # -- the late owner: "Not selected" on its offer list and training page, no Decline
+    # -- the late owner: "Closed" on its offer list and training page, no Accept / Decline
     phone_owner.reload()
     offer = phone_owner.locator(f'tr[data-request="{rid}"]')
-    expect(offer.locator(".badge")).to_have_text("Not selected")
-    expect(offer.locator("[data-test=not-selected]")).to_be_visible()
+    expect(offer.locator(".badge")).to_have_text("Closed")
+    expect(offer).to_contain_text("The training started with other owners.")
     expect(offer.get_by_role("button")).to_have_count(0)
     phone_owner.goto(f"{market.owners[2]}/ui/requests/{rid}")
-    expect(phone_owner.locator("[data-test=role]")).to_have_text("not selected")
+    expect(phone_owner.locator("[data-test=role]")).to_have_text("not taking part")
     expect(phone_owner.locator("[data-test=earned]")).to_have_text("nothing")
     expect(phone_owner.locator("[data-test=payment-state]")).to_contain_text(
-        "Nothing to withdraw: you accepted, but the training started with other owners."
+        "Nothing to withdraw: the training started with other owners."
     )
     assert "not measured yet" not in (phone_owner.text_content("main") or "")
 
@@ -176,7 +180,7 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     log_in(phone_buyer, market.buyer, password)
     phone_buyer.goto(f"{market.buyer}/ui/requests/{rid}")
     rows = phone_buyer.locator("[data-test=participants] tbody tr[data-owner]")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(2)
     trainer = rows.filter(has_text="trainer").first
     on_screen(phone_buyer, trainer.locator("[data-test=contribution]"))
     expect(trainer.locator("[data-test=contribution]")).to_contain_text("rank 1 of 1")

@@ -588,7 +588,9 @@ def test_the_contracts_record_reads_as_sentences() -> None:
         LedgerEvent("RequestCreated", {"deposit": 10**18}, 3, "0x" + "ab" * 32),
         LedgerEvent("RequestStarted", {"trainers": [owner], "validators": [buyer]}, 4, "0x01"),
         LedgerEvent("MetricPosted", {"round": 2}, 5, "0x02"),
-        LedgerEvent("RequestSettled", {"approvedByBuyer": True}, 6, "0x03"),
+        LedgerEvent("Approved", {"by": owner}, 6, "0x06"),
+        LedgerEvent("Approved", {"by": buyer}, 6, "0x03"),
+        LedgerEvent("RequestSettled", {"approvedByAll": True}, 6, "0x03"),
         LedgerEvent("Withdrawn", {"account": owner, "amount": 5 * 10**17}, 7, "0x04"),
         LedgerEvent("Withdrawn", {"account": buyer.upper(), "amount": 10**17}, 8, "0x05"),
     ]
@@ -597,7 +599,9 @@ def test_the_contracts_record_reads_as_sentences() -> None:
         "Request created: 1 ETH escrowed",
         "Training started: 2 owners seated",
         "Round 2 MSE posted",
-        "Settled: approved by the buyer",
+        "Approved by clinic (0x1111…1111)",
+        "Approved by you (the buyer)",
+        "Settled: approved by the buyer and every seated owner",
         "clinic (0x1111…1111) withdrew 0.5 ETH",
         "You (the buyer) withdrew 0.1 ETH",
     ]

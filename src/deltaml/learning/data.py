@@ -859,10 +859,13 @@ def profile_csv(path: str | os.PathLike[str]) -> dict[str, object]:
                 f"missing values in column {_quote(name)} ({_plural(nulls, 'row')}): "
                 "requests that need it are not offered"
             )
-        if not all(_is_number(cell) for _, cell in present):
+        text = next((r for r, cell in present if not _is_number(cell)), None)
+        if text is not None:
             columns.append({"name": name, "role": "column", "type": "text", "nulls": nulls})
+            # The row says where to look when the text is a typo in a numeric column.
             problems.append(
-                f"non-numeric value in column {_quote(name)} (it holds text): it can only be the "
+                f"non-numeric value in column {_quote(name)} at row {text + 1} "
+                f"(line {lines[text]}): it holds text, so it can only be the "
                 "target of a logistic request that names its classes"
             )
             continue

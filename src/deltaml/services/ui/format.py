@@ -353,8 +353,19 @@ def chain_rows(
             text = f"Round {args.get('round')} MSE posted"
         elif e.name == "RequestFinished":
             text = "Result, contributions and evidence hash posted"
+        elif e.name == "Approved":
+            account = str(args.get("by"))
+            party = known.get(account.lower(), "")
+            who = party[:1].lower() + party[1:] if party else owner_label(account, names)
+            text = f"Approved by {who}"
+        elif e.name == "Disputed":
+            text = "Disputed: the arbiter decides"
         elif e.name == "RequestSettled":
-            text = "Settled" + (": approved by the buyer" if args.get("approvedByBuyer") else "")
+            # The contract settles on everyone's approval (buyer and seated owners), or
+            # else after the challenge window or the arbiter's decision.
+            text = "Settled" + (
+                ": approved by the buyer and every seated owner" if args.get("approvedByAll") else ""
+            )
         elif e.name == "Withdrawn":
             account = str(args.get("account"))
             who = known.get(account.lower()) or owner_label(account, names)
