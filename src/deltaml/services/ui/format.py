@@ -363,9 +363,8 @@ def chain_rows(
         elif e.name == "RequestSettled":
             # The contract settles on everyone's approval (buyer and seated owners), or
             # else after the challenge window or the arbiter's decision.
-            text = "Settled" + (
-                ": approved by the buyer and every seated owner" if args.get("approvedByAll") else ""
-            )
+            by_all = ": approved by the buyer and every seated owner"
+            text = "Settled" + (by_all if args.get("approvedByAll") else "")
         elif e.name == "Withdrawn":
             account = str(args.get("account"))
             who = known.get(account.lower()) or owner_label(account, names)
