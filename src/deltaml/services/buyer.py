@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import re
@@ -56,10 +55,14 @@ from deltaml.protocol.status import SeatRole, Status
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.roles.buyer import Seats
-from deltaml.services.aggregator import (
-    request_hash,
+from deltaml.services.aggregator import request_hash
+from deltaml.services.party import (
+    AggregatorClient,
+    AggregatorError,
+    WorkLoop,
+    approve_or_dispute,
+    local_api,
 )
-from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
 from deltaml.services.serve import guarded
 from deltaml.services.store import Store
 
@@ -561,26 +564,14 @@ class BuyerNode:
                 self.store.put("verdicts", str(rid), verdict)
                 return verdict
             return None
-        report = self.verify(rid)
-        failures = [str(f) for f in report.failures]
-        if state.evidence_hash.hex() != view["result"]["transcript_head"]:
-            failures.append("the contract holds another evidence hash than the transcript's")
-        verified = report.ok and not failures
-        verdict = {"verified": verified, "failures": failures, "approved": False}
-        try:
-            if verified and approve:
-                self.ledger.approve(cid)
-                verdict["approved"] = True
-            elif not verified:
-                reason = "; ".join(failures) or "the transcript does not verify"
-                self.ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
-                verdict["disputed"] = reason
-                log.warning("request %d: evidence NOT verified; disputed on chain", rid)
-        except DeltaMLError:
-            now = self.ledger.request(cid).status
-            if now == RequestStatus.FINISHED:
-                raise  # try again at the next look
-            verdict["note"] = f"{now.name} before this buyer's verdict was on chain"
+        verdict = approve_or_dispute(
+            self.ledger,
+            cid,
+            self.verify(rid),
+            view["result"]["transcript_head"],
+            approve=approve,
+            who="this buyer",
+        )
         self.store.put("verdicts", str(rid), verdict)
         return verdict
 

@@ -14,7 +14,6 @@ settled. Its history and earnings are kept in its own database.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import re
 import threading
@@ -35,7 +34,13 @@ from deltaml.protocol.status import OfferStatus, Status
 from deltaml.roles import DataOwner
 from deltaml.roles.messages import Message
 from deltaml.services.aggregator import request_hash
-from deltaml.services.party import AggregatorClient, AggregatorError, WorkLoop, local_api
+from deltaml.services.party import (
+    AggregatorClient,
+    AggregatorError,
+    WorkLoop,
+    approve_or_dispute,
+    local_api,
+)
 from deltaml.services.serve import guarded
 from deltaml.services.store import Store
 
@@ -368,25 +373,13 @@ class OwnerNode:
             review = {"approved": self.ledger.has_approved(cid), "note": state.status.name}
             self.store.put("reviews", str(rid), review)
             return review
-        report = self.verify(rid, cid)
-        failures = [str(f) for f in report.failures]
-        if state.evidence_hash.hex() != view["result"]["transcript_head"]:
-            failures.append("the contract holds another evidence hash than the transcript's")
-        review = {"verified": report.ok and not failures, "failures": failures}
-        try:
-            if review["verified"]:
-                self.ledger.approve(cid)
-                review["approved"] = True
-            else:
-                reason = "; ".join(failures) or "the transcript does not verify"
-                self.ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
-                review["disputed"] = reason
-                log.warning("request %d: the result does NOT verify; disputed on chain", rid)
-        except DeltaMLError:
-            now = self.ledger.request(cid).status
-            if now == RequestStatus.FINISHED:
-                raise  # try again at the next look
-            review["note"] = f"{now.name} before this owner's verdict was on chain"
+        review = approve_or_dispute(
+            self.ledger,
+            cid,
+            self.verify(rid, cid),
+            view["result"]["transcript_head"],
+            who="this owner",
+        )
         self.store.put("reviews", str(rid), review)
         log.info("request %d: result %s", rid, "approved" if review.get("approved") else "disputed")
         return review

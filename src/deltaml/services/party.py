@@ -7,6 +7,7 @@ posts the reply (or, if it cannot do the work, a one-line reason).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
@@ -20,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from deltaml.errors import DeltaMLError, DeltaMLValueError
+from deltaml.ledger.base import RequestStatus
 from deltaml.roles.messages import Message
 from deltaml.services import wire
 from deltaml.services.auth import SignedAuth
@@ -27,6 +29,9 @@ from deltaml.services.serve import client_tls, guard_bodies
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+
+    from deltaml.evidence.verify import VerificationReport
+    from deltaml.ledger.base import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +245,43 @@ def local_api(title: str, work_dir: Path) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     return app
+
+
+def approve_or_dispute(
+    ledger: Ledger,
+    cid: int,
+    report: VerificationReport,
+    transcript_head: str,
+    *,
+    approve: bool = True,
+    who: str = "this node",
+) -> dict[str, Any]:
+    """A seat's or the buyer's verdict on a finished result, put on chain.
+
+    The result holds when ``report`` (the transcript checked against the chain) has
+    no failure and the contract's evidence hash is ``transcript_head``; then it is
+    approved (if ``approve``), else disputed with the SHA-256 of the reasons. A
+    verdict that lost the race to another party's (the request settled or was
+    disputed meanwhile) is recorded in ``note``, not retried; while the request is
+    still finished the error is raised so that the caller tries again.
+    """
+    failures = [str(f) for f in report.failures]
+    if ledger.request(cid).evidence_hash.hex() != transcript_head:
+        failures.append("the contract holds another evidence hash than the transcript's")
+    verified = report.ok and not failures
+    verdict: dict[str, Any] = {"verified": verified, "failures": failures, "approved": False}
+    try:
+        if verified and approve:
+            ledger.approve(cid)
+            verdict["approved"] = True
+        elif not verified:
+            reason = "; ".join(failures) or "the transcript does not verify"
+            ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
+            verdict["disputed"] = reason
+            log.warning("chain request %d: the result does NOT verify; disputed", cid)
+    except DeltaMLError:
+        now = ledger.request(cid).status
+        if now == RequestStatus.FINISHED:
+            raise  # try again at the next look
+        verdict["note"] = f"{now.name} before {who}'s verdict was on chain"
+    return verdict
