@@ -385,9 +385,9 @@ class AggregatorService:
             return []
         with self.store.begin() as conn:
             rows = conn.execute(
-                sa.select(
-                    requests.c.id, requests.c.chain_request_id, requests.c.updated_at
-                ).where(requests.c.status == Status.FINISHED)
+                sa.select(requests.c.id, requests.c.chain_request_id, requests.c.updated_at).where(
+                    requests.c.status == Status.FINISHED
+                )
             ).all()
         settled = []
         for row in rows:
