@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from deltaml.evidence.verify import Failure, Settlement
+from deltaml.ledger.base import RequestStatus
 
 if TYPE_CHECKING:
     from deltaml.ledger import Web3Ledger
@@ -106,10 +107,13 @@ CHAIN_CHECKS = (
     "contributions",
 )
 
-#: ``Marketplace.Status`` values with a final result posted (Finished, Settled,
-#: Failed after a voided dispute, Disputed).
-_POSTED = {3: "Finished", 4: "Settled", 6: "Failed", 7: "Disputed"}
-_STATUS = {0: "None", 1: "Open", 2: "InProgress", 5: "Cancelled", **_POSTED}
+#: Statuses with a final result posted (Failed: after a voided dispute).
+_POSTED = {
+    RequestStatus.FINISHED,
+    RequestStatus.SETTLED,
+    RequestStatus.FAILED,
+    RequestStatus.DISPUTED,
+}
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,10 @@ class OnChainRequest:
 
     @property
     def status_name(self) -> str:
-        return _STATUS.get(self.status, str(self.status))
+        try:  # as the contract spells it: IN_PROGRESS -> InProgress
+            return RequestStatus(self.status).name.title().replace("_", "")
+        except ValueError:
+            return str(self.status)
 
     def describe(self) -> dict[str, object]:
         return {
