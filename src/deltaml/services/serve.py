@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from deltaml import settings
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 
 if TYPE_CHECKING:
@@ -52,18 +53,14 @@ def guarded(what: str, task: Callable[[], object]) -> None:
 
 
 LISTENING = " listening on "
-PASSWORD_ENV = "DELTAML_PASSWORD"
-#: A PEM file of the CA certificates clients trust (``--ca``); default: the system's.
-CA_ENV = "DELTAML_CA_FILE"
+#: The names of the variables, as :mod:`deltaml.settings` defines them.
+PASSWORD_ENV = settings.PASSWORD_ENV
+CA_ENV = settings.CA_ENV
 
 
 def password_from_env() -> str:
-    password = os.environ.get(PASSWORD_ENV, "")
-    if not password:
-        raise DeltaMLValueError(
-            f"set {PASSWORD_ENV} to the password that protects this node's keys"
-        )
-    return password
+    """The node's keystore password (``$DELTAML_PASSWORD`` or ``…_FILE``); else a one-line error."""
+    return settings.require_password()
 
 
 def load_or_create_account(path: Path, password: str, *, fast_kdf: bool = False) -> LocalAccount:
@@ -147,7 +144,7 @@ class TLSFiles:
 def client_tls(ca: str | Path | None = None) -> ssl.SSLContext:
     """What a client trusts: ``ca`` (a PEM file), else ``$DELTAML_CA_FILE``, else the
     system's store. Certificates and host names are always checked."""
-    ca = ca or os.environ.get(CA_ENV) or None
+    ca = ca or settings.ca_file()
     try:
         return ssl.create_default_context(cafile=str(ca) if ca else None)
     except (OSError, ssl.SSLError) as exc:
