@@ -154,3 +154,30 @@ def test_importing_reads_nothing_and_imports_no_other_deltaml_module() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.strip() == "['deltaml', 'deltaml.errors', 'deltaml.settings']"
+
+
+def test_a_node_starts_from_secret_files(tmp_path: Path) -> None:
+    """The password and the database URL of ``deltaml … serve`` from DELTAML_*_FILE."""
+    import argparse
+
+    from deltaml.ledger.accounts import load_keystore
+    from deltaml.services.commands import _node_basics
+
+    (tmp_path / "pw").write_text("from a secret file\n")
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+    (tmp_path / "url").write_text(url + "\n")
+    env = Settings.from_env(
+        {
+            "DELTAML_PASSWORD_FILE": str(tmp_path / "pw"),
+            "DELTAML_DATABASE_URL_FILE": str(tmp_path / "url"),
+            "DATABASE_URL": "sqlite:///ignored.sqlite",
+        }
+    )
+    args = argparse.Namespace(dir=tmp_path / "node", database_url=None, demo_keys=True)
+    account, db_url, password = _node_basics(args, "buyer", env)
+    assert password == "from a secret file"
+    assert db_url == url
+    assert load_keystore(tmp_path / "node" / "account.json", password).address == account.address
+    # --database-url still wins over the environment.
+    args.database_url = "sqlite:///given.sqlite"
+    assert _node_basics(args, "buyer", env)[1] == "sqlite:///given.sqlite"

@@ -184,6 +184,8 @@ class TrainingRunner:
     def train(self, rid: int) -> None:
         row = self.core.request_row(rid)
         spec = TrainingSpec(**row.spec)
+        key = PublicKey.from_dict(row.public_key)
+        (initial,) = unpack_vectors(row.initial_model)
         trainers, validators = self.seats(rid, row, spec)
         accepted = sorted([*trainers, *validators])
         if len(accepted) < row.requirements["owners"]:
@@ -204,12 +206,11 @@ class TrainingRunner:
             addresses={a: a for a in [row.buyer, *accepted]},
             transcript=writer,
         )
-        (initial,) = unpack_vectors(row.initial_model)
         run = _Run(
             rid,
             row,
             spec,
-            PublicKey.from_dict(row.public_key),
+            key,
             initial,
             aggregator,
             transport,
