@@ -21,6 +21,26 @@ class DeltaMLTypeError(DeltaMLError, TypeError):
     """A value has the wrong type (for example a message field)."""
 
 
+class NotFoundError(DeltaMLError, LookupError):
+    """What was asked for does not exist, or is not the caller's to see."""
+
+
+class ForbiddenError(DeltaMLError, PermissionError):
+    """The caller may not do this (not its request, not registered for the role)."""
+
+
+class ConflictError(DeltaMLError, RuntimeError):
+    """A well-formed call that the current state does not allow (too late, taken already)."""
+
+
+class BusyError(DeltaMLError, RuntimeError):
+    """Too many calls at once: the caller may try again later."""
+
+
+class UnsupportedError(DeltaMLError, NotImplementedError):
+    """A feature this installation lacks (for example an optional extra)."""
+
+
 class KeyMismatchError(DeltaMLValueError):
     """Two encrypted values, or a value and a key, belong to different key pairs."""
 

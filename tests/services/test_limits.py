@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from deltaml.services.http_errors import http_status
 from deltaml.services.queue import JobError, WorkQueue
 from deltaml.services.serve import MAX_BODY_BYTES, guard_bodies, is_loopback
 from deltaml.services.store import Store
@@ -98,7 +99,7 @@ def test_long_polls_are_capped_per_address_and_in_all(tmp_path: Path) -> None:
             try:
                 await queue.take_async(party, 0.5)
             except JobError as exc:
-                refused.append(exc.status)
+                refused.append(http_status(exc))
         assert await asyncio.gather(*polls) == [None, None, None]
         # Once they are answered, the places are free again.
         assert await queue.take_async("0xa", 0) is None

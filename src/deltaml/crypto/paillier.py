@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import os
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 import gmpy2
 from phe import paillier as _phe
 
+from deltaml import settings
 from deltaml.errors import DeltaMLValueError, PrecisionBudgetError
 
 SUPPORTED_KEY_BITS = (2048, 3072)
@@ -43,7 +43,7 @@ TEST_KEY_BITS = (512, 768, 1024)
 #: Set to ``1`` to let :data:`TEST_KEY_BITS` through every key check of this process
 #: and its children (the test suite does; nothing in production may). Read at each
 #: check, never cached, so a test can take the permission away.
-TEST_KEYS_ENV = "DELTAML_ALLOW_TEST_KEYS"
+TEST_KEYS_ENV = settings.TEST_KEYS_ENV
 
 _WINDOW_BITS = 8
 #: Direct exponentiations before the fixed-base table pays for its construction.
@@ -58,7 +58,7 @@ class WeakKeyError(DeltaMLValueError):
 
 def test_keys_allowed(allow_test_keys: bool = False) -> bool:
     """Whether test keys are allowed: asked for by the caller, or by :data:`TEST_KEYS_ENV`."""
-    return allow_test_keys or os.environ.get(TEST_KEYS_ENV) == "1"
+    return allow_test_keys or settings.test_keys_allowed()
 
 
 def check_key_size(key: PublicKey | int, *, allow_test_keys: bool = False) -> None:

@@ -17,19 +17,18 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from deltaml import settings
 from deltaml.errors import LedgerError
 
 _NPM_BIN = Path("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
 _SOURCE_ROOT = Path(__file__).resolve().parents[3]  # the checkout, for an editable install
 
 
-def anvil_binary(environ: Mapping[str, str] = os.environ) -> Path | None:
+def anvil_binary(environ: Mapping[str, str] | None = None) -> Path | None:
     """The anvil binary: ``$DELTAML_ANVIL_BIN``, else npm's in this directory or the
     checkout, else one on ``PATH``; ``None`` when there is none."""
-    configured = environ.get("DELTAML_ANVIL_BIN")
-    candidates = (
-        [Path(configured)] if configured else [Path.cwd() / _NPM_BIN, _SOURCE_ROOT / _NPM_BIN]
-    )
+    configured = settings.anvil_bin(environ)
+    candidates = [configured] if configured else [Path.cwd() / _NPM_BIN, _SOURCE_ROOT / _NPM_BIN]
     on_path = shutil.which("anvil")
     if on_path and not configured:
         candidates.append(Path(on_path))

@@ -13,13 +13,13 @@ prefunded accounts) refuse to work on a chain that is not a known dev chain.
 from __future__ import annotations
 
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from deltaml import settings
 from deltaml.errors import DeltaMLValueError, LedgerError
 
 if TYPE_CHECKING:
@@ -129,8 +129,8 @@ class Chain(ABC):
 
 
 #: The CA certificates (a PEM file) a JSON-RPC client trusts for https; the services'
-#: ``--ca`` sets it (``deltaml.services.serve.CA_ENV`` is the same name).
-CA_FILE_ENV = "DELTAML_CA_FILE"
+#: ``--ca`` sets it (read through :func:`deltaml.settings.ca_file`).
+CA_FILE_ENV = settings.CA_ENV
 
 
 class RpcChain(Chain):
@@ -151,7 +151,7 @@ class RpcChain(Chain):
         self._session = requests.Session()
         # https: certificates checked against $DELTAML_CA_FILE (the services' --ca) when
         # set, else the system's store.
-        ca = os.environ.get(CA_FILE_ENV)
+        ca = settings.ca_file()
         if ca:
             self._session.verify = ca
         if urlparse(url).hostname in ("127.0.0.1", "localhost", "::1"):

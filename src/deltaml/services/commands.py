@@ -1,7 +1,9 @@
 """``deltaml aggregator|owner|buyer|chain serve``, ``deltaml buyer request`` and ``deltaml demo``.
 
 Every node keeps its files (keystore, SQLite database, transcripts, API token)
-in its ``--dir``; its keys are protected by the password in ``DELTAML_PASSWORD``.
+in its ``--dir``; its keys are protected by the password in ``DELTAML_PASSWORD``
+(or the file ``DELTAML_PASSWORD_FILE`` names). Defaults and environment variables
+come from :mod:`deltaml.settings`, read once when a command starts.
 """
 
 from __future__ import annotations
@@ -9,15 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from deltaml import settings
 from deltaml.errors import DeltaMLValueError
+from deltaml.settings import DEFAULT_HOST, DEFAULT_PORTS, Settings, default_node_dir
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORTS = {"aggregator": 8700, "owner": 8701, "buyer": 8702}
 
 
 def add_commands(sub: Any) -> None:
@@ -35,8 +36,9 @@ def add_commands(sub: Any) -> None:
     a.add_argument(
         "--party-timeout",
         type=float,
-        default=120.0,
-        help="seconds a party may take to answer before its request fails (default 120)",
+        default=settings.DEFAULT_PARTY_TIMEOUT_S,
+        help="seconds a party may take to answer before its request fails "
+        f"(default {settings.DEFAULT_PARTY_TIMEOUT_S:g})",
     )
 
     own = sub.add_parser("owner", help="a data owner's node")
@@ -87,17 +89,17 @@ def add_commands(sub: Any) -> None:
     )
     node_help = (
         "the buyer node's local API, on this machine "
-        f"(default: http://127.0.0.1:{DEFAULT_PORTS['buyer']}; its token is read from --dir)"
+        f"(default: http://{DEFAULT_HOST}:{DEFAULT_PORTS['buyer']}; its token is read from --dir)"
     )
     r = buy_sub.add_parser("request", help="create a training request from a YAML/JSON spec")
     r.add_argument("spec", type=Path, metavar="SPEC", help="the request spec (YAML or JSON)")
     r.add_argument(
         "--node",
-        default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}",
+        default=f"http://{DEFAULT_HOST}:{DEFAULT_PORTS['buyer']}",
         metavar="URL",
         help=node_help,
     )
-    r.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+    r.add_argument("--dir", type=Path, default=default_node_dir("buyer"), help="node folder")
     _ca(r)
 
     mo = buy_sub.add_parser("model", help="download a request's trained model (JSON or ONNX)")
@@ -110,27 +112,27 @@ def add_commands(sub: Any) -> None:
     )
     mo.add_argument(
         "--node",
-        default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}",
+        default=f"http://{DEFAULT_HOST}:{DEFAULT_PORTS['buyer']}",
         metavar="URL",
         help=node_help,
     )
-    mo.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+    mo.add_argument("--dir", type=Path, default=default_node_dir("buyer"), help="node folder")
     _ca(mo)
     st = buy_sub.add_parser("status", help="the buyer's requests, as the node sees them")
     st.add_argument(
         "--node",
-        default=f"http://127.0.0.1:{DEFAULT_PORTS['buyer']}",
+        default=f"http://{DEFAULT_HOST}:{DEFAULT_PORTS['buyer']}",
         metavar="URL",
         help=node_help,
     )
-    st.add_argument("--dir", type=Path, default=Path(".deltaml") / "buyer", help="node folder")
+    st.add_argument("--dir", type=Path, default=default_node_dir("buyer"), help="node folder")
     _ca(st)
 
     ch = sub.add_parser("chain", help="an embedded Ethereum node over JSON-RPC")
     ch_sub = ch.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = ch_sub.add_parser("serve", help="serve the embedded EVM on 127.0.0.1")
-    c.add_argument("--host", default="127.0.0.1")
-    c.add_argument("--port", type=int, default=8545)
+    c.add_argument("--host", default=DEFAULT_HOST)
+    c.add_argument("--port", type=int, default=DEFAULT_PORTS["chain"])
     c.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS: certificate chain")
     c.add_argument("--tls-key", metavar="PEM", help="serve HTTPS: its private key")
 
@@ -140,13 +142,15 @@ def add_commands(sub: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
     p.add_argument("--port", type=int, default=DEFAULT_PORTS[what], help="port (0: any free port)")
-    p.add_argument("--dir", type=Path, default=Path(".deltaml") / what, help="the node's folder")
+    p.add_argument("--dir", type=Path, default=default_node_dir(what), help="the node's folder")
     p.add_argument(
         "--database-url",
-        default=os.environ.get("DATABASE_URL"),
-        help="SQLAlchemy URL (default: $DATABASE_URL, else an SQLite file in --dir)",
+        help="SQLAlchemy URL (default: $DELTAML_DATABASE_URL or the file "
+        "$DELTAML_DATABASE_URL_FILE names, else $DATABASE_URL, else an SQLite file in --dir)",
     )
     p.add_argument("--demo-keys", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS: certificate chain")
@@ -163,7 +167,7 @@ def _ca(p: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from deltaml.services.serve import CA_ENV, private_files
+    from deltaml.services.serve import private_files
 
     # Keys, databases, transcripts and CSVs: 0600 files in 0700 folders.
     private_files()
@@ -171,7 +175,8 @@ def run_command(args: argparse.Namespace) -> int:
     if ca is not None:
         if not ca.is_file():
             raise DeltaMLValueError(f"--ca {ca}: no such file")
-        os.environ[CA_ENV] = str(ca.resolve())
+        settings.set_ca_file(ca)  # this process's clients and its children trust it
+    env = Settings.from_env()  # a misconfigured variable fails here, in one line
     if args.command == "demo":
         from deltaml.services.demo import run_demo_command
 
@@ -185,27 +190,27 @@ def run_command(args: argparse.Namespace) -> int:
         ("buyer", "status"): _buyer_status,
         ("chain", "serve"): _chain,
     }[(args.command, args.action)]
-    return handler(args)
+    return handler(args, env)
 
 
-def _node_basics(args: argparse.Namespace, what: str) -> tuple[Any, str, str]:
-    from deltaml.services.serve import load_or_create_account, password_from_env
+def _node_basics(args: argparse.Namespace, what: str, env: Settings) -> tuple[Any, str, str]:
+    from deltaml.services.serve import load_or_create_account
     from deltaml.services.store import database_url
 
-    password = password_from_env()
+    password = env.require_password()
     args.dir.mkdir(parents=True, exist_ok=True)
     args.dir.chmod(0o700)
     account = load_or_create_account(args.dir / "account.json", password, fast_kdf=args.demo_keys)
-    url = database_url(args.database_url, args.dir / f"{what}.sqlite")
+    url = database_url(args.database_url or env.database_url, args.dir / f"{what}.sqlite")
     return account, url, password
 
 
-def _aggregator(args: argparse.Namespace) -> int:
+def _aggregator(args: argparse.Namespace, env: Settings) -> int:
     from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
     from deltaml.services.serve import serve
 
     _tls(args)
-    account, db_url, _ = _node_basics(args, "aggregator")
+    account, db_url, _ = _node_basics(args, "aggregator", env)
     ledger = None
     if args.chain_url:
         from deltaml.ledger import Web3Ledger, connect
@@ -259,13 +264,13 @@ def _tls(args: argparse.Namespace) -> Any:
     return TLSFiles.from_args(args.tls_cert, args.tls_key)
 
 
-def _owner(args: argparse.Namespace) -> int:
+def _owner(args: argparse.Namespace, env: Settings) -> int:
     from deltaml.services.owner import OwnerConfig, OwnerNode, create_app
     from deltaml.services.serve import serve
     from deltaml.services.ui import LoginConfig
 
     _tls(args)  # refuse a half-given pair before any work
-    account, db_url, password = _node_basics(args, "owner")
+    account, db_url, password = _node_basics(args, "owner", env)
     node = OwnerNode(
         OwnerConfig(
             account=account,
@@ -285,13 +290,13 @@ def _owner(args: argparse.Namespace) -> int:
     return serve(app, "owner", args.host, args.port, node.stop, tls=_tls(args))
 
 
-def _buyer(args: argparse.Namespace) -> int:
+def _buyer(args: argparse.Namespace, env: Settings) -> int:
     from deltaml.services.buyer import BuyerConfig, BuyerNode, create_app
     from deltaml.services.serve import serve
     from deltaml.services.ui import LoginConfig
 
     _tls(args)
-    account, db_url, password = _node_basics(args, "buyer")
+    account, db_url, password = _node_basics(args, "buyer", env)
     node = BuyerNode(
         BuyerConfig(
             account=account,
@@ -335,7 +340,7 @@ def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any)
     return response.json()
 
 
-def _buyer_request(args: argparse.Namespace) -> int:
+def _buyer_request(args: argparse.Namespace, _env: Settings) -> int:
     import yaml
 
     from deltaml.services.serve import MAX_BODY_BYTES
@@ -371,7 +376,7 @@ def _depth(value: Any, level: int = 0) -> int:
     return max((_depth(v, level + 1) for v in items), default=level + 1)
 
 
-def _buyer_model(args: argparse.Namespace) -> int:
+def _buyer_model(args: argparse.Namespace, _env: Settings) -> int:
     from deltaml.estimator import TrainedModel
 
     model = TrainedModel.from_json(_local_call(args, "GET", f"/requests/{args.request_id}/model"))
@@ -383,12 +388,12 @@ def _buyer_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _buyer_status(args: argparse.Namespace) -> int:
+def _buyer_status(args: argparse.Namespace, _env: Settings) -> int:
     print(json.dumps(_local_call(args, "GET", "/status"), indent=2))
     return 0
 
 
-def _chain(args: argparse.Namespace) -> int:
+def _chain(args: argparse.Namespace, _env: Settings) -> int:
     from deltaml.ledger.node import main
 
     tls = ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key] if args.tls_cert else []

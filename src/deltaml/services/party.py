@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
 
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.ledger.base import RequestStatus
 from deltaml.roles.messages import Message
 from deltaml.services import wire
 from deltaml.services.auth import SignedAuth
+from deltaml.services.http_errors import install_error_handlers
 from deltaml.services.serve import client_tls, guard_bodies
 
 if TYPE_CHECKING:
@@ -239,10 +239,8 @@ def local_api(title: str, work_dir: Path) -> FastAPI:
     # 1 MiB for every JSON call; a CSV upload in the owner's pages may be larger.
     guard_bodies(app, [("POST", r"/ui/datasets", UPLOAD_LIMIT_BYTES)])
 
-    @app.exception_handler(DeltaMLError)
-    async def _error(_request: Request, exc: DeltaMLError) -> JSONResponse:
-        status = exc.status if isinstance(exc, AggregatorError) and exc.status else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+    # A refusal the aggregator gave keeps its status (AggregatorError.status).
+    install_error_handlers(app)
 
     return app
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
-from deltaml.errors import DeltaMLError, ProtocolError
+from deltaml.errors import BusyError, ConflictError, DeltaMLError, NotFoundError, ProtocolError
 from deltaml.roles.messages import Message
 from deltaml.services import wire
 from deltaml.services.store import Store, jobs
@@ -28,11 +28,19 @@ from deltaml.transport.base import PartyTimeout, Transport
 
 
 class JobError(DeltaMLError):
-    """A reply the queue cannot take: unknown job, not this party's, or no longer open."""
+    """A call the queue cannot take: one of the three kinds below."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+
+class UnknownJob(JobError, NotFoundError):
+    """No such job, or not this party's."""
+
+
+class JobClosed(JobError, ConflictError):
+    """The job no longer waits for a reply (answered, stale, timed out)."""
+
+
+class TooManyPolls(JobError, BusyError):
+    """A party, or all together, hold as many long-polls as the queue allows."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class WorkQueue:
     Parties long-poll with :meth:`take_async`: the wait is an ``asyncio`` event that
     :meth:`put` sets from whichever thread queues the job, so a waiting poll holds no
     thread. At most :data:`MAX_POLLS_PER_PARTY` polls per address and
-    :data:`MAX_POLLS` in all wait at once; beyond, :class:`JobError` 429.
+    :data:`MAX_POLLS` in all wait at once; beyond, :class:`TooManyPolls`.
     """
 
     def __init__(
@@ -92,15 +100,14 @@ class WorkQueue:
             if len(mine) >= self.max_polls_per_party:
                 if not mine:
                     del self._waiters[party]
-                raise JobError(
-                    429,
+                raise TooManyPolls(
                     f"{party} already has {len(mine)} open long-polls: at most "
                     f"{self.max_polls_per_party}",
                 )
             if self._polls >= self.max_polls:
                 if not mine:
                     del self._waiters[party]
-                raise JobError(429, "too many open long-polls: try again later")
+                raise TooManyPolls("too many open long-polls: try again later")
             mine.add(entry)
             self._polls += 1
         try:
@@ -186,11 +193,9 @@ class WorkQueue:
             sa.select(jobs.c.party, jobs.c.status).where(jobs.c.id == job_id)
         ).first()
         if row is None or row.party != party.lower():
-            raise JobError(404, f"no job {job_id} for {party}")
+            raise UnknownJob(f"no job {job_id} for {party}")
         if row.status != "taken":
-            raise JobError(
-                409, f"job {job_id} is {row.status}: it is no longer waiting for a reply"
-            )
+            raise JobClosed(f"job {job_id} is {row.status}: it is no longer waiting for a reply")
 
     def reply(self, job_id: int, party: str, reply: str, *, failed: bool = False) -> None:
         """Store the party's reply (or, with ``failed``, its error message) to ``job_id``."""

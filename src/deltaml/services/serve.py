@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from deltaml import settings
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 
 if TYPE_CHECKING:
@@ -52,18 +53,14 @@ def guarded(what: str, task: Callable[[], object]) -> None:
 
 
 LISTENING = " listening on "
-PASSWORD_ENV = "DELTAML_PASSWORD"
-#: A PEM file of the CA certificates clients trust (``--ca``); default: the system's.
-CA_ENV = "DELTAML_CA_FILE"
+#: The names of the variables, as :mod:`deltaml.settings` defines them.
+PASSWORD_ENV = settings.PASSWORD_ENV
+CA_ENV = settings.CA_ENV
 
 
 def password_from_env() -> str:
-    password = os.environ.get(PASSWORD_ENV, "")
-    if not password:
-        raise DeltaMLValueError(
-            f"set {PASSWORD_ENV} to the password that protects this node's keys"
-        )
-    return password
+    """The node's keystore password (``$DELTAML_PASSWORD`` or ``…_FILE``); else a one-line error."""
+    return settings.require_password()
 
 
 def load_or_create_account(path: Path, password: str, *, fast_kdf: bool = False) -> LocalAccount:
@@ -147,7 +144,7 @@ class TLSFiles:
 def client_tls(ca: str | Path | None = None) -> ssl.SSLContext:
     """What a client trusts: ``ca`` (a PEM file), else ``$DELTAML_CA_FILE``, else the
     system's store. Certificates and host names are always checked."""
-    ca = ca or os.environ.get(CA_ENV) or None
+    ca = ca or settings.ca_file()
     try:
         return ssl.create_default_context(cafile=str(ca) if ca else None)
     except (OSError, ssl.SSLError) as exc:
@@ -206,32 +203,31 @@ class BodyLimit:
             return
         limit = self.limit_for(scope["method"], scope.get("path", ""))
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-        length = headers.get("content-length")
-        if length is not None:
-            try:
-                announced = int(length)
-            except ValueError:
-                await _refuse(send, 400, "malformed Content-Length")
-                return
-            if announced > limit:
-                await _refuse(send, 413, f"request body of {announced} bytes: at most {limit}")
-                return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _refuse(send, 413, f"request body larger than {limit} bytes")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        # Who sent it first (signed services): a stranger's body is never parsed.
+        refusal = _announced_refusal(headers.get("content-length"), limit)
+        if refusal is not None:
+            await _refuse(send, *refusal)
+            return
+        body = await _read_body(receive, send, limit)
+        if body is None:
+            return
+        if not await self._body_acceptable(scope, headers, body, send):
+            return
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _body_acceptable(
+        self, scope: Any, headers: dict[str, bytes], body: bytes, send: Any
+    ) -> bool:
+        """Check the signature (signed services), then the JSON nesting; refuse if either
+        fails. A stranger's body is never parsed."""
         if self.verifier is not None and not scope.get("path", "").startswith("/ui"):
             from deltaml.services.auth import SCHEME, AuthError, verify_scope
 
@@ -239,7 +235,7 @@ class BodyLimit:
                 await verify_scope(self.verifier, scope, body)
             except AuthError as exc:
                 await _refuse(send, 401, str(exc), [(b"www-authenticate", SCHEME.encode())])
-                return
+                return False
         content_type = headers.get("content-type", b"").decode("latin-1").lower()
         if body and (not content_type or "json" in content_type):
             from deltaml.services.wire import check_json_depth
@@ -253,17 +249,40 @@ class BodyLimit:
                     check_json_depth(body)
             except DeltaMLValueError as exc:
                 await _refuse(send, 400, str(exc))
-                return
-        sent = False
+                return False
+        return True
 
-        async def replay() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+def _announced_refusal(length: bytes | None, limit: int) -> tuple[int, str] | None:
+    """Why a body announced as ``length`` bytes is refused before it is read, if it is."""
+    if length is None:
+        return None
+    try:
+        announced = int(length)
+    except ValueError:
+        return 400, "malformed Content-Length"
+    if announced > limit:
+        return 413, f"request body of {announced} bytes: at most {limit}"
+    return None
+
+
+async def _read_body(receive: Any, send: Any, limit: int) -> bytes | None:
+    """The whole body, at most ``limit`` bytes buffered; ``None`` once refused (413) or
+    the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            await _refuse(send, 413, f"request body larger than {limit} bytes")
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def _refuse(

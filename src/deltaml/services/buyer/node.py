@@ -12,64 +12,56 @@ approves the settlement only if it verifies; then it withdraws its refund.
 The private key is kept encrypted at rest (scrypt + AES-GCM under the node's
 password) in the node's own database; the decrypted model can be downloaded and
 used as a :class:`deltaml.estimator.TrainedModel`.
+
+Here: the node, its requests and its protocol work. The keys at rest are in
+:mod:`.keys`, the settlement thread in :mod:`.settlement`, the local API in :mod:`.api`.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import functools
-import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from Crypto.Cipher import AES
-from Crypto.Protocol.KDF import scrypt
-from Crypto.Random import get_random_bytes
-from fastapi import FastAPI, HTTPException, Request, Response
-
-from deltaml.crypto import PrivateKey, generate_keypair
+from deltaml.crypto import generate_keypair
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import pack_vectors
-from deltaml.errors import DeltaMLError, DeltaMLValueError, ProtocolError
+from deltaml.errors import (
+    DeltaMLError,
+    DeltaMLValueError,
+    NotFoundError,
+    ProtocolError,
+    UnsupportedError,
+)
 from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
 from deltaml.evidence.published import is_evaluated
 from deltaml.evidence.signatures import vector_digest
 from deltaml.evidence.transcript import final_model_digest, read_records, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_against_chain, verify_transcript
 from deltaml.learning.models import raw_coefficients
-from deltaml.ledger.base import (
-    Ledger,
-    RequestState,
-    RequestStatus,
-    Role,
-)
+from deltaml.ledger.base import Ledger, Role
 from deltaml.protocol import spec as protocol_spec
 from deltaml.protocol.spec import REQUEST_DEFAULTS, REQUEST_FIELDS
-from deltaml.protocol.status import SeatRole, Status
+from deltaml.protocol.status import SeatRole
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.roles.buyer import Seats
 from deltaml.services.aggregator import request_hash
+from deltaml.services.buyer.keys import SCRYPT_LOG2_N, open_key, seal_key, sealed_cost
+from deltaml.services.buyer.settlement import Settlement
 from deltaml.services.party import (
     AggregatorClient,
     AggregatorError,
     WorkLoop,
-    approve_or_dispute,
-    local_api,
 )
-from deltaml.services.serve import guarded
 from deltaml.services.store import Store
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
-
-    from deltaml.services.ui.sessions import LoginConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,50 +76,6 @@ SPEC_DEFAULTS = REQUEST_DEFAULTS
 def parse_request_spec(doc: Any) -> dict[str, Any]:
     """A request spec (from YAML or JSON) checked field by field, with defaults filled in."""
     return protocol_spec.parse_request_spec(doc)
-
-
-# -- the private key at rest -------------------------------------------------------------
-#: scrypt cost of the sealed keys: 2**17 (128 MiB, about half a second), after the
-#: guidance for secrets at rest; older sealings (2**15) are re-sealed on unlock.
-SCRYPT_LOG2_N = 17
-_KDF = re.compile(r"scrypt-n([0-9]{2})-r8-p1")
-
-
-def seal_key(private_key: PrivateKey, password: str) -> dict[str, str]:
-    salt, nonce = get_random_bytes(16), get_random_bytes(12)
-    key = _derive(password, salt, SCRYPT_LOG2_N)
-    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
-    blob, tag = cipher.encrypt_and_digest(json.dumps(private_key.to_dict()).encode())
-    return {
-        "kdf": f"scrypt-n{SCRYPT_LOG2_N}-r8-p1",
-        "cipher": "aes-256-gcm",
-        **{k: base64.b64encode(v).decode() for k, v in (("salt", salt), ("nonce", nonce))},
-        "tag": base64.b64encode(tag).decode(),
-        "ciphertext": base64.b64encode(blob).decode(),
-    }
-
-
-def _derive(password: str, salt: bytes, log2_n: int) -> bytes:
-    return scrypt(password.encode(), salt, 32, N=2**log2_n, r=8, p=1)  # type: ignore[arg-type,return-value]
-
-
-def sealed_cost(sealed: dict[str, str]) -> int:
-    """log2 of the scrypt cost a sealed key was made with (15: the first format)."""
-    match = _KDF.fullmatch(str(sealed.get("kdf", "")))
-    if match is None or not 15 <= int(match.group(1)) <= 22:
-        raise DeltaMLValueError(f"unknown key sealing {str(sealed.get('kdf'))[:40]!r}")
-    return int(match.group(1))
-
-
-def open_key(sealed: dict[str, str], password: str) -> PrivateKey:
-    raw = {k: base64.b64decode(sealed[k]) for k in ("salt", "nonce", "tag", "ciphertext")}
-    key = _derive(password, raw["salt"], sealed_cost(sealed))
-    cipher = AES.new(key, AES.MODE_GCM, nonce=raw["nonce"])
-    try:
-        plain = cipher.decrypt_and_verify(raw["ciphertext"], raw["tag"])
-    except ValueError:
-        raise DeltaMLValueError("wrong password for the buyer's stored keys") from None
-    return PrivateKey.from_dict(json.loads(plain))
 
 
 @dataclass
@@ -163,8 +111,7 @@ class BuyerNode:
         self._asked: dict[tuple[int, str, int], int] = {}
         self._lock = threading.Lock()
         self._creating = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="settlement", daemon=True)
+        self.settlement = Settlement(self)
 
     def start(self) -> None:
         info = self.client.wait_ready()
@@ -179,10 +126,10 @@ class BuyerNode:
         if self.ledger is not None and not self.ledger.has_role(self.address, Role.BUYER):
             self.ledger.register(Role.BUYER)
         self.loop.start()
-        self._thread.start()
+        self.settlement.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.settlement.stop()
         self.loop.stop()
         self.client.close()
 
@@ -370,7 +317,7 @@ class BuyerNode:
         """
         if self.ledger is None:
             return
-        cid = int(self._saved(rid)["chain_request_id"])
+        cid = int(self.saved(rid)["chain_request_id"])
         evidence = self.ledger.request(cid).evidence_hash.hex()
         path = self.config.work_dir / "transcripts" / f"request-{rid}.jsonl"
         records = read_records(path) if path.exists() else []
@@ -456,19 +403,19 @@ class BuyerNode:
             classes,
         ).to_json()
 
-    def _saved(self, rid: int) -> dict[str, Any]:
-        """This buyer's record of request ``rid``; a 404 if it is not one of its own."""
+    def saved(self, rid: int) -> dict[str, Any]:
+        """This buyer's record of request ``rid``; :class:`NotFoundError` if it is not its own."""
         saved: dict[str, Any] | None = self.store.get("requests", str(rid))
         if saved is None:
-            raise HTTPException(404, f"request {rid} is not one of this buyer's")
+            raise NotFoundError(f"request {rid} is not one of this buyer's")
         return saved
 
     def model_json(self, rid: int) -> dict[str, Any]:
         """The trained model as stored (``TrainedModel`` JSON); a 404 until it is here."""
-        self._saved(rid)
+        self.saved(rid)
         data: dict[str, Any] | None = self.store.get("models", str(rid))
         if data is None:
-            raise HTTPException(404, f"request {rid} has no model yet")
+            raise NotFoundError(f"request {rid} has no model yet")
         return data
 
     def model_onnx(self, rid: int) -> bytes:
@@ -477,125 +424,12 @@ class BuyerNode:
         try:
             return model.to_onnx_bytes()
         except DeltaMLValueError as exc:
-            raise HTTPException(501, str(exc)) from None
+            raise UnsupportedError(str(exc)) from None
 
     # -- settlement -----------------------------------------------------------------
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            for key, _ in self.store.items("requests"):
-                rid = int(key)
-                if self.store.get("settlement", key) is not None:
-                    continue
-                guarded(
-                    f"request {rid}: settlement",
-                    functools.partial(self.settle, rid, approve=self.config.auto_approve),
-                )
-            self._stop.wait(self.config.watch_interval)
-
-    def _overdue(self, state: RequestState) -> bool:
-        """Whether the contract lets the buyer reclaim an unfinished request: its
-        deadline has passed (the next block's time is at least the clock's)."""
-        assert self.ledger is not None
-        unfinished = state.status in (RequestStatus.OPEN, RequestStatus.IN_PROGRESS)
-        return unfinished and max(self.ledger.now(), int(time.time())) > state.deadline
-
     def settle(self, rid: int, approve: bool = True) -> dict[str, Any] | None:
-        """Once the result is on chain: verify the evidence, then approve it (or, on a
-        failed check, dispute it with the hash of the reason), then withdraw the refund.
-
-        The final model comes from the aggregator only once the result is settled on
-        chain. Past the deadline of a request that has not finished on chain, the
-        deposit is reclaimed whatever the aggregator says, or even if it does not answer.
-        """
-        saved = self._saved(rid)
-        if self.ledger is not None:
-            cid = int(saved["chain_request_id"])
-            if self._overdue(self.ledger.request(cid)):
-                return self._reclaim(rid, {"status": Status.FAILED, "chain_request_id": cid})
-        view = self.client.get(f"/requests/{rid}")
-        if view["status"] in (Status.FAILED, Status.CANCELLED):
-            return self._reclaim(rid, view)
-        if view["status"] != Status.FINISHED:
-            return None
-        if self.ledger is None:
-            if self.store.get("models", str(rid)) is None:
-                return None  # without a contract the model comes at once
-            report = self.verify(rid)
-            local = {"verified": report.ok, "failures": [str(f) for f in report.failures]}
-            self.store.put("settlement", str(rid), local)
-            return local
-        cid = int(view["chain_request_id"])
-        verdict = self.store.get("verdicts", str(rid))
-        if verdict is None or (approve and not verdict.get("approved") and verdict["verified"]):
-            verdict = self._judge(rid, cid, view, approve)
-            if verdict is None:
-                return None
-        state = self.ledger.request(cid)
-        outcome: dict[str, Any] = dict(verdict)
-        if state.status == RequestStatus.FAILED:  # the arbiter voided the result
-            return self._reclaim(rid, {"status": Status.FAILED, "chain_request_id": cid})
-        if state.status == RequestStatus.FINISHED and verdict["verified"] and not approve:
-            # Verified, left to be approved by hand (the approve endpoint).
-            self.store.put("settlement", str(rid), outcome)
-            return outcome
-        if state.status != RequestStatus.SETTLED:
-            # Waiting for the other approvals, the window or the arbiter: the verdict
-            # so far (the settlement is recorded once the refund is withdrawn).
-            return outcome
-        if not self.ledger.has_withdrawn(cid):
-            outcome["refund_wei"] = str(
-                self.ledger.withdraw(cid) if self.ledger.claimable(cid) else 0
-            )
-        self.store.put("settlement", str(rid), outcome)
-        log.info("request %d: settled", rid)
-        return outcome
-
-    def _judge(
-        self, rid: int, cid: int, view: dict[str, Any], approve: bool
-    ) -> dict[str, Any] | None:
-        """Verify the public transcript and the contract's record of it; approve the
-        result on chain if both hold (and ``approve``), dispute it if they do not."""
-        assert self.ledger is not None
-        state = self.ledger.request(cid)
-        if state.status != RequestStatus.FINISHED:
-            if state.status in (RequestStatus.SETTLED, RequestStatus.DISPUTED):
-                verdict = {"verified": False, "failures": [], "approved": False}
-                verdict["note"] = f"the result was {state.status.name} before this buyer checked it"
-                self.store.put("verdicts", str(rid), verdict)
-                return verdict
-            return None
-        verdict = approve_or_dispute(
-            self.ledger,
-            cid,
-            self.verify(rid),
-            view["result"]["transcript_head"],
-            approve=approve,
-            who="this buyer",
-        )
-        self.store.put("verdicts", str(rid), verdict)
-        return verdict
-
-    def _reclaim(self, rid: int, view: dict[str, Any]) -> dict[str, Any] | None:
-        """Take the deposit back from a request that will not finish; record the refund
-        once it is in (until then the settlement thread tries again)."""
-        if self.ledger is None:
-            self.store.put("settlement", str(rid), {"status": view["status"]})
-            return None
-        cid = int(view["chain_request_id"])
-        state = self.ledger.request(cid)
-        if state.status == RequestStatus.OPEN and view["status"] == Status.CANCELLED:
-            self.ledger.cancel(cid)  # the contract sends the deposit back at once
-        elif self._overdue(state) or (
-            state.status == RequestStatus.FAILED and self.ledger.claimable(cid)
-        ):
-            self.ledger.reclaim(cid)
-        elif not self.ledger.has_withdrawn(cid):
-            return None
-        refund = self.ledger.request(cid).refund_wei
-        outcome = {"status": view["status"], "reclaimed_wei": str(refund)}
-        self.store.put("settlement", str(rid), outcome)
-        log.info("request %d ended %s; deposit reclaimed", rid, view["status"])
-        return outcome
+        """Verify, approve or dispute, withdraw (see :meth:`.Settlement.settle`)."""
+        return self.settlement.settle(rid, approve)
 
     def verify(self, rid: int) -> VerificationReport:
         """Download the public transcript and check it against the request on chain.
@@ -615,7 +449,7 @@ class BuyerNode:
         head = view.get("result", {}).get("transcript_head")
         if self.ledger is None:
             return verify_transcript(path, use_sealed=False, expected_head=head)
-        cid = int(self._saved(rid)["chain_request_id"])  # what this buyer escrowed
+        cid = int(self.saved(rid)["chain_request_id"])  # what this buyer escrowed
         return verify_against_chain(path, self.ledger, cid, use_sealed=False)
 
     def status(self) -> list[dict[str, Any]]:
@@ -625,7 +459,7 @@ class BuyerNode:
         """The aggregator's public view of one of this buyer's requests, with what only
         the buyer knows: whether the model is here, and the settlement."""
         key = str(rid)
-        saved = saved or self._saved(rid)
+        saved = saved or self.saved(rid)
         try:
             view: dict[str, Any] = self.client.get(f"/requests/{key}")
         except AggregatorError as exc:
@@ -637,7 +471,7 @@ class BuyerNode:
 
     def cancel(self, rid: int) -> dict[str, Any]:
         """Cancel an OPEN request; the deposit is reclaimed by the settlement thread."""
-        self._saved(rid)
+        self.saved(rid)
         result: dict[str, Any] = self.client.post(f"/requests/{rid}/cancel")
         log.info("request %d cancelled", rid)
         return result
@@ -649,48 +483,3 @@ class BuyerNode:
             return {}
         cid = int(saved["chain_request_id"])
         return {a: self.ledger.has_withdrawn(cid, a) for a in accounts}
-
-
-def create_app(node: BuyerNode, login: LoginConfig | None = None) -> FastAPI:
-    """The buyer's local API (127.0.0.1 only), behind a bearer token in its work folder.
-
-    With ``login``, the web UI too, at ``/ui`` (it has its own login: see
-    :mod:`deltaml.services.ui`).
-    """
-    app = local_api("DeltaML model buyer", node.config.work_dir)
-
-    @app.get("/status")
-    def status() -> dict[str, Any]:
-        return {"address": node.address, "requests": node.status()}
-
-    @app.post("/requests")
-    async def create(request: Request) -> dict[str, Any]:
-        try:
-            doc = json.loads(await request.body())
-        except ValueError:
-            raise HTTPException(400, "the request spec must be JSON") from None
-        import anyio
-
-        return await anyio.to_thread.run_sync(node.create_request, doc)
-
-    @app.get("/requests/{rid}/model")
-    def model(rid: int) -> dict[str, Any]:
-        return node.model_json(rid)
-
-    @app.get("/requests/{rid}/model.onnx")
-    def model_onnx(rid: int) -> Response:
-        return Response(
-            node.model_onnx(rid),
-            media_type="application/octet-stream",
-            headers={"Content-Disposition": f'attachment; filename="deltaml-model-{rid}.onnx"'},
-        )
-
-    @app.post("/requests/{rid}/approve")
-    def approve(rid: int) -> dict[str, Any]:
-        return node.settle(rid, approve=True) or {"detail": "not finished yet"}
-
-    if login is not None:
-        from deltaml.services.ui import buyer_ui, mount
-
-        mount(app, buyer_ui(node, login))
-    return app
