@@ -121,11 +121,15 @@ from deltaml.evidence.transcript import (
     record_hash,
     sealed_path_for,
 )
-from deltaml.learning.contributions import contribution_remixer, contribution_weights
-from deltaml.learning.metrics import metric_remixer
+from deltaml.learning.contributions import contribution_weights
 from deltaml.learning.models import ModelType, Standardization, model_type
-from deltaml.ledger.payouts import compute_payouts, scale_metric
-from deltaml.roles.aggregator import split_roles
+from deltaml.protocol.rules import (
+    compute_payouts,
+    contribution_remixer,
+    metric_remixer,
+    scale_metric,
+    split_roles,
+)
 
 if TYPE_CHECKING:
     from deltaml.evidence.chain import ChainReader
