@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from deltaml.evidence.verify import Failure, Settlement
+from deltaml.evidence.report import Failure, Settlement
 from deltaml.ledger.base import RequestStatus
 
 if TYPE_CHECKING:
