@@ -151,19 +151,11 @@ def _settlement(vr: Verifier, body: Mapping[str, Any], deposit: int, weights: li
 
 
 def check_completeness(vr: Verifier) -> None:
+    """At the end of the walk: nothing the protocol requires is missing, and no round
+    was trained past where the stopping rule ends training."""
     if vr.key is None:
         return
-    missing = []
     rounds = vr._last_round()
-    every = max(1, int(vr.spec.get("eval_every", 1)))
-    if set(vr.sums) != set(vr.owners):
-        missing.append("an owner's statistics")
-    if vr.stats is None:
-        missing.append("the published statistics")
-    evaluated = [k for k in range(rounds + 1) if is_evaluated(k, rounds, every)]
-    for k in range(1, rounds + 1):
-        if (k, "round") not in vr.summed:
-            missing.append(f"round {k}")
     beyond = sorted(k for k, phase in vr.summed if phase == "round" and k > rounds)
     if beyond:
         vr.fail(
@@ -172,9 +164,30 @@ def check_completeness(vr: Verifier) -> None:
             f" reached at round {rounds}",
             whole=True,
         )
-    for k in evaluated:
-        if k not in vr.report.metrics:
-            missing.append(f"the metric of round {k}")
+    missing = _missing_training(vr, rounds) + _missing_settlement(vr, rounds)
+    if missing:
+        vr.fail("completeness", "missing " + "; ".join(missing[:8]), whole=True)
+    else:
+        vr.ok("completeness")
+
+
+def _missing_training(vr: Verifier, rounds: int) -> list[str]:
+    """The statistics, rounds and metrics missing from a training of ``rounds`` rounds."""
+    missing = []
+    every = max(1, int(vr.spec.get("eval_every", 1)))
+    if set(vr.sums) != set(vr.owners):
+        missing.append("an owner's statistics")
+    if vr.stats is None:
+        missing.append("the published statistics")
+    missing += [f"round {k}" for k in range(1, rounds + 1) if (k, "round") not in vr.summed]
+    evaluated = [k for k in range(rounds + 1) if is_evaluated(k, rounds, every)]
+    missing += [f"the metric of round {k}" for k in evaluated if k not in vr.report.metrics]
+    return missing
+
+
+def _missing_settlement(vr: Verifier, rounds: int) -> list[str]:
+    """The contributions, final model and payouts missing (or records after the payouts)."""
+    missing = []
     if vr.spec.get("contributions") and vr.contributions is None:
         missing.append("the contributions")
     if ("final", rounds) not in vr.broadcasts:
@@ -183,10 +196,7 @@ def check_completeness(vr: Verifier) -> None:
         missing.append("the payouts")
     elif vr.records[-1].get("type") != "Payouts":
         missing.append("nothing after the payouts")
-    if missing:
-        vr.fail("completeness", "missing " + "; ".join(missing[:8]), whole=True)
-    else:
-        vr.ok("completeness")
+    return missing
 
 
 def request_commitment(spec: Mapping[str, Any], requirements: Mapping[str, Any] | None) -> bytes:
