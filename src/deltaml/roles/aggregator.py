@@ -9,6 +9,7 @@ from collections.abc import Callable
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
 from deltaml.errors import DeltaMLValueError, PartyTimeout, ProtocolError
 from deltaml.evidence.signatures import vector_ref
+from deltaml.protocol import records
 from deltaml.protocol.rules import is_evaluated, last_round
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles import messages as m
@@ -215,13 +216,12 @@ class Aggregator(AggregatorPhases):
 
         states = {oid: initial_model for oid in trainers}
         total = initial_model.mul_int(len(trainers))
-        ev.own(
-            "InitialTotal",
-            {
-                "model": vector_ref(initial_model),
-                "multiplier": len(trainers),
-                "total": vector_ref(total),
-            },
+        ev.record(
+            records.InitialTotal(
+                model=vector_ref(initial_model),
+                multiplier=len(trainers),
+                total=vector_ref(total),
+            ),
             public=[initial_model, total],
         )
         record.setup_seconds = time.perf_counter() - t0

@@ -19,6 +19,7 @@ from deltaml.evidence.published import (
 from deltaml.evidence.signatures import hex_ints, vector_digest, vector_ref
 from deltaml.evidence.transcript import FORMAT, TranscriptWriter
 from deltaml.learning.metrics import rotation_growth_bits
+from deltaml.protocol import records
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles import messages as m
 from deltaml.roles.evidence import EvidenceRecorder
@@ -105,8 +106,8 @@ class AggregatorBase:
             ) from silent
         log.warning("round %d: dropping %d silent trainer(s)", k, len(silent.parties))
         record.dropped.extend(silent.parties)
-        self.evidence.own(
-            "Dropped", {"round": k, "dropped": silent.parties, "remaining": remaining}
+        self.evidence.record(
+            records.Dropped(round=k, dropped=list(silent.parties), remaining=remaining)
         )
         replies = self.transport.request_all(
             [(oid, m.Reconfigure(k, len(remaining))) for oid in remaining + record.validators]
@@ -156,15 +157,14 @@ class AggregatorBase:
     ) -> EncryptedVector:
         """Re-randomize ``total`` to send it, and record the exponents that prove it."""
         outgoing, exponents = total.rerandomize_with_exponents()
-        self.evidence.own(
-            "Broadcast",
-            {
-                "round": k,
-                "purpose": purpose,
-                "source": vector_digest(total),
-                "exponents": hex_ints(exponents),
-                "outgoing": vector_ref(outgoing),
-            },
+        self.evidence.record(
+            records.Broadcast(
+                round=k,
+                purpose=purpose,
+                source=vector_digest(total),
+                exponents=hex_ints(exponents),
+                outgoing=vector_ref(outgoing),
+            ),
             public=() if sealed else [outgoing],
             sealed=[outgoing] if sealed else (),
         )
@@ -174,14 +174,13 @@ class AggregatorBase:
         self, k: int, phase: str, trainers: list[str], states: Mapping[str, EncryptedVector]
     ) -> EncryptedVector:
         total: EncryptedVector = sum(states[oid] for oid in trainers)  # type: ignore[assignment]
-        self.evidence.own(
-            "Sum",
-            {
-                "round": k,
-                "phase": phase,
-                "inputs": [vector_digest(states[oid]) for oid in trainers],
-                "total": vector_ref(total),
-            },
+        self.evidence.record(
+            records.Sum(
+                round=k,
+                phase=phase,
+                inputs=[vector_digest(states[oid]) for oid in trainers],
+                total=vector_ref(total),
+            ),
             sealed=[total],
         )
         return total

@@ -21,6 +21,7 @@ from deltaml.learning.contributions import (
 )
 from deltaml.learning.metrics import metric_remixer, mix_residual_vectors
 from deltaml.learning.standardize import sums_length
+from deltaml.protocol import records
 from deltaml.protocol.rules import compute_payouts, scale_metric
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles import messages as m
@@ -87,13 +88,12 @@ class AggregatorPhases(AggregatorBase):
         ev = self.evidence
         sent = [u.rerandomize_with_exponents() for u in first_updates]
         outgoing = tuple(v for v, _ in sent)
-        ev.own(
-            "ContributionRequest",
-            {
-                "sources": [vector_digest(u) for u in first_updates],
-                "exponents": [hex_ints(e) for _, e in sent],
-                "outgoing": [vector_ref(v) for v in outgoing],
-            },
+        ev.record(
+            records.ContributionRequest(
+                sources=[vector_digest(u) for u in first_updates],
+                exponents=[hex_ints(e) for _, e in sent],
+                outgoing=[vector_ref(v) for v in outgoing],
+            ),
             sealed=outgoing,
         )
         digests = tuple(vector_digest(v) for v in outgoing)
@@ -107,13 +107,12 @@ class AggregatorPhases(AggregatorBase):
         rng, commitment = self._commit_rotation("contributions")
         mixed = mix_columns(blocks, precision_bits, rng)
         remixer = contribution_remixer(validators)
-        ev.own(
-            "MixColumns",
-            {
-                "inputs": [[vector_digest(c) for c in block] for block in blocks],
-                "commitment": commitment,
-                "columns": [vector_ref(c) for c in mixed],
-            },
+        ev.record(
+            records.MixColumns(
+                inputs=[[vector_digest(c) for c in block] for block in blocks],
+                commitment=commitment,
+                columns=[vector_ref(c) for c in mixed],
+            ),
             # Without a remix the buyer receives these columns: then they are public.
             public=mixed if remixer is None else (),
             sealed=mixed if remixer is not None else (),
@@ -200,14 +199,13 @@ class AggregatorPhases(AggregatorBase):
         if any(len(s) != expected or s.public_key != key for s in sums):
             raise ProtocolError("an owner sent statistics of the wrong size or key")
         total: EncryptedVector = sum(sums)  # type: ignore[assignment]
-        ev.own(
-            "StatsTotal",
-            {
-                "inputs": [vector_digest(s) for s in sums],
-                "contributors": len(sums),
-                "include_target": include_target,
-                "total": vector_ref(total),
-            },
+        ev.record(
+            records.StatsTotal(
+                inputs=[vector_digest(s) for s in sums],
+                contributors=len(sums),
+                include_target=include_target,
+                total=vector_ref(total),
+            ),
             public=[total],
         )
         # The buyer checks each owner's signature: it decrypts a sum over every seat.
@@ -274,15 +272,14 @@ class AggregatorPhases(AggregatorBase):
         mixed = mix_residual_vectors([p.vector for p in parts], precision_bits, rng)
         rows = sum(p.rows for p in parts)
         remixer = metric_remixer(validators, k, spec.eval_every)
-        ev.own(
-            "Mix",
-            {
-                "round": k,
-                "inputs": [vector_digest(p.vector) for p in parts],
-                "rows": rows,
-                "commitment": commitment,
-                "mixed": vector_ref(mixed),
-            },
+        ev.record(
+            records.Mix(
+                round=k,
+                inputs=[vector_digest(p.vector) for p in parts],
+                rows=rows,
+                commitment=commitment,
+                mixed=vector_ref(mixed),
+            ),
             # Without a remix the buyer receives this vector: then it is public.
             public=[mixed] if remixer is None else (),
             sealed=[mixed] if remixer is not None else (),

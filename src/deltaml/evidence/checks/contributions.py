@@ -22,6 +22,7 @@ from deltaml.evidence.published import (
 from deltaml.evidence.signatures import (
     parse_hex_ints,
 )
+from deltaml.protocol import records
 from deltaml.protocol.rules import (
     contribution_remixer,
 )
@@ -31,17 +32,18 @@ SHAPLEY_RTOL = 1e-9
 
 # -- contributions ----------------------------------------------------------------------
 def on_contribution_request(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.ContributionRequest.from_body(body)
     assert vr.key is not None
     first = vr.states.get((1, "round"), {})
-    sources = body["sources"]
+    sources = rec.sources
     vr.require(
         sources == [first.get(t) for t in vr.active] and vr.request is None,
         "link",
         "the contribution request is not over every trainer's signed round-one state",
     )
     vr.ok("link")
-    outgoing = [vr.declare(ref) for ref in body["outgoing"]]
-    exponents = [parse_hex_ints(e, "exponents", 2 * vr.key.key_bits) for e in body["exponents"]]
+    outgoing = [vr.declare(ref) for ref in rec.outgoing]
+    exponents = [parse_hex_ints(e, "exponents", 2 * vr.key.key_bits) for e in rec.exponents]
     vr.require(len(outgoing) == len(sources) == len(exponents), "format", "sizes differ")
     vr.request = {"outgoing": outgoing}
     check_rerandomization(vr, sources, outgoing, exponents)
@@ -62,14 +64,15 @@ def on_contribution_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_mix_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.MixColumns.from_body(body)
     vr.require(
-        body["inputs"] == [vr.columns.get(v) for v in vr.validators] and vr.mix_columns is None,
+        rec.inputs == [vr.columns.get(v) for v in vr.validators] and vr.mix_columns is None,
         "link",
         "the mixed columns are not over every validator's signed columns",
     )
     vr.ok("link")
-    vr.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
-    columns = [vr.declare(ref) for ref in body["columns"]]
+    vr.require(_is_hex(rec.commitment, 64), "format", "malformed rotation commitment")
+    columns = [vr.declare(ref) for ref in rec.columns]
     vr.require(len(columns) == len(vr.active) + 1, "format", "one column per trainer plus one")
     vr.mix_columns = {"columns": columns}
     vr.mix_columns_hash = vr.hashes[vr.seq]

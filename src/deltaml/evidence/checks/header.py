@@ -25,6 +25,7 @@ from deltaml.evidence.transcript import (
     FORMAT,
 )
 from deltaml.learning.models import Standardization, model_type
+from deltaml.protocol import records
 from deltaml.protocol.rules import (
     split_roles,
 )
@@ -95,15 +96,16 @@ def on_encrypted_sums(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_stats_total(vr: Verifier, body: Mapping[str, Any]) -> None:
-    total = vr.declare(body["total"])
-    inputs = body["inputs"]
+    rec = records.StatsTotal.from_body(body)
+    total = vr.declare(rec.total)
+    inputs = rec.inputs
     vr.require(
-        inputs == [vr.sums.get(o) for o in vr.owners] and body["contributors"] == len(vr.owners),
+        inputs == [vr.sums.get(o) for o in vr.owners] and rec.contributors == len(vr.owners),
         "link",
         "the statistics total is not over every owner's signed sums, once each",
     )
     vr.ok("link")
-    vr.stats_total = {"total": total, "include_target": bool(body["include_target"])}
+    vr.stats_total = {"total": total, "include_target": bool(rec.include_target)}
     check_sum(vr, total, inputs)
 
 

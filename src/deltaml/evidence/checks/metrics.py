@@ -16,6 +16,7 @@ from deltaml.evidence.published import (
     metric_value,
     sse_from_ints,
 )
+from deltaml.protocol import records
 from deltaml.protocol.rules import (
     metric_remixer,
 )
@@ -38,18 +39,19 @@ def on_encrypted_residuals(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_mix(vr: Verifier, body: Mapping[str, Any]) -> None:
-    k = body["round"]
+    rec = records.Mix.from_body(body)
+    k = rec.round
     parts = vr.residuals.get(k, {})
     vr.require(
-        body["inputs"] == [parts.get(v, ("", 0))[0] for v in vr.validators]
-        and body["rows"] == sum(parts.get(v, ("", 0))[1] for v in vr.validators)
+        rec.inputs == [parts.get(v, ("", 0))[0] for v in vr.validators]
+        and rec.rows == sum(parts.get(v, ("", 0))[1] for v in vr.validators)
         and k not in vr.mixes,
         "link",
         f"the mixed vector of round {k} is not over every validator's signed vector",
     )
     vr.ok("link")
-    vr.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
-    vr.mixes[k] = {"mixed": vr.declare(body["mixed"]), "rows": body["rows"]}
+    vr.require(_is_hex(rec.commitment, 64), "format", "malformed rotation commitment")
+    vr.mixes[k] = {"mixed": vr.declare(rec.mixed), "rows": rec.rows}
 
 
 def on_remix(vr: Verifier, body: Mapping[str, Any]) -> None:

@@ -17,14 +17,16 @@ from deltaml.evidence.published import (
 from deltaml.evidence.signatures import (
     parse_hex_ints,
 )
+from deltaml.protocol import records
 
 
 # -- rounds -----------------------------------------------------------------------------
 def on_initial_total(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.InitialTotal.from_body(body)
     assert vr.key is not None
-    model = vr.declare(body["model"])
-    total = vr.declare(body["total"])
-    multiplier = body["multiplier"]
+    model = vr.declare(rec.model)
+    total = vr.declare(rec.total)
+    multiplier = rec.multiplier
     vr.require(
         multiplier == len(vr.trainers) and vr.current_total is None,
         "link",
@@ -44,15 +46,16 @@ def on_initial_total(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_broadcast(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.Broadcast.from_body(body)
     assert vr.key is not None
-    k, purpose = body["round"], body["purpose"]
+    k, purpose = rec.round, rec.purpose
     vr.require(
         purpose in ("round", "evaluate", "final") and type(k) is int,
         "format",
         "unknown broadcast",
     )
     vr.require(
-        body["source"] == vr.current_total,
+        rec.source == vr.current_total,
         "link",
         f"the {purpose} broadcast of round {k} is not of the current total",
     )
@@ -65,16 +68,17 @@ def on_broadcast(vr: Verifier, body: Mapping[str, Any]) -> None:
     else:
         vr.require(k == vr._rounds_done(), "link", f"{purpose} of round {k} out of order")
     vr.ok("link")
-    outgoing = vr.declare(body["outgoing"])
+    outgoing = vr.declare(rec.outgoing)
     vr.require((purpose, k) not in vr.broadcasts, "completeness", "a second broadcast")
     vr.broadcasts[(purpose, k)] = outgoing
-    exponents = parse_hex_ints(body["exponents"], "exponents", 2 * vr.key.key_bits)
-    check_rerandomization(vr, [body["source"]], [outgoing], [exponents])
+    exponents = parse_hex_ints(rec.exponents, "exponents", 2 * vr.key.key_bits)
+    check_rerandomization(vr, [rec.source], [outgoing], [exponents])
 
 
 def on_dropped(vr: Verifier, body: Mapping[str, Any]) -> None:
     """Trainers that did not answer leave; round ``k`` starts again from a refresh."""
-    k, dropped, remaining = body["round"], body["dropped"], body["remaining"]
+    rec = records.Dropped.from_body(body)
+    k, dropped, remaining = rec.round, rec.dropped, rec.remaining
     minimum = max(1, int(vr.spec.get("min_trainers", 1)))
     vr.require(
         type(k) is int
@@ -150,16 +154,17 @@ def on_state_update(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_sum(vr: Verifier, body: Mapping[str, Any]) -> None:
-    k, phase = body["round"], body["phase"]
+    rec = records.Sum.from_body(body)
+    k, phase = rec.round, rec.phase
     states = vr.states.get((k, phase), {})
-    inputs = body["inputs"]
+    inputs = rec.inputs
     vr.require(
         inputs == [states.get(t) for t in vr.active] and (k, phase) not in vr.summed,
         "link",
         f"the {phase} sum of round {k} is not over every trainer's signed state, once each",
     )
     vr.ok("link")
-    total = vr.declare(body["total"])
+    total = vr.declare(rec.total)
     vr.summed.add((k, phase))
     vr.current_total = total
     check_sum(vr, total, inputs)
