@@ -38,6 +38,7 @@ __all__ = [
     "Broadcast",
     "ContributionRequest",
     "Dropped",
+    "Header",
     "InitialTotal",
     "Mix",
     "MixColumns",
@@ -127,6 +128,25 @@ def _is(value: Any, tp: Any) -> bool:
 
 def _name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Header(Record):
+    """The first record: format, the buyer's public key, the spec, owners, split, seats.
+
+    ``participants`` are ``{"id", "role", "address"}`` objects (buyer, aggregator,
+    then every owner as trainer or validator).
+    """
+
+    KIND: ClassVar[str] = "Header"
+    format: str
+    public_key: dict[str, Any]
+    spec: dict[str, Any]
+    n_features: int
+    owners: list[str]
+    trainers: list[str]
+    validators: list[str]
+    participants: list[dict[str, str]]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -191,7 +191,7 @@ class Aggregator(AggregatorPhases):
             spec.split_seed,
         )
         ev = self._ev = self._recorder(public_key)
-        ev.own("Header", self._header(spec, public_key, trainers, validators, n_features))
+        ev.record(self._header(spec, public_key, trainers, validators, n_features))
 
         stats = self._standardize(public_key, spec.base_exponent, n_features, include_target)
         setups = self.transport.request_all(

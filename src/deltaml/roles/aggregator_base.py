@@ -131,7 +131,7 @@ class AggregatorBase:
         trainers: list[str],
         validators: list[str],
         n_features: int,
-    ) -> dict[str, object]:
+    ) -> records.Header:
         def address(party_id: str) -> str:
             if party_id == self.party_id:
                 return self.address
@@ -139,18 +139,18 @@ class AggregatorBase:
 
         roles = [(self.buyer_id, "buyer"), (self.party_id, "aggregator")]
         roles += [(oid, "trainer" if oid in trainers else "validator") for oid in self.owner_ids]
-        return {
-            "format": FORMAT,
-            "public_key": public_key.to_dict(),
-            "spec": dataclasses.asdict(spec),
-            "n_features": n_features,
-            "owners": list(self.owner_ids),
-            "trainers": list(trainers),
-            "validators": list(validators),
-            "participants": [
+        return records.Header(
+            format=FORMAT,
+            public_key=public_key.to_dict(),
+            spec=dataclasses.asdict(spec),
+            n_features=n_features,
+            owners=list(self.owner_ids),
+            trainers=list(trainers),
+            validators=list(validators),
+            participants=[
                 {"id": pid, "role": role, "address": address(pid)} for pid, role in roles
             ],
-        }
+        )
 
     def _broadcast(
         self, k: int, purpose: str, total: EncryptedVector, *, sealed: bool

@@ -57,11 +57,16 @@ def check_header(vr: Verifier, body: Mapping[str, Any]) -> None:
             "malformed participant",
         )
         vr.participants[p["id"]] = (p["role"], p["address"])
-    vr.owners = list(body.get("owners", []))
-    vr.trainers = list(body.get("trainers", []))
+    try:
+        header = records.Header.from_body(body)
+    except records.RecordError as exc:
+        vr.fail("header", str(exc))
+        raise Skip from None
+    vr.owners = list(header.owners)
+    vr.trainers = list(header.trainers)
     vr.active = list(vr.trainers)
-    vr.validators = list(body.get("validators", []))
-    vr.n_features = int(body.get("n_features", 0))
+    vr.validators = list(header.validators)
+    vr.n_features = header.n_features
     roles = Counter(role for role, _ in vr.participants.values())
     vr.require(
         roles["buyer"] == 1 and roles["aggregator"] == 1, "header", "needs one buyer, one FA"
