@@ -23,6 +23,7 @@ from deltaml.learning.contributions import contribution_weights
 from deltaml.protocol.rules import (
     compute_payouts,
     scale_metric,
+    spec_hash,
 )
 
 
@@ -206,8 +207,6 @@ def request_commitment(spec: Mapping[str, Any], requirements: Mapping[str, Any] 
     data requirements together (the marketplace services), as
     :class:`~deltaml.evidence.transcript.ChainBinding` says.
     """
-    from deltaml.marketplace import spec_hash
-
     try:
         if requirements is None:
             return spec_hash(dict(spec))
