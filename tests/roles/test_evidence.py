@@ -378,8 +378,8 @@ def test_the_aggregator_cannot_unmix_the_published_metric_vector(run: Run) -> No
 
 def test_without_the_remix_the_aggregator_could_unmix(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test above can fail: skip the remix and the same computation reads every secret."""
-    monkeypatch.setattr("deltaml.roles.aggregator.metric_remixer", lambda *args: None)
-    monkeypatch.setattr("deltaml.roles.aggregator.contribution_remixer", lambda *args: None)
+    monkeypatch.setattr("deltaml.roles.aggregator_phases.metric_remixer", lambda *args: None)
+    monkeypatch.setattr("deltaml.roles.aggregator_phases.contribution_remixer", lambda *args: None)
     # An honest buyer refuses what no remixer signed; this one looks the other way.
     monkeypatch.setattr(ModelBuyer, "_remixer", lambda self, *args: self._seated().owners())
     monkeypatch.setattr(ModelBuyer, "_check_signed", lambda self, *args: None)

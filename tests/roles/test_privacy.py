@@ -345,7 +345,7 @@ def test_without_the_mixing_a_single_error_would_show(
         return vector.matvec(identity).rerandomize()
 
     monkeypatch.setattr(metric_protocol, "mix_residual_vectors", no_mixing)
-    monkeypatch.setattr("deltaml.roles.aggregator.mix_residual_vectors", no_mixing)
+    monkeypatch.setattr("deltaml.roles.aggregator_phases.mix_residual_vectors", no_mixing)
     monkeypatch.setattr("deltaml.roles.data_owner.remix_vector", no_remix)
     run = _run()
     vector, sse = _metric_blocks(run)[-1]

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from deltaml.evidence.verify import Failure, Settlement
+from deltaml.evidence.report import Failure, Settlement
 from deltaml.ledger.base import RequestStatus
 
 if TYPE_CHECKING:
@@ -203,55 +203,84 @@ def chain_failures(
     head: str, settlement: Settlement | None, chain: OnChainRequest
 ) -> list[Failure]:
     """Each way the transcript (its ``head`` and :class:`Settlement`) differs from ``chain``."""
-    failures: list[Failure] = []
-
-    def fail(check: str, detail: str) -> None:
-        failures.append(Failure(None, None, check, detail))
-
+    found: list[tuple[str, str]] = []
     rid = chain.request_id
     if chain.status not in _POSTED:
-        fail("chain status", f"request {rid} has no final result on chain ({chain.status_name})")
+        found.append(
+            ("chain status", f"request {rid} has no final result on chain ({chain.status_name})")
+        )
     if head.lower() != chain.evidence_hash:
-        fail(
-            "evidence hash",
-            f"the transcript's head {head[:16]}… is not the evidence hash on chain"
-            f" {chain.evidence_hash[:16]}…",
+        found.append(
+            (
+                "evidence hash",
+                f"the transcript's head {head[:16]}… is not the evidence hash on chain"
+                f" {chain.evidence_hash[:16]}…",
+            )
         )
     if settlement is None:
-        fail("chain binding", "the transcript has no valid final record to check against the chain")
-        return failures
-    s = settlement
+        found.append(
+            ("chain binding", "the transcript has no valid final record to check against the chain")
+        )
+    else:
+        found += _party_differences(settlement, chain)
+        found += _binding_differences(settlement, chain)
+        if chain.status in _POSTED:
+            found += _posted_differences(settlement, chain)
+    return [Failure(None, None, check, detail) for check, detail in found]
+
+
+def _party_differences(s: Settlement, chain: OnChainRequest) -> list[tuple[str, str]]:
+    """Key, buyer, aggregator, seats, spec and deposit: the transcript's against the request's."""
+    found = []
     if s.key_fingerprint != chain.key_hash:
-        fail(
-            "key fingerprint",
-            f"the transcript's Paillier key has fingerprint {s.key_fingerprint[:16]}…,"
-            f" the request's key hash is {chain.key_hash[:16]}…",
+        found.append(
+            (
+                "key fingerprint",
+                f"the transcript's Paillier key has fingerprint {s.key_fingerprint[:16]}…,"
+                f" the request's key hash is {chain.key_hash[:16]}…",
+            )
         )
     if not _same(s.buyer, chain.buyer):
-        fail(
-            "buyer",
-            f"the transcript's buyer is {s.buyer or 'unnamed'}, the request's {chain.buyer}",
+        found.append(
+            (
+                "buyer",
+                f"the transcript's buyer is {s.buyer or 'unnamed'}, the request's {chain.buyer}",
+            )
         )
     if not _same(s.aggregator, chain.aggregator):
-        fail(
-            "aggregator",
-            f"the transcript's aggregator is {s.aggregator or 'unnamed'},"
-            f" the request's {chain.aggregator}",
+        found.append(
+            (
+                "aggregator",
+                f"the transcript's aggregator is {s.aggregator or 'unnamed'},"
+                f" the request's {chain.aggregator}",
+            )
         )
     if not (_same_list(s.trainers, chain.trainers) and _same_list(s.validators, chain.validators)):
-        fail(
-            "seats",
-            f"the transcript seats {len(s.trainers)} trainer(s) and {len(s.validators)}"
-            f" validator(s) that are not the request's {len(chain.trainers)} and"
-            f" {len(chain.validators)}, in seat order",
+        found.append(
+            (
+                "seats",
+                f"the transcript seats {len(s.trainers)} trainer(s) and {len(s.validators)}"
+                f" validator(s) that are not the request's {len(chain.trainers)} and"
+                f" {len(chain.validators)}, in seat order",
+            )
         )
     if s.spec_hash != chain.spec_hash:
-        fail("spec hash", "the transcript's spec does not hash to the request's spec hash")
-    if s.deposit_wei != chain.deposit_wei:
-        fail(
-            "deposit",
-            f"the transcript pays out {s.deposit_wei} wei, the escrow is {chain.deposit_wei}",
+        found.append(
+            ("spec hash", "the transcript's spec does not hash to the request's spec hash")
         )
+    if s.deposit_wei != chain.deposit_wei:
+        found.append(
+            (
+                "deposit",
+                f"the transcript pays out {s.deposit_wei} wei, the escrow is {chain.deposit_wei}",
+            )
+        )
+    return found
+
+
+def _binding_differences(s: Settlement, chain: OnChainRequest) -> list[tuple[str, str]]:
+    """The final record's chain binding and deadline against the request."""
+    found = []
     binding = []
     if s.chain_id is None:
         binding.append("names no chain")
@@ -260,37 +289,50 @@ def chain_failures(
             binding.append(f"names chain {s.chain_id}, not {chain.chain_id}")
         if not _same(s.contract or "", chain.contract):
             binding.append(f"names contract {s.contract}, not {chain.contract}")
-        if s.request_id != rid:
-            binding.append(f"names request {s.request_id}, not {rid}")
+        if s.request_id != chain.request_id:
+            binding.append(f"names request {s.request_id}, not {chain.request_id}")
     if binding:
-        fail("chain binding", "the final record " + "; ".join(binding))
+        found.append(("chain binding", "the final record " + "; ".join(binding)))
     if s.deadline is not None and s.deadline != chain.deadline:
-        fail(
-            "deadline",
-            f"training stopped early for a deadline of {s.deadline}, the request's is"
-            f" {chain.deadline}",
+        found.append(
+            (
+                "deadline",
+                f"training stopped early for a deadline of {s.deadline}, the request's is"
+                f" {chain.deadline}",
+            )
         )
-    if chain.status in _POSTED:
-        if (s.initial_metric, s.final_metric) != (chain.initial_metric, chain.final_metric):
-            fail(
+    return found
+
+
+def _posted_differences(s: Settlement, chain: OnChainRequest) -> list[tuple[str, str]]:
+    """The metrics and contributions posted on chain against the proven ones."""
+    found = []
+    if (s.initial_metric, s.final_metric) != (chain.initial_metric, chain.final_metric):
+        found.append(
+            (
                 "metrics",
                 f"posted initial and final metric {chain.initial_metric}, {chain.final_metric};"
                 f" the evidence gives {s.initial_metric}, {s.final_metric}",
             )
-        wrong = [k for k, metric in chain.posted_metrics if s.published.get(k) != metric]
-        if wrong:
-            fail(
+        )
+    wrong = [k for k, metric in chain.posted_metrics if s.published.get(k) != metric]
+    if wrong:
+        found.append(
+            (
                 "metrics",
                 f"the metric posted for round(s) {', '.join(map(str, wrong[:8]))} is not the"
                 " proven one",
             )
-        if list(s.contributions) != list(chain.contributions):
-            fail(
+        )
+    if list(s.contributions) != list(chain.contributions):
+        found.append(
+            (
                 "contributions",
                 f"posted contributions {list(chain.contributions)[:8]}; the evidence gives"
                 f" {list(s.contributions)[:8]}",
             )
-    return failures
+        )
+    return found
 
 
 def _same(a: str, b: str) -> bool:

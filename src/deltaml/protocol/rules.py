@@ -18,6 +18,7 @@ The modules that used to define them (``roles.aggregator``, ``evidence.published
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 
@@ -37,6 +38,7 @@ __all__ = [
     "n_trainers",
     "scale_metric",
     "shapley_seed",
+    "spec_hash",
     "split_key",
     "split_roles",
 ]
@@ -153,3 +155,9 @@ def shapley_seed(previous_record_hash: str) -> int:
     """
     digest = hashlib.sha256(SHAPLEY_SEED_DOMAIN + previous_record_hash.encode("ascii")).digest()
     return int.from_bytes(digest[:16], "big")
+
+
+def spec_hash(spec: Mapping[str, object]) -> bytes:
+    """The hash a request commits to on chain: SHA-256 of the spec (or of the spec and
+    the data requirements) as JSON with sorted keys and no spaces."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).digest()

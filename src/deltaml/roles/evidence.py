@@ -47,6 +47,7 @@ from deltaml.evidence.signatures import (
     vector_ref,
 )
 from deltaml.evidence.transcript import TranscriptWriter
+from deltaml.protocol.records import Record
 from deltaml.roles import messages as m
 
 if TYPE_CHECKING:
@@ -269,6 +270,16 @@ class EvidenceRecorder:
             "key_fingerprint": key_fingerprint(self.public_key).hex(),
             "chain": None if chain is None else chain.to_json(),
         }
+
+    def record(
+        self,
+        rec: Record,
+        *,
+        public: Iterable[EncryptedVector] = (),
+        sealed: Iterable[EncryptedVector] = (),
+    ) -> dict[str, Any]:
+        """Sign and record one of the aggregator's own typed records."""
+        return self.own(rec.KIND, rec.to_body(), public=public, sealed=sealed)
 
     def own(
         self,

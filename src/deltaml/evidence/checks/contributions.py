@@ -1,0 +1,160 @@
+"""The contributions: the request, the columns, their mix and remix, the Shapley values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from deltaml.evidence.checks.base import (
+    Verifier,
+    _is_hex,
+    _is_number,
+)
+from deltaml.evidence.checks.proofs import check_rerandomization, proven_packed
+from deltaml.evidence.published import (
+    gram_from_ints,
+    shapley_method,
+    shapley_seed,
+    shapley_values,
+)
+from deltaml.evidence.signatures import (
+    parse_hex_ints,
+)
+from deltaml.protocol import records
+from deltaml.protocol.rules import (
+    contribution_remixer,
+)
+
+SHAPLEY_RTOL = 1e-9
+
+
+# -- contributions ----------------------------------------------------------------------
+def on_contribution_request(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.ContributionRequest.from_body(body)
+    assert vr.key is not None
+    first = vr.states.get((1, "round"), {})
+    sources = rec.sources
+    vr.require(
+        sources == [first.get(t) for t in vr.active] and vr.request is None,
+        "link",
+        "the contribution request is not over every trainer's signed round-one state",
+    )
+    vr.ok("link")
+    outgoing = [vr.declare(ref) for ref in rec.outgoing]
+    exponents = [parse_hex_ints(e, "exponents", 2 * vr.key.key_bits) for e in rec.exponents]
+    vr.require(len(outgoing) == len(sources) == len(exponents), "format", "sizes differ")
+    vr.request = {"outgoing": outgoing}
+    check_rerandomization(vr, sources, outgoing, exponents)
+
+
+def on_contribution_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
+    party = vr.records[vr.seq]["party"]
+    vr.require(
+        vr.request is not None and body["inputs"] == vr.request["outgoing"],
+        "link",
+        f"{party}'s columns are not computed from the requested updates",
+    )
+    vr.ok("link")
+    vr.require(party not in vr.columns, "completeness", f"{party} answered twice")
+    columns = [vr.declare(ref) for ref in body["columns"]]
+    vr.require(len(columns) == len(vr.active) + 1, "format", "one column per trainer plus one")
+    vr.columns[party] = columns
+
+
+def on_mix_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.MixColumns.from_body(body)
+    vr.require(
+        rec.inputs == [vr.columns.get(v) for v in vr.validators] and vr.mix_columns is None,
+        "link",
+        "the mixed columns are not over every validator's signed columns",
+    )
+    vr.ok("link")
+    vr.require(_is_hex(rec.commitment, 64), "format", "malformed rotation commitment")
+    columns = [vr.declare(ref) for ref in rec.columns]
+    vr.require(len(columns) == len(vr.active) + 1, "format", "one column per trainer plus one")
+    vr.mix_columns = {"columns": columns}
+    vr.mix_columns_hash = vr.hashes[vr.seq]
+
+
+def on_remix_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
+    party = vr.records[vr.seq]["party"]
+    vr._remixer(party, contribution_remixer(vr.validators), "the contribution columns")
+    mixed = vr.mix_columns
+    vr.require(
+        mixed is not None and body["inputs"] == mixed["columns"] and vr.remixed_columns is None,
+        "link",
+        "the remixed columns are not of the aggregator's mixed columns, once",
+    )
+    assert mixed is not None
+    vr.ok("link")
+    vr.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
+    columns = [vr.declare(ref) for ref in body["columns"]]
+    vr.require(len(columns) == len(mixed["columns"]), "remixer", "one column per column")
+    for source, remixed in zip(mixed["columns"], columns, strict=True):
+        vr._remixed_ref(source, remixed)
+    vr.remixed_columns = columns
+    vr.mix_columns_hash = vr.hashes[vr.seq]
+
+
+def on_contribution_values(vr: Verifier, body: Mapping[str, Any]) -> None:
+    what = "remixed"  # by the only validator too
+    decrypted = vr.remixed_columns
+    vr.require(
+        decrypted is not None and body["columns"] == decrypted,
+        "link",
+        f"the contributions are not a decryption of the {what} columns",
+    )
+    assert decrypted is not None
+    values = body["values"]
+    m = len(vr.active)
+    vr.require(
+        isinstance(values, list) and len(values) == m and all(_is_number(v) for v in values),
+        "format",
+        "one Shapley value per trainer",
+    )
+    vr.contributions = [float(v) for v in values]
+    measured = dict(zip(vr.active, vr.contributions, strict=True))
+    vr.report.contributions = {t: measured.get(t, 0.0) for t in vr.trainers}
+    base_round = body["base_round"]
+    vr.require(
+        base_round == 0 and base_round in vr.sse,
+        "link",
+        "contributions must be measured from the round-0 metric",
+    )
+    vr.ok("link")
+    columns = proven_packed(vr, decrypted, body)
+    gram = gram_from_ints(columns, [vr.exponent(d) for d in decrypted])
+    published_gram = body["gram"]
+    vr.expect(
+        published_gram == [[float(v) for v in row] for row in gram],
+        "gram",
+        "the published Gram matrix is not that of the proven columns",
+    )
+    base_sse = vr.sse[base_round]
+    vr.expect(
+        body["base_sse"] == base_sse,
+        "shapley",
+        "the empty coalition's error is not the proven round-0 error",
+    )
+    seed = shapley_seed(vr.mix_columns_hash)
+    vr.expect(
+        body["seed"] == seed and body["method"] == shapley_method(m),
+        "shapley seed",
+        "the Shapley seed or method is not the one the transcript fixes",
+    )
+    recomputed = shapley_values(gram, base_sse)
+    scale = max(1.0, float(np.max(np.abs(recomputed))))
+    bad = [
+        i
+        for i, (v, r) in enumerate(zip(values, recomputed, strict=True))
+        if not abs(v - r) <= SHAPLEY_RTOL * scale
+    ]
+    vr.expect(
+        not bad,
+        "shapley",
+        "Shapley value(s) of "
+        + ", ".join(vr.active[i] for i in bad)
+        + " do not recompute from the proven Gram matrix",
+    )

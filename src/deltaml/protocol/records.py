@@ -1,0 +1,252 @@
+"""Typed transcript records: the bodies the aggregator writes and the verifier reads.
+
+Each record kind is one frozen dataclass; its fields are the body's fields, with
+the same names and JSON encodings as always (vector references are
+``{"sha256", "length", "exponent"}`` objects, ciphertext digests hex strings,
+big integers hex strings), so transcripts, signatures and the chain commitments
+written before these classes existed still verify. :meth:`Record.to_body` gives
+the fields (the recorder adds ``kind`` and ``key`` and signs), and
+:meth:`Record.from_body` reads a signed body back, checking every field's type
+and raising :class:`RecordError` naming the record and the field.
+
+Adding a record kind (e.g. for a one-shot exact solve):
+
+1. here, a frozen dataclass subclassing :class:`Record` with ``KIND = "MyKind"``
+   and typed fields (``int``, ``str``, ``bool``, ``float``, ``list[...]``,
+   ``dict[str, Any]``, ``... | None``), and add it to :data:`RECORD_TYPES`;
+2. the writer: ``evidence.record(MyKind(...), public=..., sealed=...)``
+   (:meth:`deltaml.roles.evidence.EvidenceRecorder.record`);
+3. the verifier: the role that may sign it in ``deltaml.evidence.checks.base.ROLE_OF``
+   and one function ``on_my_kind(vr, body)`` that starts with
+   ``rec = MyKind.from_body(body)``, registered in ``deltaml.evidence.checks.HANDLERS``.
+
+This module imports nothing but :mod:`deltaml.errors` (it is the protocol layer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar, Union
+
+from deltaml.errors import DeltaMLValueError
+
+__all__ = [
+    "RECORD_TYPES",
+    "Broadcast",
+    "ContributionRequest",
+    "Dropped",
+    "Header",
+    "InitialTotal",
+    "Mix",
+    "MixColumns",
+    "Record",
+    "RecordError",
+    "StatsTotal",
+    "Sum",
+    "VectorRef",
+]
+
+#: A vector reference as it appears in a body: ``{"sha256", "length", "exponent"}``.
+VectorRef = dict[str, Any]
+
+_R = TypeVar("_R", bound="Record")
+
+
+class RecordError(DeltaMLValueError):
+    """A record body that does not have the fields (or the types) its kind requires."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """A transcript record's body: one field per body field (``kind``/``key`` apart)."""
+
+    KIND: ClassVar[str] = ""
+
+    def to_body(self) -> dict[str, Any]:
+        """The body's fields, as JSON values (the recorder adds ``kind`` and ``key``)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_body(cls: type[_R], body: Mapping[str, Any]) -> _R:
+        """Read a body of this kind, checking each field's presence and type."""
+        if not isinstance(body, Mapping):
+            raise RecordError(f"{cls.KIND}: the body is not an object")
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in body:
+                raise RecordError(f"{cls.KIND}.{f.name}: missing")
+            value = body[f.name]
+            if not _is(value, hints[f.name]):
+                raise RecordError(
+                    f"{cls.KIND}.{f.name}: expected {_name(hints[f.name])},"
+                    f" got {type(value).__name__}"
+                )
+            values[f.name] = value
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+_SCALARS: Mapping[Any, Any] = {
+    type(None): lambda v: v is None,
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: type(v) is int,
+    float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+}
+
+
+def _is(value: Any, tp: Any) -> bool:
+    """Whether the JSON value ``value`` has the type ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_is(value, t) for t in typing.get_args(tp))
+    if tp in _SCALARS:
+        return bool(_SCALARS[tp](value))
+    if origin in (list, tuple):
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        return isinstance(value, list | tuple) and all(_is(v, item) for v in value)
+    if origin is dict:
+        key, item = typing.get_args(tp)
+        return isinstance(value, Mapping) and all(
+            _is(k, key) and _is(v, item) for k, v in value.items()
+        )
+    raise TypeError(f"unsupported record field type {tp!r}")
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Header(Record):
+    """The first record: format, the buyer's public key, the spec, owners, split, seats.
+
+    ``participants`` are ``{"id", "role", "address"}`` objects (buyer, aggregator,
+    then every owner as trainer or validator).
+    """
+
+    KIND: ClassVar[str] = "Header"
+    format: str
+    public_key: dict[str, Any]
+    spec: dict[str, Any]
+    n_features: int
+    owners: list[str]
+    trainers: list[str]
+    validators: list[str]
+    participants: list[dict[str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsTotal(Record):
+    """The aggregator's sum of the owners' encrypted statistics."""
+
+    KIND: ClassVar[str] = "StatsTotal"
+    inputs: list[str]
+    contributors: int
+    include_target: bool
+    total: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class InitialTotal(Record):
+    """The initial model times the number of trainers: the total round 1 starts from."""
+
+    KIND: ClassVar[str] = "InitialTotal"
+    model: VectorRef
+    multiplier: int
+    total: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class Broadcast(Record):
+    """A re-randomized total sent out (``purpose``: round, evaluate, final), with the
+    exponents that prove it encrypts ``source``."""
+
+    KIND: ClassVar[str] = "Broadcast"
+    round: int
+    purpose: str
+    source: str
+    exponents: list[str]
+    outgoing: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class Sum(Record):
+    """The sum of the active trainers' signed states of a round (or refresh)."""
+
+    KIND: ClassVar[str] = "Sum"
+    round: int
+    phase: str
+    inputs: list[str]
+    total: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class Dropped(Record):
+    """Trainers that did not answer in ``round`` leave; ``remaining`` go on."""
+
+    KIND: ClassVar[str] = "Dropped"
+    round: int
+    dropped: list[str]
+    remaining: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mix(Record):
+    """The aggregator's mixing of the validators' residual vectors of a round."""
+
+    KIND: ClassVar[str] = "Mix"
+    round: int
+    inputs: list[str]
+    rows: int
+    commitment: str
+    mixed: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class ContributionRequest(Record):
+    """The trainers' round-one updates, re-randomized, sent to the validators."""
+
+    KIND: ClassVar[str] = "ContributionRequest"
+    sources: list[str]
+    exponents: list[list[str]]
+    outgoing: list[VectorRef]
+
+
+@dataclasses.dataclass(frozen=True)
+class MixColumns(Record):
+    """The aggregator's mixing of the validators' contribution columns."""
+
+    KIND: ClassVar[str] = "MixColumns"
+    inputs: list[list[str]]
+    commitment: str
+    columns: list[VectorRef]
+
+
+#: Every typed record kind by its name.
+RECORD_TYPES: Mapping[str, type[Record]] = {
+    cls.KIND: cls
+    for cls in (
+        StatsTotal,
+        InitialTotal,
+        Broadcast,
+        Sum,
+        Dropped,
+        Mix,
+        ContributionRequest,
+        MixColumns,
+    )
+}
