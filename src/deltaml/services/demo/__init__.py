@@ -39,6 +39,7 @@ from deltaml.services.demo.steps import (
     model_scores,
     ok,
     wait_model,
+    wait_paid_out,
     wait_settlement,
     wait_withdrawals,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "run_demo",
     "run_demo_command",
     "wait_model",
+    "wait_paid_out",
     "wait_settlement",
     "wait_withdrawals",
 ]

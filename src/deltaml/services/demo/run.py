@@ -2,8 +2,9 @@
 
 Start the chain, start the nodes, wait for the owners to register, ask for a model,
 follow the training (injecting the faults a test asks for), wait for the
-settlement's withdrawals, check payouts + refund = deposit, collect the scores and
-the evidence, and report.
+settlement's withdrawals and check payouts + refund = deposit
+(:func:`~deltaml.services.demo.steps.wait_paid_out`), collect the scores and the
+evidence, and build the result; :mod:`.report` prints it.
 """
 
 from __future__ import annotations
@@ -110,8 +111,6 @@ def _run(
     data: Dataset,
     say: Callable[[str], None],
 ) -> DemoResult:
-    from deltaml.ledger import Web3Ledger, connect
-
     t0 = time.perf_counter()
     if config.tls:
         market.use_tls(say)
@@ -161,11 +160,8 @@ def _run(
     if view["status"] != "FINISHED":
         say(f"request {rid} ended {view['status']}: {view.get('error', '')}")
     contract = steps.ok(faults.client.get("/info"))["contract"]
-    ledger = Web3Ledger(connect(market.chain_url), contract, accounts["buyer"])
     buyer_address = str(accounts["buyer"].address)
-    withdrawn = steps.wait_withdrawals(
-        ledger, int(view["chain_request_id"]), steps.payees(view, buyer_address), deadline
-    )
+    withdrawn = steps.wait_paid_out(market.chain_url, contract, view, buyer_address, deadline)
     seconds = time.perf_counter() - t1
     transcript = config.work_dir / "aggregator" / "transcripts" / f"request-{rid}.jsonl"
     outcome = None
@@ -194,5 +190,4 @@ def _run(
         },
         restarts=faults.restarts,
     )
-    steps.check_paid_in_full(result.deposit_wei, result.payouts_wei, result.refund_wei)
     return result

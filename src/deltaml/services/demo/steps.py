@@ -144,6 +144,30 @@ def check_paid_in_full(deposit_wei: int, payouts_wei: dict[str, int], refund_wei
         )
 
 
+def wait_paid_out(
+    chain_url: str,
+    contract: str,
+    view: dict[str, Any],
+    buyer_address: str,
+    deadline: float,
+) -> dict[str, int]:
+    """Wait until everyone the ended request ``view`` pays (and the buyer's refund) has
+    withdrawn from ``contract`` on the chain at ``chain_url``; check that payouts +
+    refund = deposit; what each account withdrew."""
+    from deltaml.ledger import Web3Ledger, connect
+    from deltaml.ledger.accounts import generate_account
+
+    # Reading events needs no funds: a throw-away account will do.
+    ledger = Web3Ledger(connect(chain_url), contract, generate_account())
+    withdrawn = wait_withdrawals(
+        ledger, int(view["chain_request_id"]), payees(view, buyer_address), deadline
+    )
+    refund = withdrawn.get(buyer_address, 0)
+    paid = {a: v for a, v in withdrawn.items() if a != buyer_address}
+    check_paid_in_full(int(view["deposit_wei"]), paid, refund)
+    return withdrawn
+
+
 def wait_model(buyer: httpx.Client, rid: int, deadline: float) -> dict[str, Any]:
     """The model, once the buyer node has it (it comes only after the settlement)."""
     while True:
