@@ -33,7 +33,7 @@ from deltaml.services.ui import buyer_view as bv
 from deltaml.services.ui import format as fmt
 from deltaml.services.ui.forms import FIELDS, form_values, key_sizes, validate_request_form
 from deltaml.services.ui.sessions import LoginConfig, Session
-from deltaml.services.ui.web import NavItem, SessionDep, UIDep, WebUI, page_node
+from deltaml.services.ui.web import FormDep, NavItem, SessionDep, UIDep, WebUI, page_node
 
 if TYPE_CHECKING:
     from deltaml.services.buyer import BuyerNode
@@ -119,8 +119,9 @@ def api_market(
 
 
 @router.post("/requests", name="create_request")
-async def create_request(request: Request, ui: UIDep, session: SessionDep, node: Buyer) -> Response:
-    form = await ui.form(request, session)
+async def create_request(
+    request: Request, ui: UIDep, session: SessionDep, form: FormDep, node: Buyer
+) -> Response:
     spec, errors = validate_request_form(form, node.config.allow_test_keys)
     if spec is None:
         return _refuse(request, ui, session, node, form, errors)
@@ -174,9 +175,8 @@ def _approval_message(outcome: dict[str, Any] | None) -> tuple[str, str]:
 
 @router.post("/requests/{rid}/approve", name="approve")
 async def approve(
-    request: Request, rid: int, ui: UIDep, session: SessionDep, node: Buyer
+    request: Request, rid: int, ui: UIDep, session: SessionDep, _form: FormDep, node: Buyer
 ) -> Response:
-    await ui.form(request, session)
     try:
         outcome = await run_in_threadpool(node.settle, rid, True)
     except DeltaMLError as exc:
@@ -188,9 +188,8 @@ async def approve(
 
 @router.post("/requests/{rid}/cancel", name="cancel")
 async def cancel(
-    request: Request, rid: int, ui: UIDep, session: SessionDep, node: Buyer
+    request: Request, rid: int, ui: UIDep, session: SessionDep, _form: FormDep, node: Buyer
 ) -> Response:
-    await ui.form(request, session)
     try:
         await run_in_threadpool(node.cancel, rid)
     except DeltaMLError as exc:

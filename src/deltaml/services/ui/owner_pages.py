@@ -34,7 +34,7 @@ from deltaml.errors import DeltaMLError
 from deltaml.services.ui import format as fmt
 from deltaml.services.ui import owner_view as ov
 from deltaml.services.ui.sessions import LoginConfig, Session
-from deltaml.services.ui.web import NavItem, SessionDep, UIDep, WebUI, page_node
+from deltaml.services.ui.web import FormDep, NavItem, SessionDep, UIDep, WebUI, page_node
 
 if TYPE_CHECKING:
     from deltaml.services.owner import OwnerNode
@@ -80,7 +80,6 @@ def api_offers(_session: SessionDep, node: Owner) -> dict[str, Any]:
 async def _decide(
     request: Request, ui: WebUI, session: Session | None, node: OwnerNode, rid: int, accept: bool
 ) -> Response:
-    await ui.form(request, session)
     try:
         await run_in_threadpool(node.decide, rid, accept)
         offers = await run_in_threadpool(node.refresh_offers)
@@ -94,14 +93,26 @@ async def _decide(
 
 @router.post("/offers/{rid}/accept", name="accept")
 async def accept(
-    request: Request, rid: int, ui: UIDep, session: SessionDep, node: Owner, _offer: Offer
+    request: Request,
+    rid: int,
+    ui: UIDep,
+    session: SessionDep,
+    _form: FormDep,
+    node: Owner,
+    _offer: Offer,
 ) -> Response:
     return await _decide(request, ui, session, node, rid, True)
 
 
 @router.post("/offers/{rid}/decline", name="decline")
 async def decline(
-    request: Request, rid: int, ui: UIDep, session: SessionDep, node: Owner, _offer: Offer
+    request: Request,
+    rid: int,
+    ui: UIDep,
+    session: SessionDep,
+    _form: FormDep,
+    node: Owner,
+    _offer: Offer,
 ) -> Response:
     return await _decide(request, ui, session, node, rid, False)
 
@@ -178,9 +189,14 @@ def api_training(rid: int, _session: SessionDep, node: Owner, _offer: Offer) -> 
 
 @router.post("/requests/{rid}/withdraw", name="withdraw")
 async def withdraw(
-    request: Request, rid: int, ui: UIDep, session: SessionDep, node: Owner, _offer: Offer
+    request: Request,
+    rid: int,
+    ui: UIDep,
+    session: SessionDep,
+    _form: FormDep,
+    node: Owner,
+    _offer: Offer,
 ) -> Response:
-    await ui.form(request, session)
     try:
         amount = await run_in_threadpool(node.withdraw, rid)
     except DeltaMLError as exc:

@@ -380,6 +380,15 @@ def page_session(request: Request, ui: UIDep) -> Session | None:
 SessionDep = Annotated[Session | None, Depends(page_session)]
 
 
+async def posted_form(request: Request, ui: UIDep, session: SessionDep) -> FormData:
+    """The posted form once its CSRF token is the session's (a page's dependency: put it
+    before any that looks something up, so a forged form learns nothing)."""
+    return await ui.form(request, session)
+
+
+FormDep = Annotated[FormData, Depends(posted_form)]
+
+
 def page_node(request: Request) -> Any:
     """The node whose pages these are (given to :meth:`WebUI.serve`)."""
     return request.app.state.node
