@@ -39,7 +39,7 @@ def _number(text: str) -> float:
         raise ValueError("Enter a number.") from None
 
 
-def _model(text: str) -> str:
+def _text(text: str) -> str:
     return text
 
 
@@ -99,7 +99,7 @@ class Field:
     label: str
     help: str = ""
     spec: str = ""
-    read: Callable[[str], Any] = _model
+    read: Callable[[str], Any] = _text
     wrong: str = ""
     required: str = ""
     #: The text the empty form shows for the spec's default.
