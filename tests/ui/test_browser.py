@@ -11,6 +11,7 @@ checked to go to 127.0.0.1 only; every page is saved as a screenshot under
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import re
 import time
@@ -58,6 +59,49 @@ def live_state(page: Any) -> dict[str, Any] | None:
     except Exception:  # the execution context goes away during a reload
         return None
     return state
+
+
+#: The pages each serves about request 1 (HTML, and the JSON its scripts read).
+BUYER_PAGES = [
+    "/ui/",
+    "/ui/requests/1",
+    "/ui/api/requests/1",
+    "/ui/api/requests",
+    "/ui/requests/new",
+]
+AGGREGATOR_PAGES = ["/ui/", "/ui/requests/1", "/ui/api/requests/1", "/ui/api/requests"]
+
+
+def served(page: Any, base: str, paths: list[str]) -> dict[str, str]:
+    """Each page's text as the browser gets it (with ``page``'s login)."""
+    texts = {}
+    for path in paths:
+        response = page.request.get(base + path)
+        assert response.ok and "/ui/login" not in response.url, (path, response.url)
+        texts[base + path] = response.text()
+    return texts
+
+
+def decimals(values: np.ndarray) -> np.ndarray:
+    """How many decimals each value has as written (up to 6)."""
+    return np.array([len(f"{v:.6f}".rstrip("0").split(".")[1]) for v in values])
+
+
+def leaked(text: str, values: np.ndarray) -> list[str]:
+    """The numbers in ``text`` that are one of ``values`` as written or rounded.
+
+    A number of at least 4 significant digits and 2 decimals (``4.6634``,
+    ``1,234.57``) is one of them when the value rounded to as many decimals is it;
+    shorter numbers (counts, rounds, "1 ETH") are not told apart from chance.
+    """
+    found = []
+    for token in re.findall(r"-?\d[\d,]*\.\d+", text):
+        number = token.replace(",", "")
+        places = len(number.split(".")[1])
+        digits = len(number.lstrip("-0.").replace(".", ""))
+        if places >= 2 and digits >= 4 and np.any(np.round(values, places) == float(number)):
+            found.append(token)
+    return found
 
 
 def no_sideways_scroll(page: Any) -> None:
@@ -162,6 +206,13 @@ def test_buyer_and_owners_trade_through_their_web_uis(
         "Request 1 created and 1 ETH escrowed"
     )
     expect(buyer.locator(".stats [data-field=status]")).to_have_text("Looking for owners")
+    # The challenge window, from the contract: a day (the form's default) once posted.
+    expect(buyer.locator("[data-test=challenge]")).to_contain_text(
+        "Once the result is posted on the contract, you and every seated owner have 24 h 0 min"
+    )
+    expect(buyer.locator("[data-test=challenge-window]")).to_have_text(
+        "24 h 0 min after the result is posted"
+    )
     screenshot(buyer, "07-buyer-request-open")
 
     # -- each owner sees the offer (its list updates by itself) and accepts it
@@ -217,9 +268,20 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     expect(buyer.locator("[data-test=participants]")).to_contain_text("trainer")
     expect(buyer.locator("[data-test=participants]")).to_contain_text("validator")
     expect(buyer.locator("[data-test=refund]")).to_contain_text("ETH")
+    # Until the buyer approves (by hand here), the window is open: its end, on the chain's
+    # clock, and what can be done until then.
+    challenge = buyer.locator("[data-test=challenge]")
+    expect(challenge).to_contain_text(re.compile(r"Challenge window open until \d{4}-\d\d-\d\d "))
+    expect(challenge).to_contain_text("you and every seated owner can approve or dispute")
+    ends = re.search(r"until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", challenge.text_content() or "")
+    assert ends is not None
+    ends_at = calendar.timegm(time.strptime(ends.group(1), "%Y-%m-%d %H:%M"))
+    assert 23.9 * 3600 < ends_at - time.time() <= 24 * 3600 + 60, ends.group(1)
     buyer.get_by_role("button", name="Approve the settlement").click()
     expect(buyer.locator("main > .flash-ok")).to_contain_text("Settlement approved")
     expect(buyer.locator("[data-test=approved]")).to_be_visible()
+    expect(challenge).to_contain_text("Settled on the contract")
+    expect(challenge).to_contain_text("can no longer be disputed")
 
     # -- a trainer withdraws its earnings on its training page
     trainer = None
@@ -253,6 +315,28 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     assert model.features == data.feature_names and model.rounds == rounds
     mse = float(np.mean((model.predict(data.X) - data.y) ** 2))
     assert mse < 0.8 * float(np.var(data.y)), mse
+
+    # -- no data value and no weight in any page the aggregator or the buyer serves
+    owner_values = np.concatenate(
+        [
+            np.loadtxt(
+                market.work_dir / f"owner-{i + 1}" / "data" / "diabetes.csv",
+                delimiter=",",
+                skiprows=1,
+            ).ravel()
+            for i in range(len(market.owners))
+        ]
+    )
+    weights = np.append(np.ravel(model.coef), np.ravel(model.intercept))
+    buyer_pages = served(buyer, market.buyer, BUYER_PAGES)
+    aggregator_pages = served(guarded(), market.aggregator, AGGREGATOR_PAGES)
+    sample = f"{owner_values[np.argmax(decimals(owner_values))]:.4f}"
+    assert leaked(f"<td>{sample}</td>", owner_values) == [sample]  # the check can fail
+    assert "Approved by you (the buyer)" in buyer_pages[market.buyer + "/ui/requests/1"]
+    for url, text in {**buyer_pages, **aggregator_pages}.items():
+        assert leaked(text, owner_values) == [], url
+    for url, text in aggregator_pages.items():
+        assert leaked(text, weights) == [], url
 
     # -- the aggregator's public status pages
     public = guarded()

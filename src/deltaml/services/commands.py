@@ -103,7 +103,7 @@ def add_commands(sub: Any) -> None:
     _ca(r)
 
     mo = buy_sub.add_parser("model", help="download a request's trained model (JSON or ONNX)")
-    mo.add_argument("request_id", type=int, metavar="REQUEST")
+    mo.add_argument("request_id", type=int, metavar="REQUEST", help="the request's id on the node")
     mo.add_argument(
         "--out",
         type=Path,
@@ -131,8 +131,15 @@ def add_commands(sub: Any) -> None:
     ch = sub.add_parser("chain", help="an embedded Ethereum node over JSON-RPC")
     ch_sub = ch.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = ch_sub.add_parser("serve", help="serve the embedded EVM on 127.0.0.1")
-    c.add_argument("--host", default=DEFAULT_HOST)
-    c.add_argument("--port", type=int, default=DEFAULT_PORTS["chain"])
+    c.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
+    c.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORTS["chain"],
+        help=f"port (default {DEFAULT_PORTS['chain']})",
+    )
     c.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS: certificate chain")
     c.add_argument("--tls-key", metavar="PEM", help="serve HTTPS: its private key")
 

@@ -6,6 +6,12 @@ JSON API: the data owner's (:mod:`.owner_pages`) and the buyer's
 (:mod:`.sessions`), and the aggregator's read-only status pages
 (:mod:`.aggregator_pages`), public like the views they show. Nothing is loaded
 from another origin: it works without a network.
+
+Each role's pages are an ``APIRouter`` of small handlers that get the UI, the
+login session, the posted form (CSRF-checked) and the node as dependencies
+(:mod:`.web`); what a page shows is built by plain functions of the node
+(:mod:`.buyer_view`, :mod:`.owner_view`); the request form reads the one request
+spec (:mod:`.forms`, :mod:`deltaml.protocol.spec`).
 """
 
 from deltaml.services.ui.aggregator_pages import aggregator_ui

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -330,6 +331,60 @@ def timeline_rows(
     return rows
 
 
+def _who(account: Any, known: dict[str, str], names: dict[str, str]) -> str:
+    """An account as a sentence names it: a known party, else the owner's label."""
+    text = str(account)
+    return known.get(text.lower()) or owner_label(text, names)
+
+
+def _created(args: dict[str, Any]) -> str:
+    if "deposit" in args:
+        return f"Request created: {eth(args['deposit'])} escrowed"
+    return "Request created: the payment is escrowed"
+
+
+def _started(args: dict[str, Any]) -> str:
+    seated = len(args.get("trainers", [])) + len(args.get("validators", []))
+    return f"Training started: {seated} owners seated"
+
+
+def _settled(args: dict[str, Any]) -> str:
+    # The contract settles on everyone's approval (buyer and seated owners), or
+    # else after the challenge window or the arbiter's decision.
+    by_all = ": approved by the buyer and every seated owner"
+    return "Settled" + (by_all if args.get("approvedByAll") else "")
+
+
+#: What each contract event says, from its arguments (``Approved`` and ``Withdrawn``
+#: also name their account: :func:`chain_rows`).
+_EVENT_TEXT: dict[str, Callable[[dict[str, Any]], str]] = {
+    "RequestCreated": _created,
+    "RequestStarted": _started,
+    "MetricPosted": lambda args: f"Round {args.get('round')} MSE posted",
+    "RequestFinished": lambda _args: "Result, contributions and evidence hash posted",
+    "Disputed": lambda _args: "Disputed: the arbiter decides",
+    "RequestSettled": _settled,
+    "RequestCancelled": lambda _args: "Cancelled: the deposit went back to the buyer",
+    "RequestAborted": lambda _args: "Aborted: the buyer can take its deposit back",
+    "RequestExpired": lambda _args: "Expired: past its deadline",
+}
+
+
+def _event_text(
+    name: str, args: dict[str, Any], known: dict[str, str], names: dict[str, str]
+) -> str:
+    if name == "Approved":
+        account = str(args.get("by"))
+        party = known.get(account.lower())
+        return "Approved by " + (
+            party[:1].lower() + party[1:] if party else owner_label(account, names)
+        )
+    if name == "Withdrawn":
+        return f"{_who(args.get('account'), known, names)} withdrew {eth(args.get('amount'))}"
+    text = _EVENT_TEXT.get(name)
+    return text(args) if text else name
+
+
 def chain_rows(
     events: list[Any], names: dict[str, str], parties: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
@@ -339,43 +394,11 @@ def chain_rows(
     ``parties`` names the accounts that are not owners (``{buyer: "The buyer"}``).
     """
     known = {a.lower(): label for a, label in (parties or {}).items() if a}
-    rows = []
-    for e in events:
-        args = dict(e.args)
-        if e.name == "RequestCreated":
-            text = "Request created: the payment is escrowed"
-            if "deposit" in args:
-                text = f"Request created: {eth(args['deposit'])} escrowed"
-        elif e.name == "RequestStarted":
-            seated = len(args.get("trainers", [])) + len(args.get("validators", []))
-            text = f"Training started: {seated} owners seated"
-        elif e.name == "MetricPosted":
-            text = f"Round {args.get('round')} MSE posted"
-        elif e.name == "RequestFinished":
-            text = "Result, contributions and evidence hash posted"
-        elif e.name == "Approved":
-            account = str(args.get("by"))
-            party = known.get(account.lower(), "")
-            who = party[:1].lower() + party[1:] if party else owner_label(account, names)
-            text = f"Approved by {who}"
-        elif e.name == "Disputed":
-            text = "Disputed: the arbiter decides"
-        elif e.name == "RequestSettled":
-            # The contract settles on everyone's approval (buyer and seated owners), or
-            # else after the challenge window or the arbiter's decision.
-            by_all = ": approved by the buyer and every seated owner"
-            text = "Settled" + (by_all if args.get("approvedByAll") else "")
-        elif e.name == "Withdrawn":
-            account = str(args.get("account"))
-            who = known.get(account.lower()) or owner_label(account, names)
-            text = f"{who} withdrew {eth(args.get('amount'))}"
-        elif e.name == "RequestCancelled":
-            text = "Cancelled: the deposit went back to the buyer"
-        elif e.name == "RequestAborted":
-            text = "Aborted: the buyer can take its deposit back"
-        elif e.name == "RequestExpired":
-            text = "Expired: past its deadline"
-        else:
-            text = e.name
-        rows.append({"text": text, "block": e.block_number, "tx": e.tx_hash})
-    return rows
+    return [
+        {
+            "text": _event_text(e.name, dict(e.args), known, names),
+            "block": e.block_number,
+            "tx": e.tx_hash,
+        }
+        for e in events
+    ]

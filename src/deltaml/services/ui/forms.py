@@ -1,217 +1,289 @@
-"""The buyer's request form: every field checked on the server, one message per field.
+"""The buyer's request form, on top of the one request spec (:mod:`deltaml.protocol.spec`).
 
-The form's fields are turned into a request spec and then checked by
-:func:`deltaml.protocol.spec.parse_request_spec` — the same check as ``deltaml
-buyer request SPEC.yaml`` and the aggregator's — so the page can never accept what
-the CLI refuses; what the form checks before that (with the spec's ranges) only
-lets it name every wrong field at once, in words for a person. An error of the
-spec check is shown at the form field its ``field`` names.
+Each form field reads its text into the value of one spec field (``payment_eth``
+into ``deposit_wei``, the others under their own names) and that value is checked
+by the spec field itself (:meth:`~deltaml.protocol.spec.SpecField.check`): the
+form has no ranges and no defaults of its own, it only words the spec's for a
+person. Every wrong field gets its message at once; a spec error is put at the
+form field its ``field`` names. Then the whole spec goes through
+:func:`~deltaml.protocol.spec.parse_request_spec` — the same check as ``deltaml
+buyer request SPEC.yaml`` and the aggregator's — so the page can never accept
+what the CLI refuses.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deltaml.protocol.spec import (
-    MAX_DEADLINE_HOURS,
-    MAX_PARTICIPANTS,
-    MAX_ROUNDS,
-    REQUEST_DEFAULTS,
-    SpecError,
-    parse_request_spec,
-)
+from deltaml.protocol import spec as s
+from deltaml.protocol.spec import SpecError, parse_request_spec
 from deltaml.services.ui.format import WEI_PER_ETH, parse_eth
 
-#: The form offers at most this many rows per owner (the spec allows up to 2**63 - 1).
-MAX_FORM_ROWS = 10**9
+#: A bound this large is not worth saying ("at least 1" rather than "1 to 2**63 - 1").
+_UNSAID_BOUND = 10**12
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("Enter a whole number.") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("Enter a number.") from None
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _features(text: str) -> list[str]:
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    if len(set(names)) != len(names):
+        raise ValueError("A column is named twice.")
+    return names
+
+
+def _target(text: str) -> str:
+    if "," in text:
+        raise ValueError("Name one column only.")
+    return text
+
+
+def _percent(text: str) -> float:
+    try:
+        return float(text.rstrip(" %"))
+    except ValueError:
+        raise ValueError("Enter a percentage, such as 40, or leave it empty.") from None
+
+
+def _ether(text: str) -> int:
+    try:
+        return parse_eth(text)
+    except ValueError as exc:
+        if "18 decimals" in str(exc):
+            raise ValueError(
+                "Use at most 18 decimals: the smallest amount is 0.000000000000000001 ETH (1 wei)."
+            ) from None
+        raise ValueError("Enter a number of ether, such as 0.5.") from None
+
+
+def _eth_text(wei: Any) -> str:
+    whole, part = divmod(int(wei), WEI_PER_ETH)
+    return str(whole) if not part else f"{whole}.{part:018d}".rstrip("0")
+
+
+def _range_words(field: s.SpecField) -> str:
+    if field.high is None or field.high >= _UNSAID_BOUND:
+        return f"Enter a whole number of at least {field.low:g}."
+    return f"Enter a number from {field.low:g} to {field.high:g}."
 
 
 @dataclass(frozen=True)
 class Field:
+    """One form field: its label and help, the spec field it fills, and how.
+
+    ``read`` turns the (stripped, non-empty) text into the spec value, raising a
+    ValueError worded for a person; ``wrong`` words the spec field's own range
+    (formatted with its ``low`` and ``high``); ``required`` is what an empty box
+    says when the spec has no default for it (or the form wants a value).
+    """
+
     name: str
     label: str
     help: str = ""
+    spec: str = ""
+    read: Callable[[str], Any] = _text
+    wrong: str = ""
+    required: str = ""
+    #: The text the empty form shows for the spec's default.
+    show: Callable[[Any], str] = str
+
+    @property
+    def spec_field(self) -> s.SpecField:
+        return s.FIELDS[self.spec or self.name]
+
+    def message(self) -> str:
+        """The spec field's range, in words."""
+        f = self.spec_field
+        return self.wrong.format(low=f.low, high=f.high) if self.wrong else _range_words(f)
+
+    def default_text(self) -> str:
+        f = self.spec_field
+        if f.default is s.REQUIRED:
+            return "" if f.low is None else f"{f.low:g}"
+        return self.show(f.default)
 
 
+def _required_number(low: str, high: str) -> str:
+    return f"Required: enter a whole number from {low} to {high}."
+
+
+_ROUNDS = s.FIELDS["rounds"]
+_OWNERS = s.FIELDS["owners"]
 FIELDS = [
-    Field("model", "Model type", "Linear regression, or logistic regression for a 0/1 target."),
+    Field(
+        "model",
+        "Model type",
+        "Linear regression, or logistic regression for a 0/1 target.",
+        wrong="Choose " + " or ".join(s.MODELS) + ".",
+    ),
     Field(
         "features",
         "Feature columns",
         "Column names, separated by commas (for example: age, bmi). Names the owners "
         "have registered are offered as you type.",
+        read=_features,
+        wrong=f"Name 1 to {s.MAX_FEATURES} columns of at most {s.MAX_NAME} characters each.",
+        required="Required: name at least one feature column.",
+        show=lambda v: ", ".join(v),
     ),
-    Field("target", "Target column", "The one column the model predicts."),
-    Field("min_rows", "Minimum rows per owner", "Owners with fewer rows are not offered it."),
-    Field("owners", "Owners needed", "Training starts when this many have accepted (≥ 2)."),
+    Field(
+        "target",
+        "Target column",
+        "The one column the model predicts.",
+        read=_target,
+        wrong=f"Name a column of at most {s.MAX_NAME} characters.",
+        required="Required: name the target column.",
+    ),
+    Field(
+        "min_rows",
+        "Minimum rows per owner",
+        "Owners with fewer rows are not offered it.",
+        read=_whole,
+        required="Required: enter a whole number, such as 1.",
+    ),
+    Field(
+        "owners",
+        "Owners needed",
+        f"Training starts when this many have accepted (≥ {_OWNERS.low:g}).",
+        read=_whole,
+        required=_required_number(f"{_OWNERS.low:g}", f"{_OWNERS.high:g}"),
+    ),
     Field(
         "rounds",
         "Training rounds",
-        f"How many rounds to train, 1 to {MAX_ROUNDS}. With a target improvement, training "
-        "stops sooner once the target is reached.",
+        f"How many rounds to train, {_ROUNDS.low:g} to {_ROUNDS.high:g}. With a target "
+        "improvement, training stops sooner once the target is reached.",
+        read=_whole,
+        required=_required_number(f"{_ROUNDS.low:g}", f"{_ROUNDS.high:g}"),
     ),
     Field(
         "target_improvement",
         "Target improvement (%)",
         "Stop at the first evaluation this much better than the initial model. Empty: none.",
+        read=_percent,
+        wrong="Enter at least {low:g} and less than {high:g}, or leave it empty.",
+        show=lambda v: f"{v:g}" if v else "",
     ),
-    Field("eval_every", "Evaluate every … rounds", "The validation MSE is measured then."),
-    Field("payment_eth", "Payment (ETH)", "Held in escrow by the contract until you approve."),
-    Field("deadline_hours", "Deadline (hours)", "After it the request fails and you are refunded."),
-    Field("key_bits", "Paillier key size (bits)", "Larger is safer and slower."),
-    Field("contributions", "Measure each trainer's contribution", "Pays trainers by merit."),
+    Field(
+        "eval_every",
+        "Evaluate every … rounds",
+        "The validation MSE is measured then.",
+        read=_whole,
+        required=_required_number(f"{_ROUNDS.low:g}", f"{_ROUNDS.high:g}"),
+    ),
+    Field(
+        "payment_eth",
+        "Payment (ETH)",
+        "Held in escrow by the contract until you approve.",
+        spec="deposit_wei",
+        read=_ether,
+        wrong="The payment must be more than 0 and less than 2**128 wei.",
+        required="Required: enter the payment in ether, such as 0.5.",
+        show=_eth_text,
+    ),
+    Field(
+        "deadline_hours",
+        "Deadline (hours)",
+        "After it the request fails and you are refunded.",
+        read=_number,
+        wrong="Enter more than {low:g} and at most {high:g} hours.",
+        required="Required: enter a number of hours, such as 24.",
+        show=lambda v: f"{v:g}",
+    ),
+    Field(
+        "key_bits",
+        "Paillier key size (bits)",
+        "Larger is safer and slower.",
+        read=_whole,
+        wrong="Choose one of the key sizes offered.",  # replaced by the sizes offered
+    ),
+    Field(
+        "contributions",
+        "Measure each trainer's contribution",
+        "Pays trainers by merit.",
+        read=bool,
+        show=lambda v: "on" if v else "",
+    ),
 ]
+_BY_NAME = {f.name: f for f in FIELDS}
+#: The form field of each spec field.
+_FORM_FIELD = {f.spec or f.name: f.name for f in FIELDS}
 
 #: What the empty form shows: the request spec's defaults, as text.
-DEFAULTS: dict[str, str] = {
-    "model": REQUEST_DEFAULTS["model"],
-    "features": "",
-    "target": "",
-    "min_rows": str(REQUEST_DEFAULTS["min_rows"]),
-    "owners": "2",
-    "rounds": str(REQUEST_DEFAULTS["rounds"]),
-    "target_improvement": "",
-    "eval_every": str(REQUEST_DEFAULTS["eval_every"]),
-    "payment_eth": str(REQUEST_DEFAULTS["deposit_wei"] // WEI_PER_ETH),
-    "deadline_hours": str(REQUEST_DEFAULTS["deadline_hours"]),
-    "key_bits": str(REQUEST_DEFAULTS["key_bits"]),
-    "contributions": "on" if REQUEST_DEFAULTS["contributions"] else "",
-}
-
-#: The form field of a request spec field, where their names differ.
-_FORM_FIELD = {"deposit_wei": "payment_eth"}
+DEFAULTS: dict[str, str] = {f.name: f.default_text() for f in FIELDS}
 
 
 def key_sizes(allow_test_keys: bool) -> list[int]:
     return [1024, 2048, 3072] if allow_test_keys else [2048, 3072]
 
 
-def _whole(text: str, low: int, high: int) -> int:
-    if not text.strip():
-        raise ValueError(f"Required: enter a whole number from {low} to {high}.")
+def _read(field: Field, text: str) -> Any:
+    """The spec value of one field's text (``None``: empty and the spec default applies);
+    a ValueError worded for a person if it is not a valid value."""
+    if not text:
+        if field.required:
+            raise ValueError(field.required)
+        if field.spec_field.default is s.REQUIRED:
+            raise ValueError(field.message())
+        return None
+    value = field.read(text)
     try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError("Enter a whole number.") from None
-    if not low <= value <= high:
-        raise ValueError(f"Enter a number from {low} to {high}.")
-    return value
+        return field.spec_field.check(value)
+    except SpecError:
+        raise ValueError(field.message()) from None
+
+
+def _spec_error(exc: SpecError) -> dict[str, str]:
+    """A whole-spec error at the form field it names (``_form`` if none shows it)."""
+    message = str(exc)
+    field = _FORM_FIELD.get(exc.field, "_form")
+    return {field: message[:1].upper() + message[1:] + "."}
 
 
 def validate_request_form(
     form: Mapping[str, Any], allow_test_keys: bool = False
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The request spec of a posted form, or None and a message per wrong field."""
-    values = {name: str(form.get(name) or "").strip() for name in DEFAULTS}
-    errors: dict[str, str] = {}
     doc: dict[str, Any] = {}
-
-    def check(name: str, parse: Any) -> None:
+    errors: dict[str, str] = {}
+    for field in FIELDS:
+        text = str(form.get(field.name) or "").strip()
         try:
-            doc_value = parse(values[name])
+            value = _read(field, text)
         except ValueError as exc:
-            errors[name] = str(exc)
-        else:
-            if doc_value is not None:
-                doc[name] = doc_value
-
-    def model(text: str) -> str:
-        if text not in ("linear", "logistic"):
-            raise ValueError("Choose linear or logistic.")
-        return text
-
-    def features(text: str) -> list[str]:
-        names = [f.strip() for f in text.split(",") if f.strip()]
-        if not names:
-            raise ValueError("Required: name at least one feature column.")
-        if len(set(names)) != len(names):
-            raise ValueError("A column is named twice.")
-        return names
-
-    def target(text: str) -> str:
-        if not text:
-            raise ValueError("Required: name the target column.")
-        if "," in text:
-            raise ValueError("Name one column only.")
-        return text
-
-    def payment(text: str) -> None:
-        if not text:
-            raise ValueError("Required: enter the payment in ether, such as 0.5.")
-        try:
-            wei = parse_eth(text)
-        except ValueError as exc:
-            if "18 decimals" in str(exc):
-                raise ValueError(
-                    "Use at most 18 decimals: the smallest amount is 0.000000000000000001 "
-                    "ETH (1 wei)."
-                ) from None
-            raise ValueError("Enter a number of ether, such as 0.5.") from None
-        if wei <= 0:
-            raise ValueError("The payment must be more than 0.")
-        if wei > 10**9 * WEI_PER_ETH:
-            raise ValueError("That is more ether than exists.")
-        doc["deposit_wei"] = wei
-
-    def deadline(text: str) -> float:
-        if not text:
-            raise ValueError("Required: enter a number of hours, such as 24.")
-        try:
-            hours = float(text)
-        except ValueError:
-            raise ValueError("Enter a number of hours.") from None
-        if not math.isfinite(hours) or not 0 < hours <= MAX_DEADLINE_HOURS:
-            raise ValueError(f"Enter more than 0 and at most {MAX_DEADLINE_HOURS} hours.")
-        return hours
-
-    def target_improvement(text: str) -> float | None:
-        if not text:
-            return None
-        try:
-            value = float(text.rstrip(" %"))
-        except ValueError:
-            raise ValueError("Enter a percentage, such as 40, or leave it empty.") from None
-        if not math.isfinite(value) or not 0 <= value < 100:
-            raise ValueError("Enter at least 0 and less than 100, or leave it empty.")
-        return value
-
-    def key_bits(text: str) -> int:
-        sizes = key_sizes(allow_test_keys)
-        try:
-            bits = int(text)
-        except ValueError:
-            bits = 0
-        if bits not in sizes:
-            raise ValueError("Choose one of " + ", ".join(map(str, sizes)) + " bits.")
-        return bits
-
-    check("model", model)
-    check("features", features)
-    check("target", target)
-    check("min_rows", lambda t: _whole(t, 1, MAX_FORM_ROWS))
-    check("owners", lambda t: _whole(t, 2, MAX_PARTICIPANTS))
-    check("rounds", lambda t: _whole(t, 1, MAX_ROUNDS))
-    check("eval_every", lambda t: _whole(t, 1, MAX_ROUNDS))
-    check("target_improvement", target_improvement)
-    check("payment_eth", payment)
-    check("deadline_hours", deadline)
-    check("key_bits", key_bits)
-    doc["contributions"] = bool(values["contributions"])
-    if "target" in doc and doc["target"] in doc.get("features", []):
-        errors["target"] = "The target cannot also be a feature."
+            errors[field.name] = str(exc)
+            continue
+        if value is not None:
+            doc[field.spec or field.name] = value
+    doc["contributions"] = bool(str(form.get("contributions") or "").strip())
+    sizes = key_sizes(allow_test_keys)
+    bits = doc.get("key_bits", s.REQUEST_DEFAULTS["key_bits"])
+    if "key_bits" in errors or bits not in sizes:
+        errors["key_bits"] = "Choose one of " + ", ".join(map(str, sizes)) + " bits."
     if errors:
         return None, errors
     try:
         return parse_request_spec(doc), {}
     except SpecError as exc:
-        message = str(exc)
-        field = _FORM_FIELD.get(exc.field, exc.field)
-        if field not in DEFAULTS:
-            field = "_form"
-        return None, {field: message[:1].upper() + message[1:] + "."}
+        return None, _spec_error(exc)
 
 
 def form_values(form: Mapping[str, Any] | None) -> dict[str, str]:

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -126,10 +126,17 @@ class WebUI:
             redoc_url=None,
             openapi_url=None,
         )
+        self.app.state.ui = self
         self.app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
         self._install_handlers()
         if login is not None:
             self._install_login_routes()
+
+    def serve(self, router: APIRouter, node: Any) -> WebUI:
+        """Add a role's pages (``router``) that show ``node`` (their :func:`page_node`)."""
+        self.app.state.node = node
+        self.app.include_router(router)
+        return self
 
     # -- sessions -----------------------------------------------------------------------
     def session(self, request: Request) -> Session | None:
@@ -355,6 +362,36 @@ class WebUI:
             response = RedirectResponse(f"{login_url}?bye=1", status_code=303)
             response.delete_cookie(self.session_cookie, path=UI_PREFIX)
             return response
+
+
+def page_ui(request: Request) -> WebUI:
+    """The :class:`WebUI` serving the request (a page's dependency)."""
+    return cast(WebUI, request.app.state.ui)
+
+
+UIDep = Annotated[WebUI, Depends(page_ui)]
+
+
+def page_session(request: Request, ui: UIDep) -> Session | None:
+    """The request's live session (``None`` on public pages); a login page otherwise."""
+    return ui.session(request)
+
+
+SessionDep = Annotated[Session | None, Depends(page_session)]
+
+
+async def posted_form(request: Request, ui: UIDep, session: SessionDep) -> FormData:
+    """The posted form once its CSRF token is the session's (a page's dependency: put it
+    before any that looks something up, so a forged form learns nothing)."""
+    return await ui.form(request, session)
+
+
+FormDep = Annotated[FormData, Depends(posted_form)]
+
+
+def page_node(request: Request) -> Any:
+    """The node whose pages these are (given to :meth:`WebUI.serve`)."""
+    return request.app.state.node
 
 
 def mount(app: FastAPI, ui: WebUI) -> None:
