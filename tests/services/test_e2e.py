@@ -102,7 +102,7 @@ def test_an_aggregator_killed_mid_training_resumes_to_the_same_model(
 ) -> None:
     result = _demo(tmp_path, anvil_url, crash_after_round=2)
     assert result.restarts == 1
-    assert result.status == "FINISHED" and result.verified
+    assert (result.status, result.verified) == ("FINISHED", True), result.error
     assert sum(result.payouts_wei.values()) + result.refund_wei == result.deposit_wei
     assert result.test_mse is not None
     # The same rounds from the same states: the same model as without the crash.
