@@ -161,3 +161,8 @@ def spec_hash(spec: Mapping[str, object]) -> bytes:
     """The hash a request commits to on chain: SHA-256 of the spec (or of the spec and
     the data requirements) as JSON with sorted keys and no spaces."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+def request_hash(spec: Mapping[str, object], requirements: Mapping[str, object]) -> bytes:
+    """What the buyer's ``createRequest`` commits to: the spec and the data requirements."""
+    return spec_hash({"spec": spec, "requirements": requirements})

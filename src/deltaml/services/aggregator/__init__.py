@@ -26,10 +26,11 @@ Services raise the errors of :mod:`deltaml.errors`; :mod:`deltaml.services.http_
 maps them to status codes in one place.
 """
 
+from deltaml.protocol.rules import request_hash
 from deltaml.protocol.status import OfferStatus
 from deltaml.services.aggregator.core import AggregatorConfig, ServiceCore
 from deltaml.services.aggregator.deadline import DeadlineStop
-from deltaml.services.aggregator.registry import matching_dataset, request_hash
+from deltaml.services.aggregator.registry import matching_dataset
 from deltaml.services.aggregator.routes import (
     LONG_POLL_MAX_SECONDS,
     MAX_REQUEST_BYTES,

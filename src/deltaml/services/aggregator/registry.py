@@ -21,7 +21,7 @@ from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import ConflictError, DeltaMLValueError, ForbiddenError, NotFoundError
 from deltaml.ledger.base import RequestState, RequestStatus, Role
-from deltaml.marketplace import spec_hash
+from deltaml.protocol.rules import request_hash
 from deltaml.protocol.status import OfferStatus, Status
 from deltaml.roles.messages import TrainingSpec
 from deltaml.services.aggregator.core import ServiceCore, accepted_count
@@ -29,11 +29,6 @@ from deltaml.services.aggregator.schemas import NewRequest, OwnerRegistration
 from deltaml.services.store import offers, owners, requests
 
 log = logging.getLogger(__name__)
-
-
-def request_hash(spec: dict[str, Any], requirements: dict[str, Any]) -> bytes:
-    """What the buyer's ``createRequest`` commits to: the spec and the requirements."""
-    return spec_hash({"spec": spec, "requirements": requirements})
 
 
 def matching_dataset(profile: dict[str, Any], req: dict[str, Any]) -> str | None:

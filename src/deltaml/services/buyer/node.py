@@ -45,12 +45,12 @@ from deltaml.evidence.verify import VerificationReport, verify_against_chain, ve
 from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import Ledger, Role
 from deltaml.protocol import spec as protocol_spec
+from deltaml.protocol.rules import request_hash
 from deltaml.protocol.spec import REQUEST_DEFAULTS, REQUEST_FIELDS
 from deltaml.protocol.status import SeatRole
 from deltaml.roles import ModelBuyer
 from deltaml.roles import messages as m
 from deltaml.roles.buyer import Seats
-from deltaml.services.aggregator import request_hash
 from deltaml.services.buyer.keys import SCRYPT_LOG2_N, open_key, seal_key, sealed_cost
 from deltaml.services.buyer.settlement import Settlement
 from deltaml.services.party import (

@@ -23,7 +23,7 @@ from deltaml.services.ui import format as fmt
 from deltaml.services.ui.web import NavItem, UIDep, WebUI, page_node
 
 if TYPE_CHECKING:
-    from deltaml.services.aggregator import AggregatorService
+    from deltaml.services.aggregator.service import AggregatorService
 
 
 def taking_part(view: dict[str, Any]) -> int:

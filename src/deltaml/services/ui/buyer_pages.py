@@ -36,7 +36,7 @@ from deltaml.services.ui.sessions import LoginConfig, Session
 from deltaml.services.ui.web import FormDep, NavItem, SessionDep, UIDep, WebUI, page_node
 
 if TYPE_CHECKING:
-    from deltaml.services.buyer import BuyerNode
+    from deltaml.services.buyer.node import BuyerNode
 
 # Kept importable from here (tests and other pages use them).
 live_version = bv.live_version

@@ -15,7 +15,7 @@ from deltaml.ledger.base import RequestStatus
 from deltaml.services.ui import format as fmt
 
 if TYPE_CHECKING:
-    from deltaml.services.buyer import BuyerNode
+    from deltaml.services.buyer.node import BuyerNode
 
 log = logging.getLogger(__name__)
 
