@@ -69,6 +69,7 @@ from typing import IO, Any
 
 from deltaml.errors import DeltaMLValueError
 from deltaml.evidence.signatures import canonical_json, decode_blob, encode_blob
+from deltaml.protocol.json_limits import check_json_depth
 
 #: Version 2: with two or more validators, ``Remix`` and ``RemixColumns`` records
 #: sit between the aggregator's mixes and the buyer's decryptions. Version 3: the
@@ -235,7 +236,7 @@ class TranscriptWriter:
 
 #: Longest line the readers parse: a record with its public ciphertexts, or one sealed
 #: vector, is far smaller. Lines are also refused when nested deeper than
-#: :data:`deltaml.services.wire.MAX_JSON_DEPTH` (records need 6 levels): with the
+#: :data:`deltaml.protocol.json_limits.MAX_JSON_DEPTH` (records need 6 levels): with the
 #: Ethereum libraries loaded, Python's recursion limit is so high that the C JSON
 #: parser overflows the C stack on deep input (a segmentation fault) instead of
 #: raising. A transcript can come from another party, so both caps come first.
@@ -244,8 +245,6 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 
 def _parse_line(p: Path, number: int, line: str) -> Any:
     """One line as JSON, or :class:`DeltaMLValueError` naming the file and the line."""
-    from deltaml.services.wire import check_json_depth
-
     if len(line) > MAX_LINE_BYTES:
         raise DeltaMLValueError(f"{p}: line {number} is longer than {MAX_LINE_BYTES} bytes")
     try:

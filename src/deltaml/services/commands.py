@@ -350,8 +350,8 @@ def _local_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any)
 def _buyer_request(args: argparse.Namespace, _env: Settings) -> int:
     import yaml
 
+    from deltaml.protocol.json_limits import MAX_JSON_DEPTH
     from deltaml.services.serve import MAX_BODY_BYTES
-    from deltaml.services.wire import MAX_JSON_DEPTH
 
     try:
         raw = args.spec.read_bytes()

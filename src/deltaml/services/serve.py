@@ -165,7 +165,7 @@ class BodyLimit:
     refused with 413 before the rest is read; at most the limit is ever buffered.
     JSON bodies (declared JSON, or no content type: FastAPI's own rule) are also
     refused with 400 when nested deeper than
-    :data:`deltaml.services.wire.MAX_JSON_DEPTH` — with the Ethereum libraries
+    :data:`deltaml.protocol.json_limits.MAX_JSON_DEPTH` — with the Ethereum libraries
     loaded the recursion limit is so high that a deeply nested body would crash
     the process inside ``json.loads``; FastAPI parses bodies before any dependency
     runs, so the check has to come first, here. Large bodies are checked on a
@@ -238,7 +238,7 @@ class BodyLimit:
                 return False
         content_type = headers.get("content-type", b"").decode("latin-1").lower()
         if body and (not content_type or "json" in content_type):
-            from deltaml.services.wire import check_json_depth
+            from deltaml.protocol.json_limits import check_json_depth
 
             try:
                 if len(body) >= _THREAD_CHECK_BYTES:
