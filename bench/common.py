@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from deltaml.crypto import OPERATION_COUNTS
-from deltaml.roles.messages import Message
+from deltaml.protocol.messages import Message
 from deltaml.transport.base import Transport
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -49,8 +49,8 @@ from deltaml.learning.admm import AdmmParams, run_plaintext
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
 from deltaml.learning.models import Standardization, model_type
 from deltaml.learning.standardize import local_sums, stats_from_sums
+from deltaml.protocol.messages import TrainingSpec
 from deltaml.roles.aggregator import split_roles
-from deltaml.roles.messages import TrainingSpec
 from deltaml.simulation import (
     DEFAULT_ROUNDS,
     SimulationConfig,

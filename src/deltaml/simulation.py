@@ -39,11 +39,11 @@ from deltaml.learning.data import Dataset, load_dataset, split_owners, train_tes
 from deltaml.learning.models import ModelType, Standardization, raw_coefficients
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import ChainSettlement, OnChainRequest
+from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.spec import FIELDS, check_field
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import RoundRecord, split_roles
 from deltaml.roles.buyer import Seats
-from deltaml.roles.messages import TrainingSpec
 from deltaml.transport import InMemoryTransport, Transport
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import ProtocolError
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.standardize import sums_length
+from deltaml.protocol import messages as m
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
-from deltaml.roles import messages as m
 from deltaml.simulation import owner_ids
 from deltaml.transport import InMemoryTransport, RecordingTransport
 

@@ -16,8 +16,8 @@ from deltaml.crypto import EncryptedVector, generate_keypair
 from deltaml.crypto.paillier import TEST_KEYS_ENV, PublicKey, key_fingerprint
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import DeltaMLValueError
+from deltaml.protocol import messages as m
 from deltaml.roles import DataOwner, ModelBuyer
-from deltaml.roles import messages as m
 from deltaml.services.wire import from_wire, to_wire
 
 WEAK_BITS = [512, 1024]

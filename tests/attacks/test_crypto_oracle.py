@@ -23,8 +23,8 @@ from deltaml.crypto import EncryptedVector
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import ProtocolError
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.protocol import messages as m
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
-from deltaml.roles import messages as m
 from deltaml.roles.aggregator import split_roles
 from deltaml.roles.buyer import Seats
 from deltaml.simulation import owner_ids

@@ -13,8 +13,8 @@ import numpy as np
 from deltaml.crypto import EncryptedVector, generate_keypair, mask_for_refresh
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.protocol import messages as m
 from deltaml.roles import DataOwner, ModelBuyer
-from deltaml.roles import messages as m
 
 LOW = 32
 

@@ -16,8 +16,8 @@ from deltaml.crypto import EncryptedVector
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import ProtocolError
 from deltaml.learning.standardize import local_sums, sums_length
+from deltaml.protocol import messages as m
 from deltaml.roles import DataOwner, ModelBuyer
-from deltaml.roles import messages as m
 from deltaml.roles.aggregator import zero_sum_masks
 from deltaml.roles.buyer import Seats
 from deltaml.roles.evidence import sign_message

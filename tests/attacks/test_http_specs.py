@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from deltaml.crypto import EncryptedVector, generate_keypair
 from deltaml.crypto.serialization import pack_vectors
 from deltaml.errors import DeltaMLValueError
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
 from deltaml.services.auth import SignedAuth
 from deltaml.services.buyer import parse_request_spec

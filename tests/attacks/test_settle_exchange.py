@@ -26,7 +26,7 @@ from deltaml.learning.data import load_dataset, save_csv, split_owners
 from deltaml.ledger import Web3Ledger, connect
 from deltaml.ledger.accounts import fund_from_dev_account
 from deltaml.ledger.base import RequestStatus
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
 from deltaml.services.buyer import BuyerConfig, BuyerNode
 from deltaml.services.owner import OwnerConfig, OwnerNode

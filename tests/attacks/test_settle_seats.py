@@ -26,7 +26,7 @@ from deltaml.ledger import Web3Ledger, connect
 from deltaml.ledger.accounts import fund_from_dev_account
 from deltaml.ledger.base import RequestStatus, Role
 from deltaml.ledger.embedded import EmbeddedChain
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.services.aggregator import (
     AggregatorConfig,
     AggregatorService,

@@ -20,10 +20,10 @@ from deltaml.evidence.signatures import sign_body
 from deltaml.evidence.transcript import GENESIS, TranscriptWriter, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_records
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.protocol.messages import TrainingSpec
 from deltaml.roles import DataOwner, ModelBuyer
 from deltaml.roles.aggregator import Aggregator, Checkpoint, RoundRecord, split_roles
 from deltaml.roles.buyer import Seats
-from deltaml.roles.messages import TrainingSpec
 from deltaml.simulation import owner_ids
 from deltaml.transport import InMemoryTransport
 

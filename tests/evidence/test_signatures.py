@@ -18,7 +18,7 @@ from deltaml.evidence.signatures import (
     vector_bytes,
     vector_ref,
 )
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.roles.evidence import message_body, sign_message
 
 

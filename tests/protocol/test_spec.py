@@ -11,8 +11,8 @@ import pytest
 
 from deltaml.errors import DeltaMLValueError
 from deltaml.protocol import spec as s
+from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.spec import FIELDS, SpecError, check_training_spec, parse_request_spec
-from deltaml.roles.messages import TrainingSpec
 
 BASE = {"features": ["age", "bmi"], "target": "y", "owners": 3}
 

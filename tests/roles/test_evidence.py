@@ -25,8 +25,8 @@ from deltaml.evidence.transcript import TranscriptWriter
 from deltaml.evidence.verify import verify_records
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.metrics import haar_orthogonal
+from deltaml.protocol import messages as m
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
-from deltaml.roles import messages as m
 from deltaml.roles.aggregator import split_roles
 from deltaml.roles.buyer import Seats
 from deltaml.roles.evidence import sign_message

@@ -10,7 +10,7 @@ from sklearn.linear_model import LinearRegression
 
 from deltaml.errors import ProtocolError
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.roles.aggregator import split_roles
 from deltaml.simulation import SimulationConfig, owner_ids, simulate_shares
 from deltaml.transport import PartyTimeout, Transport

@@ -20,7 +20,7 @@ from deltaml.learning import metrics as metric_protocol
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.models import model_type
 from deltaml.learning.standardize import local_sums
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.roles.evidence import message_body
 from deltaml.services.loopback import LoopbackHttpTransport
 from deltaml.simulation import SimulationConfig, owner_ids, simulate_shares

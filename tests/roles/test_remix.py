@@ -8,7 +8,7 @@ import pytest
 
 from deltaml.crypto import MASK_STATISTICAL_BITS
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.roles.aggregator import _metric_growth
 from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
 from deltaml.transport import RecordingTransport, Transport

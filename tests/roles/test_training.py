@@ -11,8 +11,8 @@ from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.learning.admm import AdmmParams, run_plaintext
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
 from deltaml.learning.models import model_type
+from deltaml.protocol import messages as m
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
-from deltaml.roles import messages as m
 from deltaml.roles.aggregator import split_roles
 from deltaml.simulation import (
     SimulationConfig,

@@ -8,7 +8,7 @@ import numpy as np
 
 from deltaml.crypto import EncryptedVector, generate_keypair
 from deltaml.crypto.serialization import pack_vectors
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 
 FEATURES = ["age", "bmi"]
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from services_testkit import FEATURES, new_request, profile
 
 from deltaml.crypto import generate_keypair
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.services import wire
 from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
 from deltaml.services.auth import SignedAuth

@@ -12,7 +12,7 @@ from deltaml.crypto import generate_keypair
 from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.estimator import TrainedModel
 from deltaml.evidence.transcript import TranscriptWriter, read_records, sealed_path_for
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.services.buyer import open_key, parse_request_spec, seal_key
 
 SPEC = {"features": ["age", "bmi"], "target": "y", "owners": 3}

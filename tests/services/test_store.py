@@ -11,7 +11,7 @@ import pytest
 
 from deltaml.crypto import EncryptedVector, generate_keypair
 from deltaml.errors import DeltaMLValueError, ProtocolError
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.roles.aggregator import Checkpoint, RoundRecord, TrainingRecord
 from deltaml.services.queue import JobError, PartyTimeout, QueueTransport, WorkQueue
 from deltaml.services.store import Store

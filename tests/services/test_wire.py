@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from deltaml.crypto import EncryptedVector, PrivateKey, PublicKey, generate_keypair
 from deltaml.errors import DeltaMLTypeError, DeltaMLValueError
-from deltaml.roles import messages as m
-from deltaml.roles.messages import Message
+from deltaml.protocol import messages as m
+from deltaml.protocol.messages import Message
 from deltaml.services.wire import (
     MAX_WIRE_BYTES,
     MESSAGE_KINDS,

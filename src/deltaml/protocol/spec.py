@@ -6,7 +6,7 @@ aggregator's ``POST /requests`` body). Its fields fall in two groups that overla
 * the **request** fields a buyer writes (:data:`REQUEST_FIELDS`): what to train
   and on which data, the payment, the deadline, the key size, the arbiter;
 * the **training** fields the parties receive as
-  :class:`deltaml.roles.messages.TrainingSpec` (:data:`TRAINING_FIELDS`), which
+  :class:`deltaml.protocol.messages.TrainingSpec` (:data:`TRAINING_FIELDS`), which
   add the solver's settings (``rho``, ``relaxation``, ``precision_bits``,
   ``base_exponent``) and ``trainer_fraction``.
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
 from deltaml.errors import DeltaMLValueError, PartyTimeout, ProtocolError
 from deltaml.evidence.signatures import vector_ref
+from deltaml.protocol import messages as m
 from deltaml.protocol import records
 from deltaml.protocol.rules import is_evaluated, last_round
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
-from deltaml.roles import messages as m
 from deltaml.roles.aggregator_base import _expect, _metric_growth
 from deltaml.roles.aggregator_base import zero_sum_masks as zero_sum_masks
 from deltaml.roles.aggregator_phases import AggregatorPhases

@@ -19,9 +19,9 @@ from deltaml.evidence.published import (
 from deltaml.evidence.signatures import hex_ints, vector_digest, vector_ref
 from deltaml.evidence.transcript import FORMAT, TranscriptWriter
 from deltaml.learning.metrics import rotation_growth_bits
+from deltaml.protocol import messages as m
 from deltaml.protocol import records
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
-from deltaml.roles import messages as m
 from deltaml.roles.evidence import EvidenceRecorder
 from deltaml.roles.training_state import Checkpoint
 

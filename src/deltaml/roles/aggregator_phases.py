@@ -21,10 +21,10 @@ from deltaml.learning.contributions import (
 )
 from deltaml.learning.metrics import metric_remixer, mix_residual_vectors
 from deltaml.learning.standardize import sums_length
+from deltaml.protocol import messages as m
 from deltaml.protocol import records
 from deltaml.protocol.rules import compute_payouts, scale_metric
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
-from deltaml.roles import messages as m
 from deltaml.roles.aggregator_base import (
     AggregatorBase,
     _expect,

@@ -36,7 +36,7 @@ from deltaml.learning.contributions import contribution_remixer
 from deltaml.learning.metrics import metric_remixer
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import sums_length
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.roles.evidence import message_body, sign_message
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from deltaml.learning.metrics import (
 )
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import local_sums
-from deltaml.roles import messages as m
+from deltaml.protocol import messages as m
 from deltaml.roles.evidence import sign_message
 
 if TYPE_CHECKING:

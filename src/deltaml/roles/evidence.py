@@ -47,8 +47,8 @@ from deltaml.evidence.signatures import (
     vector_ref,
 )
 from deltaml.evidence.transcript import TranscriptWriter
+from deltaml.protocol import messages as m
 from deltaml.protocol.records import Record
-from deltaml.roles import messages as m
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount

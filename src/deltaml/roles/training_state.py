@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from deltaml.crypto import EncryptedVector
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
+from deltaml.protocol import messages as m
 from deltaml.protocol.rules import Payouts
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
-from deltaml.roles import messages as m
 
 if TYPE_CHECKING:
     pass

@@ -21,7 +21,7 @@ import uvicorn
 from eth_account import Account
 
 from deltaml.errors import DeltaMLValueError
-from deltaml.roles.messages import Message
+from deltaml.protocol.messages import Message
 from deltaml.services.aggregator import AggregatorConfig, AggregatorService, create_app
 from deltaml.services.party import AggregatorClient, WorkLoop
 from deltaml.services.queue import QueueTransport

@@ -30,10 +30,10 @@ from deltaml.errors import DataError, DeltaMLError, DeltaMLValueError, ProtocolE
 from deltaml.evidence.verify import verify_against_chain, verify_transcript
 from deltaml.learning.data import Dataset, load_dataset, profile_csv
 from deltaml.ledger.base import Ledger, RequestStatus, Role
+from deltaml.protocol.messages import Message
 from deltaml.protocol.rules import request_hash
 from deltaml.protocol.status import OfferStatus, Status
 from deltaml.roles import DataOwner
-from deltaml.roles.messages import Message
 from deltaml.services.party import (
     AggregatorClient,
     AggregatorError,

@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.ledger.base import RequestStatus
-from deltaml.roles.messages import Message
+from deltaml.protocol.messages import Message
 from deltaml.services import wire
 from deltaml.services.auth import SignedAuth
 from deltaml.services.http_errors import install_error_handlers

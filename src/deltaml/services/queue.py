@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
 from deltaml.errors import BusyError, ConflictError, DeltaMLError, NotFoundError, ProtocolError
-from deltaml.roles.messages import Message
+from deltaml.protocol.messages import Message
 from deltaml.services import wire
 from deltaml.services.store import Store, jobs
 from deltaml.transport.base import PartyTimeout, Transport

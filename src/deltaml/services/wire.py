@@ -1,7 +1,7 @@
-"""JSON wire format of every :class:`~deltaml.roles.messages.Message`.
+"""JSON wire format of every :class:`~deltaml.protocol.messages.Message`.
 
 Parties on different machines exchange exactly the typed messages of
-:mod:`deltaml.roles.messages`; this module turns them into JSON and back, and is
+:mod:`deltaml.protocol.messages`; this module turns them into JSON and back, and is
 the one place where bytes from another party become Python objects. A message
 travels as::
 
@@ -47,7 +47,7 @@ is worthwhile even for self-contained messages: an equal key decodes to the know
 object, which shares its precomputed randomness tables.
 
 The registry :data:`MESSAGE_KINDS` is built from the ``Message`` subclasses that
-:mod:`deltaml.roles.messages` defines, and every field's codec is compiled at
+:mod:`deltaml.protocol.messages` defines, and every field's codec is compiled at
 import, so a new message or a field type this format cannot carry fails loudly at
 import instead of on the first request.
 """
@@ -71,9 +71,9 @@ from deltaml.crypto.paillier import (
 )
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLTypeError, DeltaMLValueError
+from deltaml.protocol import messages as _messages
 from deltaml.protocol.json_limits import MAX_JSON_DEPTH, check_json_depth
-from deltaml.roles import messages as _messages
-from deltaml.roles.messages import Message
+from deltaml.protocol.messages import Message
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -377,7 +377,7 @@ class _Schema:
 
 
 def _message_classes() -> dict[str, type[Message]]:
-    """Every concrete ``Message`` subclass that :mod:`deltaml.roles.messages` defines."""
+    """Every concrete ``Message`` subclass that :mod:`deltaml.protocol.messages` defines."""
     found: dict[str, type[Message]] = {}
     for value in vars(_messages).values():
         if (

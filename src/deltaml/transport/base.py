@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from deltaml.errors import PartyTimeout
-from deltaml.roles.messages import Message
+from deltaml.protocol.messages import Message
 
 __all__ = ["Party", "PartyTimeout", "Transport"]
 

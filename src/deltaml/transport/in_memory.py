@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deltaml.errors import ProtocolError
-from deltaml.roles.messages import Message
+from deltaml.protocol.messages import Message
 from deltaml.transport.base import Party, Transport
 
 

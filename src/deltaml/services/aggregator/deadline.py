@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 
 from deltaml.evidence.published import is_evaluated, last_round
+from deltaml.protocol.messages import TrainingSpec
 from deltaml.roles.aggregator import Aggregator, Checkpoint
-from deltaml.roles.messages import TrainingSpec
 from deltaml.services.aggregator.core import ServiceCore
 
 log = logging.getLogger(__name__)

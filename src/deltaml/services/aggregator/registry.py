@@ -21,9 +21,9 @@ from deltaml.crypto.paillier import key_fingerprint
 from deltaml.crypto.serialization import unpack_vectors
 from deltaml.errors import ConflictError, DeltaMLValueError, ForbiddenError, NotFoundError
 from deltaml.ledger.base import RequestState, RequestStatus, Role
+from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.rules import request_hash
 from deltaml.protocol.status import OfferStatus, Status
-from deltaml.roles.messages import TrainingSpec
 from deltaml.services.aggregator.core import ServiceCore, accepted_count
 from deltaml.services.aggregator.schemas import NewRequest, OwnerRegistration
 from deltaml.services.store import offers, owners, requests

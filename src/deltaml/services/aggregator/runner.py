@@ -27,8 +27,9 @@ from deltaml.evidence.chain import chain_id_of
 from deltaml.evidence.transcript import ChainBinding, TranscriptWriter, sealed_path_for
 from deltaml.ledger.base import RequestStatus
 from deltaml.ledger.payouts import scale_metric
+from deltaml.protocol import messages as m
+from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.status import OfferStatus, SeatRole, Status
-from deltaml.roles import messages as m
 from deltaml.roles.aggregator import (
     Aggregator,
     Checkpoint,
@@ -36,7 +37,6 @@ from deltaml.roles.aggregator import (
     TrainingRecord,
     split_roles,
 )
-from deltaml.roles.messages import TrainingSpec
 from deltaml.services import wire
 from deltaml.services.aggregator.core import ServiceCore
 from deltaml.services.aggregator.deadline import DeadlineStop, stop_for_deadline

@@ -15,9 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.status import Status
 from deltaml.roles.aggregator import RoundRecord
-from deltaml.roles.messages import TrainingSpec
 from deltaml.services.aggregator.core import AggregatorConfig, ServiceCore
 from deltaml.services.aggregator.registry import Registry
 from deltaml.services.aggregator.runner import TrainingRunner

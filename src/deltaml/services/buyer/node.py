@@ -44,12 +44,12 @@ from deltaml.evidence.transcript import final_model_digest, read_records, record
 from deltaml.evidence.verify import VerificationReport, verify_against_chain, verify_transcript
 from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import Ledger, Role
+from deltaml.protocol import messages as m
 from deltaml.protocol import spec as protocol_spec
 from deltaml.protocol.rules import request_hash
 from deltaml.protocol.spec import REQUEST_DEFAULTS, REQUEST_FIELDS
 from deltaml.protocol.status import SeatRole
 from deltaml.roles import ModelBuyer
-from deltaml.roles import messages as m
 from deltaml.roles.buyer import Seats
 from deltaml.services.buyer.keys import SCRYPT_LOG2_N, open_key, seal_key, sealed_cost
 from deltaml.services.buyer.settlement import Settlement
