@@ -25,6 +25,7 @@ from deltaml.evidence.signatures import canonical_json, sign_body
 from deltaml.evidence.transcript import GENESIS, read_records, read_sealed, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.protocol.records import RECORD_TYPES
 from deltaml.simulation import SimulationConfig, SimulationResult, owner_ids, simulate_shares
 
 Records = list[dict[str, Any]]
@@ -120,6 +121,23 @@ def test_the_honest_run_verifies(run: Run) -> None:
     assert report.payouts_wei == run.result.payouts_wei
     assert report.refund_wei == run.result.refund_wei
     assert sum(report.payouts_wei.values()) + report.refund_wei == 10**18 + 7
+
+
+def test_every_typed_record_of_a_run_reads_back_to_its_written_body(run: Run) -> None:
+    """Writer and verifier share the record classes: each body the run wrote parses
+    and gives back exactly the fields it had (``kind`` and ``key`` aside)."""
+    kinds = set()
+    for record in run.records:
+        body = record["body"]
+        cls = RECORD_TYPES.get(body["kind"])
+        if cls is None:
+            continue
+        kinds.add(body["kind"])
+        fields = {k: v for k, v in body.items() if k not in ("kind", "key")}
+        assert cls.from_body(body).to_body() == fields, body["kind"]
+    # An honest run with metrics and contributions writes every typed kind but the
+    # optional Dropped.
+    assert kinds == set(RECORD_TYPES) - {"Dropped"}
 
 
 def test_the_public_transcript_alone_verifies_what_the_public_can(run: Run) -> None:

@@ -236,6 +236,127 @@ class MixColumns(Record):
     columns: list[VectorRef]
 
 
+# -- Messages other parties sign: the body each signs is the record (``roles.evidence``).
+
+
+@dataclasses.dataclass(frozen=True)
+class EncryptedSums(Record):
+    """An owner's encrypted column sums for the standardization."""
+
+    KIND: ClassVar[str] = "EncryptedSums"
+    sums: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class PublicStats(Record):
+    """The buyer's decryption of the statistics total, with its proof, and the
+    standardization that follows from it."""
+
+    KIND: ClassVar[str] = "PublicStats"
+    total: str
+    plaintexts: list[str]
+    randomness: list[str]
+    count: int
+    means: list[float]
+    scales: list[float]
+    target_mean: float
+    target_scale: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StateUpdate(Record):
+    """A trainer's new encrypted state for ``round`` (``phase``: round or refresh)."""
+
+    KIND: ClassVar[str] = "StateUpdate"
+    round: int
+    phase: str
+    input: str
+    state: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedState(Record):
+    """A trainer's state masked for the key holder's refresh: signed, checked by the
+    buyer before it decrypts, and not kept in the transcript (not in RECORD_TYPES)."""
+
+    KIND: ClassVar[str] = "MaskedState"
+    round: int
+    masked: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class EncryptedResiduals(Record):
+    """A validator's encrypted residuals of the broadcast model on its ``rows``."""
+
+    KIND: ClassVar[str] = "EncryptedResiduals"
+    round: int
+    rows: int
+    input: str
+    vector: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class Remix(Record):
+    """The remixer's second rotation of a round's mixed residuals."""
+
+    KIND: ClassVar[str] = "Remix"
+    round: int
+    input: str
+    commitment: str
+    vector: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricValue(Record):
+    """The buyer's decryption of a round's remixed residuals and the metric from it."""
+
+    KIND: ClassVar[str] = "MetricValue"
+    round: int
+    rows: int
+    vector: str
+    slot_bits: int
+    plaintexts: list[str]
+    randomness: list[str]
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ContributionColumns(Record):
+    """A validator's encrypted contribution columns from the trainers' first updates."""
+
+    KIND: ClassVar[str] = "ContributionColumns"
+    inputs: list[str]
+    columns: list[VectorRef]
+
+
+@dataclasses.dataclass(frozen=True)
+class RemixColumns(Record):
+    """The remixer's second rotation of the mixed contribution columns."""
+
+    KIND: ClassVar[str] = "RemixColumns"
+    inputs: list[str]
+    commitment: str
+    columns: list[VectorRef]
+
+
+@dataclasses.dataclass(frozen=True)
+class ContributionValues(Record):
+    """The buyer's decryption of the remixed columns: the Gram matrix and the exact
+    Shapley value of each trainer."""
+
+    KIND: ClassVar[str] = "ContributionValues"
+    columns: list[str]
+    slot_bits: int
+    plaintexts: list[str]
+    randomness: list[str]
+    gram: list[list[float]]
+    base_round: int
+    base_sse: float
+    seed: int
+    method: str
+    values: list[float]
+
+
 #: Every typed record kind by its name.
 RECORD_TYPES: Mapping[str, type[Record]] = {
     cls.KIND: cls
@@ -248,5 +369,14 @@ RECORD_TYPES: Mapping[str, type[Record]] = {
         Mix,
         ContributionRequest,
         MixColumns,
+        EncryptedSums,
+        PublicStats,
+        StateUpdate,
+        EncryptedResiduals,
+        Remix,
+        MetricValue,
+        ContributionColumns,
+        RemixColumns,
+        ContributionValues,
     )
 }

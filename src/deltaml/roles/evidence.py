@@ -48,6 +48,7 @@ from deltaml.evidence.signatures import (
 )
 from deltaml.evidence.transcript import TranscriptWriter
 from deltaml.protocol import messages as m
+from deltaml.protocol import records
 from deltaml.protocol.records import Record
 
 if TYPE_CHECKING:
@@ -60,94 +61,90 @@ def _floats(values: Iterable[float]) -> list[float]:
     return [float(v) for v in values]
 
 
-def _sums(msg: m.EncryptedSums) -> dict[str, Any]:
-    return {"sums": vector_ref(msg.sums)}
+def _sums(msg: m.EncryptedSums) -> records.Record:
+    return records.EncryptedSums(sums=vector_ref(msg.sums))
 
 
-def _stats(msg: m.PublicStats) -> dict[str, Any]:
-    return {
-        "total": msg.total_digest,
-        "plaintexts": list(msg.plaintexts),
-        "randomness": list(msg.randomness),
-        "count": msg.count,
-        "means": _floats(msg.means),
-        "scales": _floats(msg.scales),
-        "target_mean": float(msg.target_mean),
-        "target_scale": float(msg.target_scale),
-    }
+def _stats(msg: m.PublicStats) -> records.Record:
+    return records.PublicStats(
+        total=msg.total_digest,
+        plaintexts=list(msg.plaintexts),
+        randomness=list(msg.randomness),
+        count=msg.count,
+        means=_floats(msg.means),
+        scales=_floats(msg.scales),
+        target_mean=float(msg.target_mean),
+        target_scale=float(msg.target_scale),
+    )
 
 
-def _state(msg: m.StateUpdate) -> dict[str, Any]:
-    return {
-        "round": msg.round,
-        "phase": msg.phase,
-        "input": msg.input_digest,
-        "state": vector_ref(msg.state),
-    }
+def _state(msg: m.StateUpdate) -> records.Record:
+    return records.StateUpdate(
+        round=msg.round, phase=msg.phase, input=msg.input_digest, state=vector_ref(msg.state)
+    )
 
 
-def _masked(msg: m.MaskedState) -> dict[str, Any]:
-    return {"round": msg.round, "masked": vector_ref(msg.masked)}
+def _masked(msg: m.MaskedState) -> records.Record:
+    return records.MaskedState(round=msg.round, masked=vector_ref(msg.masked))
 
 
-def _residuals(msg: m.EncryptedResiduals) -> dict[str, Any]:
-    return {
-        "round": msg.round,
-        "rows": msg.rows,
-        "input": msg.input_digest,
-        "vector": vector_ref(msg.vector),
-    }
+def _residuals(msg: m.EncryptedResiduals) -> records.Record:
+    return records.EncryptedResiduals(
+        round=msg.round, rows=msg.rows, input=msg.input_digest, vector=vector_ref(msg.vector)
+    )
 
 
-def _metric(msg: m.MetricValue) -> dict[str, Any]:
-    return {
-        "round": msg.round,
-        "rows": msg.rows,
-        "vector": msg.vector_digest,
-        "slot_bits": msg.slot_bits,
-        "plaintexts": list(msg.plaintexts),
-        "randomness": list(msg.randomness),
-        "value": float(msg.value),
-    }
+def _metric(msg: m.MetricValue) -> records.Record:
+    return records.MetricValue(
+        round=msg.round,
+        rows=msg.rows,
+        vector=msg.vector_digest,
+        slot_bits=msg.slot_bits,
+        plaintexts=list(msg.plaintexts),
+        randomness=list(msg.randomness),
+        value=float(msg.value),
+    )
 
 
-def _columns(msg: m.ContributionColumns) -> dict[str, Any]:
-    return {"inputs": list(msg.input_digests), "columns": [vector_ref(c) for c in msg.columns]}
+def _columns(msg: m.ContributionColumns) -> records.Record:
+    return records.ContributionColumns(
+        inputs=list(msg.input_digests), columns=[vector_ref(c) for c in msg.columns]
+    )
 
 
-def _remix(msg: m.Remix) -> dict[str, Any]:
-    return {
-        "round": msg.round,
-        "input": msg.input_digest,
-        "commitment": msg.commitment,
-        "vector": vector_ref(msg.vector),
-    }
+def _remix(msg: m.Remix) -> records.Record:
+    return records.Remix(
+        round=msg.round,
+        input=msg.input_digest,
+        commitment=msg.commitment,
+        vector=vector_ref(msg.vector),
+    )
 
 
-def _remix_columns(msg: m.RemixColumns) -> dict[str, Any]:
-    return {
-        "inputs": list(msg.input_digests),
-        "commitment": msg.commitment,
-        "columns": [vector_ref(c) for c in msg.columns],
-    }
+def _remix_columns(msg: m.RemixColumns) -> records.Record:
+    return records.RemixColumns(
+        inputs=list(msg.input_digests),
+        commitment=msg.commitment,
+        columns=[vector_ref(c) for c in msg.columns],
+    )
 
 
-def _contributions(msg: m.ContributionValues) -> dict[str, Any]:
-    return {
-        "columns": list(msg.column_digests),
-        "slot_bits": msg.slot_bits,
-        "plaintexts": list(msg.plaintexts),
-        "randomness": list(msg.randomness),
-        "gram": [_floats(row) for row in msg.gram],
-        "base_round": msg.base_round,
-        "base_sse": float(msg.base_sse),
-        "seed": msg.seed,
-        "method": msg.method,
-        "values": _floats(msg.values),
-    }
+def _contributions(msg: m.ContributionValues) -> records.Record:
+    return records.ContributionValues(
+        columns=list(msg.column_digests),
+        slot_bits=msg.slot_bits,
+        plaintexts=list(msg.plaintexts),
+        randomness=list(msg.randomness),
+        gram=[_floats(row) for row in msg.gram],
+        base_round=msg.base_round,
+        base_sse=float(msg.base_sse),
+        seed=msg.seed,
+        method=msg.method,
+        values=_floats(msg.values),
+    )
 
 
-_BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
+_BODIES: dict[str, Callable[[Any], records.Record]] = {
     "EncryptedSums": _sums,
     "PublicStats": _stats,
     "StateUpdate": _state,
@@ -172,7 +169,7 @@ def message_body(msg: m.Message, key: str) -> dict[str, Any]:
     builder = _BODIES.get(msg.kind)
     if builder is None:
         raise ProtocolError(f"{msg.kind} is not a signed message")
-    return {"kind": msg.kind, "key": key, **builder(msg)}
+    return {"kind": msg.kind, "key": key, **builder(msg).to_body()}
 
 
 def message_vectors(msg: m.Message) -> list[EncryptedVector]:

@@ -50,15 +50,16 @@ def on_contribution_request(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_contribution_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.ContributionColumns.from_body(body)
     party = vr.records[vr.seq]["party"]
     vr.require(
-        vr.request is not None and body["inputs"] == vr.request["outgoing"],
+        vr.request is not None and rec.inputs == vr.request["outgoing"],
         "link",
         f"{party}'s columns are not computed from the requested updates",
     )
     vr.ok("link")
     vr.require(party not in vr.columns, "completeness", f"{party} answered twice")
-    columns = [vr.declare(ref) for ref in body["columns"]]
+    columns = [vr.declare(ref) for ref in rec.columns]
     vr.require(len(columns) == len(vr.active) + 1, "format", "one column per trainer plus one")
     vr.columns[party] = columns
 
@@ -79,18 +80,19 @@ def on_mix_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_remix_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.RemixColumns.from_body(body)
     party = vr.records[vr.seq]["party"]
     vr._remixer(party, contribution_remixer(vr.validators), "the contribution columns")
     mixed = vr.mix_columns
     vr.require(
-        mixed is not None and body["inputs"] == mixed["columns"] and vr.remixed_columns is None,
+        mixed is not None and rec.inputs == mixed["columns"] and vr.remixed_columns is None,
         "link",
         "the remixed columns are not of the aggregator's mixed columns, once",
     )
     assert mixed is not None
     vr.ok("link")
-    vr.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
-    columns = [vr.declare(ref) for ref in body["columns"]]
+    vr.require(_is_hex(rec.commitment, 64), "format", "malformed rotation commitment")
+    columns = [vr.declare(ref) for ref in rec.columns]
     vr.require(len(columns) == len(mixed["columns"]), "remixer", "one column per column")
     for source, remixed in zip(mixed["columns"], columns, strict=True):
         vr._remixed_ref(source, remixed)
@@ -99,15 +101,16 @@ def on_remix_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_contribution_values(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.ContributionValues.from_body(body)
     what = "remixed"  # by the only validator too
     decrypted = vr.remixed_columns
     vr.require(
-        decrypted is not None and body["columns"] == decrypted,
+        decrypted is not None and rec.columns == decrypted,
         "link",
         f"the contributions are not a decryption of the {what} columns",
     )
     assert decrypted is not None
-    values = body["values"]
+    values = rec.values
     m = len(vr.active)
     vr.require(
         isinstance(values, list) and len(values) == m and all(_is_number(v) for v in values),
@@ -117,7 +120,7 @@ def on_contribution_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.contributions = [float(v) for v in values]
     measured = dict(zip(vr.active, vr.contributions, strict=True))
     vr.report.contributions = {t: measured.get(t, 0.0) for t in vr.trainers}
-    base_round = body["base_round"]
+    base_round = rec.base_round
     vr.require(
         base_round == 0 and base_round in vr.sse,
         "link",
@@ -126,7 +129,7 @@ def on_contribution_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.ok("link")
     columns = proven_packed(vr, decrypted, body)
     gram = gram_from_ints(columns, [vr.exponent(d) for d in decrypted])
-    published_gram = body["gram"]
+    published_gram = rec.gram
     vr.expect(
         published_gram == [[float(v) for v in row] for row in gram],
         "gram",
@@ -134,13 +137,13 @@ def on_contribution_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     )
     base_sse = vr.sse[base_round]
     vr.expect(
-        body["base_sse"] == base_sse,
+        rec.base_sse == base_sse,
         "shapley",
         "the empty coalition's error is not the proven round-0 error",
     )
     seed = shapley_seed(vr.mix_columns_hash)
     vr.expect(
-        body["seed"] == seed and body["method"] == shapley_method(m),
+        rec.seed == seed and rec.method == shapley_method(m),
         "shapley seed",
         "the Shapley seed or method is not the one the transcript fixes",
     )

@@ -95,9 +95,10 @@ def on_header(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_encrypted_sums(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.EncryptedSums.from_body(body)
     party = vr.records[vr.seq]["party"]
     vr.require(party not in vr.sums, "completeness", f"{party} sent statistics twice")
-    vr.sums[party] = vr.declare(body["sums"])
+    vr.sums[party] = vr.declare(rec.sums)
 
 
 def on_stats_total(vr: Verifier, body: Mapping[str, Any]) -> None:
@@ -115,19 +116,20 @@ def on_stats_total(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_public_stats(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = records.PublicStats.from_body(body)
     vr.require(vr.stats_total is not None, "link", "statistics before their total")
     assert vr.stats_total is not None and vr.key is not None
     digest = vr.stats_total["total"]
-    vr.require(body["total"] == digest, "link", "the buyer decrypted another total")
+    vr.require(rec.total == digest, "link", "the buyer decrypted another total")
     # The published statistics are what later metrics use, proven or not.
     vr.stats = Standardization(
-        int(body["count"]),
-        np.array(body["means"], dtype=np.float64),
-        np.array(body["scales"], dtype=np.float64),
-        float(body["target_mean"]),
-        float(body["target_scale"]),
+        int(rec.count),
+        np.array(rec.means, dtype=np.float64),
+        np.array(rec.scales, dtype=np.float64),
+        float(rec.target_mean),
+        float(rec.target_scale),
     )
-    values = proven(vr, digest, body["plaintexts"], body["randomness"])
+    values = proven(vr, digest, rec.plaintexts, rec.randomness)
     try:
         stats = stats_from_ints(
             values, vr.exponent(digest), vr.n_features, vr.stats_total["include_target"]
@@ -136,11 +138,11 @@ def on_public_stats(vr: Verifier, body: Mapping[str, Any]) -> None:
         vr.fail("statistics", f"cannot recompute: {exc}")
         raise Skip from None
     published = (
-        body["count"],
-        list(body["means"]),
-        list(body["scales"]),
-        body["target_mean"],
-        body["target_scale"],
+        rec.count,
+        list(rec.means),
+        list(rec.scales),
+        rec.target_mean,
+        rec.target_scale,
     )
     recomputed = (
         stats.count,

@@ -23,19 +23,20 @@ from deltaml.protocol.rules import (
 
 
 def on_encrypted_residuals(vr: Verifier, body: Mapping[str, Any]) -> None:
-    k = body["round"]
+    rec = records.EncryptedResiduals.from_body(body)
+    k = rec.round
     party = vr.records[vr.seq]["party"]
     vr.require(
-        body["input"] == vr.broadcasts.get(("evaluate", k)),
+        rec.input == vr.broadcasts.get(("evaluate", k)),
         "link",
         f"{party} did not evaluate round {k}'s model",
     )
     vr.ok("link")
-    rows = body["rows"]
+    rows = rec.rows
     vr.require(type(rows) is int and rows > 0, "format", "rows must be positive")
     parts = vr.residuals.setdefault(k, {})
     vr.require(party not in parts, "completeness", f"{party} answered twice")
-    parts[party] = (vr.declare(body["vector"]), rows)
+    parts[party] = (vr.declare(rec.vector), rows)
 
 
 def on_mix(vr: Verifier, body: Mapping[str, Any]) -> None:
@@ -55,7 +56,8 @@ def on_mix(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_remix(vr: Verifier, body: Mapping[str, Any]) -> None:
-    k = body["round"]
+    rec = records.Remix.from_body(body)
+    k = rec.round
     party = vr.records[vr.seq]["party"]
     every = vr.spec.get("eval_every")
     vr.require(type(every) is int and every >= 1, "format", "no eval_every in the spec")
@@ -63,20 +65,21 @@ def on_remix(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr._remixer(party, metric_remixer(vr.validators, k, every), f"round {k}")
     mix = vr.mixes.get(k)
     vr.require(
-        mix is not None and body["input"] == mix["mixed"] and k not in vr.remixes,
+        mix is not None and rec.input == mix["mixed"] and k not in vr.remixes,
         "link",
         f"the remix of round {k} is not of round {k}'s mixed vector, once",
     )
     assert mix is not None
     vr.ok("link")
-    vr.require(_is_hex(body["commitment"], 64), "format", "malformed rotation commitment")
-    remixed = vr.declare(body["vector"])
+    vr.require(_is_hex(rec.commitment, 64), "format", "malformed rotation commitment")
+    remixed = vr.declare(rec.vector)
     vr._remixed_ref(mix["mixed"], remixed)
     vr.remixes[k] = remixed
 
 
 def on_metric_value(vr: Verifier, body: Mapping[str, Any]) -> None:
-    k = body["round"]
+    rec = records.MetricValue.from_body(body)
+    k = rec.round
     mix = vr.mixes.get(k)
     # Every metric vector is remixed, by the only validator too: the buyer decrypts
     # only a seated owner's signed output.
@@ -85,8 +88,8 @@ def on_metric_value(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.require(
         mix is not None
         and decrypted is not None
-        and body["vector"] == decrypted
-        and body["rows"] == mix["rows"],
+        and rec.vector == decrypted
+        and rec.rows == mix["rows"],
         "link",
         f"the metric of round {k} is not a decryption of round {k}'s {what} vector",
     )
@@ -95,7 +98,7 @@ def on_metric_value(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.require(vr.stats is not None, "link", "a metric before the statistics")
     assert vr.stats is not None
     vr.require(k not in vr.report.metrics, "completeness", f"a second metric, round {k}")
-    published = body["value"]
+    published = rec.value
     vr.require(_is_number(published), "format", "the metric is not a number")
     vr.report.metrics[k] = float(published)
     (values,) = proven_packed(vr, [decrypted], body)

@@ -138,19 +138,20 @@ def on_deadline_stop(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def on_state_update(vr: Verifier, body: Mapping[str, Any]) -> None:
-    k, phase = body["round"], body["phase"]
+    rec = records.StateUpdate.from_body(body)
+    k, phase = rec.round, rec.phase
     party = vr.records[vr.seq]["party"]
     vr.require(phase in ("round", "refresh"), "format", "unknown state phase")
     if phase == "round":
         vr.require(
-            body["input"] == vr.broadcasts.get(("round", k)),
+            rec.input == vr.broadcasts.get(("round", k)),
             "link",
             f"{party}'s state does not answer round {k}'s total",
         )
         vr.ok("link")
     states = vr.states.setdefault((k, phase), {})
     vr.require(party not in states, "completeness", f"{party} sent two states")
-    states[party] = vr.declare(body["state"])
+    states[party] = vr.declare(rec.state)
 
 
 def on_sum(vr: Verifier, body: Mapping[str, Any]) -> None:
