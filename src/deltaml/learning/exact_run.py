@@ -1,12 +1,12 @@
 r"""The exact solve's phases as the parties run them, timed apart (see ``exact_solve``).
 
 :func:`prepare` is everything that does not depend on the data, which the parties do
-while the request is being accepted: the aggregator draws its mask ``R, s``, encrypts
-it, and draws the randomizers it will re-randomize with; each trainer draws the
-randomizers of its ``Enc(H_i)``, ``Enc(g_i)``. :func:`train` is the rest: the trainers'
-messages (independent parties, so computed in parallel on the machine's cores when it
-has several: :func:`map_parties`), the aggregator's sums, the buyer's masked solve,
-the unmasking and the buyer's decryption of the model.
+while the request is being accepted: the aggregator draws its mask ``R, s``, the check
+vector ``c``, the trainers' zero-sum shares and the randomizers of its unmasking; each
+trainer draws the randomizers of its messages (``r^n mod n²``, the costly part of an
+encryption). :func:`train` is the rest: the trainers' messages (independent parties,
+so spread over the machine's cores: :class:`Cores`), the aggregator's sums, the buyer's
+masked solve, the unmasking and the buyer's checked decryption of the model.
 """
 
 from __future__ import annotations
@@ -23,28 +23,30 @@ import numpy as np
 
 from deltaml.crypto.paillier import PublicKey
 from deltaml.learning.exact_solve import (
-    EncryptedMask,
     EncryptedSystem,
     ExactBuyer,
     Mask,
-    MaskedSystem,
+    TrainerMask,
     draw_factors,
-    encrypt_mask,
     encrypt_system,
+    masked_length,
     precision_for,
+    random_check,
     random_mask,
-    sum_masked,
+    split_masked,
+    sum_ciphertexts,
     sum_systems,
     system_factor_count,
     trainer_masked_system,
     unmask,
+    zero_sum_shares,
 )
 from deltaml.learning.models import QuadraticTerms
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Worker processes for the trainers' messages in one process (a simulation).
+#: Worker processes for independent work in one process (a simulation).
 DEFAULT_WORKERS = 2
 
 
@@ -54,9 +56,8 @@ class Preparation:
 
     precision_bits: int
     mask: Mask = field(repr=False)
-    sent: EncryptedMask = field(repr=False)
+    trainer_masks: tuple[TrainerMask, ...] = field(repr=False)
     trainer_factors: tuple[tuple[gmpy2.mpz, ...], ...] = field(repr=False)
-    sum_factors: tuple[gmpy2.mpz, ...] = field(repr=False)
     unmask_factors: tuple[gmpy2.mpz, ...] = field(repr=False)
 
 
@@ -68,12 +69,14 @@ def prepare(
     mask: Mask | None = None,
 ) -> Preparation:
     mask = mask or random_mask(public_key, d)
+    check = random_check(public_key, d)
+    shares = zero_sum_shares(public_key, trainers, masked_length(d))
+    per_trainer = system_factor_count(d) + masked_length(d)
     return Preparation(
         precision_bits or precision_for(public_key.key_bits, d),
         mask,
-        encrypt_mask(mask, public_key),
-        tuple(tuple(draw_factors(public_key, system_factor_count(d))) for _ in range(trainers)),
-        tuple(draw_factors(public_key, d * d + d)),
+        tuple(TrainerMask(mask, check, share) for share in shares),
+        tuple(tuple(draw_factors(public_key, per_trainer)) for _ in range(trainers)),
         tuple(draw_factors(public_key, d)),
     )
 
@@ -83,14 +86,18 @@ class TrainerJob:
     terms: QuadraticTerms
     public_key: PublicKey
     precision_bits: int
-    sent: EncryptedMask
+    mask: TrainerMask
     factors: tuple[gmpy2.mpz, ...]
 
 
-def trainer_messages(job: TrainerJob) -> tuple[EncryptedSystem, MaskedSystem]:
-    """One trainer's two messages: its signed ``Enc(H_i), Enc(g_i)`` and its masked system."""
-    system = encrypt_system(job.terms, job.public_key, job.precision_bits, job.factors)
-    masked = trainer_masked_system(job.terms, job.public_key, job.precision_bits, job.sent, system)
+def trainer_messages(job: TrainerJob) -> tuple[EncryptedSystem, tuple[int, ...]]:
+    """One trainer's two messages: its ``Enc(H_i), Enc(g_i)`` and its masked vector."""
+    d = len(job.terms.linear)
+    split = system_factor_count(d)
+    system = encrypt_system(job.terms, job.public_key, job.precision_bits, job.factors[:split])
+    masked = trainer_masked_system(
+        job.terms, job.public_key, job.precision_bits, job.mask, job.factors[split:]
+    )
     return system, masked
 
 
@@ -98,9 +105,9 @@ class Cores:
     """This machine's cores: independent parties' work (the trainers', as on their own
     machines) and one party's independent blocks (the aggregator's unmasking rows).
 
-    ``workers`` forked processes, started (and warmed) when the pool is made — at setup,
-    like the parties' nodes, which are up before the training starts. With one worker,
-    one core or no ``fork`` start method the work runs in this process.
+    ``workers`` forked processes, started when the pool is made — at setup, like the
+    parties' nodes, which are up before the training starts. With one worker, one core
+    or no ``fork`` start method the work runs in this process.
     """
 
     def __init__(self, workers: int = DEFAULT_WORKERS) -> None:
@@ -136,9 +143,7 @@ class ExactOutcome:
     total: EncryptedSystem
     #: The model mod n, as the buyer decrypted it (for the residual check).
     w_mod: tuple[int, ...]
-    systems: tuple[EncryptedSystem, ...] = field(repr=False)
-    masked: tuple[MaskedSystem, ...] = field(repr=False)
-    masked_sum: MaskedSystem = field(repr=False)
+    masked_sum: tuple[int, ...] = field(repr=False)
     encrypted_u: tuple[int, ...] = field(repr=False)
     encrypted_w: tuple[int, ...] = field(repr=False)
 
@@ -153,15 +158,14 @@ def train(
     """The data-dependent phases, in protocol order (spread over ``cores``)."""
     cores = cores or Cores(1)
     jobs = [
-        TrainerJob(t, public_key, prep.precision_bits, prep.sent, f)
-        for t, f in zip(terms, prep.trainer_factors, strict=True)
+        TrainerJob(t, public_key, prep.precision_bits, tm, f)
+        for t, tm, f in zip(terms, prep.trainer_masks, prep.trainer_factors, strict=True)
     ]
     messages = cores.map(trainer_messages, jobs)
-    systems = tuple(s for s, _ in messages)
-    masked = tuple(m for _, m in messages)
-    total = sum_systems(systems, public_key)
-    masked_sum = sum_masked(masked, public_key, prep.sum_factors)
-    enc_u = buyer.solve_masked(masked_sum)
+    total = sum_systems([s for s, _ in messages], public_key)
+    masked_sum = sum_ciphertexts([v for _, v in messages], public_key)
+    solve_part, check_part = split_masked(masked_sum, total.size)
+    enc_u = buyer.solve_masked(solve_part)
     enc_w = unmask(enc_u, prep.mask, public_key, prep.unmask_factors, cores.map)
-    weights, w_mod = buyer.final_weights(enc_w)
-    return ExactOutcome(weights, total, w_mod, systems, masked, masked_sum, enc_u, enc_w)
+    weights, w_mod = buyer.final_weights(enc_w, check_part)
+    return ExactOutcome(weights, total, w_mod, masked_sum, enc_u, enc_w)

@@ -5,21 +5,25 @@ so its optimum solves ``H w = g`` with ``H = Σ_i H_i`` and ``g = Σ_i g_i``. Fo
 Giacomelli, Jha, Joye, Page and Yoon (*Privacy-preserving ridge regression with only
 linearly-homomorphic encryption*, ACNS 2018), see ``docs/exactness.md``:
 
-1. each trainer encrypts its ``H_i``, ``g_i`` as integers at precision ``2^-p``
-   (:func:`encrypt_system`); the aggregator sums them (:func:`sum_systems`);
-2. the aggregator draws a secret ``R`` uniform in ``GL_d(ℤₙ)`` and ``s`` uniform in
-   ``ℤₙ^d`` and computes ``Enc(HR)``, ``Enc(g + Hs)`` with plaintext exponents
-   (:func:`mask_system`): uniform whatever ``H`` is, so perfectly hiding;
-3. the buyer decrypts only that masked system, solves ``(HR)u = g + Hs`` mod n and
-   returns ``Enc(u)`` (:meth:`ExactBuyer.solve_masked`), ``u = R⁻¹(H⁻¹g + s)``;
+1. the aggregator draws a secret ``R`` uniform in ``GL_d(ℤₙ)``, ``s`` uniform in ``ℤₙ^d``,
+   a check vector ``c`` and zero-sum shares ``z_i``, and sends each trainer its
+   :class:`TrainerMask` (never the buyer);
+2. each trainer encrypts its ``H_i``, ``g_i`` as integers at precision ``2^-p``
+   (:func:`encrypt_system`, kept for the check) and its masked vector
+   ``[H_i R; g_i + H_i s; H_i c; cᵀg_i] + z_i`` (:func:`trainer_masked_system`); the
+   aggregator sums both (:func:`sum_systems`, :func:`sum_ciphertexts`);
+3. the buyer decrypts only the summed solve part ``HR``, ``g + Hs`` (uniform whatever
+   ``H`` is: perfectly hiding), solves it mod n and returns ``Enc(u)``
+   (:meth:`ExactBuyer.solve_masked`), ``u = R⁻¹(H⁻¹g + s)``;
 4. the aggregator unmasks ``Enc(w) = R·Enc(u) − s`` (:func:`unmask`), ``w = H⁻¹g mod n``;
-5. the buyer decrypts ``w`` and recovers the rational ``H⁻¹g`` by rational
-   reconstruction (:meth:`ExactBuyer.final_weights`).
+5. the buyer decrypts ``w``, checks ``(Hc)ᵀw = cᵀg`` with the check part it kept and
+   recovers the rational ``H⁻¹g`` by rational reconstruction
+   (:meth:`ExactBuyer.final_weights`).
 
-Anyone holding the summed ciphertexts checks the result by its defining property:
-``Enc(H)·w − Enc(g)`` (:func:`residual`) must decrypt to 0 (a decryption proof of zero).
-
-Simulation only: the services do not run this yet.
+Anyone holding the summed ciphertexts and ``w`` checks the result by its defining
+property: ``Enc(H)·w − Enc(g)`` (:func:`residual`) must decrypt to 0.
+:func:`mask_system` is the aggregator-side variant (the aggregator masks ``Enc(H)``
+itself with full-size exponents: no trainer sees the mask, ~6× slower).
 """
 
 from __future__ import annotations
@@ -198,72 +202,81 @@ def mask_system(
 
 
 @dataclass(frozen=True)
-class EncryptedMask:
-    """``Enc(R)`` and ``Enc(s)`` under the buyer's key: what the aggregator sends trainers."""
+class TrainerMask:
+    """What the aggregator sends one trainer (never the buyer): ``R``, ``s``, the check
+    vector ``c`` and the trainer's zero-sum share ``z_i`` of the masked vector.
 
-    matrix: tuple[tuple[int, ...], ...]
-    shift: tuple[int, ...]
+    The trainer learns nothing from them (random, independent of every party's data);
+    the shares of all trainers add up to 0 mod n, so each trainer's masked vector is
+    uniform on its own and only their sum carries ``HR``, ``g + Hs``, ``Hc``, ``cᵀg``.
+    """
+
+    mask: Mask = field(repr=False)
+    check: tuple[int, ...] = field(repr=False)
+    share: tuple[int, ...] = field(repr=False)
 
 
-def encrypt_mask(mask: Mask, public_key: PublicKey) -> EncryptedMask:
-    enc = public_key.raw_encrypt
-    return EncryptedMask(
-        tuple(tuple(int(enc(v)) for v in row) for row in mask.matrix),
-        tuple(int(enc(v)) for v in mask.shift),
-    )
+def masked_length(d: int) -> int:
+    """``HR`` (d², row-major), ``g + Hs`` (d), then the check part ``Hc`` (d) and ``cᵀg``."""
+    return d * d + 2 * d + 1
+
+
+def random_check(public_key: PublicKey, d: int) -> tuple[int, ...]:
+    return tuple(secrets.randbelow(public_key.n) for _ in range(d))
+
+
+def zero_sum_shares(public_key: PublicKey, trainers: int, length: int) -> list[tuple[int, ...]]:
+    """``trainers`` uniform vectors mod n that add up to zero."""
+    n = public_key.n
+    shares = [[secrets.randbelow(n) for _ in range(length)] for _ in range(trainers - 1)]
+    last = [(-sum(column)) % n for column in zip(*shares, strict=True)] if shares else [0] * length
+    return [tuple(v) for v in shares] + [tuple(last)]
+
+
+def masked_residues(h: list[list[int]], g: list[int], tm: TrainerMask, n: int) -> list[int]:
+    """A trainer's masked vector in the clear (it knows ``H_i``, ``g_i`` and the mask):
+    ``[H_i R; g_i + H_i s; H_i c; cᵀg_i] + z_i mod n`` — integer products, no ciphertexts."""
+    d = len(g)
+    r, s, c = tm.mask.matrix, tm.mask.shift, tm.check
+    hr = [sum(h[i][k] * r[k][j] for k in range(d)) for i in range(d) for j in range(d)]
+    shifted = [g[i] + sum(h[i][k] * s[k] for k in range(d)) for i in range(d)]
+    checked = [sum(h[i][k] * c[k] for k in range(d)) for i in range(d)]
+    values = [*hr, *shifted, *checked, sum(ci * gi for ci, gi in zip(c, g, strict=True))]
+    return [(v + z) % n for v, z in zip(values, tm.share, strict=True)]
+
+
+def encrypt_residues(
+    public_key: PublicKey, values: Sequence[int], factors: Sequence[gmpy2.mpz] | None = None
+) -> tuple[int, ...]:
+    """Encrypt residues mod n, with randomizers drawn in advance when given."""
+    nsq, n = public_key.nsquare, public_key.n
+    pool = iter(factors if factors is not None else draw_factors(public_key, len(values)))
+    return tuple(int((1 + v * n) % nsq * next(pool) % nsq) for v in values)
 
 
 def trainer_masked_system(
     terms: QuadraticTerms,
     public_key: PublicKey,
     precision_bits: int,
-    mask: EncryptedMask,
-    system: EncryptedSystem | None = None,
-) -> MaskedSystem:
-    """A trainer's ``Enc(H_i R)`` and ``Enc(g_i + H_i s)`` from the encrypted mask.
-
-    The trainer knows ``H_i`` in the clear, so the exponents are its short fixed-point
-    entries (``p`` bits and a sign), not full-size mask entries: ``d²(d + 1)`` short
-    exponentiations, on the trainers' own machines, in parallel. ``Enc(g_i)`` is the
-    trainer's own signed ciphertext (``system``) when given, else a fresh one; the
-    aggregator re-randomizes the sum before the buyer sees it.
-    """
-    h, g = system_integers(terms, precision_bits)
-    d = len(g)
-    nsq = gmpy2.mpz(public_key.nsquare)
-    columns = [
-        multi_exp([gmpy2.mpz(mask.matrix[k][j]) for k in range(d)], h, nsq) for j in range(d)
-    ]
-    hs = multi_exp([gmpy2.mpz(c) for c in mask.shift], h, nsq)
-    linear = (
-        system.linear
-        if system is not None
-        else tuple(int(public_key.raw_encrypt(public_key.encode_signed(v))) for v in g)
-    )
-    vector = tuple(int(hs[i] * linear[i] % nsq) for i in range(d))
-    return MaskedSystem(
-        tuple(tuple(int(columns[j][i]) for j in range(d)) for i in range(d)), vector
-    )
-
-
-def sum_masked(
-    systems: Sequence[MaskedSystem],
-    public_key: PublicKey,
+    tm: TrainerMask,
     factors: Sequence[gmpy2.mpz] | None = None,
-) -> MaskedSystem:
-    """The aggregator's sum of the trainers' masked systems, re-randomized for the buyer
-    (``d² + d`` factors drawn in advance, or fresh)."""
+) -> tuple[int, ...]:
+    """A trainer's encrypted masked vector (:func:`masked_residues`, freshly encrypted:
+    its randomness is the trainer's own, so a decryption of it tells nothing of ``R``)."""
+    h, g = system_integers(terms, precision_bits)
+    return encrypt_residues(public_key, masked_residues(h, g, tm, public_key.n), factors)
+
+
+def split_masked(flat: Sequence[int], d: int) -> tuple[MaskedSystem, tuple[int, ...]]:
+    """The solve part (``HR``, ``g + Hs``) and the check part (``Hc``, ``cᵀg``)."""
+    matrix = tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d))
+    return MaskedSystem(matrix, tuple(flat[d * d : d * d + d])), tuple(flat[d * d + d :])
+
+
+def sum_ciphertexts(vectors: Sequence[Sequence[int]], public_key: PublicKey) -> tuple[int, ...]:
+    """Entry-wise product mod n² (the encrypted sum): deterministic, anyone recomputes it."""
     nsq = public_key.nsquare
-    d = len(systems[0].vector)
-    pool = iter(factors if factors is not None else draw_factors(public_key, d * d + d))
-
-    def total(cts: Sequence[int]) -> int:
-        return int(math.prod(cts) % nsq * next(pool) % nsq)
-
-    return MaskedSystem(
-        tuple(tuple(total([s.matrix[i][j] for s in systems]) for j in range(d)) for i in range(d)),
-        tuple(total([s.vector[i] for s in systems]) for i in range(d)),
-    )
+    return tuple(int(math.prod(column) % nsq) for column in zip(*vectors, strict=True))
 
 
 MultiExpJob = tuple[list[gmpy2.mpz], list[list[int]], gmpy2.mpz]
@@ -392,10 +405,25 @@ class ExactBuyer:
             )
         return tuple(int(self.public_key.raw_encrypt(v)) for v in u)
 
-    def final_weights(self, encrypted_w: Sequence[int]) -> tuple[np.ndarray, tuple[int, ...]]:
-        """The exact model as floats, and its representative mod n (for the check)."""
+    def final_weights(
+        self, encrypted_w: Sequence[int], check: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, tuple[int, ...]]:
+        """The exact model as floats, and its representative mod n (for the check).
+
+        ``check`` is the summed check part ``Enc(Hc)``, ``Enc(cᵀg)`` (kept unopened since
+        the masked sum arrived): the model is accepted only if ``(Hc)ᵀw = cᵀg`` mod n,
+        which a model that does not solve ``Hw = g`` passes with probability ~1/p.
+        """
         w_mod = tuple(self._private_key.raw_decrypt(c) for c in encrypted_w)
         self.decrypted.append(("final_model", w_mod))
+        if check is not None:
+            opened = decrypt_many(self._private_key, check)
+            self.decrypted.append(("check", tuple(opened)))
+            *hc, cg = opened
+            if sum(v * w for v, w in zip(hc, w_mod, strict=True)) % self.public_key.n != cg:
+                raise DeltaMLValueError(
+                    "the exact model fails its check: it does not solve the trainers' system"
+                )
         fractions = [rational_reconstruction(v, self.public_key.n) for v in w_mod]
         return np.array([float(f) for f in fractions]), w_mod
 
