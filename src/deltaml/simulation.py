@@ -39,12 +39,12 @@ from deltaml.learning.data import Dataset, load_dataset, split_owners, train_tes
 from deltaml.learning.models import ModelType, Standardization, raw_coefficients
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import ChainSettlement, OnChainRequest
-from deltaml.protocol.spec import FIELDS, check_field
+from deltaml.protocol.spec import FIELDS, check_field, check_solver
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import RoundRecord, split_roles
 from deltaml.roles.buyer import Seats
 from deltaml.roles.messages import TrainingSpec
-from deltaml.simulation_exact import simulate_exact
+from deltaml.simulation_exact import disclose_exact, payouts_by_party
 from deltaml.simulation_multiclass import multiclass_test_metrics as multiclass_test_metrics
 from deltaml.simulation_multiclass import simulate_one_vs_rest
 from deltaml.transport import InMemoryTransport, Transport
@@ -92,18 +92,28 @@ class SimulationConfig:
     chain: bool = True
     chain_url: str | None = None
     #: ``"admm"``: the iterative protocol; ``"exact"``: the one-shot exact solve over ℤₙ
-    #: with the key holder (``deltaml.learning.exact_solve``; simulation only, for now
-    #: without a chain, contributions, metrics or a transcript).
+    #: with the key holder (:mod:`deltaml.roles.exact`; for now without a chain,
+    #: contributions or metrics of the final model).
     solver: str = "admm"
+    #: ``solver="exact"``: the buyer then publishes its model in the transcript (what a
+    #: dispute does), so that verification checks ``H·w = g`` itself.
+    disclose_model: bool = False
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise DeltaMLValueError(f"--solver must be one of {', '.join(SOLVERS)}")
         if self.solver == "exact" and (self.chain or self.contributions):
             raise DeltaMLValueError(
-                "the exact solver runs in simulation only: use it without a chain "
-                "and without contributions"
+                "the exact solver runs without a chain and without contributions for now "
+                "(--no-chain --no-contributions)"
             )
+        check_solver(
+            {
+                "solver": self.solver,
+                "target_improvement": self.target_improvement,
+                "contributions": self.contributions,
+            }
+        )
         if self.owners < 2:
             raise DeltaMLValueError("--owners must be at least 2 (one trainer and one validator)")
         # The training fields' types and ranges are the request spec's (a SpecError).
@@ -284,8 +294,6 @@ def simulate_shares(
 
     ``accounts`` (party id → account) replaces the fresh accounts of the named parties.
     """
-    if config.solver == "exact":
-        return simulate_exact(config, model_name, task, shares, test)
     spec = TrainingSpec(
         model=model_name,
         rounds=config.rounds,
@@ -300,6 +308,7 @@ def simulate_shares(
         target_improvement=config.target_improvement,
         min_trainers=config.min_trainers,
         deposit_wei=config.deposit_wei,
+        solver=config.solver,
     )
     ids = owner_ids(len(shares))
     given = dict(accounts or {})
@@ -369,8 +378,10 @@ def simulate_shares(
             progress=progress,
         )
         seconds = time.perf_counter() - t0
+        if config.solver == "exact" and config.disclose_model:
+            disclose_exact(aggregator, buyer, writer)
     assert buyer.weights is not None and buyer.stats is not None
-    assert record.payouts is not None
+    assert record.payouts is not None or config.solver == "exact"
     verification = None
     v0 = time.perf_counter()
     if config.verify:
@@ -381,6 +392,7 @@ def simulate_shares(
     verify_seconds = time.perf_counter() - v0
     settlement = None
     if on_chain is not None:
+        assert record.payouts is not None
         final = record.rounds[-1].metric
         assert record.initial_metric is not None and final is not None
         settlement = on_chain.close(
@@ -423,12 +435,8 @@ def simulate_shares(
         initial_metric=record.initial_metric,
         contributions=record.contributions,
         addresses=addresses,
-        payouts_wei={
-            **dict(zip(record.trainers, record.payouts.trainers, strict=True)),
-            **dict(zip(record.validators, record.payouts.validators, strict=True)),
-            aggregator.party_id: record.payouts.aggregator,
-        },
-        refund_wei=record.payouts.refund,
+        payouts_wei=payouts_by_party(record, aggregator.party_id),
+        refund_wei=record.payouts.refund if record.payouts else 0,
         contribution_weights=record.contribution_weights,
         transcript=config.transcript,
         transcript_head=record.transcript_head,

@@ -78,9 +78,9 @@ def test_the_buyer_decrypts_only_the_masked_system(keys) -> None:
     again.solve_masked(mask_system(total, public)[0])
     for (_, first), (_, second) in zip(buyer.decrypted, again.decrypted, strict=True):
         assert all(a != b for a, b in zip(first, second, strict=True))
-    # the check can fail: without the mask (R = I, s = 0) the buyer would see H and g
+    # the check can fail: without the mask (L = I, D = 1) the buyer would see H and g
     d = total.size
-    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (0,) * d)
+    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (1,) * d)
     exposed = ExactBuyer(public, private)
     exposed.solve_masked(mask_system(total, public, identity)[0])
     assert not any(_looks_uniform(values, public.n) for _, values in exposed.decrypted)
@@ -98,8 +98,8 @@ def test_trainer_side_masking_shows_the_buyer_only_the_masked_sum(keys) -> None:
     for kind, values in buyer.decrypted:
         if kind != "final_model":
             assert _looks_uniform(values, public.n), kind
-    # control: with R = I and s = 0 the same record shows H and g in the clear
-    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (0,) * d)
+    # control: with L = I and D = 1 the same record shows H and g in the clear
+    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (1,) * d)
     exposed = ExactBuyer(public, private)
     exact_solve(terms, public, exposed, mask=identity)
     assert not any(_looks_uniform(values, public.n) for _, values in exposed.decrypted[: d + 1])

@@ -92,6 +92,7 @@ from deltaml.crypto import PublicKey, failed_decryptions, failed_rerandomization
 from deltaml.crypto.packing import PackingError, PackingLayout, failed_packed_decryptions
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DeltaMLError, DeltaMLValueError
+from deltaml.evidence.exact_checks import EXACT_CHECKS, EXACT_ROLE_OF, exact_missing
 from deltaml.evidence.published import (
     denoised_sse,
     gram_from_ints,
@@ -162,6 +163,7 @@ ROLE_OF = {
     "PublicStats": "buyer",
     "MetricValue": "buyer",
     "ContributionValues": "buyer",
+    **EXACT_ROLE_OF,
 }
 
 SHAPLEY_RTOL = 1e-9
@@ -526,7 +528,11 @@ class _Verifier:
         self._signature(record, body, kind)
         for digest, text in blobs.items():
             self._public_blob(digest, text)
-        getattr(self, "_on_" + kind)(body)
+        exact_check = EXACT_CHECKS.get(kind)  # solver: exact (evidence/exact_checks.py)
+        if exact_check is not None:
+            exact_check(self, body)
+        else:
+            getattr(self, "_on_" + kind)(body)
         if any(d not in self.refs for d in blobs):
             self.fail("ciphertexts", "the record carries ciphertexts that no signed body names")
 
@@ -1383,6 +1389,13 @@ class _Verifier:
 
     def _completeness(self) -> None:
         if self.key is None:
+            return
+        if self.spec.get("solver") == "exact":
+            gaps = exact_missing(self)
+            if gaps:
+                self.fail("completeness", "missing " + "; ".join(gaps), whole=True)
+            else:
+                self.ok("completeness")
             return
         missing = []
         rounds = self._last_round()

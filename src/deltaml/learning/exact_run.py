@@ -1,7 +1,7 @@
 r"""The exact solve's phases as the parties run them, timed apart (see ``exact_solve``).
 
 :func:`prepare` is everything that does not depend on the data, which the parties do
-while the request is being accepted: the aggregator draws its mask ``R, s``, the check
+while the request is being accepted: the aggregator draws its mask ``L, D``, the check
 vector ``c``, the trainers' zero-sum shares and the randomizers of its unmasking; each
 trainer draws the randomizers of its messages (``r^n mod n²``, the costly part of an
 encryption). :func:`train` is the rest: the trainers' messages (independent parties,
@@ -102,8 +102,8 @@ def trainer_messages(job: TrainerJob) -> tuple[EncryptedSystem, tuple[int, ...]]
 
 
 class Cores:
-    """This machine's cores: independent parties' work (the trainers', as on their own
-    machines) and one party's independent blocks (the aggregator's unmasking rows).
+    """This machine's cores, for independent parties' work (the trainers', as on their
+    own machines).
 
     ``workers`` forked processes, started when the pool is made — at setup, like the
     parties' nodes, which are up before the training starts. With one worker, one core
@@ -166,6 +166,6 @@ def train(
     masked_sum = sum_ciphertexts([v for _, v in messages], public_key)
     solve_part, check_part = split_masked(masked_sum, total.size)
     enc_u = buyer.solve_masked(solve_part)
-    enc_w = unmask(enc_u, prep.mask, public_key, prep.unmask_factors, cores.map)
+    enc_w = unmask(enc_u, prep.mask, public_key, prep.unmask_factors)
     weights, w_mod = buyer.final_weights(enc_w, check_part)
     return ExactOutcome(weights, total, w_mod, masked_sum, enc_u, enc_w)

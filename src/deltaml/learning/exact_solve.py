@@ -5,17 +5,17 @@ so its optimum solves ``H w = g`` with ``H = Σ_i H_i`` and ``g = Σ_i g_i``. Fo
 Giacomelli, Jha, Joye, Page and Yoon (*Privacy-preserving ridge regression with only
 linearly-homomorphic encryption*, ACNS 2018), see ``docs/exactness.md``:
 
-1. the aggregator draws a secret ``R`` uniform in ``GL_d(ℤₙ)``, ``s`` uniform in ``ℤₙ^d``,
-   a check vector ``c`` and zero-sum shares ``z_i``, and sends each trainer its
+1. the aggregator draws a secret ``L`` uniform in ``GL_d(ℤₙ)``, a diagonal ``D`` of
+   uniform units, a check vector ``c`` and zero-sum shares ``z_i``, and sends each trainer its
    :class:`TrainerMask` (never the buyer);
 2. each trainer encrypts its ``H_i``, ``g_i`` as integers at precision ``2^-p``
    (:func:`encrypt_system`, kept for the check) and its masked vector
-   ``[H_i R; g_i + H_i s; H_i c; cᵀg_i] + z_i`` (:func:`trainer_masked_system`); the
+   ``[L H_i D; L g_i; H_i c; cᵀg_i] + z_i`` (:func:`trainer_masked_system`); the
    aggregator sums both (:func:`sum_systems`, :func:`sum_ciphertexts`);
-3. the buyer decrypts only the summed solve part ``HR``, ``g + Hs`` (uniform whatever
-   ``H`` is: perfectly hiding), solves it mod n and returns ``Enc(u)``
-   (:meth:`ExactBuyer.solve_masked`), ``u = R⁻¹(H⁻¹g + s)``;
-4. the aggregator unmasks ``Enc(w) = R·Enc(u) − s`` (:func:`unmask`), ``w = H⁻¹g mod n``;
+3. the buyer decrypts only the summed solve part ``LHD``, ``Lg`` (see :class:`Mask`: it
+   tells nothing about ``H``, ``g`` or ``w``), solves it mod n and returns ``Enc(u)``
+   (:meth:`ExactBuyer.solve_masked`), ``u = D⁻¹H⁻¹g``;
+4. the aggregator unmasks ``Enc(w_j) = Enc(u_j)^{D_j}`` (:func:`unmask`), ``w = H⁻¹g mod n``;
 5. the buyer decrypts ``w``, checks ``(Hc)ᵀw = cᵀg`` with the check part it kept and
    recovers the rational ``H⁻¹g`` by rational reconstruction
    (:meth:`ExactBuyer.final_weights`).
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -155,28 +155,40 @@ def sum_systems(systems: Sequence[EncryptedSystem], public_key: PublicKey) -> En
 
 @dataclass(frozen=True)
 class Mask:
-    """The aggregator's secret: ``R ∈ GL_d(ℤₙ)`` and ``s ∈ ℤₙ^d``. Never leaves it."""
+    """The aggregator's secret: ``L ∈ GL_d(ℤₙ)`` and the diagonal ``D`` (units of ℤₙ).
+
+    The buyer sees ``M = L·H·D`` — uniform over ``GL_d(ℤₙ)`` whatever ``H`` is (``L``
+    uniform, ``H·D`` invertible) — and ``b = L·g = M·u`` with ``u = D⁻¹w``: each
+    ``u_j = w_j / D_j`` is a uniform unit, independent of the others, for ``w_j ≠ 0``.
+    So the masked system tells the buyer nothing about ``H``, ``g`` or the model but
+    which weights are exactly 0; unmasking is ``d`` exponentiations (``w_j = D_j·u_j``).
+    """
 
     matrix: tuple[tuple[int, ...], ...] = field(repr=False)
-    shift: tuple[int, ...] = field(repr=False)
+    scale: tuple[int, ...] = field(repr=False)
 
 
 @dataclass(frozen=True)
 class MaskedSystem:
-    """``Enc(HR)`` and ``Enc(g + Hs)``: what the buyer may decrypt."""
+    """``Enc(L·H·D)`` and ``Enc(L·g)``: what the buyer may decrypt."""
 
     matrix: tuple[tuple[int, ...], ...]
     vector: tuple[int, ...]
 
 
 def random_mask(public_key: PublicKey, d: int) -> Mask:
-    """Uniform ``R`` (invertible mod n with overwhelming probability; checked) and ``s``."""
+    """Uniform ``L`` (invertible mod n with overwhelming probability; checked) and ``D``."""
     n = public_key.n
     while True:
-        r = tuple(tuple(secrets.randbelow(n) for _ in range(d)) for _ in range(d))
-        if _solve_mod([list(row) for row in r], [0] * d, n) is not None:
+        left = tuple(tuple(secrets.randbelow(n) for _ in range(d)) for _ in range(d))
+        if _solve_mod([list(row) for row in left], [0] * d, n) is not None:
             break
-    return Mask(r, tuple(secrets.randbelow(n) for _ in range(d)))
+    scale: list[int] = []
+    while len(scale) < d:
+        v = secrets.randbelow(n)
+        if math.gcd(v, n) == 1:
+            scale.append(v)
+    return Mask(left, tuple(scale))
 
 
 def _rerandomize(c: gmpy2.mpz, public_key: PublicKey) -> int:
@@ -186,29 +198,32 @@ def _rerandomize(c: gmpy2.mpz, public_key: PublicKey) -> int:
 def mask_system(
     system: EncryptedSystem, public_key: PublicKey, mask: Mask | None = None
 ) -> tuple[MaskedSystem, Mask]:
-    """The aggregator masks the summed system (``d³ + d²`` plaintext exponents)."""
+    """The aggregator-side variant: it masks the summed ``Enc(H)`` itself (``d³ + d²``
+    full-size exponents, so no trainer sees the mask)."""
     d = system.size
     mask = mask or random_mask(public_key, d)
-    nsq = gmpy2.mpz(public_key.nsquare)
-    exponents = [[mask.matrix[k][j] for k in range(d)] for j in range(d)] + [list(mask.shift)]
-    rows, vector = [], []
-    for i in range(d):
-        out = multi_exp(
-            [gmpy2.mpz(c) for c in system.hessian[i]], exponents, nsq, FULL_SIZE_WINDOW_BITS
-        )
-        rows.append(tuple(_rerandomize(c, public_key) for c in out[:d]))
-        vector.append(_rerandomize(out[d] * system.linear[i] % nsq, public_key))
-    return MaskedSystem(tuple(rows), tuple(vector)), mask
+    n, nsq = public_key.n, gmpy2.mpz(public_key.nsquare)
+    left, scale = mask.matrix, mask.scale
+    columns = []
+    for j in range(d):
+        rows = [[left[i][k] * scale[j] % n for k in range(d)] for i in range(d)]
+        bases = [gmpy2.mpz(system.hessian[k][j]) for k in range(d)]
+        columns.append(multi_exp(bases, rows, nsq, FULL_SIZE_WINDOW_BITS))
+    lg = multi_exp([gmpy2.mpz(c) for c in system.linear], [list(r) for r in left], nsq)
+    matrix = tuple(
+        tuple(_rerandomize(columns[j][i], public_key) for j in range(d)) for i in range(d)
+    )
+    return MaskedSystem(matrix, tuple(_rerandomize(c, public_key) for c in lg)), mask
 
 
 @dataclass(frozen=True)
 class TrainerMask:
-    """What the aggregator sends one trainer (never the buyer): ``R``, ``s``, the check
+    """What the aggregator sends one trainer (never the buyer): ``L``, ``D``, the check
     vector ``c`` and the trainer's zero-sum share ``z_i`` of the masked vector.
 
     The trainer learns nothing from them (random, independent of every party's data);
     the shares of all trainers add up to 0 mod n, so each trainer's masked vector is
-    uniform on its own and only their sum carries ``HR``, ``g + Hs``, ``Hc``, ``cᵀg``.
+    uniform on its own and only their sum carries ``LHD``, ``Lg``, ``Hc``, ``cᵀg``.
     """
 
     mask: Mask = field(repr=False)
@@ -217,7 +232,7 @@ class TrainerMask:
 
 
 def masked_length(d: int) -> int:
-    """``HR`` (d², row-major), ``g + Hs`` (d), then the check part ``Hc`` (d) and ``cᵀg``."""
+    """``LHD`` (d², row-major), ``Lg`` (d), then the check part ``Hc`` (d) and ``cᵀg``."""
     return d * d + 2 * d + 1
 
 
@@ -235,13 +250,14 @@ def zero_sum_shares(public_key: PublicKey, trainers: int, length: int) -> list[t
 
 def masked_residues(h: list[list[int]], g: list[int], tm: TrainerMask, n: int) -> list[int]:
     """A trainer's masked vector in the clear (it knows ``H_i``, ``g_i`` and the mask):
-    ``[H_i R; g_i + H_i s; H_i c; cᵀg_i] + z_i mod n`` — integer products, no ciphertexts."""
+    ``[L H_i D; L g_i; H_i c; cᵀg_i] + z_i mod n`` — integer products, no ciphertexts."""
     d = len(g)
-    r, s, c = tm.mask.matrix, tm.mask.shift, tm.check
-    hr = [sum(h[i][k] * r[k][j] for k in range(d)) for i in range(d) for j in range(d)]
-    shifted = [g[i] + sum(h[i][k] * s[k] for k in range(d)) for i in range(d)]
+    left, scale, c = tm.mask.matrix, tm.mask.scale, tm.check
+    lh = [[sum(left[i][k] * h[k][j] for k in range(d)) for j in range(d)] for i in range(d)]
+    lhd = [lh[i][j] * scale[j] for i in range(d) for j in range(d)]
+    lg = [sum(left[i][k] * g[k] for k in range(d)) for i in range(d)]
     checked = [sum(h[i][k] * c[k] for k in range(d)) for i in range(d)]
-    values = [*hr, *shifted, *checked, sum(ci * gi for ci, gi in zip(c, g, strict=True))]
+    values = [*lhd, *lg, *checked, sum(ci * gi for ci, gi in zip(c, g, strict=True))]
     return [(v + z) % n for v, z in zip(values, tm.share, strict=True)]
 
 
@@ -268,7 +284,7 @@ def trainer_masked_system(
 
 
 def split_masked(flat: Sequence[int], d: int) -> tuple[MaskedSystem, tuple[int, ...]]:
-    """The solve part (``HR``, ``g + Hs``) and the check part (``Hc``, ``cᵀg``)."""
+    """The solve part (``LHD``, ``Lg``) and the check part (``Hc``, ``cᵀg``)."""
     matrix = tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d))
     return MaskedSystem(matrix, tuple(flat[d * d : d * d + d])), tuple(flat[d * d + d :])
 
@@ -279,49 +295,20 @@ def sum_ciphertexts(vectors: Sequence[Sequence[int]], public_key: PublicKey) -> 
     return tuple(int(math.prod(column) % nsq) for column in zip(*vectors, strict=True))
 
 
-MultiExpJob = tuple[list[gmpy2.mpz], list[list[int]], gmpy2.mpz]
-RowMap = Callable[
-    [Callable[[MultiExpJob], list[gmpy2.mpz]], list[MultiExpJob]], list[list[gmpy2.mpz]]
-]
-
-
-def full_size_rows(job: MultiExpJob) -> list[gmpy2.mpz]:
-    """One block of rows of a multi-exponentiation by full-size exponents."""
-    bases, rows, modulus = job
-    return multi_exp(bases, rows, modulus, FULL_SIZE_WINDOW_BITS)
-
-
 def unmask(
     encrypted_u: Sequence[int],
     mask: Mask,
     public_key: PublicKey,
     factors: Sequence[gmpy2.mpz] | None = None,
-    row_map: RowMap | None = None,
-    blocks: int = 2,
 ) -> tuple[int, ...]:
-    """``Enc(w) = R·Enc(u) − s``, re-randomized (so its randomness, which the buyer can
-    read when it decrypts, says nothing about ``R``).
-
-    The ``d²`` full-size exponentiations are the aggregator's largest step; ``row_map``
-    (e.g. :meth:`deltaml.learning.exact_run.Cores.map`) spreads blocks of rows over its cores.
-    """
-    n, nsq = public_key.n, gmpy2.mpz(public_key.nsquare)
-    bases = [gmpy2.mpz(c) for c in encrypted_u]
-    rows = [list(r) for r in mask.matrix]
-    step = -(-len(rows) // max(1, blocks))
-    jobs = [(bases, rows[i : i + step], nsq) for i in range(0, len(rows), step)]
-    out = [c for block in (row_map or _serial)(full_size_rows, jobs) for c in block]
-    pool = iter(factors if factors is not None else draw_factors(public_key, len(out)))
+    """``Enc(w_j) = Enc(u_j)^{D_j}``, re-randomized (so its randomness, which the buyer
+    can read when it decrypts, says nothing about ``D``): ``d`` exponentiations."""
+    nsq = gmpy2.mpz(public_key.nsquare)
+    pool = iter(factors if factors is not None else draw_factors(public_key, len(mask.scale)))
     return tuple(
-        int(c * (1 + (n - s) % n * n) % nsq * next(pool) % nsq)
-        for c, s in zip(out, mask.shift, strict=True)
+        int(gmpy2.powmod(gmpy2.mpz(c), k, nsq) * next(pool) % nsq)
+        for c, k in zip(encrypted_u, mask.scale, strict=True)
     )
-
-
-def _serial(
-    fn: Callable[[MultiExpJob], list[gmpy2.mpz]], jobs: list[MultiExpJob]
-) -> list[list[gmpy2.mpz]]:
-    return [fn(job) for job in jobs]
 
 
 def residual(

@@ -35,6 +35,7 @@ from deltaml.ledger.payouts import Payouts, compute_payouts, scale_metric
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles import messages as m
 from deltaml.roles.evidence import EvidenceRecorder
+from deltaml.roles.exact import train_exact
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -249,6 +250,8 @@ class Aggregator:
             raise DeltaMLValueError(
                 "the initial model needs one weight per feature plus the intercept"
             )
+        if spec.solver == "exact":  # one masked solve instead of rounds (roles/exact.py)
+            return train_exact(self, spec, public_key, initial_model, n_features, include_target)
         if resume is None:
             cp = self._set_up(spec, public_key, initial_model, n_features, include_target)
             if checkpoint is not None:

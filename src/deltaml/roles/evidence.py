@@ -48,6 +48,7 @@ from deltaml.evidence.signatures import (
 )
 from deltaml.evidence.transcript import TranscriptWriter
 from deltaml.roles import messages as m
+from deltaml.roles.exact_messages import EXACT_BODIES
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -157,6 +158,7 @@ _BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "Remix": _remix,
     "RemixColumns": _remix_columns,
     "ContributionValues": _contributions,
+    **EXACT_BODIES,
 }
 
 #: The kinds of message a party signs.

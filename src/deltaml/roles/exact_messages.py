@@ -8,8 +8,8 @@ Their vectors hold **residues mod n** — the plaintext ring the exact solve wor
 message                signer      what the signature binds
 =====================  ==========  ======================================================
 ExactSystem            trainer     its ``Enc(H_i)`` (d²) and ``Enc(g_i)`` (d), sealed
-ExactMasked            trainer     its masked ``Enc(H_i R + Z_i)``, ``Enc(g_i + H_i s + z_i)``
-                                   and check part ``Enc(H_i c + y_i)``, ``Enc(cᵀg_i + t_i)``
+ExactMasked            trainer     its masked vector ``Enc([H_i R; g_i + H_i s; H_i c;
+                                   cᵀg_i] + z_i)`` (z_i: its zero-sum share)
 ExactSolution          buyer       ``Enc(u)`` and the digest of the masked sum it solved
 =====================  ==========  ======================================================
 """
@@ -34,14 +34,16 @@ def ring_vector(public_key: PublicKey, ciphertexts: list[int] | tuple[int, ...])
 
 @dataclass(frozen=True)
 class ExactRequest(Message):
-    """Aggregator → trainer: the encrypted mask ``[R | s | c]`` (``Enc(R)`` row-major, then
-    ``Enc(s)``, then the check vector ``Enc(c)``) and the trainer's zero-sum shares of the
-    masked vector (hex residues; the shares of all trainers add up to 0 mod n)."""
+    """Aggregator → trainer (never the buyer): the mask ``L`` (row-major), ``D``, the check
+    vector ``c`` and the trainer's zero-sum share of the masked vector, as hex residues
+    (see :class:`deltaml.learning.exact_solve.TrainerMask`)."""
 
     public_key: PublicKey
     precision_bits: int
-    mask: EncryptedVector
-    shares: tuple[str, ...]
+    matrix: tuple[str, ...]
+    scale: tuple[str, ...]
+    check: tuple[str, ...]
+    share: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class ExactSolution(Message):
 
 @dataclass(frozen=True)
 class ExactModel(Message):
-    """Aggregator → buyer, after settlement: ``Enc(w) = R·Enc(u) − s`` (sealed in the
+    """Aggregator → buyer, after settlement: ``Enc(w_j) = Enc(u_j)^{D_j}`` (sealed in the
     transcript). The buyer checks ``vᵀw = t`` with the check part it kept."""
 
     model: EncryptedVector
