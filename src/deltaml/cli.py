@@ -159,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
             "(default: 0, train all rounds)"
         ),
     )
+    sim.add_argument(
+        "--solver",
+        choices=("admm", "exact"),
+        default="admm",
+        help=(
+            "admm: rounds (default); exact: one masked solve to the optimum "
+            "(docs/exactness.md; with --no-chain, no contributions)"
+        ),
+    )
+    sim.add_argument(
+        "--disclose-model",
+        action="store_true",
+        help="solver exact: the buyer publishes its model so that verify checks H·w = g",
+    )
     chain = sim.add_mutually_exclusive_group()
     chain.add_argument(
         "--chain-url",
@@ -333,6 +347,9 @@ def _simulate(args: argparse.Namespace) -> int:
         metric_noise=args.metric_noise,
         target_improvement=args.target_improvement,
         chain_url=args.chain_url,
+        solver=args.solver,
+        contributions=args.solver != "exact",  # not measured by the exact solve yet
+        disclose_model=args.disclose_model,
     )
     if args.model_out:
         _check_model_out(Path(args.model_out))
@@ -512,7 +529,9 @@ def _print_report(result: object) -> None:
         if rec.metric is not None:
             flag = "  (refreshed)" if rec.refreshed else ""
             print(f"  {rec.round:>5}  {rec.metric:.6g}{flag}")
-    if len(r.rounds) < r.config.rounds:
+    if r.config.solver == "exact":
+        print("  one exact solve (no rounds): the model is the optimum of the trainers' system")
+    elif len(r.rounds) < r.config.rounds:
         print(
             f"  stopped after round {r.rounds[-1].round}: the target of "
             f"{r.config.target_improvement:g} % improvement was reached"
@@ -568,10 +587,13 @@ def _print_report(result: object) -> None:
         if r.per_class
         else f"a {r.config.deposit_wei} wei deposit"
     )
-    print(f"\n  payouts of {deposits} ({where})")
-    for pid, wei in r.payouts_wei.items():
-        print(f"    {pid:<12} {paid.get(pid, wei):>24} wei")
-    print(f"    {'refund':<12} {paid.get('buyer', r.refund_wei):>24} wei")
+    if r.config.solver == "exact":
+        print("\n  no settlement yet with solver exact (docs/exactness.md)")
+    else:
+        print(f"\n  payouts of {deposits} ({where})")
+        for pid, wei in r.payouts_wei.items():
+            print(f"    {pid:<12} {paid.get(pid, wei):>24} wei")
+        print(f"    {'refund':<12} {paid.get('buyer', r.refund_wei):>24} wei")
     if r.settlement is not None:
         st = r.settlement
         print(

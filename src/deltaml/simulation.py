@@ -380,6 +380,7 @@ def simulate_shares(
         seconds = time.perf_counter() - t0
         if config.solver == "exact" and config.disclose_model:
             disclose_exact(aggregator, buyer, writer)
+            record.transcript_head = writer.head
     assert buyer.weights is not None and buyer.stats is not None
     assert record.payouts is not None or config.solver == "exact"
     verification = None
