@@ -128,6 +128,7 @@ def _proven(
 
 def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
     state, key = _state(v), v.key
+    state["disclosed"] = True
     sums, model = state["sums"], state.get("model")
     v.require(sums is not None and model is not None, "link", "a disclosure before the model")
     system_cts = v.vector(sums["system"], sealed=True)
@@ -193,4 +194,8 @@ def exact_missing(v: Any) -> list[str]:
         missing.append("the buyer's solution")
     if state.get("model") is None:
         missing.append("the exact model")
+    if not state.get("disclosed"):
+        v.report.skipped.append(
+            "the exact model's residual H·w = g: it needs the buyer's disclosure of w"
+        )
     return missing
