@@ -210,6 +210,7 @@ class SimulationResult:
             "trainers": self.trainers,
             "validators": self.validators,
             "key_bits": self.config.key_bits,
+            "solver": self.config.solver,
             "rounds": len(self.rounds),
             "refreshes": self.refreshes,
             "seconds": round(self.seconds, 4),

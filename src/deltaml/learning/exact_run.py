@@ -4,19 +4,15 @@ r"""The exact solve's phases as the parties run them, timed apart (see ``exact_s
 while the request is being accepted: the aggregator draws its mask ``L, D``, the check
 vector ``c``, the trainers' zero-sum shares and the randomizers of its unmasking; each
 trainer draws the randomizers of its messages (``r^n mod n²``, the costly part of an
-encryption). :func:`train` is the rest: the trainers' messages (independent parties,
-so spread over the machine's cores: :class:`Cores`), the aggregator's sums, the buyer's
-masked solve, the unmasking and the buyer's checked decryption of the model.
+encryption). :func:`train` is the rest: the trainers' messages, the aggregator's sums,
+the buyer's masked solve, the unmasking and the buyer's checked decryption of the model.
+The protocol run (:mod:`deltaml.roles.exact`) does the same steps between the parties.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import gmpy2
 import numpy as np
@@ -42,12 +38,6 @@ from deltaml.learning.exact_solve import (
     zero_sum_shares,
 )
 from deltaml.learning.models import QuadraticTerms
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-#: Worker processes for independent work in one process (a simulation).
-DEFAULT_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -101,41 +91,6 @@ def trainer_messages(job: TrainerJob) -> tuple[EncryptedSystem, tuple[int, ...]]
     return system, masked
 
 
-class Cores:
-    """This machine's cores, for independent parties' work (the trainers', as on their
-    own machines).
-
-    ``workers`` forked processes, started when the pool is made — at setup, like the
-    parties' nodes, which are up before the training starts. With one worker, one core
-    or no ``fork`` start method the work runs in this process.
-    """
-
-    def __init__(self, workers: int = DEFAULT_WORKERS) -> None:
-        workers = min(workers, os.cpu_count() or 1)
-        self._executor: ProcessPoolExecutor | None = None
-        if workers >= 2 and "fork" in multiprocessing.get_all_start_methods():
-            context = multiprocessing.get_context("fork")
-            self._executor = ProcessPoolExecutor(workers, mp_context=context)
-            list(self._executor.map(abs, range(workers)))  # fork the workers now
-
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``[fn(x) for x in items]``; ``fn`` must be a module-level function."""
-        if self._executor is None or len(items) < 2:
-            return [fn(x) for x in items]
-        return list(self._executor.map(fn, items))
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
-
-    def __enter__(self) -> Cores:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 @dataclass(frozen=True)
 class ExactOutcome:
     weights: np.ndarray
@@ -153,15 +108,13 @@ def train(
     public_key: PublicKey,
     buyer: ExactBuyer,
     prep: Preparation,
-    cores: Cores | None = None,
 ) -> ExactOutcome:
-    """The data-dependent phases, in protocol order (spread over ``cores``)."""
-    cores = cores or Cores(1)
+    """The data-dependent phases, in protocol order."""
     jobs = [
         TrainerJob(t, public_key, prep.precision_bits, tm, f)
         for t, tm, f in zip(terms, prep.trainer_masks, prep.trainer_factors, strict=True)
     ]
-    messages = cores.map(trainer_messages, jobs)
+    messages = [trainer_messages(job) for job in jobs]
     total = sum_systems([s for s, _ in messages], public_key)
     masked_sum = sum_ciphertexts([v for _, v in messages], public_key)
     solve_part, check_part = split_masked(masked_sum, total.size)
