@@ -102,11 +102,8 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise DeltaMLValueError(f"--solver must be one of {', '.join(SOLVERS)}")
-        if self.solver == "exact" and (self.chain or self.contributions):
-            raise DeltaMLValueError(
-                "the exact solver runs without a chain and without contributions for now "
-                "(--no-chain --no-contributions)"
-            )
+        if self.solver == "exact" and self.chain:
+            raise DeltaMLValueError("--solver exact runs without a chain for now: add --no-chain")
         check_solver(
             {
                 "solver": self.solver,

@@ -127,3 +127,33 @@ def test_exact_refuses_what_has_no_meaning_by_field_name() -> None:
     with pytest.raises(SpecError) as caught:
         SimulationConfig(solver="exact", chain=False, contributions=False, target_improvement=5)
     assert caught.value.field == "target_improvement"
+
+
+def test_degenerate_data_fails_the_request_in_one_line() -> None:
+    """A column that repeats another makes ``H`` singular: the buyer says so, nothing is
+    published (no ridge: ``l2 = 0``)."""
+    import numpy as np
+
+    from deltaml.errors import DeltaMLValueError
+    from deltaml.learning.data import Dataset
+
+    data = load_dataset("diabetes")
+    x = np.column_stack([data.X, 2 * data.X[:, 0]])
+    twin = Dataset(x, data.y, (*data.feature_names, "twin"), data.target_name, "regression", "t")
+    config = SimulationConfig(
+        solver="exact",
+        key_bits=1024,
+        allow_test_keys=True,
+        chain=False,
+        contributions=False,
+        l2=0.0,
+    )
+    shares = split_owners(twin, 3, seed=0)
+    with pytest.raises(DeltaMLValueError, match="singular"):
+        simulate_shares(config, "linear", "regression", shares, None)
+
+
+def test_contributions_are_refused_by_field_name() -> None:
+    with pytest.raises(SpecError) as caught:
+        SimulationConfig(solver="exact", chain=False)
+    assert caught.value.field == "contributions"
