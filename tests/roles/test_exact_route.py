@@ -157,3 +157,29 @@ def test_contributions_are_refused_by_field_name() -> None:
     with pytest.raises(SpecError) as caught:
         SimulationConfig(solver="exact", chain=False)
     assert caught.value.field == "contributions"
+
+
+def test_the_route_runs_over_the_services_http(tmp_path: Any) -> None:
+    """Every message of the exact route crosses real local HTTP (the services' wire format
+    and queues), and the result is the same optimum."""
+    from deltaml.services.loopback import LoopbackHttpTransport
+
+    config = SimulationConfig(
+        solver="exact", key_bits=1024, allow_test_keys=True, chain=False, contributions=False
+    )
+    train, test = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    held: dict[str, Any] = {}
+
+    def wrap(inner: Any) -> Any:
+        held["http"] = LoopbackHttpTransport(inner, tmp_path)
+        return held["http"]
+
+    try:
+        result = simulate_shares(
+            config, "linear", "regression", split_owners(train, 4, seed=0), test, None, wrap
+        )
+    finally:
+        if "http" in held:
+            held["http"].close()
+    assert abs(result.objective_gap) <= 1e-6
+    assert result.verification is not None and result.verification.ok

@@ -74,6 +74,7 @@ from deltaml.crypto.paillier import (
 )
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import DeltaMLError, DeltaMLTypeError, DeltaMLValueError
+from deltaml.roles import exact_messages as _exact_messages
 from deltaml.roles import messages as _messages
 from deltaml.roles.messages import Message
 
@@ -385,16 +386,18 @@ class _Schema:
 
 
 def _message_classes() -> dict[str, type[Message]]:
-    """Every concrete ``Message`` subclass that :mod:`deltaml.roles.messages` defines."""
+    """Every concrete ``Message`` subclass that :mod:`deltaml.roles.messages` and
+    :mod:`deltaml.roles.exact_messages` (``solver: exact``) define."""
     found: dict[str, type[Message]] = {}
-    for value in vars(_messages).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, Message)
-            and value is not Message
-            and value.__module__ == _messages.__name__
-        ):
-            found[value.__name__] = value
+    for module in (_messages, _exact_messages):
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Message)
+                and value is not Message
+                and value.__module__ == module.__name__
+            ):
+                found[value.__name__] = value
     return found
 
 
