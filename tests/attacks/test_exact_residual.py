@@ -123,3 +123,28 @@ def test_verify_blames_a_buyer_that_returns_a_wrong_solution(
     assert any(
         f.startswith("exact residual: the buyer's solution does not solve") for f in failures
     )
+
+
+def test_the_buyer_solves_once_per_request() -> None:
+    """An aggregator cannot use the buyer as a decryption oracle by asking again (say,
+    with trainers it asked a second time under another mask)."""
+    from deltaml.errors import ProtocolError
+    from deltaml.roles.exact import key_holder
+    from deltaml.roles.exact_messages import ExactSolveRequest
+    from deltaml.transport import RecordingTransport
+
+    held: dict[str, Any] = {}
+
+    def wrap(inner: Any) -> RecordingTransport:
+        held["inner"], held["recorder"] = inner, RecordingTransport(inner)
+        return held["recorder"]
+
+    train, test = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    simulate_shares(
+        CONFIG, "linear", "regression", split_owners(train, 5, seed=0), test, None, wrap
+    )
+    request = next(
+        msg for msg in held["recorder"].received_by("buyer") if isinstance(msg, ExactSolveRequest)
+    )
+    with pytest.raises(ProtocolError, match="already solved"):
+        key_holder(held["inner"]._parties["buyer"]).solve(request)

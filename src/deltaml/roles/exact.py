@@ -142,9 +142,13 @@ class ExactKeyHolder:
     def solve(self, msg: ExactSolveRequest) -> ExactSolution:
         buyer, key = self.buyer, self.buyer.public_key
         seats = buyer._seated()
+        if self._check is not None:
+            raise ProtocolError("the masked system was already solved: one solve per request")
         if list(msg.trainers) != seats.trainer_ids or len(msg.masked) != len(msg.trainers):
             raise ProtocolError("the masked system is not the seated trainers'")
         d = msg.n_weights
+        if buyer.stats is None or d != len(buyer.stats.means) + 1:
+            raise ProtocolError("the masked system does not fit the published statistics")
         for party, masked in zip(msg.trainers, msg.masked, strict=True):
             buyer._check_signed(masked, party, seats.owners())
             if len(masked.masked) != masked_length(d) or masked.masked.public_key != key:
