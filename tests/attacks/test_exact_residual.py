@@ -6,11 +6,12 @@
   does), ``deltaml verify``'s public residual check fails on the *model* residual
   while the solve residual is zero — the aggregator's fault;
 - a buyer that returns a wrong ``Enc(u)`` (and would then dispute the result): the
-  public check fails on the *solve* residual — the buyer's fault.
+  public check fails on the *solve* residual — the buyer's fault;
+- an aggregator that asks the buyer to solve again (a decryption oracle): refused.
 
 Each test was run with the defence reverted (the model-residual ``expect`` and the
-solve-residual ``require`` of ``evidence/exact_checks.check_disclosure`` removed, and the
-buyer's check skipped) and failed.
+solve-residual ``require`` of ``evidence/exact_checks.check_disclosure`` removed, the
+buyer's check skipped, and the buyer's one-solve guard removed) and failed.
 """
 
 from __future__ import annotations
