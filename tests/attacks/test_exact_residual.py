@@ -7,11 +7,13 @@
   while the solve residual is zero — the aggregator's fault;
 - a buyer that returns a wrong ``Enc(u)`` (and would then dispute the result): the
   public check fails on the *solve* residual — the buyer's fault;
-- an aggregator that asks the buyer to solve again (a decryption oracle): refused.
+- an aggregator that asks the buyer to solve again (a decryption oracle), or a trainer
+  to answer again (under another mask): refused.
 
 Each test was run with the defence reverted (the model-residual ``expect`` and the
 solve-residual ``require`` of ``evidence/exact_checks.check_disclosure`` removed, the
-buyer's check skipped, and the buyer's one-solve guard removed) and failed.
+buyer's check skipped, and the buyer's and the trainer's answer-once guards removed)
+and failed.
 """
 
 from __future__ import annotations
@@ -149,3 +151,24 @@ def test_the_buyer_solves_once_per_request() -> None:
     )
     with pytest.raises(ProtocolError, match="already solved"):
         key_holder(held["inner"]._parties["buyer"]).solve(request)
+
+
+def test_a_trainer_answers_once_per_set_up() -> None:
+    """An aggregator that asks a trainer again (under another mask, say) gets nothing."""
+    from deltaml.errors import ProtocolError
+    from deltaml.roles.exact_messages import ExactRequest
+    from deltaml.transport import RecordingTransport
+
+    held: dict[str, Any] = {}
+
+    def wrap(inner: Any) -> RecordingTransport:
+        held["inner"], held["recorder"] = inner, RecordingTransport(inner)
+        return held["recorder"]
+
+    train, test = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    simulate_shares(
+        CONFIG, "linear", "regression", split_owners(train, 5, seed=0), test, None, wrap
+    )
+    delivery = next(d for d in held["recorder"].deliveries if isinstance(d.message, ExactRequest))
+    with pytest.raises(ProtocolError, match="answered already"):
+        held["inner"]._parties[delivery.recipient].handle(delivery.message)

@@ -112,12 +112,12 @@ def trainer_reply(
         tuple(_ints(msg.scale, n, "scale")),
     )
     tm = TrainerMask(mask, tuple(_ints(msg.check, n, "check")), tuple(_ints(msg.share, n, "share")))
-    pool = factors if len(factors) == system_factor_count(d) + masked_length(d) else None
+    if len(factors) != system_factor_count(d) + masked_length(d):
+        # One answer per set-up: a second request (another mask, say) gets nothing.
+        raise ProtocolError("no exact request expected now: answered already, or no set-up")
     split = system_factor_count(d)
-    system = encrypt_system(terms, key, msg.precision_bits, pool[:split] if pool else None)
-    masked = trainer_masked_system(
-        terms, key, msg.precision_bits, tm, pool[split:] if pool else None
-    )
+    system = encrypt_system(terms, key, msg.precision_bits, factors[:split])
+    masked = trainer_masked_system(terms, key, msg.precision_bits, tm, factors[split:])
     factors.clear()  # randomizers are used once
     flat_system = [c for row in system.hessian for c in row] + list(system.linear)
     return ExactReply(
