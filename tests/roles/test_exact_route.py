@@ -91,8 +91,10 @@ def test_each_party_receives_only_what_it_may() -> None:
         if isinstance(message, ExactSolveRequest):
             key = buyer.public_key
             private = buyer._private_key
-            # each trainer's masked vector is uniform on its own (zero-sum shares)
+            # each trainer's masked vector is uniform on its own (zero-sum shares), and
+            # holds the solve part only: the check part comes with the model
             for masked in message.masked:
+                assert len(masked.masked) == 11 * 11 + 11
                 opened = [private.raw_decrypt(int(c)) for c in masked.masked.ciphertexts]
                 assert _looks_uniform(opened, key.n)
 

@@ -2,8 +2,8 @@
 
 What anyone can check from the transcript and its sealed ciphertexts:
 
-- each seated trainer signed one ``ExactSystem`` (``Enc(H_i)``, ``Enc(g_i)``) and one
-  ``ExactMasked`` vector, once (``exact``);
+- each seated trainer signed one ``ExactSystem`` (``Enc(H_i)``, ``Enc(g_i)``), one
+  ``ExactMasked`` solve part and one ``ExactCheck`` check part, once (``exact``);
 - ``ExactSums``: the summed system and the summed masked vector are the products of
   exactly those ciphertexts, in seat order (``link``, ``sum``);
 - the buyer's ``ExactSolution`` names that masked sum, and the aggregator's
@@ -29,12 +29,13 @@ from typing import Any
 
 from deltaml.crypto.paillier import PublicKey, check_decryption
 from deltaml.evidence.signatures import parse_hex_ints
-from deltaml.learning.exact_solve import EncryptedSystem, masked_length, residual, split_masked
+from deltaml.learning.exact_solve import EncryptedSystem, residual, split_masked
 
 #: Which role may produce each kind of exact-solve record.
 EXACT_ROLE_OF = {
     "ExactSystem": "trainer",
     "ExactMasked": "trainer",
+    "ExactCheck": "trainer",
     "ExactSums": "aggregator",
     "ExactSolution": "buyer",
     "ExactModel": "aggregator",
@@ -45,7 +46,13 @@ EXACT_ROLE_OF = {
 def _state(v: Any) -> dict[str, Any]:
     state = getattr(v, "_exact", None)
     if state is None:
-        state = v._exact = {"systems": {}, "masked": {}, "sums": None, "solution": None}
+        state = v._exact = {
+            "systems": {},
+            "masked": {},
+            "checks": {},
+            "sums": None,
+            "solution": None,
+        }
     return state
 
 
@@ -67,12 +74,18 @@ def check_masked(v: Any, body: Mapping[str, Any]) -> None:
     _state(v)["masked"][party] = v.declare(body["masked"])
 
 
+def check_part(v: Any, body: Mapping[str, Any]) -> None:
+    party = _party_once(v, "checks")
+    _state(v)["checks"][party] = v.declare(body["check"])
+
+
 def check_sums(v: Any, body: Mapping[str, Any]) -> None:
     state = _state(v)
-    systems = [state["systems"].get(t) for t in v.trainers]
-    masked = [state["masked"].get(t) for t in v.trainers]
+    systems, masked, checks = (
+        [state[what].get(t) for t in v.trainers] for what in ("systems", "masked", "checks")
+    )
     v.require(
-        body["systems"] == systems and body["masked"] == masked,
+        body["systems"] == systems and body["masked"] == masked and body["checks"] == checks,
         "link",
         "the exact sums are not over every seated trainer's signed messages, once each",
     )
@@ -139,7 +152,7 @@ def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
         return
     d = len(w_cts)
     v.require(
-        len(system_cts) == d * d + d and len(masked_cts) == masked_length(d),
+        len(system_cts) == d * d + d and len(masked_cts) == d * d + d,
         "format",
         "the exact sums do not fit the model",
     )
@@ -170,6 +183,7 @@ def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
 EXACT_CHECKS = {
     "ExactSystem": check_system,
     "ExactMasked": check_masked,
+    "ExactCheck": check_part,
     "ExactSums": check_sums,
     "ExactSolution": check_solution,
     "ExactModel": check_model,
@@ -185,7 +199,7 @@ def exact_missing(v: Any) -> list[str]:
         missing.append("an owner's statistics")
     if v.stats is None:
         missing.append("the published statistics")
-    for what in ("systems", "masked"):
+    for what in ("systems", "masked", "checks"):
         if set(state[what]) != set(v.trainers):
             missing.append(f"a trainer's exact {what}")
     if state["sums"] is None:

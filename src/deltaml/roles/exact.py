@@ -6,15 +6,15 @@ instead of rounds, one masked solve (:mod:`deltaml.learning.exact_solve`):
 1. at set-up each trainer draws the randomizers of its two messages (data-independent);
 2. the aggregator sends each trainer an :class:`ExactRequest` (its mask ``L, D``, the
    check vector ``c``, the trainer's zero-sum share); each trainer replies with its
-   signed ``Enc(H_i), Enc(g_i)`` (:class:`ExactSystem`) and its signed masked vector
-   (:class:`ExactMasked`), both sealed in the transcript;
+   signed ``Enc(H_i), Enc(g_i)`` (:class:`ExactSystem`), its signed masked solve part
+   (:class:`ExactMasked`) and check part (:class:`ExactCheck`), all sealed;
 3. the aggregator records the sums (``ExactSums``, recomputable) and passes every
    trainer's signed masked vector to the buyer, which checks the signatures against the
    seats, sums them itself, decrypts only the sum's solve part and returns a signed
    ``Enc(u)`` (:class:`ExactSolution`);
 4. the aggregator unmasks ``Enc(w)`` (``ExactModel`` record, sealed) and hands it to the
-   buyer, which decrypts it, checks ``(Hc)ᵀw = cᵀg`` with the check part of the sum it
-   kept unopened, and only then keeps the model.
+   buyer with the trainers' signed check parts; the buyer sums those, decrypts, checks
+   ``(Hc)ᵀw = cᵀg``, and only then keeps the model.
 
 Not yet in this route: metrics of the final model, contributions and settlement (see
 docs/exactness.md); the request spec refuses ``contributions`` and ``target_improvement``
@@ -56,6 +56,7 @@ from deltaml.learning.models import QuadraticTerms
 from deltaml.roles import messages as m
 from deltaml.roles.evidence import sign_message
 from deltaml.roles.exact_messages import (
+    ExactCheck,
     ExactMasked,
     ExactModel,
     ExactReply,
@@ -122,7 +123,8 @@ def trainer_reply(
     flat_system = [c for row in system.hessian for c in row] + list(system.linear)
     return ExactReply(
         sign(ExactSystem(ring_vector(key, flat_system)), key),
-        sign(ExactMasked(ring_vector(key, masked)), key),
+        sign(ExactMasked(ring_vector(key, masked[: d * d + d])), key),
+        sign(ExactCheck(ring_vector(key, masked[d * d + d :])), key),
     )
 
 
@@ -133,7 +135,6 @@ class ExactKeyHolder:
     def __init__(self, buyer: ModelBuyer, solver: ExactBuyer) -> None:
         self.buyer = buyer
         self.solver = solver
-        self._check: tuple[int, ...] | None = None
         self._d = 0
         #: ``Enc(u)`` it returned and ``Enc(w)`` it received (for a disclosure).
         self.encrypted_u: tuple[int, ...] = ()
@@ -142,7 +143,7 @@ class ExactKeyHolder:
     def solve(self, msg: ExactSolveRequest) -> ExactSolution:
         buyer, key = self.buyer, self.buyer.public_key
         seats = buyer._seated()
-        if self._check is not None:
+        if self._d:
             raise ProtocolError("the masked system was already solved: one solve per request")
         if list(msg.trainers) != seats.trainer_ids or len(msg.masked) != len(msg.trainers):
             raise ProtocolError("the masked system is not the seated trainers'")
@@ -151,20 +152,31 @@ class ExactKeyHolder:
             raise ProtocolError("the masked system does not fit the published statistics")
         for party, masked in zip(msg.trainers, msg.masked, strict=True):
             buyer._check_signed(masked, party, seats.owners())
-            if len(masked.masked) != masked_length(d) or masked.masked.public_key != key:
+            if len(masked.masked) != d * d + d or masked.masked.public_key != key:
                 raise ProtocolError(f"the masked vector of {party} does not fit the model")
         total = sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in msg.masked], key)
-        solve_part, self._check = split_masked(total, d)
+        solve_part, _ = split_masked(total, d)
         self._d = d
         enc_u = self.encrypted_u = self.solver.solve_masked(solve_part)
         reply = ExactSolution(ring_vector(key, enc_u), vector_digest(ring_vector(key, total)))
         return sign_message(reply, buyer.account, key)
 
     def model(self, msg: ExactModel) -> m.Ack:
-        if self._check is None or len(msg.model) != self._d:
+        if not self._d or self.encrypted_w or len(msg.model) != self._d:
             raise ProtocolError("no exact solve to receive a model for")
+        seats = self.buyer._seated()
+        if list(msg.trainers) != seats.trainer_ids or len(msg.checks) != len(msg.trainers):
+            raise ProtocolError("the check part is not the seated trainers'")
+        for party, check in zip(msg.trainers, msg.checks, strict=True):
+            self.buyer._check_signed(check, party, seats.owners())
+            if len(check.check) != self._d + 1:
+                raise ProtocolError(f"the check part of {party} does not fit the model")
+        key = self.buyer.public_key
+        check_sum = sum_ciphertexts(
+            [[int(c) for c in v.check.ciphertexts] for v in msg.checks], key
+        )
         self.encrypted_w = tuple(int(c) for c in msg.model.ciphertexts)
-        weights, _ = self.solver.final_weights(self.encrypted_w, self._check)
+        weights, _ = self.solver.final_weights(self.encrypted_w, check_sum)
         self.buyer.weights = weights
         return m.Ack("exact model received and checked")
 
@@ -262,13 +274,14 @@ def train_exact(
         for share in shares
     ]
     replies = agg.transport.request_all(list(zip(trainers, requests, strict=True)))
-    systems, masked = [], []
+    systems, masked, checks = [], [], []
     for oid, reply in zip(trainers, replies, strict=True):
-        both = _expect(reply, ExactReply)
-        systems.append(ev.accept(oid, both.system, ExactSystem, sealed=True))
-        masked.append(ev.accept(oid, both.masked, ExactMasked, sealed=True))
-    for s, v in zip(systems, masked, strict=True):
-        if len(s.system) != d * d + d or len(v.masked) != masked_length(d):
+        three = _expect(reply, ExactReply)
+        systems.append(ev.accept(oid, three.system, ExactSystem, sealed=True))
+        masked.append(ev.accept(oid, three.masked, ExactMasked, sealed=True))
+        checks.append(ev.accept(oid, three.check, ExactCheck, sealed=True))
+    for s, v, c in zip(systems, masked, checks, strict=True):
+        if len(s.system) != d * d + d or len(v.masked) != d * d + d or len(c.check) != d + 1:
             raise ProtocolError("a trainer's exact system does not fit the model")
     system_total = ring_vector(
         public_key,
@@ -284,6 +297,7 @@ def train_exact(
             "precision_bits": p,
             "systems": [vector_digest(s.system) for s in systems],
             "masked": [vector_digest(v.masked) for v in masked],
+            "checks": [vector_digest(c.check) for c in checks],
             "system_total": vector_ref(system_total),
             "masked_total": vector_ref(masked_total),
         },
@@ -303,7 +317,8 @@ def train_exact(
         {"solution": vector_digest(solution.solution), "model": vector_ref(enc_w)},
         sealed=[enc_w],
     )
-    _expect(agg.transport.request(agg.buyer_id, ExactModel(enc_w)), m.Ack)
+    delivery = ExactModel(enc_w, tuple(trainers), tuple(checks))
+    _expect(agg.transport.request(agg.buyer_id, delivery), m.Ack)
     record.training_seconds = time.perf_counter() - t1
     record.transcript_head = ev.head
     log.info("exact solve done: %d trainers, %d weights", len(trainers), d)

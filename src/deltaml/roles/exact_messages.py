@@ -8,8 +8,10 @@ Their vectors hold **residues mod n** — the plaintext ring the exact solve wor
 message                signer      what the signature binds
 =====================  ==========  ======================================================
 ExactSystem            trainer     its ``Enc(H_i)`` (d²) and ``Enc(g_i)`` (d), sealed
-ExactMasked            trainer     its masked vector ``Enc([H_i R; g_i + H_i s; H_i c;
-                                   cᵀg_i] + z_i)`` (z_i: its zero-sum share)
+ExactMasked            trainer     its masked solve part ``Enc([L H_i D; L g_i] + z_i)``
+ExactCheck             trainer     its check part ``Enc([H_i c; cᵀg_i] + z'_i)`` (``z_i``,
+                                   ``z'_i``: its zero-sum share), shown to the buyer
+                                   only with the model
 ExactSolution          buyer       ``Enc(u)`` and the digest of the masked sum it solved
 =====================  ==========  ======================================================
 """
@@ -59,11 +61,18 @@ class ExactMasked(Message):
 
 
 @dataclass(frozen=True)
+class ExactCheck(Message):
+    check: EncryptedVector
+    signature: str = ""
+
+
+@dataclass(frozen=True)
 class ExactReply(Message):
-    """Trainer → aggregator: its two signed messages."""
+    """Trainer → aggregator: its three signed messages."""
 
     system: ExactSystem
     masked: ExactMasked
+    check: ExactCheck
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,13 @@ class ExactSolution(Message):
 @dataclass(frozen=True)
 class ExactModel(Message):
     """Aggregator → buyer, after settlement: ``Enc(w_j) = Enc(u_j)^{D_j}`` (sealed in the
-    transcript). The buyer checks ``vᵀw = t`` with the check part it kept."""
+    transcript) and every seated trainer's signed check part, which the buyer sums to
+    check ``(Hc)ᵀw = cᵀg``. (Given with the solve, the check part would tell the buyer
+    one projection ``(Hc)ᵀw`` of the model before delivery.)"""
 
     model: EncryptedVector
+    trainers: tuple[str, ...]
+    checks: tuple[ExactCheck, ...]
 
 
 def _system(msg: ExactSystem) -> dict[str, Any]:
@@ -99,6 +112,10 @@ def _masked(msg: ExactMasked) -> dict[str, Any]:
     return {"masked": vector_ref(msg.masked)}
 
 
+def _check(msg: ExactCheck) -> dict[str, Any]:
+    return {"check": vector_ref(msg.check)}
+
+
 def _solution(msg: ExactSolution) -> dict[str, Any]:
     return {"solution": vector_ref(msg.solution), "masked_sum": msg.masked_digest}
 
@@ -107,5 +124,6 @@ def _solution(msg: ExactSolution) -> dict[str, Any]:
 EXACT_BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "ExactSystem": _system,
     "ExactMasked": _masked,
+    "ExactCheck": _check,
     "ExactSolution": _solution,
 }
