@@ -93,14 +93,15 @@ def _ints(values: tuple[str, ...], n: int, what: str) -> list[int]:
 
 # -- the trainer -------------------------------------------------------------------------
 def trainer_factors(public_key: PublicKey, d: int) -> list[gmpy2.mpz]:
-    """What a trainer draws at set-up: the randomizers of its two messages."""
+    """What a trainer draws at set-up: the randomizers of its messages."""
     return draw_factors(public_key, system_factor_count(d) + masked_length(d))
 
 
 def trainer_reply(
     msg: ExactRequest, terms: QuadraticTerms, sign: Sign[Any], factors: list[gmpy2.mpz]
 ) -> ExactReply:
-    """A trainer's ``ExactSystem`` and ``ExactMasked``, signed (uses up ``factors``)."""
+    """A trainer's ``ExactSystem``, ``ExactMasked`` and ``ExactCheck``, signed (uses up
+    ``factors``)."""
     key, d = msg.public_key, len(terms.linear)
     n = key.n
     if not (len(msg.matrix) == d * d and len(msg.scale) == len(msg.check) == d):
