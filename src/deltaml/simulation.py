@@ -40,10 +40,13 @@ from deltaml.learning.models import ModelType, Standardization, raw_coefficients
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import ChainSettlement, OnChainRequest
 from deltaml.protocol.messages import TrainingSpec
-from deltaml.protocol.spec import FIELDS, check_field
+from deltaml.protocol.spec import FIELDS, check_field, check_solver
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import RoundRecord, split_roles
 from deltaml.roles.buyer import Seats
+from deltaml.simulation_exact import disclose_exact, payouts_by_party
+from deltaml.simulation_multiclass import multiclass_test_metrics as multiclass_test_metrics
+from deltaml.simulation_multiclass import simulate_one_vs_rest
 from deltaml.transport import InMemoryTransport, Transport
 
 if TYPE_CHECKING:
@@ -89,18 +92,25 @@ class SimulationConfig:
     chain: bool = True
     chain_url: str | None = None
     #: ``"admm"``: the iterative protocol; ``"exact"``: the one-shot exact solve over ℤₙ
-    #: with the key holder (``deltaml.learning.exact_solve``; simulation only, for now
-    #: without a chain, contributions, metrics or a transcript).
+    #: with the key holder (:mod:`deltaml.roles.exact`; for now without a chain,
+    #: contributions or metrics of the final model).
     solver: str = "admm"
+    #: ``solver="exact"``: the buyer then publishes its model in the transcript (what a
+    #: dispute does), so that verification checks ``H·w = g`` itself.
+    disclose_model: bool = False
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise DeltaMLValueError(f"--solver must be one of {', '.join(SOLVERS)}")
-        if self.solver == "exact" and (self.chain or self.contributions):
-            raise DeltaMLValueError(
-                "the exact solver runs in simulation only: use it without a chain "
-                "and without contributions"
-            )
+        if self.solver == "exact" and self.chain:
+            raise DeltaMLValueError("--solver exact runs without a chain for now: add --no-chain")
+        check_solver(
+            {
+                "solver": self.solver,
+                "target_improvement": self.target_improvement,
+                "contributions": self.contributions,
+            }
+        )
         if self.owners < 2:
             raise DeltaMLValueError("--owners must be at least 2 (one trainer and one validator)")
         # The training fields' types and ranges are the request spec's (a SpecError).
@@ -197,6 +207,7 @@ class SimulationResult:
             "trainers": self.trainers,
             "validators": self.validators,
             "key_bits": self.config.key_bits,
+            "solver": self.config.solver,
             "rounds": len(self.rounds),
             "refreshes": self.refreshes,
             "seconds": round(self.seconds, 4),
@@ -281,8 +292,6 @@ def simulate_shares(
 
     ``accounts`` (party id → account) replaces the fresh accounts of the named parties.
     """
-    if config.solver == "exact":
-        return simulate_exact(config, model_name, task, shares, test)
     spec = TrainingSpec(
         model=model_name,
         rounds=config.rounds,
@@ -297,6 +306,7 @@ def simulate_shares(
         target_improvement=config.target_improvement,
         min_trainers=config.min_trainers,
         deposit_wei=config.deposit_wei,
+        solver=config.solver,
     )
     ids = owner_ids(len(shares))
     given = dict(accounts or {})
@@ -366,8 +376,11 @@ def simulate_shares(
             progress=progress,
         )
         seconds = time.perf_counter() - t0
+        if config.solver == "exact" and config.disclose_model:
+            disclose_exact(aggregator, buyer, writer)
+            record.transcript_head = writer.head
     assert buyer.weights is not None and buyer.stats is not None
-    assert record.payouts is not None
+    assert record.payouts is not None or config.solver == "exact"
     verification = None
     v0 = time.perf_counter()
     if config.verify:
@@ -378,6 +391,7 @@ def simulate_shares(
     verify_seconds = time.perf_counter() - v0
     settlement = None
     if on_chain is not None:
+        assert record.payouts is not None
         final = record.rounds[-1].metric
         assert record.initial_metric is not None and final is not None
         settlement = on_chain.close(
@@ -420,12 +434,8 @@ def simulate_shares(
         initial_metric=record.initial_metric,
         contributions=record.contributions,
         addresses=addresses,
-        payouts_wei={
-            **dict(zip(record.trainers, record.payouts.trainers, strict=True)),
-            **dict(zip(record.validators, record.payouts.validators, strict=True)),
-            aggregator.party_id: record.payouts.aggregator,
-        },
-        refund_wei=record.payouts.refund,
+        payouts_wei=payouts_by_party(record, aggregator.party_id),
+        refund_wei=record.payouts.refund if record.payouts else 0,
         contribution_weights=record.contribution_weights,
         transcript=config.transcript,
         transcript_head=record.transcript_head,
@@ -441,178 +451,6 @@ def simulate_shares(
             buyer.model, buyer.stats, buyer.weights, x_train, y_train, test.X, test.y
         )
     return result
-
-
-def simulate_exact(
-    config: SimulationConfig,
-    model_name: str,
-    task: str,
-    shares: list[Dataset],
-    test: Dataset | None,
-) -> SimulationResult:
-    """The one-shot exact solve (see :mod:`deltaml.learning.exact_solve`), in process.
-
-    The same seats and the same federated standardization as the iterative protocol;
-    the trainers' systems are encrypted under the buyer's key, summed and masked by
-    the aggregator, solved masked by the buyer and unmasked. No rounds, metrics,
-    contributions, chain or transcript yet (``docs/exactness.md`` says what they become).
-    """
-    from deltaml.crypto.paillier import generate_keypair
-    from deltaml.learning.exact_solve import ExactBuyer, exact_solve
-    from deltaml.learning.models import model_type
-    from deltaml.learning.standardize import local_sums, stats_from_sums
-
-    t_start = time.perf_counter()
-    k0 = time.perf_counter()
-    public_key, private_key = generate_keypair(
-        config.key_bits, allow_test_keys=config.allow_test_keys
-    )
-    keygen_seconds = time.perf_counter() - k0
-    ids = owner_ids(len(shares))
-    spec = TrainingSpec(model=model_name, rounds=config.rounds, split_seed=config.seed)
-    trainers, validators = split_roles(ids, spec.trainer_fraction, spec.split_seed)
-    regression = task == "regression"
-    s0 = time.perf_counter()
-    total = np.sum([local_sums(s.X, s.y, regression) for s in shares], axis=0)
-    stats = stats_from_sums(total, shares[0].n_features, regression)
-    model = model_type(model_name, config.l2)
-    trainer_shares = [shares[ids.index(oid)] for oid in trainers]
-    terms = [model.local_terms(s.X, s.y, stats) for s in trainer_shares]
-    setup_seconds = time.perf_counter() - s0
-    t0 = time.perf_counter()
-    weights, _, _ = exact_solve(terms, public_key, ExactBuyer(public_key, private_key))
-    training_seconds = time.perf_counter() - t0
-    coef, intercept = raw_coefficients(weights, stats)
-    result = SimulationResult(
-        config=config,
-        model=model_name,
-        task=task,
-        trainers=trainers,
-        validators=validators,
-        rounds=[],
-        refreshes=0,
-        seconds=time.perf_counter() - t_start - keygen_seconds,
-        setup_seconds=setup_seconds,
-        training_seconds=training_seconds,
-        metric_seconds=0.0,
-        contribution_seconds=0.0,
-        keygen_seconds=keygen_seconds,
-        objective_gap=objective_gap(model, stats, trainer_shares, weights),
-        weights=weights,
-        coefficients=coef,
-        intercept=intercept,
-        features=shares[0].feature_names,
-        target=shares[0].target_name,
-        classes=shares[0].classes,
-    )
-    if test is not None:
-        x_train = np.concatenate([s.X for s in trainer_shares])
-        y_train = np.concatenate([s.y for s in trainer_shares])
-        result.test, result.baseline_note = baseline_metrics(
-            model, stats, weights, x_train, y_train, test.X, test.y
-        )
-    return result
-
-
-def simulate_one_vs_rest(
-    config: SimulationConfig,
-    shares: list[Dataset],
-    test: Dataset | None,
-    progress: Callable[[RoundRecord], None] | None = None,
-    transport_wrapper: Callable[[Transport], Transport] | None = None,
-) -> SimulationResult:
-    """A multinomial target, one-vs-rest: one two-class protocol run per class.
-
-    Run ``k`` trains ``classes[k]`` against the rest on the same owners (so the
-    same role split), with its own keys, transcript and, on a chain, its own
-    deposit: K requests, not one. The result holds the K × d coefficients, the
-    runs in ``per_class``, and the test accuracy and macro AUC next to
-    scikit-learn's multinomial ``LogisticRegression`` on the same rows.
-    """
-    classes = shares[0].classes
-    assert classes is not None and len(classes) > 2
-    runs: list[SimulationResult] = []
-    for k, label in enumerate(classes):
-        binary = [
-            dataclasses.replace(s, y=(s.y == k).astype(np.float64), classes=("rest", label))
-            for s in shares
-        ]
-        transcript = config.transcript
-        if transcript is not None:
-            path = Path(transcript)
-            transcript = str(path.with_name(f"{path.stem}-class{k}{path.suffix}"))
-        run_config = dataclasses.replace(config, transcript=transcript)
-        runs.append(
-            simulate_shares(
-                run_config, "logistic", "classification", binary, None, progress, transport_wrapper
-            )
-        )
-    first = runs[0]
-    failed = [r.verification for r in runs if r.verification is not None and not r.verification.ok]
-    payouts: dict[str, int] = {}
-    contributions = np.zeros(len(first.trainers))
-    for r in runs:
-        for pid, wei in r.payouts_wei.items():
-            payouts[pid] = payouts.get(pid, 0) + wei
-        contributions += np.array(r.contributions or [0.0] * len(first.trainers))
-    result = dataclasses.replace(
-        first,
-        config=config,
-        coefficients=np.vstack([r.coefficients for r in runs]),
-        intercept=np.array([r.intercept for r in runs]),  # type: ignore[arg-type]
-        weights=np.vstack([r.weights for r in runs]),
-        seconds=sum(r.seconds for r in runs),
-        setup_seconds=sum(r.setup_seconds for r in runs),
-        training_seconds=sum(r.training_seconds for r in runs),
-        metric_seconds=sum(r.metric_seconds for r in runs),
-        contribution_seconds=sum(r.contribution_seconds for r in runs),
-        keygen_seconds=sum(r.keygen_seconds for r in runs),
-        verify_seconds=sum(r.verify_seconds for r in runs),
-        objective_gap=max(r.objective_gap for r in runs),
-        contributions=[float(c) for c in contributions] if first.contributions else [],
-        payouts_wei=payouts,
-        refund_wei=sum(r.refund_wei for r in runs),
-        verification=failed[0] if failed else runs[-1].verification,
-        classes=classes,
-        per_class=runs,
-        test={},
-    )
-    if test is not None:
-        trainer_shares = [shares[owner_ids(len(shares)).index(oid)] for oid in first.trainers]
-        result.test = multiclass_test_metrics(
-            result.trained_model(),
-            np.concatenate([s.X for s in trainer_shares]),
-            np.concatenate([s.y for s in trainer_shares]),
-            test,
-        )
-    return result
-
-
-def multiclass_test_metrics(
-    model: TrainedModel, x_train: np.ndarray, y_train: np.ndarray, test: Dataset
-) -> dict[str, float]:
-    """Accuracy and macro one-vs-rest AUC, ours next to scikit-learn's multinomial
-    logistic regression trained on the same rows; and our AUC per class."""
-    from sklearn import linear_model
-    from sklearn.metrics import accuracy_score, roc_auc_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    sk = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=5000))
-    sk.fit(x_train, y_train)
-    proba = model.predict_proba(test.X)
-    scores = model.decision_function(test.X)
-    out = {
-        "test_accuracy": float(accuracy_score(test.y, np.argmax(scores, axis=1))),
-        "sklearn_test_accuracy": float(accuracy_score(test.y, sk.predict(test.X))),
-        "test_auc": float(roc_auc_score(test.y, proba, multi_class="ovr", average="macro")),
-        "sklearn_test_auc": float(
-            roc_auc_score(test.y, sk.predict_proba(test.X), multi_class="ovr", average="macro")
-        ),
-    }
-    for k, label in enumerate(model.classes or ()):
-        out[f"test_auc[{label}]"] = float(roc_auc_score(test.y == k, scores[:, k]))
-    return out
 
 
 @contextlib.contextmanager

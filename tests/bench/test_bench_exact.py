@@ -47,3 +47,13 @@ def test_scaled_data_spans_the_promised_scales() -> None:
     stds = data.X.std(axis=0)
     assert data.X.shape == (2000, 30)
     assert stds.min() < 2e-3 and stds.max() > 5e2
+
+
+def test_exact_solver_meets_the_gap_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    exact = _load("exact")
+    argv = ["--solver", "exact", "--key-bits", "1024", "--seeds", "1", "--rows", "600"]
+    assert exact.main([*argv, "--features", "6", "--no-timing", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["rounds"] for r in out["runs"]] == [0, 0, 0]
+    gaps = [t for t in out["targets"] if "objective gap" in t["target"]]
+    assert len(gaps) == 3 and all(t["passed"] for t in gaps)

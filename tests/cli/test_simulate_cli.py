@@ -157,3 +157,18 @@ def test_simulate_writes_the_trained_model(suffix: str, capsys: pytest.CaptureFi
         ort = pytest.importorskip("onnxruntime")
         predicted = ort.InferenceSession(str(path)).run(None, {"X": ds.X})[0]
         assert (predicted == labels).all()
+
+
+@pytest.mark.slow
+def test_simulate_solver_exact(tmp_path: Path) -> None:
+    """``--solver exact``: one line without ``--no-chain``; with it, the optimum, verified."""
+    proc = _run("simulate", "--solver", "exact", "--quiet")
+    assert proc.returncode == 1 and "--no-chain" in proc.stderr and "Traceback" not in proc.stderr
+    transcript = str(tmp_path / "run.jsonl")
+    args = ("--solver", "exact", "--no-chain", "--disclose-model", "--transcript", transcript)
+    proc = _run("simulate", *args, "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["rounds"] == 0 and out["verified"] is True
+    assert abs(out["objective_gap"]) <= 1e-6
+    assert abs(out["test_mse"] / out["optimum_test_mse"] - 1) <= 1e-6

@@ -22,6 +22,7 @@ from deltaml.learning.exact_solve import (
     rational_reconstruction,
     residual,
     sum_systems,
+    unmask,
 )
 from deltaml.learning.models import Standardization, model_type
 
@@ -68,8 +69,8 @@ def test_the_buyer_decrypts_only_the_masked_system(keys) -> None:
     p = precision_for(public.key_bits, len(terms[0].linear))
     total = sum_systems([encrypt_system(t, public, p) for t in terms], public)
     buyer = ExactBuyer(public, private)
-    masked, _ = mask_system(total, public)
-    buyer.solve_masked(masked)
+    masked, mask = mask_system(total, public)
+    enc_u = buyer.solve_masked(masked)
     assert [kind for kind, _ in buyer.decrypted] == ["masked_matrix"] * 11 + ["masked_vector"]
     for _, values in buyer.decrypted:
         assert _looks_uniform(values, public.n)
@@ -78,9 +79,14 @@ def test_the_buyer_decrypts_only_the_masked_system(keys) -> None:
     again.solve_masked(mask_system(total, public)[0])
     for (_, first), (_, second) in zip(buyer.decrypted, again.decrypted, strict=True):
         assert all(a != b for a, b in zip(first, second, strict=True))
-    # the check can fail: without the mask (R = I, s = 0) the buyer would see H and g
+    # the aggregator-side variant unmasks to the same exact model as the trainer-side one
+    weights, w_mod = buyer.final_weights(unmask(enc_u, mask, public))
+    assert all(private.raw_decrypt(c) == 0 for c in residual(total, w_mod, public))
+    reference, _, _ = exact_solve(terms, public, ExactBuyer(public, private))
+    assert np.array_equal(weights, reference)
+    # the check can fail: without the mask (L = I, D = 1) the buyer would see H and g
     d = total.size
-    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (0,) * d)
+    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (1,) * d)
     exposed = ExactBuyer(public, private)
     exposed.solve_masked(mask_system(total, public, identity)[0])
     assert not any(_looks_uniform(values, public.n) for _, values in exposed.decrypted)
@@ -94,14 +100,15 @@ def test_trainer_side_masking_shows_the_buyer_only_the_masked_sum(keys) -> None:
     buyer = ExactBuyer(public, private)
     exact_solve(terms, public, buyer)
     kinds = [kind for kind, _ in buyer.decrypted]
-    assert kinds == ["masked_matrix"] * d + ["masked_vector", "final_model"]
-    for kind, values in buyer.decrypted[:-1]:
-        assert _looks_uniform(values, public.n), kind
-    # control: with R = I and s = 0 the same record shows H and g in the clear
-    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (0,) * d)
+    assert kinds == ["masked_matrix"] * d + ["masked_vector", "final_model", "check"]
+    for kind, values in buyer.decrypted:
+        if kind != "final_model":
+            assert _looks_uniform(values, public.n), kind
+    # control: with L = I and D = 1 the same record shows H and g in the clear
+    identity = Mask(tuple(tuple(int(i == j) for j in range(d)) for i in range(d)), (1,) * d)
     exposed = ExactBuyer(public, private)
     exact_solve(terms, public, exposed, mask=identity)
-    assert not any(_looks_uniform(values, public.n) for _, values in exposed.decrypted[:-1])
+    assert not any(_looks_uniform(values, public.n) for _, values in exposed.decrypted[: d + 1])
 
 
 def test_rational_reconstruction() -> None:

@@ -31,6 +31,7 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "key_bits": ([1024, 16384], [0, 16385]),
     "l2": ([None, 0, 1e6], [-1.0, 1e6 + 1, math.inf, "0"]),
     "contributions": ([True, False], [1, "yes", None]),
+    "solver": (["admm"], ["newton", "", None, 1]),
     "metric_noise": ([0, 1e3], [-0.1, 1000.1, math.inf]),
     "split_seed": ([0, 2**64 - 1], [-1, 2**64]),
     "min_trainers": ([1, 2], [0, 3, 65]),  # with owners=3: 1 to owners - 1
@@ -71,7 +72,11 @@ def test_each_field_takes_its_range_and_its_errors_name_it(name: str) -> None:
 
 
 def test_cross_field_rules_name_their_field() -> None:
+    exact = {**BASE, "solver": "exact", "contributions": False}
+    assert parse_request_spec(exact)["solver"] == "exact"
     cases = [
+        ({**exact, "target_improvement": 5}, "target_improvement"),
+        ({**exact, "contributions": True}, "contributions"),
         ({**BASE, "target": "age"}, "target"),
         ({**BASE, "classes": ["a", "b"]}, "classes"),  # a linear model has no classes
         ({**BASE, "model": "logistic", "classes": ["a", "a"]}, "classes"),

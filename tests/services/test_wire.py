@@ -190,7 +190,8 @@ def all_subclasses(cls: type[Message]) -> set[type[Message]]:
 
 
 def test_every_message_subclass_is_registered() -> None:
-    defined = {c for c in all_subclasses(Message) if c.__module__ == m.__name__}
+    modules = {m.__name__, "deltaml.roles.exact_messages"}  # solver: exact
+    defined = {c for c in all_subclasses(Message) if c.__module__ in modules}
     assert defined, "no messages found"
     assert set(MESSAGE_KINDS.values()) == defined
     for name, cls in MESSAGE_KINDS.items():
@@ -219,8 +220,8 @@ def test_every_kind_round_trips(kind: str, keys: Keys, pool: list[EncryptedVecto
         back = from_wire(json_round(wire))
         assert_same(msg, back)
         assert_same(msg, loads(dumps(msg)))
-        # Without vectors, dataclass equality holds too.
-        if not any(isinstance(v, EncryptedVector | tuple) for v in vars(msg).values()):
+        # Without vectors (nor messages that may hold some), dataclass equality holds too.
+        if not any(isinstance(v, EncryptedVector | tuple | Message) for v in vars(msg).values()):
             assert back == msg
 
     check()

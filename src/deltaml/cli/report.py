@@ -36,7 +36,9 @@ def _rounds(r: SimulationResult) -> None:
         if rec.metric is not None:
             flag = "  (refreshed)" if rec.refreshed else ""
             print(f"  {rec.round:>5}  {rec.metric:.6g}{flag}")
-    if len(r.rounds) < r.config.rounds:
+    if r.config.solver == "exact":
+        print("  one exact solve (no rounds): the model is the optimum of the trainers' system")
+    elif len(r.rounds) < r.config.rounds:
         print(
             f"  stopped after round {r.rounds[-1].round}: the target of "
             f"{r.config.target_improvement:g} % improvement was reached"
@@ -103,10 +105,13 @@ def _money(r: SimulationResult) -> None:
         if r.per_class
         else f"a {r.config.deposit_wei} wei deposit"
     )
-    print(f"\n  payouts of {deposits} ({where})")
-    for pid, amount in r.payouts_wei.items():
-        print(f"    {pid:<12} {paid.get(pid, amount):>24} wei")
-    print(f"    {'refund':<12} {paid.get('buyer', r.refund_wei):>24} wei")
+    if r.config.solver == "exact":
+        print("\n  no settlement yet with solver exact (docs/exactness.md)")
+    else:
+        print(f"\n  payouts of {deposits} ({where})")
+        for pid, amount in r.payouts_wei.items():
+            print(f"    {pid:<12} {paid.get(pid, amount):>24} wei")
+        print(f"    {'refund':<12} {paid.get('buyer', r.refund_wei):>24} wei")
     if r.settlement is not None:
         st = r.settlement
         print(

@@ -117,6 +117,20 @@ def add_parser(sub: Any) -> None:
             "(default: 0, train all rounds)"
         ),
     )
+    sim.add_argument(
+        "--solver",
+        choices=("admm", "exact"),
+        default="admm",
+        help=(
+            "admm: rounds (default); exact: one masked solve to the optimum "
+            "(docs/exactness.md; with --no-chain, no contributions)"
+        ),
+    )
+    sim.add_argument(
+        "--disclose-model",
+        action="store_true",
+        help="solver exact: the buyer publishes its model so that verify checks H·w = g",
+    )
     chain = sim.add_mutually_exclusive_group()
     chain.add_argument(
         "--chain-url",
@@ -161,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
         metric_noise=args.metric_noise,
         target_improvement=args.target_improvement,
         chain_url=args.chain_url,
+        solver=args.solver,
+        contributions=args.solver != "exact",  # not measured by the exact solve yet
+        disclose_model=args.disclose_model,
     )
     if args.model_out:
         _check_model_out(Path(args.model_out))

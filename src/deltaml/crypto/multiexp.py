@@ -28,11 +28,16 @@ def _window_bits(rows: int) -> int:
 
 
 def multi_exp(
-    bases: Sequence[gmpy2.mpz], exponent_rows: Sequence[Sequence[int]], modulus: gmpy2.mpz
+    bases: Sequence[gmpy2.mpz],
+    exponent_rows: Sequence[Sequence[int]],
+    modulus: gmpy2.mpz,
+    window_bits: int | None = None,
 ) -> list[gmpy2.mpz]:
     """Return ``[∏_j bases[j]^row[j] mod modulus for row in exponent_rows]``.
 
     Exponents may be negative (the bases must then be invertible modulo ``modulus``).
+    ``window_bits`` overrides the window chosen from the row count (wider windows pay
+    for full-size exponents: see :func:`deltaml.learning.exact_solve.unmask`).
     """
     n_bases = len(bases)
     if any(len(row) != n_bases for row in exponent_rows):
@@ -40,7 +45,7 @@ def multi_exp(
     bits = max((abs(e).bit_length() for row in exponent_rows for e in row), default=0)
     if bits == 0:
         return [gmpy2.mpz(1) for _ in exponent_rows]
-    w = min(_window_bits(len(exponent_rows)), bits)
+    w = min(window_bits or _window_bits(len(exponent_rows)), bits)
     mask = (1 << w) - 1
     windows = -(-bits // w)
     size = 1 << w

@@ -104,6 +104,8 @@ class TrainingSpec(Message):
     #: percent below the initial model's (0: train all ``rounds``); see
     #: :func:`deltaml.evidence.published.last_round`.
     target_improvement: float = 0.0
+    #: ``"admm"`` (rounds) or ``"exact"`` (one masked solve: :mod:`deltaml.roles.exact`).
+    solver: str = "admm"
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ DEFAULT_CHALLENGE_WINDOW_S = 24 * 3600
 MIN_CHALLENGE_WINDOW_S = 60
 MAX_CHALLENGE_WINDOW_S = 30 * 24 * 3600
 MODELS = ("linear", "logistic")
+#: ``admm``: the iterative protocol; ``exact``: the one-shot exact solve (docs/exactness.md).
+SOLVERS = ("admm", "exact")
 
 
 class SpecError(DeltaMLValueError):
@@ -144,6 +146,8 @@ _FIELDS = [
     SpecField("l2", (*_NUMBER, type(None)), None, lambda v: 0 <= v <= 1e6,
               "l2 must be 0 to 10**6 (or null)", training=True, low=0, high=1e6),
     SpecField("contributions", (bool,), True, lambda v: True, "", training=True),
+    SpecField("solver", (str,), "admm", lambda v: v in SOLVERS,
+              f"solver must be one of {', '.join(SOLVERS)}", training=True),
     SpecField("metric_noise", _NUMBER, 0.0, lambda v: 0 <= v <= 1e3,
               "metric_noise must be 0 to 1000", training=True, low=0, high=1e3),
     SpecField("split_seed", (int,), 0, lambda v: 0 <= v < 2**64,
@@ -226,6 +230,7 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
     if spec["target"] in spec["features"]:
         raise SpecError("target", "the target cannot also be a feature")
     _check_classes(spec["classes"], spec["model"])
+    check_solver(spec)
     if not spec["min_trainers"] < spec["owners"]:
         raise SpecError("min_trainers", FIELDS["min_trainers"].message)
     return spec
@@ -239,7 +244,26 @@ def check_training_spec(doc: Any) -> dict[str, Any]:
         for name in ("model", "rounds"):
             if name not in required:
                 raise SpecError(name, f"the training spec needs {name!r}")
-    return _check_fields(required, TRAINING_FIELDS, "training spec")
+    return check_solver(_check_fields(required, TRAINING_FIELDS, "training spec"))
+
+
+def check_solver(spec: dict[str, Any]) -> dict[str, Any]:
+    """The fields that mean nothing to the exact solver, refused by name (docs/exactness.md):
+    one solve has no rounds to stop early, and its contributions are not measured yet."""
+    if spec.get("solver") != "exact":
+        return spec
+    if spec.get("target_improvement"):
+        raise SpecError(
+            "target_improvement",
+            "target_improvement has no meaning with solver exact (one solve, no rounds to "
+            "stop early): leave it 0",
+        )
+    if spec.get("contributions"):
+        raise SpecError(
+            "contributions",
+            "contributions are not measured with solver exact yet: set contributions to false",
+        )
+    return spec
 
 
 def check_requirements(doc: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles.aggregator_base import _expect, _metric_growth
 from deltaml.roles.aggregator_base import zero_sum_masks as zero_sum_masks
 from deltaml.roles.aggregator_phases import AggregatorPhases
+from deltaml.roles.exact import train_exact
 from deltaml.roles.training_state import Checkpoint as Checkpoint
 from deltaml.roles.training_state import ProgressCallback as ProgressCallback
 from deltaml.roles.training_state import RoundRecord as RoundRecord
@@ -69,6 +70,8 @@ class Aggregator(AggregatorPhases):
         again recomputes it from the state it kept.
         """
         _check_train_args(spec, initial_model, n_features)
+        if spec.solver == "exact":  # one masked solve instead of rounds (roles/exact.py)
+            return train_exact(self, spec, public_key, initial_model, n_features, include_target)
         if resume is None:
             cp = self._set_up(spec, public_key, initial_model, n_features, include_target)
             if checkpoint is not None:

@@ -37,7 +37,9 @@ from deltaml.learning.metrics import metric_remixer
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import sums_length
 from deltaml.protocol import messages as m
+from deltaml.roles import exact
 from deltaml.roles.evidence import message_body, sign_message
+from deltaml.roles.exact_messages import ExactModel, ExactSolution, ExactSolveRequest
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -354,6 +356,12 @@ class ModelBuyer:
             self.shapley_method,
         )
         return sign_message(reply, self.account, self.public_key)
+
+    def _on_ExactSolveRequest(self, msg: ExactSolveRequest) -> ExactSolution:
+        return exact.key_holder(self).solve(msg)  # solver: exact (roles/exact.py)
+
+    def _on_ExactModel(self, msg: ExactModel) -> m.Ack:
+        return exact.key_holder(self).model(msg)
 
     def _on_FinalModel(self, msg: m.FinalModel) -> m.Ack:
         self.weights = msg.total.decrypt(self._private_key) / msg.n_trainers

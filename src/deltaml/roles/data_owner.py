@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from eth_account import Account
@@ -27,7 +27,9 @@ from deltaml.learning.metrics import (
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import local_sums
 from deltaml.protocol import messages as m
+from deltaml.roles import exact
 from deltaml.roles.evidence import sign_message
+from deltaml.roles.exact_messages import ExactReply, ExactRequest
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -85,6 +87,7 @@ class DataOwner:
         self._initial_model: EncryptedVector | None = None
         self._rng = secure_generator()
         self.rotation_openings: dict[str, tuple[int, bytes]] = {}
+        self._exact_factors: list[Any] = []
 
     @property
     def n_rows(self) -> int:
@@ -153,6 +156,9 @@ class DataOwner:
         )
         self._n_trainers = msg.n_trainers
         self._initial_model = msg.initial_model
+        if msg.role == "trainer" and msg.spec.solver == "exact":
+            self._exact_factors = exact.trainer_factors(msg.public_key, len(s.means) + 1)
+            return m.SetupDone(0)
         if msg.role == "trainer":
             self._states = {0: msg.initial_model}
             log.debug("%s: trainer ready (%d rows)", self.party_id, self.n_rows)
@@ -182,6 +188,13 @@ class DataOwner:
             return m.SetupDone(0)
         self._states = {r: s for r, s in self._states.items() if r < msg.round}
         return m.SetupDone(self._encode_update())
+
+    def _on_ExactRequest(self, msg: ExactRequest) -> ExactReply:
+        """``solver: exact``: this trainer's system and masked system (roles/exact.py)."""
+        self._require("trainer")
+        assert self._model is not None and self._stats is not None
+        terms = self._model.local_terms(self._x, self._y, self._stats)
+        return exact.trainer_reply(msg, terms, self._signed, self._exact_factors)
 
     def _require(self, role: str) -> None:
         if self.role != role:

@@ -50,6 +50,7 @@ from deltaml.evidence.transcript import TranscriptWriter
 from deltaml.protocol import messages as m
 from deltaml.protocol import records
 from deltaml.protocol.records import Record
+from deltaml.roles.exact_messages import EXACT_BODIES
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -144,7 +145,7 @@ def _contributions(msg: m.ContributionValues) -> records.Record:
     )
 
 
-_BODIES: dict[str, Callable[[Any], records.Record]] = {
+_BODIES: dict[str, Callable[[Any], records.Record | dict[str, Any]]] = {
     "EncryptedSums": _sums,
     "PublicStats": _stats,
     "StateUpdate": _state,
@@ -155,6 +156,7 @@ _BODIES: dict[str, Callable[[Any], records.Record]] = {
     "Remix": _remix,
     "RemixColumns": _remix_columns,
     "ContributionValues": _contributions,
+    **EXACT_BODIES,
 }
 
 #: The kinds of message a party signs.
@@ -169,7 +171,9 @@ def message_body(msg: m.Message, key: str) -> dict[str, Any]:
     builder = _BODIES.get(msg.kind)
     if builder is None:
         raise ProtocolError(f"{msg.kind} is not a signed message")
-    return {"kind": msg.kind, "key": key, **builder(msg).to_body()}
+    built = builder(msg)
+    fields = built.to_body() if isinstance(built, Record) else built
+    return {"kind": msg.kind, "key": key, **fields}
 
 
 def message_vectors(msg: m.Message) -> list[EncryptedVector]:

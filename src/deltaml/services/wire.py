@@ -74,6 +74,7 @@ from deltaml.errors import DeltaMLError, DeltaMLTypeError, DeltaMLValueError
 from deltaml.protocol import messages as _messages
 from deltaml.protocol.json_limits import MAX_JSON_DEPTH, check_json_depth
 from deltaml.protocol.messages import Message
+from deltaml.roles import exact_messages as _exact_messages
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -377,16 +378,18 @@ class _Schema:
 
 
 def _message_classes() -> dict[str, type[Message]]:
-    """Every concrete ``Message`` subclass that :mod:`deltaml.protocol.messages` defines."""
+    """Every concrete ``Message`` subclass that :mod:`deltaml.protocol.messages` and
+    :mod:`deltaml.roles.exact_messages` (``solver: exact``) define."""
     found: dict[str, type[Message]] = {}
-    for value in vars(_messages).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, Message)
-            and value is not Message
-            and value.__module__ == _messages.__name__
-        ):
-            found[value.__name__] = value
+    for module in (_messages, _exact_messages):
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Message)
+                and value is not Message
+                and value.__module__ == module.__name__
+            ):
+                found[value.__name__] = value
     return found
 
 

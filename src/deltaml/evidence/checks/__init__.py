@@ -9,6 +9,7 @@ of each record goes to the one function :data:`HANDLERS` names for its kind:
 - :mod:`.metrics` — residuals, mix, remix and the published metric;
 - :mod:`.contributions` — the contribution columns, their mixes and Shapley values;
 - :mod:`.settlement` — the payouts, the final record, completeness;
+- :mod:`.exact` — the one-shot exact solve (``solver: exact``);
 - :mod:`.proofs` — decryption proofs, sums and re-randomizations the others share.
 
 A new record kind is one dataclass in :mod:`deltaml.protocol.records`, its role in
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from deltaml.evidence.checks import contributions, header, metrics, rounds, settlement
+from deltaml.evidence.checks import contributions, exact, header, metrics, rounds, settlement
 from deltaml.evidence.checks.base import Handler, Registry, Verifier
 from deltaml.evidence.report import VerificationReport
 
@@ -46,6 +47,7 @@ HANDLERS: Mapping[str, Handler] = {
     "RemixColumns": contributions.on_remix_columns,
     "ContributionValues": contributions.on_contribution_values,
     "Payouts": settlement.on_payouts,
+    **exact.EXACT_CHECKS,  # solver: exact
 }
 
 REGISTRY = Registry(

@@ -56,6 +56,14 @@ ROLE_OF = {
     "PublicStats": "buyer",
     "MetricValue": "buyer",
     "ContributionValues": "buyer",
+    # solver: exact (checks/exact.py)
+    "ExactSystem": "trainer",
+    "ExactMasked": "trainer",
+    "ExactCheck": "trainer",
+    "ExactSums": "aggregator",
+    "ExactSolution": "buyer",
+    "ExactModel": "aggregator",
+    "ExactDisclosure": "buyer",
 }
 
 

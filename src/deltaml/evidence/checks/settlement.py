@@ -15,6 +15,7 @@ from deltaml.evidence.checks.base import (
     _indices,
     _is_binding,
 )
+from deltaml.evidence.checks.exact import exact_missing
 from deltaml.evidence.published import (
     is_evaluated,
 )
@@ -155,6 +156,13 @@ def check_completeness(vr: Verifier) -> None:
     """At the end of the walk: nothing the protocol requires is missing, and no round
     was trained past where the stopping rule ends training."""
     if vr.key is None:
+        return
+    if vr.spec.get("solver") == "exact":
+        gaps = exact_missing(vr)
+        if gaps:
+            vr.fail("completeness", "missing " + "; ".join(gaps), whole=True)
+        else:
+            vr.ok("completeness")
         return
     rounds = vr._last_round()
     beyond = sorted(k for k, phase in vr.summed if phase == "round" and k > rounds)

@@ -136,6 +136,10 @@ class BuyerNode:
     # -- requests -------------------------------------------------------------------
     def create_request(self, doc: Any) -> dict[str, Any]:
         req_spec = parse_request_spec(doc)
+        if req_spec["solver"] != "admm":  # the services run the iterative protocol only
+            raise protocol_spec.SpecError(
+                "solver", "solver exact runs in `deltaml simulate --solver exact` only, for now"
+            )
         spec = m.TrainingSpec(
             model=req_spec["model"],
             rounds=req_spec["rounds"],

@@ -1,0 +1,327 @@
+"""The exact solve in the protocol run (``solver: exact``; docs/exactness.md).
+
+The same seats, header and federated standardization as the iterative protocol; then,
+instead of rounds, one masked solve (:mod:`deltaml.learning.exact_solve`):
+
+1. at set-up each trainer draws the randomizers of its two messages (data-independent);
+2. the aggregator sends each trainer an :class:`ExactRequest` (its mask ``L, D``, the
+   check vector ``c``, the trainer's zero-sum share); each trainer replies with its
+   signed ``Enc(H_i), Enc(g_i)`` (:class:`ExactSystem`), its signed masked solve part
+   (:class:`ExactMasked`) and check part (:class:`ExactCheck`), all sealed;
+3. the aggregator records the sums (``ExactSums``, recomputable) and passes every
+   trainer's signed masked vector to the buyer, which checks the signatures against the
+   seats, sums them itself, decrypts only the sum's solve part and returns a signed
+   ``Enc(u)`` (:class:`ExactSolution`);
+4. the aggregator unmasks ``Enc(w)`` (``ExactModel`` record, sealed) and hands it to the
+   buyer with the trainers' signed check parts; the buyer sums those, decrypts, checks
+   ``(Hc)ᵀw = cᵀg``, and only then keeps the model.
+
+Not yet in this route: metrics of the final model, contributions and settlement (see
+docs/exactness.md); the request spec refuses ``contributions`` and ``target_improvement``
+with ``solver: exact``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import gmpy2
+
+from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.errors import ProtocolError
+from deltaml.evidence.signatures import hex_ints, key_id, sign_body, vector_digest, vector_ref
+from deltaml.learning.exact_solve import (
+    EncryptedSystem,
+    ExactBuyer,
+    Mask,
+    TrainerMask,
+    draw_factors,
+    encrypt_system,
+    masked_length,
+    precision_for,
+    random_check,
+    random_mask,
+    residual,
+    split_masked,
+    sum_ciphertexts,
+    system_factor_count,
+    trainer_masked_system,
+    unmask,
+    zero_sum_shares,
+)
+from deltaml.learning.models import QuadraticTerms
+from deltaml.protocol import messages as m
+from deltaml.roles.evidence import sign_message
+from deltaml.roles.exact_messages import (
+    ExactCheck,
+    ExactMasked,
+    ExactModel,
+    ExactReply,
+    ExactRequest,
+    ExactSolution,
+    ExactSolveRequest,
+    ExactSystem,
+    ring_vector,
+)
+
+if TYPE_CHECKING:
+    from deltaml.roles.aggregator import Aggregator, TrainingRecord
+    from deltaml.roles.buyer import ModelBuyer
+
+log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=m.Message)
+Sign = Callable[[_M, PublicKey], _M]
+
+
+def _hex(values: Any) -> tuple[str, ...]:
+    return tuple(hex_ints(list(values)))
+
+
+def _ints(values: tuple[str, ...], n: int, what: str) -> list[int]:
+    try:
+        out = [int(v, 16) for v in values]
+    except ValueError:
+        raise ProtocolError(f"malformed {what}") from None
+    if any(not 0 <= v < n for v in out):
+        raise ProtocolError(f"{what} out of range")
+    return out
+
+
+# -- the trainer -------------------------------------------------------------------------
+def trainer_factors(public_key: PublicKey, d: int) -> list[gmpy2.mpz]:
+    """What a trainer draws at set-up: the randomizers of its messages."""
+    return draw_factors(public_key, system_factor_count(d) + masked_length(d))
+
+
+def trainer_reply(
+    msg: ExactRequest, terms: QuadraticTerms, sign: Sign[Any], factors: list[gmpy2.mpz]
+) -> ExactReply:
+    """A trainer's ``ExactSystem``, ``ExactMasked`` and ``ExactCheck``, signed (uses up
+    ``factors``)."""
+    key, d = msg.public_key, len(terms.linear)
+    n = key.n
+    if not (len(msg.matrix) == d * d and len(msg.scale) == len(msg.check) == d):
+        raise ProtocolError("the exact mask does not fit the model")
+    if len(msg.share) != masked_length(d) or msg.precision_bits != precision_for(key.key_bits, d):
+        raise ProtocolError("the exact request's share or precision does not fit the model")
+    flat = _ints(msg.matrix, n, "mask")
+    mask = Mask(
+        tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d)),
+        tuple(_ints(msg.scale, n, "scale")),
+    )
+    tm = TrainerMask(mask, tuple(_ints(msg.check, n, "check")), tuple(_ints(msg.share, n, "share")))
+    if len(factors) != system_factor_count(d) + masked_length(d):
+        # One answer per set-up: a second request (another mask, say) gets nothing.
+        raise ProtocolError("no exact request expected now: answered already, or no set-up")
+    split = system_factor_count(d)
+    system = encrypt_system(terms, key, msg.precision_bits, factors[:split])
+    masked = trainer_masked_system(terms, key, msg.precision_bits, tm, factors[split:])
+    factors.clear()  # randomizers are used once
+    flat_system = [c for row in system.hessian for c in row] + list(system.linear)
+    return ExactReply(
+        sign(ExactSystem(ring_vector(key, flat_system)), key),
+        sign(ExactMasked(ring_vector(key, masked[: d * d + d])), key),
+        sign(ExactCheck(ring_vector(key, masked[d * d + d :])), key),
+    )
+
+
+# -- the buyer ---------------------------------------------------------------------------
+class ExactKeyHolder:
+    """The buyer's part: decrypts only the seated trainers' summed, masked system."""
+
+    def __init__(self, buyer: ModelBuyer, solver: ExactBuyer) -> None:
+        self.buyer = buyer
+        self.solver = solver
+        self._d = 0
+        #: ``Enc(u)`` it returned and ``Enc(w)`` it received (for a disclosure).
+        self.encrypted_u: tuple[int, ...] = ()
+        self.encrypted_w: tuple[int, ...] = ()
+
+    def solve(self, msg: ExactSolveRequest) -> ExactSolution:
+        buyer, key = self.buyer, self.buyer.public_key
+        seats = buyer._seated()
+        if self._d:
+            raise ProtocolError("the masked system was already solved: one solve per request")
+        if list(msg.trainers) != seats.trainer_ids or len(msg.masked) != len(msg.trainers):
+            raise ProtocolError("the masked system is not the seated trainers'")
+        d = msg.n_weights
+        if buyer.stats is None or d != len(buyer.stats.means) + 1:
+            raise ProtocolError("the masked system does not fit the published statistics")
+        for party, masked in zip(msg.trainers, msg.masked, strict=True):
+            buyer._check_signed(masked, party, seats.owners())
+            if len(masked.masked) != d * d + d or masked.masked.public_key != key:
+                raise ProtocolError(f"the masked vector of {party} does not fit the model")
+        total = sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in msg.masked], key)
+        solve_part, _ = split_masked(total, d)
+        self._d = d
+        enc_u = self.encrypted_u = self.solver.solve_masked(solve_part)
+        reply = ExactSolution(ring_vector(key, enc_u), vector_digest(ring_vector(key, total)))
+        return sign_message(reply, buyer.account, key)
+
+    def model(self, msg: ExactModel) -> m.Ack:
+        if not self._d or self.encrypted_w or len(msg.model) != self._d:
+            raise ProtocolError("no exact solve to receive a model for")
+        seats = self.buyer._seated()
+        if list(msg.trainers) != seats.trainer_ids or len(msg.checks) != len(msg.trainers):
+            raise ProtocolError("the check part is not the seated trainers'")
+        for party, check in zip(msg.trainers, msg.checks, strict=True):
+            self.buyer._check_signed(check, party, seats.owners())
+            if len(check.check) != self._d + 1:
+                raise ProtocolError(f"the check part of {party} does not fit the model")
+        key = self.buyer.public_key
+        check_sum = sum_ciphertexts(
+            [[int(c) for c in v.check.ciphertexts] for v in msg.checks], key
+        )
+        self.encrypted_w = tuple(int(c) for c in msg.model.ciphertexts)
+        weights, _ = self.solver.final_weights(self.encrypted_w, check_sum)
+        self.buyer.weights = weights
+        return m.Ack("exact model received and checked")
+
+    def opened(self) -> tuple[list[int], list[int]]:
+        """``w`` and ``u`` mod n, as the buyer would disclose them."""
+        dec = self.buyer._private_key.raw_decrypt
+        return [dec(c) for c in self.encrypted_w], [dec(c) for c in self.encrypted_u]
+
+    def disclose(
+        self, model_residual: list[int], solve_residual: list[int]
+    ) -> tuple[dict[str, Any], str]:
+        """The buyer publishes its model (to dispute a result, say): ``w`` and ``u`` with
+        proofs, and proofs of what the two residuals decrypt to (anyone computes their
+        ciphertexts from the sealed sums and ``w``, ``u``; see evidence/checks/exact.py).
+        Returns the signed body and its signature."""
+        key, private = self.buyer.public_key, self.buyer._private_key
+        body: dict[str, Any] = {"kind": "ExactDisclosure", "key": key_id(key)}
+        for name, cts in (
+            ("model", self.encrypted_w),
+            ("solution", self.encrypted_u),
+            ("model_residual", model_residual),
+            ("solve_residual", solve_residual),
+        ):
+            opened = [private.decrypt_with_randomness(c) for c in cts]
+            body[name] = hex_ints([mv for mv, _ in opened])
+            body[name + "_randomness"] = hex_ints([r for _, r in opened])
+        return body, sign_body(self.buyer.account, body)
+
+
+def key_holder(buyer: ModelBuyer) -> ExactKeyHolder:
+    """The buyer's exact-solve state (made on first use)."""
+    holder = getattr(buyer, "_exact_holder", None)
+    if holder is None:
+        holder = ExactKeyHolder(buyer, ExactBuyer(buyer.public_key, buyer._private_key))
+        buyer._exact_holder = holder  # type: ignore[attr-defined]
+    return holder
+
+
+# -- the aggregator ----------------------------------------------------------------------
+def residuals(agg: Aggregator, w_mod: list[int], u: list[int]) -> tuple[list[int], list[int]]:
+    """``Enc(H)·w − Enc(g)`` and ``Enc(LHD)·u − Enc(Lg)`` from the run's sealed sums:
+    deterministic, what a verifier recomputes from a disclosure."""
+    system_total, masked_total, p = agg._exact_sums  # type: ignore[attr-defined]
+    key, d = system_total.public_key, len(w_mod)
+    flat = [int(c) for c in system_total.ciphertexts]
+    system = EncryptedSystem(
+        tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d)), tuple(flat[d * d :]), p
+    )
+    solve, _ = split_masked([int(c) for c in masked_total.ciphertexts], d)
+    masked = EncryptedSystem(solve.matrix, solve.vector, p)
+    return list(residual(system, w_mod, key)), list(residual(masked, u, key))
+
+
+def _expect(reply: m.Message, kind: type[_M]) -> _M:
+    if not isinstance(reply, kind):
+        raise ProtocolError(f"expected {kind.__name__}, got {type(reply).__name__}")
+    return reply
+
+
+def train_exact(
+    agg: Aggregator,
+    spec: m.TrainingSpec,
+    public_key: PublicKey,
+    initial_model: EncryptedVector,
+    n_features: int,
+    include_target: bool,
+) -> TrainingRecord:
+    """The aggregator's side of the exact route (``Aggregator.train`` with ``solver: exact``)."""
+    from deltaml.protocol.rules import split_roles
+    from deltaml.roles.training_state import TrainingRecord
+
+    t0 = time.perf_counter()
+    trainers, validators = split_roles(agg.owner_ids, spec.trainer_fraction, spec.split_seed)
+    record = TrainingRecord(trainers, validators, spec.split_seed)
+    ev = agg._ev = agg._recorder(public_key)
+    ev.record(agg._header(spec, public_key, trainers, validators, n_features))
+    stats = agg._standardize(public_key, spec.base_exponent, n_features, include_target)
+    agg.transport.request_all(
+        [
+            (oid, m.Setup("trainer" if oid in trainers else "validator", spec, stats,
+                          public_key, len(trainers), initial_model))
+            for oid in trainers + validators
+        ]
+    )  # fmt: skip
+    d = n_features + 1
+    p = precision_for(public_key.key_bits, d)
+    mask, check = random_mask(public_key, d), random_check(public_key, d)
+    shares = zero_sum_shares(public_key, len(trainers), masked_length(d))
+    unmask_factors = draw_factors(public_key, d)
+    record.setup_seconds = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    rows = _hex(v for row in mask.matrix for v in row)
+    requests = [
+        ExactRequest(public_key, p, rows, _hex(mask.scale), _hex(check), _hex(share))
+        for share in shares
+    ]
+    replies = agg.transport.request_all(list(zip(trainers, requests, strict=True)))
+    systems, masked, checks = [], [], []
+    for oid, reply in zip(trainers, replies, strict=True):
+        three = _expect(reply, ExactReply)
+        systems.append(ev.accept(oid, three.system, ExactSystem, sealed=True))
+        masked.append(ev.accept(oid, three.masked, ExactMasked, sealed=True))
+        checks.append(ev.accept(oid, three.check, ExactCheck, sealed=True))
+    for s, v, c in zip(systems, masked, checks, strict=True):
+        if len(s.system) != d * d + d or len(v.masked) != d * d + d or len(c.check) != d + 1:
+            raise ProtocolError("a trainer's exact system does not fit the model")
+    system_total = ring_vector(
+        public_key,
+        sum_ciphertexts([[int(c) for c in s.system.ciphertexts] for s in systems], public_key),
+    )
+    masked_total = ring_vector(
+        public_key,
+        sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in masked], public_key),
+    )
+    ev.own(
+        "ExactSums",
+        {
+            "precision_bits": p,
+            "systems": [vector_digest(s.system) for s in systems],
+            "masked": [vector_digest(v.masked) for v in masked],
+            "checks": [vector_digest(c.check) for c in checks],
+            "system_total": vector_ref(system_total),
+            "masked_total": vector_ref(masked_total),
+        },
+        sealed=[system_total, masked_total],
+    )
+    request = ExactSolveRequest(tuple(trainers), tuple(masked), d)
+    solution = ev.accept(
+        agg.buyer_id, agg.transport.request(agg.buyer_id, request), ExactSolution, sealed=True
+    )
+    if solution.masked_digest != vector_digest(masked_total) or len(solution.solution) != d:
+        raise ProtocolError("the buyer solved another system")
+    enc_u = [int(c) for c in solution.solution.ciphertexts]
+    enc_w = ring_vector(public_key, unmask(enc_u, mask, public_key, unmask_factors))
+    agg._exact_sums = (system_total, masked_total, p)  # type: ignore[attr-defined]
+    ev.own(
+        "ExactModel",
+        {"solution": vector_digest(solution.solution), "model": vector_ref(enc_w)},
+        sealed=[enc_w],
+    )
+    delivery = ExactModel(enc_w, tuple(trainers), tuple(checks))
+    _expect(agg.transport.request(agg.buyer_id, delivery), m.Ack)
+    record.training_seconds = time.perf_counter() - t1
+    record.transcript_head = ev.head
+    log.info("exact solve done: %d trainers, %d weights", len(trainers), d)
+    return record

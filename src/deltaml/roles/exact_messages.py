@@ -1,0 +1,129 @@
+"""The exact solve's messages (``solver: exact``; see :mod:`deltaml.roles.exact`).
+
+Their vectors hold **residues mod n** — the plaintext ring the exact solve works in
+(:mod:`deltaml.learning.exact_solve`) — not fixed-point numbers: exponent 0, bound 0
+(:func:`ring_vector`). Matrices travel row-major.
+
+=====================  ==========  ======================================================
+message                signer      what the signature binds
+=====================  ==========  ======================================================
+ExactSystem            trainer     its ``Enc(H_i)`` (d²) and ``Enc(g_i)`` (d), sealed
+ExactMasked            trainer     its masked solve part ``Enc([L H_i D; L g_i] + z_i)``
+ExactCheck             trainer     its check part ``Enc([H_i c; cᵀg_i] + z'_i)`` (``z_i``,
+                                   ``z'_i``: its zero-sum share), shown to the buyer
+                                   only with the model
+ExactSolution          buyer       ``Enc(u)`` and the digest of the masked sum it solved
+=====================  ==========  ======================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gmpy2
+
+from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.evidence.signatures import vector_ref
+from deltaml.protocol.messages import Message
+
+
+def ring_vector(public_key: PublicKey, ciphertexts: list[int] | tuple[int, ...]) -> EncryptedVector:
+    """Raw ciphertexts of residues mod n as a vector (exponent 0, no fixed-point bound)."""
+    return EncryptedVector(public_key, [gmpy2.mpz(c) for c in ciphertexts], 0, 0)
+
+
+@dataclass(frozen=True)
+class ExactRequest(Message):
+    """Aggregator → trainer (never the buyer): the mask ``L`` (row-major), ``D``, the check
+    vector ``c`` and the trainer's zero-sum share of the masked vector, as hex residues
+    (see :class:`deltaml.learning.exact_solve.TrainerMask`)."""
+
+    public_key: PublicKey
+    precision_bits: int
+    matrix: tuple[str, ...]
+    scale: tuple[str, ...]
+    check: tuple[str, ...]
+    share: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExactSystem(Message):
+    system: EncryptedVector
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class ExactMasked(Message):
+    masked: EncryptedVector
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class ExactCheck(Message):
+    check: EncryptedVector
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class ExactReply(Message):
+    """Trainer → aggregator: its three signed messages."""
+
+    system: ExactSystem
+    masked: ExactMasked
+    check: ExactCheck
+
+
+@dataclass(frozen=True)
+class ExactSolveRequest(Message):
+    """Aggregator → buyer: every seated trainer's signed masked message. The buyer checks
+    the signatures, sums them itself and decrypts only the sum's solve part."""
+
+    trainers: tuple[str, ...]
+    masked: tuple[ExactMasked, ...]
+    n_weights: int
+
+
+@dataclass(frozen=True)
+class ExactSolution(Message):
+    solution: EncryptedVector
+    masked_digest: str
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class ExactModel(Message):
+    """Aggregator → buyer, after settlement: ``Enc(w_j) = Enc(u_j)^{D_j}`` (sealed in the
+    transcript) and every seated trainer's signed check part, which the buyer sums to
+    check ``(Hc)ᵀw = cᵀg``. (Given with the solve, the check part would tell the buyer
+    one projection ``(Hc)ᵀw`` of the model before delivery.)"""
+
+    model: EncryptedVector
+    trainers: tuple[str, ...]
+    checks: tuple[ExactCheck, ...]
+
+
+def _system(msg: ExactSystem) -> dict[str, Any]:
+    return {"system": vector_ref(msg.system)}
+
+
+def _masked(msg: ExactMasked) -> dict[str, Any]:
+    return {"masked": vector_ref(msg.masked)}
+
+
+def _check(msg: ExactCheck) -> dict[str, Any]:
+    return {"check": vector_ref(msg.check)}
+
+
+def _solution(msg: ExactSolution) -> dict[str, Any]:
+    return {"solution": vector_ref(msg.solution), "masked_sum": msg.masked_digest}
+
+
+#: Evidence bodies of the exact solve's signed messages (see roles.evidence).
+EXACT_BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "ExactSystem": _system,
+    "ExactMasked": _masked,
+    "ExactCheck": _check,
+    "ExactSolution": _solution,
+}
