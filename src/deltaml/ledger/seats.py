@@ -79,11 +79,6 @@ class SeatActions:
             )
         return book
 
-    def _fixed_payee(self, request_id: int) -> bool:
-        """Whether :attr:`account` is the buyer or the aggregator (no proof needed)."""
-        state = self.request(request_id)
-        return self.account in (state.buyer, state.aggregator)
-
     def finish(
         self,
         request_id: int,
@@ -118,9 +113,13 @@ class SeatActions:
         return receipt
 
     def _seat_proof(self, request_id: int, seats: SeatBook | None) -> SeatProof:
-        if self.account == self.request(request_id).buyer:
+        """This account's seat proof, from ``seats`` or what is remembered; an empty
+        one for anyone else (the buyer needs none; the contract refuses a non-seat)."""
+        book = seats if seats is not None else self._books.get(request_id)
+        if book is None or book.kind_of(self.account) is None:
             return SeatProof(False, ())
-        return self._book(request_id, seats).seat_proof(self.binding(request_id), self.account)
+        self.remember(request_id, book)
+        return book.seat_proof(self.binding(request_id), self.account)
 
     def approve(self, request_id: int, *, seats: SeatBook | None = None) -> Receipt:
         return self.approve_with_proof(request_id, self._seat_proof(request_id, seats))
@@ -148,12 +147,18 @@ class SeatActions:
         return self._transact(fn)
 
     def withdraw(self, request_id: int, *, seats: SeatBook | None = None) -> int:
-        if self._fixed_payee(request_id):
-            fn = self._contract.functions.withdraw(_uint(request_id, "request_id"))
-        else:
-            book = self._book(request_id, seats, payouts=True)
+        book = seats if seats is not None else self._books.get(request_id)
+        if book is not None and book.payouts_wei is not None and self.payout_known(book):
+            self.remember(request_id, book)
             return self.claim(request_id, book.claim(self.binding(request_id), self.account))
+        # the buyer's refund or the aggregator's fee (anyone else is owed nothing)
+        fn = self._contract.functions.withdraw(_uint(request_id, "request_id"))
         return self._paid(self._send(fn)[1])
+
+    def payout_known(self, book: SeatBook, account: str | None = None) -> bool:
+        """Whether ``book`` has a payout leaf for ``account`` (default: this one)."""
+        who = self.account if account is None else account
+        return book.payouts_wei is not None and book.kind_of(who) is not None
 
     def claim(self, request_id: int, claim: PayoutClaim) -> int:
         """Claim a seat's payout with this amount and proof, as they are."""
@@ -172,18 +177,14 @@ class SeatActions:
         )
 
     def claimable(
-        self,
-        request_id: int,
-        account: str | None = None,
-        *,
-        seats: SeatBook | None = None,
+        self, request_id: int, account: str | None = None, *, seats: SeatBook | None = None
     ) -> int:
         rid, who = _uint(request_id, "request_id"), self._who(account)
-        state = self.request(rid)
-        if who in (state.buyer, state.aggregator):
-            return int(self._view(self._contract.functions.claimable(rid, who)))
         book = seats if seats is not None else self._books.get(rid)
-        if book is None or book.payouts_wei is None or book.payout_of(who) == 0:
+        if book is None or not self.payout_known(book, who):
+            # the buyer's refund or the aggregator's fee (0 for anyone else)
+            return int(self._view(self._contract.functions.claimable(rid, who)))
+        if book.payout_of(who) == 0:
             return 0
         claim = book.claim(self.binding(rid), who)
         fn = self._contract.functions.claimableWithProof(

@@ -420,9 +420,11 @@ contract Marketplace {
         _requireBeforeDeadline(r, id);
         if (nTrainers == 0) revert NoTrainers();
         if (nValidators == 0) revert NoValidators();
-        if (nTrainers + nValidators > MAX_PARTICIPANTS) {
-            revert TooManyParticipants(nTrainers + nValidators, MAX_PARTICIPANTS);
-        }
+        // each count is checked alone first, so that their sum cannot overflow
+        uint256 seats = nTrainers > MAX_PARTICIPANTS || nValidators > MAX_PARTICIPANTS
+            ? type(uint256).max
+            : nTrainers + nValidators;
+        if (seats > MAX_PARTICIPANTS) revert TooManyParticipants(seats, MAX_PARTICIPANTS);
         if (seatRoot == bytes32(0)) revert EmptyRoot(id);
         r.seatRoot = seatRoot;
         r.trainerCount = uint16(nTrainers);
