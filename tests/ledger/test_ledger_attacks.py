@@ -385,7 +385,7 @@ def test_reclaim_before_and_after_the_deadline(market: Market) -> None:
     assert market.ledger.contract_balance_wei() == escrow_before
     assert [e.name for e in market.buyer.history(rid)][-2:] == ["RequestExpired", "Withdrawn"]
     assert trainers[0].claimable(rid) == 0
-    with reverts("WrongStatus", rid, RequestStatus.FAILED):
+    with reverts("NothingToWithdraw", rid, trainers[0].account):
         trainers[0].claim(rid, PayoutClaim(1, ()))
 
 

@@ -586,7 +586,7 @@ def test_the_contracts_record_reads_as_sentences() -> None:
     buyer, owner = "0x" + "b" * 40, "0x" + "1" * 40
     events = [
         LedgerEvent("RequestCreated", {"deposit": 10**18}, 3, "0x" + "ab" * 32),
-        LedgerEvent("RequestStarted", {"trainers": [owner], "validators": [buyer]}, 4, "0x01"),
+        LedgerEvent("RequestStarted", {"trainerCount": 1, "validatorCount": 1}, 4, "0x01"),
         LedgerEvent("MetricPosted", {"round": 2}, 5, "0x02"),
         LedgerEvent("Approved", {"by": owner}, 6, "0x06"),
         LedgerEvent("Approved", {"by": buyer}, 6, "0x03"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from deltaml.protocol import spec as request_spec
-from deltaml.protocol.merkle import SeatBook
+from deltaml.protocol.merkle import Binding, SeatBook
 
 #: Challenge window a request gets unless its buyer chooses another: a day for
 #: the buyer and every seat to check the result and dispute it. (A run where
@@ -210,6 +210,11 @@ class Ledger(ABC):
     @abstractmethod
     def contract_address(self) -> str:
         """Checksum address of the marketplace contract."""
+
+    @abstractmethod
+    def binding(self, request_id: int) -> Binding:
+        """What the contract's Merkle leaves of ``request_id`` are bound to: this
+        chain's id, the contract's address and the request id."""
 
     # --------------------------------------------------------- registration
 

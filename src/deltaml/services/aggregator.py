@@ -49,6 +49,7 @@ from deltaml.evidence.transcript import ChainBinding, TranscriptWriter, sealed_p
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.ledger.payouts import TRAINERS_PERCENT, scale_metric
 from deltaml.marketplace import spec_hash
+from deltaml.protocol.merkle import SeatBook
 from deltaml.protocol.spec import (
     MAX_BIGINT,
     MAX_NAME,
@@ -784,9 +785,9 @@ class AggregatorService:
         the owners that accepted and consented on chain, split by the spec's rule."""
         if self.ledger is not None:
             cid = row.chain_request_id
-            if self.ledger.request(cid).status != RequestStatus.OPEN:
-                trainers, validators = self.ledger.participants(cid)
-                return list(trainers), list(validators)
+            state = self.ledger.request(cid)
+            if state.status != RequestStatus.OPEN:
+                return self._seated_on_chain(rid, cid, spec, state.seat_root)
         with self.store.begin() as conn:
             accepted = sorted(
                 conn.execute(
@@ -806,6 +807,26 @@ class AggregatorService:
                 )
             accepted = joined
         return split_roles(accepted, spec.trainer_fraction, spec.split_seed)
+
+    def _seated_on_chain(
+        self, rid: int, cid: int, spec: TrainingSpec, seat_root: bytes
+    ) -> tuple[list[str], list[str]]:
+        """The seats of a started request: the chain holds only their Merkle root, so
+        they are the owners given a role before ``start``, split by the same rule, and
+        must hash to that root."""
+        assert self.ledger is not None
+        with self.store.begin() as conn:
+            seated = sorted(
+                conn.execute(
+                    sa.select(offers.c.owner).where(
+                        offers.c.request_id == rid, offers.c.role != ""
+                    )
+                ).scalars()
+            )
+        trainers, validators = split_roles(seated, spec.trainer_fraction, spec.split_seed)
+        if SeatBook.of(trainers, validators).seat_root(self.ledger.binding(cid)) != seat_root:
+            raise ProtocolError(f"request {rid}: the seats on record are not the chain's seats")
+        return trainers, validators
 
     def _train(self, rid: int) -> None:
         row = self._request_row(rid)
@@ -924,6 +945,7 @@ class AggregatorService:
                 scale_metric(final_metric),
                 list(record.contribution_weights),
                 evidence,
+                seats=SeatBook.of(trainers, validators),
             )
         if record.dropped:
             with self.store.begin() as conn:

@@ -600,7 +600,14 @@ contract Marketplace {
     /// at the posted total, whatever the root holds.
     function claim(uint256 id, uint256 amount, bytes32[] calldata proof) external nonReentrant {
         Request storage r = _existing(id);
-        _requireStatus(r, id, Status.Settled);
+        Status status = r.status;
+        if (status != Status.Settled) {
+            // a void or cancelled request pays its buyer only
+            if (status == Status.Failed || status == Status.Cancelled) {
+                revert NothingToWithdraw(id, msg.sender);
+            }
+            revert WrongStatus(id, status);
+        }
         uint256 standing = _checkClaim(r, id, msg.sender, amount, proof);
         _members[id][msg.sender] = standing | CLAIMED;
         r.claimed += uint128(amount);

@@ -347,7 +347,7 @@ def chain_rows(
             if "deposit" in args:
                 text = f"Request created: {eth(args['deposit'])} escrowed"
         elif e.name == "RequestStarted":
-            seated = len(args.get("trainers", [])) + len(args.get("validators", []))
+            seated = int(args.get("trainerCount", 0)) + int(args.get("validatorCount", 0))
             text = f"Training started: {seated} owners seated"
         elif e.name == "MetricPosted":
             text = f"Round {args.get('round')} MSE posted"
