@@ -818,9 +818,7 @@ class AggregatorService:
         with self.store.begin() as conn:
             seated = sorted(
                 conn.execute(
-                    sa.select(offers.c.owner).where(
-                        offers.c.request_id == rid, offers.c.role != ""
-                    )
+                    sa.select(offers.c.owner).where(offers.c.request_id == rid, offers.c.role != "")
                 ).scalars()
             )
         trainers, validators = split_roles(seated, spec.trainer_fraction, spec.split_seed)
