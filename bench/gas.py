@@ -134,8 +134,8 @@ def measure(chain: Chain) -> GasReport:
     report.add("approve (a seat)", trainers[-1], lambda: trainers[-1].approve(rid))
     report.add("approve (the last one: settles)", validators[0], lambda: validators[0].approve(rid))
     for i, trainer in enumerate(trainers, 1):
-        report.add(f"withdraw (trainer {i})", trainer, lambda t=trainer: t.withdraw(rid))
-    report.add("withdraw (validator)", validators[0], lambda: validators[0].withdraw(rid))
+        report.add(f"claim (trainer {i})", trainer, lambda t=trainer: t.withdraw(rid))
+    report.add("claim (validator)", validators[0], lambda: validators[0].withdraw(rid))
     report.add("withdraw (aggregator)", aggregator, lambda: aggregator.withdraw(rid))
     report.add("withdraw (buyer refund)", buyer, lambda: buyer.withdraw(rid))
 
@@ -199,7 +199,7 @@ def measure(chain: Chain) -> GasReport:
             lambda rid=rid, o=chosen[-1]: o.approve(rid),
         )
         report.add(
-            f"withdraw (trainer, {n}-owner request)",
+            f"claim (trainer, {n}-owner request)",
             chosen[0],
             lambda rid=rid, o=chosen[0]: o.withdraw(rid),
         )
