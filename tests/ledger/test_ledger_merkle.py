@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_testkit import Market
+from ledger_testkit import Market, reverts
 
 from deltaml.errors import DeltaMLValueError
+from deltaml.ledger import RequestStatus
+from deltaml.ledger.web3_ledger import Web3Ledger
 from deltaml.protocol.merkle import (
     MAX_PROOF_LENGTH,
     Binding,
@@ -125,3 +127,38 @@ def test_python_and_the_contract_build_the_same_leaves_and_check_the_same_proofs
         assert not contract.isSeat(rid, party.account, not is_trainer, list(proof.proof)).call()
     stranger = market.owners(6)[5].account
     assert market.buyer.seat_of(rid, stranger) is None
+
+
+def test_a_ledger_that_remembers_nothing_proves_with_the_seats_it_is_given(
+    market: Market,
+) -> None:
+    """An owner's node in its own process knows nothing the aggregator posted: it
+    approves and claims with the seats and payouts it was told (the aggregator's
+    result, checked by the contract), and is refused without them."""
+    rid, trainers, validators = market.finished_request(2, 1, contributions=[3, 1])
+    told = market.ledger._books[rid]
+    assert told.payouts_wei is not None
+    alone = [
+        Web3Ledger(market.chain, market.ledger.contract_address, p._account, check_code=False)
+        for p in [*trainers, *validators]
+    ]
+    with reverts("NotParty", rid, alone[0].account):
+        alone[0].approve(rid)
+    assert alone[0].seat_of(rid) is None
+    assert alone[0].seat_of(rid, seats=told) == 0
+    market.buyer.approve(rid)
+    for ledger in alone:
+        ledger.approve(rid, seats=SeatBook.of(told.trainers, told.validators))
+    assert market.buyer.request(rid).status is RequestStatus.SETTLED
+    assert alone[1].claimable(rid) == 0  # no payouts known: nothing it can prove
+    with reverts("NothingToWithdraw", rid, alone[1].account):
+        alone[1].withdraw(rid)
+    # a made-up payout list proves nothing
+    lie = told.with_payouts({a: v + 1 for a, v in told.payouts_wei.items()})
+    assert alone[0].claimable(rid, seats=lie) == 0
+    with reverts("InvalidProof", rid, alone[0].account):
+        alone[0].withdraw(rid, seats=lie)
+    for ledger in alone:
+        owed = told.payout_of(ledger.account)
+        assert ledger.claimable(rid, seats=told) == owed
+        assert ledger.withdraw(rid, seats=told) == owed
