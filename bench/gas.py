@@ -3,9 +3,16 @@
     python bench/gas.py                                  # embedded chain
     python bench/gas.py --chain-url http://127.0.0.1:8545  # e.g. a local anvil
     python bench/gas.py --json
+    python bench/gas.py --seats 10,100,1000              # the calls whose cost could
+                                                         # grow with the seats, by size
+    python bench/gas.py --seats 100 --unanimous          # every seat joins and approves
 
 Every number is ``gasUsed`` from a mined receipt (not an estimate). Gas does not
 depend on the backend: the same bytecode runs the same way on py-evm and anvil.
+
+With ``--seats``, each size seats that many owners (70 % trainers) as a Merkle
+root; a sample of them (``--sample``, or all with ``--unanimous``) joins, approves
+and claims. Only the proofs grow, as log2 of the seats.
 """
 
 from __future__ import annotations
@@ -13,11 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 
 from deltaml.ledger import Role, Web3Ledger, connect, fund_from_dev_account, generate_account
 from deltaml.ledger.base import Receipt
 from deltaml.ledger.chain import Chain
+from deltaml.protocol.merkle import SeatBook
+from deltaml.protocol.payouts import compute_payouts
 
 ETH = 10**18
 EVIDENCE = b"\xe7" * 32
@@ -124,8 +134,8 @@ def measure(chain: Chain) -> GasReport:
     report.add("approve (a seat)", trainers[-1], lambda: trainers[-1].approve(rid))
     report.add("approve (the last one: settles)", validators[0], lambda: validators[0].approve(rid))
     for i, trainer in enumerate(trainers, 1):
-        report.add(f"withdraw (trainer {i})", trainer, lambda t=trainer: t.withdraw(rid))
-    report.add("withdraw (validator)", validators[0], lambda: validators[0].withdraw(rid))
+        report.add(f"claim (trainer {i})", trainer, lambda t=trainer: t.withdraw(rid))
+    report.add("claim (validator)", validators[0], lambda: validators[0].withdraw(rid))
     report.add("withdraw (aggregator)", aggregator, lambda: aggregator.withdraw(rid))
     report.add("withdraw (buyer refund)", buyer, lambda: buyer.withdraw(rid))
 
@@ -189,23 +199,120 @@ def measure(chain: Chain) -> GasReport:
             lambda rid=rid, o=chosen[-1]: o.approve(rid),
         )
         report.add(
-            f"withdraw (trainer, {n}-owner request)",
+            f"claim (trainer, {n}-owner request)",
             chosen[0],
             lambda rid=rid, o=chosen[0]: o.withdraw(rid),
         )
     return report
 
 
+SEAT_CALLS = ("start", "finish", "approve", "approve (settles)", "dispute", "resolve", "claim")
+
+
+def measure_seats(
+    chain: Chain, n_seats: int, sample: int = 8, unanimous: bool = False
+) -> dict[str, int | float]:
+    """Gas of the calls about seats for one request of ``n_seats`` seats (max over
+    the sample where several parties make the same call), and seconds spent."""
+    t0 = time.perf_counter()
+    deployer = generate_account()
+    fund_from_dev_account(chain, deployer.address, 10 * ETH, demo=True)
+    market = Web3Ledger.deploy(chain, deployer)
+    buyer, aggregator, arbiter = (market.for_account(generate_account()) for _ in range(3))
+    fund_from_dev_account(
+        chain, [buyer.account, aggregator.account, arbiter.account], 1000 * ETH, demo=True
+    )
+    buyer.register(Role.BUYER)
+    aggregator.register(Role.AGGREGATOR)
+    accounts = [generate_account() for _ in range(n_seats)]
+    n_trainers = max(1, n_seats * 7 // 10)
+    trainers = [a.address for a in accounts[:n_trainers]]
+    validators = [a.address for a in accounts[n_trainers:]]
+    acting = accounts if unanimous else accounts[:: max(1, n_seats // sample)][:sample]
+    fund_from_dev_account(chain, [a.address for a in acting], ETH, demo=True)
+    # set-up, not under test: a fixed gas limit skips estimation
+    fixed = [
+        Web3Ledger(chain, market.contract_address, a, gas_limit=150_000, check_code=False)
+        for a in acting
+    ]
+    for ledger in fixed:
+        ledger.register(Role.DATA_OWNER)
+    seats = [market.for_account(a) for a in acting]
+    gas: dict[str, int] = {}
+
+    def note(name: str, receipt: Receipt | None) -> None:
+        assert receipt is not None
+        gas[name] = max(gas.get(name, 0), receipt.gas_used)
+
+    deposit = 100 * ETH + 7
+    contributions = [(i * 7919) % 1009 + 1 for i in range(n_trainers)]
+    rids = []
+    for _ in range(2):  # one request settles, the other is disputed
+        rid = buyer.create_request(
+            aggregator.account,
+            deposit,
+            chain.now() + 86_400,
+            600,
+            SPEC,
+            arbiter=arbiter.account,
+            key_hash=KEY,
+        )
+        for ledger in fixed:
+            ledger.join(rid, SPEC, KEY)
+        note("start", aggregator.start(rid, trainers, validators))
+        note("finish", aggregator.finish(rid, 10_000_000, 6_000_000, contributions, EVIDENCE))
+        rids.append(rid)
+    rid, disputed = rids
+    note("dispute", seats[0].dispute(disputed, REASON))
+    note("resolve", arbiter.resolve(disputed, True))
+    note("approve", buyer.approve(rid))
+    for seat in seats[:-1] if unanimous else seats:
+        note("approve", seat.approve(rid))
+    if unanimous:
+        note("approve (settles)", seats[-1].approve(rid))
+    else:
+        chain.advance_time(601)
+        buyer.settle(rid)
+    for seat in seats:
+        seat.withdraw(rid)
+        note("claim", seat.last_receipt)
+    # the money adds up to the wei: every leaf of the root, the fee and the refund
+    split = compute_payouts(deposit, 10_000_000, 6_000_000, contributions, len(validators))
+    book = SeatBook.from_payouts(trainers, validators, split.trainers, split.validators)
+    state = buyer.request(rid)
+    assert state.payout_total_wei == book.payout_total
+    assert book.payout_total + split.aggregator + state.refund_wei == deposit
+    return {**gas, "seconds": round(time.perf_counter() - t0, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chain-url", default=None, help="JSON-RPC URL (default: embedded)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--seats", default="", help="comma-separated seat counts, e.g. 10,100")
+    parser.add_argument("--sample", type=int, default=8, help="seats that act, per size")
+    parser.add_argument("--unanimous", action="store_true", help="every seat joins and approves")
     args = parser.parse_args(argv)
     chain = connect(args.chain_url)
     try:
-        report = measure(chain)
+        if args.seats:
+            sizes = [int(n) for n in args.seats.split(",")]
+            by_size = {n: measure_seats(chain, n, args.sample, args.unanimous) for n in sizes}
+        else:
+            report = measure(chain)
     finally:
         chain.close()
+    if args.seats:
+        if args.json:
+            json.dump({"chain": chain.url, "gas_used": by_size}, sys.stdout, indent=2)
+            print()
+            return 0
+        print(f"Marketplace gas used by seats on {chain.url} (chain {chain.chain_id})")
+        print("  " + f"{'call':<18}" + "".join(f"{n:>12,}" for n in sizes))
+        for name in (*SEAT_CALLS, "seconds"):
+            cells = [by_size[n].get(name) for n in sizes]
+            print("  " + f"{name:<18}" + "".join(f"{c:>12,}" if c else f"{'—':>12}" for c in cells))
+        return 0
     if args.json:
         out = {
             "chain": chain.url,

@@ -41,4 +41,4 @@ def test_without_a_chain_the_rule_still_splits_the_deposit() -> None:
 
 def test_more_owners_than_the_contract_seats_need_no_chain() -> None:
     with pytest.raises(DeltaMLValueError, match="--no-chain"):
-        SimulationConfig(owners=65)
+        SimulationConfig(owners=1001)

@@ -77,30 +77,53 @@ def _assert_voided(
 # ------------------------------------------------ (a) seats nobody agreed to
 
 
-def test_aggregator_cannot_seat_its_own_addresses_that_never_joined(market: Market) -> None:
+def test_aggregator_cannot_pay_its_own_addresses_that_never_joined(market: Market) -> None:
     """The issue's first attack: the aggregator registers two addresses of its own
-    as data owners, starts the request with them and would then post the largest
-    improvement and settle, taking 100 % of the deposit. They never joined, so
-    `start` refuses them, alone or mixed in with owners that did join."""
+    as data owners, seats them and posts the largest improvement, to take the
+    trainers' pool. The contract holds only the seats' root, so it cannot refuse
+    them at `start`; but a seat that never joined can neither approve (no early
+    settlement), nor dispute, nor claim a wei, even once the request settles —
+    and every honest party sees them (``has_joined`` is false), disputes, and the
+    arbiter voids."""
     deposit = 100 * ETH
     escrow_before = market.ledger.contract_balance_wei()
     sybils = [market.party(Role.DATA_OWNER), market.party(Role.DATA_OWNER)]
-    rid = market.open_request(deposit, duration_s=300, window_s=60)
-    with reverts("NotJoined", rid, sybils[0].account):
-        market.aggregator.start(rid, [sybils[0].account], [sybils[1].account])
-    honest = market.owners(2)
+    honest = market.owners(1)
+    rid = market.open_request(deposit, duration_s=3600, window_s=60)
     market.join_all(rid, honest)
-    with reverts("NotJoined", rid, sybils[1].account):
-        market.aggregator.start(rid, [honest[0].account, sybils[1].account], [honest[1].account])
-    with reverts("NotJoined", rid, sybils[0].account):
-        market.aggregator.start(rid, [honest[0].account], [sybils[0].account])
-    assert market.buyer.request(rid).status is RequestStatus.OPEN
-    assert market.buyer.participants(rid) == ([], [])
-    # nothing was ever seated: the deposit is the buyer's again after the deadline
-    market.chain.advance_time(301)
-    market.buyer.reclaim(rid)
-    assert market.buyer.has_withdrawn(rid)
-    assert market.ledger.contract_balance_wei() == escrow_before
+    market.aggregator.start(rid, [sybils[0].account], [sybils[1].account, honest[0].account])
+    market.aggregator.finish(rid, 10_000_000, 0, [1], KEY)
+    for sybil in sybils:
+        assert not market.buyer.has_joined(rid, sybil.account)
+        with reverts("NotParty", rid, sybil.account):
+            sybil.approve(rid)
+        with reverts("NotParty", rid, sybil.account):
+            sybil.dispute(rid, REASON)
+    # settled by silence: the Sybils are still paid nothing
+    market.chain.advance_time(61)
+    market.buyer.settle(rid)
+    for sybil in sybils:
+        assert sybil.claimable(rid) == 0
+        claim = market.claim_of(rid, sybil.account)
+        assert claim.amount_wei > 0
+        with reverts("NotJoined", rid, sybil.account):
+            sybil.claim(rid, claim)
+    # the buyer that checks the seats disputes in time instead, and gets it all back
+    rid = market.open_request(deposit, duration_s=3600, window_s=60)
+    market.join_all(rid, honest)
+    market.aggregator.start(rid, [sybils[0].account], [sybils[1].account, honest[0].account])
+    market.aggregator.finish(rid, 10_000_000, 0, [1], KEY)
+    market.buyer.dispute(rid, REASON)
+    market.arbiter.resolve(rid, False)
+    assert market.buyer.withdraw(rid) == deposit
+    # the first request: the aggregator's fee and the honest validator's share are
+    # paid (the buyer's refund is 0: the posted improvement took the whole pool);
+    # what stays locked is exactly the never-joined Sybils' leaves
+    assert market.buyer.request(rid - 1).refund_wei == 0
+    assert market.aggregator.withdraw(rid - 1) == deposit // 10
+    assert honest[0].withdraw(rid - 1) == deposit * 20 // 100 // 2
+    locked = sum(market.claim_of(rid - 1, s.account).amount_wei for s in sybils)
+    assert market.ledger.contract_balance_wei() == escrow_before + locked
 
 
 # ------------------------------------------ (b) consent to the exact terms
@@ -120,13 +143,21 @@ def test_an_owner_joins_only_the_exact_spec_and_key(market: Market) -> None:
         owner.join(rid, other_spec, other_key)
     assert not market.buyer.has_joined(rid, owner.account)
     validator.join(rid, SPEC, KEY)
-    with reverts("NotJoined", rid, owner.account):
-        market.aggregator.start(rid, [owner.account], [validator.account])
-    # the same owner, on the request's own terms, is seated
+    # the same owner, on the request's own terms, can be seated and act
     owner.join(rid, SPEC, KEY)
     assert market.buyer.has_joined(rid, owner.account)
     market.aggregator.start(rid, [owner.account], [validator.account])
     assert market.buyer.seat_of(rid, owner.account) == 0
+    # an owner the aggregator seats without its consent can never act: joining
+    # ends with the start
+    rid = market.open_request(window_s=WINDOW_S)
+    validator.join(rid, SPEC, KEY)
+    market.aggregator.start(rid, [owner.account], [validator.account])
+    with reverts("WrongStatus", rid, RequestStatus.IN_PROGRESS):
+        owner.join(rid, SPEC, KEY)
+    market.aggregator.finish(rid, 10, 5, [1], KEY)
+    with reverts("NotParty", rid, owner.account):
+        owner.approve(rid)
 
 
 # ------------------------------------------------ (c) a real dispute

@@ -341,8 +341,10 @@ def test_a_result_whose_evidence_does_not_match_the_chain_is_disputed_not_settle
     assert ledger is not None
     finish = ledger.finish
 
-    def lying(cid: int, initial: int, final: int, weights: list[int], _evidence: bytes) -> Any:
-        return finish(cid, initial, final, weights, b"\x01" * 32)
+    def lying(
+        cid: int, initial: int, final: int, weights: list[int], _evidence: bytes, **kw: Any
+    ) -> Any:
+        return finish(cid, initial, final, weights, b"\x01" * 32, **kw)
 
     ledger.finish = lying  # type: ignore[method-assign]
     rid, cid = market.request()

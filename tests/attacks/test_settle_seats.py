@@ -27,6 +27,7 @@ from deltaml.ledger.accounts import fund_from_dev_account
 from deltaml.ledger.base import RequestStatus, Role
 from deltaml.ledger.embedded import EmbeddedChain
 from deltaml.protocol import messages as m
+from deltaml.protocol.merkle import SeatBook
 from deltaml.services.aggregator import (
     AggregatorConfig,
     AggregatorService,
@@ -193,8 +194,9 @@ def test_no_seat_after_the_start_and_a_restart_trains_the_chain_s_seats(
     trainers, validators = service._seats(
         rid, service._request_row(rid), m.TrainingSpec("linear", 2)
     )
-    seated = ledger.participants(cid)
-    assert (trainers, validators) == (list(seated[0]), list(seated[1]))
+    # the chain holds the seats' Merkle root: what the aggregator trains hashes to it
+    seat_root = SeatBook.of(trainers, validators).seat_root(ledger.binding(cid))
+    assert seat_root == ledger.request(cid).seat_root
     assert market["accounts"]["c"].address not in trainers + validators
 
 
@@ -262,8 +264,8 @@ def test_a_spec_the_contract_cannot_take_escrows_nothing(
     ledger = market["ledgers"]["buyer"]
     node.client.post = lambda *a, **k: pytest.fail("sent to the aggregator")  # type: ignore[method-assign]
     before = ledger.balance_wei()
-    spec = {**SPEC, "owners": 65, "arbiter": str(market["accounts"]["arbiter"].address)}
-    with pytest.raises(DeltaMLValueError, match=r"owners must be .*at most 64"):
+    spec = {**SPEC, "owners": 1001, "arbiter": str(market["accounts"]["arbiter"].address)}
+    with pytest.raises(DeltaMLValueError, match=r"owners must be .*at most 1000"):
         node.create_request(spec)
     assert ledger.balance_wei() == before  # no escrow (and no gas) spent
     node.client.close()

@@ -89,7 +89,8 @@ def test_an_honest_transcript_verifies_against_its_request(
     [
         ("same_parties", {"key fingerprint"}),
         # with its own split seed: its spec is not the request's either
-        ("unrelated", {"key fingerprint", "seats", "buyer", "spec hash"}),
+        # (and other seats: other payouts)
+        ("unrelated", {"key fingerprint", "seats", "buyer", "spec hash", "contributions"}),
     ],
 )
 def test_a_transcript_re_signed_from_another_run_fails_against_the_chain(
@@ -134,18 +135,19 @@ def test_posting_numbers_the_transcript_does_not_give_fails(
     path, head = bind(run, escrow.binding(rid), tmp_path / "bound.jsonl")
     weights = list(run.final["contribution_weights"])
     if what == "final metric":
+        # the payout root posted with it is the split by that metric: both differ
         escrow.finish(run, rid, head, final_metric=int(run.final["final_metric"]) // 2)
-        expected = "metrics"
+        expected = {"metrics", "contributions"}
     elif what == "contributions":
         escrow.finish(run, rid, head, contributions=[sum(weights), *[0] * (len(weights) - 1)])
-        expected = "contributions"
+        expected = {"contributions"}
     else:  # a round's metric posted better than it was (the final one stays right)
         last = int(run.final["final_round"])
         escrow.finish(run, rid, head, round_metrics={last: int(run.final["final_metric"]) // 2})
-        expected = "metrics"
+        expected = {"metrics"}
     assert verify_transcript(path).ok
     report = verify_against_chain(path, escrow.ledger, rid)
-    assert _failed(report) == {expected}, [str(f) for f in report.failures]
+    assert _failed(report) == expected, [str(f) for f in report.failures]
 
 
 # -- (c) seats on chain other than the transcript's -----------------------------------
@@ -154,8 +156,9 @@ def test_a_transcript_naming_other_seats_than_the_chain_fails(
     escrow: Escrow, runs: SimpleNamespace, tmp_path: Path, how: str
 ) -> None:
     """The aggregator seats on chain other owners than those its transcript names: the
-    same in another order (contributions are paid by seat), or one of its own
-    addresses in a trainer's seat."""
+    same in another order (the seat root commits the set of seats, but contributions
+    are paid by seat: the payout root differs), or one of its own addresses in a
+    trainer's seat (other seats, other payees)."""
     run = runs.a
     trainers: list[Any] = [run.accounts[t] for t in run.header["trainers"]]
     if how == "reordered":
@@ -167,7 +170,8 @@ def test_a_transcript_naming_other_seats_than_the_chain_fails(
     escrow.finish(run, rid, head)
     assert verify_transcript(path).ok
     report = verify_against_chain(path, escrow.ledger, rid)
-    assert _failed(report) == {"seats"}, [str(f) for f in report.failures]
+    expected = {"contributions"} if how == "reordered" else {"seats", "contributions"}
+    assert _failed(report) == expected, [str(f) for f in report.failures]
 
 
 def test_a_final_record_re_signed_to_the_chain_seats_still_fails(
@@ -192,7 +196,8 @@ def test_a_final_record_re_signed_to_the_chain_seats_still_fails(
     path, head = bind(forged, escrow.binding(rid), tmp_path / "forged.jsonl")
     escrow.finish(run, rid, head)
     report = verify_against_chain(path, escrow.ledger, rid)
-    assert _failed(report) == {"final record", "seats"}, [str(f) for f in report.failures]
+    expected = {"final record", "seats", "contributions"}
+    assert _failed(report) == expected, [str(f) for f in report.failures]
 
 
 # -- the buyer node's own check ----------------------------------------------------------

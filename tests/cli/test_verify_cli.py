@@ -209,7 +209,7 @@ def test_numbers_posted_that_the_evidence_does_not_give_are_named_lines(
     fails = [line.strip() for line in out.splitlines() if line.strip().startswith("FAIL")]
     assert len(fails) == 2
     assert fails[0].startswith("FAIL transcript: metrics: posted initial and final metric")
-    assert fails[1].startswith("FAIL transcript: contributions: posted contributions")
+    assert fails[1].startswith("FAIL transcript: contributions: the payouts posted are not")
 
 
 @pytest.mark.parametrize(
@@ -267,9 +267,9 @@ def test_the_arbiter_resolves_a_dispute_by_the_chain_check(
         assert out[-1].startswith(f"request {rid}: UPHELD")
     else:
         assert status == RequestStatus.FAILED
-        assert (
-            out[-1] == f"request {rid}: VOIDED: the deposit goes back (1 check(s) failed: metrics)"
-        )
+        # the payout root posted with the better metric is the split by it: both fail
+        failed = "2 check(s) failed: contributions; metrics"
+        assert out[-1] == f"request {rid}: VOIDED: the deposit goes back ({failed})"
     # resolved: a second call is refused in one line
     assert main(args) == EXIT_ERROR
     assert "not disputed" in capsys.readouterr().err

@@ -25,6 +25,8 @@ from deltaml.evidence.verify import (
     verify_records,
     verify_transcript,
 )
+from deltaml.ledger.payouts import compute_payouts
+from deltaml.protocol.merkle import Binding, SeatBook
 from evidence.chain_testkit import Run, bind, new_accounts, simulate
 
 CHAIN_ID, CONTRACT, RID = 31337, "0x" + "c0" * 20, 7
@@ -42,16 +44,28 @@ class FakeState:
     spec_hash: bytes
     evidence_hash: bytes
     key_hash: bytes
+    n_trainers: int = 0
+    n_validators: int = 0
+    seat_root: bytes = b""
+    payout_root: bytes = b""
+    payout_total_wei: int = 0
 
 
 @dataclass
 class FakeChain:
-    """A read-only contract holding one request (and knowing its chain id)."""
+    """A read-only contract holding one request (and knowing its chain id).
+
+    Like the real one it holds the seats and their payouts as Merkle roots
+    (bound to its chain id, address and the request): the seat root of ``trainers``
+    and ``validators``; the payout root of the split of ``payout_basis`` (deposit,
+    metrics) among the honest seats by the ``posted`` contributions."""
 
     state: FakeState
     trainers: list[str]
     validators: list[str]
     posted: list[int]
+    payout_basis: tuple[int, int, int]
+    payees: tuple[list[str], list[str]]
     round_metrics: list[tuple[int, int]] = field(default_factory=list)
     contract_address: str = CONTRACT
     chain_id: int = CHAIN_ID
@@ -59,16 +73,26 @@ class FakeChain:
 
     def request(self, request_id: int) -> FakeState:
         self.reads.append(request_id)
-        return self.state
-
-    def participants(self, request_id: int) -> tuple[list[str], list[str]]:
-        return list(self.trainers), list(self.validators)
-
-    def contributions(self, request_id: int) -> list[int]:
-        return list(self.posted)
+        binding = Binding(self.chain_id, self.contract_address, request_id)
+        deposit, initial, final = self.payout_basis
+        trainers, validators = self.payees
+        split = compute_payouts(deposit, initial, final, self.posted, len(validators))
+        book = SeatBook.from_payouts(trainers, validators, split.trainers, split.validators)
+        return dataclasses.replace(
+            self.state,
+            n_trainers=len(self.trainers),
+            n_validators=len(self.validators),
+            seat_root=SeatBook.of(self.trainers, self.validators).seat_root(binding),
+            payout_root=book.payout_root(binding),
+            payout_total_wei=book.payout_total,
+        )
 
     def history(self, request_id: int) -> list[Any]:
-        return [
+        joined = [
+            SimpleNamespace(name="Joined", args={"owner": a})
+            for a in [*self.trainers, *self.validators]
+        ]
+        return joined + [
             SimpleNamespace(name="MetricPosted", args={"round": k, "metric": v})
             for k, v in self.round_metrics
         ]
@@ -103,6 +127,12 @@ def honest_chain(run: Run, head: str) -> FakeChain:
         run.trainers,
         run.validators,
         list(final["contribution_weights"]),
+        (
+            int(run.header["spec"]["deposit_wei"]),
+            int(final["initial_metric"]),
+            int(final["final_metric"]),
+        ),
+        (run.trainers, run.validators),
         [(int(final["final_round"]), int(final["final_metric"]))],  # as postMetric posts it
     )
 
@@ -156,7 +186,7 @@ def _other_address() -> str:
         (lambda c: setattr(c.state, "key_hash", b"\x02" * 32), "key fingerprint"),
         (lambda c: setattr(c.state, "buyer", _other_address()), "buyer"),
         (lambda c: setattr(c.state, "aggregator", _other_address()), "aggregator"),
-        (lambda c: setattr(c, "trainers", c.trainers[::-1]), "seats"),
+        (lambda c: setattr(c, "trainers", [_other_address(), *c.trainers[1:]]), "seats"),
         (lambda c: setattr(c, "validators", [*c.validators, _other_address()]), "seats"),
         (lambda c: setattr(c.state, "spec_hash", b"\x03" * 32), "spec hash"),
         (lambda c: setattr(c.state, "deposit_wei", c.state.deposit_wei + 1), "deposit"),

@@ -128,6 +128,8 @@ def test_the_deadline_stopped_for_must_be_the_requests(
     stopped: tuple[list[dict[str, Any]], dict[str, Any]],
 ) -> None:
     from deltaml.evidence.chain import OnChainRequest
+    from deltaml.evidence.roots import settlement_book
+    from deltaml.protocol.merkle import Binding
 
     records, _ = stopped
     report = _report(records)
@@ -135,10 +137,13 @@ def test_the_deadline_stopped_for_must_be_the_requests(
     assert s is not None
 
     def chain(deadline: int) -> OnChainRequest:
+        book = settlement_book(s)
+        assert not isinstance(book, str)
+        binding = Binding(1, "0x" + "00" * 20, 1)
         return OnChainRequest(
-            None,
-            "",
-            0,
+            1,
+            binding.contract,
+            binding.request_id,
             3,
             s.buyer,
             s.aggregator,
@@ -149,9 +154,12 @@ def test_the_deadline_stopped_for_must_be_the_requests(
             deadline,
             s.initial_metric,
             s.final_metric,
-            s.trainers,
-            s.validators,
-            s.contributions,
+            len(s.trainers),
+            len(s.validators),
+            book.seat_root(binding).hex(),
+            book.payout_root(binding).hex(),
+            book.payout_total,
+            joined=frozenset(a.lower() for a in (*s.trainers, *s.validators)),
         )
 
     failures = chain_failures(report.head, s, chain(DEADLINE))

@@ -18,6 +18,7 @@ from deltaml.ledger.artifact import ContractArtifact
 from deltaml.ledger.base import Role
 from deltaml.ledger.chain import Chain
 from deltaml.ledger.web3_ledger import Web3Ledger, deploy_contract, send_transaction
+from deltaml.protocol.merkle import PayoutClaim, SeatProof
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
@@ -177,6 +178,16 @@ class Market:
         """The buyer and every seat approve: the request settles at the last one."""
         for party in [self.buyer, *trainers, *validators]:
             party.approve(request_id)
+
+    def claim_of(self, request_id: int, account: str) -> PayoutClaim:
+        """The payout claim (amount and Merkle proof) of ``account``, from the book
+        the aggregator's ``start`` and ``finish`` left with every ledger here."""
+        book = self.ledger._books[request_id]
+        return book.claim(self.ledger.binding(request_id), account)
+
+    def seat_proof_of(self, request_id: int, account: str) -> SeatProof:
+        book = self.ledger._books[request_id]
+        return book.seat_proof(self.ledger.binding(request_id), account)
 
     def contract(self, artifact: ContractArtifact, address: str) -> Any:
         return self.chain.w3.eth.contract(address=address, abi=list(artifact.abi))

@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ledger_testkit import ETH, EVIDENCE, KEY, SPEC, Market, reverts
+from ledger_testkit import ETH, EVIDENCE, KEY, REASON, SPEC, Market, reverts
 
+from deltaml.errors import DeltaMLValueError
 from deltaml.ledger import RequestStatus, Role, compute_payouts
 from deltaml.ledger.base import Ledger
+from deltaml.protocol.merkle import PayoutClaim
 
 # ReentrantPayee.Reentry
-REENTER_WITHDRAW, REENTER_RECLAIM, REENTER_CANCEL = 1, 2, 3
+REENTER_WITHDRAW, REENTER_RECLAIM, REENTER_CANCEL, REENTER_CLAIM = 1, 2, 3, 4
 
 
 def _settle_all(
@@ -56,8 +58,10 @@ def test_reentrant_trainer_is_paid_exactly_once(market: Market) -> None:
     share = market.buyer.claimable(rid, address)
     assert share == compute_payouts(deposit, 1000, 1, [1], 1).trainers[0] > 0
 
-    market.transact(owner, attacker.functions.arm(REENTER_WITHDRAW, rid, 5))
-    market.transact(owner, attacker.functions.withdraw(rid))
+    claim = market.claim_of(rid, address)
+    assert claim.amount_wei == share
+    market.transact(owner, attacker.functions.arm(REENTER_CLAIM, rid, 5))
+    market.transact(owner, attacker.functions.claim(rid, share, list(claim.proof)))
 
     # a vulnerable contract would have paid the share again from other escrow
     assert attacker.functions.received().call() == share
@@ -68,7 +72,7 @@ def test_reentrant_trainer_is_paid_exactly_once(market: Market) -> None:
     assert error.error_name == "Reentrancy"
     assert market.buyer.has_withdrawn(rid, address)
     with reverts("AlreadyWithdrawn", rid, address):
-        market.transact(owner, attacker.functions.withdraw(rid))
+        market.transact(owner, attacker.functions.claim(rid, share, list(claim.proof)))
 
     expected = compute_payouts(deposit, 1000, 1, [1], 1)
     owed: list[tuple[Ledger, int]] = [
@@ -141,8 +145,9 @@ def test_payee_refusing_ether_blocks_only_itself(market: Market) -> None:
     trainer.settle(rid)
     owed = market.buyer.claimable(rid, address)
     assert owed == compute_payouts(ETH, 10, 5, [1], 1).validators[0]
+    claim = market.claim_of(rid, address)
     with reverts("TransferFailed", address, owed):
-        market.transact(owner, rejecting.functions.withdraw(rid))
+        market.transact(owner, rejecting.functions.claim(rid, owed, list(claim.proof)))
     assert market.buyer.claimable(rid, address) == owed  # still owed, not lost
     assert trainer.withdraw(rid) > 0
     assert market.aggregator.withdraw(rid) > 0
@@ -261,47 +266,49 @@ def test_a_non_chosen_aggregator_can_do_nothing(market: Market) -> None:
 # ----------------------------------------------------- who may be seated
 
 
-def test_an_unregistered_owner_can_neither_join_nor_be_seated(market: Market) -> None:
-    rid = market.open_request()
+def test_an_unregistered_owner_can_neither_join_nor_act_as_a_seat(market: Market) -> None:
+    rid = market.open_request(window_s=60)
     registered = market.owners(2)
     market.join_all(rid, registered)
     stranger = market.party(Role.BUYER)  # registered, but not as a data owner
     with reverts("NotRegistered", stranger.account, Role.DATA_OWNER):
         stranger.join(rid, SPEC, KEY)
+    # the contract cannot see the seats at start (a root), but a seat that never
+    # joined can neither approve, dispute nor be paid
+    trainers = [registered[0].account, stranger.account]
+    market.aggregator.start(rid, trainers, [registered[1].account])
+    market.aggregator.finish(rid, 10, 5, [1, 1], EVIDENCE)
+    with reverts("NotParty", rid, stranger.account):
+        stranger.approve(rid)
+    with reverts("NotParty", rid, stranger.account):
+        stranger.dispute(rid, REASON)
+    market.chain.advance_time(61)
+    market.buyer.settle(rid)
+    assert stranger.claimable(rid) == 0
     with reverts("NotJoined", rid, stranger.account):
-        market.aggregator.start(
-            rid, [registered[0].account, stranger.account], [registered[1].account]
-        )
-    with reverts("NotJoined", rid, stranger.account):
-        market.aggregator.start(rid, [registered[0].account], [stranger.account])
-    assert market.buyer.request(rid).status is RequestStatus.OPEN
+        stranger.withdraw(rid)
 
 
-def test_start_refuses_duplicates_overlap_and_conflicts(market: Market) -> None:
+def test_start_refuses_empty_seats_and_conflicts(market: Market) -> None:
     rid = market.open_request()
     market.join_all(rid, market.owners(3))
     a, b, c = (o.account for o in market.owners(3))
-    with reverts("DuplicateParticipant", rid, a):
-        market.aggregator.start(rid, [a, a], [b])
-    with reverts("DuplicateParticipant", rid, b):
-        market.aggregator.start(rid, [a, b], [b])
-    with reverts("DuplicateParticipant", rid, c):
-        market.aggregator.start(rid, [a], [c, c])
+    # duplicates never reach the chain: the seat book refuses them
+    for trainers, validators in (([a, a], [b]), ([a, b], [b]), ([a], [c, c])):
+        with pytest.raises(DeltaMLValueError, match="distinct"):
+            market.aggregator.start(rid, trainers, validators)
+    with reverts("EmptyRoot", rid):
+        market.aggregator.start_with_root(rid, b"\x00" * 32, 1, 1)
     # the buyer, the aggregator and the arbiter cannot join their own request,
-    # so they can never be seated in it
+    # so they can never act as a seat of it
     owner_buyer = market.party(Role.DATA_OWNER, Role.BUYER)
     rid2 = market.open_request(buyer=owner_buyer)
     with reverts("ConflictOfInterest", rid2, owner_buyer.account):
         owner_buyer.join(rid2, SPEC, KEY)
-    with reverts("NotJoined", rid2, owner_buyer.account):
-        market.aggregator.start(rid2, [owner_buyer.account], [a])
     owner_aggregator = market.party(Role.DATA_OWNER, Role.AGGREGATOR)
     rid3 = market.open_request(aggregator=owner_aggregator)
-    market.join_all(rid3, market.owners(1))
     with reverts("ConflictOfInterest", rid3, owner_aggregator.account):
         owner_aggregator.join(rid3, SPEC, KEY)
-    with reverts("NotJoined", rid3, owner_aggregator.account):
-        owner_aggregator.start(rid3, [a], [owner_aggregator.account])
     owner_arbiter = market.party(Role.DATA_OWNER)
     rid4 = market.open_request(arbiter=owner_arbiter)
     with reverts("ConflictOfInterest", rid4, owner_arbiter.account):
@@ -317,9 +324,11 @@ def test_start_refuses_duplicates_overlap_and_conflicts(market: Market) -> None:
 
 def test_start_caps_the_number_of_participants(market: Market) -> None:
     rid = market.open_request()
-    crowd = [market.chain.w3.eth.account.create().address for _ in range(65)]
-    with reverts("TooManyParticipants", 65, 64):
-        market.aggregator.start(rid, crowd[:60], crowd[60:])
+    root = b"\x01" * 32
+    with reverts("TooManyParticipants", 1001, 1000):
+        market.aggregator.start_with_root(rid, root, 1000, 1)
+    with reverts("TooManyParticipants", 2**256 - 1, 1000):
+        market.aggregator.start_with_root(rid, root, 2**256 - 1, 1000)
 
 
 # -------------------------------------------- settlement and the window
@@ -375,8 +384,9 @@ def test_reclaim_before_and_after_the_deadline(market: Market) -> None:
     assert market.buyer.request(rid).status is RequestStatus.FAILED
     assert market.ledger.contract_balance_wei() == escrow_before
     assert [e.name for e in market.buyer.history(rid)][-2:] == ["RequestExpired", "Withdrawn"]
+    assert trainers[0].claimable(rid) == 0
     with reverts("NothingToWithdraw", rid, trainers[0].account):
-        trainers[0].withdraw(rid)
+        trainers[0].claim(rid, PayoutClaim(1, ()))
 
 
 def test_start_after_the_deadline_is_refused(market: Market) -> None:
@@ -404,11 +414,13 @@ def _finish_and_pay(
     escrow_before = market.ledger.contract_balance_wei()
     rid, trainers, validators = market.started_request(n_trainers, n_validators, deposit)
     market.aggregator.finish(rid, initial, final, contributions, EVIDENCE)
-    assert market.buyer.contributions(rid) == contributions
     market.approve_all(rid, trainers, validators)
-    assert market.buyer.request(rid).status is RequestStatus.SETTLED
+    state = market.buyer.request(rid)
+    assert state.status is RequestStatus.SETTLED
     expected = compute_payouts(deposit, initial, final, contributions, n_validators)
     assert expected.total() == deposit
+    assert state.payout_total_wei == sum(expected.trainers) + sum(expected.validators)
+    assert state.refund_wei == expected.refund
     owed = [
         *zip(trainers, expected.trainers, strict=True),
         *zip(validators, expected.validators, strict=True),
@@ -443,7 +455,7 @@ def test_awkward_amounts_add_up_to_the_deposit(
     _finish_and_pay(market, deposit, n_trainers, n_validators, initial, final, contributions)
 
 
-def test_fifty_trainers_and_the_maximum_of_64_participants_add_up(market: Market) -> None:
+def test_fifty_trainers_and_fourteen_validators_add_up(market: Market) -> None:
     primes = [p for p in range(2, 400) if all(p % d for d in range(2, int(p**0.5) + 1))]
     _finish_and_pay(market, 1_000_000_000_000_000_009, 50, 14, 7_654_321, 1_234_567, primes[:50])
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from ledger_testkit import ETH, EVIDENCE, KEY, REASON, SPEC, Market, reverts
 
-from deltaml.ledger import RequestStatus, Role
+from deltaml.ledger import RequestStatus, Role, compute_payouts
+from deltaml.protocol.merkle import PayoutClaim, SeatBook
 
 
 def test_join_only_while_open_before_the_deadline_and_once(market: Market) -> None:
@@ -38,28 +39,41 @@ def test_a_joined_owner_the_aggregator_does_not_seat_is_owed_nothing(market: Mar
     owners = market.owners(3)
     market.join_all(rid, owners)
     market.aggregator.start(rid, [owners[0].account], [owners[1].account])
-    assert market.buyer.participants(rid) == ([owners[0].account], [owners[1].account])
+    assert [market.buyer.seat_of(rid, o.account) for o in owners] == [0, 1, None]
     market.aggregator.finish(rid, 10, 5, [1], EVIDENCE)
     market.approve_all(rid, owners[:1], owners[1:2])
     assert owners[2].claimable(rid) == 0
     with reverts("NothingToWithdraw", rid, owners[2].account):
         owners[2].withdraw(rid)
+    # with a made-up proof the contract refuses it
+    with reverts("InvalidProof", rid, owners[2].account):
+        owners[2].claim(rid, PayoutClaim(10**17, ()))
 
 
 def test_views_before_start_and_finish(market: Market) -> None:
     rid = market.open_request()
-    assert market.buyer.participants(rid) == ([], [])
-    assert market.buyer.contributions(rid) == []
+    zero = b"\x00" * 32
+    state = market.buyer.request(rid)
+    assert (state.seat_root, state.payout_root, state.payout_total_wei) == (zero, zero, 0)
     assert not market.buyer.has_approved(rid)
     assert not market.buyer.has_approved(rid, market.arbiter.account)
     state = market.buyer.request(rid)
     assert (state.challenge_ends_at, state.resolution_ends_at) == (None, None)
     market.join_all(rid, market.owners(3))
     trainers = [o.account for o in market.owners(2)]
-    market.aggregator.start(rid, trainers, [market.owners(3)[2].account])
-    assert market.buyer.contributions(rid) == [0, 0]
+    validators = [market.owners(3)[2].account]
+    market.aggregator.start(rid, trainers, validators)
+    book = SeatBook.of(trainers, validators)
+    state = market.buyer.request(rid)
+    assert state.seat_root == book.seat_root(market.buyer.binding(rid))
+    assert (state.n_trainers, state.n_validators, state.payout_root) == (2, 1, zero)
     market.aggregator.finish(rid, 10, 5, [0, 7], EVIDENCE)
-    assert market.buyer.contributions(rid) == [0, 7]
+    split = compute_payouts(ETH, 10, 5, [0, 7], 1)
+    paid = SeatBook.from_payouts(trainers, validators, split.trainers, split.validators)
+    state = market.buyer.request(rid)
+    assert state.payout_root == paid.payout_root(market.buyer.binding(rid))
+    assert state.payout_total_wei == paid.payout_total == ETH - split.aggregator - split.refund
+    assert state.refund_wei == split.refund
 
 
 def test_seats_alone_settle_nothing_before_the_window_and_the_window_still_settles(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from ledger_testkit import ETH, EVIDENCE, KEY, SPEC, Market, reverts
 
+from deltaml.errors import DeltaMLValueError
 from deltaml.ledger import RequestStatus, Role, Web3Ledger, compute_payouts
 from deltaml.ledger import payouts as rule
+from deltaml.protocol.merkle import SeatBook
 
 
 def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
@@ -17,11 +20,9 @@ def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
     assert (state.n_trainers, state.n_validators, state.deposit_wei) == (3, 2, deposit)
     assert state.spec_hash == SPEC
     assert (state.arbiter, state.key_hash, state.approvals) == (market.arbiter.account, KEY, 0)
-    assert market.buyer.participants(rid) == (
-        [t.account for t in trainers],
-        [v.account for v in validators],
-    )
-    assert market.buyer.contributions(rid) == [0, 0, 0]
+    seats = SeatBook.of([t.account for t in trainers], [v.account for v in validators])
+    assert state.seat_root == seats.seat_root(market.buyer.binding(rid))
+    assert [market.buyer.seat_of(rid, p.account) for p in trainers + validators] == list(range(5))
     assert all(market.buyer.has_joined(rid, p.account) for p in trainers + validators)
 
     market.aggregator.post_metric(rid, 1, 9_000_000, EVIDENCE)
@@ -38,9 +39,12 @@ def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
     )
     assert state.challenge_ends_at == state.finished_at + state.challenge_window_s
     assert state.resolution_ends_at == state.finished_at + 2 * state.challenge_window_s
-    assert market.buyer.contributions(rid) == contributions
-
     expected = compute_payouts(deposit, 10_000_000, 6_000_000, contributions, 2)
+    paid_book = SeatBook.from_payouts(
+        seats.trainers, seats.validators, expected.trainers, expected.validators
+    )
+    assert state.payout_root == paid_book.payout_root(market.buyer.binding(rid))
+    assert state.payout_total_wei == paid_book.payout_total
     # nothing is payable before settlement
     assert market.buyer.claimable(rid) == 0
     with reverts("WrongStatus", rid, RequestStatus.FINISHED):
@@ -90,9 +94,12 @@ def test_full_request_pays_every_wei_by_the_rule(market: Market) -> None:
     created, started, finished = history[0].args, history[6].args, history[9].args
     assert (created["arbiter"], created["keyHash"]) == (market.arbiter.account, KEY)
     assert [e.args["owner"] for e in history[1:6]] == [p.account for p in trainers + validators]
-    assert started["trainers"] == [t.account for t in trainers]
-    assert started["validators"] == [v.account for v in validators]
-    assert finished["contributions"] == contributions
+    assert started["seatRoot"] == state.seat_root
+    assert (started["trainerCount"], started["validatorCount"]) == (3, 2)
+    assert (finished["payoutRoot"], finished["payoutTotal"]) == (
+        state.payout_root,
+        state.payout_total_wei,
+    )
     assert finished["evidenceHash"] == EVIDENCE
     assert [e.args["by"] for e in history[10:16]] == [p.account for p in approvers]
     assert history[16].args["approvedByAll"] is True
@@ -207,14 +214,22 @@ def test_metrics_rounds_must_increase_and_fit(market: Market) -> None:
 
 def test_finish_checks_its_inputs(market: Market) -> None:
     rid, _, _ = market.started_request(2, 1)
-    with reverts("ContributionsLengthMismatch", 1, 2):
+    with pytest.raises(DeltaMLValueError, match="1 contributions for 2 trainers"):
         market.aggregator.finish(rid, 10, 5, [1], EVIDENCE)
-    with reverts("ContributionsLengthMismatch", 3, 2):
+    with pytest.raises(DeltaMLValueError, match="3 contributions for 2 trainers"):
         market.aggregator.finish(rid, 10, 5, [1, 1, 1], EVIDENCE)
     with reverts("MetricTooLarge", rule.MAX_METRIC + 1, rule.MAX_METRIC):
         market.aggregator.finish(rid, rule.MAX_METRIC + 1, 5, [1, 1], EVIDENCE)
-    with reverts("ContributionTooLarge", rule.MAX_CONTRIBUTION + 1, rule.MAX_CONTRIBUTION):
-        market.aggregator.finish(rid, 10, 5, [1, rule.MAX_CONTRIBUTION + 1], EVIDENCE)
+    root = b"\x01" * 32
+    with reverts("EmptyRoot", rid):
+        market.aggregator.finish_with_root(rid, 10, 5, b"\x00" * 32, 0, EVIDENCE)
+    # the seats' total is bounded by the rule: the pool plus the validators' shares
+    pool = ETH * 70 * 5 // (100 * 10)
+    bound = pool + ETH * 20 // 100
+    with reverts("PayoutTotalTooLarge", rid, bound + 1, bound):
+        market.aggregator.finish_with_root(rid, 10, 5, root, bound + 1, EVIDENCE)
+    with reverts("PayoutTotalTooLarge", rid, ETH * 20 // 100 + 1, ETH * 20 // 100):
+        market.aggregator.finish_with_root(rid, 10, 10, root, ETH * 20 // 100 + 1, EVIDENCE)
     market.aggregator.finish(rid, 10, 5, [1, 1], EVIDENCE)
     with reverts("WrongStatus", rid, RequestStatus.FINISHED):
         market.aggregator.finish(rid, 10, 5, [1, 1], EVIDENCE)

@@ -55,6 +55,7 @@ def _assert_agree(
         pytest.param(MAX_DEPOSIT_WEI, MAX_METRIC, 1, [MAX_CONTRIBUTION, 1], 62, id="max-skewed"),
         pytest.param(MAX_DEPOSIT_WEI, 1, 0, [1], 63, id="max-deposit-tiny-metric"),
         pytest.param(3, MAX_METRIC, MAX_METRIC - 1, [1] * 50, 14, id="64-participants"),
+        pytest.param(3, MAX_METRIC, MAX_METRIC - 1, [1] * 700, 300, id="1000-participants"),
     ],
 )
 def test_contract_and_python_agree_on_chosen_inputs(
@@ -116,5 +117,5 @@ def test_contract_refuses_inputs_beyond_its_bounds(market: Market) -> None:
         pay(100, 10, 5, [], 1)
     with reverts("NoValidators"):
         pay(100, 10, 5, [1], 0)
-    with reverts("TooManyParticipants", 65, 64):
-        pay(100, 10, 5, [1] * 60, 5)
+    with reverts("TooManyParticipants", 1001, 1000):
+        pay(100, 10, 5, [1] * 996, 5)

@@ -208,6 +208,6 @@ def test_errors_from_calls_and_transactions_agree(market: Market) -> None:
     rid, _, _ = market.started_request(1, 1)
     with reverts("NotAggregator", rid, market.buyer.account):
         market.buyer.finish(rid, 10, 5, [1], EVIDENCE)
-    fn = market.ledger._contract.functions.finish(rid, 10, 5, [1], EVIDENCE)
+    fn = market.ledger._contract.functions.finish(rid, 10, 5, b"\x01" * 32, 0, EVIDENCE)
     with reverts("NotAggregator", rid, market.buyer.account):
         market.buyer._call(fn)

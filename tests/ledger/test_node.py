@@ -91,7 +91,7 @@ def _rejections(market: Market) -> list[LedgerError]:
         lambda: stranger.cancel(rid),  # estimated: rejected before sending
         lambda: fixed_gas.cancel(rid),  # fixed gas: mined with status 0, replayed
         lambda: market.buyer.approve(rid),  # an enum argument
-        lambda: market.buyer.finish(rid, 1, 1, [1], EVIDENCE),
+        lambda: market.buyer.finish_with_root(rid, 1, 1, b"\x01" * 32, 0, EVIDENCE),
         lambda: broke.register(Role.DATA_OWNER),  # no ether for gas
     ):
         with pytest.raises(LedgerError) as info:

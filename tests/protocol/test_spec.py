@@ -21,7 +21,7 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "model": (["linear", "logistic"], ["forest", "", 1, None]),
     "features": ([["a"], ["a"] * 1000, ["x" * 200]], [[], ["a"] * 1001, ["x" * 201], [1], "a"]),
     "target": (["t", "x" * 200], ["", "x" * 201, 3]),
-    "owners": ([2, 64], [1, 65, 0, 2.0, True]),
+    "owners": ([2, 64, 1000], [1, 1001, 0, 2.0, True]),
     "min_rows": ([1, 2**63 - 1], [0, 2**63, -1, "1"]),
     "rounds": ([1, 10_000], [0, 10_001, "3", True, 1.5]),
     "eval_every": ([1, 10_000], [0, 10_001]),
@@ -140,7 +140,7 @@ def test_the_cli_the_form_and_the_aggregator_agree_on_one_spec() -> None:
             {
                 "chain_request_id": 0,
                 "spec": training,
-                "requirements": {**requirements, "owners": 65},
+                "requirements": {**requirements, "owners": 1001},
                 "public_key": {},
                 "initial_model": {},
             }

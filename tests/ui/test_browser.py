@@ -188,7 +188,7 @@ def test_buyer_and_owners_trade_through_their_web_uis(
         "Required: name at least one feature column."
     )
     expect(buyer.locator("#target-error")).to_have_text("Required: name the target column.")
-    expect(buyer.locator("#owners-error")).to_have_text("Enter a number from 2 to 64.")
+    expect(buyer.locator("#owners-error")).to_have_text("Enter a number from 2 to 1000.")
     expect(buyer.locator("#payment_eth-error")).to_contain_text("Enter a number of ether")
     screenshot(buyer, "05-buyer-new-request-errors")
     buyer.get_by_label("Feature columns").fill(", ".join(market.features))

@@ -104,7 +104,7 @@ def test_every_wrong_field_gets_its_own_message() -> None:
         "features": "A column is named twice.",
         "target": "Required: name the target column.",
         "min_rows": "Enter a whole number of at least 1.",
-        "owners": "Enter a number from 2 to 64.",
+        "owners": "Enter a number from 2 to 1000.",
         "rounds": "Enter a whole number.",
         "eval_every": "Enter a number from 1 to 10000.",
         "target_improvement": "Enter at least 0 and less than 100, or leave it empty.",
@@ -127,7 +127,7 @@ def test_every_wrong_field_gets_its_own_message() -> None:
     assert errors == {
         "payment_eth": "Required: enter the payment in ether, such as 0.5.",
         "rounds": "Required: enter a whole number from 1 to 10000.",
-        "owners": "Required: enter a whole number from 2 to 64.",
+        "owners": "Required: enter a whole number from 2 to 1000.",
     }
     _, errors = validate_request_form(form(target_improvement="half"))
     assert errors == {"target_improvement": "Enter a percentage, such as 40, or leave it empty."}
@@ -288,7 +288,7 @@ def test_the_request_form_shows_every_mistake_and_keeps_what_was_typed(buyer: An
     response = client.get(posted.headers["location"])
     assert field_errors(response.text) == {
         "target": "Required: name the target column.",
-        "owners": "Enter a number from 2 to 64.",
+        "owners": "Enter a number from 2 to 1000.",
         "rounds": "Enter a whole number.",
     }
     assert "Please correct 3 fields" in response.text
@@ -597,7 +597,7 @@ def test_the_contracts_record_reads_as_sentences() -> None:
     buyer, owner = "0x" + "b" * 40, "0x" + "1" * 40
     events = [
         LedgerEvent("RequestCreated", {"deposit": 10**18}, 3, "0x" + "ab" * 32),
-        LedgerEvent("RequestStarted", {"trainers": [owner], "validators": [buyer]}, 4, "0x01"),
+        LedgerEvent("RequestStarted", {"trainerCount": 1, "validatorCount": 1}, 4, "0x01"),
         LedgerEvent("MetricPosted", {"round": 2}, 5, "0x02"),
         LedgerEvent("Approved", {"by": owner}, 6, "0x06"),
         LedgerEvent("Approved", {"by": buyer}, 6, "0x03"),

@@ -15,19 +15,25 @@ chain status        ...  has a final result (Finished, Settled, Disputed or void
 evidence hash       its last record's hash is the evidence hash ``finish`` posted
 key fingerprint     its Paillier key has the request's ``keyHash``
 buyer, aggregator   its buyer and aggregator are the request's
-seats               its trainers and validators are the seats, in seat order
+seats               its trainers and validators are the seats: their counts, and the
+                    seat root recomputed from them (with this chain id, contract
+                    and request) is the one ``start`` posted; each seat joined
 spec hash           its spec (and data requirements) hash to the request's spec hash
 deposit             the deposit it pays out is the escrow
 deadline            a deadline stop names the request's deadline
 chain binding       its final record names this chain id, contract and request
 metrics             the initial and final metric, and each round's, posted are the
                     proven ones
-contributions       the contributions posted are the verified weights
+contributions       the payout root and total ``finish`` posted are the rule's split
+                    (:func:`~deltaml.protocol.payouts.compute_payouts`) of the
+                    escrow by the proven metrics and the verified weights
 ==================  ===============================================================
 
 The metrics and contributions of the final record are checked against the proven
 decryptions by the transcript's own checks (``payouts``, ``weights``), so an
-aggregator cannot post numbers the evidence does not give.
+aggregator cannot post numbers the evidence does not give. The contract holds the
+seats and payouts only as Merkle roots (:mod:`deltaml.protocol.merkle`): they are
+recomputed here from the transcript and compared.
 
 Chain reads go through a read-only object with the :class:`ChainReader` methods (a
 :class:`~deltaml.ledger.Ledger` is one), taken once into a :class:`OnChainRequest`.
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from deltaml.evidence.report import Failure, Settlement
+from deltaml.evidence.roots import payout_differences, seat_differences
 from deltaml.ledger.base import RequestStatus
 
 if TYPE_CHECKING:
@@ -69,6 +76,16 @@ class RequestView(Protocol):
     def key_hash(self) -> bytes: ...
     @property
     def deadline(self) -> int: ...
+    @property
+    def n_trainers(self) -> int: ...
+    @property
+    def n_validators(self) -> int: ...
+    @property
+    def seat_root(self) -> bytes: ...
+    @property
+    def payout_root(self) -> bytes: ...
+    @property
+    def payout_total_wei(self) -> int: ...
 
 
 class EventView(Protocol):
@@ -86,8 +103,6 @@ class ChainReader(Protocol):
     @property
     def contract_address(self) -> str: ...
     def request(self, request_id: int) -> RequestView: ...
-    def participants(self, request_id: int) -> tuple[list[str], list[str]]: ...
-    def contributions(self, request_id: int) -> list[int]: ...
     def history(self, request_id: int) -> Sequence[EventView]: ...
 
 
@@ -133,11 +148,16 @@ class OnChainRequest:
     deadline: int
     initial_metric: int
     final_metric: int
-    trainers: tuple[str, ...]
-    validators: tuple[str, ...]
-    contributions: tuple[int, ...]
+    n_trainers: int
+    n_validators: int
+    #: Merkle roots (lower-case hex) posted by ``start`` and ``finish``.
+    seat_root: str
+    payout_root: str
+    payout_total_wei: int
     #: ``(round, scaled metric)`` of each ``postMetric``, in the order posted.
     posted_metrics: tuple[tuple[int, int], ...] = ()
+    #: The accounts that joined the request (lower-case), from its ``Joined`` events.
+    joined: frozenset[str] = frozenset()
 
     @property
     def status_name(self) -> str:
@@ -168,8 +188,7 @@ def read_request(
 ) -> OnChainRequest:
     """Read request ``request_id`` from the contract (``chain_id``: see :func:`chain_id_of`)."""
     state = reader.request(request_id)
-    trainers, validators = reader.participants(request_id)
-    posted = int(state.status) in _POSTED
+    events = list(reader.history(request_id))
     return OnChainRequest(
         chain_id=chain_id if chain_id is not None else chain_id_of(reader),
         contract=str(reader.contract_address),
@@ -184,13 +203,18 @@ def read_request(
         deadline=int(state.deadline),
         initial_metric=int(state.initial_metric),
         final_metric=int(state.final_metric),
-        trainers=tuple(str(a) for a in trainers),
-        validators=tuple(str(a) for a in validators),
-        contributions=tuple(int(c) for c in reader.contributions(request_id)) if posted else (),
+        n_trainers=int(state.n_trainers),
+        n_validators=int(state.n_validators),
+        seat_root=bytes(state.seat_root).hex(),
+        payout_root=bytes(state.payout_root).hex(),
+        payout_total_wei=int(state.payout_total_wei),
         posted_metrics=tuple(
             (_int(e.args.get("round")), _int(e.args.get("metric")))
-            for e in reader.history(request_id)
+            for e in events
             if e.name == "MetricPosted"
+        ),
+        joined=frozenset(
+            str(e.args.get("owner", "")).lower() for e in events if e.name == "Joined"
         ),
     )
 
@@ -255,13 +279,13 @@ def _party_differences(s: Settlement, chain: OnChainRequest) -> list[tuple[str, 
                 f" the request's {chain.aggregator}",
             )
         )
-    if not (_same_list(s.trainers, chain.trainers) and _same_list(s.validators, chain.validators)):
+    seats = seat_differences(s, chain)
+    if seats:
         found.append(
             (
                 "seats",
-                f"the transcript seats {len(s.trainers)} trainer(s) and {len(s.validators)}"
-                f" validator(s) that are not the request's {len(chain.trainers)} and"
-                f" {len(chain.validators)}, in seat order",
+                f"the transcript's {len(s.trainers)} trainer(s) and {len(s.validators)}"
+                f" validator(s) are not the request's seats: {seats}",
             )
         )
     if s.spec_hash != chain.spec_hash:
@@ -324,12 +348,13 @@ def _posted_differences(s: Settlement, chain: OnChainRequest) -> list[tuple[str,
                 " proven one",
             )
         )
-    if list(s.contributions) != list(chain.contributions):
+    payouts = payout_differences(s, chain)
+    if payouts:
         found.append(
             (
                 "contributions",
-                f"posted contributions {list(chain.contributions)[:8]}; the evidence gives"
-                f" {list(s.contributions)[:8]}",
+                f"the payouts posted are not the rule's split of the verified"
+                f" contributions: {payouts}",
             )
         )
     return found
@@ -337,10 +362,6 @@ def _posted_differences(s: Settlement, chain: OnChainRequest) -> list[tuple[str,
 
 def _same(a: str, b: str) -> bool:
     return bool(a) and a.lower() == b.lower()
-
-
-def _same_list(a: Sequence[str], b: Sequence[str]) -> bool:
-    return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
 
 
 def open_reader(chain_url: str, contract: str) -> Web3Ledger:

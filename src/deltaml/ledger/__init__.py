@@ -12,8 +12,11 @@ chain backends load on first use of their names::
 
 Modules: ``base`` (interface), ``payouts`` (the rule), ``artifact`` (compiled
 contract), ``chain`` (backends and ``connect``), ``embedded`` (the in-process
-chain), ``web3_ledger`` (implementation), ``reverts`` (errors from every
-backend), ``accounts`` (keystores, dev-chain funding).
+chain), ``web3_ledger`` (implementation), ``transactions`` (signing and sending),
+``seats`` (the calls with Merkle proofs), ``events`` (a request's history),
+``reverts`` (errors from every backend), ``accounts`` (keystores, dev-chain
+funding). Seats and payouts are Merkle roots on chain: see
+:mod:`deltaml.protocol.merkle`.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from deltaml.protocol import spec as request_spec
+from deltaml.protocol.merkle import Binding, SeatBook
 
 #: Challenge window a request gets unless its buyer chooses another: a day for
 #: the buyer and every seat to check the result and dispute it. (A run where
@@ -82,7 +83,7 @@ class RequestState:
     last_round:
         The last round with a posted metric (0: none yet).
     n_trainers, n_validators:
-        Participants fixed by ``start`` (0 before).
+        Seat counts posted by ``start`` (0 before).
     spec_hash, evidence_hash:
         Hash of the request's parameters, and of the final result's evidence.
     arbiter:
@@ -92,6 +93,13 @@ class RequestState:
         (:func:`deltaml.crypto.paillier.key_fingerprint`); owners join only to it.
     approvals:
         How many of the buyer and the seats approved the final result.
+    seat_root:
+        Merkle root of the seats posted by ``start`` (zeros before); see
+        :mod:`deltaml.protocol.merkle`.
+    payout_root, payout_total_wei:
+        Merkle root of the seats' payouts and their total, posted by ``finish``.
+    claimed_wei:
+        What the seats have claimed so far (never more than ``payout_total_wei``).
     """
 
     request_id: int
@@ -113,6 +121,10 @@ class RequestState:
     arbiter: str
     key_hash: bytes
     approvals: int
+    seat_root: bytes = b"\x00" * 32
+    payout_root: bytes = b"\x00" * 32
+    payout_total_wei: int = 0
+    claimed_wei: int = 0
 
     @property
     def challenge_ends_at(self) -> int | None:
@@ -169,6 +181,14 @@ class LedgerEvent:
 class Ledger(ABC):
     """The marketplace contract as seen by one account.
 
+    The contract keeps no list of seats, only Merkle roots (gas per transaction
+    does not grow with the number of owners): a seat proves its place when it
+    approves, disputes or claims. The proofs come from a :class:`SeatBook` (the
+    request's seats and payouts, from the transcript or the aggregator), passed
+    as ``seats=`` or remembered by the ledger: ``start`` and ``finish`` remember
+    what they posted, :meth:`remember` what a party learnt; ledgers made by
+    ``for_account`` share what they remember.
+
     Every method that changes state sends one transaction signed by
     :attr:`account` and returns only after it is mined; a transaction the
     contract rejects raises :class:`deltaml.errors.LedgerError` carrying the
@@ -190,6 +210,11 @@ class Ledger(ABC):
     @abstractmethod
     def contract_address(self) -> str:
         """Checksum address of the marketplace contract."""
+
+    @abstractmethod
+    def binding(self, request_id: int) -> Binding:
+        """What the contract's Merkle leaves of ``request_id`` are bound to: this
+        chain's id, the contract's address and the request id."""
 
     # --------------------------------------------------------- registration
 
@@ -259,7 +284,8 @@ class Ledger(ABC):
 
     @abstractmethod
     def start(self, request_id: int, trainers: Sequence[str], validators: Sequence[str]) -> Receipt:
-        """Fix trainers and validators (registered data owners) and start training."""
+        """Fix trainers and validators (data owners that joined) and start training:
+        posts the Merkle root of the seats and their counts."""
 
     @abstractmethod
     def post_metric(
@@ -275,8 +301,13 @@ class Ledger(ABC):
         final_metric: int,
         contributions: Sequence[int],
         evidence_hash: bytes,
+        *,
+        seats: SeatBook | None = None,
     ) -> Receipt:
-        """Post the final result; ``contributions`` has one weight per trainer."""
+        """Post the final result: the Merkle root and total of the seats' payouts by
+        the rule (:func:`deltaml.protocol.payouts.compute_payouts` on the escrow,
+        the metrics and ``contributions``, one weight per trainer in seat order).
+        ``seats``: the request's seats, if :meth:`start` was not called here."""
 
     @abstractmethod
     def abort(self, request_id: int) -> Receipt:
@@ -285,14 +316,17 @@ class Ledger(ABC):
     # -------------------------------------------- the result: approve or dispute
 
     @abstractmethod
-    def approve(self, request_id: int) -> Receipt:
-        """Accept a finished request's result, as its buyer or a seat (once each).
+    def approve(self, request_id: int, *, seats: SeatBook | None = None) -> Receipt:
+        """Accept a finished request's result, as its buyer or a seat (once each; a
+        seat sends the proof of its seat from ``seats`` or what is remembered).
 
         When the buyer and every seat have approved, the split is payable at once.
         """
 
     @abstractmethod
-    def dispute(self, request_id: int, reason_hash: bytes) -> Receipt:
+    def dispute(
+        self, request_id: int, reason_hash: bytes, *, seats: SeatBook | None = None
+    ) -> Receipt:
         """Contest a finished request's result within its challenge window, as its
         buyer or a seat that has not approved it: the arbiter then decides."""
 
@@ -310,8 +344,17 @@ class Ledger(ABC):
         void a dispute the arbiter left unresolved for a second window."""
 
     @abstractmethod
-    def withdraw(self, request_id: int) -> int:
-        """Send :attr:`account` its credit for ``request_id``; returns the wei paid."""
+    def withdraw(self, request_id: int, *, seats: SeatBook | None = None) -> int:
+        """Send :attr:`account` its credit for ``request_id``; returns the wei paid.
+
+        The buyer and the aggregator withdraw what the contract fixed; a seat
+        claims its payout with the proof from ``seats`` (with payouts) or what
+        is remembered."""
+
+    @abstractmethod
+    def remember(self, request_id: int, seats: SeatBook) -> None:
+        """Keep ``seats`` (checked against the roots on chain when used) for the
+        proofs of later calls about ``request_id``."""
 
     # ---------------------------------------------------------------- views
 
@@ -320,16 +363,22 @@ class Ledger(ABC):
         """The stored state of ``request_id``."""
 
     @abstractmethod
-    def claimable(self, request_id: int, account: str | None = None) -> int:
-        """Wei ``withdraw`` would pay ``account`` (default: :attr:`account`) now."""
+    def claimable(
+        self, request_id: int, account: str | None = None, *, seats: SeatBook | None = None
+    ) -> int:
+        """Wei ``withdraw`` would pay ``account`` (default: :attr:`account`) now (for a
+        seat, 0 unless its payout is known from ``seats`` or remembered)."""
 
     @abstractmethod
     def has_withdrawn(self, request_id: int, account: str | None = None) -> bool:
         """Whether ``account`` (default: :attr:`account`) has withdrawn its credit."""
 
     @abstractmethod
-    def seat_of(self, request_id: int, account: str | None = None) -> int | None:
-        """Seat of ``account`` in the request, or ``None`` if it is no participant.
+    def seat_of(
+        self, request_id: int, account: str | None = None, *, seats: SeatBook | None = None
+    ) -> int | None:
+        """Seat of ``account`` in ``seats`` (or what is remembered), if the contract's
+        seat root confirms it, else ``None``.
 
         Seats ``0 .. n_trainers - 1`` are the trainers in the order given to
         :meth:`start`; the following ones are the validators.
@@ -342,16 +391,6 @@ class Ledger(ABC):
     @abstractmethod
     def has_approved(self, request_id: int, account: str | None = None) -> bool:
         """Whether ``account`` (default: :attr:`account`) approved the result."""
-
-    @abstractmethod
-    def contributions(self, request_id: int) -> list[int]:
-        """The contribution weights ``finish`` posted, one per trainer in seat
-        order (zeros before the finish)."""
-
-    @abstractmethod
-    def participants(self, request_id: int) -> tuple[list[str], list[str]]:
-        """(trainers, validators) seated by ``start``, in seat order (both empty
-        before the start)."""
 
     @abstractmethod
     def history(self, request_id: int) -> list[LedgerEvent]:

@@ -1,9 +1,10 @@
 """``Ledger`` on web3 (v8): the Marketplace contract on any chain backend.
 
 Transactions are signed locally with the party's key (``eth_account``) and sent
-raw, so the same code runs on the embedded chain, on anvil and on a testnet.
-Every failure the chain reports comes out as :class:`deltaml.errors.LedgerError`
-(see :mod:`deltaml.ledger.reverts`).
+raw (:mod:`deltaml.ledger.transactions`), so the same code runs on the embedded
+chain, on anvil and on a testnet. Every failure the chain reports comes out as
+:class:`deltaml.errors.LedgerError` (see :mod:`deltaml.ledger.reverts`). Seats
+prove their place with Merkle proofs built by :mod:`deltaml.protocol.merkle`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from eth_utils import is_address, keccak, to_checksum_address
 from web3.logs import DISCARD
 
 from deltaml.errors import DeltaMLValueError, LedgerError
-from deltaml.ledger.artifact import ContractArtifact, load_artifact
+from deltaml.ledger.artifact import load_artifact
 from deltaml.ledger.base import (
     Ledger,
     LedgerEvent,
@@ -27,145 +27,41 @@ from deltaml.ledger.base import (
     Role,
 )
 from deltaml.ledger.chain import Chain
+from deltaml.ledger.events import REORG_DEPTH_BLOCKS, EventLog
 from deltaml.ledger.reverts import RevertDecoder
+from deltaml.ledger.seats import SeatActions
+from deltaml.ledger.transactions import (
+    DEFAULT_RECEIPT_TIMEOUT_S,
+    check_address,
+    check_bytes32,
+    check_uint,
+    deploy_contract,
+    deploy_marketplace,
+    send_transaction,
+)
+from deltaml.protocol.merkle import SeatBook
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from eth_typing import ChecksumAddress
-    from web3.contract.contract import ContractFunction
-    from web3.types import TxParams
+
+__all__ = [
+    "DEFAULT_RECEIPT_TIMEOUT_S",
+    "REORG_DEPTH_BLOCKS",
+    "Web3Ledger",
+    "deploy_contract",
+    "deploy_marketplace",
+    "send_transaction",
+]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RECEIPT_TIMEOUT_S = 120.0
-#: Blocks behind the head that ``history`` re-reads on a public chain.
-REORG_DEPTH_BLOCKS = 64
+_uint = check_uint
+_address = check_address
+_bytes32 = check_bytes32
 
 
-def _uint(value: object, name: str, bits: int = 256) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise DeltaMLValueError(f"{name} must be an integer, got {type(value).__name__}")
-    if not 0 <= value < 2**bits:
-        raise DeltaMLValueError(f"{name} must be in [0, 2**{bits}), got {value}")
-    return value
-
-
-def _address(value: object, name: str) -> ChecksumAddress:
-    if not isinstance(value, str) or not is_address(value):
-        raise DeltaMLValueError(f"{name} must be an Ethereum address, got {value!r}")
-    return to_checksum_address(value)
-
-
-def _bytes32(value: object, name: str) -> bytes:
-    raw: bytes | None = None
-    if isinstance(value, bytes | bytearray):
-        raw = bytes(value)
-    elif isinstance(value, str) and value.startswith("0x"):
-        try:
-            raw = bytes.fromhex(value[2:])
-        except ValueError:
-            raw = None
-    if raw is None or len(raw) != 32:
-        raise DeltaMLValueError(f"{name} must be 32 bytes (or 0x + 64 hex digits)")
-    return raw
-
-
-def send_transaction(
-    chain: Chain,
-    account: LocalAccount,
-    fn: ContractFunction | Any,
-    decoder: RevertDecoder,
-    *,
-    value_wei: int = 0,
-    gas_limit: int | None = None,
-    timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
-) -> tuple[Receipt, Mapping[str, Any]]:
-    """Sign ``fn`` (a bound contract function or constructor) with ``account``,
-    send it, wait for it to be mined, and map any failure to ``LedgerError``.
-
-    Parameters
-    ----------
-    gas_limit:
-        Send with this gas and skip estimation: a transaction the contract
-        rejects is then mined with status 0, and is replayed as a call to learn
-        the error. ``None`` estimates, which reports a rejection before sending.
-
-    Returns
-    -------
-    The receipt summary and web3's full receipt (for its logs).
-    """
-    w3 = chain.w3
-    sender = account.address
-    params: dict[str, Any] = {
-        "from": sender,
-        "value": value_wei,
-        "nonce": w3.eth.get_transaction_count(sender, "pending"),
-    }
-    if gas_limit is not None:
-        params["gas"] = gas_limit
-    try:
-        tx: Any = fn.build_transaction(cast("TxParams", params))
-        signed = account.sign_transaction(tx)
-        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-        raw = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.05)
-    except Exception as exc:
-        error = decoder.from_exception(exc)
-        if error is None:
-            raise
-        raise error from exc
-    if raw["status"] != 1:
-        raise _failed_receipt_error(chain, tx, raw, decoder)
-    receipt = Receipt(
-        tx_hash="0x" + bytes(raw["transactionHash"]).hex(),
-        block_number=int(raw["blockNumber"]),
-        gas_used=int(raw["gasUsed"]),
-        fee_wei=int(raw["gasUsed"]) * int(raw.get("effectiveGasPrice", 0)),
-    )
-    return receipt, raw
-
-
-def _failed_receipt_error(
-    chain: Chain, tx: Mapping[str, Any], raw: Mapping[str, Any], decoder: RevertDecoder
-) -> LedgerError:
-    """Explain a status-0 receipt: out of gas, or replay it to get the revert data."""
-    tx_hash = "0x" + bytes(raw["transactionHash"]).hex()
-    gas = int(tx["gas"])
-    if int(raw["gasUsed"]) >= gas:
-        return LedgerError("OutOfGas", (gas,), f"transaction {tx_hash} ran out of its {gas} gas")
-    call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
-    try:
-        chain.w3.eth.call(call, block_identifier=int(raw["blockNumber"]) - 1)  # type: ignore[arg-type]
-    except Exception as exc:
-        error = decoder.from_exception(exc)
-        if error is not None:
-            return error
-    return LedgerError("Reverted", (tx_hash,), f"transaction {tx_hash} reverted")
-
-
-def deploy_contract(
-    chain: Chain,
-    account: LocalAccount,
-    artifact: ContractArtifact,
-    *constructor_args: object,
-    timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
-) -> tuple[str, Receipt]:
-    """Deploy ``artifact`` from ``account``; returns its checksum address and receipt."""
-    factory = chain.w3.eth.contract(abi=list(artifact.abi), bytecode=artifact.bytecode)
-    decoder = RevertDecoder([artifact.abi])
-    receipt, raw = send_transaction(
-        chain, account, factory.constructor(*constructor_args), decoder, timeout_s=timeout_s
-    )
-    address = str(raw["contractAddress"])
-    logger.info("deployed %s at %s on chain %s", artifact.name, address, chain.chain_id)
-    return address, receipt
-
-
-def deploy_marketplace(chain: Chain, account: LocalAccount) -> str:
-    """Deploy the shipped Marketplace contract; returns its address."""
-    return deploy_contract(chain, account, load_artifact())[0]
-
-
-class Web3Ledger(Ledger):
+class Web3Ledger(SeatActions, Ledger):
     """The Marketplace contract at ``contract_address``, acting as ``account``.
 
     Parameters
@@ -188,6 +84,9 @@ class Web3Ledger(Ledger):
         the shipped artifact's runtime code.
     from_block:
         The block the contract was deployed in (``history`` reads no earlier).
+    books:
+        Seats and payouts known per request (see :meth:`remember`); shared by
+        the ledgers :meth:`for_account` makes.
     """
 
     def __init__(
@@ -201,14 +100,14 @@ class Web3Ledger(Ledger):
         extra_abis: Iterable[Sequence[Mapping[str, Any]]] = (),
         from_block: int = 0,
         check_code: bool = True,
+        books: dict[int, SeatBook] | None = None,
     ) -> None:
         self._chain = chain
         self._from_block = from_block
-        self._history_cache: dict[int, tuple[int, list[LedgerEvent]]] = {}
         self._artifact = load_artifact()
         self._extra_abis = tuple(extra_abis)
         self._contract = chain.w3.eth.contract(
-            address=_address(contract_address, "contract_address"),
+            address=check_address(contract_address, "contract_address"),
             abi=list(self._artifact.abi),
         )
         self._account = account
@@ -216,7 +115,9 @@ class Web3Ledger(Ledger):
         self._receipt_timeout_s = receipt_timeout_s
         self._decoder = RevertDecoder([self._artifact.abi, *self._extra_abis])
         self._lock = threading.Lock()  # one transaction at a time per instance: nonces
-        self._event_topics: dict[bytes, Any] | None = None
+        self._log = EventLog(chain, self._contract, self._artifact, from_block)
+        # the seats (and payouts) of requests, shared with every for_account copy
+        self._books: dict[int, SeatBook] = {} if books is None else books
         if check_code:
             self._check_code()
         self.last_receipt = None
@@ -251,6 +152,7 @@ class Web3Ledger(Ledger):
             extra_abis=self._extra_abis,
             from_block=self._from_block,
             check_code=False,
+            books=self._books,
         )
 
     @property
@@ -373,10 +275,24 @@ class Web3Ledger(Ledger):
     # ------------------------------------------------------ the aggregator
 
     def start(self, request_id: int, trainers: Sequence[str], validators: Sequence[str]) -> Receipt:
-        fn = self._contract.functions.start(
-            _uint(request_id, "request_id"),
+        book = SeatBook.of(
             [_address(a, "trainer") for a in trainers],
             [_address(a, "validator") for a in validators],
+        )
+        root = book.seat_root(self.binding(request_id))
+        receipt = self.start_with_root(request_id, root, len(trainers), len(validators))
+        self.remember(request_id, book)
+        return receipt
+
+    def start_with_root(
+        self, request_id: int, seat_root: bytes, n_trainers: int, n_validators: int
+    ) -> Receipt:
+        """Post ``seat_root`` and the seat counts as they are (``start`` builds them)."""
+        fn = self._contract.functions.start(
+            _uint(request_id, "request_id"),
+            _bytes32(seat_root, "seat_root"),
+            _uint(n_trainers, "n_trainers"),
+            _uint(n_validators, "n_validators"),
         )
         return self._transact(fn)
 
@@ -391,19 +307,22 @@ class Web3Ledger(Ledger):
         )
         return self._transact(fn)
 
-    def finish(
+    def finish_with_root(
         self,
         request_id: int,
         initial_metric: int,
         final_metric: int,
-        contributions: Sequence[int],
+        payout_root: bytes,
+        payout_total_wei: int,
         evidence_hash: bytes,
     ) -> Receipt:
+        """Post a payout root and total as they are (``finish`` builds them by the rule)."""
         fn = self._contract.functions.finish(
             _uint(request_id, "request_id"),
             _uint(initial_metric, "initial_metric"),
             _uint(final_metric, "final_metric"),
-            [_uint(c, "contribution") for c in contributions],
+            _bytes32(payout_root, "payout_root"),
+            _uint(payout_total_wei, "payout_total_wei"),
             _bytes32(evidence_hash, "evidence_hash"),
         )
         return self._transact(fn)
@@ -412,15 +331,6 @@ class Web3Ledger(Ledger):
         return self._transact(self._contract.functions.abort(_uint(request_id, "request_id")))
 
     # ------------------------------------------ the result: approve or dispute
-
-    def approve(self, request_id: int) -> Receipt:
-        return self._transact(self._contract.functions.approve(_uint(request_id, "request_id")))
-
-    def dispute(self, request_id: int, reason_hash: bytes) -> Receipt:
-        fn = self._contract.functions.dispute(
-            _uint(request_id, "request_id"), _bytes32(reason_hash, "reason_hash")
-        )
-        return self._transact(fn)
 
     def resolve(self, request_id: int, upheld: bool) -> Receipt:
         if not isinstance(upheld, bool):
@@ -432,15 +342,6 @@ class Web3Ledger(Ledger):
 
     def settle(self, request_id: int) -> Receipt:
         return self._transact(self._contract.functions.settle(_uint(request_id, "request_id")))
-
-    def withdraw(self, request_id: int) -> int:
-        fn = self._contract.functions.withdraw(_uint(request_id, "request_id"))
-        _, raw = self._send(fn)
-        return sum(
-            int(e["args"]["amount"])
-            for e in self._events("Withdrawn", raw)
-            if e["args"]["account"] == self.account
-        )
 
     # --------------------------------------------------------------- views
 
@@ -467,22 +368,17 @@ class Web3Ledger(Ledger):
             arbiter=str(v[15]),
             key_hash=bytes(v[16]),
             approvals=int(v[17]),
+            seat_root=bytes(v[18]),
+            payout_root=bytes(v[19]),
+            payout_total_wei=int(v[20]),
+            claimed_wei=int(v[21]),
         )
-
-    def claimable(self, request_id: int, account: str | None = None) -> int:
-        fn = self._contract.functions.claimable(_uint(request_id, "request_id"), self._who(account))
-        return int(self._view(fn))
 
     def has_withdrawn(self, request_id: int, account: str | None = None) -> bool:
         fn = self._contract.functions.hasWithdrawn(
             _uint(request_id, "request_id"), self._who(account)
         )
         return bool(self._view(fn))
-
-    def seat_of(self, request_id: int, account: str | None = None) -> int | None:
-        fn = self._contract.functions.seatOf(_uint(request_id, "request_id"), self._who(account))
-        seated, seat = self._view(fn)
-        return int(seat) if seated else None
 
     def has_joined(self, request_id: int, account: str | None = None) -> bool:
         fn = self._contract.functions.hasJoined(_uint(request_id, "request_id"), self._who(account))
@@ -494,74 +390,9 @@ class Web3Ledger(Ledger):
         )
         return bool(self._view(fn))
 
-    def contributions(self, request_id: int) -> list[int]:
-        fn = self._contract.functions.contributionsOf(_uint(request_id, "request_id"))
-        return [int(c) for c in self._view(fn)]
-
-    def participants(self, request_id: int) -> tuple[list[str], list[str]]:
-        fn = self._contract.functions.participantsOf(_uint(request_id, "request_id"))
-        trainers, validators = self._view(fn)
-        return [str(a) for a in trainers], [str(a) for a in validators]
-
     def history(self, request_id: int) -> list[LedgerEvent]:
-        """Every event about ``request_id``, oldest first.
-
-        Logs are read from the contract's deployment block on, and each
-        request's events are cached up to the last block deep enough not to be
-        reorganised (the latest block on a dev chain, 64 behind it elsewhere),
-        so polling reads only new blocks.
-        """
-        rid = _uint(request_id, "request_id")
-        w3 = self._chain.w3
-        latest = int(w3.eth.block_number)
-        final = latest if self._chain.is_dev_chain else latest - REORG_DEPTH_BLOCKS
-        cached = self._history_cache.setdefault(rid, (self._from_block - 1, []))
-        scanned_to, known = cached
-        if latest <= scanned_to:
-            return list(known)
-        # every per-request event has the request id as its first indexed topic
-        topic = rid.to_bytes(32, "big")
-        address = self._contract.address
-        logs: list[Any] = []
-        for first, last in self._chain.log_block_ranges(address, [topic], scanned_to + 1, latest):
-            logs += w3.eth.get_logs(
-                {
-                    "address": address,
-                    "fromBlock": first,
-                    "toBlock": last,
-                    "topics": [None, "0x" + topic.hex()],
-                }
-            )
-        fresh = [event for event in map(self._decode_log, logs) if event is not None]
-        settled = [e for e in fresh if e.block_number <= final]
-        if final > scanned_to:
-            self._history_cache[rid] = (final, known + settled)
-        return known + fresh
-
-    def _decode_log(self, log: Any) -> LedgerEvent | None:
-        event = self._events_by_topic.get(bytes(log["topics"][0]))
-        if event is None:
-            return None
-        decoded = event().process_log(log)
-        return LedgerEvent(
-            name=str(decoded["event"]),
-            args=dict(decoded["args"]),
-            block_number=int(decoded["blockNumber"]),
-            tx_hash="0x" + bytes(decoded["transactionHash"]).hex(),
-        )
-
-    @property
-    def _events_by_topic(self) -> dict[bytes, Any]:
-        if self._event_topics is None:
-            topics = {}
-            for entry in self._artifact.abi:
-                if entry.get("type") != "event":
-                    continue
-                types = ",".join(i["type"] for i in entry["inputs"])
-                topic = keccak(text=f"{entry['name']}({types})")
-                topics[topic] = getattr(self._contract.events, entry["name"])
-            self._event_topics = topics
-        return self._event_topics
+        """Every event about ``request_id``, oldest first (see :class:`EventLog`)."""
+        return self._log.history(request_id)
 
     def balance_wei(self, account: str | None = None) -> int:
         return int(self._chain.w3.eth.get_balance(self._who(account)))

@@ -29,8 +29,8 @@ from eth_utils.address import is_address
 
 from deltaml.errors import DeltaMLValueError
 
-#: Most participants the contract seats in one request (bounds its loops).
-MAX_PARTICIPANTS = 64
+#: Most participants the contract seats in one request (seats are a Merkle root on chain).
+MAX_PARTICIPANTS = 1000
 #: Bounds of what the database and the contract hold: counts, rows and seeds are
 #: 63-bit (``bigint``); the contract keeps the deposit in 128 bits and rounds in 32.
 MAX_BIGINT = 2**63 - 1

@@ -40,6 +40,7 @@ from deltaml.services.party import (
     WorkLoop,
     approve_or_dispute,
     local_api,
+    seat_book,
 )
 from deltaml.services.serve import guarded
 from deltaml.services.store import Store
@@ -367,7 +368,8 @@ class OwnerNode:
             return None
         cid = int(view["chain_request_id"])
         state = self.ledger.request(cid)
-        if self.ledger.seat_of(cid) is None:
+        seats = seat_book(view.get("result"))
+        if self.ledger.seat_of(cid, seats=seats) is None:
             return None
         if state.status != RequestStatus.FINISHED or self.ledger.has_approved(cid):
             review = {"approved": self.ledger.has_approved(cid), "note": state.status.name}
@@ -379,6 +381,7 @@ class OwnerNode:
             self.verify(rid, cid),
             view["result"]["transcript_head"],
             who="this owner",
+            seats=seats,
         )
         self.store.put("reviews", str(rid), review)
         log.info("request %d: result %s", rid, "approved" if review.get("approved") else "disputed")
@@ -393,10 +396,11 @@ class OwnerNode:
         state = self.ledger.request(cid)
         if state.status != RequestStatus.SETTLED or self.ledger.has_withdrawn(cid):
             return 0
-        if self.ledger.claimable(cid) == 0:
+        seats = seat_book(view.get("result"))
+        if self.ledger.claimable(cid, seats=seats) == 0:
             self.store.put("earnings", str(rid), {"wei": "0", "at": time.time()})
             return 0
-        amount = self.ledger.withdraw(cid)
+        amount = self.ledger.withdraw(cid, seats=seats)
         self.store.put("earnings", str(rid), {"wei": str(amount), "at": time.time()})
         log.info("request %d: withdrew %d wei", rid, amount)
         return amount
@@ -475,7 +479,7 @@ class OwnerNode:
             return {**out, "state": "none", "explanation": f"The request is {state.status.name}."}
         if self.ledger.has_withdrawn(cid):
             return {**out, "state": "withdrawn", "explanation": "Withdrawn."}
-        claimable = self.ledger.claimable(cid)
+        claimable = self.ledger.claimable(cid, seats=seat_book(view.get("result")))
         if not claimable:
             return {**out, "state": "none", "explanation": "Nothing is owed to you here."}
         return {

@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.ledger.base import RequestStatus
+from deltaml.protocol.merkle import SeatBook
 from deltaml.protocol.messages import Message
 from deltaml.services import wire
 from deltaml.services.auth import SignedAuth
@@ -245,6 +246,18 @@ def local_api(title: str, work_dir: Path) -> FastAPI:
     return app
 
 
+def seat_book(result: Mapping[str, Any] | None) -> SeatBook | None:
+    """The seats and their payouts that the aggregator reports for a finished request
+    (``None`` without them). Proofs built from it hold only if it is what the roots
+    on chain commit to: the contract checks every proof."""
+    if not result or "trainers" not in result or "validators" not in result:
+        return None
+    seats = [*result["trainers"], *result["validators"]]
+    paid = result.get("payouts_wei") or {}
+    payouts = {a: int(paid[a]) for a in seats} if all(a in paid for a in seats) else None
+    return SeatBook.of(result["trainers"], result["validators"], payouts)
+
+
 def approve_or_dispute(
     ledger: Ledger,
     cid: int,
@@ -253,6 +266,7 @@ def approve_or_dispute(
     *,
     approve: bool = True,
     who: str = "this node",
+    seats: SeatBook | None = None,
 ) -> dict[str, Any]:
     """A seat's or the buyer's verdict on a finished result, put on chain.
 
@@ -261,7 +275,8 @@ def approve_or_dispute(
     approved (if ``approve``), else disputed with the SHA-256 of the reasons. A
     verdict that lost the race to another party's (the request settled or was
     disputed meanwhile) is recorded in ``note``, not retried; while the request is
-    still finished the error is raised so that the caller tries again.
+    still finished the error is raised so that the caller tries again. A seat
+    proves its seat from ``seats`` (the buyer needs no proof).
     """
     failures = [str(f) for f in report.failures]
     if ledger.request(cid).evidence_hash.hex() != transcript_head:
@@ -270,11 +285,11 @@ def approve_or_dispute(
     verdict: dict[str, Any] = {"verified": verified, "failures": failures, "approved": False}
     try:
         if verified and approve:
-            ledger.approve(cid)
+            ledger.approve(cid, seats=seats)
             verdict["approved"] = True
         elif not verified:
             reason = "; ".join(failures) or "the transcript does not verify"
-            ledger.dispute(cid, hashlib.sha256(reason.encode()).digest())
+            ledger.dispute(cid, hashlib.sha256(reason.encode()).digest(), seats=seats)
             verdict["disputed"] = reason
             log.warning("chain request %d: the result does NOT verify; disputed", cid)
     except DeltaMLError:

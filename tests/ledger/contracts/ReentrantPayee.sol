@@ -21,10 +21,12 @@ interface IMarketplace {
     function reclaim(uint256 id) external;
 
     function withdraw(uint256 id) external;
+
+    function claim(uint256 id, uint256 amount, bytes32[] calldata proof) external;
 }
 
 /// A payee that, while it is being paid, calls back into the marketplace to be
-/// paid again. Used as a data owner (withdraw) and as a buyer (cancel, reclaim).
+/// paid again. Used as a data owner (claim) and as a buyer (withdraw, cancel, reclaim).
 /// It never reverts itself: it records what its re-entries got, so a test sees
 /// whether one of them succeeded.
 contract ReentrantPayee {
@@ -33,7 +35,8 @@ contract ReentrantPayee {
         None,
         Withdraw,
         Reclaim,
-        Cancel
+        Cancel,
+        Claim
     }
 
     IMarketplace public immutable market;
@@ -44,6 +47,8 @@ contract ReentrantPayee {
     uint256 public successes;
     uint256 public received;
     bytes public lastRevertData;
+    uint256 private _claimAmount;
+    bytes32[] private _claimProof;
 
     constructor(address market_) {
         market = IMarketplace(market_);
@@ -94,6 +99,13 @@ contract ReentrantPayee {
         market.reclaim(id);
     }
 
+    /// Claim a seat's payout; a Claim re-entry repeats the same claim.
+    function claim(uint256 id, uint256 amount, bytes32[] calldata proof) external {
+        _claimAmount = amount;
+        _claimProof = proof;
+        market.claim(id, amount, proof);
+    }
+
     receive() external payable {
         received += msg.value;
         if (reentry == Reentry.None || attempts >= maxReentries) return;
@@ -101,6 +113,8 @@ contract ReentrantPayee {
         bytes memory callData;
         if (reentry == Reentry.Withdraw) {
             callData = abi.encodeCall(IMarketplace.withdraw, (targetId));
+        } else if (reentry == Reentry.Claim) {
+            callData = abi.encodeCall(IMarketplace.claim, (targetId, _claimAmount, _claimProof));
         } else if (reentry == Reentry.Reclaim) {
             callData = abi.encodeCall(IMarketplace.reclaim, (targetId));
         } else {
@@ -115,7 +129,7 @@ contract ReentrantPayee {
     }
 }
 
-/// A data owner whose address refuses ether: its own withdraw fails, and must
+/// A data owner whose address refuses ether: its own claim fails, and must
 /// not block anyone else's.
 contract RejectingPayee {
     IMarketplace public immutable market;
@@ -134,5 +148,9 @@ contract RejectingPayee {
 
     function withdraw(uint256 id) external {
         market.withdraw(id);
+    }
+
+    function claim(uint256 id, uint256 amount, bytes32[] calldata proof) external {
+        market.claim(id, amount, proof);
     }
 }

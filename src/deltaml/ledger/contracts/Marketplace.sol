@@ -7,30 +7,42 @@ pragma solidity ^0.8.28;
 /// @notice A buyer escrows a payment per training request, naming the
 /// aggregator, an arbiter, the hash of the request's parameters and the
 /// fingerprint of its Paillier key. Registered data owners consent to exactly
-/// that request by joining it with their own accounts; the aggregator can seat
-/// only owners that joined. It posts scaled metrics with hashes of their
-/// evidence, and the final result with one contribution weight per trainer.
-/// The split is fixed at that moment and a challenge window opens: the split
-/// becomes payable at once when the buyer and every seat approve, or when
-/// anyone settles after the window. Within the window the buyer or any seat may
-/// dispute; the arbiter then upholds the result (payable) or voids it (the
-/// buyer gets its whole deposit back), and a dispute nobody resolves within a
-/// second window is void. Every payee withdraws its own credit, once (pull
-/// payments). The buyer gets everything back if it cancels before the start,
-/// if the aggregator aborts, if the deadline passes without a final result, or
-/// if the result is voided.
+/// that request by joining it with their own accounts. The aggregator seats
+/// trainers and validators by posting the Merkle root of their seats (with
+/// their counts), posts scaled metrics with hashes of their evidence, and the
+/// final result as the Merkle root of the seats' payouts with their total.
+/// Every transaction costs the same gas whatever the number of seats (up to
+/// MAX_PARTICIPANTS): a seat proves its place with a Merkle proof when it
+/// approves, disputes or claims.
 ///
-/// Payment rule (identical to ``deltaml.ledger.payouts.compute_payouts``), for a
-/// deposit D, metrics m0 -> m1 (lower is better) and contributions c_i:
+/// A challenge window opens at the final result: the split becomes payable at
+/// once when the buyer and every seat approve, or when anyone settles after
+/// the window. Within the window the buyer or any seat may dispute; the
+/// arbiter then upholds the result (payable) or voids it (the buyer gets its
+/// whole deposit back), and a dispute nobody resolves within a second window
+/// is void. Each seat claims its payout with its proof, once; the aggregator
+/// and the buyer withdraw their credits, once (pull payments). The buyer gets
+/// everything back if it cancels before the start, if the aggregator aborts,
+/// if the deadline passes without a final result, or if the result is voided.
+///
+/// Payment rule (``deltaml.protocol.payouts.compute_payouts``), for a deposit D,
+/// metrics m0 -> m1 (lower is better) and contributions c_i:
 ///   pool        = D * 70 * max(0, m0 - m1) / (100 * m0)   (0 when m0 == 0)
 ///   trainer i   = pool * c_i / sum(c)                    (0 when sum(c) == 0)
 ///   validator   = D * 20 / 100 / V                       (each of V)
 ///   aggregator  = D * 10 / 100
 ///   refund      = D - everything above                   (to the buyer)
-/// All divisions round down, so rounding always favours the buyer and the
-/// credits add up to D exactly. Inputs are bounded (deposit < 2^128, metrics
-/// and contributions < 2^96, at most 64 participants) so no product can
-/// overflow: D * 70 * gain < 2^231 and pool * c_i < 2^224.
+/// The contract computes the aggregator's fee itself and bounds the posted
+/// seats' total by pool + V * validator share; the leaves of the payout root
+/// are checked off chain against the transcript by the buyer, every seat and
+/// the arbiter (``deltaml verify``). Whatever the root holds, claims stop at the
+/// posted total, and refund = D - fee - total: payouts + refund = D exactly.
+///
+/// Leaves are domain-separated and bound to the chain, this contract and the
+/// request: seat leaf = keccak256(abi.encode(SEAT_LEAF, chainid, this, id,
+/// account, isTrainer)), payout leaf = keccak256(abi.encode(PAYOUT_LEAF,
+/// chainid, this, id, account, amount)); the tree hashes sorted pairs
+/// (keccak256(min ‖ max)), so a proof is just the siblings.
 ///
 /// Evm version: the artifact is compiled for "cancun" (see
 /// scripts/compile_contract.js): the oldest fork with transient storage
@@ -51,9 +63,9 @@ contract Marketplace {
     enum Status {
         None, // no such request
         Open, // created, escrow held, waiting for the aggregator to start it
-        InProgress, // started: trainers and validators fixed
-        Finished, // final result posted; split fixed, challenge window running
-        Settled, // split payable: each payee withdraws its credit
+        InProgress, // started: the seats' root fixed
+        Finished, // final result posted; payouts' root fixed, challenge window running
+        Settled, // split payable: each payee withdraws or claims its credit
         Cancelled, // buyer cancelled before the start; deposit refunded
         Failed, // aborted, expired or voided: deposit refundable
         Disputed // a party disputed the result within the window; the arbiter decides
@@ -64,8 +76,8 @@ contract Marketplace {
         address buyer;
         uint64 deadline; // unix seconds; start, metrics and finish up to and including it
         Status status;
-        uint8 trainerCount;
-        uint8 validatorCount;
+        uint8 paid; // AGGREGATOR_PAID | BUYER_PAID: fixed credits withdrawn
+        bool buyerApproved;
         // slot 1
         address aggregator;
         uint64 challengeWindow; // seconds after finish before anyone may settle
@@ -77,22 +89,19 @@ contract Marketplace {
         uint64 finishedAt; // unix seconds of the final result
         uint96 initialMetric;
         uint96 finalMetric;
-        // slot 4: bit k for seat k (0..63), AGGREGATOR_BIT, BUYER_BIT
-        uint256 paidMask;
+        // slot 4
+        uint128 payoutTotal; // wei the seats may claim in all (the payout root's total)
+        uint128 claimed; // wei the seats have claimed so far (never above payoutTotal)
+        // slot 5
+        address arbiter; // resolves disputes; named at creation, never a party
+        uint16 trainerCount;
+        uint16 validatorCount;
+        uint16 approvals; // distinct approvals of the final result (buyer + seats)
         bytes32 specHash; // hash of the request's parameters (model, columns, ...)
         bytes32 evidenceHash; // hash of the evidence behind the final result
-        // slot 7
-        address arbiter; // resolves disputes; named at creation, never a party
-        uint8 approvals; // number of distinct approvals of the final result
-        uint72 approvedMask; // bit k for seat k, BUYER_BIT: who approved
-        // slot 8
         bytes32 keyHash; // fingerprint of the buyer's Paillier public key
-    }
-
-    /// What `finish` fixes for the trainer in one seat.
-    struct TrainerSeat {
-        uint128 share; // wei owed once settled
-        uint96 contribution; // the weight posted by `finish`
+        bytes32 seatRoot; // Merkle root of the seats (posted by `start`)
+        bytes32 payoutRoot; // Merkle root of the seats' payouts (posted by `finish`)
     }
 
     /// What `getRequest` returns: the stored request with unpacked widths.
@@ -108,13 +117,17 @@ contract Marketplace {
         uint256 initialMetric;
         uint256 finalMetric;
         uint32 lastRound;
-        uint8 trainerCount;
-        uint8 validatorCount;
+        uint16 trainerCount;
+        uint16 validatorCount;
         bytes32 specHash;
         bytes32 evidenceHash;
         address arbiter;
         bytes32 keyHash;
-        uint8 approvals;
+        uint16 approvals;
+        bytes32 seatRoot;
+        bytes32 payoutRoot;
+        uint256 payoutTotal;
+        uint256 claimed;
     }
 
     // -------------------------------------------------------------- constants
@@ -124,8 +137,9 @@ contract Marketplace {
     uint256 public constant AGGREGATOR_PERCENT = 10;
     /// Metrics are posted as round(value * METRIC_SCALE): six decimal places.
     uint256 public constant METRIC_SCALE = 1e6;
-    /// Most trainers + validators per request; bounds every loop.
-    uint256 public constant MAX_PARTICIPANTS = 64;
+    /// Most trainers + validators per request (seats are a Merkle root: no loop
+    /// runs over them; the bound keeps the counts and the rule's view small).
+    uint256 public constant MAX_PARTICIPANTS = 1000;
     uint256 public constant MAX_DEPOSIT = type(uint128).max;
     uint256 public constant MAX_METRIC = type(uint96).max;
     uint256 public constant MAX_CONTRIBUTION = type(uint96).max;
@@ -134,11 +148,18 @@ contract Marketplace {
     /// Shortest challenge window: long enough for a party to look and dispute.
     uint256 public constant MIN_CHALLENGE_WINDOW = 60;
     uint256 public constant MAX_CHALLENGE_WINDOW = 30 days;
+    /// Longest Merkle proof accepted (2^32 leaves): bounds the proof loop.
+    uint256 public constant MAX_PROOF_LENGTH = 32;
+    /// Domain tags of the two kinds of leaves: a seat leaf is never a payout leaf.
+    bytes32 public constant SEAT_LEAF = keccak256("deltaml.marketplace.seat.v1");
+    bytes32 public constant PAYOUT_LEAF = keccak256("deltaml.marketplace.payout.v1");
 
-    uint256 private constant AGGREGATOR_BIT = 1 << 64;
-    uint256 private constant BUYER_BIT = 1 << 65;
+    uint8 private constant AGGREGATOR_PAID = 1;
+    uint8 private constant BUYER_PAID = 2;
+    // An account's standing in a request (bits of one storage slot).
     uint256 private constant JOINED = 1;
-    uint256 private constant SEAT_BASE = 2;
+    uint256 private constant APPROVED = 2;
+    uint256 private constant CLAIMED = 4;
 
     // ------------------------------------------------------------------ state
 
@@ -147,15 +168,9 @@ contract Marketplace {
     /// Number of requests created; ids run from 1 to requestCount.
     uint256 public requestCount;
     mapping(uint256 id => Request) private _requests;
-    /// Each account's standing in a request: 0 nothing, JOINED after `join`,
-    /// SEAT_BASE + seat once `start` seated it (one slot: seating a joined owner
-    /// rewrites a non-zero slot). Seats 0..trainerCount-1 are trainers in the
-    /// order given to `start`, the rest are validators.
+    /// Each account's standing in a request: JOINED after `join`, then APPROVED
+    /// and CLAIMED as a seat acts (one slot, written non-zero to non-zero).
     mapping(uint256 id => mapping(address account => uint256 standing)) private _members;
-    /// The participant in each seat (the reverse of _members), for `participantsOf`.
-    mapping(uint256 id => mapping(uint256 seat => address account)) private _seatHolders;
-    /// Share and contribution of the trainer in each seat, fixed by `finish`.
-    mapping(uint256 id => mapping(uint256 seat => TrainerSeat)) private _trainers;
 
     bool private transient _locked;
 
@@ -175,13 +190,19 @@ contract Marketplace {
     );
     event Joined(uint256 indexed id, address indexed owner);
     event RequestCancelled(uint256 indexed id);
-    event RequestStarted(uint256 indexed id, address[] trainers, address[] validators);
+    event RequestStarted(
+        uint256 indexed id,
+        bytes32 seatRoot,
+        uint256 trainerCount,
+        uint256 validatorCount
+    );
     event MetricPosted(uint256 indexed id, uint32 round, uint256 metric, bytes32 evidenceHash);
     event RequestFinished(
         uint256 indexed id,
         uint256 initialMetric,
         uint256 finalMetric,
-        uint256[] contributions,
+        bytes32 payoutRoot,
+        uint256 payoutTotal,
         bytes32 evidenceHash
     );
     event RequestAborted(uint256 indexed id);
@@ -228,11 +249,14 @@ contract Marketplace {
     error NoTrainers();
     error NoValidators();
     error TooManyParticipants(uint256 count, uint256 maxParticipants);
-    error DuplicateParticipant(uint256 id, address account);
+    error EmptyRoot(uint256 id);
     error RoundNotIncreasing(uint256 id, uint32 round, uint32 lastRound);
     error MetricTooLarge(uint256 metric, uint256 maxMetric);
     error ContributionTooLarge(uint256 contribution, uint256 maxContribution);
-    error ContributionsLengthMismatch(uint256 given, uint256 trainers);
+    error PayoutTotalTooLarge(uint256 id, uint256 total, uint256 maxTotal);
+    error InvalidProof(uint256 id, address account);
+    error ProofTooLong(uint256 length, uint256 maxLength);
+    error PayoutExhausted(uint256 id, uint256 amount, uint256 remaining);
     error AlreadyWithdrawn(uint256 id, address account);
     error NothingToWithdraw(uint256 id, address account);
     error TransferFailed(address to, uint256 amount);
@@ -334,7 +358,7 @@ contract Marketplace {
         uint256 amount = r.deposit;
         r.status = Status.Cancelled;
         r.refund = uint128(amount);
-        r.paidMask |= BUYER_BIT;
+        r.paid |= BUYER_PAID;
         emit RequestCancelled(id);
         emit Withdrawn(id, msg.sender, amount);
         _send(msg.sender, amount);
@@ -361,7 +385,8 @@ contract Marketplace {
     /// Consent, as the caller (never anyone else), to take part in request `id`
     /// exactly as specified: both hashes must equal the request's. Only a
     /// registered data owner that is neither its buyer, aggregator nor arbiter
-    /// may join, while the request is open and before its deadline.
+    /// may join, while the request is open and before its deadline. Only a seat
+    /// that joined may approve, dispute or claim.
     function join(uint256 id, bytes32 specHash, bytes32 keyHash) external {
         Request storage r = _existing(id);
         _requireStatus(r, id, Status.Open);
@@ -379,34 +404,33 @@ contract Marketplace {
 
     // ------------------------------------------------------ the aggregator
 
-    /// Fix the trainers and validators (each a data owner that joined this
-    /// request, all distinct) and start training.
+    /// Fix the seats and start training: `seatRoot` is the Merkle root of one
+    /// seat leaf per trainer and per validator (each a data owner that joined
+    /// this request, all distinct: checked off chain against the transcript;
+    /// on chain, a seat that never joined can neither approve nor be paid).
     function start(
         uint256 id,
-        address[] calldata trainers,
-        address[] calldata validators
+        bytes32 seatRoot,
+        uint256 nTrainers,
+        uint256 nValidators
     ) external {
         Request storage r = _existing(id);
         _onlyAggregator(r, id);
         _requireStatus(r, id, Status.Open);
         _requireBeforeDeadline(r, id);
-        uint256 nTrainers = trainers.length;
-        uint256 nValidators = validators.length;
         if (nTrainers == 0) revert NoTrainers();
         if (nValidators == 0) revert NoValidators();
-        if (nTrainers + nValidators > MAX_PARTICIPANTS) {
-            revert TooManyParticipants(nTrainers + nValidators, MAX_PARTICIPANTS);
-        }
-        for (uint256 i = 0; i < nTrainers; ++i) {
-            _seat(id, trainers[i], i);
-        }
-        for (uint256 j = 0; j < nValidators; ++j) {
-            _seat(id, validators[j], nTrainers + j);
-        }
-        r.trainerCount = uint8(nTrainers);
-        r.validatorCount = uint8(nValidators);
+        // each count is checked alone first, so that their sum cannot overflow
+        uint256 seats = nTrainers > MAX_PARTICIPANTS || nValidators > MAX_PARTICIPANTS
+            ? type(uint256).max
+            : nTrainers + nValidators;
+        if (seats > MAX_PARTICIPANTS) revert TooManyParticipants(seats, MAX_PARTICIPANTS);
+        if (seatRoot == bytes32(0)) revert EmptyRoot(id);
+        r.seatRoot = seatRoot;
+        r.trainerCount = uint16(nTrainers);
+        r.validatorCount = uint16(nValidators);
         r.status = Status.InProgress;
-        emit RequestStarted(id, trainers, validators);
+        emit RequestStarted(id, seatRoot, nTrainers, nValidators);
     }
 
     /// Record the validation metric of `round` (rounds strictly increase).
@@ -423,43 +447,38 @@ contract Marketplace {
         emit MetricPosted(id, round, metric, evidenceHash);
     }
 
-    /// Post the final result: fixes every payee's credit by the payment rule
-    /// and opens the challenge window.
-    /// @param contributions one non-negative weight per trainer, in seat order
+    /// Post the final result: the Merkle root of the seats' payouts and their
+    /// total, bounded by the rule's trainers' pool plus the validators' shares.
+    /// Fixes the aggregator's fee and the buyer's refund, and opens the
+    /// challenge window.
     function finish(
         uint256 id,
         uint256 initialMetric,
         uint256 finalMetric,
-        uint256[] calldata contributions,
+        bytes32 payoutRoot,
+        uint256 payoutTotal,
         bytes32 evidenceHash
     ) external {
         Request storage r = _existing(id);
         _onlyAggregator(r, id);
         _requireStatus(r, id, Status.InProgress);
         _requireBeforeDeadline(r, id);
-        if (contributions.length != r.trainerCount) {
-            revert ContributionsLengthMismatch(contributions.length, r.trainerCount);
-        }
-        (uint256[] memory shares, , , uint256 refund) = _computePayouts(
-            r.deposit,
-            initialMetric,
-            finalMetric,
-            contributions,
-            r.validatorCount
-        );
-        for (uint256 i = 0; i < shares.length; ++i) {
-            // contributions[i] <= MAX_CONTRIBUTION (checked by _splitPool), shares[i] < 2^128
-            if (shares[i] != 0 || contributions[i] != 0) {
-                _trainers[id][i] = TrainerSeat(uint128(shares[i]), uint96(contributions[i]));
-            }
-        }
-        r.refund = uint128(refund);
+        if (payoutRoot == bytes32(0)) revert EmptyRoot(id);
+        uint256 deposit = r.deposit;
+        uint256 maxTotal = _pool(deposit, initialMetric, finalMetric) +
+            ((deposit * VALIDATORS_PERCENT) / 100 / r.validatorCount) *
+            r.validatorCount;
+        if (payoutTotal > maxTotal) revert PayoutTotalTooLarge(id, payoutTotal, maxTotal);
+        // payoutTotal <= 0.9 D and the fee is 0.1 D (rounded down): no underflow.
+        r.refund = uint128(deposit - payoutTotal - (deposit * AGGREGATOR_PERCENT) / 100);
+        r.payoutRoot = payoutRoot;
+        r.payoutTotal = uint128(payoutTotal);
         r.initialMetric = uint96(initialMetric);
         r.finalMetric = uint96(finalMetric);
         r.finishedAt = uint64(block.timestamp);
         r.evidenceHash = evidenceHash;
         r.status = Status.Finished;
-        emit RequestFinished(id, initialMetric, finalMetric, contributions, evidenceHash);
+        emit RequestFinished(id, initialMetric, finalMetric, payoutRoot, payoutTotal, evidenceHash);
     }
 
     /// Give up on a request that has not finished; the buyer may reclaim at once.
@@ -474,35 +493,50 @@ contract Marketplace {
 
     // -------------------------------------------- the result: approve or dispute
 
-    /// Accept the final result, as the buyer or a seated participant (once
-    /// each). When the buyer and every seat have approved, the split is
-    /// payable at once; until then it waits for the challenge window.
-    function approve(uint256 id) external {
+    /// Accept the final result, as the buyer (no proof) or a seat that joined
+    /// (its seat leaf's proof against the seat root), once each. When the buyer
+    /// and every seat have approved (a counter reaching the seat count + 1),
+    /// the split is payable at once; until then it waits for the challenge window.
+    /// @param isTrainer the caller's seat kind (ignored for the buyer)
+    /// @param seatProof the caller's seat proof (empty for the buyer)
+    function approve(uint256 id, bool isTrainer, bytes32[] calldata seatProof) external {
         Request storage r = _existing(id);
         _requireStatus(r, id, Status.Finished);
-        uint256 bit = _partyBit(r, id, msg.sender);
-        uint256 mask = r.approvedMask;
-        if (mask & bit != 0) revert AlreadyApproved(id, msg.sender);
-        mask |= bit;
-        r.approvedMask = uint72(mask);
-        r.approvals += 1;
+        if (msg.sender == r.buyer) {
+            if (r.buyerApproved) revert AlreadyApproved(id, msg.sender);
+            r.buyerApproved = true;
+        } else {
+            uint256 standing = _seatStanding(r, id, msg.sender, isTrainer, seatProof);
+            if (standing & APPROVED != 0) revert AlreadyApproved(id, msg.sender);
+            _members[id][msg.sender] = standing | APPROVED;
+        }
+        uint256 approvals = uint256(r.approvals) + 1;
+        r.approvals = uint16(approvals);
         emit Approved(id, msg.sender);
-        uint256 everyone = BUYER_BIT | ((uint256(1) << (uint256(r.trainerCount) + r.validatorCount)) - 1);
-        if (mask == everyone) {
+        if (approvals == uint256(r.trainerCount) + r.validatorCount + 1) {
             r.status = Status.Settled;
             emit RequestSettled(id, true);
         }
     }
 
     /// Contest the final result within the challenge window, as the buyer or a
-    /// seated participant that has not approved it: nothing is payable until
+    /// seat (with its proof) that has not approved it: nothing is payable until
     /// the arbiter resolves the dispute (or it expires void).
     /// @param reasonHash hash of the disputing party's reasons (kept off chain)
-    function dispute(uint256 id, bytes32 reasonHash) external {
+    function dispute(
+        uint256 id,
+        bytes32 reasonHash,
+        bool isTrainer,
+        bytes32[] calldata seatProof
+    ) external {
         Request storage r = _existing(id);
         _requireStatus(r, id, Status.Finished);
-        uint256 bit = _partyBit(r, id, msg.sender);
-        if (r.approvedMask & bit != 0) revert AlreadyApproved(id, msg.sender);
+        if (msg.sender == r.buyer) {
+            if (r.buyerApproved) revert AlreadyApproved(id, msg.sender);
+        } else {
+            uint256 standing = _seatStanding(r, id, msg.sender, isTrainer, seatProof);
+            if (standing & APPROVED != 0) revert AlreadyApproved(id, msg.sender);
+        }
         uint256 endsAt = _challengeEndsAt(r);
         if (block.timestamp >= endsAt) revert ChallengeWindowClosed(id, endsAt);
         r.status = Status.Disputed;
@@ -550,7 +584,8 @@ contract Marketplace {
         }
     }
 
-    /// Send the caller its credit for request `id`; each payee can do so once.
+    /// Send the caller its fixed credit for request `id` (the aggregator's fee,
+    /// the buyer's refund); each can do so once. Seats `claim` instead.
     function withdraw(uint256 id) external nonReentrant {
         Request storage r = _existing(id);
         Status status = r.status;
@@ -558,6 +593,26 @@ contract Marketplace {
             revert WrongStatus(id, status);
         }
         _payOut(r, id, msg.sender);
+    }
+
+    /// Claim, as a seat that joined, the payout `amount` of the caller's leaf in
+    /// the payout root, once a request is settled; once per account. Claims stop
+    /// at the posted total, whatever the root holds.
+    function claim(uint256 id, uint256 amount, bytes32[] calldata proof) external nonReentrant {
+        Request storage r = _existing(id);
+        Status status = r.status;
+        if (status != Status.Settled) {
+            // a void or cancelled request pays its buyer only
+            if (status == Status.Failed || status == Status.Cancelled) {
+                revert NothingToWithdraw(id, msg.sender);
+            }
+            revert WrongStatus(id, status);
+        }
+        uint256 standing = _checkClaim(r, id, msg.sender, amount, proof);
+        _members[id][msg.sender] = standing | CLAIMED;
+        r.claimed += uint128(amount);
+        emit Withdrawn(id, msg.sender, amount);
+        _send(msg.sender, amount);
     }
 
     // ----------------------------------------------------------------- views
@@ -582,77 +637,80 @@ contract Marketplace {
         v.arbiter = r.arbiter;
         v.keyHash = r.keyHash;
         v.approvals = r.approvals;
+        v.seatRoot = r.seatRoot;
+        v.payoutRoot = r.payoutRoot;
+        v.payoutTotal = r.payoutTotal;
+        v.claimed = r.claimed;
     }
 
     /// Whether `account` joined request `id` (consented to its spec and key).
     function hasJoined(uint256 id, address account) external view returns (bool) {
-        return _members[id][account] != 0;
+        return _members[id][account] & JOINED != 0;
     }
 
     /// Whether `account` (the buyer or a seat) approved the final result of `id`.
     function hasApproved(uint256 id, address account) external view returns (bool) {
         Request storage r = _requests[id];
-        uint256 bit;
-        if (account == r.buyer && account != address(0)) {
-            bit = BUYER_BIT;
-        } else {
-            (bool seated, uint256 seat) = _seatIndex(id, account);
-            if (!seated) return false;
-            bit = uint256(1) << seat;
-        }
-        return r.approvedMask & bit != 0;
+        if (account == r.buyer && account != address(0)) return r.buyerApproved;
+        return _members[id][account] & APPROVED != 0;
     }
 
-    /// The trainers and validators seated by `start`, in seat order (empty before).
-    function participantsOf(
-        uint256 id
-    ) external view returns (address[] memory trainers, address[] memory validators) {
-        Request storage r = _existing(id);
-        uint256 nTrainers = r.trainerCount;
-        uint256 nValidators = r.validatorCount;
-        trainers = new address[](nTrainers);
-        validators = new address[](nValidators);
-        for (uint256 i = 0; i < nTrainers; ++i) {
-            trainers[i] = _seatHolders[id][i];
-        }
-        for (uint256 j = 0; j < nValidators; ++j) {
-            validators[j] = _seatHolders[id][nTrainers + j];
-        }
+    /// Whether `account` has withdrawn (buyer, aggregator) or claimed (a seat)
+    /// its credit for request `id`.
+    function hasWithdrawn(uint256 id, address account) external view returns (bool) {
+        Request storage r = _requests[id];
+        (, uint8 bit) = _owed(r, account);
+        if (bit != 0) return r.paid & bit != 0;
+        return _members[id][account] & CLAIMED != 0;
     }
 
-    /// The contribution weights posted by `finish`, one per trainer in seat
-    /// order (zeros before the finish).
-    function contributionsOf(uint256 id) external view returns (uint256[] memory contributions) {
-        Request storage r = _existing(id);
-        uint256 n = r.trainerCount;
-        contributions = new uint256[](n);
-        for (uint256 i = 0; i < n; ++i) {
-            contributions[i] = _trainers[id][i].contribution;
-        }
-    }
-
-    /// Wei that `withdraw(id)` would send `account` now (0 before settlement).
+    /// Wei that `withdraw(id)` would send `account` now: the buyer's refund or
+    /// the aggregator's fee (0 for anyone else, and before they are payable).
     function claimable(uint256 id, address account) external view returns (uint256) {
         Request storage r = _requests[id];
         Status status = r.status;
         if (status != Status.Settled && status != Status.Failed && status != Status.Cancelled) {
             return 0;
         }
-        (uint256 amount, uint256 bit) = _owed(r, id, account);
-        return r.paidMask & bit == 0 ? amount : 0;
+        (uint256 amount, uint8 bit) = _owed(r, account);
+        return r.paid & bit == 0 ? amount : 0;
     }
 
-    /// Whether `account` has withdrawn its credit for request `id`.
-    function hasWithdrawn(uint256 id, address account) external view returns (bool) {
+    /// Wei that `claim(id, amount, proof)` by `account` would pay now (0 if the
+    /// claim would revert).
+    function claimableWithProof(
+        uint256 id,
+        address account,
+        uint256 amount,
+        bytes32[] calldata proof
+    ) external view returns (uint256) {
         Request storage r = _requests[id];
-        (, uint256 bit) = _owed(r, id, account);
-        return bit != 0 && r.paidMask & bit != 0;
+        if (r.status != Status.Settled || amount == 0 || proof.length > MAX_PROOF_LENGTH) return 0;
+        uint256 standing = _members[id][account];
+        if (standing & JOINED == 0 || standing & CLAIMED != 0) return 0;
+        if (!_verify(proof, r.payoutRoot, payoutLeaf(id, account, amount))) return 0;
+        return amount <= uint256(r.payoutTotal) - r.claimed ? amount : 0;
     }
 
-    /// The seat of `account` in request `id`: (false, 0) if not a participant.
-    /// Seats below the trainer count are trainers, the rest validators.
-    function seatOf(uint256 id, address account) external view returns (bool seated, uint256 seat) {
-        return _seatIndex(id, account);
+    /// Whether `proof` shows `account` in a seat of request `id` (trainer or validator).
+    function isSeat(
+        uint256 id,
+        address account,
+        bool isTrainer,
+        bytes32[] calldata proof
+    ) external view returns (bool) {
+        if (proof.length > MAX_PROOF_LENGTH) return false;
+        return _verify(proof, _requests[id].seatRoot, seatLeaf(id, account, isTrainer));
+    }
+
+    /// The seat leaf of `account` in request `id`, bound to this chain and contract.
+    function seatLeaf(uint256 id, address account, bool isTrainer) public view returns (bytes32) {
+        return keccak256(abi.encode(SEAT_LEAF, block.chainid, address(this), id, account, isTrainer));
+    }
+
+    /// The payout leaf of `account` in request `id`, bound to this chain and contract.
+    function payoutLeaf(uint256 id, address account, uint256 amount) public view returns (bytes32) {
+        return keccak256(abi.encode(PAYOUT_LEAF, block.chainid, address(this), id, account, amount));
     }
 
     /// The payment rule, exposed so anyone can check a split before it happens.
@@ -668,22 +726,6 @@ contract Marketplace {
         returns (uint256[] memory trainers, uint256 perValidator, uint256 aggregator, uint256 refund)
     {
         if (deposit > MAX_DEPOSIT) revert DepositTooLarge(deposit, MAX_DEPOSIT);
-        return _computePayouts(deposit, initialMetric, finalMetric, contributions, nValidators);
-    }
-
-    // -------------------------------------------------------------- internal
-
-    function _computePayouts(
-        uint256 deposit,
-        uint256 initialMetric,
-        uint256 finalMetric,
-        uint256[] calldata contributions,
-        uint256 nValidators
-    )
-        internal
-        pure
-        returns (uint256[] memory trainers, uint256 perValidator, uint256 aggregator, uint256 refund)
-    {
         uint256 nTrainers = contributions.length;
         if (nTrainers == 0) revert NoTrainers();
         if (nValidators == 0) revert NoValidators();
@@ -697,6 +739,8 @@ contract Marketplace {
         // paid <= pool <= 0.7 D, validators <= 0.2 D, aggregator <= 0.1 D: no underflow.
         refund = deposit - paid - perValidator * nValidators - aggregator;
     }
+
+    // -------------------------------------------------------------- internal
 
     /// The trainers' pool: 70 % of the deposit times the relative improvement.
     /// A model that did not improve (or had nothing to improve) earns nothing.
@@ -734,48 +778,88 @@ contract Marketplace {
         }
     }
 
-    /// Seat `account`: `join` already checked that it is a registered data owner
-    /// other than the buyer, the aggregator and the arbiter.
-    function _seat(uint256 id, address account, uint256 seat) private {
-        uint256 standing = _members[id][account];
-        if (standing == 0) revert NotJoined(id, account);
-        if (standing != JOINED) revert DuplicateParticipant(id, account);
-        _members[id][account] = SEAT_BASE + seat;
-        _seatHolders[id][seat] = account;
-    }
-
-    /// The seat of `account` in request `id`, if `start` seated it.
-    function _seatIndex(uint256 id, address account) private view returns (bool, uint256) {
-        uint256 standing = _members[id][account];
-        return standing < SEAT_BASE ? (false, 0) : (true, standing - SEAT_BASE);
-    }
-
-    /// What `account` is owed in a payable request, and its bit in paidMask
-    /// (bit 0 when it is owed nothing at all).
-    function _owed(
+    /// The standing of `account`, a seat that joined request `id` and proves
+    /// its seat leaf against the seat root; anyone else may neither approve
+    /// nor dispute (`NotParty`).
+    function _seatStanding(
         Request storage r,
         uint256 id,
-        address account
-    ) private view returns (uint256 amount, uint256 bit) {
-        Status status = r.status;
-        if (account == r.buyer && account != address(0)) return (r.refund, BUYER_BIT);
-        if (status != Status.Settled) return (0, 0);
-        if (account == r.aggregator) {
-            return ((uint256(r.deposit) * AGGREGATOR_PERCENT) / 100, AGGREGATOR_BIT);
+        address account,
+        bool isTrainer,
+        bytes32[] calldata proof
+    ) private view returns (uint256 standing) {
+        if (proof.length > MAX_PROOF_LENGTH) revert ProofTooLong(proof.length, MAX_PROOF_LENGTH);
+        standing = _members[id][account];
+        if (standing & JOINED == 0) revert NotParty(id, account);
+        if (!_verify(proof, r.seatRoot, seatLeaf(id, account, isTrainer))) {
+            revert NotParty(id, account);
         }
-        (bool seated, uint256 seat) = _seatIndex(id, account);
-        if (!seated) return (0, 0);
-        if (seat < r.trainerCount) return (_trainers[id][seat].share, 1 << seat);
-        return ((uint256(r.deposit) * VALIDATORS_PERCENT) / 100 / r.validatorCount, 1 << seat);
+    }
+
+    /// Every check of `claim`; returns the claimant's standing.
+    function _checkClaim(
+        Request storage r,
+        uint256 id,
+        address account,
+        uint256 amount,
+        bytes32[] calldata proof
+    ) private view returns (uint256 standing) {
+        if (proof.length > MAX_PROOF_LENGTH) revert ProofTooLong(proof.length, MAX_PROOF_LENGTH);
+        standing = _members[id][account];
+        if (standing & CLAIMED != 0) revert AlreadyWithdrawn(id, account);
+        if (standing & JOINED == 0) revert NotJoined(id, account);
+        if (amount == 0) revert NothingToWithdraw(id, account);
+        if (!_verify(proof, r.payoutRoot, payoutLeaf(id, account, amount))) {
+            revert InvalidProof(id, account);
+        }
+        uint256 remaining = uint256(r.payoutTotal) - r.claimed;
+        if (amount > remaining) revert PayoutExhausted(id, amount, remaining);
+    }
+
+    /// Whether `proof` leads from `leaf` to `root` in a sorted-pair keccak tree.
+    function _verify(
+        bytes32[] calldata proof,
+        bytes32 root,
+        bytes32 leaf
+    ) private pure returns (bool) {
+        bytes32 node = leaf;
+        uint256 n = proof.length;
+        for (uint256 i = 0; i < n; ++i) {
+            bytes32 sibling = proof[i];
+            node = node < sibling ? _hashPair(node, sibling) : _hashPair(sibling, node);
+        }
+        return root != bytes32(0) && node == root;
+    }
+
+    function _hashPair(bytes32 a, bytes32 b) private pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            mstore(0x00, a)
+            mstore(0x20, b)
+            h := keccak256(0x00, 0x40)
+        }
+    }
+
+    /// What `account` is owed by `withdraw` in a payable request (the buyer's
+    /// refund, the aggregator's fee), and its paid bit (0: nothing fixed).
+    function _owed(
+        Request storage r,
+        address account
+    ) private view returns (uint256 amount, uint8 bit) {
+        if (account == r.buyer && account != address(0)) return (r.refund, BUYER_PAID);
+        if (account == r.aggregator && account != address(0)) {
+            if (r.status != Status.Settled) return (0, AGGREGATOR_PAID);
+            return ((uint256(r.deposit) * AGGREGATOR_PERCENT) / 100, AGGREGATOR_PAID);
+        }
+        return (0, 0);
     }
 
     /// Checks, effects, then the one interaction: the payee's bit is set and
     /// the event emitted before any ether leaves.
     function _payOut(Request storage r, uint256 id, address account) private {
-        (uint256 amount, uint256 bit) = _owed(r, id, account);
-        if (bit != 0 && r.paidMask & bit != 0) revert AlreadyWithdrawn(id, account);
+        (uint256 amount, uint8 bit) = _owed(r, account);
+        if (bit != 0 && r.paid & bit != 0) revert AlreadyWithdrawn(id, account);
         if (amount == 0) revert NothingToWithdraw(id, account);
-        r.paidMask |= bit;
+        r.paid |= bit;
         emit Withdrawn(id, account, amount);
         _send(account, amount);
     }
@@ -783,19 +867,6 @@ contract Marketplace {
     function _send(address to, uint256 amount) private {
         (bool ok, ) = payable(to).call{value: amount}("");
         if (!ok) revert TransferFailed(to, amount);
-    }
-
-    /// The approval bit of `account`: BUYER_BIT for the buyer, its seat's bit
-    /// for a participant; anyone else may neither approve nor dispute.
-    function _partyBit(
-        Request storage r,
-        uint256 id,
-        address account
-    ) private view returns (uint256) {
-        if (account == r.buyer) return BUYER_BIT;
-        (bool seated, uint256 seat) = _seatIndex(id, account);
-        if (!seated) revert NotParty(id, account);
-        return uint256(1) << seat;
     }
 
     function _challengeEndsAt(Request storage r) private view returns (uint256) {

@@ -28,6 +28,7 @@ from deltaml.evidence.transcript import ChainBinding, TranscriptWriter, sealed_p
 from deltaml.ledger.base import RequestStatus
 from deltaml.ledger.payouts import scale_metric
 from deltaml.protocol import messages as m
+from deltaml.protocol.merkle import SeatBook
 from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.status import OfferStatus, SeatRole, Status
 from deltaml.roles.aggregator import (
@@ -139,9 +140,9 @@ class TrainingRunner:
         the owners that accepted and consented on chain, split by the spec's rule."""
         if self.ledger is not None:
             cid = row.chain_request_id
-            if self.ledger.request(cid).status != RequestStatus.OPEN:
-                trainers, validators = self.ledger.participants(cid)
-                return list(trainers), list(validators)
+            state = self.ledger.request(cid)
+            if state.status != RequestStatus.OPEN:
+                return self._seated_on_chain(rid, cid, spec, state.seat_root)
         with self.store.begin() as conn:
             accepted = sorted(
                 conn.execute(
@@ -161,6 +162,24 @@ class TrainingRunner:
                 )
             accepted = joined
         return split_roles(accepted, spec.trainer_fraction, spec.split_seed)
+
+    def _seated_on_chain(
+        self, rid: int, cid: int, spec: TrainingSpec, seat_root: bytes
+    ) -> tuple[list[str], list[str]]:
+        """The seats of a started request: the chain holds only their Merkle root, so
+        they are the owners given a role before ``start``, split by the same rule, and
+        must hash to that root."""
+        assert self.ledger is not None
+        with self.store.begin() as conn:
+            seated = sorted(
+                conn.execute(
+                    sa.select(offers.c.owner).where(offers.c.request_id == rid, offers.c.role != "")
+                ).scalars()
+            )
+        trainers, validators = split_roles(seated, spec.trainer_fraction, spec.split_seed)
+        if SeatBook.of(trainers, validators).seat_root(self.ledger.binding(cid)) != seat_root:
+            raise ProtocolError(f"request {rid}: the seats on record are not the chain's seats")
+        return trainers, validators
 
     def _seat(self, rid: int, row: Any, trainers: list[str], validators: list[str]) -> Any:
         """Record each seat's role, start the request on chain; the saved checkpoint."""
@@ -295,7 +314,7 @@ class TrainingRunner:
         # The final model goes to the buyer only once the result is final on chain.
         message = wire.dumps(run.transport.held).decode()
         self.store.put("deliveries", str(rid), {"message": message})
-        self._post_result(run.row.chain_request_id, record)
+        self._post_result(run.row.chain_request_id, record, SeatBook.of(trainers, validators))
         if record.dropped:
             with self.store.begin() as conn:
                 conn.execute(
@@ -308,7 +327,7 @@ class TrainingRunner:
         log.info("request %d finished after %d rounds", rid, len(record.rounds))
         self.deliver()
 
-    def _post_result(self, cid: int, record: TrainingRecord) -> None:
+    def _post_result(self, cid: int, record: TrainingRecord, seats: SeatBook) -> None:
         """The metrics not posted yet, then the result, on the contract."""
         if self.ledger is None:
             return
@@ -326,6 +345,7 @@ class TrainingRunner:
             scale_metric(final_metric),
             list(record.contribution_weights),
             evidence,
+            seats=seats,
         )
 
     # -- callbacks of the protocol ---------------------------------------------------------

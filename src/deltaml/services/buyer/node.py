@@ -46,6 +46,7 @@ from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import Ledger, Role
 from deltaml.protocol import messages as m
 from deltaml.protocol import spec as protocol_spec
+from deltaml.protocol.merkle import SeatBook
 from deltaml.protocol.rules import request_hash
 from deltaml.protocol.spec import REQUEST_DEFAULTS, REQUEST_FIELDS
 from deltaml.protocol.status import SeatRole
@@ -340,32 +341,30 @@ class BuyerNode:
             )
 
     def _seats(self, rid: int) -> Seats:
-        """The owners request ``rid`` seats: the contract's (``start``), else — with no
-        chain to ask — the aggregator's view; at least as many as the request asked for.
+        """The owners request ``rid`` seats: the aggregator's view, checked against the
+        seat root the contract holds (``start``) whenever there is a chain; at least as
+        many as the request asked for.
 
         The buyer checks every vector it decrypts against them (signed by a seat, one
-        per seat), so they come from the chain whenever there is one.
+        per seat), so they are bound to the chain whenever there is one.
         """
         saved = self.store.get("requests", str(rid))
         if saved is None:
             raise ProtocolError(f"request {rid} is not one of this buyer's")
-        trainers: list[str] = []
-        validators: list[str] = []
+        view = self.client.get(f"/requests/{rid}")
+        offers = sorted(view.get("offers", []), key=lambda o: str(o["owner"]))
+        trainers = [str(o["owner"]) for o in offers if o.get("role") == SeatRole.TRAINER]
+        validators = [str(o["owner"]) for o in offers if o.get("role") == SeatRole.VALIDATOR]
         if self.ledger is not None:
+            # the contract holds the seats' Merkle root: the aggregator's must hash to it
             cid = int(saved["chain_request_id"])
-            participants = getattr(self.ledger, "participants", None)
-            if callable(participants):
-                trainers, validators = participants(cid)
-            else:
-                for event in self.ledger.history(cid):
-                    if event.name == "RequestStarted":
-                        trainers = [str(a) for a in event.args["trainers"]]  # type: ignore[attr-defined]
-                        validators = [str(a) for a in event.args["validators"]]  # type: ignore[attr-defined]
-        else:
-            view = self.client.get(f"/requests/{rid}")
-            offers = sorted(view.get("offers", []), key=lambda o: str(o["owner"]))
-            trainers = [str(o["owner"]) for o in offers if o.get("role") == SeatRole.TRAINER]
-            validators = [str(o["owner"]) for o in offers if o.get("role") == SeatRole.VALIDATOR]
+            state = self.ledger.request(cid)
+            root = SeatBook.of(trainers, validators).seat_root(self.ledger.binding(cid))
+            if root != state.seat_root:
+                raise ProtocolError(
+                    f"request {rid}: the aggregator's seats are not the contract's seat root;"
+                    " refusing to decrypt"
+                )
         wanted = int(saved["requirements"]["owners"])
         if len(trainers) + len(validators) < wanted or not trainers or not validators:
             raise ProtocolError(

@@ -344,7 +344,7 @@ def _created(args: dict[str, Any]) -> str:
 
 
 def _started(args: dict[str, Any]) -> str:
-    seated = len(args.get("trainers", [])) + len(args.get("validators", []))
+    seated = int(args.get("trainerCount", 0)) + int(args.get("validatorCount", 0))
     return f"Training started: {seated} owners seated"
 
 
