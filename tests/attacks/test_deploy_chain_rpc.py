@@ -8,10 +8,13 @@ finished training or a challenge window closes early), ``anvil_setStorageAt`` /
 the stack and, published on 127.0.0.1, from every process of the host.
 
 Defence: anvil listens on the chain container's loopback only; what the others reach is
-deploy/chain/chain-node, which answers over TLS and passes on only what a public
-Ethereum node offers (``eth_*``, ``net_*``, ``web3_*`` without the node-signing methods).
-A batch with one refused call is refused whole. Checked failing with the filter removed
-(``allowed`` returning True): the clock moved and the balance was rewritten.
+deploy/chain/chain-node, which answers over TLS and passes on only the methods a public
+Ethereum node offers, by exact name (a first version passed every ``eth_*``, and with it
+anvil's ``eth_sendUnsignedTransaction``, which moves anyone's ether without a
+signature: this test caught it). A batch with one refused call is refused whole. Checked
+failing with the filter removed (``allowed`` returning True) and with the ``eth_*``
+prefix rule: the clock moved, balances were rewritten, the unsigned transfer went
+through.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ def test_no_one_can_rewrite_balances_storage_or_send_as_another(node: ChainNode)
         ("anvil_setStorageAt", [victim, "0x0", "0x" + "00" * 32]),
         ("anvil_impersonateAccount", [victim]),
         ("eth_sendTransaction", [{"from": victim, "to": thief, "value": hex(before // 2)}]),
+        # anvil's own eth_* method: sends from any account, no signature asked.
+        ("eth_sendUnsignedTransaction", [{"from": victim, "to": thief, "value": "0x1"}]),
         ("eth_sign", [victim, "0x00"]),
         ("anvil_loadState", ["0x00"]),
         ("debug_traceTransaction", ["0x" + "00" * 32]),

@@ -428,6 +428,7 @@ def test_the_chain_port_on_the_host_is_a_public_node_only(stack: Deployed, tmp_p
         ("anvil_setBalance", ["0x" + "11" * 20, "0x1"]),
         ("anvil_impersonateAccount", ["0x" + "11" * 20]),
         ("eth_sendTransaction", [{"from": "0x" + "11" * 20, "to": "0x" + "22" * 20}]),
+        ("eth_sendUnsignedTransaction", [{"from": "0x" + "11" * 20, "to": "0x" + "22" * 20}]),
     ]:
         assert call(method, params).get("error", {}).get("code") == -32601, method
 
