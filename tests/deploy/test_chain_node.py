@@ -72,3 +72,36 @@ def test_the_chain_keeps_blocks_balances_and_logs_across_a_restart(tmp_path: Pat
         # And the chain goes on from there.
         send(again, {"to": payee, "value": 1, "gas": 21_000})
         assert again.rpc("eth_getBalance", [payee, "latest"])["result"] == hex(12346)
+
+
+def test_the_ledger_works_through_the_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything Web3Ledger asks of a chain is among the methods the front passes on:
+    deploy the contract, register, escrow a deposit, read the events back."""
+    import time
+
+    from deltaml.ledger import Web3Ledger
+    from deltaml.ledger.base import MIN_CHALLENGE_WINDOW_S, Role
+
+    with chain_node(tmp_path, tmp_path / "state.json") as node:
+        monkeypatch.setenv(CA_FILE_ENV, str(node.ca_file))
+        chain = connect(node.url)
+        try:
+            aggregator = Account.create()
+            send(node, {"to": aggregator.address, "value": 10**18, "gas": 21_000})
+            buyer = Web3Ledger.deploy(chain, node.faucet)
+            buyer.for_account(aggregator).register(Role.AGGREGATOR)
+            buyer.register(Role.BUYER)
+            rid = buyer.create_request(
+                aggregator.address,
+                10**15,
+                int(time.time()) + 3600,
+                MIN_CHALLENGE_WINDOW_S,
+                b"\x01" * 32,
+                arbiter=Account.create().address,
+                key_hash=b"\x02" * 32,
+            )
+            assert [e.name for e in buyer.history(rid)] == ["RequestCreated"]
+        finally:
+            chain.close()
