@@ -335,6 +335,25 @@ def test_image_holds_no_wheelhouse_secrets_or_host_ca(stack: Deployed) -> None:
         assert body[64:192] not in bundle.replace("\n", ""), pem.name
 
 
+def test_the_nodes_schemas_are_at_the_newest_migration(stack: Deployed) -> None:
+    """`deltaml db upgrade` in a running node (deploy/README.md, upgrading a node) finds
+    nothing to do: the node applied the migrations when it opened its store. The
+    aggregator's database URL comes from its secret file, never from the command line."""
+    s = stack.stack
+    for service, args in [
+        ("aggregator", []),
+        ("buyer", ["--database", "sqlite:////node/buyer.sqlite"]),
+    ]:
+        done = subprocess.run(
+            ["podman", "exec", s.container(service), "deltaml", "db", "upgrade", *args],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"{service}: {done.stdout}{done.stderr}"
+        assert "Traceback" not in done.stderr
+
+
 # ---- what a container that is broken into reaches (attack thinking, issue 16) ----------
 
 #: Run inside a container: what each (host, port) answers to plain-text HTTP, and whether
