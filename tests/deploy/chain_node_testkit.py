@@ -9,9 +9,11 @@ and tests/attacks/test_deploy_chain_rpc.py (import it after putting this folder 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -114,6 +116,7 @@ def chain_node(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: kill_hard() takes anvil with it
     )
     lines: list[str] = []
     ready: queue.Queue[int | None] = queue.Queue()
@@ -149,6 +152,12 @@ def stop(process: subprocess.Popen[str]) -> int:
             process.kill()
             process.wait(timeout=10)
     return int(process.returncode)
+
+
+def kill_hard(process: subprocess.Popen[str]) -> None:
+    """SIGKILL to chain-node and anvil (its process group), as a container's death is."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 def send(node: ChainNode, tx: dict[str, Any]) -> dict[str, Any]:
