@@ -317,6 +317,14 @@ def test_image_holds_no_wheelhouse_secrets_or_host_ca(stack: Deployed) -> None:
     assert "wheelhouse" not in _run([*shell, "ls -A /"], env)
     assert _run([*shell, "ls -A /node"], env).strip() == ""  # no keys, no database, no token
     assert _run([*shell, "id -un"], env).strip() == "deltaml"
+    # The chain's image: anvil and its front, no state, no faucet key, no certificate.
+    chain = ["podman", "run", "--rm", "--entrypoint", "sh", "localhost/deltaml-chain:dev", "-c"]
+    assert _run([*chain, "ls -A /chain; ls /usr/local/bin"], env).split() == [
+        "anvil",
+        "chain-node",
+        "deltaml-entry",
+        "deltaml-health",
+    ]
     bundle = _run(
         [
             "podman",
