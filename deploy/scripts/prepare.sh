@@ -5,8 +5,10 @@
 #      (skipped if the image exists, e.g. pulled from a registry);
 #   2. deploy/wheelhouse/: the project's dependencies as wheels, downloaded on the host
 #      (whose pip is configured for the package index) — the build needs no network for pip;
-#   3. the images localhost/deltaml:dev (Containerfile) and localhost/deltaml-postgres:dev.
-# Needs: podman (with runc), debootstrap, python3 -m pip. Times each step.
+#   3. the images localhost/deltaml:dev (Containerfile), localhost/deltaml-chain:dev (anvil,
+#      copied from node_modules — `npm ci` installs it — behind its TLS front) and
+#      localhost/deltaml-postgres:dev.
+# Needs: podman (with runc), debootstrap, python3 -m pip, npm's anvil. Times each step.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -69,6 +71,14 @@ for pid in $pids; do wait "$pid"; done
 t=$(now)
 step "image localhost/deltaml:dev"
 nice -n 19 $engine build --quiet --format docker -f Containerfile -t localhost/deltaml:dev . >/dev/null
+echo "   $(( $(now) - t )) s"
+t=$(now)
+step "image localhost/deltaml-chain:dev"
+anvil=${DELTAML_ANVIL_BIN:-node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}
+[ -x "$anvil" ] || { echo "prepare.sh: no anvil at $anvil (npm ci, or set DELTAML_ANVIL_BIN)" >&2; exit 1; }
+cmp -s "$anvil" deploy/chain/anvil || cp "$anvil" deploy/chain/anvil
+nice -n 19 $engine build --quiet --format docker -f deploy/chain/Containerfile \
+    -t localhost/deltaml-chain:dev deploy/chain >/dev/null
 echo "   $(( $(now) - t )) s"
 t=$(now)
 step "image localhost/deltaml-postgres:dev"

@@ -38,9 +38,27 @@ def test_every_node_has_its_own_volume_and_tls(services: dict[str, Any]) -> None
         if name != "aggregator":
             assert "--ca=/certs/ca.crt" in command, name
             assert "--aggregator=https://aggregator:8700" in command, name
-        # Only the CA's certificate and the certificates: the CA's key is in `ca`, setup's only.
-        assert "certs:/certs:ro" in services[name]["volumes"], name
-        assert not any(v.startswith("ca:") for v in services[name]["volumes"]), name
+        # Its own certificate volume only (ca.crt and its own key); the CA's key is in `ca`,
+        # which only `setup` mounts.
+        mounts = [v.split("#")[0].strip() for v in services[name]["volumes"]]
+        assert f"certs-{name}:/certs:ro" in mounts, name
+        assert not any(v.startswith(("ca:", "certs:")) for v in mounts), name
+        assert [v for v in mounts if v.startswith("certs-")] == [f"certs-{name}:/certs:ro"], name
+
+
+def test_the_chain_is_reached_over_tls_and_keeps_its_state(services: dict[str, Any]) -> None:
+    chain = services["chain"]
+    command = _command(chain)
+    assert "--tls-cert=/certs/chain/cert.pem" in command
+    assert "--tls-key=/certs/chain/key.pem" in command
+    assert "--state=/chain/state.json" in command
+    assert "chain:/chain" in chain["volumes"]
+    assert chain["environment"]["DELTAML_HEALTH_URL"].startswith("https://")
+    assert "--chain-url=https://chain:8545" in _command(services["aggregator"])
+    assert services["setup"]["environment"]["DELTAML_CHAIN_URL"] == "https://chain:8545"
+    # Every node trusts the stack's CA for the chain's certificate.
+    for name in NODES:
+        assert services[name]["environment"]["DELTAML_CA_FILE"] == "/certs/ca.crt", name
 
 
 def test_owners_data_read_only_and_passwords_from_files(services: dict[str, Any]) -> None:
@@ -52,6 +70,17 @@ def test_owners_data_read_only_and_passwords_from_files(services: dict[str, Any]
         for key, value in (service.get("environment") or {}).items():
             assert "PASSWORD" not in key or key.endswith("_FILE"), (name, key)
             assert "postgresql" not in str(value), (name, key)  # URLs with passwords: secrets
+            if key.endswith("_FILE") and key != "DELTAML_CA_FILE":
+                # A secret file is one of the service's own secrets, by the name deltaml reads.
+                assert value.removeprefix("/run/secrets/") in service["secrets"], (name, key)
+    aggregator = services["aggregator"]["environment"]
+    assert aggregator["DELTAML_DATABASE_URL_FILE"] == "/run/secrets/aggregator_database_url"
+    for name in NODES:
+        own = services[name]["environment"]["DELTAML_PASSWORD_FILE"]
+        assert own == f"/run/secrets/{name}_password", name
+        assert {s for s in services[name]["secrets"] if s.endswith("_password")} == {
+            f"{name}_password"
+        }, name
     # Nothing but the aggregator may be published beyond 127.0.0.1 (and it only on request).
     for name, service in services.items():
         for port in service.get("ports", []):

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ import httpx
 from deltaml.errors import DeltaMLError, DeltaMLValueError
 from deltaml.learning.data import Dataset, load_dataset, save_csv, split_owners, train_test_split
 from deltaml.ledger.base import MIN_CHALLENGE_WINDOW_S
+from deltaml.ledger.chain import CA_FILE_ENV
 
 #: Host ports the stack publishes, as in deploy/compose.yaml (same variables, same defaults).
 PORT_VARIABLES = {
@@ -124,8 +125,8 @@ class Stack:
         self._run("start", self.container(service))
 
     def url(self, service: str) -> str:
-        scheme = "http" if service == "chain" else "https"
-        return f"{scheme}://127.0.0.1:{self.ports[service]}"
+        """Every service, the chain included, answers HTTPS only."""
+        return f"https://127.0.0.1:{self.ports[service]}"
 
 
 @dataclass
@@ -153,6 +154,20 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, pause: float = 0
             last = f": {exc}"
         time.sleep(pause)
     raise DeltaMLValueError(f"{what} within {timeout:g} s{last}")
+
+
+@contextlib.contextmanager
+def trusting(ca_file: Path) -> Iterator[None]:
+    """``DELTAML_CA_FILE`` names ``ca_file`` while a JSON-RPC client is made."""
+    before = os.environ.get(CA_FILE_ENV)
+    os.environ[CA_FILE_ENV] = str(ca_file)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CA_FILE_ENV, None)
+        else:
+            os.environ[CA_FILE_ENV] = before
 
 
 def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = print) -> Any:
@@ -280,7 +295,9 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
 
         status = view["status"]
         info = _ok(agg.get("/info"))
-        ledger = Web3Ledger(connect(stack.url("chain")), info["contract"], generate_account())
+        with trusting(ca_file):  # the chain's certificate is the stack's CA's too
+            chain = connect(stack.url("chain"))
+        ledger = Web3Ledger(chain, info["contract"], generate_account())
         cid = int(view["chain_request_id"])
         result: dict[str, Any] = view["result"] or {}
         if status == "FINISHED":
