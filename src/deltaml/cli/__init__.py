@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from deltaml import __version__
-from deltaml.cli import simulate, verify
+from deltaml.cli import db, simulate, verify
 from deltaml.cli.common import EXIT_ERROR, EXIT_NOT_VERIFIED, EXIT_USAGE
 from deltaml.cli.simulate import RUNS_DIR
 from deltaml.errors import DeltaMLError
@@ -33,6 +33,7 @@ _OWN: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": simulate.run,
     "verify": verify.run_verify,
     "arbiter": verify.run_arbiter,
+    "db": db.run,
 }
 
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     simulate.add_parser(sub)
     verify.add_parsers(sub)
+    db.add_parser(sub)
 
     from deltaml.services.commands import add_commands
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from deltaml.errors import DeltaMLValueError
+from deltaml.services import migrations
 
 metadata = sa.MetaData()
 
@@ -127,7 +128,7 @@ def database_url(url: str | None, default_file: str | Path) -> str:
 
 
 class Store:
-    """A database with this module's tables; created on first use."""
+    """A database with this module's tables, brought to the newest migration when opened."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -138,7 +139,7 @@ class Store:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
-            metadata.create_all(self.engine)
+            migrations.upgrade(self.engine)
         except sa.exc.ArgumentError as exc:
             raise DeltaMLValueError(f"not a database URL: {url!r}") from exc
         except sa.exc.OperationalError as exc:
