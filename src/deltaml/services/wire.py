@@ -317,7 +317,7 @@ class _Key(_Codec):
         except WeakKeyError as exc:
             raise _fail(where, str(exc)) from None
         try:
-            key = PublicKey(n, hs)  # checks n odd and 1 < hs < n²
+            key = PublicKey.of(n, hs)  # one object per key; checks n odd and 1 < hs < n²
         except DeltaMLError as exc:
             raise _fail(where, str(exc)) from None
         if math.gcd(hs, n) != 1:
