@@ -295,7 +295,6 @@ class PrivateKey:
     public_key: PublicKey
     p: int
     q: int
-    _phe: _phe.PaillierPrivateKey = field(init=False, repr=False)
     _n_inv_mod_phi: gmpy2.mpz = field(init=False, repr=False)
     _root_p: gmpy2.mpz = field(init=False, repr=False)
     _root_q: gmpy2.mpz = field(init=False, repr=False)
@@ -308,9 +307,6 @@ class PrivateKey:
         # (1, n) also multiplies to n, and phe/gmpy2 would fail on it with ZeroDivisionError.
         if self.p == self.q or not (gmpy2.is_prime(self.p) and gmpy2.is_prime(self.q)):
             raise DeltaMLValueError("the factors of a Paillier key must be two distinct primes")
-        self._phe = _phe.PaillierPrivateKey(
-            _phe.PaillierPublicKey(self.public_key.n), self.p, self.q
-        )
         phi = (self.p - 1) * (self.q - 1)
         try:
             self._n_inv_mod_phi = gmpy2.invert(gmpy2.mpz(self.public_key.n), phi)
@@ -342,10 +338,6 @@ class PrivateKey:
         crt = self._crt
         c = gmpy2.mpz(ciphertext)
         return int(crt.combine(crt.half_p(c % crt.psquare), crt.half_q(c % crt.qsquare)))
-
-    def _raw_decrypt_phe(self, ciphertext: int) -> int:
-        """Reference for :meth:`raw_decrypt`: phe's CRT decryption."""
-        return int(self._phe.raw_decrypt(int(ciphertext)))
 
     def decrypt_with_randomness(self, ciphertext: int) -> tuple[int, int]:
         """:meth:`raw_decrypt` and :meth:`randomness_of` at once: ``(m, r)``, a proven opening.

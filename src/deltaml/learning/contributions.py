@@ -255,9 +255,3 @@ def mix_columns(
         raise DeltaMLValueError("validators sent different numbers of columns")
     stacked = [EncryptedVector.concat([b[j] for b in blocks]) for j in range(n_columns)]
     return remix_columns(stacked, precision_bits, rng)
-
-
-def gram_from_columns(columns: Sequence[np.ndarray]) -> np.ndarray:
-    """The buyer's step: ``G = YᵀY`` from the decrypted columns."""
-    y = np.column_stack(columns)
-    return y.T @ y
