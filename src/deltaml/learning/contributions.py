@@ -165,7 +165,7 @@ def shapley_from_totals(
     k_g, k_c, k_d, k_t = shapley_coefficients(m)
     c = with_total - own
     d = float(own.sum())
-    return (base_sse + k_g * own + k_c * c + k_d * d + k_t * total) / m
+    return np.asarray((base_sse + k_g * own + k_c * c + k_d * d + k_t * total) / m)
 
 
 def shapley(gram: np.ndarray, base_sse: float) -> np.ndarray:

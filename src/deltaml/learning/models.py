@@ -165,7 +165,7 @@ class LinearRegression(ModelType):
         return sse * stats.target_scale**2 / rows
 
     def decision_function(self, x: np.ndarray, w: np.ndarray, stats: Standardization) -> np.ndarray:
-        return stats.design(x) @ w * stats.target_scale + stats.target_mean
+        return np.asarray(stats.design(x) @ w * stats.target_scale + stats.target_mean)
 
 
 class LogisticRegression(ModelType):
@@ -188,7 +188,7 @@ class LogisticRegression(ModelType):
         return self.loss_weight * sse / rows + self.loss_offset
 
     def decision_function(self, x: np.ndarray, w: np.ndarray, stats: Standardization) -> np.ndarray:
-        return stats.design(x) @ w
+        return np.asarray(stats.design(x) @ w)
 
 
 MODEL_TYPES: dict[str, type[ModelType]] = {
