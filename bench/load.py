@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average, machine_facts, machine_line
 from deltaml.ledger import connect, fund_from_dev_account
 from deltaml.ledger.accounts import generate_account, save_keystore
-from deltaml.ledger.node import EmbeddedNodeProcess
+from deltaml.ledger.node_process import EmbeddedNodeProcess
 from deltaml.marketplace import DEMO_FUNDING_WEI
 from deltaml.services.auth import SignedAuth
 from deltaml.services.demo import DemoConfig, _write_shares

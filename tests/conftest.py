@@ -11,7 +11,7 @@ import pytest
 
 from deltaml.crypto.paillier import TEST_KEYS_ENV
 from deltaml.ledger.anvil import AnvilProcess
-from deltaml.ledger.node import EmbeddedNodeProcess
+from deltaml.ledger.node_process import EmbeddedNodeProcess
 
 # The whole test session, and the services it starts as child processes, may use
 # small Paillier keys (512-1024 bits): fast, and refused everywhere else. A test that

@@ -42,9 +42,17 @@ CHILD = textwrap.dedent(
 )
 
 
+#: Alembic's scripts: run by Alembic inside a migration context, not imported.
+MIGRATION_SCRIPTS = PACKAGE / "services" / "migrations"
+
+
 def _modules() -> list[str]:
     names = []
     for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent != MIGRATION_SCRIPTS and MIGRATION_SCRIPTS in path.parents:
+            continue  # versions/*.py
+        if path == MIGRATION_SCRIPTS / "env.py":
+            continue
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]

@@ -21,7 +21,8 @@ from deltaml.ledger.accounts import generate_account
 from deltaml.ledger.artifact import load_artifact
 from deltaml.ledger.chain import Chain, RpcChain, connect
 from deltaml.ledger.embedded import EmbeddedChain
-from deltaml.ledger.node import READY_PREFIX, EmbeddedNodeProcess, main
+from deltaml.ledger.node import READY_PREFIX, main
+from deltaml.ledger.node_process import EmbeddedNodeProcess
 
 
 @pytest.fixture(scope="module")

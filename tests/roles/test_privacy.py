@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from roles.loopback_testkit import LoopbackHttpTransport
 
 from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey, PublicKey
 from deltaml.evidence.signatures import key_id, recover_signer
@@ -22,7 +23,6 @@ from deltaml.learning.models import model_type
 from deltaml.learning.standardize import local_sums
 from deltaml.protocol import messages as m
 from deltaml.roles.evidence import message_body
-from deltaml.services.loopback import LoopbackHttpTransport
 from deltaml.simulation import SimulationConfig, owner_ids, simulate_shares
 from deltaml.transport import RecordingTransport
 

@@ -28,7 +28,7 @@ from deltaml.services.auth import SignedAuth
 from deltaml.services.buyer import BuyerConfig, BuyerNode
 from deltaml.services.buyer import create_app as buyer_app
 from deltaml.services.owner import OwnerConfig, OwnerNode
-from deltaml.services.owner import create_app as owner_app
+from deltaml.services.owner_api import create_app as owner_app
 from deltaml.services.party import api_token
 
 MAX_EXAMPLES = 12

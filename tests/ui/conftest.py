@@ -144,7 +144,7 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     withdrawal), each its own process on 127.0.0.1 — as ``deltaml demo`` starts them."""
     from deltaml.ledger import connect, fund_from_dev_account
     from deltaml.ledger.accounts import generate_account, save_keystore
-    from deltaml.ledger.node import EmbeddedNodeProcess
+    from deltaml.ledger.node_process import EmbeddedNodeProcess
     from deltaml.marketplace import DEMO_FUNDING_WEI
     from deltaml.services.serve import PASSWORD_ENV, ServiceProcess
 

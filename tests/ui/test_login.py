@@ -15,7 +15,8 @@ import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
 
-from deltaml.services.owner import OwnerConfig, OwnerNode, create_app
+from deltaml.services.owner import OwnerConfig, OwnerNode
+from deltaml.services.owner_api import create_app
 from deltaml.services.party import api_token
 from deltaml.services.ui import LoginConfig
 from deltaml.services.ui.sessions import (

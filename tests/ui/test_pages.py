@@ -22,7 +22,7 @@ from deltaml.services.auth import SignedAuth
 from deltaml.services.buyer import BuyerConfig, BuyerNode, parse_request_spec
 from deltaml.services.buyer import create_app as buyer_app
 from deltaml.services.owner import OwnerConfig, OwnerNode
-from deltaml.services.owner import create_app as owner_app
+from deltaml.services.owner_api import create_app as owner_app
 from deltaml.services.ui import LoginConfig
 from deltaml.services.ui import format as fmt
 from deltaml.services.ui.forms import DEFAULTS, validate_request_form

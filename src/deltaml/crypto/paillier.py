@@ -29,6 +29,7 @@ import collections
 import hashlib
 import secrets
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 import gmpy2
@@ -94,15 +95,24 @@ class _RandomizerPool:
         self._randbits = secrets.SystemRandom().getrandbits  # the OS's CSPRNG, its own handle
         self._items: collections.deque[tuple[gmpy2.mpz, int]] = collections.deque()
         self._room = threading.Condition()
-        thread = threading.Thread(target=self._fill, name="deltaml-randomizers", daemon=True)
-        thread.start()
+        self._closed = False
+        self.thread = threading.Thread(target=self._fill, name="deltaml-randomizers", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop the thread (its key is no longer used): it ends after its current item."""
+        with self._room:
+            self._closed = True
+            self._room.notify()
 
     def _fill(self) -> None:
         gmpy2.set_context(gmpy2.context(gmpy2.get_context(), allow_release_gil=True))
         while True:
             with self._room:
-                while len(self._items) >= _POOL_CAPACITY:
+                while len(self._items) >= _POOL_CAPACITY and not self._closed:
                     self._room.wait()
+                if self._closed:
+                    return
             alpha = self._randbits(self._alpha_bits)
             factor = gmpy2.powmod(self._hs, alpha, self._nsquare)
             with self._room:
@@ -115,6 +125,11 @@ class _RandomizerPool:
             item = self._items.popleft()
             self._room.notify()
             return item
+
+
+#: Every live public key by ``(n, h_s)`` (weak: an unused key goes, and its pool stops).
+_INTERNED: weakref.WeakValueDictionary[tuple[int, int], PublicKey] = weakref.WeakValueDictionary()
+_INTERNED_LOCK = threading.Lock()
 
 
 @dataclass(eq=False)
@@ -207,8 +222,10 @@ class PublicKey:
             if self._uses <= _TABLE_AFTER_USES:
                 return gmpy2.powmod(self._hs, alpha, self._nsquare)
             self._table = self._build_table()
-            # A key used this much keeps being used: precompute on the other core too.
+            # A key used this much keeps being used: precompute on the other core too,
+            # until the key is dropped (the pool holds no reference to the key).
             self._pool = _RandomizerPool(self._hs, self._nsquare, self._alpha_bits)
+            weakref.finalize(self, self._pool.close)
         acc = gmpy2.mpz(1)
         mod = self._nsquare
         mask = (1 << _WINDOW_BITS) - 1
@@ -252,9 +269,21 @@ class PublicKey:
         return {"n": format(self.n, "x"), "hs": format(self.hs, "x")}
 
     @classmethod
+    def of(cls, n: int, hs: int) -> PublicKey:
+        """The one live object for the key ``(n, h_s)``: decoding a key a party already
+        holds gives back that object, with its window table and randomizer pool,
+        instead of a copy that would build its own (16 MB and a thread each)."""
+        with _INTERNED_LOCK:
+            key = _INTERNED.get((n, hs))
+            if key is None:
+                key = cls(n, hs)
+                _INTERNED[(n, hs)] = key
+            return key
+
+    @classmethod
     def from_dict(cls, data: dict[str, str]) -> PublicKey:
         try:
-            return cls(int(data["n"], 16), int(data["hs"], 16))
+            return cls.of(int(data["n"], 16), int(data["hs"], 16))
         except (KeyError, TypeError, ValueError) as exc:
             raise DeltaMLValueError(f"malformed public key: {exc}") from None
 
@@ -266,7 +295,6 @@ class PrivateKey:
     public_key: PublicKey
     p: int
     q: int
-    _phe: _phe.PaillierPrivateKey = field(init=False, repr=False)
     _n_inv_mod_phi: gmpy2.mpz = field(init=False, repr=False)
     _root_p: gmpy2.mpz = field(init=False, repr=False)
     _root_q: gmpy2.mpz = field(init=False, repr=False)
@@ -279,9 +307,6 @@ class PrivateKey:
         # (1, n) also multiplies to n, and phe/gmpy2 would fail on it with ZeroDivisionError.
         if self.p == self.q or not (gmpy2.is_prime(self.p) and gmpy2.is_prime(self.q)):
             raise DeltaMLValueError("the factors of a Paillier key must be two distinct primes")
-        self._phe = _phe.PaillierPrivateKey(
-            _phe.PaillierPublicKey(self.public_key.n), self.p, self.q
-        )
         phi = (self.p - 1) * (self.q - 1)
         try:
             self._n_inv_mod_phi = gmpy2.invert(gmpy2.mpz(self.public_key.n), phi)
@@ -313,10 +338,6 @@ class PrivateKey:
         crt = self._crt
         c = gmpy2.mpz(ciphertext)
         return int(crt.combine(crt.half_p(c % crt.psquare), crt.half_q(c % crt.qsquare)))
-
-    def _raw_decrypt_phe(self, ciphertext: int) -> int:
-        """Reference for :meth:`raw_decrypt`: phe's CRT decryption."""
-        return int(self._phe.raw_decrypt(int(ciphertext)))
 
     def decrypt_with_randomness(self, ciphertext: int) -> tuple[int, int]:
         """:meth:`raw_decrypt` and :meth:`randomness_of` at once: ``(m, r)``, a proven opening.
@@ -474,5 +495,5 @@ def generate_keypair(
         if gmpy2.gcd(h, n) == 1:
             break
     hs = int(gmpy2.powmod(h, n, nsquare))
-    public = PublicKey(n, hs)
+    public = PublicKey.of(n, hs)
     return public, PrivateKey(public, phe_priv.p, phe_priv.q)

@@ -199,7 +199,7 @@ def _resolve_key(data: Mapping[str, object], known: dict[str, PublicKey]) -> Pub
     n = _parse_hex(raw["n"], "key n", max_bits)
     hs = _parse_hex(raw["hs"], "key hs", 2 * max_bits)
     check_key_size(n.bit_length())  # below 2048 bits only where a test opted in
-    key = PublicKey(n, hs)  # checks n odd and 1 < hs < n²
+    key = PublicKey.of(n, hs)  # one object per key; checks n odd and 1 < hs < n²
     if gmpy2.gcd(key._hs, key._n) != 1:
         raise DeltaMLValueError("key hs is not coprime with n")
     found = known.get(key.fingerprint)

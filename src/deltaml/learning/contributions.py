@@ -165,7 +165,7 @@ def shapley_from_totals(
     k_g, k_c, k_d, k_t = shapley_coefficients(m)
     c = with_total - own
     d = float(own.sum())
-    return (base_sse + k_g * own + k_c * c + k_d * d + k_t * total) / m
+    return np.asarray((base_sse + k_g * own + k_c * c + k_d * d + k_t * total) / m)
 
 
 def shapley(gram: np.ndarray, base_sse: float) -> np.ndarray:
@@ -255,9 +255,3 @@ def mix_columns(
         raise DeltaMLValueError("validators sent different numbers of columns")
     stacked = [EncryptedVector.concat([b[j] for b in blocks]) for j in range(n_columns)]
     return remix_columns(stacked, precision_bits, rng)
-
-
-def gram_from_columns(columns: Sequence[np.ndarray]) -> np.ndarray:
-    """The buyer's step: ``G = YᵀY`` from the decrypted columns."""
-    y = np.column_stack(columns)
-    return y.T @ y

@@ -85,7 +85,7 @@ class EncryptedSystem:
 
 
 def _encode(x: float, p: int) -> int:
-    return round(x * 2**p)
+    return round(x * (1 << p))
 
 
 def system_integers(

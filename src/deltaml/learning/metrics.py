@@ -140,11 +140,3 @@ def mix_residual_vectors(
 ) -> EncryptedVector:
     """The aggregator's step: concatenate and rotate with one fresh Haar matrix."""
     return remix_vector(EncryptedVector.concat(vectors), precision_bits, rng)
-
-
-def metric_from_vector(
-    values: np.ndarray, rows: int, model: ModelType, stats: Standardization
-) -> float:
-    """The buyer's step: the published metric from the decrypted mixed vector."""
-    sse = float(np.dot(values, values))
-    return model.metric_from_sse(sse, rows, stats)

@@ -137,13 +137,6 @@ class ModelType(ABC):
         constant = (self.loss_weight * float(r @ r) + self.loss_offset * len(a)) / n_total
         return QuadraticTerms(hessian, linear, constant)
 
-    def mean_loss(
-        self, x: np.ndarray, y: np.ndarray, w: np.ndarray, stats: Standardization
-    ) -> float:
-        """The validation metric in the units the buyer sees (see :meth:`metric_from_sse`)."""
-        r = stats.design(x) @ w - self.residual_target(np.asarray(y, dtype=np.float64), stats)
-        return self.metric_from_sse(float(r @ r), len(r), stats)
-
     @abstractmethod
     def metric_from_sse(self, sse: float, rows: int, stats: Standardization) -> float:
         """Turn a sum of squared transformed residuals into the published metric."""
@@ -172,7 +165,7 @@ class LinearRegression(ModelType):
         return sse * stats.target_scale**2 / rows
 
     def decision_function(self, x: np.ndarray, w: np.ndarray, stats: Standardization) -> np.ndarray:
-        return stats.design(x) @ w * stats.target_scale + stats.target_mean
+        return np.asarray(stats.design(x) @ w * stats.target_scale + stats.target_mean)
 
 
 class LogisticRegression(ModelType):
@@ -195,7 +188,7 @@ class LogisticRegression(ModelType):
         return self.loss_weight * sse / rows + self.loss_offset
 
     def decision_function(self, x: np.ndarray, w: np.ndarray, stats: Standardization) -> np.ndarray:
-        return stats.design(x) @ w
+        return np.asarray(stats.design(x) @ w)
 
 
 MODEL_TYPES: dict[str, type[ModelType]] = {

@@ -272,7 +272,8 @@ def _tls(args: argparse.Namespace) -> Any:
 
 
 def _owner(args: argparse.Namespace, env: Settings) -> int:
-    from deltaml.services.owner import OwnerConfig, OwnerNode, create_app
+    from deltaml.services.owner import OwnerConfig, OwnerNode
+    from deltaml.services.owner_api import create_app
     from deltaml.services.serve import serve
     from deltaml.services.ui import LoginConfig
 

@@ -22,24 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-
 from deltaml.crypto import PublicKey
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DataError, DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.verify import verify_against_chain, verify_transcript
-from deltaml.learning.data import Dataset, load_dataset, profile_csv
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.protocol.messages import Message
 from deltaml.protocol.rules import request_hash
 from deltaml.protocol.status import OfferStatus, Status
 from deltaml.roles import DataOwner
+from deltaml.services.owner_data import dataset_profile, find_csvs, select_columns
 from deltaml.services.party import (
     AggregatorClient,
     AggregatorError,
     WorkLoop,
     approve_or_dispute,
-    local_api,
     seat_book,
 )
 from deltaml.services.serve import guarded
@@ -48,7 +45,6 @@ from deltaml.services.store import Store
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from deltaml.services.ui.sessions import LoginConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,62 +72,6 @@ class OwnerConfig:
     chain_url: str | None = None
     offers_interval: float = 1.0
     datasets: dict[str, Path] = field(default_factory=dict)
-
-
-def find_csvs(paths: list[Path]) -> dict[str, Path]:
-    """Every CSV named or inside a named folder, by name (the file's stem)."""
-    found: dict[str, Path] = {}
-    for path in paths:
-        if path.is_dir():
-            files = sorted(path.glob("*.csv"))
-        elif path.exists():
-            files = [path]
-        else:
-            raise DeltaMLValueError(f"{path} does not exist")
-        for file in files:
-            if file.stem in found:
-                raise DeltaMLValueError(f"two datasets are named {file.stem!r}: rename one")
-            found[file.stem] = file
-    if not found:
-        raise DeltaMLValueError("no CSV file found in " + ", ".join(map(str, paths)))
-    return found
-
-
-#: The class labels of a logistic request that names none: 0 is negative, 1 positive.
-DEFAULT_CLASSES = ("0", "1")
-
-
-def dataset_profile(name: str, path: Path) -> dict[str, Any]:
-    """What the aggregator may know of one dataset (no value of it), and its problems
-    in plain words (:func:`deltaml.learning.data.profile_csv`)."""
-    return {"name": name, **profile_csv(path)}
-
-
-def select_columns(
-    path: Path,
-    features: list[str],
-    target: str,
-    model: str = "linear",
-    classes: list[str] | None = None,
-) -> Dataset:
-    """The dataset at ``path`` with exactly ``features`` (in that order) and ``target``.
-
-    ``model`` is the request's model type: a logistic request reads the target as
-    the request's two ``classes`` (negative, positive; default ``0`` and ``1``),
-    the same coding at every owner, so an owner holding one class only takes part
-    and its labels never flip; a linear one reads it as numbers. Only the
-    requested columns are read: a text column the request does not use is none
-    of its business.
-    """
-    logistic = model == "logistic"
-    return load_dataset(
-        path,
-        target=target,
-        task="classification" if logistic else "regression",
-        features=features,
-        classes=(list(classes or DEFAULT_CLASSES)) if logistic else None,
-        share=True,
-    )
 
 
 class OwnerNode:
@@ -533,42 +473,3 @@ class OwnerNode:
         if isinstance(offered, str) and re.fullmatch(r"[0-9a-f]{64}", offered):
             return bytes.fromhex(offered)
         raise ProtocolError(f"request {rid} names no key to encrypt under")
-
-
-def create_app(node: OwnerNode, login: LoginConfig | None = None) -> FastAPI:
-    """The owner's local API (127.0.0.1 only), behind a bearer token in its work folder.
-
-    With ``login``, the web UI too, at ``/ui`` (it has its own login: see
-    :mod:`deltaml.services.ui`).
-    """
-    app = local_api("DeltaML data owner", node.config.work_dir)
-
-    @app.get("/status")
-    def status() -> dict[str, Any]:
-        return {
-            "address": node.address,
-            "name": node.config.name,
-            "datasets": node.profiles,
-            "unusable": node.unusable,
-            "offers": node.offers,
-            "earnings": node.earnings(),
-            "jobs_done": node.loop.jobs_done,
-        }
-
-    @app.post("/offers/{rid}/accept")
-    def accept(rid: int) -> dict[str, Any]:
-        return node.decide(rid, True)
-
-    @app.post("/offers/{rid}/decline")
-    def decline(rid: int) -> dict[str, Any]:
-        return node.decide(rid, False)
-
-    @app.post("/offers/{rid}/withdraw")
-    def withdraw(rid: int) -> dict[str, Any]:
-        return {"withdrawn_wei": str(node.withdraw(rid))}
-
-    if login is not None:
-        from deltaml.services.ui import mount, owner_ui
-
-        mount(app, owner_ui(node, login))
-    return app

@@ -99,7 +99,7 @@ class LocalMarket:
             self.chain_url = self.config.chain_url
             self.chain_label = f"external JSON-RPC node at {self.chain_url}"
             return self.chain_url
-        from deltaml.ledger.node import EmbeddedNodeProcess
+        from deltaml.ledger.node_process import EmbeddedNodeProcess
 
         if self._tls is not None:
             cert, key = self._tls
