@@ -164,7 +164,7 @@ def test_contributions_are_refused_by_field_name() -> None:
 def test_the_route_runs_over_the_services_http(tmp_path: Any) -> None:
     """Every message of the exact route crosses real local HTTP (the services' wire format
     and queues), and the result is the same optimum."""
-    from roles.loopback_testkit import LoopbackHttpTransport
+    from loopback_testkit import LoopbackHttpTransport
 
     config = SimulationConfig(
         solver="exact", key_bits=1024, allow_test_keys=True, chain=False, contributions=False

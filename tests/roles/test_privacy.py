@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from roles.loopback_testkit import LoopbackHttpTransport
 
 from deltaml.crypto import EncryptedVector, PlainMatrix, PrivateKey, PublicKey
 from deltaml.evidence.signatures import key_id, recover_signer
@@ -25,6 +24,7 @@ from deltaml.protocol import messages as m
 from deltaml.roles.evidence import message_body
 from deltaml.simulation import SimulationConfig, owner_ids, simulate_shares
 from deltaml.transport import RecordingTransport
+from loopback_testkit import LoopbackHttpTransport
 
 OWNERS = 7  # 5 trainers, 2 validators: so "one validator's error" is not the aggregate
 ROUNDS = 12

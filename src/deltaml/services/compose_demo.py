@@ -256,42 +256,8 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
         buyer.timeout = httpx.Timeout(600)
         rid = int(_ok(buyer.post("/requests", json=spec))["id"])
         say(f"request {rid} created: {config.rounds} rounds, deposit {config.deposit_wei} wei")
-        restarts, shown = 0, -1
         deadline = time.monotonic() + config.timeout
-        while True:
-            try:
-                view = _ok(agg.get(f"/requests/{rid}"))
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)  # the aggregator is restarting
-                continue
-            for point in view["metrics"]:
-                if point["round"] > shown:
-                    shown = point["round"]
-                    say(f"  round {shown:>3}: validation MSE {point['mse']:.6g}")
-            if (
-                config.crash_after_round is not None
-                and not restarts
-                and view["rounds_done"] >= config.crash_after_round
-                and view["status"] == "IN_PROGRESS"
-            ):
-                say(f"killing the aggregator's container after round {view['rounds_done']}")
-                stack.kill("aggregator")
-                stack.start("aggregator")
-                _wait(
-                    "the aggregator did not come back",
-                    lambda: agg.get("/health").status_code == 200,
-                    180,
-                )
-                restarts += 1
-                say("aggregator container restarted")
-                continue
-            if view["status"] in ("FINISHED", "FAILED", "CANCELLED"):
-                break
-            if time.monotonic() > deadline:
-                raise DeltaMLValueError(f"the request did not finish within {config.timeout:g} s")
-            time.sleep(0.2)
+        view, restarts = _follow(agg, rid, stack, config, say)
 
         status = view["status"]
         info = _ok(agg.get("/info"))
@@ -428,3 +394,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _follow(
+    agg: httpx.Client,
+    rid: int,
+    stack: Stack,
+    config: ComposeDemoConfig,
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], int]:
+    """Follow request ``rid`` on the aggregator's public view to its end (killing and
+    restarting the aggregator's container once if asked); its last view and restarts."""
+    from deltaml.services.demo import _ok
+
+    restarts, shown = 0, -1
+    deadline = time.monotonic() + config.timeout
+    while True:
+        try:
+            view = _ok(agg.get(f"/requests/{rid}"))
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)  # the aggregator is restarting
+            continue
+        for point in view["metrics"]:
+            if point["round"] > shown:
+                shown = point["round"]
+                say(f"  round {shown:>3}: validation MSE {point['mse']:.6g}")
+        if (
+            config.crash_after_round is not None
+            and not restarts
+            and view["rounds_done"] >= config.crash_after_round
+            and view["status"] == "IN_PROGRESS"
+        ):
+            say(f"killing the aggregator's container after round {view['rounds_done']}")
+            stack.kill("aggregator")
+            stack.start("aggregator")
+            _wait(
+                "the aggregator did not come back",
+                lambda: agg.get("/health").status_code == 200,
+                180,
+            )
+            restarts += 1
+            say("aggregator container restarted")
+            continue
+        if view["status"] in ("FINISHED", "FAILED", "CANCELLED"):
+            return view, restarts
+        if time.monotonic() > deadline:
+            raise DeltaMLValueError(f"the request did not finish within {config.timeout:g} s")
+        time.sleep(0.2)
