@@ -71,15 +71,15 @@ class SimulationConfig:
     eval_every: int = FIELDS["eval_every"].default
     test_fraction: float = 0.2
     l2: float | None = None
-    rho: float = 0.02
-    relaxation: float = 1.6
-    precision_bits: int = 32
-    contributions: bool = True
-    metric_noise: float = 0.0
+    rho: float = FIELDS["rho"].default
+    relaxation: float = FIELDS["relaxation"].default
+    precision_bits: int = FIELDS["precision_bits"].default
+    contributions: bool = FIELDS["contributions"].default
+    metric_noise: float = FIELDS["metric_noise"].default
     #: Stop once the validation metric is this many percent below the initial one (0: off).
-    target_improvement: float = 0.0
+    target_improvement: float = FIELDS["target_improvement"].default
     #: Go on without a silent trainer while this many remain (see ``TrainingSpec``).
-    min_trainers: int = 1
+    min_trainers: int = FIELDS["min_trainers"].default
     allow_test_keys: bool = False
     #: The buyer's payment in wei, split by the payment rule at the end.
     deposit_wei: int = DEFAULT_DEPOSIT_WEI
@@ -94,7 +94,7 @@ class SimulationConfig:
     #: ``"admm"``: the iterative protocol; ``"exact"``: the one-shot exact solve over ℤₙ
     #: with the key holder (:mod:`deltaml.roles.exact`; for now without a chain,
     #: contributions or metrics of the final model).
-    solver: str = "admm"
+    solver: str = FIELDS["solver"].default
     #: ``solver="exact"``: the buyer then publishes its model in the transcript (what a
     #: dispute does), so that verification checks ``H·w = g`` itself.
     disclose_model: bool = False

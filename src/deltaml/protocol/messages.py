@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.errors import DeltaMLTypeError
+from deltaml.protocol.spec import FIELDS
 
 _SIMPLE: dict[str, type | tuple[type, ...]] = {
     "int": int,
@@ -68,44 +69,49 @@ def _check(owner: str, name: str, value: object, hint: object) -> None:
 
 
 # -- set-up ---------------------------------------------------------------------------
+def _default(name: str) -> typing.Any:
+    """The request spec's default of a field (:data:`deltaml.protocol.spec.FIELDS`)."""
+    return FIELDS[name].default
+
+
 @dataclass(frozen=True)
 class TrainingSpec(Message):
     """What the buyer asks for; public to every participant."""
 
     model: str
     rounds: int
-    l2: float | None = None
-    rho: float = 0.02
-    relaxation: float = 1.6
+    l2: float | None = _default("l2")
+    rho: float = _default("rho")
+    relaxation: float = _default("relaxation")
     #: Fixed-point bits of plaintext matrices (ADMM updates, rotations).
-    precision_bits: int = 32
+    precision_bits: int = _default("precision_bits")
     #: Fixed-point exponent of freshly encrypted values.
-    base_exponent: int = 40
+    base_exponent: int = _default("base_exponent")
     #: Evaluate the validation metric every this many rounds (and after the last; the
     #: initial model always). 3 by default: every published metric costs a proven
     #: decryption and tells the buyer one more value of the validators' quadratic form,
     #: and with 12 rounds five evaluations keep metrics and contributions within half
     #: of the training time (README, "Performance").
-    eval_every: int = 3
+    eval_every: int = _default("eval_every")
     #: Seed of the trainer/validator split (recorded).
-    split_seed: int = 0
-    trainer_fraction: float = 0.7
+    split_seed: int = _default("split_seed")
+    trainer_fraction: float = _default("trainer_fraction")
     #: Measure each trainer's Shapley contribution after training.
-    contributions: bool = True
+    contributions: bool = _default("contributions")
     #: Calibrated noise on published metrics: the standard deviation it adds to a
     #: single validator's mean squared error, in standardized target units (0: none).
-    metric_noise: float = 0.0
+    metric_noise: float = _default("metric_noise")
     #: The buyer's escrowed payment, split by :func:`deltaml.ledger.payouts.compute_payouts`.
-    deposit_wei: int = 10**18
+    deposit_wei: int = _default("deposit_wei")
     #: Training goes on without a trainer that stops answering while at least this
     #: many trainers remain; a silent validator always fails the request.
-    min_trainers: int = 1
+    min_trainers: int = _default("min_trainers")
     #: Stop after the first evaluation whose validation metric is at least this many
     #: percent below the initial model's (0: train all ``rounds``); see
     #: :func:`deltaml.evidence.published.last_round`.
-    target_improvement: float = 0.0
+    target_improvement: float = _default("target_improvement")
     #: ``"admm"`` (rounds) or ``"exact"`` (one masked solve: :mod:`deltaml.roles.exact`).
-    solver: str = "admm"
+    solver: str = _default("solver")
 
 
 @dataclass(frozen=True)
