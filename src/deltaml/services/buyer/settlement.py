@@ -33,6 +33,10 @@ class Settlement:
         self.node = node
         self.store = node.store
         self._stop = threading.Event()
+        # One settle at a time: the approve button and the watcher read the verdict
+        # and write the settlement record; interleaved, the watcher's older "not
+        # approved yet" could overwrite the approval just recorded.
+        self._settling = threading.RLock()
         self._thread = threading.Thread(target=self._watch, name="settlement", daemon=True)
 
     @property
@@ -72,6 +76,10 @@ class Settlement:
         chain. Past the deadline of a request that has not finished on chain, the
         deposit is reclaimed whatever the aggregator says, or even if it does not answer.
         """
+        with self._settling:
+            return self._settle(rid, approve)
+
+    def _settle(self, rid: int, approve: bool) -> dict[str, Any] | None:
         saved = self.node.saved(rid)
         if self.ledger is not None:
             cid = int(saved["chain_request_id"])
