@@ -49,3 +49,71 @@ def stats_from_sums(sums: np.ndarray, n_features: int, include_target: bool) -> 
     if y_var <= 1e-24 * max(1.0, y_mean**2):
         raise DeltaMLValueError("the target is constant across all owners")
     return Standardization(count, means, scales, float(y_mean), float(np.sqrt(y_var)))
+
+
+# Missing values imputed with federated means (issue 13, step 1: the arithmetic only;
+# the roles do not send this vector yet). Each owner encrypts, per feature column, the
+# sums over its NON-missing cells and the count of those cells:
+# ``[n, S1_1..S1_d, S2_1..S2_d, C_1..C_d]``. From the totals, μ_j = S1_j / C_j, and
+# after every owner fills its gaps with μ_j the imputed column's totals are N·μ_j and
+# S2_j + (N − C_j)·μ_j², so one encrypted round still standardizes the imputed data.
+
+
+def local_sums_missing(x: np.ndarray) -> np.ndarray:
+    """An owner's ``[n, S1, S2, C]`` over its non-missing cells (NaN marks a gap)."""
+    x = np.asarray(x, dtype=np.float64)
+    present = ~np.isnan(x)
+    filled = np.where(present, x, 0.0)
+    return np.concatenate(
+        [
+            np.array([float(len(x))]),
+            filled.sum(axis=0),
+            (filled * filled).sum(axis=0),
+            present.sum(axis=0).astype(np.float64),
+        ]
+    )
+
+
+def missing_sums_length(n_features: int) -> int:
+    return 1 + 3 * n_features
+
+
+def _checked_counts(total: np.ndarray, n_features: int) -> tuple[int, np.ndarray]:
+    """The total rows N and the per-column counts C_j; refuses counts no honest owners give."""
+    rows = total[0]
+    counts = total[1 + 2 * n_features :]
+    if rows != round(rows) or rows < 2:
+        raise DeltaMLValueError("too few rows to standardize")
+    bad = (counts != np.round(counts)) | (counts < 0) | (counts > rows)
+    if np.any(bad):
+        cols = ", ".join(str(i) for i in np.flatnonzero(bad))
+        raise DeltaMLValueError(
+            f"feature column(s) {cols}: the count of non-missing cells is not a whole "
+            "number between 0 and the number of rows (an owner's sums are wrong)"
+        )
+    empty = counts < 1
+    if np.any(empty):
+        cols = ", ".join(str(i) for i in np.flatnonzero(empty))
+        raise DeltaMLValueError(f"feature column(s) {cols} have no value at any owner")
+    return round(rows), counts
+
+
+def imputed_stats_from_sums(
+    sums: np.ndarray, n_features: int
+) -> tuple[np.ndarray, Standardization]:
+    """The public column means μ (to fill gaps) and the standardization of the imputed data."""
+    total = np.asarray(sums, dtype=np.float64)
+    if len(total) != missing_sums_length(n_features):
+        raise DeltaMLValueError("the statistics vector has the wrong length")
+    rows, counts = _checked_counts(total, n_features)
+    s1 = total[1 : 1 + n_features]
+    s2 = total[1 + n_features : 1 + 2 * n_features]
+    mu = s1 / counts
+    imputed = np.concatenate([[float(rows)], rows * mu, s2 + (rows - counts) * mu**2])
+    return mu, stats_from_sums(imputed, n_features, include_target=False)
+
+
+def impute_with(x: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """An owner's features with each gap filled by the public column mean."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(np.isnan(x), np.asarray(means, dtype=np.float64)[None, :], x)
