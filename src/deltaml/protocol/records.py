@@ -357,6 +357,42 @@ class ContributionValues(Record):
     values: list[float]
 
 
+# -- The exact solve's signed messages (``solver: exact``, roles/exact.py).
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactSystem(Record):
+    """A trainer's encrypted system ``[H_i | g_i]``."""
+
+    KIND: ClassVar[str] = "ExactSystem"
+    system: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactMasked(Record):
+    """A trainer's masked system, the part the buyer solves."""
+
+    KIND: ClassVar[str] = "ExactMasked"
+    masked: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactCheck(Record):
+    """A trainer's check part, handed to the buyer only with the model."""
+
+    KIND: ClassVar[str] = "ExactCheck"
+    check: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactSolution(Record):
+    """The buyer's encrypted solution of the masked sum it names."""
+
+    KIND: ClassVar[str] = "ExactSolution"
+    solution: VectorRef
+    masked_sum: str
+
+
 #: Every typed record kind by its name.
 RECORD_TYPES: Mapping[str, type[Record]] = {
     cls.KIND: cls
@@ -378,5 +414,12 @@ RECORD_TYPES: Mapping[str, type[Record]] = {
         ContributionColumns,
         RemixColumns,
         ContributionValues,
+        ExactSystem,
+        ExactMasked,
+        ExactCheck,
+        ExactSolution,
     )
 }
+
+#: The kinds only a ``solver: exact`` run writes.
+EXACT_KINDS = frozenset({"ExactSystem", "ExactMasked", "ExactCheck", "ExactSolution"})

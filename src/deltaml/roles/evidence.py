@@ -145,7 +145,7 @@ def _contributions(msg: m.ContributionValues) -> records.Record:
     )
 
 
-_BODIES: dict[str, Callable[[Any], records.Record | dict[str, Any]]] = {
+_BODIES: dict[str, Callable[[Any], records.Record]] = {
     "EncryptedSums": _sums,
     "PublicStats": _stats,
     "StateUpdate": _state,
@@ -171,9 +171,7 @@ def message_body(msg: m.Message, key: str) -> dict[str, Any]:
     builder = _BODIES.get(msg.kind)
     if builder is None:
         raise ProtocolError(f"{msg.kind} is not a signed message")
-    built = builder(msg)
-    fields = built.to_body() if isinstance(built, Record) else built
-    return {"kind": msg.kind, "key": key, **fields}
+    return {"kind": msg.kind, "key": key, **builder(msg).to_body()}
 
 
 def message_vectors(msg: m.Message) -> list[EncryptedVector]:

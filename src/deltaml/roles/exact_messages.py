@@ -26,6 +26,7 @@ import gmpy2
 
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.evidence.signatures import vector_ref
+from deltaml.protocol import records
 from deltaml.protocol.messages import Message
 
 
@@ -104,24 +105,24 @@ class ExactModel(Message):
     checks: tuple[ExactCheck, ...]
 
 
-def _system(msg: ExactSystem) -> dict[str, Any]:
-    return {"system": vector_ref(msg.system)}
+def _system(msg: ExactSystem) -> records.Record:
+    return records.ExactSystem(system=vector_ref(msg.system))
 
 
-def _masked(msg: ExactMasked) -> dict[str, Any]:
-    return {"masked": vector_ref(msg.masked)}
+def _masked(msg: ExactMasked) -> records.Record:
+    return records.ExactMasked(masked=vector_ref(msg.masked))
 
 
-def _check(msg: ExactCheck) -> dict[str, Any]:
-    return {"check": vector_ref(msg.check)}
+def _check(msg: ExactCheck) -> records.Record:
+    return records.ExactCheck(check=vector_ref(msg.check))
 
 
-def _solution(msg: ExactSolution) -> dict[str, Any]:
-    return {"solution": vector_ref(msg.solution), "masked_sum": msg.masked_digest}
+def _solution(msg: ExactSolution) -> records.Record:
+    return records.ExactSolution(solution=vector_ref(msg.solution), masked_sum=msg.masked_digest)
 
 
 #: Evidence bodies of the exact solve's signed messages (see roles.evidence).
-EXACT_BODIES: dict[str, Callable[[Any], dict[str, Any]]] = {
+EXACT_BODIES: dict[str, Callable[[Any], records.Record]] = {
     "ExactSystem": _system,
     "ExactMasked": _masked,
     "ExactCheck": _check,

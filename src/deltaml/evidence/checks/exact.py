@@ -31,6 +31,7 @@ from deltaml.crypto.paillier import PublicKey, check_decryption
 from deltaml.evidence.checks.proofs import check_sum
 from deltaml.evidence.signatures import parse_hex_ints
 from deltaml.learning.exact_solve import EncryptedSystem, residual, split_masked
+from deltaml.protocol import records
 
 
 #: Which role may produce each kind of exact-solve record.
@@ -56,18 +57,21 @@ def _party_once(v: Any, what: str) -> str:
 
 
 def check_system(v: Any, body: Mapping[str, Any]) -> None:
+    rec = records.ExactSystem.from_body(body)
     party = _party_once(v, "systems")
-    _state(v)["systems"][party] = v.declare(body["system"])
+    _state(v)["systems"][party] = v.declare(rec.system)
 
 
 def check_masked(v: Any, body: Mapping[str, Any]) -> None:
+    rec = records.ExactMasked.from_body(body)
     party = _party_once(v, "masked")
-    _state(v)["masked"][party] = v.declare(body["masked"])
+    _state(v)["masked"][party] = v.declare(rec.masked)
 
 
 def check_part(v: Any, body: Mapping[str, Any]) -> None:
+    rec = records.ExactCheck.from_body(body)
     party = _party_once(v, "checks")
-    _state(v)["checks"][party] = v.declare(body["check"])
+    _state(v)["checks"][party] = v.declare(rec.check)
 
 
 def check_sums(v: Any, body: Mapping[str, Any]) -> None:
@@ -93,13 +97,12 @@ def check_sums(v: Any, body: Mapping[str, Any]) -> None:
 
 
 def check_solution(v: Any, body: Mapping[str, Any]) -> None:
+    rec = records.ExactSolution.from_body(body)
     sums = _state(v)["sums"]
     v.require(sums is not None, "link", "a solution before the exact sums")
-    v.require(
-        body["masked_sum"] == sums["masked"], "link", "the buyer solved another masked system"
-    )
+    v.require(rec.masked_sum == sums["masked"], "link", "the buyer solved another masked system")
     v.ok("link")
-    _state(v)["solution"] = v.declare(body["solution"])
+    _state(v)["solution"] = v.declare(rec.solution)
 
 
 def check_model(v: Any, body: Mapping[str, Any]) -> None:
