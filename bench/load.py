@@ -46,7 +46,7 @@ from deltaml.ledger.accounts import generate_account, save_keystore
 from deltaml.ledger.node_process import EmbeddedNodeProcess
 from deltaml.marketplace import DEMO_FUNDING_WEI
 from deltaml.services.auth import SignedAuth
-from deltaml.services.demo import DemoConfig, _write_shares
+from deltaml.services.demo import DemoConfig, write_shares
 from deltaml.services.serve import PASSWORD_ENV, ServiceProcess
 
 HOST = "127.0.0.1"
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fund_from_dev_account(
             chain, [str(a.address) for a in accounts.values()], DEMO_FUNDING_WEI, demo=True
         )
-        paths, shares, _ = _write_shares(DemoConfig(work_dir=work, owners=args.owners))
+        paths, shares, _ = write_shares(DemoConfig(work_dir=work, owners=args.owners))
 
         def start(name: str, argv: list[str], wait: bool = True) -> ServiceProcess:
             proc = ServiceProcess(

@@ -177,11 +177,11 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
     from deltaml.ledger.accounts import generate_account
     from deltaml.services.demo import (
         DemoResult,
-        _ok,
-        _test_scores,
-        _wait_model,
-        _wait_settlement,
-        _wait_withdrawals,
+        model_scores,
+        ok,
+        wait_model,
+        wait_settlement,
+        wait_withdrawals,
     )
 
     stack = Stack(config.project, config.engine, config.ports)
@@ -225,12 +225,12 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
         agg = client("aggregator")
         _wait(
             "the owners did not register with the aggregator",
-            lambda: _ok(agg.get("/health")).get("owners", 0) >= OWNERS,
+            lambda: ok(agg.get("/health")).get("owners", 0) >= OWNERS,
             300,
         )
         buyer = tokens["buyer"]
-        buyer_address = str(_ok(buyer.get("/status"))["address"])
-        owner_addresses = [str(_ok(tokens[n].get("/status"))["address"]) for n in owner_names]
+        buyer_address = str(ok(buyer.get("/status"))["address"])
+        owner_addresses = [str(ok(tokens[n].get("/status"))["address"]) for n in owner_names]
         startup = time.perf_counter() - t0
         say(f"stack {config.project!r} answering over TLS after {startup:.1f} s")
 
@@ -254,13 +254,13 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
         }
         t1 = time.perf_counter()
         buyer.timeout = httpx.Timeout(600)
-        rid = int(_ok(buyer.post("/requests", json=spec))["id"])
+        rid = int(ok(buyer.post("/requests", json=spec))["id"])
         say(f"request {rid} created: {config.rounds} rounds, deposit {config.deposit_wei} wei")
         deadline = time.monotonic() + config.timeout
         view, restarts = _follow(agg, rid, stack, config, say)
 
         status = view["status"]
-        info = _ok(agg.get("/info"))
+        info = ok(agg.get("/info"))
         with trusting(ca_file):  # the chain's certificate is the stack's CA's too
             chain = connect(stack.url("chain"))
         ledger = Web3Ledger(chain, info["contract"], generate_account())
@@ -273,7 +273,7 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
         else:
             say(f"request {rid} ended {status}: {view.get('error', '')}")
             payees = {buyer_address}
-        withdrawn = _wait_withdrawals(ledger, cid, payees, deadline)
+        withdrawn = wait_withdrawals(ledger, cid, payees, deadline)
         seconds = time.perf_counter() - t1
         test_mse = sk_mse = None
         verified = False
@@ -282,15 +282,15 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
         ]
         transcript = Path(tmp) / f"request-{rid}.jsonl"
         if status == "FINISHED":
-            scores, trainers = _test_scores(
-                _wait_model(buyer, rid, deadline),
+            scores, trainers = model_scores(
+                wait_model(buyer, rid, deadline),
                 owner_addresses,
                 result["trainers"],
                 shares,
                 test,
             )
             test_mse, sk_mse = scores.get("test_mse"), scores.get("sklearn_test_mse")
-            settlement = _wait_settlement(buyer, rid, deadline)
+            settlement = wait_settlement(buyer, rid, deadline)
             response = agg.get(f"/requests/{rid}/transcript")
             response.raise_for_status()
             transcript.write_bytes(response.content)
@@ -322,11 +322,11 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
 
 def _summary(result: Any) -> str:
     """``deltaml demo``'s summary, its last lines saying where the stack's passwords are."""
-    from deltaml.services.demo import _report
+    from deltaml.services.demo import print_report
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        _report(result)
+        print_report(result)
     lines = []
     for line in out.getvalue().splitlines():
         if line.startswith("web pages ("):
@@ -405,13 +405,13 @@ def _follow(
 ) -> tuple[dict[str, Any], int]:
     """Follow request ``rid`` on the aggregator's public view to its end (killing and
     restarting the aggregator's container once if asked); its last view and restarts."""
-    from deltaml.services.demo import _ok
+    from deltaml.services.demo import ok
 
     restarts, shown = 0, -1
     deadline = time.monotonic() + config.timeout
     while True:
         try:
-            view = _ok(agg.get(f"/requests/{rid}"))
+            view = ok(agg.get(f"/requests/{rid}"))
         except httpx.HTTPError:
             if time.monotonic() > deadline:
                 raise

@@ -44,15 +44,6 @@ from deltaml.services.demo.steps import (
     wait_withdrawals,
 )
 
-# The names the compose demo and the benchmarks imported before the split.
-_ok = ok
-_test_scores = model_scores
-_wait_model = wait_model
-_wait_settlement = wait_settlement
-_wait_withdrawals = wait_withdrawals
-_write_shares = write_shares
-_report = print_report
-
 __all__ = [
     "DEFAULT_DIR",
     "DEMO_CHALLENGE_WINDOW_S",
@@ -74,4 +65,5 @@ __all__ = [
     "wait_paid_out",
     "wait_settlement",
     "wait_withdrawals",
+    "write_shares",
 ]
