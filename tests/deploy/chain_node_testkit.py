@@ -79,6 +79,9 @@ def plain_http_answer(port: int) -> bytes:
 def certificates(folder: Path) -> Path:
     """A CA and a certificate for ``chain`` (and localhost) in ``folder``; the certs folder."""
     if shutil.which("openssl") is None:
+        # CI installs it and requires the deploy tests: there a missing openssl fails.
+        if os.environ.get("DELTAML_REQUIRE_CONTAINERS") == "1":
+            pytest.fail("needs the openssl command (DELTAML_REQUIRE_CONTAINERS=1)")
         pytest.skip("needs the openssl command")
     out = folder / "certs"
     subprocess.run(

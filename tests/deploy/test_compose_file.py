@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import ssl
@@ -88,8 +89,11 @@ def test_owners_data_read_only_and_passwords_from_files(services: dict[str, Any]
     assert services["aggregator"]["ports"][0].startswith("${DELTAML_BIND:-127.0.0.1}:")
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_make_certs_makes_certificates_that_verify(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:  # CI installs it: there this fails, not skips
+        if os.environ.get("DELTAML_REQUIRE_CONTAINERS") == "1":
+            pytest.fail("needs the openssl command (DELTAML_REQUIRE_CONTAINERS=1)")
+        pytest.skip("needs the openssl command")
     script = DEPLOY / "scripts" / "make-certs.sh"
     out = tmp_path / "certs"
     subprocess.run(
