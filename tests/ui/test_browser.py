@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from browser_testkit import reopen
 from deltaml.estimator import TrainedModel
 from deltaml.learning.data import load_dataset
 
@@ -286,7 +287,7 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     # -- a trainer withdraws its earnings on its training page
     trainer = None
     for page in owners:
-        page.goto(page.url.split("/ui/")[0] + "/ui/requests/1")
+        reopen(page, page.url.split("/ui/")[0] + "/ui/requests/1")
         if page.locator("[data-test=role]").text_content() == "trainer":
             trainer = page
             break
@@ -303,7 +304,7 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     screenshot(trainer, "12-owner-offers-paid")
 
     # -- the buyer downloads the model and uses it
-    buyer.reload()
+    reopen(buyer)
     expect(buyer.locator("[data-test=participants]")).to_contain_text("yes")  # withdrawn
     screenshot(buyer, "13-buyer-request")
     with buyer.expect_download() as download:
@@ -378,5 +379,5 @@ def test_buyer_and_owners_trade_through_their_web_uis(
     expect(buyer.locator("[data-test=logged-out]")).to_have_text(
         "You have logged out. Log in again to go on."
     )
-    buyer.goto(market.buyer + "/ui/requests/1")
+    reopen(buyer, market.buyer + "/ui/requests/1")
     expect(buyer).to_have_url(re.compile(r"/ui/login\?next="))

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from browser_testkit import reopen
+
 pytestmark = pytest.mark.slow
 
 PHONE = (390, 844)
@@ -159,12 +161,12 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     expect(buyer.locator("[data-test=participants] tbody tr[data-owner]")).to_have_count(2)
 
     # -- the late owner: "Closed" on its offer list and training page, no Accept / Decline
-    phone_owner.reload()
+    reopen(phone_owner)
     offer = phone_owner.locator(f'tr[data-request="{rid}"]')
     expect(offer.locator(".badge")).to_have_text("Closed")
     expect(offer).to_contain_text("The training started with other owners.")
     expect(offer.get_by_role("button")).to_have_count(0)
-    phone_owner.goto(f"{market.owners[2]}/ui/requests/{rid}")
+    reopen(phone_owner, f"{market.owners[2]}/ui/requests/{rid}")
     expect(phone_owner.locator("[data-test=role]")).to_have_text("not taking part")
     expect(phone_owner.locator("[data-test=earned]")).to_have_text("nothing")
     expect(phone_owner.locator("[data-test=payment-state]")).to_contain_text(
@@ -178,7 +180,7 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     # -- on a phone, each participant's contribution and payment are on the screen
     phone_buyer = guarded(*PHONE)
     log_in(phone_buyer, market.buyer, password)
-    phone_buyer.goto(f"{market.buyer}/ui/requests/{rid}")
+    reopen(phone_buyer, f"{market.buyer}/ui/requests/{rid}")
     rows = phone_buyer.locator("[data-test=participants] tbody tr[data-owner]")
     expect(rows).to_have_count(2)
     trainer = rows.filter(has_text="trainer").first
@@ -198,7 +200,7 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
     for i, url in enumerate(market.owners[:2]):
         page = guarded(*PHONE)
         log_in(page, url, password)
-        page.goto(f"{url}/ui/requests/{rid}")
+        reopen(page, f"{url}/ui/requests/{rid}")
         if page.locator("[data-test=role]").text_content() == "trainer":
             expect(page.locator("[data-test=earned-how]")).to_contain_text(
                 "your share of it is 100.0 %"

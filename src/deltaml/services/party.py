@@ -84,6 +84,10 @@ class AggregatorClient:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise AggregatorError(f"cannot reach the aggregator at {self.url}: {exc}") from None
+        except RuntimeError:  # httpx: the client was closed (this node is stopping)
+            if not self.http.is_closed:
+                raise
+            raise AggregatorError("this node is stopping: no more calls") from None
         if response.status_code >= 400:
             raise AggregatorError(
                 f"the aggregator refused {method} {path}: {error_detail(response)}",
