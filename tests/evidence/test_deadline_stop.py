@@ -21,6 +21,7 @@ from deltaml.evidence.transcript import GENESIS, TranscriptWriter, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_records
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.protocol.messages import TrainingSpec
+from deltaml.protocol.records import DeadlineStop
 from deltaml.roles import DataOwner, ModelBuyer
 from deltaml.roles.aggregator import Aggregator, Checkpoint, RoundRecord, split_roles
 from deltaml.roles.buyer import Seats
@@ -64,10 +65,15 @@ def stopped() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     def progress(rec: RoundRecord) -> None:
         if rec.round == STOP:
             cp = latest[0]
-            body = {"round": STOP, "deadline": DEADLINE, "at": DEADLINE - 60}
-            aggregator.evidence.own(
-                "DeadlineStop",
-                {**body, "round_seconds": 1.0, "margin_seconds": 30, "next_evaluated_round": 4},
+            aggregator.evidence.record(
+                DeadlineStop(
+                    round=STOP,
+                    deadline=DEADLINE,
+                    at=DEADLINE - 60,
+                    round_seconds=1.0,
+                    margin_seconds=30,
+                    next_evaluated_round=4,
+                )
             )
             cp.transcript_head = aggregator.evidence.head
             cp.transcript_count = writer.count

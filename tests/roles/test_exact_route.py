@@ -4,12 +4,15 @@ everything the buyer decrypts (the pattern of tests/roles/test_privacy.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deltaml.evidence.transcript import read_records
 from deltaml.learning import exact_solve
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.protocol.records import EXACT_KINDS, RECORD_TYPES, Header
 from deltaml.protocol.spec import SpecError
 from deltaml.roles.exact import key_holder
 from deltaml.roles.exact_messages import ExactSolveRequest, ExactSystem
@@ -19,8 +22,11 @@ from deltaml.transport import RecordingTransport
 OWNERS = 6  # 4 trainers, 2 validators
 
 
-def run_exact(seed: int = 0, disclose: bool = True) -> tuple[SimulationResult, dict[str, Any]]:
+def run_exact(
+    seed: int = 0, disclose: bool = True, transcript: str | None = None
+) -> tuple[SimulationResult, dict[str, Any]]:
     config = SimulationConfig(
+        transcript=transcript,
         solver="exact",
         key_bits=1024,
         allow_test_keys=True,
@@ -56,6 +62,22 @@ def test_the_route_reaches_the_optimum_and_its_transcript_verifies() -> None:
     assert result.verification.passed["exact residual"] == 1
     assert result.verification.passed["completeness"] == 1
     assert result.rounds == [] and result.payouts_wei == {}
+
+
+def test_every_record_of_the_route_is_typed_and_reads_back(tmp_path: Path) -> None:
+    """Writer and verifier share the record classes on this route too: each body the run
+    wrote (the buyer's disclosure included) parses and gives back exactly its fields."""
+    path = tmp_path / "exact.jsonl"
+    run_exact(transcript=str(path))
+    kinds = set()
+    for record in read_records(path):
+        body = record["body"]
+        cls = {**RECORD_TYPES, "Header": Header}.get(body["kind"])
+        assert cls is not None, body["kind"]
+        kinds.add(body["kind"])
+        fields = {k: v for k, v in body.items() if k not in ("kind", "key")}
+        assert cls.from_body(body).to_body() == fields, body["kind"]
+    assert EXACT_KINDS | {"ExactDisclosure"} <= kinds
 
 
 def test_without_a_disclosure_the_residual_is_not_claimed() -> None:

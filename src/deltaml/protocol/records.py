@@ -34,14 +34,21 @@ from typing import Any, ClassVar, TypeVar, Union
 from deltaml.errors import DeltaMLValueError
 
 __all__ = [
+    "EXACT_KINDS",
+    "OPTIONAL_KINDS",
     "RECORD_TYPES",
     "Broadcast",
     "ContributionRequest",
+    "DeadlineStop",
     "Dropped",
+    "ExactDisclosure",
+    "ExactModel",
+    "ExactSums",
     "Header",
     "InitialTotal",
     "Mix",
     "MixColumns",
+    "Payouts",
     "Record",
     "RecordError",
     "StatsTotal",
@@ -393,6 +400,85 @@ class ExactSolution(Record):
     masked_sum: str
 
 
+@dataclasses.dataclass(frozen=True)
+class ExactSums(Record):
+    """The aggregator's sums of every trainer's system and masked part, in seat order."""
+
+    KIND: ClassVar[str] = "ExactSums"
+    precision_bits: int
+    systems: list[str]
+    masked: list[str]
+    checks: list[str]
+    system_total: VectorRef
+    masked_total: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactModel(Record):
+    """The aggregator's encrypted model, unmasked from the buyer's solution it names."""
+
+    KIND: ClassVar[str] = "ExactModel"
+    solution: str
+    model: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactDisclosure(Record):
+    """The buyer's opening of its model ``w``, the solution ``u`` and the two residuals,
+    each value with the randomness that proves its decryption (hex integers)."""
+
+    KIND: ClassVar[str] = "ExactDisclosure"
+    model: list[str]
+    model_randomness: list[str]
+    solution: list[str]
+    solution_randomness: list[str]
+    model_residual: list[str]
+    model_residual_randomness: list[str]
+    solve_residual: list[str]
+    solve_residual_randomness: list[str]
+
+
+# -- How a run ends.
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadlineStop(Record):
+    """The aggregator stopped after ``round`` so as to finish before the deadline."""
+
+    KIND: ClassVar[str] = "DeadlineStop"
+    round: int
+    deadline: int
+    at: int
+    round_seconds: float
+    margin_seconds: float
+    next_evaluated_round: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Payouts(Record):
+    """The final record: the payment split the contract computes, recomputable by anyone,
+    and what binds it to the settlement — the seats' addresses in seat order
+    (``{"trainers": [...], "validators": [...]}``), the fingerprint of the request's
+    Paillier key, and the chain (``None`` for a run without one)."""
+
+    KIND: ClassVar[str] = "Payouts"
+    deposit_wei: int
+    initial_round: int
+    final_round: int
+    initial_metric: int
+    final_metric: int
+    trainers: list[str]
+    contribution_weights: list[int]
+    validators: list[str]
+    trainers_wei: list[int]
+    validators_wei: list[int]
+    aggregator_wei: int
+    refund_wei: int
+    seats: dict[str, list[str]]
+    key_fingerprint: str
+    chain: dict[str, Any] | None
+
+
 #: Every typed record kind by its name.
 RECORD_TYPES: Mapping[str, type[Record]] = {
     cls.KIND: cls
@@ -418,8 +504,19 @@ RECORD_TYPES: Mapping[str, type[Record]] = {
         ExactMasked,
         ExactCheck,
         ExactSolution,
+        ExactSums,
+        ExactModel,
+        ExactDisclosure,
+        DeadlineStop,
+        Payouts,
     )
 }
 
 #: The kinds only a ``solver: exact`` run writes.
-EXACT_KINDS = frozenset({"ExactSystem", "ExactMasked", "ExactCheck", "ExactSolution"})
+EXACT_KINDS = frozenset(
+    {"ExactSystem", "ExactMasked", "ExactCheck", "ExactSolution", "ExactSums", "ExactModel"}
+)
+
+#: Kinds an honest run writes only sometimes: a dropped trainer, a stop before the
+#: deadline, the buyer's disclosure of an exact model.
+OPTIONAL_KINDS = frozenset({"Dropped", "DeadlineStop", "ExactDisclosure"})

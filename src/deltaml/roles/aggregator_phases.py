@@ -61,22 +61,22 @@ class AggregatorPhases(AggregatorBase):
         payouts = compute_payouts(
             spec.deposit_wei, initial_scaled, final_scaled, weights, len(record.validators)
         )
-        self.evidence.own(
-            "Payouts",
-            {
-                "deposit_wei": spec.deposit_wei,
-                "initial_round": 0,
-                "final_round": record.rounds[-1].round,
-                "initial_metric": initial_scaled,
-                "final_metric": final_scaled,
-                "trainers": list(record.trainers),
-                "contribution_weights": weights,
-                "validators": list(record.validators),
-                "trainers_wei": list(payouts.trainers),
-                "validators_wei": list(payouts.validators),
-                "aggregator_wei": payouts.aggregator,
-                "refund_wei": payouts.refund,
-            },
+        self.evidence.record(
+            records.Payouts(
+                deposit_wei=spec.deposit_wei,
+                initial_round=0,
+                final_round=record.rounds[-1].round,
+                initial_metric=initial_scaled,
+                final_metric=final_scaled,
+                trainers=list(record.trainers),
+                contribution_weights=weights,
+                validators=list(record.validators),
+                trainers_wei=list(payouts.trainers),
+                validators_wei=list(payouts.validators),
+                aggregator_wei=payouts.aggregator,
+                refund_wei=payouts.refund,
+                **self.evidence.settlement_fields(record.trainers, record.validators),
+            )
         )
         record.contribution_weights = weights
         record.payouts = payouts

@@ -162,9 +162,6 @@ _BODIES: dict[str, Callable[[Any], records.Record]] = {
 #: The kinds of message a party signs.
 SIGNED_KINDS = frozenset(_BODIES)
 
-#: The kind of the transcript's final record, the one settlement is bound to.
-FINAL_KIND = "Payouts"
-
 
 def message_body(msg: m.Message, key: str) -> dict[str, Any]:
     """The evidence body of a signed message kind (``key`` is :func:`key_id` of the request)."""
@@ -205,8 +202,8 @@ class EvidenceRecorder:
     :class:`ProtocolError`. Without them nothing is checked (a run without accounts);
     the records still chain.
 
-    The final record (``Payouts``) is completed with what binds it to the settlement
-    (:data:`FINAL_KIND`, :meth:`settlement_fields`): the seats' addresses in seat
+    The final record (:class:`~deltaml.protocol.records.Payouts`) carries what binds it
+    to the settlement (:meth:`settlement_fields`): the seats' addresses in seat
     order, the fingerprint of the request's Paillier key, and the chain the writer
     names (:attr:`TranscriptWriter.chain <deltaml.evidence.transcript.TranscriptWriter.chain>`).
     """
@@ -278,21 +275,7 @@ class EvidenceRecorder:
         sealed: Iterable[EncryptedVector] = (),
     ) -> dict[str, Any]:
         """Sign and record one of the aggregator's own typed records."""
-        return self.own(rec.KIND, rec.to_body(), public=public, sealed=sealed)
-
-    def own(
-        self,
-        kind: str,
-        fields: Mapping[str, Any],
-        *,
-        public: Iterable[EncryptedVector] = (),
-        sealed: Iterable[EncryptedVector] = (),
-    ) -> dict[str, Any]:
-        """Sign and record one of the aggregator's own bodies (the final one completed
-        by :meth:`settlement_fields`)."""
-        if kind == FINAL_KIND:
-            fields = {**fields, **self.settlement_fields(fields["trainers"], fields["validators"])}
-        body = {"kind": kind, "key": self.key, **fields}
+        body = {"kind": rec.KIND, "key": self.key, **rec.to_body()}
         return self.writer.append(
             party=self.party_id,
             signer=self.account.address,

@@ -54,6 +54,7 @@ from deltaml.learning.exact_solve import (
 )
 from deltaml.learning.models import QuadraticTerms
 from deltaml.protocol import messages as m
+from deltaml.protocol import records
 from deltaml.roles.evidence import sign_message
 from deltaml.roles.exact_messages import (
     ExactCheck,
@@ -194,7 +195,7 @@ class ExactKeyHolder:
         ciphertexts from the sealed sums and ``w``, ``u``; see evidence/checks/exact.py).
         Returns the signed body and its signature."""
         key, private = self.buyer.public_key, self.buyer._private_key
-        body: dict[str, Any] = {"kind": "ExactDisclosure", "key": key_id(key)}
+        fields: dict[str, list[str]] = {}
         for name, cts in (
             ("model", self.encrypted_w),
             ("solution", self.encrypted_u),
@@ -202,8 +203,10 @@ class ExactKeyHolder:
             ("solve_residual", solve_residual),
         ):
             opened = [private.decrypt_with_randomness(c) for c in cts]
-            body[name] = hex_ints([mv for mv, _ in opened])
-            body[name + "_randomness"] = hex_ints([r for _, r in opened])
+            fields[name] = hex_ints([mv for mv, _ in opened])
+            fields[name + "_randomness"] = hex_ints([r for _, r in opened])
+        rec = records.ExactDisclosure(**fields)
+        body = {"kind": rec.KIND, "key": key_id(key), **rec.to_body()}
         return body, sign_body(self.buyer.account, body)
 
 
@@ -293,16 +296,15 @@ def train_exact(
         public_key,
         sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in masked], public_key),
     )
-    ev.own(
-        "ExactSums",
-        {
-            "precision_bits": p,
-            "systems": [vector_digest(s.system) for s in systems],
-            "masked": [vector_digest(v.masked) for v in masked],
-            "checks": [vector_digest(c.check) for c in checks],
-            "system_total": vector_ref(system_total),
-            "masked_total": vector_ref(masked_total),
-        },
+    ev.record(
+        records.ExactSums(
+            precision_bits=p,
+            systems=[vector_digest(s.system) for s in systems],
+            masked=[vector_digest(v.masked) for v in masked],
+            checks=[vector_digest(c.check) for c in checks],
+            system_total=vector_ref(system_total),
+            masked_total=vector_ref(masked_total),
+        ),
         sealed=[system_total, masked_total],
     )
     request = ExactSolveRequest(tuple(trainers), tuple(masked), d)
@@ -314,9 +316,8 @@ def train_exact(
     enc_u = [int(c) for c in solution.solution.ciphertexts]
     enc_w = ring_vector(public_key, unmask(enc_u, mask, public_key, unmask_factors))
     agg._exact_sums = (system_total, masked_total, p)  # type: ignore[attr-defined]
-    ev.own(
-        "ExactModel",
-        {"solution": vector_digest(solution.solution), "model": vector_ref(enc_w)},
+    ev.record(
+        records.ExactModel(solution=vector_digest(solution.solution), model=vector_ref(enc_w)),
         sealed=[enc_w],
     )
     delivery = ExactModel(enc_w, tuple(trainers), tuple(checks))

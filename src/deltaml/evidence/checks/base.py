@@ -30,6 +30,7 @@ from deltaml.evidence.transcript import (
     record_hash,
 )
 from deltaml.learning.models import ModelType, Standardization
+from deltaml.protocol.records import DeadlineStop
 
 Handler = Callable[["Verifier", Mapping[str, Any]], None]
 
@@ -136,8 +137,8 @@ class Verifier:
         self.mix_columns_hash = ""
         self.contributions: list[float] | None = None
         self.payouts_seen = False
-        #: The body of a ``DeadlineStop`` record: training ended early at its round.
-        self.deadline_stop: dict[str, Any] | None = None
+        #: The ``DeadlineStop`` record, if any: training ended early at its round.
+        self.deadline_stop: DeadlineStop | None = None
 
     # -- reporting ------------------------------------------------------------------
     def fail(self, check: str, detail: str, *, whole: bool = False) -> None:
@@ -355,7 +356,7 @@ class Verifier:
             return 0
         rule = last_round(rounds, float(target), self.report.metrics)
         if self.deadline_stop is not None:
-            return min(rule, int(self.deadline_stop["round"]))
+            return min(rule, self.deadline_stop.round)
         return rule
 
 

@@ -75,21 +75,22 @@ def check_part(v: Any, body: Mapping[str, Any]) -> None:
 
 
 def check_sums(v: Any, body: Mapping[str, Any]) -> None:
+    rec = records.ExactSums.from_body(body)
     state = _state(v)
     systems, masked, checks = (
         [state[what].get(t) for t in v.trainers] for what in ("systems", "masked", "checks")
     )
     v.require(
-        body["systems"] == systems and body["masked"] == masked and body["checks"] == checks,
+        rec.systems == systems and rec.masked == masked and rec.checks == checks,
         "link",
         "the exact sums are not over every seated trainer's signed messages, once each",
     )
     v.ok("link")
-    p = body["precision_bits"]
-    v.require(type(p) is int and 1 <= p <= 64, "format", "malformed precision_bits")
+    p = rec.precision_bits
+    v.require(1 <= p <= 64, "format", "malformed precision_bits")
     state["sums"] = {
-        "system": v.declare(body["system_total"]),
-        "masked": v.declare(body["masked_total"]),
+        "system": v.declare(rec.system_total),
+        "masked": v.declare(rec.masked_total),
         "precision_bits": p,
     }
     check_sum(v, state["sums"]["system"], systems)
@@ -106,22 +107,23 @@ def check_solution(v: Any, body: Mapping[str, Any]) -> None:
 
 
 def check_model(v: Any, body: Mapping[str, Any]) -> None:
+    rec = records.ExactModel.from_body(body)
     solution = _state(v)["solution"]
     v.require(
-        solution is not None and body["solution"] == solution,
+        solution is not None and rec.solution == solution,
         "link",
         "the exact model is not unmasked from the buyer's solution",
     )
     v.ok("link")
-    _state(v)["model"] = v.declare(body["model"])
+    _state(v)["model"] = v.declare(rec.model)
 
 
 def _proven(
-    v: Any, key: PublicKey, ciphertexts: Sequence[int], body: Mapping[str, Any], name: str
+    v: Any, key: PublicKey, ciphertexts: Sequence[int], rec: records.ExactDisclosure, name: str
 ) -> list[int]:
     bits = key.n.bit_length()
-    values = parse_hex_ints(body[name], name, bits)
-    randomness = parse_hex_ints(body[name + "_randomness"], name, bits)
+    values = parse_hex_ints(getattr(rec, name), name, bits)
+    randomness = parse_hex_ints(getattr(rec, name + "_randomness"), name, bits)
     v.require(len(values) == len(randomness) == len(ciphertexts), "format", f"{name}: wrong length")
     bad = [
         i
@@ -134,6 +136,7 @@ def _proven(
 
 
 def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
+    rec = records.ExactDisclosure.from_body(body)
     state, key = _state(v), v.key
     state["disclosed"] = True
     sums, model = state["sums"], state.get("model")
@@ -158,10 +161,10 @@ def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
     )
     solve, _ = split_masked(masked_cts, d)
     masked_system = EncryptedSystem(solve.matrix, solve.vector, p)
-    w = _proven(v, key, w_cts, body, "model")
-    u = _proven(v, key, u_cts, body, "solution")
-    solve_residual = _proven(v, key, residual(masked_system, u, key), body, "solve_residual")
-    model_residual = _proven(v, key, residual(system, w, key), body, "model_residual")
+    w = _proven(v, key, w_cts, rec, "model")
+    u = _proven(v, key, u_cts, rec, "solution")
+    solve_residual = _proven(v, key, residual(masked_system, u, key), rec, "solve_residual")
+    model_residual = _proven(v, key, residual(system, w, key), rec, "model_residual")
     v.require(
         not any(solve_residual),
         "exact residual",

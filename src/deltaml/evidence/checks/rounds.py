@@ -109,18 +109,10 @@ def on_deadline_stop(vr: Verifier, body: Mapping[str, Any]) -> None:
     if the spec had ``k`` rounds. Its ``deadline`` must be the request's on chain
     (:func:`verify_against_chain`); when it stopped is the aggregator's word.
     """
-    k, every = body.get("round"), vr.spec.get("eval_every")
-    rounds = vr.spec.get("rounds")
-    vr.require(
-        type(k) is int
-        and type(every) is int
-        and type(rounds) is int
-        and type(body.get("deadline")) is int
-        and type(body.get("at")) is int,
-        "format",
-        "malformed deadline stop",
-    )
-    assert isinstance(k, int) and isinstance(every, int) and isinstance(rounds, int)
+    stop = records.DeadlineStop.from_body(body)
+    k, every, rounds = stop.round, vr.spec.get("eval_every"), vr.spec.get("rounds")
+    vr.require(type(every) is int and type(rounds) is int, "format", "malformed spec")
+    assert isinstance(every, int) and isinstance(rounds, int)
     vr.require(
         vr.deadline_stop is None
         and 0 < k < rounds
@@ -134,7 +126,7 @@ def on_deadline_stop(vr: Verifier, body: Mapping[str, Any]) -> None:
         " before the last, once, before the contributions and the final model",
     )
     vr.ok("stopping")
-    vr.deadline_stop = dict(body)
+    vr.deadline_stop = stop
 
 
 def on_state_update(vr: Verifier, body: Mapping[str, Any]) -> None:

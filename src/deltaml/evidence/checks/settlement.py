@@ -21,6 +21,7 @@ from deltaml.evidence.published import (
 )
 from deltaml.evidence.report import Settlement
 from deltaml.learning.contributions import contribution_weights
+from deltaml.protocol import records
 from deltaml.protocol.rules import (
     compute_payouts,
     scale_metric,
@@ -32,14 +33,15 @@ from deltaml.protocol.rules import (
 def on_payouts(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.require(not vr.payouts_seen, "completeness", "a second payout record")
     vr.payouts_seen = True
+    rec = records.Payouts.from_body(body)
     rounds = vr._last_round()
-    deposit = body["deposit_wei"]
+    deposit = rec.deposit_wei
     vr.require(
         deposit == vr.spec.get("deposit_wei")
-        and body["final_round"] == rounds
-        and body["initial_round"] == 0
-        and body["trainers"] == vr.trainers
-        and body["validators"] == vr.validators,
+        and rec.final_round == rounds
+        and rec.initial_round == 0
+        and rec.trainers == vr.trainers
+        and rec.validators == vr.validators,
         "payouts",
         "deposit, rounds or participants differ from the header",
     )
@@ -50,8 +52,8 @@ def on_payouts(vr: Verifier, body: Mapping[str, Any]) -> None:
         "the initial or final metric is missing",
     )
     vr.expect(
-        body["initial_metric"] == scale_metric(metrics[0])
-        and body["final_metric"] == scale_metric(metrics[rounds]),
+        rec.initial_metric == scale_metric(metrics[0])
+        and rec.final_metric == scale_metric(metrics[rounds]),
         "payouts",
         "the metrics paid on are not the published ones",
     )
@@ -63,7 +65,7 @@ def on_payouts(vr: Verifier, body: Mapping[str, Any]) -> None:
     )
     weights = [measured.get(t, 0) for t in vr.trainers]  # nothing for a dropped trainer
     vr.expect(
-        body["contribution_weights"] == weights,
+        rec.contribution_weights == weights,
         "weights",
         "the contribution weights are not those of the published Shapley values",
     )
@@ -74,12 +76,7 @@ def on_payouts(vr: Verifier, body: Mapping[str, Any]) -> None:
         weights,
         len(vr.validators),
     )
-    paid = (
-        body["trainers_wei"],
-        body["validators_wei"],
-        body["aggregator_wei"],
-        body["refund_wei"],
-    )
+    paid = (rec.trainers_wei, rec.validators_wei, rec.aggregator_wei, rec.refund_wei)
     expected = (
         list(payouts.trainers),
         list(payouts.validators),
@@ -87,7 +84,7 @@ def on_payouts(vr: Verifier, body: Mapping[str, Any]) -> None:
         payouts.refund,
     )
     vr.expect(paid == expected, "payouts", "the split does not recompute")
-    _settlement(vr, body, deposit, weights)
+    _settlement(vr, rec, weights)
     aggregator = next(p for p, (role, _) in vr.participants.items() if role == "aggregator")
     vr.report.payouts_wei = {
         **dict(zip(vr.trainers, payouts.trainers, strict=True)),
@@ -97,18 +94,11 @@ def on_payouts(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.report.refund_wei = payouts.refund
 
 
-def _settlement(vr: Verifier, body: Mapping[str, Any], deposit: int, weights: list[int]) -> None:
+def _settlement(vr: Verifier, rec: records.Payouts, weights: list[int]) -> None:
     """The final record's binding to the settlement: seats, key, chain (format 4)."""
     assert vr.key is not None
-    seats = body.get("seats")
-    vr.require(
-        isinstance(seats, dict)
-        and set(seats) == {"trainers", "validators"}
-        and all(isinstance(v, list) and all(isinstance(a, str) for a in v) for v in seats.values()),
-        "format",
-        "the final record has no seats",
-    )
-    assert isinstance(seats, dict)
+    seats = rec.seats
+    vr.require(set(seats) == {"trainers", "validators"}, "format", "the final record has no seats")
     declared = {pid: address for pid, (_, address) in vr.participants.items()}
     trainers = [declared.get(t, "") for t in vr.trainers]
     validators = [declared.get(v, "") for v in vr.validators]
@@ -120,11 +110,11 @@ def _settlement(vr: Verifier, body: Mapping[str, Any], deposit: int, weights: li
     )
     fingerprint = key_fingerprint(vr.key).hex()
     vr.expect(
-        body.get("key_fingerprint") == fingerprint,
+        rec.key_fingerprint == fingerprint,
         "final record",
         "it names another Paillier key fingerprint than the header's key",
     )
-    chain = body.get("chain")
+    chain = rec.chain
     vr.require(chain is None or _is_binding(chain), "format", "malformed chain binding")
     requirements = chain["requirements"] if chain is not None else None
     try:
@@ -138,16 +128,16 @@ def _settlement(vr: Verifier, body: Mapping[str, Any], deposit: int, weights: li
         aggregator=role_of.get("aggregator", ""),
         key_fingerprint=fingerprint,
         spec_hash=committed.hex(),
-        deposit_wei=deposit,
+        deposit_wei=rec.deposit_wei,
         trainers=tuple(trainers),
         validators=tuple(validators),
-        initial_metric=int(body["initial_metric"]),
-        final_metric=int(body["final_metric"]),
+        initial_metric=rec.initial_metric,
+        final_metric=rec.final_metric,
         contributions=tuple(weights),
         chain_id=None if chain is None else chain["chain_id"],
         contract=None if chain is None else chain["contract"],
         request_id=None if chain is None else chain["request_id"],
-        deadline=None if vr.deadline_stop is None else int(vr.deadline_stop["deadline"]),
+        deadline=None if vr.deadline_stop is None else vr.deadline_stop.deadline,
         published={k: scale_metric(v) for k, v in vr.report.metrics.items()},
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from deltaml.evidence.published import is_evaluated, last_round
+from deltaml.protocol import records
 from deltaml.protocol.messages import TrainingSpec
 from deltaml.roles.aggregator import Aggregator, Checkpoint
 from deltaml.services.aggregator.core import ServiceCore
@@ -70,15 +71,16 @@ def stop_for_deadline(
     deadline = core.deadline_of(rid, core.request_row(rid).chain_request_id)
     if now + needed <= deadline:
         return
-    body = {
-        "round": k,
-        "deadline": deadline,
-        "at": int(now),
-        "round_seconds": round(per_round, 3),
-        "margin_seconds": margin,
-        "next_evaluated_round": following,
-    }
-    aggregator.evidence.own("DeadlineStop", body)
+    stop = records.DeadlineStop(
+        round=k,
+        deadline=deadline,
+        at=int(now),
+        round_seconds=round(per_round, 3),
+        margin_seconds=margin,
+        next_evaluated_round=following,
+    )
+    aggregator.evidence.record(stop)
+    body = stop.to_body()
     cp.transcript_head = aggregator.evidence.head
     cp.transcript_count = aggregator.evidence.writer.count
     core.save_checkpoint(rid, cp)
