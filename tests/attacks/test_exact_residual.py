@@ -132,8 +132,8 @@ def test_the_buyer_solves_once_per_request() -> None:
     """An aggregator cannot use the buyer as a decryption oracle by asking again (say,
     with trainers it asked a second time under another mask)."""
     from deltaml.errors import ProtocolError
+    from deltaml.protocol.exact_messages import ExactSolveRequest
     from deltaml.roles.exact import key_holder
-    from deltaml.roles.exact_messages import ExactSolveRequest
     from deltaml.transport import RecordingTransport
 
     held: dict[str, Any] = {}
@@ -156,7 +156,7 @@ def test_the_buyer_solves_once_per_request() -> None:
 def test_a_trainer_answers_once_per_set_up() -> None:
     """An aggregator that asks a trainer again (under another mask, say) gets nothing."""
     from deltaml.errors import ProtocolError
-    from deltaml.roles.exact_messages import ExactRequest
+    from deltaml.protocol.exact_messages import ExactRequest
     from deltaml.transport import RecordingTransport
 
     held: dict[str, Any] = {}

@@ -12,10 +12,10 @@ import pytest
 from deltaml.evidence.transcript import read_records
 from deltaml.learning import exact_solve
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.protocol.exact_messages import ExactSolveRequest, ExactSystem
 from deltaml.protocol.records import EXACT_KINDS, RECORD_TYPES, Header
 from deltaml.protocol.spec import SpecError
 from deltaml.roles.exact import key_holder
-from deltaml.roles.exact_messages import ExactSolveRequest, ExactSystem
 from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
 from deltaml.transport import RecordingTransport
 

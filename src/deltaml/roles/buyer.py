@@ -37,9 +37,9 @@ from deltaml.learning.metrics import metric_remixer
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import sums_length
 from deltaml.protocol import messages as m
+from deltaml.protocol.exact_messages import ExactModel, ExactSolution, ExactSolveRequest
 from deltaml.roles import exact
 from deltaml.roles.evidence import message_body, sign_message
-from deltaml.roles.exact_messages import ExactModel, ExactSolution, ExactSolveRequest
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount

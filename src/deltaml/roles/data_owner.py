@@ -27,9 +27,9 @@ from deltaml.learning.metrics import (
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import local_sums
 from deltaml.protocol import messages as m
+from deltaml.protocol.exact_messages import ExactReply, ExactRequest
 from deltaml.roles import exact
 from deltaml.roles.evidence import sign_message
-from deltaml.roles.exact_messages import ExactReply, ExactRequest
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount

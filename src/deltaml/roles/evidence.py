@@ -47,10 +47,10 @@ from deltaml.evidence.signatures import (
     vector_ref,
 )
 from deltaml.evidence.transcript import TranscriptWriter
+from deltaml.protocol import exact_messages as xm
 from deltaml.protocol import messages as m
 from deltaml.protocol import records
 from deltaml.protocol.records import Record
-from deltaml.roles.exact_messages import EXACT_BODIES
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -145,6 +145,22 @@ def _contributions(msg: m.ContributionValues) -> records.Record:
     )
 
 
+def _system(msg: xm.ExactSystem) -> records.Record:
+    return records.ExactSystem(system=vector_ref(msg.system))
+
+
+def _exact_masked(msg: xm.ExactMasked) -> records.Record:
+    return records.ExactMasked(masked=vector_ref(msg.masked))
+
+
+def _check(msg: xm.ExactCheck) -> records.Record:
+    return records.ExactCheck(check=vector_ref(msg.check))
+
+
+def _solution(msg: xm.ExactSolution) -> records.Record:
+    return records.ExactSolution(solution=vector_ref(msg.solution), masked_sum=msg.masked_digest)
+
+
 _BODIES: dict[str, Callable[[Any], records.Record]] = {
     "EncryptedSums": _sums,
     "PublicStats": _stats,
@@ -156,7 +172,10 @@ _BODIES: dict[str, Callable[[Any], records.Record]] = {
     "Remix": _remix,
     "RemixColumns": _remix_columns,
     "ContributionValues": _contributions,
-    **EXACT_BODIES,
+    "ExactSystem": _system,
+    "ExactMasked": _exact_masked,
+    "ExactCheck": _check,
+    "ExactSolution": _solution,
 }
 
 #: The kinds of message a party signs.

@@ -55,8 +55,7 @@ from deltaml.learning.exact_solve import (
 from deltaml.learning.models import QuadraticTerms
 from deltaml.protocol import messages as m
 from deltaml.protocol import records
-from deltaml.roles.evidence import sign_message
-from deltaml.roles.exact_messages import (
+from deltaml.protocol.exact_messages import (
     ExactCheck,
     ExactMasked,
     ExactModel,
@@ -67,6 +66,7 @@ from deltaml.roles.exact_messages import (
     ExactSystem,
     ring_vector,
 )
+from deltaml.roles.evidence import sign_message
 
 if TYPE_CHECKING:
     from deltaml.roles.aggregator import Aggregator, TrainingRecord

@@ -63,10 +63,10 @@ from dataclasses import dataclass
 
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.errors import DeltaMLError, DeltaMLTypeError, DeltaMLValueError
+from deltaml.protocol import exact_messages as _exact_messages
 from deltaml.protocol import messages as _messages
 from deltaml.protocol.json_limits import MAX_JSON_DEPTH, check_json_depth
 from deltaml.protocol.messages import Message
-from deltaml.roles import exact_messages as _exact_messages
 from deltaml.services.wire_codecs import (
     _ENVELOPE,
     KnownKeys,
@@ -159,7 +159,7 @@ class _Schema:
 
 def _message_classes() -> dict[str, type[Message]]:
     """Every concrete ``Message`` subclass that :mod:`deltaml.protocol.messages` and
-    :mod:`deltaml.roles.exact_messages` (``solver: exact``) define."""
+    :mod:`deltaml.protocol.exact_messages` (``solver: exact``) define."""
     found: dict[str, type[Message]] = {}
     for module in (_messages, _exact_messages):
         for value in vars(module).values():

@@ -1,4 +1,4 @@
-"""The exact solve's messages (``solver: exact``; see :mod:`deltaml.roles.exact`).
+"""The exact solve's messages (``solver: exact``; the parties: :mod:`deltaml.roles.exact`).
 
 Their vectors hold **residues mod n** — the plaintext ring the exact solve works in
 (:mod:`deltaml.learning.exact_solve`) — not fixed-point numbers: exponent 0, bound 0
@@ -14,20 +14,30 @@ ExactCheck             trainer     its check part ``Enc([H_i c; cᵀg_i] + z'_i)
                                    only with the model
 ExactSolution          buyer       ``Enc(u)`` and the digest of the masked sum it solved
 =====================  ==========  ======================================================
+
+Their transcript records are :mod:`deltaml.protocol.records`' ``Exact*`` kinds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import gmpy2
 
 from deltaml.crypto import EncryptedVector, PublicKey
-from deltaml.evidence.signatures import vector_ref
-from deltaml.protocol import records
 from deltaml.protocol.messages import Message
+
+__all__ = [
+    "ExactCheck",
+    "ExactMasked",
+    "ExactModel",
+    "ExactReply",
+    "ExactRequest",
+    "ExactSolution",
+    "ExactSolveRequest",
+    "ExactSystem",
+    "ring_vector",
+]
 
 
 def ring_vector(public_key: PublicKey, ciphertexts: list[int] | tuple[int, ...]) -> EncryptedVector:
@@ -103,28 +113,3 @@ class ExactModel(Message):
     model: EncryptedVector
     trainers: tuple[str, ...]
     checks: tuple[ExactCheck, ...]
-
-
-def _system(msg: ExactSystem) -> records.Record:
-    return records.ExactSystem(system=vector_ref(msg.system))
-
-
-def _masked(msg: ExactMasked) -> records.Record:
-    return records.ExactMasked(masked=vector_ref(msg.masked))
-
-
-def _check(msg: ExactCheck) -> records.Record:
-    return records.ExactCheck(check=vector_ref(msg.check))
-
-
-def _solution(msg: ExactSolution) -> records.Record:
-    return records.ExactSolution(solution=vector_ref(msg.solution), masked_sum=msg.masked_digest)
-
-
-#: Evidence bodies of the exact solve's signed messages (see roles.evidence).
-EXACT_BODIES: dict[str, Callable[[Any], records.Record]] = {
-    "ExactSystem": _system,
-    "ExactMasked": _masked,
-    "ExactCheck": _check,
-    "ExactSolution": _solution,
-}
