@@ -42,9 +42,9 @@ from deltaml.marketplace import ChainSettlement, OnChainRequest
 from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.spec import FIELDS, check_field, check_solver
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
-from deltaml.roles.aggregator import RoundRecord, split_roles
+from deltaml.roles.aggregator import RoundRecord, TrainingRecord, split_roles
 from deltaml.roles.buyer import Seats
-from deltaml.simulation_exact import disclose_exact, payouts_by_party
+from deltaml.simulation_exact import disclose_exact
 from deltaml.simulation_multiclass import multiclass_test_metrics as multiclass_test_metrics
 from deltaml.simulation_multiclass import simulate_one_vs_rest
 from deltaml.transport import InMemoryTransport, Transport
@@ -138,26 +138,21 @@ class SimulationConfig:
 
 @dataclass
 class SimulationResult:
+    """A whole run: the aggregator's :class:`TrainingRecord` (who trained and validated,
+    rounds, public metrics, contributions, timings — read through the properties
+    below) and what the simulation adds (the buyer's model, test figures, the chain,
+    the verification)."""
+
     config: SimulationConfig
     model: str
     task: str
-    trainers: list[str]
-    validators: list[str]
-    rounds: list[RoundRecord]
-    refreshes: int
+    record: TrainingRecord
     seconds: float
-    setup_seconds: float
-    training_seconds: float
-    metric_seconds: float
-    contribution_seconds: float
     keygen_seconds: float
     objective_gap: float
     weights: np.ndarray
     coefficients: np.ndarray
     intercept: float
-    initial_metric: float | None = None
-    #: Shapley value per trainer (``trainers`` order), in validation-SSE units.
-    contributions: list[float] = field(default_factory=list)
     test: dict[str, float] = field(default_factory=dict)
     #: Why scikit-learn's default figure differs from the exact optimum's ("" if it does not).
     baseline_note: str = ""
@@ -166,10 +161,8 @@ class SimulationResult:
     #: Wei per party (trainers, validators, the aggregator) and back to the buyer.
     payouts_wei: dict[str, int] = field(default_factory=dict)
     refund_wei: int = 0
-    contribution_weights: list[int] = field(default_factory=list)
-    #: Path of the public transcript (``None``: kept in memory) and its last record's hash.
+    #: Path of the public transcript (``None``: kept in memory).
     transcript: str | None = None
-    transcript_head: str = ""
     #: The checks of ``deltaml verify`` on this run's transcript (``None``: not run).
     verification: VerificationReport | None = None
     verify_seconds: float = 0.0
@@ -181,6 +174,22 @@ class SimulationResult:
     classes: tuple[str, ...] | None = None
     #: More than two classes: one binary run per class (one-vs-rest), in class order.
     per_class: list[SimulationResult] = field(default_factory=list)
+
+    # The aggregator's record, as the run's own fields.
+    trainers = property(lambda self: self.record.trainers)
+    validators = property(lambda self: self.record.validators)
+    rounds = property(lambda self: self.record.rounds)
+    refreshes = property(lambda self: self.record.refreshes)
+    setup_seconds = property(lambda self: self.record.setup_seconds)
+    training_seconds = property(lambda self: self.record.training_seconds)
+    metric_seconds = property(lambda self: self.record.metric_seconds)
+    contribution_seconds = property(lambda self: self.record.contribution_seconds)
+    initial_metric = property(lambda self: self.record.initial_metric)
+    #: Shapley value per trainer (``trainers`` order), in validation-SSE units.
+    contributions = property(lambda self: self.record.contributions)
+    contribution_weights = property(lambda self: self.record.contribution_weights)
+    #: The transcript's last record's hash.
+    transcript_head = property(lambda self: self.record.transcript_head)
 
     def trained_model(self) -> TrainedModel:
         """The buyer's model as it downloads it (see :class:`deltaml.estimator.TrainedModel`)."""
@@ -417,28 +426,21 @@ def simulate_shares(
         config=config,
         model=model_name,
         task=task,
-        trainers=record.trainers,
-        validators=record.validators,
-        rounds=record.rounds,
-        refreshes=record.refreshes,
+        record=record,
         seconds=seconds,
-        setup_seconds=record.setup_seconds,
-        training_seconds=record.training_seconds,
-        metric_seconds=record.metric_seconds,
-        contribution_seconds=record.contribution_seconds,
         keygen_seconds=keygen_seconds,
         objective_gap=gap,
         weights=buyer.weights,
         coefficients=coef,
         intercept=intercept,
-        initial_metric=record.initial_metric,
-        contributions=record.contributions,
         addresses=addresses,
-        payouts_wei=payouts_by_party(record, aggregator.party_id),
+        payouts_wei=(
+            record.payouts.by_party(record.trainers, record.validators, aggregator.party_id)
+            if record.payouts
+            else {}
+        ),
         refund_wei=record.payouts.refund if record.payouts else 0,
-        contribution_weights=record.contribution_weights,
         transcript=config.transcript,
-        transcript_head=record.transcript_head,
         verification=verification,
         verify_seconds=verify_seconds,
         settlement=settlement,

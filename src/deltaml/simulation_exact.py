@@ -3,7 +3,7 @@
 The run itself goes through the roles like the iterative protocol
 (:mod:`deltaml.roles.exact`); this module holds what the simulation adds: the buyer's
 disclosure of its model into the transcript (what a dispute does, so that verification
-checks ``H·w = g``) and the payouts of a run that has none yet.
+checks ``H·w = g``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from deltaml.roles.exact import key_holder, residuals
 
 if TYPE_CHECKING:
     from deltaml.roles import Aggregator, ModelBuyer
-    from deltaml.roles.aggregator import TrainingRecord
 
 
 def disclose_exact(aggregator: Aggregator, buyer: ModelBuyer, writer: TranscriptWriter) -> None:
@@ -25,14 +24,3 @@ def disclose_exact(aggregator: Aggregator, buyer: ModelBuyer, writer: Transcript
     model_residual, solve_residual = residuals(aggregator, w, u)
     body, signature = holder.disclose(model_residual, solve_residual)
     writer.append(party=buyer.party_id, signer=buyer.address, body=body, signature=signature)
-
-
-def payouts_by_party(record: TrainingRecord, aggregator_id: str) -> dict[str, int]:
-    """Wei per party by the payment rule (none yet for the exact route: no settlement)."""
-    if record.payouts is None:
-        return {}
-    return {
-        **dict(zip(record.trainers, record.payouts.trainers, strict=True)),
-        **dict(zip(record.validators, record.payouts.validators, strict=True)),
-        aggregator_id: record.payouts.aggregator,
-    }

@@ -65,21 +65,25 @@ def simulate_one_vs_rest(
         for pid, wei in r.payouts_wei.items():
             payouts[pid] = payouts.get(pid, 0) + wei
         contributions += np.array(r.contributions or [0.0] * len(first.trainers))
-    result = dataclasses.replace(
-        first,
-        config=config,
-        coefficients=np.vstack([r.coefficients for r in runs]),
-        intercept=np.array([r.intercept for r in runs]),  # type: ignore[arg-type]
-        weights=np.vstack([r.weights for r in runs]),
-        seconds=sum(r.seconds for r in runs),
+    record = dataclasses.replace(
+        first.record,
         setup_seconds=sum(r.setup_seconds for r in runs),
         training_seconds=sum(r.training_seconds for r in runs),
         metric_seconds=sum(r.metric_seconds for r in runs),
         contribution_seconds=sum(r.contribution_seconds for r in runs),
+        contributions=[float(c) for c in contributions] if first.contributions else [],
+    )
+    result = dataclasses.replace(
+        first,
+        config=config,
+        record=record,
+        coefficients=np.vstack([r.coefficients for r in runs]),
+        intercept=np.array([r.intercept for r in runs]),  # type: ignore[arg-type]
+        weights=np.vstack([r.weights for r in runs]),
+        seconds=sum(r.seconds for r in runs),
         keygen_seconds=sum(r.keygen_seconds for r in runs),
         verify_seconds=sum(r.verify_seconds for r in runs),
         objective_gap=max(r.objective_gap for r in runs),
-        contributions=[float(c) for c in contributions] if first.contributions else [],
         payouts_wei=payouts,
         refund_wei=sum(r.refund_wei for r in runs),
         verification=failed[0] if failed else runs[-1].verification,

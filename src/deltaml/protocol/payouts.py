@@ -51,6 +51,16 @@ class Payouts:
     def total(self) -> int:
         return sum(self.trainers) + sum(self.validators) + self.aggregator + self.refund
 
+    def by_party(
+        self, trainers: Sequence[str], validators: Sequence[str], aggregator: str
+    ) -> dict[str, int]:
+        """Wei per party id: the trainers and validators in seat order, and the aggregator."""
+        return {
+            **dict(zip(trainers, self.trainers, strict=True)),
+            **dict(zip(validators, self.validators, strict=True)),
+            aggregator: self.aggregator,
+        }
+
 
 def scale_metric(value: float) -> int:
     """Scale a non-negative metric (e.g. an MSE) to the integer posted on chain."""

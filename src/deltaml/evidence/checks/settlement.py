@@ -86,11 +86,7 @@ def on_payouts(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.expect(paid == expected, "payouts", "the split does not recompute")
     _settlement(vr, rec, weights)
     aggregator = next(p for p, (role, _) in vr.participants.items() if role == "aggregator")
-    vr.report.payouts_wei = {
-        **dict(zip(vr.trainers, payouts.trainers, strict=True)),
-        **dict(zip(vr.validators, payouts.validators, strict=True)),
-        aggregator: payouts.aggregator,
-    }
+    vr.report.payouts_wei = payouts.by_party(vr.trainers, vr.validators, aggregator)
     vr.report.refund_wei = payouts.refund
 
 

@@ -383,9 +383,8 @@ def result_summary(
             dict(zip(trainers, record.contributions, strict=True)) if record.contributions else {}
         ),
         "payouts_wei": {
-            **{t: str(p) for t, p in zip(trainers, payouts.trainers, strict=True)},
-            **{v: str(p) for v, p in zip(validators, payouts.validators, strict=True)},
-            aggregator: str(payouts.aggregator),
+            party: str(wei)
+            for party, wei in payouts.by_party(trainers, validators, aggregator).items()
         },
         "refund_wei": str(payouts.refund),
         "transcript_head": record.transcript_head,
