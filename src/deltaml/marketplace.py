@@ -215,9 +215,7 @@ class OnChainRequest:
                 withdrawn[party] = int(self._tx(party, "withdraw", rid))  # type: ignore[call-overload]
         if evidence_verified:
             paid = {
-                **dict(zip(trainers, expected.trainers, strict=True)),
-                **dict(zip(validators, expected.validators, strict=True)),
-                "aggregator": expected.aggregator,
+                **expected.by_party(trainers, validators, "aggregator"),
                 "buyer": expected.refund,
             }
             mismatched = {p for p in paid if paid[p] != withdrawn.get(p, 0)}
