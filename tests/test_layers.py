@@ -85,3 +85,16 @@ def test_the_check_sees_an_upward_import() -> None:
     assert _upward_imports(text, "crypto/vector.py") == [
         "crypto/vector.py:5 imports deltaml.services"
     ]
+
+
+#: The most lines a module of the package may have (issue 11: a newcomer reads each).
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in MODULES
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"split these modules (over {MAX_MODULE_LINES} lines): {long}"
