@@ -190,18 +190,11 @@ class OnChainRequest:
         result; then every payee withdraws."""
         t0 = time.perf_counter()
         rid = self.request_id
-        for round_, value in sorted(metrics.items()):
-            if round_ > 0:
-                self._tx("aggregator", "post_metric", rid, round_, value, evidence_hash)
-        self._tx(
-            "aggregator",
-            "finish",
-            rid,
-            initial_metric,
-            final_metric,
-            list(contribution_weights),
-            evidence_hash,
+        receipts = self._ledgers["aggregator"].post_result(
+            rid, metrics, initial_metric, final_metric, list(contribution_weights), evidence_hash
         )
+        self.transactions += len(receipts)
+        self.gas_used += sum(r.gas_used for r in receipts)
         withdrawn: dict[str, int] = {}
         if evidence_verified:
             for party in ["buyer", *trainers, *validators]:

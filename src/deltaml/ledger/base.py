@@ -309,6 +309,38 @@ class Ledger(ABC):
         the metrics and ``contributions``, one weight per trainer in seat order).
         ``seats``: the request's seats, if :meth:`start` was not called here."""
 
+    def post_result(
+        self,
+        request_id: int,
+        metrics: Mapping[int, int],
+        initial_metric: int,
+        final_metric: int,
+        contributions: Sequence[int],
+        evidence_hash: bytes,
+        *,
+        seats: SeatBook | None = None,
+    ) -> list[Receipt]:
+        """The end of a training, as its aggregator: the evaluated rounds' scaled
+        metrics (``metrics``, by round) the chain does not hold yet, in round order,
+        then :meth:`finish`. After a restart, what was posted is not posted again."""
+        posted = self.request(request_id).last_round
+        receipts = [
+            self.post_metric(request_id, k, value, evidence_hash)
+            for k, value in sorted(metrics.items())
+            if k > posted
+        ]
+        receipts.append(
+            self.finish(
+                request_id,
+                initial_metric,
+                final_metric,
+                contributions,
+                evidence_hash,
+                seats=seats,
+            )
+        )
+        return receipts
+
     @abstractmethod
     def abort(self, request_id: int) -> Receipt:
         """Give up on an unfinished request; its buyer may reclaim at once."""

@@ -334,17 +334,13 @@ class TrainingRunner:
         assert record.initial_metric is not None
         final_metric = record.rounds[-1].metric
         assert final_metric is not None
-        evidence = bytes.fromhex(record.transcript_head)
-        posted = self.ledger.request(cid).last_round
-        for rec in record.rounds:
-            if rec.metric is not None and rec.round > posted:
-                self.ledger.post_metric(cid, rec.round, scale_metric(rec.metric), evidence)
-        self.ledger.finish(
+        self.ledger.post_result(
             cid,
+            {k: scale_metric(value) for k, value in record.metrics.items()},
             scale_metric(record.initial_metric),
             scale_metric(final_metric),
             list(record.contribution_weights),
-            evidence,
+            bytes.fromhex(record.transcript_head),
             seats=seats,
         )
 
