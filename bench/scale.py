@@ -4,7 +4,9 @@ One simulated run per size (``make_synthetic``, seed 0: ``--rows`` rows and
 ``--features`` features per owner, an extra owner's rows as the test set; linear
 regression, ``--rounds`` rounds, the metric on the initial and the last model,
 contributions on), printing the wall time of training, metrics and contributions
-and the growth exponent ``log(t₂/t₁) / log(n₂/n₁)`` between consecutive sizes.
+and the growth exponent ``log(t₂/t₁) / log(n₂/n₁)`` between consecutive sizes, then
+each phase's CPU split between the central parties (aggregator and buyer) and the
+owners (their time answering, counted per party by the in-process transport).
 Transcript verification and the chain are off (they are measured elsewhere); the
 contributions are exact Shapley values in closed form at every size.
 
@@ -52,6 +54,9 @@ class SizeResult:
     #: 2·(m + 1)·H² for the contribution columns, the costs that grow fastest.
     mix_products_per_evaluation: int
     mix_products_contributions: int
+    #: CPU seconds by phase: ``{"central": …, "owners": …}`` (aggregator and buyer
+    #: against the owners; see ``TrainingRecord.cpu``).
+    cpu: dict[str, dict[str, float]]
 
 
 def run_size(owners: int, args: argparse.Namespace) -> SizeResult:
@@ -91,6 +96,7 @@ def run_size(owners: int, args: argparse.Namespace) -> SizeResult:
         shapley_method="exact (closed form)",
         mix_products_per_evaluation=2 * height**2,
         mix_products_contributions=2 * (len(result.trainers) + 1) * height**2,
+        cpu=result.record.cpu,
     )
 
 
@@ -114,6 +120,30 @@ def table(results: Sequence[SizeResult]) -> str:
         rows.append(cells)
     head = ["owners (trainers + validators)", "training", "metrics (2 evaluations)"]
     return format_table([*head, "contributions", "whole run"], rows)
+
+
+CPU_PHASES = ("setup", "training", "metrics", "contributions")
+
+
+def cpu_table(results: Sequence[SizeResult]) -> str:
+    """Each phase's CPU, central (aggregator + buyer) / owners, and the central total's
+    growth exponent from the previous size."""
+    rows = []
+    for i, r in enumerate(results):
+        cells = [str(r.owners)]
+        for phase in CPU_PHASES:
+            split = r.cpu.get(phase, {"central": 0.0, "owners": 0.0})
+            cells.append(f"{split['central']:.1f} / {split['owners']:.1f} s")
+        central = sum(s["central"] for s in r.cpu.values())
+        cell = f"{central:.1f} s"
+        if i > 0:
+            before = sum(s["central"] for s in results[i - 1].cpu.values())
+            if before > 0 and central > 0:
+                grow = math.log(central / before) / math.log(r.owners / results[i - 1].owners)
+                cell += f" (^{grow:.2f})"
+        rows.append([*cells, cell])
+    head = ["owners", *(f"{p} central / owners" for p in CPU_PHASES), "central CPU, all"]
+    return format_table(head, rows)
 
 
 def mix_table(results: Sequence[SizeResult]) -> str:
@@ -185,6 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "exponent in brackets: growth from the previous size"
     )
     print(table(results))
+    print()
+    print("CPU seconds, central (aggregator and buyer) / owners:")
+    print(cpu_table(results))
     print()
     print(mix_table(results))
     return 0

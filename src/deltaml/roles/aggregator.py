@@ -117,22 +117,21 @@ class Aggregator(AggregatorPhases):
         record, ev = cp.record, self.evidence
         r0 = time.perf_counter()
         forced = False
-        while True:
-            try:
-                states, total, refreshed = self._round(k, cp, spec.base_exponent, forced)
-                break
-            except PartyTimeout as silent:
-                self._drop(k, silent, cp, spec)
-                # The states carry over; a refresh re-bases them all before the retry.
-                forced = True
+        with self.clock.phase(record, "training"):
+            while True:
+                try:
+                    states, total, refreshed = self._round(k, cp, spec.base_exponent, forced)
+                    break
+                except PartyTimeout as silent:
+                    self._drop(k, silent, cp, spec)
+                    # The states carry over; a refresh re-bases them all before the retry.
+                    forced = True
         if k == 1:
             cp.first_updates = dict(states)
         rec = RoundRecord(k, 0.0, refreshed)
-        record.training_seconds += time.perf_counter() - r0
         if is_evaluated(k, spec.rounds, spec.eval_every):
-            e0 = time.perf_counter()
-            rec.metric = self._evaluate(k, total, record.validators, spec)
-            record.metric_seconds += time.perf_counter() - e0
+            with self.clock.phase(record, "metrics"):
+                rec.metric = self._evaluate(k, total, record.validators, spec)
         rec.seconds = time.perf_counter() - r0
         record.rounds.append(rec)
         cp.round, cp.states, cp.total = k, states, total
@@ -144,14 +143,13 @@ class Aggregator(AggregatorPhases):
         """Each trainer's Shapley value from its round-one update, into the record."""
         record = cp.record
         active = record.active
-        c0 = time.perf_counter()
-        values = self._contributions(
-            [cp.first_updates[t] for t in active], record.validators, spec.precision_bits
-        )
+        with self.clock.phase(record, "contributions"):
+            values = self._contributions(
+                [cp.first_updates[t] for t in active], record.validators, spec.precision_bits
+            )
         # A dropped trainer's model is not in the result: it is measured as nothing.
         by_trainer = dict(zip(active, values, strict=True))
         record.contributions = [by_trainer.get(t, 0.0) for t in record.trainers]
-        record.contribution_seconds = time.perf_counter() - c0
 
     def _round(
         self, k: int, cp: Checkpoint, base_exponent: int, force_refresh: bool
@@ -184,7 +182,6 @@ class Aggregator(AggregatorPhases):
         include_target: bool,
     ) -> Checkpoint:
         """Roles, standardization, the owners' set-up and the initial model's metric."""
-        t0 = time.perf_counter()
         trainers, validators = split_roles(self.owner_ids, spec.trainer_fraction, spec.split_seed)
         record = TrainingRecord(trainers, validators, spec.split_seed)
         log.info(
@@ -193,44 +190,43 @@ class Aggregator(AggregatorPhases):
             len(validators),
             spec.split_seed,
         )
-        ev = self._ev = self._recorder(public_key)
-        ev.record(self._header(spec, public_key, trainers, validators, n_features))
+        with self.clock.phase(record, "setup"):
+            ev = self._ev = self._recorder(public_key)
+            ev.record(self._header(spec, public_key, trainers, validators, n_features))
 
-        stats = self._standardize(public_key, spec.base_exponent, n_features, include_target)
-        setups = self.transport.request_all(
-            [
-                (
-                    oid,
-                    m.Setup(
-                        "trainer" if oid in trainers else "validator",
-                        spec,
-                        stats,
-                        public_key,
-                        len(trainers),
-                        initial_model,
-                    ),
-                )
-                for oid in trainers + validators
-            ]
-        )
-        growth = max(_expect(r, m.SetupDone).growth_bits for r in setups[: len(trainers)])
-        metric_growth = _metric_growth(spec.precision_bits, len(validators), n_features)
-        next_growth = growth + max(len(trainers), 1).bit_length() + metric_growth
+            stats = self._standardize(public_key, spec.base_exponent, n_features, include_target)
+            setups = self.transport.request_all(
+                [
+                    (
+                        oid,
+                        m.Setup(
+                            "trainer" if oid in trainers else "validator",
+                            spec,
+                            stats,
+                            public_key,
+                            len(trainers),
+                            initial_model,
+                        ),
+                    )
+                    for oid in trainers + validators
+                ]
+            )
+            growth = max(_expect(r, m.SetupDone).growth_bits for r in setups[: len(trainers)])
+            metric_growth = _metric_growth(spec.precision_bits, len(validators), n_features)
+            next_growth = growth + max(len(trainers), 1).bit_length() + metric_growth
 
-        states = {oid: initial_model for oid in trainers}
-        total = initial_model.mul_int(len(trainers))
-        ev.record(
-            records.InitialTotal(
-                model=vector_ref(initial_model),
-                multiplier=len(trainers),
-                total=vector_ref(total),
-            ),
-            public=[initial_model, total],
-        )
-        record.setup_seconds = time.perf_counter() - t0
-        e0 = time.perf_counter()
-        record.initial_metric = self._evaluate(0, total, validators, spec)
-        record.metric_seconds += time.perf_counter() - e0
+            states = {oid: initial_model for oid in trainers}
+            total = initial_model.mul_int(len(trainers))
+            ev.record(
+                records.InitialTotal(
+                    model=vector_ref(initial_model),
+                    multiplier=len(trainers),
+                    total=vector_ref(total),
+                ),
+                public=[initial_model, total],
+            )
+        with self.clock.phase(record, "metrics"):
+            record.initial_metric = self._evaluate(0, total, validators, spec)
         return Checkpoint(
             round=0,
             record=record,

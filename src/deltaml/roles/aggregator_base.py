@@ -23,7 +23,7 @@ from deltaml.protocol import messages as m
 from deltaml.protocol import records
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles.evidence import EvidenceRecorder
-from deltaml.roles.training_state import Checkpoint
+from deltaml.roles.training_state import Checkpoint, PhaseClock
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -59,6 +59,8 @@ class AggregatorBase:
         self.transcript = transcript
         self.rotation_openings: dict[str, tuple[int, bytes]] = {}
         self._ev: EvidenceRecorder | None = None
+        #: Wall and CPU time of each phase, into the training's record.
+        self.clock = PhaseClock(transport.cpu_seconds, buyer_id)
 
     @property
     def address(self) -> str:

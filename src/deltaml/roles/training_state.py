@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from deltaml.crypto import EncryptedVector
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.protocol import messages as m
 from deltaml.protocol.rules import Payouts
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,11 @@ class TrainingRecord:
     transcript_head: str = ""
     #: Trainers dropped for not answering (their states left the sum; they earn nothing).
     dropped: list[str] = field(default_factory=list)
+    #: CPU seconds by phase (``setup``, ``training``, ``metrics``, ``contributions``),
+    #: ``{"central": …, "owners": …}``, when the owners run in this process (a
+    #: simulation): ``owners`` is their threads' time answering, ``central`` the rest of
+    #: the process's (the aggregator, the buyer, the randomizer pools).
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def active(self) -> list[str]:
@@ -72,6 +76,44 @@ class TrainingRecord:
 
 
 ProgressCallback = Callable[[RoundRecord], None]
+
+#: The record's wall-time field of each phase.
+PHASE_SECONDS = {
+    "setup": "setup_seconds",
+    "training": "training_seconds",
+    "metrics": "metric_seconds",
+    "contributions": "contribution_seconds",
+}
+
+
+class PhaseClock:
+    """Wall and CPU time of the phases of a training, added to its record.
+
+    ``owners_cpu`` gives each party's CPU seconds so far when the parties run in this
+    process (:meth:`deltaml.transport.Transport.cpu_seconds`), else ``None``.
+    """
+
+    def __init__(self, owners_cpu: Callable[[], Mapping[str, float] | None], buyer_id: str) -> None:
+        self._cpu, self._buyer = owners_cpu, buyer_id
+
+    def _owners(self) -> float | None:
+        cpu = self._cpu()
+        return None if cpu is None else sum(v for k, v in cpu.items() if k != self._buyer)
+
+    @contextlib.contextmanager
+    def phase(self, record: TrainingRecord, name: str) -> Iterator[None]:
+        w0, c0, o0 = time.perf_counter(), time.process_time(), self._owners()
+        try:
+            yield
+        finally:
+            wall = time.perf_counter() - w0
+            setattr(record, PHASE_SECONDS[name], getattr(record, PHASE_SECONDS[name]) + wall)
+            o1 = self._owners()
+            if o0 is not None and o1 is not None:
+                owners = o1 - o0
+                split = record.cpu.setdefault(name, {"central": 0.0, "owners": 0.0})
+                split["central"] += max(time.process_time() - c0 - owners, 0.0)
+                split["owners"] += owners
 
 
 @dataclass

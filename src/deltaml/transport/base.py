@@ -9,7 +9,7 @@ replies; in memory the call goes straight to the party's ``handle``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from deltaml.errors import PartyTimeout
@@ -39,3 +39,8 @@ class Transport(ABC):
         Implementations may run them concurrently; the default runs them in turn.
         """
         return [self.request(party_id, message) for party_id, message in requests]
+
+    def cpu_seconds(self) -> Mapping[str, float] | None:
+        """CPU seconds each party has spent answering, when the parties run in this
+        process (``None``: they run elsewhere, on their own machines)."""
+        return None
