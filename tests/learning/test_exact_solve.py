@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from deltaml.crypto.paillier import generate_keypair
+from deltaml.errors import DeltaMLValueError
 from deltaml.learning.baseline import exact_optimum, relative_gap, training_objective
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.learning.exact_run import prepare, train
 from deltaml.learning.exact_solve import (
     ExactBuyer,
     Mask,
@@ -21,6 +23,7 @@ from deltaml.learning.exact_solve import (
     precision_for,
     rational_reconstruction,
     residual,
+    split_masked,
     sum_systems,
     unmask,
 )
@@ -147,3 +150,36 @@ def test_simulation_option_is_refused_where_it_does_not_run_yet() -> None:
         SimulationConfig(solver="exact")
     with pytest.raises(DeltaMLValueError, match="--solver"):
         SimulationConfig(solver="newton", chain=False)
+
+
+def test_several_models_are_solved_together(keys) -> None:
+    """``H W = G`` with one column of ``G`` per model (a ``K``-class model): each column
+    equals its own one-column solve exactly, the residual is zero, and a wrong entry
+    fails both the residual and the buyer's check."""
+    public, private = keys
+    _, _, _, _, terms = _diabetes(1)
+    rng = np.random.default_rng(0)
+    columns = [[t.linear, rng.normal(size=len(t.linear)) * 0.1, -t.linear] for t in terms]
+    wide = [
+        type(t)(t.hessian, np.column_stack(cols), t.constant)
+        for t, cols in zip(terms, columns, strict=True)
+    ]
+    weights, total, w_mod = exact_solve(wide, public, ExactBuyer(public, private))
+    assert weights.shape == (len(terms[0].linear), 3) and total.columns == 3
+    for k in range(3):
+        alone = [
+            type(t)(t.hessian, cols[k], t.constant) for t, cols in zip(terms, columns, strict=True)
+        ]
+        single, _, _ = exact_solve(alone, public, ExactBuyer(public, private))
+        assert np.array_equal(weights[:, k], single)
+    assert all(private.raw_decrypt(c) == 0 for c in residual(total, w_mod, public))
+    wrong = list(w_mod)
+    wrong[4] = (wrong[4] + 1) % public.n  # row 1, column 1
+    assert any(private.raw_decrypt(c) != 0 for c in residual(total, wrong, public))
+    # The buyer's own check (the summed check part of the same run) refuses it too.
+    prep = prepare(public, len(terms[0].linear), len(wide), columns=3)
+    out = train(wide, public, ExactBuyer(public, private), prep)
+    _, check_part = split_masked(out.masked_sum, out.total.size, 3)
+    encrypted = [int(public.raw_encrypt(v)) for v in wrong]
+    with pytest.raises(DeltaMLValueError, match="fails its check"):
+        ExactBuyer(public, private).final_weights(encrypted, check_part, 3)

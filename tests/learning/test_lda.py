@@ -39,12 +39,9 @@ def _fit(x: np.ndarray, y: np.ndarray, keys: Any) -> tuple[np.ndarray, np.ndarra
     parts = np.array_split(np.arange(len(x)), OWNERS)
     total = sum(lda.class_sums(x[p], y[p], 3, stats) for p in parts)
     counts, means = lda.class_means(np.asarray(total))
-    per_owner = [lda.owner_terms(x[p], y[p], means, len(x), stats) for p in parts]
-    solutions = [
-        exact_solve([terms[k] for terms in per_owner], public, ExactBuyer(public, private))[0]
-        for k in range(3)
-    ]
-    w, b = lda.discriminants(solutions, counts, means)
+    terms = [lda.owner_terms(x[p], y[p], means, len(x), stats) for p in parts]
+    solution, _, _ = exact_solve(terms, public, ExactBuyer(public, private))  # 3 columns
+    w, b = lda.discriminants(solution, counts, means)
     return lda.raw_discriminants(w, b, stats)
 
 

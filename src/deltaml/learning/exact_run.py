@@ -23,6 +23,7 @@ from deltaml.learning.exact_solve import (
     ExactBuyer,
     Mask,
     TrainerMask,
+    columns_of,
     draw_factors,
     encrypt_system,
     masked_length,
@@ -45,6 +46,8 @@ class Preparation:
     """What the parties compute before the data is needed (the mask stays the aggregator's)."""
 
     precision_bits: int
+    #: Models solved together (the columns of ``G``).
+    columns: int
     mask: Mask = field(repr=False)
     trainer_masks: tuple[TrainerMask, ...] = field(repr=False)
     trainer_factors: tuple[tuple[gmpy2.mpz, ...], ...] = field(repr=False)
@@ -57,17 +60,19 @@ def prepare(
     trainers: int,
     precision_bits: int | None = None,
     mask: Mask | None = None,
+    columns: int = 1,
 ) -> Preparation:
     mask = mask or random_mask(public_key, d)
     check = random_check(public_key, d)
-    shares = zero_sum_shares(public_key, trainers, masked_length(d))
-    per_trainer = system_factor_count(d) + masked_length(d)
+    shares = zero_sum_shares(public_key, trainers, masked_length(d, columns))
+    per_trainer = system_factor_count(d, columns) + masked_length(d, columns)
     return Preparation(
         precision_bits or precision_for(public_key.key_bits, d),
+        columns,
         mask,
         tuple(TrainerMask(mask, check, share) for share in shares),
         tuple(tuple(draw_factors(public_key, per_trainer)) for _ in range(trainers)),
-        tuple(draw_factors(public_key, d)),
+        tuple(draw_factors(public_key, d * columns)),
     )
 
 
@@ -82,8 +87,8 @@ class TrainerJob:
 
 def trainer_messages(job: TrainerJob) -> tuple[EncryptedSystem, tuple[int, ...]]:
     """One trainer's two messages: its ``Enc(H_i), Enc(g_i)`` and its masked vector."""
-    d = len(job.terms.linear)
-    split = system_factor_count(d)
+    d = len(job.terms.hessian)
+    split = system_factor_count(d, columns_of(job.terms))
     system = encrypt_system(job.terms, job.public_key, job.precision_bits, job.factors[:split])
     masked = trainer_masked_system(
         job.terms, job.public_key, job.precision_bits, job.mask, job.factors[split:]
@@ -117,8 +122,8 @@ def train(
     messages = [trainer_messages(job) for job in jobs]
     total = sum_systems([s for s, _ in messages], public_key)
     masked_sum = sum_ciphertexts([v for _, v in messages], public_key)
-    solve_part, check_part = split_masked(masked_sum, total.size)
+    solve_part, check_part = split_masked(masked_sum, total.size, prep.columns)
     enc_u = buyer.solve_masked(solve_part)
     enc_w = unmask(enc_u, prep.mask, public_key, prep.unmask_factors)
-    weights, w_mod = buyer.final_weights(enc_w, check_part)
+    weights, w_mod = buyer.final_weights(enc_w, check_part, prep.columns)
     return ExactOutcome(weights, total, w_mod, masked_sum, enc_u, enc_w)

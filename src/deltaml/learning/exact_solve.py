@@ -73,7 +73,11 @@ def precision_for(key_bits: int, d: int) -> int:
 
 @dataclass(frozen=True)
 class EncryptedSystem:
-    """``Enc(H)`` (``d × d``) and ``Enc(g)`` as raw ciphertexts, at precision ``2^-p``."""
+    """``Enc(H)`` (``d × d``) and ``Enc(G)`` as raw ciphertexts, at precision ``2^-p``.
+
+    ``G`` has one column per model solved together (``H W = G``; one for a regression,
+    ``K`` for a ``K``-class model), row-major in ``linear``.
+    """
 
     hessian: tuple[tuple[int, ...], ...]
     linear: tuple[int, ...]
@@ -81,20 +85,33 @@ class EncryptedSystem:
 
     @property
     def size(self) -> int:
-        return len(self.linear)
+        return len(self.hessian)
+
+    @property
+    def columns(self) -> int:
+        return len(self.linear) // max(len(self.hessian), 1)
 
 
 def _encode(x: float, p: int) -> int:
     return round(x * (1 << p))
 
 
+def columns_of(terms: QuadraticTerms) -> int:
+    """How many models ``terms`` solves together: the columns of its ``linear`` part
+    (a vector: one; a ``d × K`` matrix: ``K``)."""
+    linear = np.asarray(terms.linear)
+    return 1 if linear.ndim == 1 else int(linear.shape[1])
+
+
 def system_integers(
     terms: QuadraticTerms, precision_bits: int
-) -> tuple[list[list[int]], list[int]]:
-    """``H_i`` and ``g_i`` as integers at precision ``2^-p`` (what a trainer encrypts)."""
-    d = len(terms.linear)
+) -> tuple[list[list[int]], list[list[int]]]:
+    """``H_i`` and ``G_i`` (``d × K``) as integers at precision ``2^-p`` (what a trainer
+    encrypts)."""
+    d = len(terms.hessian)
     h = [[_encode(terms.hessian[i, k], precision_bits) for k in range(d)] for i in range(d)]
-    return h, [_encode(v, precision_bits) for v in terms.linear]
+    rhs = np.asarray(terms.linear, dtype=np.float64).reshape(d, -1)
+    return h, [[_encode(v, precision_bits) for v in row] for row in rhs]
 
 
 def draw_factors(public_key: PublicKey, count: int) -> list[gmpy2.mpz]:
@@ -108,9 +125,9 @@ def _encrypt_with(public_key: PublicKey, value: int, factor: gmpy2.mpz) -> int:
     return int((1 + public_key.encode_signed(value) * public_key.n) % nsq * factor % nsq)
 
 
-def system_factor_count(d: int) -> int:
-    """Randomizers a trainer draws in advance: ``Enc(H_i)`` (upper triangle) and ``Enc(g_i)``."""
-    return d * (d + 1) // 2 + d
+def system_factor_count(d: int, columns: int = 1) -> int:
+    """Randomizers a trainer draws in advance: ``Enc(H_i)`` (upper triangle) and ``Enc(G_i)``."""
+    return d * (d + 1) // 2 + d * columns
 
 
 def encrypt_system(
@@ -125,9 +142,9 @@ def encrypt_system(
     randomizers drawn in advance; without them fresh ones are drawn here.
     """
     h, g = system_integers(terms, precision_bits)
-    d = len(g)
+    d, k = len(g), len(g[0])
     pool = iter(
-        factors if factors is not None else draw_factors(public_key, system_factor_count(d))
+        factors if factors is not None else draw_factors(public_key, system_factor_count(d, k))
     )
     upper = {
         (i, j): _encrypt_with(public_key, h[i][j], next(pool))
@@ -135,7 +152,7 @@ def encrypt_system(
         for j in range(i, d)
     }
     hessian = tuple(tuple(upper[min(i, j), max(i, j)] for j in range(d)) for i in range(d))
-    linear = tuple(_encrypt_with(public_key, v, next(pool)) for v in g)
+    linear = tuple(_encrypt_with(public_key, v, next(pool)) for row in g for v in row)
     return EncryptedSystem(hessian, linear, precision_bits)
 
 
@@ -149,7 +166,9 @@ def sum_systems(systems: Sequence[EncryptedSystem], public_key: PublicKey) -> En
         tuple(int(math.prod(s.hessian[i][j] for s in systems) % nsq) for j in range(d))
         for i in range(d)
     )
-    linear = tuple(int(math.prod(s.linear[i] for s in systems) % nsq) for i in range(d))
+    linear = tuple(
+        int(math.prod(column) % nsq) for column in zip(*(s.linear for s in systems), strict=True)
+    )
     return EncryptedSystem(hessian, linear, systems[0].precision_bits)
 
 
@@ -231,9 +250,10 @@ class TrainerMask:
     share: tuple[int, ...] = field(repr=False)
 
 
-def masked_length(d: int) -> int:
-    """``LHD`` (d², row-major), ``Lg`` (d), then the check part ``Hc`` (d) and ``cᵀg``."""
-    return d * d + 2 * d + 1
+def masked_length(d: int, columns: int = 1) -> int:
+    """``LHD`` (d², row-major), ``LG`` (``d × K``), then the check part ``Hc`` (d) and
+    ``cᵀG`` (``K``)."""
+    return d * d + d * columns + d + columns
 
 
 def random_check(public_key: PublicKey, d: int) -> tuple[int, ...]:
@@ -248,16 +268,17 @@ def zero_sum_shares(public_key: PublicKey, trainers: int, length: int) -> list[t
     return [tuple(v) for v in shares] + [tuple(last)]
 
 
-def masked_residues(h: list[list[int]], g: list[int], tm: TrainerMask, n: int) -> list[int]:
+def masked_residues(h: list[list[int]], g: list[list[int]], tm: TrainerMask, n: int) -> list[int]:
     """A trainer's masked vector in the clear (it knows ``H_i``, ``g_i`` and the mask):
     ``[L H_i D; L g_i; H_i c; cᵀg_i] + z_i mod n`` — integer products, no ciphertexts."""
-    d = len(g)
+    d, cols = len(g), range(len(g[0]))
     left, scale, c = tm.mask.matrix, tm.mask.scale, tm.check
     lh = [[sum(left[i][k] * h[k][j] for k in range(d)) for j in range(d)] for i in range(d)]
     lhd = [lh[i][j] * scale[j] for i in range(d) for j in range(d)]
-    lg = [sum(left[i][k] * g[k] for k in range(d)) for i in range(d)]
+    lg = [sum(left[i][k] * g[k][col] for k in range(d)) for i in range(d) for col in cols]
     checked = [sum(h[i][k] * c[k] for k in range(d)) for i in range(d)]
-    values = [*lhd, *lg, *checked, sum(ci * gi for ci, gi in zip(c, g, strict=True))]
+    cg = [sum(c[i] * g[i][col] for i in range(d)) for col in cols]
+    values = [*lhd, *lg, *checked, *cg]
     return [(v + z) % n for v, z in zip(values, tm.share, strict=True)]
 
 
@@ -283,10 +304,13 @@ def trainer_masked_system(
     return encrypt_residues(public_key, masked_residues(h, g, tm, public_key.n), factors)
 
 
-def split_masked(flat: Sequence[int], d: int) -> tuple[MaskedSystem, tuple[int, ...]]:
-    """The solve part (``LHD``, ``Lg``) and the check part (``Hc``, ``cᵀg``)."""
+def split_masked(
+    flat: Sequence[int], d: int, columns: int = 1
+) -> tuple[MaskedSystem, tuple[int, ...]]:
+    """The solve part (``LHD``, ``LG``) and the check part (``Hc``, ``cᵀG``)."""
     matrix = tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d))
-    return MaskedSystem(matrix, tuple(flat[d * d : d * d + d])), tuple(flat[d * d + d :])
+    end = d * d + d * columns
+    return MaskedSystem(matrix, tuple(flat[d * d : end])), tuple(flat[end:])
 
 
 def sum_ciphertexts(vectors: Sequence[Sequence[int]], public_key: PublicKey) -> tuple[int, ...]:
@@ -304,29 +328,37 @@ def unmask(
     """``Enc(w_j) = Enc(u_j)^{D_j}``, re-randomized (so its randomness, which the buyer
     can read when it decrypts, says nothing about ``D``): ``d`` exponentiations."""
     nsq = gmpy2.mpz(public_key.nsquare)
-    pool = iter(factors if factors is not None else draw_factors(public_key, len(mask.scale)))
+    pool = iter(factors if factors is not None else draw_factors(public_key, len(encrypted_u)))
+    columns = len(encrypted_u) // len(mask.scale)  # row j of U is scaled by D_j
+    scales = [s for s in mask.scale for _ in range(columns)]
     return tuple(
         int(gmpy2.powmod(gmpy2.mpz(c), k, nsq) * next(pool) % nsq)
-        for c, k in zip(encrypted_u, mask.scale, strict=True)
+        for c, k in zip(encrypted_u, scales, strict=True)
     )
 
 
 def residual(
     system: EncryptedSystem, w_mod_n: Sequence[int], public_key: PublicKey
 ) -> tuple[int, ...]:
-    """``Enc(H·w − g)``: deterministic from public data; the buyer proves it decrypts to 0."""
+    """``Enc(H·W − G)`` (row-major): deterministic from public data; the buyer proves it
+    decrypts to 0."""
     nsq = gmpy2.mpz(public_key.nsquare)
+    d, k = system.size, system.columns
+    exponents = [[w_mod_n[j * k + col] for j in range(d)] for col in range(k)]
     out = []
-    for row, g in zip(system.hessian, system.linear, strict=True):
-        (hw,) = multi_exp([gmpy2.mpz(c) for c in row], [list(w_mod_n)], nsq, 6)
-        out.append(int(hw * gmpy2.invert(gmpy2.mpz(g), nsq) % nsq))
+    for i, row in enumerate(system.hessian):
+        products = multi_exp([gmpy2.mpz(c) for c in row], exponents, nsq, 6)
+        for col, hw in enumerate(products):
+            g = gmpy2.mpz(system.linear[i * k + col])
+            out.append(int(hw * gmpy2.invert(g, nsq) % nsq))
     return tuple(out)
 
 
-def _solve_mod(a: list[list[int]], b: list[int], n: int) -> list[int] | None:
-    """Gaussian elimination over ℤₙ; ``None`` when no pivot is invertible."""
-    d = len(b)
-    m = [[*row, b[i]] for i, row in enumerate(a)]
+def _solve_mod(a: list[list[int]], b: list[int], n: int, columns: int = 1) -> list[int] | None:
+    """Gaussian elimination over ℤₙ for ``columns`` right-hand sides (``b`` row-major,
+    ``d × columns``; the solution likewise); ``None`` when no pivot is invertible."""
+    d = len(a)
+    m = [[*row, *b[i * columns : (i + 1) * columns]] for i, row in enumerate(a)]
     for col in range(d):
         pivot = next((r for r in range(col, d) if math.gcd(m[r][col], n) == 1), None)
         if pivot is None:
@@ -338,7 +370,7 @@ def _solve_mod(a: list[list[int]], b: list[int], n: int) -> list[int] | None:
             if r != col and m[r][col]:
                 f = m[r][col]
                 m[r] = [(v - f * pv) % n for v, pv in zip(m[r], m[col], strict=True)]
-    return [row[d] for row in m]
+    return [v for row in m for v in row[d:]]
 
 
 def _release_gil() -> None:
@@ -376,7 +408,7 @@ class ExactBuyer:
         self.decrypted: list[tuple[str, tuple[int, ...]]] = []
 
     def solve_masked(self, masked: MaskedSystem) -> tuple[int, ...]:
-        n, d = self.public_key.n, len(masked.vector)
+        n, d = self.public_key.n, len(masked.matrix)
         flat = decrypt_many(
             self._private_key, [c for row in masked.matrix for c in row] + list(masked.vector)
         )
@@ -385,7 +417,7 @@ class ExactBuyer:
         for row in a:
             self.decrypted.append(("masked_matrix", tuple(row)))
         self.decrypted.append(("masked_vector", tuple(b)))
-        u = _solve_mod(a, b, n)
+        u = _solve_mod(a, b, n, len(b) // d)
         if u is None:
             raise DeltaMLValueError(
                 "the masked system is singular: the trainers' data is degenerate"
@@ -393,26 +425,33 @@ class ExactBuyer:
         return tuple(int(self.public_key.raw_encrypt(v)) for v in u)
 
     def final_weights(
-        self, encrypted_w: Sequence[int], check: Sequence[int] | None = None
+        self, encrypted_w: Sequence[int], check: Sequence[int] | None = None, columns: int = 1
     ) -> tuple[np.ndarray, tuple[int, ...]]:
-        """The exact model as floats, and its representative mod n (for the check).
+        """The exact model as floats (``d × columns`` for several models), and its
+        representative mod n (for the check), row-major.
 
-        ``check`` is the summed check part ``Enc(Hc)``, ``Enc(cᵀg)`` (kept unopened since
-        the masked sum arrived): the model is accepted only if ``(Hc)ᵀw = cᵀg`` mod n,
-        which a model that does not solve ``Hw = g`` passes with probability ~1/p.
+        ``check`` is the summed check part ``Enc(Hc)``, ``Enc(cᵀG)`` (kept unopened since
+        the masked sum arrived): the model is accepted only if ``(Hc)ᵀw_k = cᵀg_k`` mod n
+        for every column, which a model that does not solve ``HW = G`` passes with
+        probability ~1/p.
         """
+        n = self.public_key.n
         w_mod = tuple(self._private_key.raw_decrypt(c) for c in encrypted_w)
         self.decrypted.append(("final_model", w_mod))
         if check is not None:
             opened = decrypt_many(self._private_key, check)
             self.decrypted.append(("check", tuple(opened)))
-            *hc, cg = opened
-            if sum(v * w for v, w in zip(hc, w_mod, strict=True)) % self.public_key.n != cg:
-                raise DeltaMLValueError(
-                    "the exact model fails its check: it does not solve the trainers' system"
-                )
-        fractions = [rational_reconstruction(v, self.public_key.n) for v in w_mod]
-        return np.array([float(f) for f in fractions]), w_mod
+            d = len(w_mod) // columns
+            hc, cg = opened[:d], opened[d:]
+            for col in range(columns):
+                hw = sum(hc[j] * w_mod[j * columns + col] for j in range(d))
+                if hw % n != cg[col]:
+                    raise DeltaMLValueError(
+                        "the exact model fails its check: it does not solve the trainers' system"
+                    )
+        fractions = [rational_reconstruction(v, n) for v in w_mod]
+        weights = np.array([float(f) for f in fractions])
+        return (weights if columns == 1 else weights.reshape(-1, columns)), w_mod
 
 
 def exact_solve(
@@ -433,6 +472,7 @@ def exact_solve(
     """
     from deltaml.learning.exact_run import prepare, train
 
-    prep = prepare(public_key, len(terms[0].linear), len(terms), precision_bits, mask)
+    d, columns = len(terms[0].hessian), columns_of(terms[0])
+    prep = prepare(public_key, d, len(terms), precision_bits, mask, columns)
     out = train(terms, public_key, buyer, prep)
     return out.weights, out.total, out.w_mod

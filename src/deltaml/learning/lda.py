@@ -18,9 +18,10 @@ The construction, on features standardized with the public statistics
    and scales a two-class request publishes; a multiclass request must say so.
 2. **within-class scatter.** ``S = Σ_rows (z − m_y)(z − m_y)ᵀ`` is the sum of each
    owner's own part, which it computes from its rows and the public ``m_k``.
-3. **one exact solve per class** (:mod:`deltaml.learning.exact_solve`) with each
-   trainer's terms ``H_i = S_i/N`` and ``g_i = (N_i/N)·m_k`` (:func:`owner_terms`):
-   ``Σ H_i = S/N`` and ``Σ g_i = m_k``, so the solution is ``x_k = N·S⁻¹m_k``, and
+3. **one exact solve of all classes together** (:mod:`deltaml.learning.exact_solve`,
+   one column of ``G`` per class) with each trainer's terms ``H_i = S_i/N`` and
+   ``G_i = (N_i/N)·[m_1 … m_K]`` (:func:`owner_terms`): ``Σ H_i = S/N`` and
+   ``Σ G_i = [m_1 … m_K]``, so the solution's column ``k`` is ``x_k = N·S⁻¹m_k``, and
    ``H`` has a diagonal ≤ 1, as the exact solve's precision bound assumes. With the
    pooled covariance ``Σ_w = S/N`` (scikit-learn's choice), ``x_k = Σ_w⁻¹m_k`` is the
    class's weight vector ``w_k`` itself, and the buyer adds
@@ -30,8 +31,6 @@ This module is the arithmetic; the parties' messages for it are not written yet.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -64,22 +63,22 @@ def class_means(total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def owner_terms(
     x: np.ndarray, y: np.ndarray, means: np.ndarray, total_rows: int, stats: Standardization
-) -> list[QuadraticTerms]:
-    """One owner's exact-solve terms, one per class: its within-class scatter over ``N``
-    and its share ``N_i/N`` of the class mean (see the module docstring)."""
+) -> QuadraticTerms:
+    """One owner's exact-solve terms for every class at once: its within-class scatter
+    over ``N``, and its share ``N_i/N`` of the class means as the ``d × K`` right-hand
+    side (see the module docstring)."""
     z = _standardized(x, stats)
     centred = z - means[np.asarray(y, dtype=int)]
-    hessian = centred.T @ centred / total_rows
     share = len(z) / total_rows
-    return [QuadraticTerms(hessian, share * m, 0.0) for m in means]
+    return QuadraticTerms(centred.T @ centred / total_rows, share * means.T, 0.0)
 
 
 def discriminants(
-    solutions: Sequence[np.ndarray], counts: np.ndarray, means: np.ndarray
+    solution: np.ndarray, counts: np.ndarray, means: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scores ``w_k`` (``K × d``) and ``b_k`` on standardized features from the exact
-    solves' ``x_k = N·S⁻¹m_k = Σ_w⁻¹m_k``."""
-    w = np.array(solutions)
+    solve's ``d × K`` solution, column ``k`` being ``N·S⁻¹m_k = Σ_w⁻¹m_k``."""
+    w = np.asarray(solution).T
     b = -0.5 * np.einsum("kd,kd->k", means, w) + np.log(counts / counts.sum())
     return w, b
 
