@@ -36,7 +36,7 @@ from deltaml.errors import DataError
 from deltaml.learning.data import MAX_ABS_VALUE, Dataset
 from deltaml.protocol.spec import MISSING_SUFFIX, encoded_features
 
-__all__ = ["TableSpec", "encode_features", "encode_frame", "federated_means"]
+__all__ = ["TableSpec", "encode_features", "encode_frame", "encoding_notes", "federated_means"]
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,30 @@ def _same_label(text: str, label: str) -> bool:
         return float(text) == float(label)
     except ValueError:
         return False
+
+
+def encoding_notes(frame: Any, spec: TableSpec, other: Mapping[str, int]) -> list[str]:
+    """What encoding ``frame`` did, in plain words an owner can read (counts, never a
+    value): rows with an empty cell filled in, rows with a level the spec does not name."""
+    notes = []
+    for name in spec.may_be_missing:
+        empty = sum(1 for cell in frame[name] if _text(cell) is None)
+        if empty:
+            notes.append(
+                f"column {name!r}: {_rows(empty)} with an empty cell, filled in "
+                "(the model learns from an indicator column that it was missing)"
+            )
+    for name, count in other.items():
+        if count:
+            notes.append(
+                f"column {name!r}: {_rows(count)} with a level the request does not name, "
+                "counted as other (its first level)"
+            )
+    return notes
+
+
+def _rows(n: int) -> str:
+    return "1 row" if n == 1 else f"{n} rows"
 
 
 def federated_means(spec: TableSpec, means: np.ndarray) -> dict[str, float]:

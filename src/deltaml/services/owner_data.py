@@ -18,7 +18,7 @@ from deltaml.errors import DeltaMLValueError
 from deltaml.learning.csv_load import _read_table
 from deltaml.learning.data import Dataset, load_dataset, profile_csv
 from deltaml.learning.dataset import _MISSING_TOKENS, _one_line
-from deltaml.learning.tabular import TableSpec, encode_frame
+from deltaml.learning.tabular import TableSpec, encode_frame, encoding_notes
 
 
 def find_csvs(paths: list[Path]) -> dict[str, Path]:
@@ -108,22 +108,4 @@ def request_dataset(
         if name in wanted
     }
     ds, other = encode_frame(columns, spec, label)
-    notes = []
-    for name in spec.may_be_missing:
-        empty = sum(1 for cell in columns.get(name, ()) if cell is None)
-        if empty:
-            notes.append(
-                f"column {name!r}: {_rows(empty)} with an empty cell, filled in "
-                "(the model learns from an indicator column that it was missing)"
-            )
-    for name, count in other.items():
-        if count:
-            notes.append(
-                f"column {name!r}: {_rows(count)} with a level the request does not name, "
-                "counted as other (its first level)"
-            )
-    return ds, notes
-
-
-def _rows(n: int) -> str:
-    return "1 row" if n == 1 else f"{n} rows"
+    return ds, encoding_notes(columns, spec, other)
