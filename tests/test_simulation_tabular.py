@@ -11,9 +11,13 @@ handle_unknown)`` + ``StandardScaler`` + ``LinearRegression`` on the trainers' r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
+from deltaml.cli import main
 from deltaml.learning.tabular import TableSpec, encode_features
 from deltaml.protocol.spec import parse_request_spec
 from deltaml.simulation import SimulationConfig
@@ -112,3 +116,50 @@ def test_a_mixed_table_through_the_roles_is_as_good_as_a_scikit_learn_pipeline()
     print(f"mixed table: test MSE {ours:.4f} against scikit-learn's {theirs:.4f}")
     # Measured: 4.072 against 4.065 (1.002x), 12 rounds, the trainers of 4 owners.
     assert ours <= 1.01 * theirs, (ours, theirs, ours / theirs)
+
+
+def _csv(tmp_path: Path, rows: int = 300) -> Path:
+    df = _table(rows, seed=9)
+    df.loc[::30, "color"] = "purple"
+    path = tmp_path / "mixed.csv"
+    df.to_csv(path, index=False, na_rep="")
+    return path
+
+
+def test_deltaml_simulate_takes_a_mixed_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _csv(tmp_path)
+    args = ["simulate", "--dataset", str(path), "--target", "y", "--owners", "3", "--no-chain"]
+    args += ["--missing", ",".join(NUMERIC), "--categorical", "color=" + ",".join(LEVELS)]
+    args += ["--rounds", "6", "--eval-every", "6", "--quiet"]
+    args += ["--transcript", str(tmp_path / "run.jsonl")]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "transcript" in captured.out and "verified" in captured.out
+    assert "rows with a level the request does not name" in captured.err
+    assert "purple" not in captured.err + captured.out
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ([], "non-numeric value in column 'color' at row 1"),
+        (["--categorical", "color=" + ",".join(LEVELS)], "missing value in column 'x"),
+        (["--missing", "x1,x2,x3", "--categorical", "color"], "--categorical 'color'"),
+        (["--missing", "x1,x2,x3", "--categorical", "color=red"], "categorical must map"),
+        (["--missing", "nope", "--categorical", "color=a,b"], "not features: ['nope']"),
+    ],
+)
+def test_deltaml_simulate_names_what_a_mixed_csv_lacks_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], problem: str
+) -> None:
+    path = _csv(tmp_path, rows=60)
+    args = ["simulate", "--dataset", str(path), "--target", "y", "--no-chain", "--quiet"]
+    if not options:
+        args += ["--missing", "x1,x2,x3"]
+    assert main([*args, *options]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and problem in err[0], err
+    if "value in column" in problem:  # the data's problems name the file too
+        assert str(path) in err[0]

@@ -10,15 +10,22 @@ trained model names the encoded columns; predict on raw rows with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from deltaml.errors import DataError
+from deltaml.learning.csv_load import _read_table
 from deltaml.learning.data import Dataset
+from deltaml.learning.dataset import _MISSING_TOKENS, _one_line
 from deltaml.learning.tabular import TableSpec, encode_frame, encoding_notes
+from deltaml.protocol.spec import check_requirements
+from deltaml.roles.aggregator import RoundRecord
 from deltaml.simulation import SimulationConfig, SimulationResult, owner_ids, simulate_shares
 
-__all__ = ["TableRun", "encode_owners", "simulate_frames"]
+__all__ = ["TableRun", "encode_owners", "run_table_simulation", "simulate_frames"]
 
 
 @dataclass(frozen=True)
@@ -61,5 +68,65 @@ def simulate_frames(
         "classification" if logistic else "regression",
         shares,
         test_set,
+    )
+    return TableRun(result, shares, notes)
+
+
+def run_table_simulation(
+    config: SimulationConfig,
+    missing: Sequence[str] = (),
+    categorical: Mapping[str, Sequence[str]] | None = None,
+    progress: Callable[[RoundRecord], None] | None = None,
+) -> TableRun:
+    """``deltaml simulate --dataset CSV --missing … --categorical …``: the CSV's rows
+    (target ``config.target`` or the last column, every other column a feature) dealt
+    out to ``config.owners`` owners after a seeded test split, each owner's share
+    encoded as a request naming ``missing`` and ``categorical`` would have it.
+
+    A logistic model reads the target's two labels in sorted order (negative first).
+    The whole file is checked first, so an error names the file, the column and its row.
+    """
+    label = _one_line(str(config.dataset))
+    names, cells, _ = _read_table(label, config.dataset)
+    target = config.target or names[-1]
+    if target not in names:
+        raise DataError(f"{label}: no target column {target!r}")
+    columns = {
+        name: [None if row[j].lower() in _MISSING_TOKENS else row[j] for row in cells]
+        for j, name in enumerate(names)
+    }
+    requirements: dict[str, Any] = check_requirements(
+        {
+            "features": [n for n in names if n != target],
+            "target": target,
+            "owners": config.owners,
+            "missing": list(missing),
+            "categorical": {k: list(v) for k, v in (categorical or {}).items()},
+        }
+    )
+    if config.model == "logistic":
+        labels = sorted({c for c in columns[target] if c is not None})
+        if len(labels) != 2:
+            raise DataError(f"{label}: a logistic model needs a two-class target {target!r}")
+        requirements["classes"] = labels
+    table = TableSpec.from_requirements(requirements)
+    encode_frame(columns, table, label)  # every problem named by file, column and row
+    order = np.random.default_rng(config.seed).permutation(len(cells))
+    n_test = max(1, round(len(cells) * config.test_fraction))
+
+    def rows(index: np.ndarray) -> dict[str, list[Any]]:
+        return {name: [values[i] for i in index] for name, values in columns.items()}
+
+    frames = [rows(part) for part in np.array_split(order[n_test:], config.owners)]
+    shares, notes = encode_owners(frames, table)
+    test = encode_frame(rows(order[:n_test]), table, "test")[0]
+    logistic = table.classes is not None
+    result = simulate_shares(
+        config,
+        "logistic" if logistic else "linear",
+        "classification" if logistic else "regression",
+        shares,
+        test,
+        progress,
     )
     return TableRun(result, shares, notes)
