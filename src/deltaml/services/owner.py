@@ -290,7 +290,9 @@ class OwnerNode:
 
     def decide(self, rid: int, accept: bool) -> dict[str, Any]:
         if accept:
-            self.dataset_for(rid, self._offer(rid))  # a DataError before any consent
+            offer = self._offer(rid)
+            if offer.get("dataset"):  # read it as the request needs: a DataError before consent
+                self.dataset_for(rid, offer)
             self.join(rid)
         result: dict[str, Any] = self.client.post(
             f"/requests/{rid}/{'accept' if accept else 'decline'}"
