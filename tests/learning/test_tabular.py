@@ -115,3 +115,12 @@ def test_unknown_levels_are_other_and_bad_cells_are_named() -> None:
         encode_frame(df, no_empty_color, "shop")
     with pytest.raises(DataError, match=r"too large in column 'x1' at row 1"):
         encode_frame(df.assign(x1=[1e200, 1.0, 2.0]), strict, "shop")
+
+
+def test_numeric_levels_compare_as_numbers() -> None:
+    df = pd.DataFrame({"zone": ["1", "2.0", 3, "4"], "y": [1.0, 2.0, 3.0, 4.0]})
+    spec = TableSpec(target="y", categorical={"zone": ("1", "2", "3")})
+    ds, other = encode_frame(df, spec, "shop")
+    assert ds.feature_names == ("zone=2", "zone=3")
+    assert ds.X.tolist() == [[0, 0], [1, 0], [0, 1], [0, 0]]
+    assert other == {"zone": 1}

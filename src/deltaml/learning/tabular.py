@@ -171,11 +171,15 @@ def _encode(
         cells = [_text(v) for v in frame[name]]
         missing = np.array([c is None for c in cells], dtype=bool)
         _refuse_missing(missing, spec, source, name)
+        # Numbers compare as numbers ("1.0" is level "1"), as a CSV writer may vary.
+        named = [_level_of(c, levels) for c in cells]
         for level in levels[1:]:
-            parts.append(np.array([c == level for c in cells], dtype=np.float64))
+            parts.append(np.array([c == level for c in named], dtype=np.float64))
         if name in spec.may_be_missing:
             parts.append(missing.astype(np.float64))
-        other[name] = sum(1 for c in cells if c is not None and c not in levels)
+        other[name] = sum(
+            1 for c, n in zip(cells, named, strict=True) if c is not None and n is None
+        )
     return (np.column_stack(parts) if parts else np.empty((n, 0))), other
 
 
@@ -203,6 +207,12 @@ def _labels(cells: list[Any], classes: tuple[str, str], source: str, name: str) 
             )
         y[row - 1] = code
     return y
+
+
+def _level_of(cell: str | None, levels: tuple[str, ...]) -> str | None:
+    if cell is None or cell in levels:
+        return cell
+    return next((level for level in levels if _same_label(cell, level)), None)
 
 
 def _same_label(text: str, label: str) -> bool:
