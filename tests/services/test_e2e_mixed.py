@@ -83,8 +83,8 @@ def test_owners_csvs_with_empty_cells_and_a_categorical_column_finish_verified(
             "features": [*NUMERIC, "color"],
             "target": "y",
             "owners": OWNERS,
-            "rounds": 8,
-            "eval_every": 4,
+            "rounds": 12,
+            "eval_every": 6,
             "key_bits": 1024,
             "arbiter": str(accounts["arbiter"].address),
             "challenge_window_s": DEMO_CHALLENGE_WINDOW_S,
@@ -122,6 +122,8 @@ def test_owners_csvs_with_empty_cells_and_a_categorical_column_finish_verified(
     ours = float(np.mean((model.to_sklearn().predict(encode_features(test, table)) - test.y) ** 2))
     theirs = float(np.mean((_sklearn(train).predict(test.drop(columns="y")) - test.y) ** 2))
     print(f"mixed table through the services: test MSE {ours:.4f} against {theirs:.4f}")
+    # Measured (12 rounds; who trains follows the run's random addresses): 3.6293 against
+    # 3.6274 (1.0005x) and 3.6148 against 3.6191 (0.9988x).
     assert ours <= 1.01 * theirs, (ours, theirs, ours / theirs)
 
 
