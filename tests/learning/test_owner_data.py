@@ -45,8 +45,10 @@ def test_a_profile_assumes_no_target_and_says_each_problem_without_a_value(
         f"value infinite, NaN or too large (magnitude {MAX_ABS_VALUE:.3g} or more) in column "
         "'dose' at row 6 (line 7): the column is not offered until that is fixed",
         "non-numeric value in column 'outcome' at row 1 (line 2): it holds text, so it can "
-        "only be the target of a logistic request that names its classes",
-        "missing values in column 'weight' (1 row): requests that need it are not offered",
+        "only be a categorical column of a request that names its levels, or the target "
+        "of a logistic request that names its classes",
+        "missing values in column 'weight' (1 row): only requests that let it be missing "
+        "can use it",
     ]
     assert "1e200" not in str(prof) and "yes" not in str(prof)
 

@@ -13,7 +13,9 @@ from deltaml.simulation import SimulationConfig, simulate_shares
 
 NUMERIC = ("x1", "x2", "x3", "x4")
 LEVELS = {"color": ("red", "green", "blue"), "size": ("S", "M", "L", "XL")}
-SPEC = TableSpec(target="y", numeric=NUMERIC, may_be_missing=NUMERIC, categorical=LEVELS)
+SPEC = TableSpec(
+    target="y", numeric=NUMERIC, may_be_missing=(*NUMERIC, *LEVELS), categorical=LEVELS
+)
 
 
 def _table(rows: int, seed: int) -> pd.DataFrame:
@@ -94,7 +96,10 @@ def test_unknown_levels_are_other_and_bad_cells_are_named() -> None:
         {"x1": [1.0, 2.0, None], "color": ["red", "purple", None], "y": [1.0, 2.0, 3.0]}
     )
     spec = TableSpec(
-        target="y", numeric=("x1",), may_be_missing=("x1",), categorical={"color": ("red", "green")}
+        target="y",
+        numeric=("x1",),
+        may_be_missing=("x1", "color"),
+        categorical={"color": ("red", "green")},
     )
     ds, other = encode_frame(df, spec, "shop")
     assert ds.feature_names == ("x1", "x1__missing", "color=green", "color__missing")
@@ -103,5 +108,19 @@ def test_unknown_levels_are_other_and_bad_cells_are_named() -> None:
     strict = TableSpec(target="y", numeric=("x1",))
     with pytest.raises(DataError, match=r"shop: missing value in column 'x1' at row 3"):
         encode_frame(df, strict, "shop")
+    no_empty_color = TableSpec(
+        target="y", numeric=("x1",), may_be_missing=("x1",), categorical={"color": ("red", "green")}
+    )
+    with pytest.raises(DataError, match=r"shop: missing value in column 'color' at row 3"):
+        encode_frame(df, no_empty_color, "shop")
     with pytest.raises(DataError, match=r"too large in column 'x1' at row 1"):
         encode_frame(df.assign(x1=[1e200, 1.0, 2.0]), strict, "shop")
+
+
+def test_numeric_levels_compare_as_numbers() -> None:
+    df = pd.DataFrame({"zone": ["1", "2.0", 3, "4"], "y": [1.0, 2.0, 3.0, 4.0]})
+    spec = TableSpec(target="y", categorical={"zone": ("1", "2", "3")})
+    ds, other = encode_frame(df, spec, "shop")
+    assert ds.feature_names == ("zone=2", "zone=3")
+    assert ds.X.tolist() == [[0, 0], [1, 0], [0, 1], [0, 0]]
+    assert other == {"zone": 1}

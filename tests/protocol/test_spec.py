@@ -35,6 +35,19 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "metric_noise": ([0, 1e3], [-0.1, 1000.1, math.inf]),
     "split_seed": ([0, 2**64 - 1], [-1, 2**64]),
     "min_trainers": ([1, 2], [0, 3, 65]),  # with owners=3: 1 to owners - 1
+    "missing": ([[], ["age"]], [["age", "age"], ["height"], "age", [1], ["x" * 201]]),
+    "categorical": (
+        [{}, {"bmi": ["low", "high"]}, {"bmi": [str(i) for i in range(100)]}],
+        [
+            {"bmi": ["low"]},
+            {"bmi": ["low", "low"]},
+            {"bmi": [str(i) for i in range(10_000)]},
+            {"bmi": ["x" * 201, "y"]},
+            {"height": ["a", "b"]},
+            {"bmi": "low,high"},
+            ["bmi"],
+        ],
+    ),
     "classes": ([None], [["x"], ["x", "x"], [1, 2], ["a", "b", "c"]]),
     "arbiter": (["", "0x" + "ab" * 20], ["0x12", "bob"]),
     "challenge_window_s": ([60, 30 * 24 * 3600], [59, 30 * 24 * 3600 + 1]),
@@ -125,8 +138,11 @@ def test_the_cli_the_form_and_the_aggregator_agree_on_one_spec() -> None:
     assert dataclasses.asdict(TrainingSpec(**check_training_spec(training))) == {
         **check_training_spec(training)
     }
-    requirements = {n: via_cli[n] for n in s.REQUIREMENT_FIELDS}
-    assert Requirements(**requirements).model_dump() == requirements
+    # Empty ``missing`` and ``categorical`` are not sent (older requests hash the same).
+    requirements = {n: via_cli[n] for n in s.REQUIREMENT_FIELDS if via_cli[n] not in ([], {})}
+    assert Requirements(**requirements).model_dump(exclude_none=True) == {
+        k: v for k, v in requirements.items() if v is not None
+    }
 
     # The same wrong value is refused by all three, each naming the field.
     with pytest.raises(SpecError, match=r"^rounds"):

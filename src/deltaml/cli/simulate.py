@@ -152,6 +152,21 @@ def add_parser(sub: Any) -> None:
     sim.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a report"
     )
+    sim.add_argument(
+        "--missing",
+        default="",
+        metavar="COLS",
+        help="CSV only: comma-separated columns whose empty cells are filled in "
+        "(0 plus an indicator column <name>__missing: mean imputation for a linear model)",
+    )
+    sim.add_argument(
+        "--categorical",
+        action="append",
+        default=[],
+        metavar="COL=L1,L2,…",
+        help="CSV only: a categorical column and its levels, the first the reference "
+        "(one-hot; another level counts as the first); repeat for more columns",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -203,7 +218,10 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        result = run_simulation(config, progress=progress)
+        if args.missing or args.categorical:
+            result = _run_table(config, args, progress)
+        else:
+            result = run_simulation(config, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -216,6 +234,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_report(result)
     return 0
+
+
+def _run_table(config: Any, args: argparse.Namespace, progress: Any) -> Any:
+    """A CSV with empty cells or categorical columns (``--missing``, ``--categorical``)."""
+    from deltaml.simulation_tabular import run_table_simulation
+
+    categorical: dict[str, list[str]] = {}
+    for item in args.categorical:
+        name, sep, levels = item.partition("=")
+        if not sep or not name.strip():
+            raise DeltaMLValueError(f"--categorical {item!r}: write COLUMN=LEVEL1,LEVEL2,…")
+        categorical[name.strip()] = [v.strip() for v in levels.split(",")]
+    missing = [c.strip() for c in args.missing.split(",") if c.strip()]
+    run = run_table_simulation(config, missing, categorical, progress)
+    if not args.json:
+        for oid, notes in run.notes.items():
+            for note in notes:
+                print(f"{oid}: {note}", file=sys.stderr)
+    return run.result
 
 
 def _check_model_out(path: Path) -> None:

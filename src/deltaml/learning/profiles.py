@@ -100,7 +100,7 @@ def profile_csv(path: str | os.PathLike[str]) -> dict[str, object]:
         if nulls:
             problems.append(
                 f"missing values in column {_quote(name)} ({_plural(nulls, 'row')}): "
-                "requests that need it are not offered"
+                "only requests that let it be missing can use it"
             )
         text = next((r for r, cell in present if not _is_number(cell)), None)
         if text is not None:
@@ -108,8 +108,9 @@ def profile_csv(path: str | os.PathLike[str]) -> dict[str, object]:
             # The row says where to look when the text is a typo in a numeric column.
             problems.append(
                 f"non-numeric value in column {_quote(name)} at row {text + 1} "
-                f"(line {lines[text]}): it holds text, so it can only be the "
-                "target of a logistic request that names its classes"
+                f"(line {lines[text]}): it holds text, so it can only be a categorical "
+                "column of a request that names its levels, or the target of a logistic "
+                "request that names its classes"
             )
             continue
         values = np.array([float(cell) for _, cell in present], dtype=np.float64)

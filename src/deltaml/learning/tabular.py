@@ -14,9 +14,13 @@ hold the same numeric columns in the same order and nobody's values leave:
   extra round and no owner's count revealed.
 - a categorical column becomes one 0/1 column ``"<name>=<level>"`` per level
   the spec names, except the first (the reference, absorbed by the intercept),
-  plus ``"<name>__missing"`` for an empty cell. A level the spec does not name
-  counts as the reference ("other"): the owner's profile says how many rows,
-  never which values.
+  plus ``"<name>__missing"`` for an empty cell if it may be missing. A level the
+  spec does not name counts as the reference ("other"): the owner's profile says
+  how many rows, never which values.
+
+The column order is the protocol's (:func:`deltaml.protocol.spec.encoded_features`),
+so the buyer's model names the same columns. To predict on raw rows, encode them
+with the same spec: ``model.to_sklearn().predict(encode_features(frame, spec))``.
 """
 
 from __future__ import annotations
@@ -30,10 +34,9 @@ import numpy as np
 
 from deltaml.errors import DataError
 from deltaml.learning.data import MAX_ABS_VALUE, Dataset
+from deltaml.protocol.spec import MISSING_SUFFIX, encoded_features
 
-__all__ = ["TableSpec", "encode_frame", "federated_means"]
-
-MISSING_SUFFIX = "__missing"
+__all__ = ["TableSpec", "encode_features", "encode_frame", "encoding_notes", "federated_means"]
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,19 @@ class TableSpec:
     numeric : sequence of str
         Numeric feature columns, in order.
     may_be_missing : sequence of str
-        Those of ``numeric`` that may have empty cells (each gets an indicator).
+        Those of ``numeric`` or ``categorical`` that may have empty cells (each
+        gets an indicator).
     categorical : mapping of str to sequence of str
         Categorical columns and their levels, the first the reference.
+    classes : pair of str, optional
+        A logistic request's (negative, positive) target labels, coded 0 and 1.
     """
 
     target: str
     numeric: tuple[str, ...] = ()
     may_be_missing: tuple[str, ...] = ()
     categorical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    classes: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "numeric", tuple(self.numeric))
@@ -63,9 +70,11 @@ class TableSpec:
         object.__setattr__(
             self, "categorical", {str(k): tuple(map(str, v)) for k, v in self.categorical.items()}
         )
-        unknown = [c for c in self.may_be_missing if c not in self.numeric]
+        unknown = [
+            c for c in self.may_be_missing if c not in self.numeric and c not in self.categorical
+        ]
         if unknown:
-            raise DataError(f"may_be_missing names non-numeric column(s) {unknown}")
+            raise DataError(f"may_be_missing names column(s) that are not features: {unknown}")
         for name, levels in self.categorical.items():
             if len(levels) < 2 or len(set(levels)) != len(levels):
                 raise DataError(f"categorical column {name!r} needs two or more distinct levels")
@@ -73,19 +82,29 @@ class TableSpec:
         if len(set(names)) != len(names):
             raise DataError("a column is named twice in the table spec")
 
+    @classmethod
+    def from_requirements(cls, req: Mapping[str, Any]) -> TableSpec:
+        """The table a request's data requirements (or its request spec) name."""
+        levels = {str(k): tuple(v) for k, v in (req.get("categorical") or {}).items()}
+        classes = req.get("classes")
+        return cls(
+            target=str(req["target"]),
+            numeric=tuple(str(f) for f in req["features"] if f not in levels),
+            may_be_missing=tuple(req.get("missing") or ()),
+            categorical={f: levels[f] for f in req["features"] if f in levels},
+            classes=(str(classes[0]), str(classes[1])) if classes else None,
+        )
+
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """The encoded columns, in the order every owner uses."""
-        out = list(self.numeric)
-        out += [f"{c}{MISSING_SUFFIX}" for c in self.may_be_missing]
-        for name, levels in self.categorical.items():
-            out += [f"{name}={level}" for level in levels[1:]]
-            out.append(f"{name}{MISSING_SUFFIX}")
-        return tuple(out)
+        """The encoded columns, in the order every owner uses (the protocol's)."""
+        features = [*self.numeric, *self.categorical]
+        return tuple(encoded_features(features, self.may_be_missing, self.categorical))
 
 
 def encode_frame(frame: Any, spec: TableSpec, source: str) -> tuple[Dataset, dict[str, int]]:
-    """One owner's rows (a :class:`pandas.DataFrame`) encoded as ``spec`` says.
+    """One owner's rows (a :class:`pandas.DataFrame`, or a mapping of column name to
+    cells) encoded as ``spec`` says.
 
     Returns the data set and the owner's profile notes: per categorical column the
     number of rows whose level the spec does not name (counted as "other").
@@ -94,26 +113,55 @@ def encode_frame(frame: Any, spec: TableSpec, source: str) -> tuple[Dataset, dic
     ------
     DataError
         Naming ``source``, the column and the row for: a missing column, a missing
-        target or a missing cell in a numeric column the spec does not let be
-        missing, a non-numeric or non-finite number, or a magnitude beyond
-        :data:`deltaml.learning.data.MAX_ABS_VALUE`. Never a value.
+        target or a missing cell in a column the spec does not let be missing, a
+        non-numeric or non-finite number, a target label outside ``spec.classes``,
+        or a magnitude beyond :data:`deltaml.learning.data.MAX_ABS_VALUE`. Never a value.
     """
-    columns = [str(c) for c in frame.columns]
-    needed = [*spec.numeric, *spec.categorical, spec.target]
+    X, other = _encode(frame, spec, source, with_target=True)
+    cells = list(frame[spec.target])
+    if spec.classes is None:
+        y, y_missing = _numbers(cells, source, spec.target)
+        if y_missing.any():
+            row = int(np.flatnonzero(y_missing)[0]) + 1
+            raise DataError(f"{source}: missing target {spec.target!r} at row {row}")
+    else:
+        y = _labels(cells, spec.classes, source, spec.target)
+    ds = Dataset(
+        X=X,
+        y=y,
+        feature_names=spec.feature_names,
+        target_name=spec.target,
+        task="regression" if spec.classes is None else "classification",
+        classes=spec.classes,
+        source=source,
+    )
+    return ds, other
+
+
+def encode_features(frame: Any, spec: TableSpec, source: str = "rows") -> Any:
+    """Raw rows encoded as the model's columns: a :class:`pandas.DataFrame` named by
+    ``spec.feature_names``, for ``TrainedModel.to_sklearn().predict`` (no target needed;
+    an unknown level is "other", as at the owners)."""
+    import pandas as pd
+
+    X, _ = _encode(frame, spec, source, with_target=False)
+    return pd.DataFrame(X, columns=list(spec.feature_names))
+
+
+def _encode(
+    frame: Any, spec: TableSpec, source: str, *, with_target: bool
+) -> tuple[np.ndarray, dict[str, int]]:
+    columns = [str(c) for c in (frame.columns if hasattr(frame, "columns") else frame)]
+    needed = [*spec.numeric, *spec.categorical, *([spec.target] if with_target else [])]
     absent = [c for c in needed if c not in columns]
     if absent:
         raise DataError(f"{source}: no column(s) {absent}")
-    n = len(frame)
+    n = len(list(frame[needed[0]])) if needed else 0
     parts: list[np.ndarray] = []
     indicators: list[np.ndarray] = []
     for name in spec.numeric:
-        values, missing = _numbers(frame[name], source, name)
-        if missing.any() and name not in spec.may_be_missing:
-            row = int(np.flatnonzero(missing)[0]) + 1
-            raise DataError(
-                f"{source}: missing value in column {name!r} at row {row}; "
-                "the request does not let it be missing"
-            )
+        values, missing = _numbers(list(frame[name]), source, name)
+        _refuse_missing(missing, spec, source, name)
         parts.append(np.where(missing, 0.0, values))
         if name in spec.may_be_missing:
             indicators.append(missing.astype(np.float64))
@@ -121,25 +169,83 @@ def encode_frame(frame: Any, spec: TableSpec, source: str) -> tuple[Dataset, dic
     other: dict[str, int] = {}
     for name, levels in spec.categorical.items():
         cells = [_text(v) for v in frame[name]]
-        missing = np.array([c is None for c in cells])
+        missing = np.array([c is None for c in cells], dtype=bool)
+        _refuse_missing(missing, spec, source, name)
+        # Numbers compare as numbers ("1.0" is level "1"), as a CSV writer may vary.
+        named = [_level_of(c, levels) for c in cells]
         for level in levels[1:]:
-            parts.append(np.array([c == level for c in cells], dtype=np.float64))
-        parts.append(missing.astype(np.float64))
-        other[name] = sum(1 for c in cells if c is not None and c not in levels)
-    y, y_missing = _numbers(frame[spec.target], source, spec.target)
-    if y_missing.any():
-        row = int(np.flatnonzero(y_missing)[0]) + 1
-        raise DataError(f"{source}: missing target {spec.target!r} at row {row}")
-    X = np.column_stack(parts) if parts else np.empty((n, 0))
-    ds = Dataset(
-        X=X,
-        y=y,
-        feature_names=spec.feature_names,
-        target_name=spec.target,
-        task="regression",
-        source=source,
-    )
-    return ds, other
+            parts.append(np.array([c == level for c in named], dtype=np.float64))
+        if name in spec.may_be_missing:
+            parts.append(missing.astype(np.float64))
+        other[name] = sum(
+            1 for c, n in zip(cells, named, strict=True) if c is not None and n is None
+        )
+    return (np.column_stack(parts) if parts else np.empty((n, 0))), other
+
+
+def _refuse_missing(missing: np.ndarray, spec: TableSpec, source: str, name: str) -> None:
+    if missing.any() and name not in spec.may_be_missing:
+        row = int(np.flatnonzero(missing)[0]) + 1
+        raise DataError(
+            f"{source}: missing value in column {name!r} at row {row}; "
+            "the request does not let it be missing"
+        )
+
+
+def _labels(cells: list[Any], classes: tuple[str, str], source: str, name: str) -> np.ndarray:
+    """A two-class target coded 0 (``classes[0]``) / 1 (``classes[1]``); numbers compare
+    as numbers (``1`` matches ``1.0``)."""
+    y = np.zeros(len(cells), dtype=np.float64)
+    for row, cell in enumerate(cells, start=1):
+        text = _text(cell)
+        if text is None:
+            raise DataError(f"{source}: missing target {name!r} at row {row}")
+        code = next((i for i, c in enumerate(classes) if _same_label(text, c)), None)
+        if code is None:
+            raise DataError(
+                f"{source}: target {name!r} at row {row} is neither of the request's classes"
+            )
+        y[row - 1] = code
+    return y
+
+
+def _level_of(cell: str | None, levels: tuple[str, ...]) -> str | None:
+    if cell is None or cell in levels:
+        return cell
+    return next((level for level in levels if _same_label(cell, level)), None)
+
+
+def _same_label(text: str, label: str) -> bool:
+    if text == label:
+        return True
+    try:
+        return float(text) == float(label)
+    except ValueError:
+        return False
+
+
+def encoding_notes(frame: Any, spec: TableSpec, other: Mapping[str, int]) -> list[str]:
+    """What encoding ``frame`` did, in plain words an owner can read (counts, never a
+    value): rows with an empty cell filled in, rows with a level the spec does not name."""
+    notes = []
+    for name in spec.may_be_missing:
+        empty = sum(1 for cell in frame[name] if _text(cell) is None)
+        if empty:
+            notes.append(
+                f"column {name!r}: {_rows(empty)} with an empty cell, filled in "
+                "(the model learns from an indicator column that it was missing)"
+            )
+    for name, count in other.items():
+        if count:
+            notes.append(
+                f"column {name!r}: {_rows(count)} with a level the request does not name, "
+                "counted as other (its first level)"
+            )
+    return notes
+
+
+def _rows(n: int) -> str:
+    return "1 row" if n == 1 else f"{n} rows"
 
 
 def federated_means(spec: TableSpec, means: np.ndarray) -> dict[str, float]:
@@ -151,7 +257,7 @@ def federated_means(spec: TableSpec, means: np.ndarray) -> dict[str, float]:
     """
     names = spec.feature_names
     out = {}
-    for name in spec.may_be_missing:
+    for name in (c for c in spec.may_be_missing if c in spec.numeric):
         filled = float(means[names.index(name)])
         share_missing = float(means[names.index(f"{name}{MISSING_SUFFIX}")])
         out[name] = filled / (1.0 - share_missing)

@@ -16,6 +16,35 @@ aggregator's ``POST /requests`` body). Its fields fall in two groups that overla
 against, and :func:`check_field` one value (the simulation's settings). Every
 error is a :class:`SpecError` whose ``field`` names the field it is about, and
 whose message starts with that name.
+
+**Mixed tables** (``missing``, ``categorical``; issue 13). A request may let some
+feature columns have empty cells (``missing``: their names) and name categorical
+feature columns with their levels (``categorical``: column -> levels, the first the
+reference). Every owner encodes its rows alike (:func:`encoded_features` gives the
+columns, :mod:`deltaml.learning.tabular` the encoding), so the protocol itself is
+unchanged — it trains on more numeric columns:
+
+* a numeric column in ``missing`` is filled with 0 where empty, plus an indicator
+  column ``"<name>__missing"``. For a linear (or logistic) model on standardized
+  columns this *is* mean imputation with an indicator (scikit-learn's
+  ``SimpleImputer(strategy="mean", add_indicator=True)``): the models on (0-filled,
+  indicator) and on (mean-filled, indicator) are the same set, one the other's
+  reparametrization; the federated mean of the observed cells is public anyway from
+  the encrypted column sums (``Σx / (N − Σmissing)``). So no new message, round or
+  check is needed, and no owner's count of missing cells is revealed. We chose this
+  over true mean imputation without an indicator (a second encrypted statistics
+  round, checked by ``deltaml verify``): it is the smaller correct design, and a
+  ``missing_indicator: false`` option can come later without changing this one.
+* a categorical column becomes one 0/1 column ``"<name>=<level>"`` per level but
+  the first; a level the spec does not name counts as the first ("other": the
+  owner's profile says how many rows, never which values); if the column is also in
+  ``missing``, an empty cell sets its ``"<name>__missing"`` column.
+* an empty cell in a column not in ``missing``, or a text cell in a column not in
+  ``categorical``, is refused by the owner naming file, column and row.
+
+A column in ``missing`` gets an indicator column, which must not be constant over
+all owners (the statistics round refuses constant columns): name only the columns
+that do have empty cells somewhere.
 """
 
 from __future__ import annotations
@@ -48,6 +77,11 @@ MAX_KEY_BITS = 16384
 DEFAULT_CHALLENGE_WINDOW_S = 24 * 3600
 MIN_CHALLENGE_WINDOW_S = 60
 MAX_CHALLENGE_WINDOW_S = 30 * 24 * 3600
+#: Most levels a categorical column may name, and the longest level.
+MAX_LEVELS = 100
+MAX_LEVEL = 200
+#: The suffix of a missing-cell indicator column (``"<name>__missing"``).
+MISSING_SUFFIX = "__missing"
 MODELS = ("linear", "logistic")
 #: ``admm``: the iterative protocol; ``exact``: the one-shot exact solve (docs/exactness.md).
 SOLVERS = ("admm", "exact")
@@ -110,6 +144,21 @@ def _names(values: list[Any], most: int) -> bool:
     )
 
 
+def _levels(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and 2 <= len(value) <= MAX_LEVELS
+        and all(isinstance(v, str) and 0 < len(v) <= MAX_LEVEL for v in value)
+        and len(set(value)) == len(value)
+    )
+
+
+def _categorical(value: dict[Any, Any]) -> bool:
+    return len(value) <= MAX_FEATURES and all(
+        isinstance(k, str) and 0 < len(k) <= MAX_NAME and _levels(v) for k, v in value.items()
+    )
+
+
 def _classes(values: list[Any]) -> bool:
     return len(values) == 2 and all(isinstance(c, str) and 0 < len(c) <= MAX_NAME for c in values)
 
@@ -155,6 +204,11 @@ _FIELDS = [
     SpecField("min_trainers", (int,), 1, lambda v: 1 <= v <= MAX_PARTICIPANTS,
               f"min_trainers must be 1 to owners - 1 (at most {MAX_PARTICIPANTS - 1})",
               training=True, low=1, high=MAX_PARTICIPANTS - 1),
+    SpecField("missing", (list,), [], lambda v: not v or _names(v, MAX_FEATURES),
+              "missing must be a list of feature column names that may have empty cells"),
+    SpecField("categorical", (dict,), {}, _categorical,
+              f"categorical must map a feature column to a list of 2 to {MAX_LEVELS} "
+              f"distinct levels of 1 to {MAX_LEVEL} characters (the first the reference)"),
     SpecField("classes", (list, type(None)), None, _classes,
               "classes must name two labels: [negative, positive]"),
     # Who resolves a dispute about the result (an address; needed with a contract).
@@ -184,7 +238,9 @@ REQUEST_FIELDS: tuple[str, ...] = tuple(f.name for f in _FIELDS if f.request)
 #: The fields of the ``TrainingSpec`` the parties receive.
 TRAINING_FIELDS: tuple[str, ...] = tuple(f.name for f in _FIELDS if f.training)
 #: The data requirements the aggregator matches owners' datasets against.
-REQUIREMENT_FIELDS: tuple[str, ...] = ("features", "target", "min_rows", "owners", "classes")
+REQUIREMENT_FIELDS: tuple[str, ...] = (
+    "features", "target", "min_rows", "owners", "classes", "missing", "categorical",
+)  # fmt: skip
 #: Defaults of a buyer's request spec (``features``, ``target`` and ``owners`` have none).
 REQUEST_DEFAULTS: dict[str, Any] = {
     name: FIELDS[name].default for name in REQUEST_FIELDS if FIELDS[name].default is not REQUIRED
@@ -223,6 +279,55 @@ def _check_classes(classes: list[str] | None, model: str | None) -> None:
         raise SpecError("classes", "classes must name two different labels")
 
 
+def encoded_features(
+    features: Iterable[str],
+    missing: Iterable[str] = (),
+    categorical: Mapping[str, Iterable[str]] | None = None,
+) -> list[str]:
+    """The numeric columns every owner trains on, in order: the numeric features, their
+    missing-cell indicators, then each categorical column's levels but the first (and
+    its indicator if it may be missing). Without ``missing`` and ``categorical``, the
+    features themselves."""
+    levels = {str(k): [str(v) for v in vs] for k, vs in (categorical or {}).items()}
+    features = [str(f) for f in features]
+    maybe = set(map(str, missing))
+    numeric = [f for f in features if f not in levels]
+    out = [*numeric, *(f"{f}{MISSING_SUFFIX}" for f in numeric if f in maybe)]
+    for name in (f for f in features if f in levels):
+        out += [f"{name}={level}" for level in levels[name][1:]]
+        if name in maybe:
+            out.append(f"{name}{MISSING_SUFFIX}")
+    return out
+
+
+def requirement_features(requirements: Mapping[str, Any]) -> list[str]:
+    """The encoded columns of a request's data requirements (:func:`encoded_features`)."""
+    return encoded_features(
+        requirements["features"],
+        requirements.get("missing") or (),
+        requirements.get("categorical") or {},
+    )
+
+
+def _check_table(spec: Mapping[str, Any]) -> None:
+    """``missing`` and ``categorical`` name features; the encoded table stays bounded."""
+    features = list(spec["features"])
+    missing = list(spec.get("missing") or [])
+    if len(set(missing)) != len(missing):
+        raise SpecError("missing", "missing names a column twice")
+    categorical = list(spec.get("categorical") or {})
+    for field, names in (("missing", missing), ("categorical", categorical)):
+        stray = [n for n in names if n not in features]
+        if stray:
+            raise SpecError(field, f"{field} names column(s) that are not features: {stray}")
+    width = len(requirement_features(spec))
+    if width > MAX_FEATURES:
+        raise SpecError(
+            "categorical",
+            f"categorical: the encoded table would have {width} columns, more than {MAX_FEATURES}",
+        )
+
+
 def parse_request_spec(doc: Any) -> dict[str, Any]:
     """A buyer's request spec (YAML, JSON or the web form) checked field by field,
     with defaults filled in; raises a :class:`SpecError` naming the first wrong field."""
@@ -230,6 +335,7 @@ def parse_request_spec(doc: Any) -> dict[str, Any]:
     if spec["target"] in spec["features"]:
         raise SpecError("target", "the target cannot also be a feature")
     _check_classes(spec["classes"], spec["model"])
+    _check_table(spec)
     check_solver(spec)
     if not spec["min_trainers"] < spec["owners"]:
         raise SpecError("min_trainers", FIELDS["min_trainers"].message)
@@ -270,4 +376,5 @@ def check_requirements(doc: Any) -> dict[str, Any]:
     """The data requirements of a request (features, target, min_rows, owners, classes)."""
     spec = _check_fields(doc, REQUIREMENT_FIELDS, "requirements")
     _check_classes(spec["classes"], None)
+    _check_table(spec)
     return spec

@@ -26,12 +26,18 @@ from deltaml.crypto import PublicKey
 from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DataError, DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.verify import verify_against_chain, verify_transcript
+from deltaml.learning.data import Dataset
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.protocol.messages import Message
 from deltaml.protocol.rules import request_hash
 from deltaml.protocol.status import OfferStatus, Status
 from deltaml.roles import DataOwner
-from deltaml.services.owner_data import dataset_profile, find_csvs, select_columns
+from deltaml.services.owner_data import (  # select_columns: re-exported
+    dataset_profile,
+    find_csvs,
+    request_dataset,
+    select_columns,  # noqa: F401
+)
 from deltaml.services.party import (
     AggregatorClient,
     AggregatorError,
@@ -105,6 +111,10 @@ class OwnerNode:
         self.aggregator_address = ""
         self.roles: dict[int, DataOwner] = {}
         self.offers: list[dict[str, Any]] = []
+        #: Per request: its dataset as read for it, and what reading it did in plain words
+        #: (empty cells filled, unknown levels counted as other; counts, never values).
+        self._prepared: dict[int, Dataset] = {}
+        self.request_notes: dict[int, list[str]] = {}
         self._results: dict[int, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="offers", daemon=True)
@@ -217,11 +227,17 @@ class OwnerNode:
             ):
                 try:
                     self.decide(rid, True)
-                except ProtocolError as exc:  # not what was committed on chain: never join
+                except (ProtocolError, DataError) as exc:  # never join: not committed, or
+                    # the data cannot be read as the request needs (file, column, row)
                     self.store.put("refused", str(rid), {"reason": str(exc), "at": time.time()})
-                    log.warning("%s", exc)
+                    log.warning("request %d not joined: %s", rid, exc)
+                    if isinstance(exc, DataError):
+                        guarded(
+                            f"request {rid}: decline", functools.partial(self.decide, rid, False)
+                        )
             if offer["status"] in (OfferStatus.FINISHED, OfferStatus.FAILED, OfferStatus.CANCELLED):
                 self.roles.pop(rid, None)
+                self._prepared.pop(rid, None)
             if offer["status"] == OfferStatus.FINISHED:
                 guarded(f"request {rid}: review", functools.partial(self.review, rid))
             if offer["status"] == OfferStatus.FINISHED and self.config.auto_withdraw:
@@ -274,6 +290,9 @@ class OwnerNode:
 
     def decide(self, rid: int, accept: bool) -> dict[str, Any]:
         if accept:
+            offer = self._offer(rid)
+            if offer.get("dataset"):  # read it as the request needs: a DataError before consent
+                self.dataset_for(rid, offer)
             self.join(rid)
         result: dict[str, Any] = self.client.post(
             f"/requests/{rid}/{'accept' if accept else 'decline'}"
@@ -443,19 +462,22 @@ class OwnerNode:
             offer = next((o for o in self.refresh_offers() if int(o["request_id"]) == rid), None)
         if offer is None or not offer.get("dataset"):
             raise ProtocolError(f"request {rid} was not accepted by this owner")
-        path = self.datasets.get(offer["dataset"])
-        if path is None:
-            raise ProtocolError(f"dataset {offer['dataset']!r} is no longer here")
-        req = offer["requirements"]
-        ds = select_columns(
-            path,
-            list(req["features"]),
-            str(req["target"]),
-            str(offer.get("spec", {}).get("model", "linear")),
-            req.get("classes"),
-        )
+        ds = self.dataset_for(rid, offer)
         key = self._committed_key(rid, offer)
         return DataOwner(self.address, ds.X, ds.y, committed_key=key, account=self.account)
+
+    def dataset_for(self, rid: int, offer: dict[str, Any]) -> Dataset:
+        """The offered dataset as request ``rid`` needs it (read once; notes kept)."""
+        if rid not in self._prepared:
+            path = self.datasets.get(str(offer.get("dataset") or ""))
+            if path is None:
+                raise ProtocolError(f"dataset {offer.get('dataset')!r} is no longer here")
+            model = str(offer.get("spec", {}).get("model", "linear"))
+            ds, notes = request_dataset(path, offer["requirements"], model)
+            self._prepared[rid], self.request_notes[rid] = ds, notes
+            for note in notes:
+                log.info("request %d, dataset %s: %s", rid, offer["dataset"], note)
+        return self._prepared[rid]
 
     def _committed_key(self, rid: int, offer: dict[str, Any]) -> bytes:
         """The fingerprint of the only key this owner encrypts under for request ``rid``.

@@ -29,6 +29,8 @@ def create_app(node: OwnerNode, login: LoginConfig | None = None) -> FastAPI:
             "datasets": node.profiles,
             "unusable": node.unusable,
             "offers": node.offers,
+            # Per request: empty cells filled, unknown levels counted as other (counts only).
+            "request_notes": {str(k): v for k, v in node.request_notes.items()},
             "earnings": node.earnings(),
             "jobs_done": node.loop.jobs_done,
         }

@@ -1,12 +1,24 @@
-"""An owner's data files: which CSVs it offers, their profiles, a request's columns."""
+"""An owner's data files: which CSVs it offers, their profiles, a request's columns.
+
+A request that names ``missing`` or ``categorical`` columns (a mixed table) is
+read with :mod:`deltaml.learning.tabular`: empty cells of the columns it lets be
+missing are filled with 0 plus an indicator column, categorical columns are
+one-hot encoded with the request's levels (a level it does not name counts as
+"other"). What that did is said in plain words (:func:`request_dataset`'s notes),
+as counts, never a value.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from deltaml.errors import DeltaMLValueError
+from deltaml.learning.csv_load import _read_table
 from deltaml.learning.data import Dataset, load_dataset, profile_csv
+from deltaml.learning.dataset import _MISSING_TOKENS, _one_line
+from deltaml.learning.tabular import TableSpec, encode_frame, encoding_notes
 
 
 def find_csvs(paths: list[Path]) -> dict[str, Path]:
@@ -63,3 +75,37 @@ def select_columns(
         classes=(list(classes or DEFAULT_CLASSES)) if logistic else None,
         share=True,
     )
+
+
+def request_dataset(
+    path: Path, requirements: Mapping[str, Any], model: str = "linear"
+) -> tuple[Dataset, list[str]]:
+    """The dataset at ``path`` as the request whose data ``requirements`` these are needs
+    it, and notes in plain words on what was filled in or counted as "other".
+
+    Raises :class:`~deltaml.errors.DataError` in one line naming the file, the column and
+    the row (an empty cell the request does not let be missing, text in a column it
+    does not name categorical, a value too large …).
+    """
+    if not requirements.get("missing") and not requirements.get("categorical"):
+        ds = select_columns(
+            path,
+            list(requirements["features"]),
+            str(requirements["target"]),
+            model,
+            requirements.get("classes"),
+        )
+        return ds, []
+    spec = TableSpec.from_requirements(requirements)
+    if model == "logistic" and spec.classes is None:
+        spec = TableSpec.from_requirements({**requirements, "classes": list(DEFAULT_CLASSES)})
+    label = _one_line(str(path))
+    names, cells, _ = _read_table(label, path)
+    wanted = [*requirements["features"], requirements["target"]]
+    columns = {
+        name: [None if row[j].lower() in _MISSING_TOKENS else row[j] for row in cells]
+        for j, name in enumerate(names)
+        if name in wanted
+    }
+    ds, other = encode_frame(columns, spec, label)
+    return ds, encoding_notes(columns, spec, other)

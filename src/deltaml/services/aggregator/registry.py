@@ -23,6 +23,7 @@ from deltaml.errors import ConflictError, DeltaMLValueError, ForbiddenError, Not
 from deltaml.ledger.base import RequestState, RequestStatus, Role
 from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.rules import request_hash
+from deltaml.protocol.spec import requirement_features
 from deltaml.protocol.status import OfferStatus, Status
 from deltaml.services.aggregator.core import ServiceCore, accepted_count
 from deltaml.services.aggregator.schemas import NewRequest, OwnerRegistration
@@ -32,8 +33,15 @@ log = logging.getLogger(__name__)
 
 
 def matching_dataset(profile: dict[str, Any], req: dict[str, Any]) -> str | None:
-    """The first of an owner's datasets that has every column the request needs, or None."""
+    """The first of an owner's datasets that has every column the request needs, or None.
+
+    A column with empty cells matches only if the request lets it be missing, a text
+    column only if it is the request's categorical column (or the target of a request
+    that names its classes).
+    """
     wanted = [*req["features"], req["target"]]
+    may_be_missing = set(req.get("missing") or ())
+    categorical = set(req.get("categorical") or {})
     for ds in profile.get("datasets", []):
         # Profiles are typed on the way in; a row stored before that is skipped, not a 500.
         columns = {
@@ -43,10 +51,12 @@ def matching_dataset(profile: dict[str, Any], req: dict[str, Any]) -> str | None
         }
         if ds.get("rows", 0) < req["min_rows"]:
             continue
-        if not all(name in columns and not columns[name].get("nulls") for name in wanted):
+        if not all(
+            name in columns and (not columns[name].get("nulls") or name in may_be_missing)
+            for name in wanted
+        ):
             continue
-        # A text column can only be the target of a request that names its classes.
-        text = {name for name in wanted if columns[name].get("type") == "text"}
+        text = {name for name in wanted if columns[name].get("type") == "text"} - categorical
         if text - {req["target"]} or (text and not req.get("classes")):
             continue
         return str(ds["name"])
@@ -180,7 +190,7 @@ class Registry:
         (initial,) = unpack_vectors(body.initial_model)
         if initial.public_key != key:
             raise DeltaMLValueError("initial_model is not encrypted under public_key")
-        if len(initial) != len(req["features"]) + 1:
+        if len(initial) != len(requirement_features(req)) + 1:
             raise DeltaMLValueError("initial_model needs one weight per feature plus the intercept")
         arbiter = self._check_escrow(buyer, body, spec, req, key)
         now = time.time()

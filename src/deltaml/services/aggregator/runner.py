@@ -30,6 +30,7 @@ from deltaml.ledger.payouts import scale_metric
 from deltaml.protocol import messages as m
 from deltaml.protocol.merkle import SeatBook
 from deltaml.protocol.messages import TrainingSpec
+from deltaml.protocol.spec import requirement_features
 from deltaml.protocol.status import OfferStatus, SeatRole, Status
 from deltaml.roles.aggregator import (
     Aggregator,
@@ -296,7 +297,7 @@ class TrainingRunner:
             spec,
             run.key,
             run.initial,
-            len(run.row.requirements["features"]),
+            len(requirement_features(run.row.requirements)),
             include_target=run.spec.model == "linear",
             progress=progress,
             checkpoint=checkpoint,

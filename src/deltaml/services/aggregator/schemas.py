@@ -89,6 +89,10 @@ class Requirements(BaseModel):
     owners: int
     #: A logistic request's (negative, positive) labels; every owner codes its target so.
     classes: list[str] | None = None
+    #: Features that may have empty cells, and categorical features' levels (the protocol
+    #: trains on their encoding, :func:`deltaml.protocol.spec.encoded_features`).
+    missing: list[str] | None = None
+    categorical: dict[str, list[str]] | None = None
 
     @model_validator(mode="before")
     @classmethod

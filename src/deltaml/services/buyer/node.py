@@ -162,6 +162,9 @@ class BuyerNode:
         if req_spec["classes"] is not None:
             # Every owner codes its target with this pair: classes[1] is the positive class.
             requirements["classes"] = list(req_spec["classes"])
+        for name in ("missing", "categorical"):  # a mixed table; absent if empty
+            if req_spec[name]:
+                requirements[name] = req_spec[name]
         arbiter = req_spec["arbiter"] or self.config.arbiter
         protocol_spec.check_field("arbiter", arbiter)
         if self.ledger is not None:
@@ -186,7 +189,7 @@ class BuyerNode:
             account=self.account,
             allow_test_keys=self.config.allow_test_keys,
         )
-        initial = role.initial_model(len(requirements["features"]) + 1)
+        initial = role.initial_model(len(protocol_spec.requirement_features(requirements)) + 1)
         # Sealed now: scrypt takes a while, and once the aggregator has the request it
         # may ask for work at once (the role must be found by then).
         sealed = seal_key(private_key, self.config.key_password)
@@ -398,7 +401,7 @@ class BuyerNode:
             classes = tuple(req.get("classes") or DEFAULT_CLASSES)
         return TrainedModel(
             role.spec.model,
-            tuple(req["features"]),
+            tuple(protocol_spec.requirement_features(req)),
             req["target"],
             coef,
             intercept,

@@ -133,4 +133,8 @@ def training_context(node: OwnerNode, offer: dict[str, Any]) -> dict[str, Any]:
         "payment": payment,
         "escrow": fmt.escrow_text(view["status"], escrow_state(view, payment)),
         "final": view["status"] in fmt.FINAL,
+        # What reading this owner's file for the request did (counts, never values),
+        # or why this owner's file could not serve it.
+        "data_notes": node.request_notes.get(rid, []),
+        "refused": (node.store.get("refused", str(rid)) or {}).get("reason", ""),
     }
