@@ -82,6 +82,36 @@ def test_a_good_form_is_the_spec_the_cli_would_send() -> None:
     )
 
 
+def test_the_form_names_columns_that_may_be_empty_and_categorical_levels() -> None:
+    spec, errors = validate_request_form(
+        form(
+            features="age, bmi, smoker",
+            missing="bmi, smoker",
+            categorical="smoker: no, yes\n\n",
+        )
+    )
+    assert errors == {}
+    assert spec is not None
+    assert spec["missing"] == ["bmi", "smoker"]
+    assert spec["categorical"] == {"smoker": ["no", "yes"]}
+    # Left empty (the defaults): no column may be empty, none is categorical.
+    assert DEFAULTS["missing"] == DEFAULTS["categorical"] == ""
+    plain, _ = validate_request_form(form())
+    assert plain is not None and plain["missing"] == [] and plain["categorical"] == {}
+    _, errors = validate_request_form(form(categorical="smoker no yes"))
+    assert errors == {
+        "categorical": 'Line 1: write a column, a colon and its levels, such as "color: red, '
+        'green, blue".'
+    }
+    _, errors = validate_request_form(form(categorical="bmi: only"))
+    assert errors == {
+        "categorical": "Give each column 2 to 100 distinct levels of at most 200 characters."
+    }
+    # A column that is not a feature: the spec's own error, at the field it names.
+    _, errors = validate_request_form(form(missing="height"))
+    assert set(errors) == {"missing"}, errors
+
+
 def test_every_wrong_field_gets_its_own_message() -> None:
     spec, errors = validate_request_form(
         form(

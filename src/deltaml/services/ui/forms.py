@@ -56,6 +56,29 @@ def _target(text: str) -> str:
     return text
 
 
+def _levels(text: str) -> dict[str, list[str]]:
+    """``column: level, level, …`` per line (the first level the reference)."""
+    out: dict[str, list[str]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        column, colon, levels = line.partition(":")
+        names = [v.strip() for v in levels.split(",") if v.strip()]
+        if not colon or not column.strip() or not names:
+            raise ValueError(
+                f"Line {number}: write a column, a colon and its levels, such as "
+                "\"color: red, green, blue\"."
+            )
+        if column.strip() in out:
+            raise ValueError(f"Line {number}: the column {column.strip()} is named twice.")
+        out[column.strip()] = names
+    return out
+
+
+def _levels_text(value: Any) -> str:
+    return "\n".join(f"{column}: {', '.join(levels)}" for column, levels in dict(value).items())
+
+
 def _percent(text: str) -> float:
     try:
         return float(text.rstrip(" %"))
@@ -151,6 +174,27 @@ FIELDS = [
         read=_target,
         wrong=f"Name a column of at most {s.MAX_NAME} characters.",
         required="Required: name the target column.",
+    ),
+    Field(
+        "missing",
+        "Columns that may be empty",
+        "Feature columns in which an owner may have empty cells, separated by commas: an "
+        "empty cell is filled with 0 and marked in a column of its own. Empty: owners with "
+        "an empty cell are not offered the request.",
+        read=_features,
+        wrong=f"Name feature columns of at most {s.MAX_NAME} characters, each once.",
+        show=lambda v: ", ".join(v),
+    ),
+    Field(
+        "categorical",
+        "Categorical columns",
+        "One line per text column: its name, a colon and its levels (the first is the "
+        "reference), such as \"smoker: no, yes\". A level an owner has but you do not name "
+        "counts as the first.",
+        read=_levels,
+        wrong=f"Give each column 2 to {s.MAX_LEVELS} distinct levels of at most "
+        f"{s.MAX_LEVEL} characters.",
+        show=_levels_text,
     ),
     Field(
         "min_rows",
