@@ -67,7 +67,7 @@ def _levels(text: str) -> dict[str, list[str]]:
         if not colon or not column.strip() or not names:
             raise ValueError(
                 f"Line {number}: write a column, a colon and its levels, such as "
-                "\"color: red, green, blue\"."
+                '"color: red, green, blue".'
             )
         if column.strip() in out:
             raise ValueError(f"Line {number}: the column {column.strip()} is named twice.")
@@ -189,7 +189,7 @@ FIELDS = [
         "categorical",
         "Categorical columns",
         "One line per text column: its name, a colon and its levels (the first is the "
-        "reference), such as \"smoker: no, yes\". A level an owner has but you do not name "
+        'reference), such as "smoker: no, yes". A level an owner has but you do not name '
         "counts as the first.",
         read=_levels,
         wrong=f"Give each column 2 to {s.MAX_LEVELS} distinct levels of at most "
