@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import format_table, load_average, machine_facts, machine_line
 from deltaml.learning.data import make_synthetic
+from deltaml.ledger import connect
 from deltaml.simulation import SimulationConfig, simulate_shares
+from gas import SEAT_CALLS, measure_seats
 
 PHASES = ("training", "metrics", "contributions", "total")
 
@@ -146,6 +148,25 @@ def cpu_table(results: Sequence[SizeResult]) -> str:
     return format_table(head, rows)
 
 
+def gas_by_size(sizes: Sequence[int]) -> dict[int, dict[str, int | float]]:
+    """Every contract call's gas for a request of each size (``bench/gas.py --seats``):
+    mined receipts on the embedded chain, a sample of seats acting."""
+    chain = connect(None)
+    try:
+        return {n: measure_seats(chain, n) for n in sizes}
+    finally:
+        chain.close()
+
+
+def gas_table(gas: dict[int, dict[str, int | float]]) -> str:
+    sizes = sorted(gas)
+    rows = [
+        [name, *(f"{gas[n][name]:,}" if gas[n].get(name) else "—" for n in sizes)]
+        for name in SEAT_CALLS
+    ]
+    return format_table(["call (gas)", *(f"{n} owners" for n in sizes)], rows)
+
+
 def mix_table(results: Sequence[SizeResult]) -> str:
     rows = [
         [
@@ -169,6 +190,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
+        "--no-gas",
+        action="store_true",
+        help="skip the contract's gas per call at each size (embedded chain)",
+    )
+    p.add_argument(
         "--test-keys", action="store_true", help="allow 512-1024-bit keys (insecure; say so)"
     )
     return p.parse_args(argv)
@@ -188,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+    gas = {} if args.no_gas else gas_by_size(args.owners)
     facts = machine_facts()
     facts["load_average_start"] = load_start
     facts["load_average_end"] = load_average()
@@ -199,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "machine": facts,
                     "runs": 1,
                     "sizes": [asdict(r) for r in results],
+                    "gas_by_owners": gas,
                 },
                 indent=2,
             )
@@ -220,6 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(cpu_table(results))
     print()
     print(mix_table(results))
+    if gas:
+        print()
+        print("Contract gas per call (mined receipts, embedded chain; the largest where")
+        print("several seats make the same call; only Merkle proofs grow, as log2 seats):")
+        print(gas_table(gas))
     return 0
 
 
