@@ -141,3 +141,21 @@ def test_onnx_export_predicts_what_the_model_does_in_onnxruntime(
         assert (labels == model.predict(X)).all()
         est = model.to_sklearn()
         np.testing.assert_allclose(proba, est.predict_proba(X), rtol=1e-5, atol=1e-5)
+
+
+def test_a_table_model_checks_its_table_and_a_plain_model_has_nothing_to_encode() -> None:
+    table = {
+        "features": ["age", "smoker"],
+        "missing": ["age"],
+        "categorical": {"smoker": ["no", "yes"]},
+    }
+    encoded = ("age", "age__missing", "smoker=yes")
+    model = TrainedModel("linear", encoded, "y", [1.0, 2.0, 3.0], 0.5, table=table)
+    rows = pd.DataFrame({"smoker": ["yes", "no", "maybe"], "age": [40.0, None, 30.0]})
+    # age 40 → 40; empty → 0 and its indicator; "maybe" is not a named level: the first
+    np.testing.assert_allclose(model.predict(rows), [40 + 3 + 0.5, 2 + 0.5, 30 + 0.5])
+    with pytest.raises(DeltaMLValueError, match="not its table's encoded columns"):
+        TrainedModel("linear", ("age", "smoker=yes"), "y", [1.0, 2.0], 0.5, table=table)
+    plain = TrainedModel("linear", ("a",), "y", [1.0], 0.0)
+    with pytest.raises(DeltaMLValueError, match="not trained on a mixed table"):
+        plain.encode(rows)

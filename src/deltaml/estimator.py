@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,10 @@ class TrainedModel:
     #: Logistic only: ``(negative, positive)`` labels, or the K labels of a one-vs-rest
     #: model; ``None`` for a linear model.
     classes: tuple[str, ...] | None = None
+    #: A mixed table's request: ``{"features": [raw columns], "missing": [...],
+    #: "categorical": {column: [levels]}}``; ``features`` are then its encoded columns,
+    #: and raw rows are encoded as the owners encoded theirs (:meth:`encode`).
+    table: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_TYPES:
@@ -111,6 +115,36 @@ class TrainedModel:
         object.__setattr__(self, "features", tuple(str(f) for f in self.features))
         object.__setattr__(self, "intercept", intercept)
         object.__setattr__(self, "classes", classes)
+        if self.table is not None:
+            table = {
+                "features": [str(f) for f in self.table["features"]],
+                "missing": [str(f) for f in self.table.get("missing") or ()],
+                "categorical": {
+                    str(k): [str(v) for v in levels]
+                    for k, levels in dict(self.table.get("categorical") or {}).items()
+                },
+            }
+            if tuple(self._table_spec(table).feature_names) != self.features:
+                raise DeltaMLValueError("the model's features are not its table's encoded columns")
+            object.__setattr__(self, "table", table)
+
+    def _table_spec(self, table: Mapping[str, Any]) -> Any:
+        from deltaml.learning.tabular import TableSpec
+
+        return TableSpec.from_requirements({"target": self.target, **table})
+
+    def encode(self, X: Any) -> Any:
+        """Raw rows of a mixed table (a :class:`pandas.DataFrame` with the request's raw
+        columns) as the model's encoded columns, a frame for ``to_sklearn().predict``:
+        an empty cell where the request allows it becomes 0 and its indicator 1, a
+        categorical column its 0/1 columns, an unknown level the first (as at the owners)."""
+        if self.table is None:
+            raise DeltaMLValueError(
+                "this model was not trained on a mixed table: nothing to encode"
+            )
+        from deltaml.learning.tabular import encode_features
+
+        return encode_features(X, self._table_spec(self.table))
 
     @property
     def multiclass(self) -> bool:
@@ -121,6 +155,9 @@ class TrainedModel:
     def _matrix(self, X: Any) -> np.ndarray:
         """``X`` as a float matrix in the order of ``features`` (a frame by column name)."""
         columns = getattr(X, "columns", None)
+        raw = columns is not None and not set(self.features) <= {str(c) for c in columns}
+        if raw and self.table is not None:
+            X, columns = self.encode(X), None  # raw rows of the table
         if columns is not None:
             names = [str(c) for c in columns]
             missing = [f for f in self.features if f not in names]
@@ -292,6 +329,8 @@ class TrainedModel:
             intercept=self.intercept.tolist() if self.multiclass else float(self.intercept),
             rounds=self.rounds,
         )
+        if self.table is not None:
+            out["table"] = dict(self.table)
         return out
 
     @classmethod
@@ -313,6 +352,7 @@ class TrainedModel:
                 [float(v) for v in intercept] if coef.ndim == 2 else float(intercept),
                 int(data.get("rounds", 0)),
                 None if classes is None else tuple(str(c) for c in classes),
+                data.get("table"),
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise DeltaMLValueError(f"malformed model file: {exc}") from None

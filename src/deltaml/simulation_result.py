@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,6 +54,9 @@ class SimulationResult:
     classes: tuple[str, ...] | None = None
     #: More than two classes: one binary run per class (one-vs-rest), in class order.
     per_class: list[SimulationResult] = field(default_factory=list)
+    #: A mixed table's request (raw features, ``missing``, ``categorical``): the model
+    #: then encodes raw rows itself (:meth:`deltaml.estimator.TrainedModel.encode`).
+    table: dict[str, Any] | None = None
 
     # The aggregator's record, as the run's own fields.
     trainers = property(lambda self: self.record.trainers)
@@ -81,6 +84,7 @@ class SimulationResult:
             self.intercept,
             len(self.rounds),
             (self.classes or DEFAULT_CLASSES) if self.model == "logistic" else None,
+            self.table,
         )
 
     @property

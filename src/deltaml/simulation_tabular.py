@@ -4,8 +4,8 @@ Each owner's rows (a :class:`pandas.DataFrame`) are encoded as the request's
 :class:`~deltaml.learning.tabular.TableSpec` says — what an owner node does with its
 CSV (:func:`deltaml.services.owner_data.request_dataset`) — and the encoded shares run
 through the roles like any other (:func:`deltaml.simulation.simulate_shares`). The
-trained model names the encoded columns; predict on raw rows with
-:func:`deltaml.learning.tabular.encode_features` and the same spec.
+trained model names the encoded columns and carries the table, so it predicts raw rows
+itself (:meth:`deltaml.estimator.TrainedModel.encode`).
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ def simulate_frames(
         shares,
         test_set,
     )
+    result.table = {
+        "features": [*table.numeric, *table.categorical],
+        "missing": list(table.may_be_missing),
+        "categorical": {k: list(v) for k, v in table.categorical.items()},
+    }
     return TableRun(result, shares, notes)
 
 

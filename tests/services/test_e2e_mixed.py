@@ -120,6 +120,9 @@ def test_owners_csvs_with_empty_cells_and_a_categorical_column_finish_verified(
     trainers = [p for n, p in zip(names, parts, strict=True) if addresses[n] in view_trainers]
     train = pd.concat(trainers)
     ours = float(np.mean((model.to_sklearn().predict(encode_features(test, table)) - test.y) ** 2))
+    # The buyer's model file carries the request's table: it predicts raw rows itself.
+    raw = test.drop(columns="y")
+    assert np.allclose(model.predict(raw), model.predict(encode_features(test, table)))
     theirs = float(np.mean((_sklearn(train).predict(test.drop(columns="y")) - test.y) ** 2))
     print(f"mixed table through the services: test MSE {ours:.4f} against {theirs:.4f}")
     # Measured (12 rounds; who trains follows the run's random addresses): 3.6293 against

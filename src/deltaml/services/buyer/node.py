@@ -399,6 +399,8 @@ class BuyerNode:
         classes = None
         if role.spec.model == "logistic":
             classes = tuple(req.get("classes") or DEFAULT_CLASSES)
+        mixed = bool(req.get("missing") or req.get("categorical"))
+        table = {k: req.get(k) for k in ("features", "missing", "categorical")} if mixed else None
         return TrainedModel(
             role.spec.model,
             tuple(protocol_spec.requirement_features(req)),
@@ -407,6 +409,7 @@ class BuyerNode:
             intercept,
             rounds,
             classes,
+            table,
         ).to_json()
 
     def saved(self, rid: int) -> dict[str, Any]:
