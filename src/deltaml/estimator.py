@@ -13,10 +13,11 @@ labels (``classes[1]`` is the class the model's score is for)::
 >>> est = model.to_sklearn()                       # a fitted LinearRegression / LogisticRegression
 >>> model.to_onnx("model.onnx")                    # doctest: +SKIP  (pip install deltaml[onnx])
 
-A logistic model of K > 2 classes is one-vs-rest: ``coef`` is a K × d matrix and
-``intercept`` a vector of K, row k scoring ``classes[k]`` against the rest; it predicts
-the class of the highest score and, as scikit-learn's ``OneVsRestClassifier`` does,
-probabilities that are the K sigmoids normalized to sum to one.
+A logistic model of K > 2 classes is multinomial: ``coef`` is a K × d matrix and
+``intercept`` a vector of K, row k the score of ``classes[k]``; it predicts the class of
+the highest score, with the softmax of the K scores as probabilities, as scikit-learn's
+multinomial ``LogisticRegression`` does (the scores come from linear discriminant
+analysis: :mod:`deltaml.learning.lda`).
 
 A :class:`pandas.DataFrame` (or anything with ``columns``) is read by column name,
 so a frame whose columns come in another order gives the same predictions; a
@@ -41,7 +42,6 @@ from deltaml.errors import DeltaMLValueError
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LinearRegression, LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
 
 FORMAT = "deltaml-model/1"
 MODEL_TYPES = ("linear", "logistic")
@@ -148,7 +148,7 @@ class TrainedModel:
 
     @property
     def multiclass(self) -> bool:
-        """More than two classes: one-vs-rest."""
+        """More than two classes: a multinomial (softmax) model."""
         return self.classes is not None and len(self.classes) > 2
 
     # -- prediction -----------------------------------------------------------------
@@ -177,7 +177,7 @@ class TrainedModel:
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``X · coef + intercept``: the prediction (linear) or the log-odds of ``classes[1]``;
-        one column per class for a one-vs-rest model."""
+        one column per class for a multinomial model."""
         return np.asarray(self._matrix(X) @ self.coef.T + self.intercept)
 
     @property
@@ -200,13 +200,14 @@ class TrainedModel:
         if self.model != "logistic":
             raise DeltaMLValueError("predict_proba is for classification (logistic) models")
         scores = self.decision_function(X)
+        if self.multiclass:  # the softmax, without overflow warnings
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            return np.asarray(e / e.sum(axis=1, keepdims=True))
         p = np.exp(-np.logaddexp(0.0, -scores))  # the sigmoid, without overflow warnings
-        if self.multiclass:
-            return np.asarray(p / p.sum(axis=1, keepdims=True))
         return np.column_stack([1.0 - p, p])
 
     # -- scikit-learn and ONNX ---------------------------------------------------------
-    def to_sklearn(self) -> LinearRegression | LogisticRegression | OneVsRestClassifier:
+    def to_sklearn(self) -> LinearRegression | LogisticRegression:
         """The model as a fitted scikit-learn estimator.
 
         A :class:`~sklearn.linear_model.LinearRegression` or a two-class
@@ -218,17 +219,13 @@ class TrainedModel:
         works wherever scikit-learn takes an estimator: ``clone``, ``Pipeline``,
         ``cross_val_score`` (which fits copies of it on the data it is given).
 
-        A one-vs-rest model becomes a fitted
-        :class:`~sklearn.multiclass.OneVsRestClassifier` of one two-class
-        ``LogisticRegression`` per class (classes sorted as scikit-learn sorts
-        them), which predicts and gives probabilities as :meth:`predict` and
-        :meth:`predict_proba` do.
+        A multinomial model becomes a ``LogisticRegression`` of ``K`` classes (rows of
+        ``coef_`` in the order scikit-learn sorts the labels), which predicts and gives
+        softmax probabilities as :meth:`predict` and :meth:`predict_proba` do.
         """
         from sklearn.linear_model import LinearRegression, LogisticRegression
 
         names = np.array(self.features, dtype=object)
-        if self.multiclass:
-            return self._one_vs_rest(names)
         estimator: LinearRegression | LogisticRegression
         if self.model == "linear":
             estimator = LinearRegression()
@@ -236,6 +233,14 @@ class TrainedModel:
             estimator.intercept_ = np.float64(self.intercept)
             estimator.rank_ = len(self.features)
             estimator.singular_ = np.ones(len(self.features))
+        elif self.multiclass:
+            labels = self.classes_
+            order = np.argsort(labels, kind="stable")
+            estimator = LogisticRegression(max_iter=5000)
+            estimator.classes_ = labels[order]
+            estimator.coef_ = self.coef[order].copy()
+            estimator.intercept_ = np.asarray(self.intercept, dtype=np.float64)[order].copy()
+            estimator.n_iter_ = np.array([self.rounds], dtype=np.int32)
         else:
             labels = self.classes_
             order = np.argsort(labels, kind="stable")
@@ -248,32 +253,6 @@ class TrainedModel:
         estimator.n_features_in_ = len(self.features)
         estimator.feature_names_in_ = names
         return estimator
-
-    def _one_vs_rest(self, names: np.ndarray) -> OneVsRestClassifier:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.multiclass import OneVsRestClassifier
-        from sklearn.preprocessing import LabelBinarizer
-
-        labels = self.classes_
-        order = np.argsort(labels, kind="stable")
-        binarizer = LabelBinarizer(sparse_output=True).fit(labels[order])
-        estimators = []
-        for k in order:
-            member = LogisticRegression(max_iter=5000)
-            member.classes_ = np.array([0, 1])
-            member.coef_ = self.coef[k].reshape(1, -1).copy()
-            member.intercept_ = np.array([self.intercept[k]])
-            member.n_iter_ = np.array([self.rounds], dtype=np.int32)
-            member.n_features_in_ = len(self.features)
-            member.feature_names_in_ = names
-            estimators.append(member)
-        ovr = OneVsRestClassifier(LogisticRegression(max_iter=5000))
-        ovr.estimators_ = estimators
-        ovr.label_binarizer_ = binarizer
-        ovr.classes_ = binarizer.classes_
-        ovr.n_features_in_ = len(self.features)
-        ovr.feature_names_in_ = names
-        return ovr
 
     def to_onnx(self, path: str | Path | None = None) -> Any:
         """The model as an ONNX graph (input ``X``: double rows of ``features``, in order).
@@ -296,8 +275,6 @@ class TrainedModel:
             labels = estimator.classes_
             if labels.dtype == object:
                 estimator.classes_ = labels.astype(str)
-                if self.multiclass:
-                    estimator.label_binarizer_.classes_ = estimator.classes_
             options = {id(estimator): {"zipmap": False}}
         onnx_model = to_onnx(
             estimator,

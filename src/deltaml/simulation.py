@@ -35,6 +35,7 @@ from deltaml.learning.baseline import (
     training_objective,
 )
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
+from deltaml.learning.lda import Multinomial
 from deltaml.learning.models import ModelType, Standardization, raw_coefficients
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import OnChainRequest
@@ -44,8 +45,11 @@ from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import RoundRecord, split_roles
 from deltaml.roles.buyer import Seats
 from deltaml.simulation_exact import disclose_exact
-from deltaml.simulation_multiclass import multiclass_test_metrics as multiclass_test_metrics
-from deltaml.simulation_multiclass import simulate_one_vs_rest
+from deltaml.simulation_multiclass import (
+    check_multiclass,
+    multiclass_figures,
+    multiclass_test_metrics,
+)
 from deltaml.simulation_result import SimulationResult as SimulationResult
 from deltaml.transport import InMemoryTransport, Transport
 
@@ -152,8 +156,6 @@ def run_simulation(
     model_name = config.model or TASK_MODELS[dataset.task]
     train, test = train_test_split(dataset, config.test_fraction, config.seed)
     shares = split_owners(train, config.owners, seed=config.seed, by=config.split_by)
-    if dataset.multiclass:
-        return simulate_one_vs_rest(config, shares, test, progress, transport_wrapper)
     return simulate_shares(
         config, model_name, dataset.task, shares, test, progress, transport_wrapper
     )
@@ -173,6 +175,10 @@ def simulate_shares(
 
     ``accounts`` (party id → account) replaces the fresh accounts of the named parties.
     """
+    classes = shares[0].classes if model_name == "logistic" else None
+    n_classes = len(classes) if classes is not None and len(classes) > 2 else 0
+    if n_classes:
+        check_multiclass(n_classes, config.solver, config.chain, config.contributions)
     spec = TrainingSpec(
         model=model_name,
         rounds=config.rounds,
@@ -188,6 +194,7 @@ def simulate_shares(
         min_trainers=config.min_trainers,
         deposit_wei=config.deposit_wei,
         solver=config.solver,
+        n_classes=n_classes,
     )
     ids = owner_ids(len(shares))
     given = dict(accounts or {})
@@ -292,8 +299,14 @@ def simulate_shares(
     trainer_shares = [shares[ids.index(oid)] for oid in record.trainers]
     x_train = np.concatenate([s.X for s in trainer_shares])
     y_train = np.concatenate([s.y for s in trainer_shares])
-    gap = objective_gap(buyer.model, buyer.stats, trainer_shares, buyer.weights)
-    coef, intercept = raw_coefficients(buyer.weights, buyer.stats)
+    intercept: float | np.ndarray
+    if isinstance(buyer.model, Multinomial):
+        gap, coef, intercept = multiclass_figures(
+            buyer.model, buyer.stats, trainer_shares, buyer.weights
+        )
+    else:
+        gap = objective_gap(buyer.model, buyer.stats, trainer_shares, buyer.weights)
+        coef, intercept = raw_coefficients(buyer.weights, buyer.stats)
     result = SimulationResult(
         config=config,
         model=model_name,
@@ -320,7 +333,9 @@ def simulate_shares(
         target=shares[0].target_name,
         classes=shares[0].classes,
     )
-    if test is not None:
+    if test is not None and n_classes:
+        result.test = multiclass_test_metrics(result.trained_model(), x_train, y_train, test)
+    elif test is not None:
         result.test, result.baseline_note = baseline_metrics(
             buyer.model, buyer.stats, buyer.weights, x_train, y_train, test.X, test.y
         )

@@ -1,129 +1,107 @@
-"""A multinomial target in simulation: one two-class protocol run per class (one-vs-rest).
+"""A target of more than two classes in simulation: one protocol run, ``K`` models.
 
-Split from :mod:`deltaml.simulation` (which re-exports :func:`simulate_one_vs_rest` and
-:func:`multiclass_test_metrics` under their old import path).
+The class sums join the statistics round and one exact solve fits every class
+(:mod:`deltaml.learning.lda`: linear discriminant analysis, a linear softmax model of
+the multinomial-logistic form). This module holds what the simulation adds for it: the
+objective gap of the ``K`` columns against their exact optimum, the coefficients in the
+data's own units, and the test metrics per class and macro-averaged next to
+scikit-learn's multinomial ``LogisticRegression`` and ``LinearDiscriminantAnalysis``
+trained on the same rows.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from deltaml.errors import DeltaMLValueError
 from deltaml.estimator import TrainedModel
+from deltaml.learning.baseline import relative_gap
 from deltaml.learning.data import Dataset
-from deltaml.roles.aggregator import RoundRecord
-from deltaml.transport import Transport
+from deltaml.learning.lda import Multinomial, raw_discriminants
+from deltaml.learning.models import Standardization
 
-if TYPE_CHECKING:
-    from deltaml.simulation import SimulationConfig, SimulationResult
+__all__ = ["check_multiclass", "multiclass_figures", "multiclass_test_metrics"]
 
 
-def simulate_one_vs_rest(
-    config: SimulationConfig,
-    shares: list[Dataset],
-    test: Dataset | None,
-    progress: Callable[[RoundRecord], None] | None = None,
-    transport_wrapper: Callable[[Transport], Transport] | None = None,
-) -> SimulationResult:
-    """A multinomial target, one-vs-rest: one two-class protocol run per class.
-
-    Run ``k`` trains ``classes[k]`` against the rest on the same owners (so the
-    same role split), with its own keys, transcript and, on a chain, its own
-    deposit: K requests, not one. The result holds the K × d coefficients, the
-    runs in ``per_class``, and the test accuracy and macro AUC next to
-    scikit-learn's multinomial ``LogisticRegression`` on the same rows.
-    """
-    classes = shares[0].classes
-    assert classes is not None and len(classes) > 2
-    from deltaml.simulation import owner_ids, simulate_shares
-
-    runs: list[SimulationResult] = []
-    for k, label in enumerate(classes):
-        binary = [
-            dataclasses.replace(s, y=(s.y == k).astype(np.float64), classes=("rest", label))
-            for s in shares
-        ]
-        transcript = config.transcript
-        if transcript is not None:
-            path = Path(transcript)
-            transcript = str(path.with_name(f"{path.stem}-class{k}{path.suffix}"))
-        run_config = dataclasses.replace(config, transcript=transcript)
-        runs.append(
-            simulate_shares(
-                run_config, "logistic", "classification", binary, None, progress, transport_wrapper
-            )
+def check_multiclass(classes: int, solver: str, chain: bool, contributions: bool) -> None:
+    """What a run of ``classes`` ≥ 3 classes needs, refused by name in one line."""
+    if solver != "exact":
+        raise DeltaMLValueError(
+            f"{classes} classes are fitted by one exact solve: use --solver exact"
         )
-    first = runs[0]
-    failed = [r.verification for r in runs if r.verification is not None and not r.verification.ok]
-    payouts: dict[str, int] = {}
-    contributions = np.zeros(len(first.trainers))
-    for r in runs:
-        for pid, wei in r.payouts_wei.items():
-            payouts[pid] = payouts.get(pid, 0) + wei
-        contributions += np.array(r.contributions or [0.0] * len(first.trainers))
-    record = dataclasses.replace(
-        first.record,
-        setup_seconds=sum(r.setup_seconds for r in runs),
-        training_seconds=sum(r.training_seconds for r in runs),
-        metric_seconds=sum(r.metric_seconds for r in runs),
-        contribution_seconds=sum(r.contribution_seconds for r in runs),
-        contributions=[float(c) for c in contributions] if first.contributions else [],
-    )
-    result = dataclasses.replace(
-        first,
-        config=config,
-        record=record,
-        coefficients=np.vstack([r.coefficients for r in runs]),
-        intercept=np.array([r.intercept for r in runs]),  # type: ignore[arg-type]
-        weights=np.vstack([r.weights for r in runs]),
-        seconds=sum(r.seconds for r in runs),
-        keygen_seconds=sum(r.keygen_seconds for r in runs),
-        verify_seconds=sum(r.verify_seconds for r in runs),
-        objective_gap=max(r.objective_gap for r in runs),
-        payouts_wei=payouts,
-        refund_wei=sum(r.refund_wei for r in runs),
-        verification=failed[0] if failed else runs[-1].verification,
-        classes=classes,
-        per_class=runs,
-        test={},
-    )
-    if test is not None:
-        trainer_shares = [shares[owner_ids(len(shares)).index(oid)] for oid in first.trainers]
-        result.test = multiclass_test_metrics(
-            result.trained_model(),
-            np.concatenate([s.X for s in trainer_shares]),
-            np.concatenate([s.y for s in trainer_shares]),
-            test,
+    if chain or contributions:
+        raise DeltaMLValueError(
+            f"a model of {classes} classes has no encrypted validation metric yet, so "
+            "nothing to pay by: run it with --no-chain --no-contributions"
         )
-    return result
+
+
+def multiclass_figures(
+    model: Multinomial, stats: Standardization, trainer_shares: list[Dataset], weights: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """The solve's objective gap against the exact optimum of the same ``K`` columns on
+    the trainers' rows (``Σ_k ½w_kᵀHw_k − g_kᵀw_k``; the intercept row apart, which the
+    buyer writes afterwards), and the ``K × d`` coefficients and ``K`` intercepts on the
+    data's own units."""
+    terms = [model.local_terms(s.X, s.y, stats) for s in trainer_shares]
+    hessian = sum(t.hessian for t in terms)
+    linear = sum(t.linear for t in terms)
+
+    def objective(w: np.ndarray) -> float:
+        return float(0.5 * np.einsum("ik,ij,jk->", w, hessian, w) - np.sum(linear * w))
+
+    solution = np.array(weights, dtype=np.float64)
+    solution[-1] = 0.0  # the solve's own intercept row (0 exactly: G's last row is 0)
+    gap = relative_gap(objective(solution), objective(np.linalg.solve(hessian, linear)))
+    coef, intercept = raw_discriminants(weights, stats)
+    return gap, coef, intercept
 
 
 def multiclass_test_metrics(
     model: TrainedModel, x_train: np.ndarray, y_train: np.ndarray, test: Dataset
 ) -> dict[str, float]:
-    """Accuracy and macro one-vs-rest AUC, ours next to scikit-learn's multinomial
-    logistic regression trained on the same rows; and our AUC per class."""
-    from sklearn import linear_model
-    from sklearn.metrics import accuracy_score, roc_auc_score
+    """Accuracy, macro AUC (one class against the rest) and macro F1, ours next to
+    scikit-learn's multinomial ``LogisticRegression`` (standardized, default ``C``) and
+    its ``LinearDiscriminantAnalysis`` on the same rows; and per class our AUC,
+    precision, recall and F1."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    sk = make_pipeline(StandardScaler(), linear_model.LogisticRegression(max_iter=5000))
-    sk.fit(x_train, y_train)
+    y = np.asarray(test.y, dtype=int)
     proba = model.predict_proba(test.X)
-    scores = model.decision_function(test.X)
+    predicted = np.argmax(proba, axis=1)
     out = {
-        "test_accuracy": float(accuracy_score(test.y, np.argmax(scores, axis=1))),
-        "sklearn_test_accuracy": float(accuracy_score(test.y, sk.predict(test.X))),
-        "test_auc": float(roc_auc_score(test.y, proba, multi_class="ovr", average="macro")),
-        "sklearn_test_auc": float(
-            roc_auc_score(test.y, sk.predict_proba(test.X), multi_class="ovr", average="macro")
-        ),
+        "test_accuracy": float(accuracy_score(y, predicted)),
+        "test_auc": float(roc_auc_score(y, proba, multi_class="ovr", average="macro")),
+        "test_macro_f1": float(f1_score(y, predicted, average="macro")),
     }
+    references = {
+        "sklearn": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+        "sklearn_lda": LinearDiscriminantAnalysis(),
+    }
+    for name, estimator in references.items():
+        estimator.fit(x_train, y_train)
+        theirs = estimator.predict(test.X)
+        out[f"{name}_test_accuracy"] = float(accuracy_score(y, theirs))
+        out[f"{name}_test_auc"] = float(
+            roc_auc_score(y, estimator.predict_proba(test.X), multi_class="ovr", average="macro")
+        )
+        out[f"{name}_test_macro_f1"] = float(f1_score(y, theirs, average="macro"))
+    labels = range(len(model.classes or ()))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y, predicted, labels=list(labels), zero_division=0.0
+    )
     for k, label in enumerate(model.classes or ()):
-        out[f"test_auc[{label}]"] = float(roc_auc_score(test.y == k, scores[:, k]))
+        out[f"test_auc[{label}]"] = float(roc_auc_score(y == k, proba[:, k]))
+        out[f"test_precision[{label}]"] = float(precision[k])
+        out[f"test_recall[{label}]"] = float(recall[k])
+        out[f"test_f1[{label}]"] = float(f1[k])
     return out

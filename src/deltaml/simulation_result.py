@@ -32,7 +32,8 @@ class SimulationResult:
     objective_gap: float
     weights: np.ndarray
     coefficients: np.ndarray
-    intercept: float
+    #: A float; one per class (an array) for more than two classes.
+    intercept: float | np.ndarray
     test: dict[str, float] = field(default_factory=dict)
     #: Why scikit-learn's default figure differs from the exact optimum's ("" if it does not).
     baseline_note: str = ""
@@ -52,8 +53,6 @@ class SimulationResult:
     features: tuple[str, ...] = ()
     target: str = ""
     classes: tuple[str, ...] | None = None
-    #: More than two classes: one binary run per class (one-vs-rest), in class order.
-    per_class: list[SimulationResult] = field(default_factory=list)
     #: A mixed table's request (raw features, ``missing``, ``categorical``): the model
     #: then encodes raw rows itself (:meth:`deltaml.estimator.TrainedModel.encode`).
     table: dict[str, Any] | None = None
@@ -86,6 +85,11 @@ class SimulationResult:
             (self.classes or DEFAULT_CLASSES) if self.model == "logistic" else None,
             self.table,
         )
+
+    @property
+    def multiclass(self) -> bool:
+        """More than two classes: one model per class, from one exact solve."""
+        return self.model == "logistic" and len(self.classes or ()) > 2
 
     @property
     def verified(self) -> bool | None:
@@ -143,9 +147,8 @@ class SimulationResult:
             "coefficients": np.asarray(self.coefficients).tolist(),
             "intercept": np.asarray(self.intercept).tolist(),
         }
-        if self.per_class:
+        if self.multiclass:
             out["classes"] = list(self.classes or ())
-            out["verified_per_class"] = [r.verified for r in self.per_class]
         out.update(self.test)
         if "optimum_objective" in self.test:
             out["baseline_note"] = self.baseline_note

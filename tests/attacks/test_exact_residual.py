@@ -49,9 +49,9 @@ def _buyer_accepts_anything(monkeypatch: pytest.MonkeyPatch) -> None:
     means to dispute), so the model reaches the transcript and its disclosure."""
     final = exact_solve.ExactBuyer.final_weights
 
-    def unchecked(self: Any, encrypted_w: Any, check: Any = None) -> Any:
+    def unchecked(self: Any, encrypted_w: Any, check: Any = None, columns: int = 1) -> Any:
         try:
-            return final(self, encrypted_w, None)
+            return final(self, encrypted_w, None, columns)
         except DeltaMLValueError:  # not a small rational: not the exact optimum
             return np.zeros(len(encrypted_w)), ()
 

@@ -17,7 +17,7 @@ from deltaml.crypto.paillier import generate_keypair
 from deltaml.errors import DataError
 from deltaml.learning import lda
 from deltaml.learning.exact_solve import ExactBuyer, exact_solve
-from deltaml.learning.models import Standardization
+from deltaml.learning.standardize import local_sums, stats_from_sums
 
 OWNERS = 3
 
@@ -33,16 +33,16 @@ def _split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _fit(x: np.ndarray, y: np.ndarray, keys: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The protocol's arithmetic with OWNERS owners; the solves encrypted and exact."""
+    """The protocol's arithmetic with OWNERS owners, all trainers; the solve encrypted and
+    exact."""
     public, private = keys
-    stats = Standardization(len(x), x.mean(axis=0), x.std(axis=0))  # the public statistics
     parts = np.array_split(np.arange(len(x)), OWNERS)
-    total = sum(lda.class_sums(x[p], y[p], 3, stats) for p in parts)
-    counts, means = lda.class_means(np.asarray(total))
-    terms = [lda.owner_terms(x[p], y[p], means, len(x), stats) for p in parts]
+    total = sum(local_sums(x[p], y[p], False, 3) for p in parts)
+    stats = stats_from_sums(np.asarray(total), x.shape[1], False, 3)  # what the buyer publishes
+    model = lda.Multinomial(3)
+    terms = [model.local_terms(x[p], y[p], stats) for p in parts]
     solution, _, _ = exact_solve(terms, public, ExactBuyer(public, private))  # 3 columns
-    w, b = lda.discriminants(solution, counts, means)
-    return lda.raw_discriminants(w, b, stats)
+    return lda.raw_discriminants(model.finish(solution, stats), stats)
 
 
 def test_the_model_is_scikit_learns_lda(keys: Any) -> None:
@@ -68,6 +68,6 @@ def test_iris_accuracy_is_within_003_of_scikit_learns_logistic_regression(keys: 
 
 
 def test_a_class_no_owner_holds_is_refused_in_one_line() -> None:
-    total = np.array([[3.0, 0.1], [0.0, 0.0]])
+    x, y = np.array([[1.0], [2.0], [4.0]]), np.array([0, 0, 2])
     with pytest.raises(DataError, match="every class needs at least one row"):
-        lda.class_means(total)
+        stats_from_sums(local_sums(x, y, False, 3), 1, False, 3)

@@ -56,6 +56,7 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "precision_bits": ([1, 64], [0, 65]),
     "base_exponent": ([1, 256], [0, 257]),
     "trainer_fraction": ([0.5, 0.7], [0, 1, 5]),
+    "n_classes": ([0, 3, 100], [1, 2, 101, -1, 3.0, True]),
 }
 
 
@@ -68,7 +69,27 @@ def test_every_field_has_cases() -> None:
 def _parse(name: str, value: Any) -> dict[str, Any]:
     if name in s.REQUEST_FIELDS:
         return parse_request_spec({**BASE, name: value})
+    if name == "n_classes":  # more than two classes: a logistic model, one exact solve
+        doc = {"model": "logistic", "solver": "exact", "contributions": False}
+        return check_training_spec({**doc, "rounds": 2, name: value})
     return check_training_spec({"model": "linear", "rounds": 2, name: value})
+
+
+def test_more_than_two_classes_need_a_logistic_model_and_the_exact_solve() -> None:
+    with pytest.raises(SpecError, match="one exact solve") as caught:
+        check_training_spec({"model": "logistic", "rounds": 2, "n_classes": 3})
+    assert caught.value.field == "solver"
+    with pytest.raises(SpecError, match="logistic") as caught:
+        check_training_spec(
+            {
+                "model": "linear",
+                "rounds": 2,
+                "solver": "exact",
+                "contributions": False,
+                "n_classes": 3,
+            }
+        )
+    assert caught.value.field == "n_classes"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

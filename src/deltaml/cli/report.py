@@ -19,17 +19,17 @@ def _header(r: SimulationResult) -> None:
         f"{r.config.key_bits}-bit Paillier"
     )
     print(f"  trainers: {', '.join(r.trainers)}   validators: {', '.join(r.validators)}")
-    if r.per_class:
+    if r.multiclass:
         print(
-            f"  one-vs-rest: {len(r.per_class)} two-class runs, one per class "
-            f"({', '.join(r.classes or ())}); contributions and payouts below: the runs' sums; "
-            "the metric table: the first run's"
+            f"  {len(r.classes or ())} classes ({', '.join(r.classes or ())}): one exact solve "
+            "fits a linear score per class (linear discriminant analysis, softmax probabilities)"
         )
 
 
 def _rounds(r: SimulationResult) -> None:
     metric_name = "validation MSE" if r.task == "regression" else "validation loss (Taylor)"
-    print(f"\n  round  {metric_name}")
+    if r.initial_metric is not None or any(rec.metric is not None for rec in r.rounds):
+        print(f"\n  round  {metric_name}")
     if r.initial_metric is not None:
         print(f"  {0:>5}  {r.initial_metric:.6g}  (initial model)")
     for rec in r.rounds:
@@ -37,7 +37,7 @@ def _rounds(r: SimulationResult) -> None:
             flag = "  (refreshed)" if rec.refreshed else ""
             print(f"  {rec.round:>5}  {rec.metric:.6g}{flag}")
     if r.config.solver == "exact":
-        print("  one exact solve (no rounds): the model is the optimum of the trainers' system")
+        print("\n  one exact solve (no rounds): the model is the optimum of the trainers' system")
     elif len(r.rounds) < r.config.rounds:
         print(
             f"  stopped after round {r.rounds[-1].round}: the target of "
@@ -70,8 +70,32 @@ def _regression_scores(r: SimulationResult) -> None:
         print(f"  test MSE {t['test_mse']:.6g}   scikit-learn {t['sklearn_test_mse']:.6g}")
 
 
+def _multiclass_scores(r: SimulationResult) -> None:
+    t = r.test
+    print(f"  {'':<22}{'accuracy':>10}{'macro AUC':>11}{'macro F1':>10}")
+    for name, prefix in (
+        ("ours", "test"),
+        ("scikit-learn logistic", "sklearn_test"),
+        ("scikit-learn LDA", "sklearn_lda_test"),
+    ):
+        print(
+            f"  {name:<22}{t[prefix + '_accuracy']:>10.4f}{t[prefix + '_auc']:>11.4f}"
+            f"{t[prefix + '_macro_f1']:>10.4f}"
+        )
+    print(f"  {'class':<22}{'AUC':>10}{'precision':>11}{'recall':>10}{'F1':>8}")
+    for label in r.classes or ():
+        print(
+            f"  {label:<22}{t[f'test_auc[{label}]']:>10.4f}"
+            f"{t[f'test_precision[{label}]']:>11.4f}{t[f'test_recall[{label}]']:>10.4f}"
+            f"{t[f'test_f1[{label}]']:>8.4f}"
+        )
+
+
 def _classifier_scores(r: SimulationResult) -> None:
     t = r.test
+    if r.multiclass and "test_macro_f1" in t:
+        _multiclass_scores(r)
+        return
     note = f"   ({r.baseline_note})" if r.baseline_note else ""
     if "optimum_test_auc" in t:
         print(
@@ -100,11 +124,7 @@ def _money(r: SimulationResult) -> None:
             print(f"    {oid:<12} {phi:>12.6g}   {weight / 10**4:6.2f} %")
     paid = r.settlement.withdrawn_wei if r.settlement else {}
     where = f"withdrawn on the {r.settlement.chain} chain" if r.settlement else "by the rule"
-    deposits = (
-        f"{len(r.per_class)} deposits of {r.config.deposit_wei} wei (one per class)"
-        if r.per_class
-        else f"a {r.config.deposit_wei} wei deposit"
-    )
+    deposits = f"a {r.config.deposit_wei} wei deposit"
     if r.config.solver == "exact":
         print("\n  no settlement yet with solver exact (docs/exactness.md)")
     else:

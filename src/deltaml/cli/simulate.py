@@ -120,10 +120,11 @@ def add_parser(sub: Any) -> None:
     sim.add_argument(
         "--solver",
         choices=("admm", "exact"),
-        default="admm",
+        default=None,
         help=(
-            "admm: rounds (default); exact: one masked solve to the optimum "
-            "(docs/exactness.md; with --no-chain, no contributions)"
+            "admm: rounds (the default for one model); exact: one masked solve to the "
+            "optimum (docs/exactness.md; with --no-chain, no contributions; the default, "
+            "and the only solver, for a target of more than two classes)"
         ),
     )
     sim.add_argument(
@@ -173,6 +174,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from deltaml.simulation import DEFAULT_ROUNDS, SimulationConfig, run_simulation
 
+    no_chain = _choose_solver(args)
     config = SimulationConfig(
         dataset=args.dataset,
         target=args.target,
@@ -186,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         l2=args.l2,
         deposit_wei=args.deposit_wei,
         transcript=args.transcript or str(_default_transcript(args.seed)),
-        chain=not args.no_chain,
+        chain=not no_chain,
         metric_noise=args.metric_noise,
         target_improvement=args.target_improvement,
         chain_url=args.chain_url,
@@ -234,6 +236,35 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_report(result)
     return 0
+
+
+def _choose_solver(args: argparse.Namespace) -> bool:
+    """Set ``args.solver`` when not given (exact for more than two classes, which then
+    runs without a chain); whether to run without a chain."""
+    if args.solver is not None:
+        return bool(args.no_chain)
+    args.solver = "admm"
+    classes = _classes_of(args)
+    if classes <= 2 or args.chain_url is not None:
+        return bool(args.no_chain)
+    args.solver = "exact"
+    print(
+        f"{args.dataset}: {classes} classes, fitted together by one exact solve "
+        "(no chain: a model of several classes has no metric to pay by yet)",
+        file=sys.stderr,
+    )
+    return True
+
+
+def _classes_of(args: argparse.Namespace) -> int:
+    """How many classes the data set's target has (0: a regression target)."""
+    if args.missing or args.categorical or args.model == "linear":
+        return 0
+    from deltaml.learning.data import load_dataset
+
+    task = "classification" if args.model == "logistic" else None
+    dataset = load_dataset(args.dataset, target=args.target, task=task, multiclass=True)
+    return len(dataset.classes or ())
 
 
 def _run_table(config: Any, args: argparse.Namespace, progress: Any) -> Any:

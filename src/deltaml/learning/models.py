@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -47,6 +48,10 @@ class Standardization:
     scales: np.ndarray
     target_mean: float = 0.0
     target_scale: float = 1.0
+    #: More than two classes: each class's row count, and its mean of the
+    #: standardized features (``classes × d``); see :mod:`deltaml.learning.lda`.
+    class_counts: np.ndarray | None = None
+    class_means: np.ndarray | None = None
 
     def design(self, x: np.ndarray) -> np.ndarray:
         """``[(x − μ)/σ, 1]``: standardized features and an intercept column."""
@@ -54,22 +59,63 @@ class Standardization:
         return np.hstack([(x - self.means) / self.scales, np.ones((x.shape[0], 1))])
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "count": self.count,
             "means": [float(v) for v in self.means],
             "scales": [float(v) for v in self.scales],
             "target_mean": self.target_mean,
             "target_scale": self.target_scale,
         }
+        if self.class_counts is not None and self.class_means is not None:
+            out["class_counts"] = [int(v) for v in self.class_counts]
+            out["class_means"] = [[float(v) for v in row] for row in self.class_means]
+        return out
+
+    @classmethod
+    def published(
+        cls,
+        count: int,
+        means: Sequence[float],
+        scales: Sequence[float],
+        target_mean: float,
+        target_scale: float,
+        class_counts: Sequence[int] = (),
+        class_means: Sequence[float] = (),
+    ) -> Standardization:
+        """The statistics as a ``PublicStats`` message or record carries them (class
+        means flattened row by row; both empty for two classes or regression)."""
+        return cls(
+            int(count),
+            np.array(means, dtype=np.float64),
+            np.array(scales, dtype=np.float64),
+            float(target_mean),
+            float(target_scale),
+            np.array(class_counts, dtype=np.float64) if class_counts else None,
+            (
+                np.array(class_means, dtype=np.float64).reshape(len(class_counts), -1)
+                if class_counts
+                else None
+            ),
+        )
+
+    def class_fields(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """The class counts and the flattened class means, as messages carry them."""
+        if self.class_counts is None or self.class_means is None:
+            return (), ()
+        counts = tuple(int(v) for v in self.class_counts)
+        return counts, tuple(float(v) for v in self.class_means.ravel())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Standardization:
+        counts, means = data.get("class_counts"), data.get("class_means")
         return cls(
             int(data["count"]),
             np.array(data["means"], dtype=np.float64),
             np.array(data["scales"], dtype=np.float64),
             float(data["target_mean"]),
             float(data["target_scale"]),
+            None if counts is None else np.array(counts, dtype=np.float64),
+            None if means is None else np.array(means, dtype=np.float64),
         )
 
 
@@ -196,8 +242,13 @@ MODEL_TYPES: dict[str, type[ModelType]] = {
 }
 
 
-def model_type(name: str, l2: float | None = None) -> ModelType:
-    """Look a model type up by name (``"linear"``, ``"logistic"``)."""
+def model_type(name: str, l2: float | None = None, classes: int = 0) -> ModelType:
+    """Look a model type up by name (``"linear"``, ``"logistic"``); a logistic model of
+    ``classes`` ≥ 3 classes is the multinomial one (:class:`deltaml.learning.lda.Multinomial`)."""
+    if name == "logistic" and classes >= 3:
+        from deltaml.learning.lda import Multinomial  # lda builds on this module
+
+        return Multinomial(classes, l2)
     try:
         return MODEL_TYPES[name](l2)
     except KeyError:

@@ -1,8 +1,9 @@
 """Federated standardization: global means and scales from encrypted per-owner sums.
 
 Each owner encrypts ``[n, Σx_1..Σx_d, Σx_1²..Σx_d², Σy, Σy²]`` (the target sums
-only for regression); the aggregator adds the vectors without reading them and
-the buyer decrypts only the total, from which it publishes
+only for regression; for more than two classes, each class's count and feature sums
+after them: :mod:`deltaml.learning.lda`); the aggregator adds the vectors without
+reading them and the buyer decrypts only the total, from which it publishes
 ``μ_j = Σx_j / N`` and ``σ_j = sqrt(Σx_j²/N − μ_j²)``. Nobody sees one owner's sums.
 """
 
@@ -11,27 +12,36 @@ from __future__ import annotations
 import numpy as np
 
 from deltaml.errors import DeltaMLValueError
+from deltaml.learning.lda import class_stats, raw_class_sums
 from deltaml.learning.models import Standardization
 
 
-def local_sums(x: np.ndarray, y: np.ndarray, include_target: bool) -> np.ndarray:
+def local_sums(x: np.ndarray, y: np.ndarray, include_target: bool, classes: int = 0) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     parts = [np.array([float(len(x))]), x.sum(axis=0), (x * x).sum(axis=0)]
     if include_target:
         parts.append(np.array([y.sum(), (y * y).sum()]))
+    if classes:
+        parts.append(raw_class_sums(x, y, classes))
     return np.concatenate(parts)
 
 
-def sums_length(n_features: int, include_target: bool) -> int:
-    return 1 + 2 * n_features + (2 if include_target else 0)
+def sums_length(n_features: int, include_target: bool, classes: int = 0) -> int:
+    return 1 + 2 * n_features + (2 if include_target else 0) + classes * (n_features + 1)
 
 
-def stats_from_sums(sums: np.ndarray, n_features: int, include_target: bool) -> Standardization:
+def stats_from_sums(
+    sums: np.ndarray, n_features: int, include_target: bool, classes: int = 0
+) -> Standardization:
     """Turn the decrypted total into published statistics; refuses constant columns."""
     sums = np.asarray(sums, dtype=np.float64)
-    if len(sums) != sums_length(n_features, include_target):
+    if len(sums) != sums_length(n_features, include_target, classes):
         raise DeltaMLValueError("the statistics vector has the wrong length")
+    if classes:
+        split = sums_length(n_features, include_target)
+        stats = stats_from_sums(sums[:split], n_features, include_target)
+        return class_stats(sums[split:], classes, stats)
     count = round(sums[0])
     if count < 2:
         raise DeltaMLValueError("too few rows to standardize")

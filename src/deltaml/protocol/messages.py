@@ -112,6 +112,9 @@ class TrainingSpec(Message):
     target_improvement: float = _default("target_improvement")
     #: ``"admm"`` (rounds) or ``"exact"`` (one masked solve: :mod:`deltaml.roles.exact`).
     solver: str = _default("solver")
+    #: A logistic model of this many classes (≥ 3; 0: one model): the class sums join
+    #: the statistics and one exact solve fits every class (:mod:`deltaml.learning.lda`).
+    n_classes: int = _default("n_classes")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class StatsRequest(Message):
     public_key: PublicKey
     base_exponent: int
     mask: tuple[str, ...] = ()
+    #: More than two classes: append each class's count and feature sums.
+    classes: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ class DecryptStats(Message):
     owners: tuple[str, ...] = ()
     sums: tuple[EncryptedVector, ...] = ()
     signatures: tuple[str, ...] = ()
+    classes: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,9 @@ class PublicStats(Message):
     scales: tuple[float, ...]
     target_mean: float
     target_scale: float
+    #: More than two classes: each class's rows and standardized means (row-major).
+    class_counts: tuple[int, ...] = ()
+    class_means: tuple[float, ...] = ()
     #: Digest of the decrypted total, and the proof of its decryption.
     total_digest: str = ""
     plaintexts: tuple[str, ...] = ()

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, TypeVar, Union
 
 from deltaml.errors import DeltaMLValueError
 
-__all__ = ["Record", "RecordError", "VectorRef"]
+__all__ = ["OPTIONAL", "Record", "RecordError", "VectorRef"]
 
 #: A vector reference as it appears in a body: ``{"sha256", "length", "exponent"}``.
 VectorRef = dict[str, Any]
@@ -33,8 +33,13 @@ class Record:
     KIND: ClassVar[str] = ""
 
     def to_body(self) -> dict[str, Any]:
-        """The body's fields, as JSON values (the recorder adds ``kind`` and ``key``)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The body's fields, as JSON values (the recorder adds ``kind`` and ``key``); an
+        :data:`OPTIONAL` field only when it differs from its default."""
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if not (f.metadata.get("optional") and getattr(self, f.name) == _default_of(f))
+        }
 
     @classmethod
     def from_body(cls: type[_R], body: Mapping[str, Any]) -> _R:
@@ -45,6 +50,8 @@ class Record:
         values = {}
         for f in dataclasses.fields(cls):
             if f.name not in body:
+                if f.metadata.get("optional"):
+                    continue
                 raise RecordError(f"{cls.KIND}.{f.name}: missing")
             value = body[f.name]
             if not _is(value, hints[f.name]):
@@ -54,6 +61,16 @@ class Record:
                 )
             values[f.name] = value
         return cls(**values)
+
+
+#: The metadata of a field that bodies written before it was added do not have
+#: (``dataclasses.field(default_factory=list, metadata=OPTIONAL)``): left out of a body
+#: while it holds its default, so those bodies (and their digests) stay as they were.
+OPTIONAL: Mapping[str, bool] = {"optional": True}
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _plain(value: Any) -> Any:

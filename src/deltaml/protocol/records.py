@@ -30,7 +30,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from deltaml.protocol.record_base import Record, RecordError, VectorRef
+from deltaml.protocol.record_base import OPTIONAL, Record, RecordError, VectorRef
 
 __all__ = [
     "EXACT_KINDS",
@@ -187,6 +187,9 @@ class PublicStats(Record):
     scales: list[float]
     target_mean: float
     target_scale: float
+    #: More than two classes: each class's rows and standardized means (row-major).
+    class_counts: list[int] = dataclasses.field(default_factory=list, metadata=OPTIONAL)
+    class_means: list[float] = dataclasses.field(default_factory=list, metadata=OPTIONAL)
 
 
 @dataclasses.dataclass(frozen=True)

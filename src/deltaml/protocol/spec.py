@@ -230,6 +230,10 @@ _FIELDS = [
     SpecField("trainer_fraction", _NUMBER, 0.7, lambda v: 0 < v < 1,
               "trainer_fraction must lie strictly between 0 and 1", request=False,
               training=True),
+    # From the request's ``classes``: 0 for one model, K >= 3 for K classes (one solve).
+    SpecField("n_classes", (int,), 0, lambda v: v == 0 or 3 <= v <= MAX_LEVELS,
+              f"n_classes must be 0 (one model) or 3 to {MAX_LEVELS} (a multiclass target)",
+              request=False, training=True),
 ]  # fmt: skip
 #: Every field of a request, by name.
 FIELDS: dict[str, SpecField] = {f.name: f for f in _FIELDS}
@@ -355,7 +359,14 @@ def check_training_spec(doc: Any) -> dict[str, Any]:
 
 def check_solver(spec: dict[str, Any]) -> dict[str, Any]:
     """The fields that mean nothing to the exact solver, refused by name (docs/exactness.md):
-    one solve has no rounds to stop early, and its contributions are not measured yet."""
+    one solve has no rounds to stop early, and its contributions are not measured yet.
+    More than two classes are fitted by the exact solve only (:mod:`deltaml.learning.lda`)."""
+    if spec.get("n_classes") and spec.get("solver") != "exact":
+        raise SpecError(
+            "solver", "a target of more than two classes is fitted by one exact solve: solver exact"
+        )
+    if spec.get("n_classes") and spec.get("model") != "logistic":
+        raise SpecError("n_classes", "classes only apply to a logistic model")
     if spec.get("solver") != "exact":
         return spec
     if spec.get("target_improvement"):

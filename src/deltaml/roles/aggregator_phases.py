@@ -180,13 +180,19 @@ class AggregatorPhases(AggregatorBase):
         return remix
 
     def _standardize(
-        self, key: PublicKey, exponent: int, n_features: int, include_target: bool
+        self,
+        key: PublicKey,
+        exponent: int,
+        n_features: int,
+        include_target: bool,
+        classes: int = 0,
     ) -> m.PublicStats:
         ev = self.evidence
-        masks = zero_sum_masks(len(self.owner_ids), sums_length(n_features, include_target), key)
+        expected = sums_length(n_features, include_target, classes)
+        masks = zero_sum_masks(len(self.owner_ids), expected, key)
         replies = self.transport.request_all(
             [
-                (oid, m.StatsRequest(include_target, key, exponent, mask))
+                (oid, m.StatsRequest(include_target, key, exponent, mask, classes))
                 for oid, mask in zip(self.owner_ids, masks, strict=True)
             ]
         )
@@ -195,7 +201,6 @@ class AggregatorPhases(AggregatorBase):
             for oid, r in zip(self.owner_ids, replies, strict=True)
         ]
         sums = [s.sums for s in signed]
-        expected = sums_length(n_features, include_target)
         if any(len(s) != expected or s.public_key != key for s in sums):
             raise ProtocolError("an owner sent statistics of the wrong size or key")
         total: EncryptedVector = sum(sums)  # type: ignore[assignment]
@@ -217,6 +222,7 @@ class AggregatorPhases(AggregatorBase):
             tuple(self.owner_ids),
             tuple(sums),
             tuple(s.signature for s in signed),
+            classes,
         )
         reply = self.transport.request(self.buyer_id, decrypt)
         stats = ev.accept(self.buyer_id, reply, m.PublicStats, sealed=False)

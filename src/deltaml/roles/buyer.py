@@ -133,7 +133,7 @@ class ModelBuyer:
             key_bits, allow_test_keys=allow_test_keys
         )
         check_key_size(self.public_key, allow_test_keys=allow_test_keys)
-        self.model: ModelType = model_type(spec.model, spec.l2)
+        self.model: ModelType = model_type(spec.model, spec.l2, spec.n_classes)
         self.stats: Standardization | None = None
         self.metrics: dict[int, float] = {}
         self._sse: dict[int, float] = {}
@@ -233,7 +233,11 @@ class ModelBuyer:
                 f"refusing to decrypt statistics: not one signed sum from each of the "
                 f"{seats.count} seats"
             )
-        length = sums_length(msg.n_features, msg.include_target)
+        classes = self.spec.n_classes
+        if msg.classes != classes:
+            raise ProtocolError(f"refusing to decrypt statistics of {msg.classes} classes: "
+                                f"the request has {classes or 'no class sums'}")  # fmt: skip
+        length = sums_length(msg.n_features, msg.include_target, classes)
         for party, sums, signature in zip(msg.owners, msg.sums, msg.signatures, strict=True):
             if len(sums) != length or sums.public_key != self.public_key:
                 raise ProtocolError(f"the statistics of {party} have the wrong size or key")
@@ -243,14 +247,19 @@ class ModelBuyer:
             raise ProtocolError("the statistics total is not the sum of the owners' sums")
         self._n_features = msg.n_features
         values, plaintexts, randomness = self._prove(msg.total)
-        stats = stats_from_ints(values, msg.total.exponent, msg.n_features, msg.include_target)
+        stats = stats_from_ints(
+            values, msg.total.exponent, msg.n_features, msg.include_target, classes
+        )
         self.stats = stats
+        class_counts, class_means = stats.class_fields()
         reply = m.PublicStats(
             stats.count,
             tuple(float(v) for v in stats.means),
             tuple(float(v) for v in stats.scales),
             stats.target_mean,
             stats.target_scale,
+            class_counts,
+            class_means,
             vector_digest(msg.total),
             plaintexts,
             randomness,

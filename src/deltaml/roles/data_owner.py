@@ -130,7 +130,12 @@ class DataOwner:
 
     # -- standardization ------------------------------------------------------------
     def _on_StatsRequest(self, msg: m.StatsRequest) -> m.EncryptedSums:
-        sums = encode_array(local_sums(self._x, self._y, msg.include_target), msg.base_exponent)
+        if msg.classes and not np.all(np.isin(self._y, np.arange(msg.classes))):
+            raise ProtocolError(f"{self.party_id}: the target is not a class number 0 to "
+                                f"{msg.classes - 1}")  # fmt: skip
+        sums = encode_array(
+            local_sums(self._x, self._y, msg.include_target, msg.classes), msg.base_exponent
+        )
         # The buyer receives these signed sums to check them against the seats: masked by
         # the aggregator's zero-sum shares, they tell it nothing but their total.
         if len(msg.mask) != len(sums):
@@ -148,21 +153,26 @@ class DataOwner:
         self.role = msg.role
         self._spec = msg.spec
         self._key = msg.public_key
-        self._model = model_type(msg.spec.model, msg.spec.l2)
+        self._model = model_type(msg.spec.model, msg.spec.l2, msg.spec.n_classes)
         self._model.check_target(self._y)
         s = msg.stats
-        self._stats = Standardization(
-            s.count, np.array(s.means), np.array(s.scales), s.target_mean, s.target_scale
-        )
+        self._stats = Standardization.published(
+            s.count, s.means, s.scales, s.target_mean, s.target_scale,
+            s.class_counts, s.class_means,
+        )  # fmt: skip
         self._n_trainers = msg.n_trainers
         self._initial_model = msg.initial_model
         if msg.role == "trainer" and msg.spec.solver == "exact":
-            self._exact_factors = exact.trainer_factors(msg.public_key, len(s.means) + 1)
+            self._exact_factors = exact.trainer_factors(
+                msg.public_key, len(s.means) + 1, max(1, msg.spec.n_classes)
+            )
             return m.SetupDone(0)
         if msg.role == "trainer":
             self._states = {0: msg.initial_model}
             log.debug("%s: trainer ready (%d rows)", self.party_id, self.n_rows)
             return m.SetupDone(self._encode_update())
+        if msg.role == "validator" and msg.spec.n_classes:
+            return m.SetupDone(0)  # no encrypted metric of several classes yet
         if msg.role == "validator":
             self._factor = validator_factor(self._x, self._y, self._model, self._stats)
             log.debug("%s: validator ready (%d rows)", self.party_id, self.n_rows)

@@ -76,6 +76,8 @@ def _stats(msg: m.PublicStats) -> records.Record:
         scales=_floats(msg.scales),
         target_mean=float(msg.target_mean),
         target_scale=float(msg.target_scale),
+        class_counts=list(msg.class_counts),
+        class_means=_floats(msg.class_means),
     )
 
 

@@ -38,6 +38,7 @@ from deltaml.learning.exact_solve import (
     ExactBuyer,
     Mask,
     TrainerMask,
+    columns_of,
     draw_factors,
     encrypt_system,
     masked_length,
@@ -93,9 +94,14 @@ def _ints(values: tuple[str, ...], n: int, what: str) -> list[int]:
 
 
 # -- the trainer -------------------------------------------------------------------------
-def trainer_factors(public_key: PublicKey, d: int) -> list[gmpy2.mpz]:
+def columns_for(spec: m.TrainingSpec) -> int:
+    """Models solved together: one, or one per class (:mod:`deltaml.learning.lda`)."""
+    return max(1, spec.n_classes)
+
+
+def trainer_factors(public_key: PublicKey, d: int, columns: int = 1) -> list[gmpy2.mpz]:
     """What a trainer draws at set-up: the randomizers of its messages."""
-    return draw_factors(public_key, system_factor_count(d) + masked_length(d))
+    return draw_factors(public_key, system_factor_count(d, columns) + masked_length(d, columns))
 
 
 def trainer_reply(
@@ -103,11 +109,13 @@ def trainer_reply(
 ) -> ExactReply:
     """A trainer's ``ExactSystem``, ``ExactMasked`` and ``ExactCheck``, signed (uses up
     ``factors``)."""
-    key, d = msg.public_key, len(terms.linear)
+    key, d, k = msg.public_key, len(terms.linear), columns_of(terms)
     n = key.n
     if not (len(msg.matrix) == d * d and len(msg.scale) == len(msg.check) == d):
         raise ProtocolError("the exact mask does not fit the model")
-    if len(msg.share) != masked_length(d) or msg.precision_bits != precision_for(key.key_bits, d):
+    if len(msg.share) != masked_length(d, k) or msg.precision_bits != precision_for(
+        key.key_bits, d
+    ):
         raise ProtocolError("the exact request's share or precision does not fit the model")
     flat = _ints(msg.matrix, n, "mask")
     mask = Mask(
@@ -115,18 +123,18 @@ def trainer_reply(
         tuple(_ints(msg.scale, n, "scale")),
     )
     tm = TrainerMask(mask, tuple(_ints(msg.check, n, "check")), tuple(_ints(msg.share, n, "share")))
-    if len(factors) != system_factor_count(d) + masked_length(d):
+    if len(factors) != system_factor_count(d, k) + masked_length(d, k):
         # One answer per set-up: a second request (another mask, say) gets nothing.
         raise ProtocolError("no exact request expected now: answered already, or no set-up")
-    split = system_factor_count(d)
+    split = system_factor_count(d, k)
     system = encrypt_system(terms, key, msg.precision_bits, factors[:split])
     masked = trainer_masked_system(terms, key, msg.precision_bits, tm, factors[split:])
     factors.clear()  # randomizers are used once
     flat_system = [c for row in system.hessian for c in row] + list(system.linear)
     return ExactReply(
         sign(ExactSystem(ring_vector(key, flat_system)), key),
-        sign(ExactMasked(ring_vector(key, masked[: d * d + d])), key),
-        sign(ExactCheck(ring_vector(key, masked[d * d + d :])), key),
+        sign(ExactMasked(ring_vector(key, masked[: d * d + d * k])), key),
+        sign(ExactCheck(ring_vector(key, masked[d * d + d * k :])), key),
     )
 
 
@@ -138,6 +146,7 @@ class ExactKeyHolder:
         self.buyer = buyer
         self.solver = solver
         self._d = 0
+        self._columns = columns_for(buyer.spec)
         #: ``Enc(u)`` it returned and ``Enc(w)`` it received (for a disclosure).
         self.encrypted_u: tuple[int, ...] = ()
         self.encrypted_w: tuple[int, ...] = ()
@@ -149,37 +158,40 @@ class ExactKeyHolder:
             raise ProtocolError("the masked system was already solved: one solve per request")
         if list(msg.trainers) != seats.trainer_ids or len(msg.masked) != len(msg.trainers):
             raise ProtocolError("the masked system is not the seated trainers'")
-        d = msg.n_weights
+        d, k = msg.n_weights, self._columns
         if buyer.stats is None or d != len(buyer.stats.means) + 1:
             raise ProtocolError("the masked system does not fit the published statistics")
         for party, masked in zip(msg.trainers, msg.masked, strict=True):
             buyer._check_signed(masked, party, seats.owners())
-            if len(masked.masked) != d * d + d or masked.masked.public_key != key:
+            if len(masked.masked) != d * d + d * k or masked.masked.public_key != key:
                 raise ProtocolError(f"the masked vector of {party} does not fit the model")
         total = sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in msg.masked], key)
-        solve_part, _ = split_masked(total, d)
+        solve_part, _ = split_masked(total, d, k)
         self._d = d
         enc_u = self.encrypted_u = self.solver.solve_masked(solve_part)
         reply = ExactSolution(ring_vector(key, enc_u), vector_digest(ring_vector(key, total)))
         return sign_message(reply, buyer.account, key)
 
     def model(self, msg: ExactModel) -> m.Ack:
-        if not self._d or self.encrypted_w or len(msg.model) != self._d:
+        k = self._columns
+        if not self._d or self.encrypted_w or len(msg.model) != self._d * k:
             raise ProtocolError("no exact solve to receive a model for")
         seats = self.buyer._seated()
         if list(msg.trainers) != seats.trainer_ids or len(msg.checks) != len(msg.trainers):
             raise ProtocolError("the check part is not the seated trainers'")
         for party, check in zip(msg.trainers, msg.checks, strict=True):
             self.buyer._check_signed(check, party, seats.owners())
-            if len(check.check) != self._d + 1:
+            if len(check.check) != self._d + k:
                 raise ProtocolError(f"the check part of {party} does not fit the model")
         key = self.buyer.public_key
         check_sum = sum_ciphertexts(
             [[int(c) for c in v.check.ciphertexts] for v in msg.checks], key
         )
         self.encrypted_w = tuple(int(c) for c in msg.model.ciphertexts)
-        weights, _ = self.solver.final_weights(self.encrypted_w, check_sum)
-        self.buyer.weights = weights
+        weights, _ = self.solver.final_weights(self.encrypted_w, check_sum, k)
+        finish = getattr(self.buyer.model, "finish", None)  # more than two classes
+        assert self.buyer.stats is not None
+        self.buyer.weights = weights if finish is None else finish(weights, self.buyer.stats)
         return m.Ack("exact model received and checked")
 
     def opened(self) -> tuple[list[int], list[int]]:
@@ -223,13 +235,13 @@ def key_holder(buyer: ModelBuyer) -> ExactKeyHolder:
 def residuals(agg: Aggregator, w_mod: list[int], u: list[int]) -> tuple[list[int], list[int]]:
     """``Enc(H)·w − Enc(g)`` and ``Enc(LHD)·u − Enc(Lg)`` from the run's sealed sums:
     deterministic, what a verifier recomputes from a disclosure."""
-    system_total, masked_total, p = agg._exact_sums  # type: ignore[attr-defined]
-    key, d = system_total.public_key, len(w_mod)
+    system_total, masked_total, p, k = agg._exact_sums  # type: ignore[attr-defined]
+    key, d = system_total.public_key, len(w_mod) // k
     flat = [int(c) for c in system_total.ciphertexts]
     system = EncryptedSystem(
         tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d)), tuple(flat[d * d :]), p
     )
-    solve, _ = split_masked([int(c) for c in masked_total.ciphertexts], d)
+    solve, _ = split_masked([int(c) for c in masked_total.ciphertexts], d, k)
     masked = EncryptedSystem(solve.matrix, solve.vector, p)
     return list(residual(system, w_mod, key)), list(residual(masked, u, key))
 
@@ -257,7 +269,10 @@ def train_exact(
     record = TrainingRecord(trainers, validators, spec.split_seed)
     ev = agg._ev = agg._recorder(public_key)
     ev.record(agg._header(spec, public_key, trainers, validators, n_features))
-    stats = agg._standardize(public_key, spec.base_exponent, n_features, include_target)
+    k = columns_for(spec)
+    stats = agg._standardize(
+        public_key, spec.base_exponent, n_features, include_target, spec.n_classes
+    )
     agg.transport.request_all(
         [
             (oid, m.Setup("trainer" if oid in trainers else "validator", spec, stats,
@@ -268,8 +283,8 @@ def train_exact(
     d = n_features + 1
     p = precision_for(public_key.key_bits, d)
     mask, check = random_mask(public_key, d), random_check(public_key, d)
-    shares = zero_sum_shares(public_key, len(trainers), masked_length(d))
-    unmask_factors = draw_factors(public_key, d)
+    shares = zero_sum_shares(public_key, len(trainers), masked_length(d, k))
+    unmask_factors = draw_factors(public_key, d * k)
     record.setup_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -286,7 +301,7 @@ def train_exact(
         masked.append(ev.accept(oid, three.masked, ExactMasked, sealed=True))
         checks.append(ev.accept(oid, three.check, ExactCheck, sealed=True))
     for s, v, c in zip(systems, masked, checks, strict=True):
-        if len(s.system) != d * d + d or len(v.masked) != d * d + d or len(c.check) != d + 1:
+        if not (len(s.system) == len(v.masked) == d * d + d * k and len(c.check) == d + k):
             raise ProtocolError("a trainer's exact system does not fit the model")
     system_total = ring_vector(
         public_key,
@@ -311,11 +326,11 @@ def train_exact(
     solution = ev.accept(
         agg.buyer_id, agg.transport.request(agg.buyer_id, request), ExactSolution, sealed=True
     )
-    if solution.masked_digest != vector_digest(masked_total) or len(solution.solution) != d:
+    if solution.masked_digest != vector_digest(masked_total) or len(solution.solution) != d * k:
         raise ProtocolError("the buyer solved another system")
     enc_u = [int(c) for c in solution.solution.ciphertexts]
     enc_w = ring_vector(public_key, unmask(enc_u, mask, public_key, unmask_factors))
-    agg._exact_sums = (system_total, masked_total, p)  # type: ignore[attr-defined]
+    agg._exact_sums = (system_total, masked_total, p, k)  # type: ignore[attr-defined]
     ev.record(
         records.ExactModel(solution=vector_digest(solution.solution), model=vector_ref(enc_w)),
         sealed=[enc_w],

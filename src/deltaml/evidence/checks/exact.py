@@ -147,9 +147,10 @@ def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
     if system_cts is None or masked_cts is None or w_cts is None or u_cts is None:
         v.report.skipped.append("the exact model's residual (no sealed ciphertexts)")
         return
-    d = len(w_cts)
+    k = max(1, int(v.spec.get("n_classes") or 0))  # one model per class
+    d = len(w_cts) // k
     v.require(
-        len(system_cts) == d * d + d and len(masked_cts) == d * d + d,
+        len(w_cts) == d * k and len(system_cts) == len(masked_cts) == d * d + d * k,
         "format",
         "the exact sums do not fit the model",
     )
@@ -159,7 +160,7 @@ def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
         tuple(system_cts[d * d :]),
         p,
     )
-    solve, _ = split_masked(masked_cts, d)
+    solve, _ = split_masked(masked_cts, d, k)
     masked_system = EncryptedSystem(solve.matrix, solve.vector, p)
     w = _proven(v, key, w_cts, rec, "model")
     u = _proven(v, key, u_cts, rec, "solution")

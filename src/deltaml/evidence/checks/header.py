@@ -6,8 +6,6 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from deltaml.crypto import PublicKey
 from deltaml.errors import DeltaMLValueError
 from deltaml.evidence.checks.base import (
@@ -43,7 +41,7 @@ def check_header(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.require(isinstance(spec, dict), "header", "no spec")
     vr.spec = dict(spec)  # type: ignore[arg-type]
     try:
-        vr.model = model_type(vr.spec["model"], vr.spec.get("l2"))
+        vr.model = model_type(vr.spec["model"], vr.spec.get("l2"), vr.spec.get("n_classes") or 0)
     except (DeltaMLValueError, KeyError):
         vr.fail("header", "unknown model type")
         raise Skip from None
@@ -122,17 +120,15 @@ def on_public_stats(vr: Verifier, body: Mapping[str, Any]) -> None:
     digest = vr.stats_total["total"]
     vr.require(rec.total == digest, "link", "the buyer decrypted another total")
     # The published statistics are what later metrics use, proven or not.
-    vr.stats = Standardization(
-        int(rec.count),
-        np.array(rec.means, dtype=np.float64),
-        np.array(rec.scales, dtype=np.float64),
-        float(rec.target_mean),
-        float(rec.target_scale),
-    )
+    vr.stats = Standardization.published(
+        rec.count, rec.means, rec.scales, rec.target_mean, rec.target_scale,
+        rec.class_counts, rec.class_means,
+    )  # fmt: skip
     values = proven(vr, digest, rec.plaintexts, rec.randomness)
+    classes = int(vr.spec.get("n_classes") or 0)
     try:
         stats = stats_from_ints(
-            values, vr.exponent(digest), vr.n_features, vr.stats_total["include_target"]
+            values, vr.exponent(digest), vr.n_features, vr.stats_total["include_target"], classes
         )
     except DeltaMLValueError as exc:
         vr.fail("statistics", f"cannot recompute: {exc}")
@@ -143,6 +139,8 @@ def on_public_stats(vr: Verifier, body: Mapping[str, Any]) -> None:
         list(rec.scales),
         rec.target_mean,
         rec.target_scale,
+        tuple(rec.class_counts),
+        tuple(rec.class_means),
     )
     recomputed = (
         stats.count,
@@ -150,6 +148,7 @@ def on_public_stats(vr: Verifier, body: Mapping[str, Any]) -> None:
         [float(v) for v in stats.scales],
         float(stats.target_mean),
         float(stats.target_scale),
+        *stats.class_fields(),
     )
     vr.expect(
         published == recomputed,
