@@ -171,3 +171,63 @@ def test_deltaml_simulate_names_what_a_mixed_csv_lacks_in_one_line(
     assert len(err) == 1 and problem in err[0], err
     if "value in column" in problem:  # the data's problems name the file too
         assert str(path) in err[0]
+
+
+def test_mean_imputation_without_indicators_is_as_good_as_scikit_learns() -> None:
+    """``missing_indicator: false``: the owners' statistics are over their non-empty
+    cells, the buyer publishes each column's mean, every owner fills its empty cells with
+    it; the baseline is ``SimpleImputer(mean)`` without indicators."""
+    import warnings
+
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    request = parse_request_spec(
+        {
+            "features": [*NUMERIC, "color"],
+            "target": "y",
+            "owners": 4,
+            "missing": NUMERIC,
+            "missing_indicator": False,
+            "categorical": {"color": LEVELS},
+        }
+    )
+    table = TableSpec.from_requirements(request)
+    assert table.feature_names == (*NUMERIC, "color=b_green", "color=c_blue", "color=d_white")
+    df = _table(2000, seed=6)
+    test = df.iloc[:400].reset_index(drop=True)
+    owners = [df.iloc[400 + i * 400 : 800 + i * 400].reset_index(drop=True) for i in range(4)]
+    config = SimulationConfig(
+        rounds=12, key_bits=1024, allow_test_keys=True, chain=False, contributions=False
+    )
+    run = simulate_frames(config, owners, table)
+    assert run.result.verified
+    assert all(np.isnan(s.X).any() for s in run.shares)  # the owners' empty cells, as given
+    # the published means are the means of every owner's non-empty cells
+    observed = pd.concat(owners)[NUMERIC].mean().to_numpy()
+    assert run.result.impute_means is not None
+    np.testing.assert_allclose(run.result.impute_means[:3], observed, rtol=1e-9)
+    model = run.result.trained_model()
+    again = TrainedModel.from_json(json.loads(json.dumps(model.to_json())))
+    raw = test.drop(columns="y")
+    np.testing.assert_allclose(again.predict(raw), model.predict(raw))
+    ours = float(np.mean((model.predict(raw) - test.y) ** 2))
+    trainers = [int(oid.split("-")[1]) - 1 for oid in run.result.trainers]
+    train = pd.concat([owners[i] for i in trainers])
+    sk = make_pipeline(
+        make_column_transformer(
+            (SimpleImputer(strategy="mean"), NUMERIC),
+            (OneHotEncoder(categories=[LEVELS], drop="first"), ["color"]),
+        ),
+        StandardScaler(),
+        LinearRegression(),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sk.fit(train.drop(columns="y"), train.y)
+        theirs = float(np.mean((sk.predict(raw) - test.y) ** 2))
+    print(f"mean imputation: test MSE {ours:.4f} against scikit-learn's {theirs:.4f}")
+    assert ours <= 1.01 * theirs, (ours, theirs, ours / theirs)

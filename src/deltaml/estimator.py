@@ -116,7 +116,7 @@ class TrainedModel:
         object.__setattr__(self, "intercept", intercept)
         object.__setattr__(self, "classes", classes)
         if self.table is not None:
-            table = {
+            table: dict[str, Any] = {
                 "features": [str(f) for f in self.table["features"]],
                 "missing": [str(f) for f in self.table.get("missing") or ()],
                 "categorical": {
@@ -124,6 +124,12 @@ class TrainedModel:
                     for k, levels in dict(self.table.get("categorical") or {}).items()
                 },
             }
+            if self.table.get("missing_indicator", True) is False:
+                # empty cells filled with the owners' federated means, one per column
+                table["missing_indicator"] = False
+                table["impute_means"] = [float(v) for v in self.table.get("impute_means") or ()]
+                if len(table["impute_means"]) != len(self.features):
+                    raise DeltaMLValueError("the model's table needs one mean per feature")
             if tuple(self._table_spec(table).feature_names) != self.features:
                 raise DeltaMLValueError("the model's features are not its table's encoded columns")
             object.__setattr__(self, "table", table)
@@ -136,15 +142,18 @@ class TrainedModel:
     def encode(self, X: Any) -> Any:
         """Raw rows of a mixed table (a :class:`pandas.DataFrame` with the request's raw
         columns) as the model's encoded columns, a frame for ``to_sklearn().predict``:
-        an empty cell where the request allows it becomes 0 and its indicator 1, a
-        categorical column its 0/1 columns, an unknown level the first (as at the owners)."""
+        an empty cell where the request allows it becomes 0 and its indicator 1 (or, with
+        ``missing_indicator: false``, the column's federated mean), a categorical column
+        its 0/1 columns, an unknown level the first (as at the owners)."""
         if self.table is None:
             raise DeltaMLValueError(
                 "this model was not trained on a mixed table: nothing to encode"
             )
         from deltaml.learning.tabular import encode_features
 
-        return encode_features(X, self._table_spec(self.table))
+        frame = encode_features(X, self._table_spec(self.table))
+        means = self.table.get("impute_means")
+        return frame.fillna(dict(zip(self.features, means, strict=True))) if means else frame
 
     @property
     def multiclass(self) -> bool:

@@ -37,6 +37,7 @@ from deltaml.learning.baseline import (
 from deltaml.learning.data import Dataset, load_dataset, split_owners, train_test_split
 from deltaml.learning.lda import Multinomial
 from deltaml.learning.models import ModelType, Standardization, raw_coefficients
+from deltaml.learning.standardize import impute_with
 from deltaml.ledger.payouts import MAX_PARTICIPANTS, scale_metric
 from deltaml.marketplace import OnChainRequest
 from deltaml.protocol.messages import TrainingSpec
@@ -195,6 +196,7 @@ def simulate_shares(
         deposit_wei=config.deposit_wei,
         solver=config.solver,
         n_classes=n_classes,
+        impute=any(s.gaps for s in shares),
     )
     ids = owner_ids(len(shares))
     given = dict(accounts or {})
@@ -296,7 +298,8 @@ def simulate_shares(
             validators=record.validators,
         )
 
-    trainer_shares = [shares[ids.index(oid)] for oid in record.trainers]
+    trainer_shares = [filled(shares[ids.index(oid)], buyer.stats) for oid in record.trainers]
+    test = filled(test, buyer.stats) if test is not None else None
     x_train = np.concatenate([s.X for s in trainer_shares])
     y_train = np.concatenate([s.y for s in trainer_shares])
     intercept: float | np.ndarray
@@ -332,6 +335,9 @@ def simulate_shares(
         features=shares[0].feature_names,
         target=shares[0].target_name,
         classes=shares[0].classes,
+        impute_means=(
+            None if buyer.stats.impute_means is None else buyer.stats.impute_means.tolist()
+        ),
     )
     if test is not None and n_classes:
         result.test = multiclass_test_metrics(result.trained_model(), x_train, y_train, test)
@@ -340,6 +346,15 @@ def simulate_shares(
             buyer.model, buyer.stats, buyer.weights, x_train, y_train, test.X, test.y
         )
     return result
+
+
+def filled(share: Dataset, stats: Standardization) -> Dataset:
+    """``share`` with its empty cells filled with the published means (as its owner and
+    the buyer's model fill them), for measuring against centralized baselines."""
+    if not share.gaps or stats.impute_means is None:
+        return share
+    x = impute_with(share.X, stats.impute_means)
+    return dataclasses.replace(share, X=x, gaps=False)
 
 
 @contextlib.contextmanager

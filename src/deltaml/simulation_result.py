@@ -56,6 +56,8 @@ class SimulationResult:
     #: A mixed table's request (raw features, ``missing``, ``categorical``): the model
     #: then encodes raw rows itself (:meth:`deltaml.estimator.TrainedModel.encode`).
     table: dict[str, Any] | None = None
+    #: ``missing_indicator: false``: each column's published mean, filling empty cells.
+    impute_means: list[float] | None = None
 
     # The aggregator's record, as the run's own fields.
     trainers = property(lambda self: self.record.trainers)

@@ -69,12 +69,21 @@ def simulate_frames(
         shares,
         test_set,
     )
-    result.table = {
+    result.table = model_table(table, result)
+    return TableRun(result, shares, notes)
+
+
+def model_table(table: TableSpec, result: SimulationResult) -> dict[str, Any]:
+    """The request's table as the trained model carries it (to encode raw rows)."""
+    out: dict[str, Any] = {
         "features": [*table.numeric, *table.categorical],
         "missing": list(table.may_be_missing),
         "categorical": {k: list(v) for k, v in table.categorical.items()},
     }
-    return TableRun(result, shares, notes)
+    if not table.indicator:
+        out["missing_indicator"] = False
+        out["impute_means"] = result.impute_means
+    return out
 
 
 def run_table_simulation(
@@ -82,6 +91,7 @@ def run_table_simulation(
     missing: Sequence[str] = (),
     categorical: Mapping[str, Sequence[str]] | None = None,
     progress: Callable[[RoundRecord], None] | None = None,
+    missing_indicator: bool = True,
 ) -> TableRun:
     """``deltaml simulate --dataset CSV --missing … --categorical …``: the CSV's rows
     (target ``config.target`` or the last column, every other column a feature) dealt
@@ -107,6 +117,7 @@ def run_table_simulation(
             "owners": config.owners,
             "missing": list(missing),
             "categorical": {k: list(v) for k, v in (categorical or {}).items()},
+            "missing_indicator": missing_indicator,
         }
     )
     if config.model == "logistic":
@@ -134,4 +145,5 @@ def run_table_simulation(
         test,
         progress,
     )
+    result.table = model_table(table, result)
     return TableRun(result, shares, notes)

@@ -57,6 +57,8 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "base_exponent": ([1, 256], [0, 257]),
     "trainer_fraction": ([0.5, 0.7], [0, 1, 5]),
     "n_classes": ([0, 3, 100], [1, 2, 101, -1, 3.0, True]),
+    "missing_indicator": ([True, False], [1, "no", None]),
+    "impute": ([True, False], [1, "yes"]),
 }
 
 
@@ -164,6 +166,16 @@ def test_the_cli_the_form_and_the_aggregator_agree_on_one_spec() -> None:
     assert Requirements(**requirements).model_dump(exclude_none=True) == {
         k: v for k, v in requirements.items() if v is not None
     }
+
+    # Mean imputation without indicators: a checkbox of the form, a field of the spec.
+    mixed = {**doc, "missing": ["age"], "missing_indicator": False}
+    via_form, errors = validate_request_form({**form, "missing": "age", "mean_fill": "on"})
+    assert errors == {} and via_form == cli_parse(mixed)
+    assert s.imputes(via_form) and not s.imputes({**via_form, "missing_indicator": True})
+    assert s.requirement_features(via_form) == ["age", "bmi"]
+    assert s.requirement_features({**via_form, "missing_indicator": True}) == [
+        "age", "bmi", "age__missing"
+    ]  # fmt: skip
 
     # The same wrong value is refused by all three, each naming the field.
     with pytest.raises(SpecError, match=r"^rounds"):

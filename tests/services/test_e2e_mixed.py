@@ -51,9 +51,12 @@ def _table(rows: int, seed: int) -> pd.DataFrame:
     return df
 
 
+@pytest.mark.parametrize("indicator", [True, False], ids=["indicator", "mean-filled"])
 def test_owners_csvs_with_empty_cells_and_a_categorical_column_finish_verified(
-    tmp_path: Path, anvil_url: str
+    tmp_path: Path, anvil_url: str, indicator: bool
 ) -> None:
+    """``indicator``: the request's ``missing_indicator`` (false: the owners fill their
+    empty cells with the published column means, no indicator columns)."""
     config = DemoConfig(
         work_dir=tmp_path / "demo", key_bits=1024, chain_url=anvil_url, owners=OWNERS
     )
@@ -91,6 +94,8 @@ def test_owners_csvs_with_empty_cells_and_a_categorical_column_finish_verified(
             "missing": NUMERIC,
             "categorical": {"color": LEVELS},
         }
+        if not indicator:
+            spec["missing_indicator"] = False
         rid = steps.create_request(buyer_client, spec)
         deadline = time.monotonic() + 600
         view = steps.watch_request(
@@ -119,19 +124,25 @@ def test_owners_csvs_with_empty_cells_and_a_categorical_column_finish_verified(
     assert model.features == table.feature_names
     trainers = [p for n, p in zip(names, parts, strict=True) if addresses[n] in view_trainers]
     train = pd.concat(trainers)
-    ours = float(np.mean((model.to_sklearn().predict(encode_features(test, table)) - test.y) ** 2))
     # The buyer's model file carries the request's table: it predicts raw rows itself.
     raw = test.drop(columns="y")
-    assert np.allclose(model.predict(raw), model.predict(encode_features(test, table)))
-    theirs = float(np.mean((_sklearn(train).predict(test.drop(columns="y")) - test.y) ** 2))
+    ours = float(np.mean((model.to_sklearn().predict(model.encode(raw)) - test.y) ** 2))
+    assert np.allclose(model.predict(raw), model.to_sklearn().predict(model.encode(raw)))
+    if indicator:
+        assert np.allclose(model.predict(raw), model.predict(encode_features(test, table)))
+    else:  # filled with the means of every owner's non-empty cells
+        observed = pd.concat(parts)[NUMERIC].mean().to_numpy()
+        assert model.table is not None
+        assert np.allclose(model.table["impute_means"][:3], observed, rtol=1e-9)
+    theirs = float(np.mean((_sklearn(train, indicator).predict(raw) - test.y) ** 2))
     print(f"mixed table through the services: test MSE {ours:.4f} against {theirs:.4f}")
     # Measured (12 rounds; who trains follows the run's random addresses): 3.6293 against
     # 3.6274 (1.0005x) and 3.6148 against 3.6191 (0.9988x).
     assert ours <= 1.01 * theirs, (ours, theirs, ours / theirs)
 
 
-def _sklearn(train: pd.DataFrame) -> Any:
-    """SimpleImputer(mean, indicator) + OneHotEncoder(the request's levels, drop the
+def _sklearn(train: pd.DataFrame, indicator: bool) -> Any:
+    """SimpleImputer(mean, indicator or not) + OneHotEncoder(the request's levels, drop the
     first, unknown as all 0) + StandardScaler + LinearRegression."""
     from sklearn.compose import make_column_transformer
     from sklearn.impute import SimpleImputer
@@ -143,7 +154,7 @@ def _sklearn(train: pd.DataFrame) -> Any:
         warnings.simplefilter("ignore", UserWarning)
         return make_pipeline(
             make_column_transformer(
-                (SimpleImputer(strategy="mean", add_indicator=True), NUMERIC),
+                (SimpleImputer(strategy="mean", add_indicator=indicator), NUMERIC),
                 (
                     OneHotEncoder(categories=[LEVELS], drop="first", handle_unknown="ignore"),
                     ["color"],

@@ -161,6 +161,12 @@ def add_parser(sub: Any) -> None:
         "(0 plus an indicator column <name>__missing: mean imputation for a linear model)",
     )
     sim.add_argument(
+        "--no-missing-indicator",
+        action="store_true",
+        help="with --missing: fill empty numeric cells with the federated mean of their "
+        "column, no indicator column (mean imputation)",
+    )
+    sim.add_argument(
         "--categorical",
         action="append",
         default=[],
@@ -278,7 +284,9 @@ def _run_table(config: Any, args: argparse.Namespace, progress: Any) -> Any:
             raise DeltaMLValueError(f"--categorical {item!r}: write COLUMN=LEVEL1,LEVEL2,…")
         categorical[name.strip()] = [v.strip() for v in levels.split(",")]
     missing = [c.strip() for c in args.missing.split(",") if c.strip()]
-    run = run_table_simulation(config, missing, categorical, progress)
+    run = run_table_simulation(
+        config, missing, categorical, progress, missing_indicator=not args.no_missing_indicator
+    )
     if not args.json:
         for oid, notes in run.notes.items():
             for note in notes:

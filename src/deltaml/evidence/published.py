@@ -63,11 +63,16 @@ def _ratio(value: int, shift: int) -> float:
 
 
 def stats_from_ints(
-    values: Sequence[int], exponent: int, n_features: int, include_target: bool, classes: int = 0
+    values: Sequence[int],
+    exponent: int,
+    n_features: int,
+    include_target: bool,
+    classes: int = 0,
+    impute: bool = False,
 ) -> Standardization:
     """The published statistics from the decrypted total of the owners' sums."""
     sums = np.array([decode_int(v, exponent) for v in values], dtype=np.float64)
-    return stats_from_sums(sums, n_features, include_target, classes)
+    return stats_from_sums(sums, n_features, include_target, classes, impute)
 
 
 def noise_variance(metric_noise: float, rows: int) -> float:

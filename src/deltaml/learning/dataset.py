@@ -89,6 +89,9 @@ class Dataset:
     task: Task
     source: str
     classes: tuple[str, ...] | None = None
+    #: Empty cells (NaN in ``X``) that the protocol fills with the federated means of
+    #: their columns (a request with ``missing_indicator: false``).
+    gaps: bool = False
 
     @property
     def multiclass(self) -> bool:
@@ -110,7 +113,8 @@ class Dataset:
             raise DataError(f"{where}: feature and target names must be distinct")
         if self.task not in _TASKS:
             raise DataError(f"{where}: task must be one of {_TASKS}, got {self.task!r}")
-        if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        finite = np.isfinite(X) | (np.isnan(X) if self.gaps else False)
+        if not (finite.all() and np.isfinite(y).all()):
             raise DataError(f"{where}: X and y must be finite")
         if self.task == "classification":
             if self.classes is None or not 2 <= len(self.classes) <= MAX_CLASSES:

@@ -52,6 +52,8 @@ class Standardization:
     #: standardized features (``classes × d``); see :mod:`deltaml.learning.lda`.
     class_counts: np.ndarray | None = None
     class_means: np.ndarray | None = None
+    #: Empty cells imputed: each column's mean over the non-empty cells of all owners.
+    impute_means: np.ndarray | None = None
 
     def design(self, x: np.ndarray) -> np.ndarray:
         """``[(x − μ)/σ, 1]``: standardized features and an intercept column."""
@@ -69,6 +71,8 @@ class Standardization:
         if self.class_counts is not None and self.class_means is not None:
             out["class_counts"] = [int(v) for v in self.class_counts]
             out["class_means"] = [[float(v) for v in row] for row in self.class_means]
+        if self.impute_means is not None:
+            out["impute_means"] = [float(v) for v in self.impute_means]
         return out
 
     @classmethod
@@ -81,6 +85,7 @@ class Standardization:
         target_scale: float,
         class_counts: Sequence[int] = (),
         class_means: Sequence[float] = (),
+        impute_means: Sequence[float] = (),
     ) -> Standardization:
         """The statistics as a ``PublicStats`` message or record carries them (class
         means flattened row by row; both empty for two classes or regression)."""
@@ -96,18 +101,24 @@ class Standardization:
                 if class_counts
                 else None
             ),
+            np.array(impute_means, dtype=np.float64) if impute_means else None,
         )
 
-    def class_fields(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        """The class counts and the flattened class means, as messages carry them."""
-        if self.class_counts is None or self.class_means is None:
-            return (), ()
-        counts = tuple(int(v) for v in self.class_counts)
-        return counts, tuple(float(v) for v in self.class_means.ravel())
+    def extra_fields(self) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...]]:
+        """The class counts, the flattened class means and the imputation means, as
+        messages carry them (empty when absent)."""
+        counts: tuple[int, ...] = ()
+        means: tuple[float, ...] = ()
+        if self.class_counts is not None and self.class_means is not None:
+            counts = tuple(int(v) for v in self.class_counts)
+            means = tuple(float(v) for v in self.class_means.ravel())
+        impute = () if self.impute_means is None else tuple(float(v) for v in self.impute_means)
+        return counts, means, impute
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Standardization:
         counts, means = data.get("class_counts"), data.get("class_means")
+        impute = data.get("impute_means")
         return cls(
             int(data["count"]),
             np.array(data["means"], dtype=np.float64),
@@ -116,6 +127,7 @@ class Standardization:
             float(data["target_scale"]),
             None if counts is None else np.array(counts, dtype=np.float64),
             None if means is None else np.array(means, dtype=np.float64),
+            None if impute is None else np.array(impute, dtype=np.float64),
         )
 
 

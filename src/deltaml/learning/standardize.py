@@ -9,6 +9,8 @@ reading them and the buyer decrypts only the total, from which it publishes
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from deltaml.errors import DeltaMLValueError
@@ -16,10 +18,18 @@ from deltaml.learning.lda import class_stats, raw_class_sums
 from deltaml.learning.models import Standardization
 
 
-def local_sums(x: np.ndarray, y: np.ndarray, include_target: bool, classes: int = 0) -> np.ndarray:
+def local_sums(
+    x: np.ndarray, y: np.ndarray, include_target: bool, classes: int = 0, impute: bool = False
+) -> np.ndarray:
+    """One owner's statistics vector: ``[n, Σx, Σx²]`` (``impute``: over its non-empty
+    cells, then each column's count of them), then ``[Σy, Σy²]`` for a regression and
+    the class sums for more than two classes."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    parts = [np.array([float(len(x))]), x.sum(axis=0), (x * x).sum(axis=0)]
+    if impute:
+        parts = [local_sums_missing(x)]
+    else:
+        parts = [np.array([float(len(x))]), x.sum(axis=0), (x * x).sum(axis=0)]
     if include_target:
         parts.append(np.array([y.sum(), (y * y).sum()]))
     if classes:
@@ -27,21 +37,33 @@ def local_sums(x: np.ndarray, y: np.ndarray, include_target: bool, classes: int 
     return np.concatenate(parts)
 
 
-def sums_length(n_features: int, include_target: bool, classes: int = 0) -> int:
-    return 1 + 2 * n_features + (2 if include_target else 0) + classes * (n_features + 1)
+def sums_length(
+    n_features: int, include_target: bool, classes: int = 0, impute: bool = False
+) -> int:
+    features = 3 * n_features if impute else 2 * n_features
+    return 1 + features + (2 if include_target else 0) + classes * (n_features + 1)
 
 
 def stats_from_sums(
-    sums: np.ndarray, n_features: int, include_target: bool, classes: int = 0
+    sums: np.ndarray,
+    n_features: int,
+    include_target: bool,
+    classes: int = 0,
+    impute: bool = False,
 ) -> Standardization:
     """Turn the decrypted total into published statistics; refuses constant columns."""
     sums = np.asarray(sums, dtype=np.float64)
-    if len(sums) != sums_length(n_features, include_target, classes):
+    if len(sums) != sums_length(n_features, include_target, classes, impute):
         raise DeltaMLValueError("the statistics vector has the wrong length")
     if classes:
-        split = sums_length(n_features, include_target)
-        stats = stats_from_sums(sums[:split], n_features, include_target)
+        split = sums_length(n_features, include_target, 0, impute)
+        stats = stats_from_sums(sums[:split], n_features, include_target, 0, impute)
         return class_stats(sums[split:], classes, stats)
+    if impute:
+        split = missing_sums_length(n_features)
+        mu, filled = _imputed_sums(sums[:split], n_features)
+        plain = stats_from_sums(np.concatenate([filled, sums[split:]]), n_features, include_target)
+        return dataclasses.replace(plain, impute_means=mu)
     count = round(sums[0])
     if count < 2:
         raise DeltaMLValueError("too few rows to standardize")
@@ -61,8 +83,8 @@ def stats_from_sums(
     return Standardization(count, means, scales, float(y_mean), float(np.sqrt(y_var)))
 
 
-# Missing values imputed with federated means (issue 13, step 1: the arithmetic only;
-# the roles do not send this vector yet). Each owner encrypts, per feature column, the
+# Missing values imputed with federated means (a request's ``missing_indicator: false``;
+# ``local_sums(..., impute=True)``). Each owner encrypts, per feature column, the
 # sums over its NON-missing cells and the count of those cells:
 # ``[n, S1_1..S1_d, S2_1..S2_d, C_1..C_d]``. From the totals, μ_j = S1_j / C_j, and
 # after every owner fills its gaps with μ_j the imputed column's totals are N·μ_j and
@@ -108,6 +130,16 @@ def _checked_counts(total: np.ndarray, n_features: int) -> tuple[int, np.ndarray
     return round(rows), counts
 
 
+def _imputed_sums(total: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """The column means μ of the non-empty cells, and ``[N, Σx, Σx²]`` of the columns
+    after every owner fills its empty cells with μ."""
+    rows, counts = _checked_counts(total, n_features)
+    s1 = total[1 : 1 + n_features]
+    s2 = total[1 + n_features : 1 + 2 * n_features]
+    mu = s1 / counts
+    return mu, np.concatenate([[float(rows)], rows * mu, s2 + (rows - counts) * mu**2])
+
+
 def imputed_stats_from_sums(
     sums: np.ndarray, n_features: int
 ) -> tuple[np.ndarray, Standardization]:
@@ -115,12 +147,8 @@ def imputed_stats_from_sums(
     total = np.asarray(sums, dtype=np.float64)
     if len(total) != missing_sums_length(n_features):
         raise DeltaMLValueError("the statistics vector has the wrong length")
-    rows, counts = _checked_counts(total, n_features)
-    s1 = total[1 : 1 + n_features]
-    s2 = total[1 + n_features : 1 + 2 * n_features]
-    mu = s1 / counts
-    imputed = np.concatenate([[float(rows)], rows * mu, s2 + (rows - counts) * mu**2])
-    return mu, stats_from_sums(imputed, n_features, include_target=False)
+    mu, filled = _imputed_sums(total, n_features)
+    return mu, stats_from_sums(filled, n_features, include_target=False)
 
 
 def impute_with(x: np.ndarray, means: np.ndarray) -> np.ndarray:

@@ -56,6 +56,10 @@ class TableSpec:
         Categorical columns and their levels, the first the reference.
     classes : pair of str, optional
         A logistic request's (negative, positive) target labels, coded 0 and 1.
+    indicator : bool
+        A numeric column of ``may_be_missing`` gets an indicator column (0 in its empty
+        cells); if false, its empty cells stay empty (NaN) and the protocol fills them
+        with the column's federated mean (the request's ``missing_indicator``).
     """
 
     target: str
@@ -63,6 +67,7 @@ class TableSpec:
     may_be_missing: tuple[str, ...] = ()
     categorical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     classes: tuple[str, str] | None = None
+    indicator: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "numeric", tuple(self.numeric))
@@ -93,13 +98,21 @@ class TableSpec:
             may_be_missing=tuple(req.get("missing") or ()),
             categorical={f: levels[f] for f in req["features"] if f in levels},
             classes=(str(classes[0]), str(classes[1])) if classes else None,
+            indicator=bool(req.get("missing_indicator", True)),
         )
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The encoded columns, in the order every owner uses (the protocol's)."""
         features = [*self.numeric, *self.categorical]
-        return tuple(encoded_features(features, self.may_be_missing, self.categorical))
+        return tuple(
+            encoded_features(features, self.may_be_missing, self.categorical, self.indicator)
+        )
+
+    @property
+    def imputes(self) -> bool:
+        """Whether empty numeric cells are left for the protocol to fill with means."""
+        return not self.indicator and any(c in self.numeric for c in self.may_be_missing)
 
 
 def encode_frame(frame: Any, spec: TableSpec, source: str) -> tuple[Dataset, dict[str, int]]:
@@ -134,6 +147,7 @@ def encode_frame(frame: Any, spec: TableSpec, source: str) -> tuple[Dataset, dic
         task="regression" if spec.classes is None else "classification",
         classes=spec.classes,
         source=source,
+        gaps=spec.imputes,
     )
     return ds, other
 
@@ -162,6 +176,9 @@ def _encode(
     for name in spec.numeric:
         values, missing = _numbers(list(frame[name]), source, name)
         _refuse_missing(missing, spec, source, name)
+        if name in spec.may_be_missing and not spec.indicator:
+            parts.append(np.where(missing, np.nan, values))  # filled by the protocol
+            continue
         parts.append(np.where(missing, 0.0, values))
         if name in spec.may_be_missing:
             indicators.append(missing.astype(np.float64))
@@ -256,7 +273,9 @@ def federated_means(spec: TableSpec, means: np.ndarray) -> dict[str, float]:
     ``Σx / (N − Σmissing)`` = ``mean_x / (1 − mean_missing)``.
     """
     names = spec.feature_names
-    out = {}
+    out: dict[str, float] = {}
+    if not spec.indicator:
+        return out
     for name in (c for c in spec.may_be_missing if c in spec.numeric):
         filled = float(means[names.index(name)])
         share_missing = float(means[names.index(f"{name}{MISSING_SUFFIX}")])

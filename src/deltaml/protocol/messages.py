@@ -115,6 +115,9 @@ class TrainingSpec(Message):
     #: A logistic model of this many classes (≥ 3; 0: one model): the class sums join
     #: the statistics and one exact solve fits every class (:mod:`deltaml.learning.lda`).
     n_classes: int = _default("n_classes")
+    #: Owners fill empty cells with the federated means of their columns (the request's
+    #: ``missing_indicator: false``): the statistics are over non-empty cells.
+    impute: bool = _default("impute")
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class StatsRequest(Message):
     mask: tuple[str, ...] = ()
     #: More than two classes: append each class's count and feature sums.
     classes: int = 0
+    #: Sums and counts of the non-empty cells (empty cells to be filled with the means).
+    impute: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ class DecryptStats(Message):
     sums: tuple[EncryptedVector, ...] = ()
     signatures: tuple[str, ...] = ()
     classes: int = 0
+    impute: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,8 @@ class PublicStats(Message):
     #: More than two classes: each class's rows and standardized means (row-major).
     class_counts: tuple[int, ...] = ()
     class_means: tuple[float, ...] = ()
+    #: Empty cells imputed: each column's mean over the non-empty cells of all owners.
+    impute_means: tuple[float, ...] = ()
     #: Digest of the decrypted total, and the proof of its decryption.
     total_digest: str = ""
     plaintexts: tuple[str, ...] = ()

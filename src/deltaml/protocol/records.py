@@ -190,6 +190,8 @@ class PublicStats(Record):
     #: More than two classes: each class's rows and standardized means (row-major).
     class_counts: list[int] = dataclasses.field(default_factory=list, metadata=OPTIONAL)
     class_means: list[float] = dataclasses.field(default_factory=list, metadata=OPTIONAL)
+    #: Empty cells imputed: each column's mean over the non-empty cells of all owners.
+    impute_means: list[float] = dataclasses.field(default_factory=list, metadata=OPTIONAL)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,10 +31,16 @@ unchanged — it trains on more numeric columns:
   indicator) and on (mean-filled, indicator) are the same set, one the other's
   reparametrization; the federated mean of the observed cells is public anyway from
   the encrypted column sums (``Σx / (N − Σmissing)``). So no new message, round or
-  check is needed, and no owner's count of missing cells is revealed. We chose this
-  over true mean imputation without an indicator (a second encrypted statistics
-  round, checked by ``deltaml verify``): it is the smaller correct design, and a
-  ``missing_indicator: false`` option can come later without changing this one.
+  check is needed, and no owner's count of missing cells is revealed.
+* with ``missing_indicator: false``, a numeric column in ``missing`` gets no
+  indicator: it is mean-imputed with federated means (scikit-learn's
+  ``SimpleImputer(strategy="mean")``). The owners' statistics are then the sums and
+  counts of their non-empty cells (``impute`` in the training spec:
+  :func:`deltaml.learning.standardize.local_sums_missing`); the buyer publishes each
+  column's mean over the non-empty cells of all owners (and thereby, per column, the
+  number of empty cells over all owners — never one owner's), every owner fills its
+  empty cells with it, and the standardization is that of the filled columns — one
+  statistics round still, recomputed by ``deltaml verify``.
 * a categorical column becomes one 0/1 column ``"<name>=<level>"`` per level but
   the first; a level the spec does not name counts as the first ("other": the
   owner's profile says how many rows, never which values); if the column is also in
@@ -206,6 +212,8 @@ _FIELDS = [
               training=True, low=1, high=MAX_PARTICIPANTS - 1),
     SpecField("missing", (list,), [], lambda v: not v or _names(v, MAX_FEATURES),
               "missing must be a list of feature column names that may have empty cells"),
+    SpecField("missing_indicator", (bool,), True, lambda v: True,
+              "missing_indicator must be true or false"),
     SpecField("categorical", (dict,), {}, _categorical,
               f"categorical must map a feature column to a list of 2 to {MAX_LEVELS} "
               f"distinct levels of 1 to {MAX_LEVEL} characters (the first the reference)"),
@@ -230,6 +238,10 @@ _FIELDS = [
     SpecField("trainer_fraction", _NUMBER, 0.7, lambda v: 0 < v < 1,
               "trainer_fraction must lie strictly between 0 and 1", request=False,
               training=True),
+    # From the request's ``missing_indicator: false``: owners send the sums of their
+    # non-empty cells, and fill their empty cells with the published column means.
+    SpecField("impute", (bool,), False, lambda v: True, "impute must be true or false",
+              request=False, training=True),
     # From the request's ``classes``: 0 for one model, K >= 3 for K classes (one solve).
     SpecField("n_classes", (int,), 0, lambda v: v == 0 or 3 <= v <= MAX_LEVELS,
               f"n_classes must be 0 (one model) or 3 to {MAX_LEVELS} (a multiclass target)",
@@ -244,6 +256,7 @@ TRAINING_FIELDS: tuple[str, ...] = tuple(f.name for f in _FIELDS if f.training)
 #: The data requirements the aggregator matches owners' datasets against.
 REQUIREMENT_FIELDS: tuple[str, ...] = (
     "features", "target", "min_rows", "owners", "classes", "missing", "categorical",
+    "missing_indicator",
 )  # fmt: skip
 #: Defaults of a buyer's request spec (``features``, ``target`` and ``owners`` have none).
 REQUEST_DEFAULTS: dict[str, Any] = {
@@ -287,16 +300,19 @@ def encoded_features(
     features: Iterable[str],
     missing: Iterable[str] = (),
     categorical: Mapping[str, Iterable[str]] | None = None,
+    indicator: bool = True,
 ) -> list[str]:
     """The numeric columns every owner trains on, in order: the numeric features, their
-    missing-cell indicators, then each categorical column's levels but the first (and
-    its indicator if it may be missing). Without ``missing`` and ``categorical``, the
-    features themselves."""
+    missing-cell indicators (unless ``indicator`` is false: then the empty cells are
+    filled with federated means), then each categorical column's levels but the first
+    (and its indicator if it may be missing). Without ``missing`` and ``categorical``,
+    the features themselves."""
     levels = {str(k): [str(v) for v in vs] for k, vs in (categorical or {}).items()}
     features = [str(f) for f in features]
-    maybe = set(map(str, missing))
+    maybe = set(map(str, missing)) if indicator else set()
     numeric = [f for f in features if f not in levels]
     out = [*numeric, *(f"{f}{MISSING_SUFFIX}" for f in numeric if f in maybe)]
+    maybe = set(map(str, missing))
     for name in (f for f in features if f in levels):
         out += [f"{name}={level}" for level in levels[name][1:]]
         if name in maybe:
@@ -310,7 +326,16 @@ def requirement_features(requirements: Mapping[str, Any]) -> list[str]:
         requirements["features"],
         requirements.get("missing") or (),
         requirements.get("categorical") or {},
+        requirements.get("missing_indicator", True),
     )
+
+
+def imputes(requirements: Mapping[str, Any]) -> bool:
+    """Whether a request's owners fill empty numeric cells with federated means (its
+    ``missing_indicator`` is false and a numeric feature may be missing)."""
+    levels = requirements.get("categorical") or {}
+    numeric_gaps = [f for f in requirements.get("missing") or () if f not in levels]
+    return not requirements.get("missing_indicator", True) and bool(numeric_gaps)
 
 
 def _check_table(spec: Mapping[str, Any]) -> None:
@@ -364,6 +389,11 @@ def check_solver(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("n_classes") and spec.get("solver") != "exact":
         raise SpecError(
             "solver", "a target of more than two classes is fitted by one exact solve: solver exact"
+        )
+    if spec.get("n_classes") and spec.get("impute"):
+        raise SpecError(
+            "missing_indicator",
+            "missing_indicator false is not offered with more than two classes yet",
         )
     if spec.get("n_classes") and spec.get("model") != "logistic":
         raise SpecError("n_classes", "classes only apply to a logistic model")

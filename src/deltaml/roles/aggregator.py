@@ -194,7 +194,9 @@ class Aggregator(AggregatorPhases):
             ev = self._ev = self._recorder(public_key)
             ev.record(self._header(spec, public_key, trainers, validators, n_features))
 
-            stats = self._standardize(public_key, spec.base_exponent, n_features, include_target)
+            stats = self._standardize(
+                public_key, spec.base_exponent, n_features, include_target, impute=spec.impute
+            )
             setups = self.transport.request_all(
                 [
                     (

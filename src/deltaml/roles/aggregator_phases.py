@@ -186,13 +186,14 @@ class AggregatorPhases(AggregatorBase):
         n_features: int,
         include_target: bool,
         classes: int = 0,
+        impute: bool = False,
     ) -> m.PublicStats:
         ev = self.evidence
-        expected = sums_length(n_features, include_target, classes)
+        expected = sums_length(n_features, include_target, classes, impute)
         masks = zero_sum_masks(len(self.owner_ids), expected, key)
         replies = self.transport.request_all(
             [
-                (oid, m.StatsRequest(include_target, key, exponent, mask, classes))
+                (oid, m.StatsRequest(include_target, key, exponent, mask, classes, impute))
                 for oid, mask in zip(self.owner_ids, masks, strict=True)
             ]
         )
@@ -223,6 +224,7 @@ class AggregatorPhases(AggregatorBase):
             tuple(sums),
             tuple(s.signature for s in signed),
             classes,
+            impute,
         )
         reply = self.transport.request(self.buyer_id, decrypt)
         stats = ev.accept(self.buyer_id, reply, m.PublicStats, sealed=False)

@@ -233,11 +233,16 @@ class ModelBuyer:
                 f"refusing to decrypt statistics: not one signed sum from each of the "
                 f"{seats.count} seats"
             )
-        classes = self.spec.n_classes
+        classes, impute = self.spec.n_classes, self.spec.impute
         if msg.classes != classes:
             raise ProtocolError(f"refusing to decrypt statistics of {msg.classes} classes: "
                                 f"the request has {classes or 'no class sums'}")  # fmt: skip
-        length = sums_length(msg.n_features, msg.include_target, classes)
+        if msg.impute != impute:
+            raise ProtocolError(
+                "refusing to decrypt statistics laid out for another request "
+                f"(empty cells {'filled' if msg.impute else 'not filled'} with means)"
+            )
+        length = sums_length(msg.n_features, msg.include_target, classes, impute)
         for party, sums, signature in zip(msg.owners, msg.sums, msg.signatures, strict=True):
             if len(sums) != length or sums.public_key != self.public_key:
                 raise ProtocolError(f"the statistics of {party} have the wrong size or key")
@@ -248,10 +253,10 @@ class ModelBuyer:
         self._n_features = msg.n_features
         values, plaintexts, randomness = self._prove(msg.total)
         stats = stats_from_ints(
-            values, msg.total.exponent, msg.n_features, msg.include_target, classes
+            values, msg.total.exponent, msg.n_features, msg.include_target, classes, impute
         )
         self.stats = stats
-        class_counts, class_means = stats.class_fields()
+        class_counts, class_means, impute_means = stats.extra_fields()
         reply = m.PublicStats(
             stats.count,
             tuple(float(v) for v in stats.means),
@@ -260,6 +265,7 @@ class ModelBuyer:
             stats.target_scale,
             class_counts,
             class_means,
+            impute_means,
             vector_digest(msg.total),
             plaintexts,
             randomness,

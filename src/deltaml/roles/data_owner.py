@@ -25,7 +25,7 @@ from deltaml.learning.metrics import (
     validator_factor,
 )
 from deltaml.learning.models import ModelType, Standardization, model_type
-from deltaml.learning.standardize import local_sums
+from deltaml.learning.standardize import impute_with, local_sums
 from deltaml.protocol import messages as m
 from deltaml.protocol.exact_messages import ExactReply, ExactRequest
 from deltaml.roles import exact
@@ -133,8 +133,11 @@ class DataOwner:
         if msg.classes and not np.all(np.isin(self._y, np.arange(msg.classes))):
             raise ProtocolError(f"{self.party_id}: the target is not a class number 0 to "
                                 f"{msg.classes - 1}")  # fmt: skip
+        if not msg.impute and np.isnan(self._x).any():
+            raise ProtocolError(f"{self.party_id}: empty cells the request does not fill in")
         sums = encode_array(
-            local_sums(self._x, self._y, msg.include_target, msg.classes), msg.base_exponent
+            local_sums(self._x, self._y, msg.include_target, msg.classes, msg.impute),
+            msg.base_exponent,
         )
         # The buyer receives these signed sums to check them against the seats: masked by
         # the aggregator's zero-sum shares, they tell it nothing but their total.
@@ -158,8 +161,12 @@ class DataOwner:
         s = msg.stats
         self._stats = Standardization.published(
             s.count, s.means, s.scales, s.target_mean, s.target_scale,
-            s.class_counts, s.class_means,
+            s.class_counts, s.class_means, s.impute_means,
         )  # fmt: skip
+        if np.isnan(self._x).any():  # filled with the published means of the columns
+            if len(s.impute_means) != self._x.shape[1]:
+                raise ProtocolError(f"{self.party_id}: empty cells and no means to fill them")
+            self._x = impute_with(self._x, np.array(s.impute_means))
         self._n_trainers = msg.n_trainers
         self._initial_model = msg.initial_model
         if msg.role == "trainer" and msg.spec.solver == "exact":

@@ -78,6 +78,7 @@ def _stats(msg: m.PublicStats) -> records.Record:
         target_scale=float(msg.target_scale),
         class_counts=list(msg.class_counts),
         class_means=_floats(msg.class_means),
+        impute_means=_floats(msg.impute_means),
     )
 
 

@@ -271,7 +271,7 @@ def train_exact(
     ev.record(agg._header(spec, public_key, trainers, validators, n_features))
     k = columns_for(spec)
     stats = agg._standardize(
-        public_key, spec.base_exponent, n_features, include_target, spec.n_classes
+        public_key, spec.base_exponent, n_features, include_target, spec.n_classes, spec.impute
     )
     agg.transport.request_all(
         [

@@ -122,14 +122,15 @@ def on_public_stats(vr: Verifier, body: Mapping[str, Any]) -> None:
     # The published statistics are what later metrics use, proven or not.
     vr.stats = Standardization.published(
         rec.count, rec.means, rec.scales, rec.target_mean, rec.target_scale,
-        rec.class_counts, rec.class_means,
+        rec.class_counts, rec.class_means, rec.impute_means,
     )  # fmt: skip
     values = proven(vr, digest, rec.plaintexts, rec.randomness)
-    classes = int(vr.spec.get("n_classes") or 0)
+    classes, impute = int(vr.spec.get("n_classes") or 0), bool(vr.spec.get("impute"))
     try:
         stats = stats_from_ints(
-            values, vr.exponent(digest), vr.n_features, vr.stats_total["include_target"], classes
-        )
+            values, vr.exponent(digest), vr.n_features, vr.stats_total["include_target"],
+            classes, impute,
+        )  # fmt: skip
     except DeltaMLValueError as exc:
         vr.fail("statistics", f"cannot recompute: {exc}")
         raise Skip from None
@@ -141,6 +142,7 @@ def on_public_stats(vr: Verifier, body: Mapping[str, Any]) -> None:
         rec.target_scale,
         tuple(rec.class_counts),
         tuple(rec.class_means),
+        tuple(rec.impute_means),
     )
     recomputed = (
         stats.count,
@@ -148,7 +150,7 @@ def on_public_stats(vr: Verifier, body: Mapping[str, Any]) -> None:
         [float(v) for v in stats.scales],
         float(stats.target_mean),
         float(stats.target_scale),
-        *stats.class_fields(),
+        *stats.extra_fields(),
     )
     vr.expect(
         published == recomputed,

@@ -93,6 +93,9 @@ class Requirements(BaseModel):
     #: trains on their encoding, :func:`deltaml.protocol.spec.encoded_features`).
     missing: list[str] | None = None
     categorical: dict[str, list[str]] | None = None
+    #: False: empty numeric cells are filled with federated column means, no indicator
+    #: columns (absent otherwise, so older requests hash as before).
+    missing_indicator: bool | None = None
 
     @model_validator(mode="before")
     @classmethod

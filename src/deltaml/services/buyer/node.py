@@ -152,6 +152,7 @@ class BuyerNode:
             target_improvement=float(req_spec["target_improvement"]),
             deposit_wei=req_spec["deposit_wei"],
             min_trainers=req_spec["min_trainers"],
+            impute=protocol_spec.imputes(req_spec),
         )
         requirements = {
             "features": list(req_spec["features"]),
@@ -165,6 +166,8 @@ class BuyerNode:
         for name in ("missing", "categorical"):  # a mixed table; absent if empty
             if req_spec[name]:
                 requirements[name] = req_spec[name]
+        if req_spec["missing"] and not req_spec["missing_indicator"]:
+            requirements["missing_indicator"] = False  # absent when true, as before
         arbiter = req_spec["arbiter"] or self.config.arbiter
         protocol_spec.check_field("arbiter", arbiter)
         if self.ledger is not None:
@@ -401,6 +404,9 @@ class BuyerNode:
             classes = tuple(req.get("classes") or DEFAULT_CLASSES)
         mixed = bool(req.get("missing") or req.get("categorical"))
         table = {k: req.get(k) for k in ("features", "missing", "categorical")} if mixed else None
+        if table is not None and role.stats.impute_means is not None:
+            table["missing_indicator"] = False
+            table["impute_means"] = role.stats.impute_means.tolist()
         return TrainedModel(
             role.spec.model,
             tuple(protocol_spec.requirement_features(req)),

@@ -179,8 +179,9 @@ FIELDS = [
         "missing",
         "Columns that may be empty",
         "Feature columns in which an owner may have empty cells, separated by commas: an "
-        "empty cell is filled with 0 and marked in a column of its own. Empty: owners with "
-        "an empty cell are not offered the request.",
+        "empty cell is filled with 0 and marked in a column of its own (or, ticked below, "
+        "filled with the column's mean over all owners). Empty: owners with an empty cell "
+        "are not offered the request.",
         read=_features,
         wrong=f"Name feature columns of at most {s.MAX_NAME} characters, each once.",
         show=lambda v: ", ".join(v),
@@ -318,6 +319,8 @@ def validate_request_form(
         if value is not None:
             doc[field.spec or field.name] = value
     doc["contributions"] = bool(str(form.get("contributions") or "").strip())
+    if str(form.get("mean_fill") or "").strip():  # the checkbox below "missing"
+        doc["missing_indicator"] = False
     sizes = key_sizes(allow_test_keys)
     bits = doc.get("key_bits", s.REQUEST_DEFAULTS["key_bits"])
     if "key_bits" in errors or bits not in sizes:
@@ -333,5 +336,5 @@ def validate_request_form(
 def form_values(form: Mapping[str, Any] | None) -> dict[str, str]:
     """What the form shows: the posted values, else the defaults."""
     if form is None:
-        return dict(DEFAULTS)
-    return {name: str(form.get(name) or "") for name in DEFAULTS}
+        return {**DEFAULTS, "mean_fill": ""}
+    return {name: str(form.get(name) or "") for name in [*DEFAULTS, "mean_fill"]}

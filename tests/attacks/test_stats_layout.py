@@ -1,5 +1,6 @@
-"""Attack: the aggregator asks for class sums the request did not publish, or leaves
-them out of a request that needs them.
+"""Attack: the aggregator asks for statistics laid out for another request — class sums
+the request did not publish or leaves out, sums over non-empty cells where the request
+does not fill them in (or the reverse).
 
 A request of more than two classes publishes each class's row count and feature means
 over all owners (learning/lda.py); a two-class or regression request publishes only the
@@ -7,7 +8,8 @@ global means and scales. Owners answer a ``StatsRequest`` before they receive th
 so an aggregator could ask a two-class request's owners for class sums — K·(d + 1) more
 aggregate numbers — and have the buyer decrypt them. The buyer decrypts only the
 statistics its own request names: the class sums of exactly ``n_classes`` classes, or
-none.
+none; the sums and counts of non-empty cells exactly when its request ``impute``s (an
+owner with empty cells refuses plain sums itself).
 """
 
 from __future__ import annotations
@@ -27,21 +29,23 @@ from deltaml.roles.buyer import Seats
 D = 3
 
 
-def _run(spec: m.TrainingSpec, classes: int) -> m.Message:
-    """The statistics round with ``classes`` class sums asked of two owners."""
+def _run(spec: m.TrainingSpec, classes: int, impute: bool = False) -> m.Message:
+    """The statistics round with ``classes`` class sums (and ``impute``) asked of two
+    owners; their rows have empty cells when the request fills them in."""
     buyer = ModelBuyer("buyer", spec, 512, allow_test_keys=True)
     rng = np.random.default_rng(5)
     committed = key_fingerprint(buyer.public_key)
+    x = {oid: rng.normal(size=(30, D)) for oid in ("a", "b")}
+    if spec.impute:
+        x["a"][::7, 1] = np.nan
     owners = {
-        oid: DataOwner(
-            oid, rng.normal(size=(30, D)), rng.integers(0, 3, size=30), committed_key=committed
-        )
+        oid: DataOwner(oid, x[oid], rng.integers(0, 3, size=30), committed_key=committed)
         for oid in ("a", "b")
     }
     buyer.seats = Seats.of(["a"], ["b"], {oid: o.address for oid, o in owners.items()})
-    masks = zero_sum_masks(2, sums_length(D, False, classes), buyer.public_key)
+    masks = zero_sum_masks(2, sums_length(D, False, classes, impute), buyer.public_key)
     sums = [
-        o.handle(m.StatsRequest(False, buyer.public_key, 40, mask, classes))
+        o.handle(m.StatsRequest(False, buyer.public_key, 40, mask, classes, impute))
         for o, mask in zip(owners.values(), masks, strict=True)
     ]
     total: EncryptedVector = sum(s.sums for s in sums)  # type: ignore[assignment,union-attr]
@@ -50,6 +54,7 @@ def _run(spec: m.TrainingSpec, classes: int) -> m.Message:
         tuple(s.sums for s in sums),  # type: ignore[union-attr]
         tuple(s.signature for s in sums),  # type: ignore[union-attr]
         classes,
+        impute,
     )  # fmt: skip
     return buyer.handle(request)
 
@@ -79,3 +84,15 @@ def test_the_control_the_class_sums_the_request_names_are_decrypted() -> None:
     assert len(stats.class_means) == 3 * D
     plain = _run(TWO_CLASSES, 0)
     assert isinstance(plain, m.PublicStats) and plain.class_counts == ()
+
+
+FILLED = m.TrainingSpec(model="linear", rounds=1, impute=True)
+
+
+def test_sums_over_non_empty_cells_only_when_the_request_fills_them_in() -> None:
+    with pytest.raises(ProtocolError, match="laid out for another request"):
+        _run(TWO_CLASSES, 0, impute=True)
+    with pytest.raises(ProtocolError, match="empty cells the request does not fill in"):
+        _run(FILLED, 0, impute=False)  # the owner with empty cells refuses plain sums
+    stats = _run(FILLED, 0, impute=True)  # the control
+    assert isinstance(stats, m.PublicStats) and len(stats.impute_means) == D
