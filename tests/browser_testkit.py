@@ -23,3 +23,13 @@ def reopen(page: Any, url: str | None = None) -> None:
             if "ERR_ABORTED" not in str(error) or attempt == 4:
                 raise
             page.wait_for_load_state()
+
+
+def log_in(page: Any, url: str, password: str) -> None:
+    """Log in to the node at ``url`` through its login page."""
+    from playwright.sync_api import expect
+
+    page.goto(url + "/")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("main > .flash-ok")).to_have_text("Logged in.")
