@@ -42,6 +42,7 @@ def result(**changes: object) -> DemoResult:
         "chain": "test chain",
         "test_mse": 3473.79,
         "sklearn_test_mse": 3467.24,
+        "optimum_test_mse": 3467.24,
         "deposit_wei": DEPOSIT,
         "payouts_wei": {"0x1": 7 * 10**17, "0xA": 10**17},
         "refund_wei": 2 * 10**17,
@@ -59,7 +60,11 @@ def result(**changes: object) -> DemoResult:
 
 def test_the_summary_is_lines_from_a_result_alone() -> None:
     lines = report_lines(result(), pages_note="the node's password")
-    assert "test MSE 3473.79  vs scikit-learn 3467.24 (1.0019x)" in lines
+    assert "test MSE 3473.79  vs the exact optimum 3467.24 (1.0019x)" in lines
+    assert not any("scikit-learn" in line for line in lines)  # it equals the optimum here
+    why = "it kept 9 of 10 directions"
+    noted = report_lines(result(sklearn_test_mse=4000.0, baseline_note=why))
+    assert f"  scikit-learn's LinearRegression: 4000.00 ({why})" in noted
     assert "  owner-1 (trainer): 700000000000000000" in lines
     assert "  aggregator 0xA: 100000000000000000" in lines
     assert "  refund to the buyer: 200000000000000000 of 1000000000000000000" in lines

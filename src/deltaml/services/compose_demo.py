@@ -275,7 +275,7 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
             payees = {buyer_address}
         withdrawn = wait_withdrawals(ledger, cid, payees, deadline)
         seconds = time.perf_counter() - t1
-        test_mse = sk_mse = None
+        scores: dict[str, Any] = {}
         verified = False
         owner_rows: list[dict[str, Any]] = [
             {"name": n, "address": a} for n, a in zip(owner_names, owner_addresses, strict=True)
@@ -289,7 +289,6 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
                 shares,
                 test,
             )
-            test_mse, sk_mse = scores.get("test_mse"), scores.get("sklearn_test_mse")
             settlement = wait_settlement(buyer, rid, deadline)
             response = agg.get(f"/requests/{rid}/transcript")
             response.raise_for_status()
@@ -303,8 +302,10 @@ def run_compose_demo(config: ComposeDemoConfig, say: Callable[[str], None] = pri
             seconds=seconds,
             startup_seconds=startup,
             chain=f"compose project {config.project!r}, chain at {stack.url('chain')}",
-            test_mse=test_mse,
-            sklearn_test_mse=sk_mse,
+            test_mse=scores.get("test_mse"),
+            sklearn_test_mse=scores.get("sklearn_test_mse"),
+            optimum_test_mse=scores.get("optimum_test_mse"),
+            baseline_note=str(scores.get("baseline_note") or ""),
             deposit_wei=config.deposit_wei,
             payouts_wei={a: v for a, v in withdrawn.items() if a != buyer_address},
             refund_wei=withdrawn.get(buyer_address, 0),

@@ -68,6 +68,12 @@ class DemoResult:
     sklearn_test_auc: float | None = None
     test_accuracy: float | None = None
     sklearn_test_accuracy: float | None = None
+    #: The exact optimum of the training objective on the trainers' rows (the honest
+    #: baseline: docs/exactness.md), and why scikit-learn's figure differs, if it does.
+    optimum_test_mse: float | None = None
+    optimum_test_auc: float | None = None
+    optimum_test_accuracy: float | None = None
+    baseline_note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +89,10 @@ class DemoResult:
             "sklearn_test_auc": self.sklearn_test_auc,
             "test_accuracy": self.test_accuracy,
             "sklearn_test_accuracy": self.sklearn_test_accuracy,
+            "optimum_test_mse": self.optimum_test_mse,
+            "optimum_test_auc": self.optimum_test_auc,
+            "optimum_test_accuracy": self.optimum_test_accuracy,
+            **({"baseline_note": self.baseline_note} if self.baseline_note else {}),
             "deposit_wei": str(self.deposit_wei),
             "payouts_wei": {a: str(v) for a, v in self.payouts_wei.items()},
             "refund_wei": str(self.refund_wei),

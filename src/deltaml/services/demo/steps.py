@@ -199,32 +199,39 @@ def model_scores(
     shares: list[Dataset],
     test: Dataset,
 ) -> tuple[dict[str, float], list[int]]:
-    """The model's test scores next to scikit-learn's on the trainers' rows (MSE for a
-    linear model; AUC and accuracy for a logistic one), and the trainers' indices."""
-    from sklearn.linear_model import LinearRegression, LogisticRegression
-    from sklearn.metrics import accuracy_score, roc_auc_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """The model's test scores next to the exact optimum of its training objective on
+    the trainers' rows (standardized as the owners' statistics round does, the spec's
+    default ``l2``) and scikit-learn's default fit (MSE for a linear model; AUC and
+    accuracy for a logistic one; :func:`deltaml.learning.baseline.baseline_metrics`),
+    and the trainers' indices. ``baseline_note`` (in the scores, as text) says why
+    scikit-learn's figure differs from the optimum's, when it does."""
+    from deltaml.learning.baseline import baseline_metrics
+    from deltaml.learning.models import model_type
+    from deltaml.learning.standardize import local_sums, stats_from_sums
 
     model = TrainedModel.from_json(model_json)
     trainers = [owner_addresses.index(a) for a in trainer_addresses]
     x_train = np.concatenate([shares[i].X for i in trainers])
     y_train = np.concatenate([shares[i].y for i in trainers])
-    scores = model.decision_function(test.X)
-    if model.model == "linear":
-        sk = LinearRegression().fit(x_train, y_train)
-        return {
-            "test_mse": float(np.mean((scores - test.y) ** 2)),
-            "sklearn_test_mse": float(np.mean((sk.predict(test.X) - test.y) ** 2)),
-        }, trainers
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    clf.fit(x_train, y_train)
-    return {
-        "test_auc": float(roc_auc_score(test.y, scores)),
-        "sklearn_test_auc": float(roc_auc_score(test.y, clf.decision_function(test.X))),
-        "test_accuracy": float(accuracy_score(test.y, scores > 0)),
-        "sklearn_test_accuracy": float(accuracy_score(test.y, clf.predict(test.X))),
-    }, trainers
+    regression = model.model == "linear"
+    d = x_train.shape[1]
+    # the public statistics: every owner's sums, as the statistics round adds them
+    total = sum(local_sums(s.X, s.y, regression) for s in shares)
+    stats = stats_from_sums(np.asarray(total), d, regression)
+    weights = standardized_weights(model.coef, float(model.intercept), stats)
+    scores, note = baseline_metrics(
+        model_type(model.model), stats, weights, x_train, y_train, test.X, test.y
+    )
+    return {**scores, **({"baseline_note": note} if note else {})}, trainers  # type: ignore[dict-item]
+
+
+def standardized_weights(coef: np.ndarray, intercept: float, stats: Any) -> np.ndarray:
+    """The model's weights on the standardized design (the inverse of
+    :func:`deltaml.learning.models.raw_coefficients`)."""
+    coef = np.ravel(coef)
+    features = coef * stats.scales / stats.target_scale
+    bias = (intercept + coef @ stats.means - stats.target_mean) / stats.target_scale
+    return np.append(features, bias)
 
 
 @dataclass
@@ -292,6 +299,10 @@ def demo_result(
         sklearn_test_auc=scores.get("sklearn_test_auc"),
         test_accuracy=scores.get("test_accuracy"),
         sklearn_test_accuracy=scores.get("sklearn_test_accuracy"),
+        optimum_test_mse=scores.get("optimum_test_mse"),
+        optimum_test_auc=scores.get("optimum_test_auc"),
+        optimum_test_accuracy=scores.get("optimum_test_accuracy"),
+        baseline_note=str(scores.get("baseline_note") or ""),
         payouts_wei={a: v for a, v in withdrawn.items() if a != buyer_address},
         refund_wei=withdrawn.get(buyer_address, 0),
         contributions=result.get("contributions", {}),
