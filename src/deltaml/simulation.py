@@ -97,8 +97,7 @@ class SimulationConfig:
     chain: bool = True
     chain_url: str | None = None
     #: ``"admm"``: the iterative protocol; ``"exact"``: the one-shot exact solve over ℤₙ
-    #: with the key holder (:mod:`deltaml.roles.exact`; for now without a chain,
-    #: contributions or metrics of the final model).
+    #: with the key holder (:mod:`deltaml.roles.exact`; without contributions for now).
     solver: str = FIELDS["solver"].default
     #: ``solver="exact"``: the buyer then publishes its model in the transcript (what a
     #: dispute does), so that verification checks ``H·w = g`` itself.
@@ -107,8 +106,6 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise DeltaMLValueError(f"--solver must be one of {', '.join(SOLVERS)}")
-        if self.solver == "exact" and self.chain:
-            raise DeltaMLValueError("--solver exact runs without a chain for now: add --no-chain")
         check_solver(
             {
                 "solver": self.solver,
@@ -270,7 +267,7 @@ def simulate_shares(
             disclose_exact(aggregator, buyer, writer)
             record.transcript_head = writer.head
     assert buyer.weights is not None and buyer.stats is not None
-    assert record.payouts is not None or config.solver == "exact"
+    assert record.payouts is not None or n_classes
     verification = None
     v0 = time.perf_counter()
     if config.verify:

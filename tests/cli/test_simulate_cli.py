@@ -161,14 +161,14 @@ def test_simulate_writes_the_trained_model(suffix: str, capsys: pytest.CaptureFi
 
 @pytest.mark.slow
 def test_simulate_solver_exact(tmp_path: Path) -> None:
-    """``--solver exact``: one line without ``--no-chain``; with it, the optimum, verified."""
-    proc = _run("simulate", "--solver", "exact", "--quiet")
-    assert proc.returncode == 1 and "--no-chain" in proc.stderr and "Traceback" not in proc.stderr
+    """``--solver exact``: the optimum, its metric, verified and settled on the chain."""
     transcript = str(tmp_path / "run.jsonl")
-    args = ("--solver", "exact", "--no-chain", "--disclose-model", "--transcript", transcript)
+    args = ("--solver", "exact", "--disclose-model", "--transcript", transcript)
     proc = _run("simulate", *args, "--json", "--quiet")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["rounds"] == 0 and out["verified"] is True
+    assert out["rounds"] == 1 and out["verified"] is True
+    assert set(out["validation_metric"]) == {"1"} and out["initial_metric"] > 0
+    assert out["chain"]["status"] == "SETTLED"
     assert abs(out["objective_gap"]) <= 1e-6
     assert abs(out["test_mse"] / out["optimum_test_mse"] - 1) <= 1e-6

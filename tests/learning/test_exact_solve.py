@@ -139,15 +139,16 @@ def test_simulation_option_reaches_the_optimum_and_its_test_mse() -> None:
     assert abs(result.objective_gap) <= 1e-6
     t = result.test
     assert abs(t["test_mse"] / t["optimum_test_mse"] - 1) <= 1e-6
-    assert result.to_json()["rounds"] == 0
+    assert result.to_json()["rounds"] == 1  # the exact model, evaluated as round 1
 
 
 def test_simulation_option_is_refused_where_it_does_not_run_yet() -> None:
     from deltaml.errors import DeltaMLValueError
+    from deltaml.protocol.spec import SpecError
     from deltaml.simulation import SimulationConfig
 
-    with pytest.raises(DeltaMLValueError, match="without a chain"):
-        SimulationConfig(solver="exact")
+    with pytest.raises(SpecError, match="contributions"):
+        SimulationConfig(solver="exact")  # contributions are on by default
     with pytest.raises(DeltaMLValueError, match="--solver"):
         SimulationConfig(solver="newton", chain=False)
 

@@ -61,7 +61,26 @@ def test_the_route_reaches_the_optimum_and_its_transcript_verifies() -> None:
     assert result.verification is not None and result.verification.ok, result.verification
     assert result.verification.passed["exact residual"] == 1
     assert result.verification.passed["completeness"] == 1
-    assert result.rounds == [] and result.payouts_wei == {}
+    # the exact model's metric as round 1, and the split it pays by (no chain here)
+    assert [r.round for r in result.rounds] == [1] and result.initial_metric is not None
+    assert result.payouts_wei and sum(result.payouts_wei.values()) + result.refund_wei == 10**18
+
+
+def test_the_exact_models_metric_is_its_mse_on_the_validators_rows() -> None:
+    """The validators evaluate ``Enc(m·w)`` (residues ``z/δ``); the buyer raises the
+    remixed vector to ``δ`` and decrypts the integers packed: the published MSE is the
+    model's own on the validators' rows (to the fixed-point rounding of their factor)."""
+    import numpy as np
+
+    result, held = run_exact(seed=3, disclose=False)
+    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 3)
+    shares = split_owners(train, OWNERS, seed=3)
+    ids = [f"owner-{i + 1}" for i in range(OWNERS)]
+    rows = [shares[ids.index(oid)] for oid in result.validators]
+    x, y = np.concatenate([s.X for s in rows]), np.concatenate([s.y for s in rows])
+    mse = float(np.mean((result.trained_model().predict(x) - y) ** 2))
+    assert result.rounds[-1].metric == pytest.approx(mse, rel=1e-8)
+    assert key_holder(held["buyer"]).denominator > 1
 
 
 def test_every_record_of_the_route_is_typed_and_reads_back(tmp_path: Path) -> None:
@@ -97,14 +116,19 @@ def test_each_party_receives_only_what_it_may() -> None:
     for delivery in recorder.deliveries:
         kind, to = delivery.message.kind, delivery.recipient
         if to == "buyer":
-            assert kind in {"DecryptStats", "ExactSolveRequest", "ExactModel"}, kind
+            assert kind in {"DecryptStats", "ExactSolveRequest", "ExactModel", "MetricRequest"}
         elif to == "aggregator":
             assert kind in {"EncryptedSums", "PublicStats", "SetupDone", "ExactReply"} | {
                 "ExactSolution",
                 "Ack",
+                "EncryptedResiduals",
+                "Remix",
+                "MetricValue",
             }, kind
         elif kind == "ExactRequest":
             assert to in trainers
+        elif kind in ("EvaluateRequest", "RemixRequest"):  # the validators' metric
+            assert to not in trainers
         else:
             assert kind in {"StatsRequest", "Setup"}, (to, kind)
     # The buyer is never handed a trainer's unmasked Enc(H_i), Enc(g_i).

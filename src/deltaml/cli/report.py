@@ -125,8 +125,8 @@ def _money(r: SimulationResult) -> None:
     paid = r.settlement.withdrawn_wei if r.settlement else {}
     where = f"withdrawn on the {r.settlement.chain} chain" if r.settlement else "by the rule"
     deposits = f"a {r.config.deposit_wei} wei deposit"
-    if r.config.solver == "exact":
-        print("\n  no settlement yet with solver exact (docs/exactness.md)")
+    if r.multiclass:
+        print("\n  no settlement: a model of several classes has no metric to pay by yet")
     else:
         print(f"\n  payouts of {deposits} ({where})")
         for pid, amount in r.payouts_wei.items():

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
+import gmpy2
 import numpy as np
 
 from deltaml.crypto import PublicKey, decode_int
@@ -41,10 +43,24 @@ def signed_plaintext(public_key: PublicKey, plaintext: int) -> int:
     raise PrecisionBudgetError("a plaintext lies in the overflow band")
 
 
-def sse_from_ints(values: Sequence[int], exponent: int) -> float:
-    """``Σ v_i² / 2^(2·exponent)``, summed exactly, rounded once."""
+def sse_from_ints(values: Sequence[int], exponent: int, denominator: int = 1) -> float:
+    """``Σ v_i² / (δ² · 2^(2·exponent))``, summed exactly, rounded once (``δ``: the exact
+    model's denominator; 1 for a fixed-point model)."""
     total = sum(v * v for v in values)
-    return _ratio(total, 2 * exponent)
+    if denominator == 1:
+        return _ratio(total, 2 * exponent)
+    return float(Fraction(total, denominator * denominator) / Fraction(2) ** (2 * exponent))
+
+
+def denominator_scaled(
+    ciphertexts: Sequence[int], exponent: int, denominator: int, nsquare: int
+) -> tuple[list[int], int]:
+    """The exact model's evaluation (``solver: exact``): a vector of residues ``z_i/δ``
+    mod n raised to ``δ`` encrypts the integers ``z_i``; they are decrypted packed at
+    the exponent ``e + bits(δ)`` (so their magnitude bound is the fixed-point one).
+    Returns the ciphertexts and that exponent."""
+    scaled = [int(gmpy2.powmod(gmpy2.mpz(c), denominator, nsquare)) for c in ciphertexts]
+    return scaled, exponent + denominator.bit_length()
 
 
 def gram_from_ints(columns: Sequence[Sequence[int]], exponents: Sequence[int]) -> np.ndarray:

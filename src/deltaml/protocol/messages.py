@@ -329,6 +329,9 @@ class MetricValue(Message):
     randomness: tuple[str, ...] = ()
     slot_bits: int = 0
     signature: str = ""
+    #: ``solver: exact``, the exact model's evaluation: its common denominator ``δ``
+    #: (hex); the vector raised to it holds small integers, decrypted packed.
+    denominator: str = ""
 
 
 @dataclass(frozen=True)

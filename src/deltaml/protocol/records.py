@@ -249,6 +249,9 @@ class MetricValue(Record):
     plaintexts: list[str]
     randomness: list[str]
     value: float
+    #: The exact model's evaluation (``solver: exact``): the common denominator ``δ`` of
+    #: the model (hex); the vector's ciphertexts raised to it are what was decrypted.
+    denominator: str = dataclasses.field(default="", metadata=OPTIONAL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,6 +350,17 @@ class ExactModel(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class ExactTotal(Record):
+    """The exact model times the number of trainers: the total the validators evaluate
+    as round 1 (sealed, as the model is)."""
+
+    KIND: ClassVar[str] = "ExactTotal"
+    model: str
+    multiplier: int
+    total: VectorRef
+
+
+@dataclasses.dataclass(frozen=True)
 class ExactDisclosure(Record):
     """The buyer's opening of its model ``w``, the solution ``u`` and the two residuals,
     each value with the randomness that proves its decryption (hex integers)."""
@@ -430,6 +444,7 @@ RECORD_TYPES: Mapping[str, type[Record]] = {
         ExactSolution,
         ExactSums,
         ExactModel,
+        ExactTotal,
         ExactDisclosure,
         DeadlineStop,
         Payouts,
@@ -438,7 +453,15 @@ RECORD_TYPES: Mapping[str, type[Record]] = {
 
 #: The kinds only a ``solver: exact`` run writes.
 EXACT_KINDS = frozenset(
-    {"ExactSystem", "ExactMasked", "ExactCheck", "ExactSolution", "ExactSums", "ExactModel"}
+    {
+        "ExactSystem",
+        "ExactMasked",
+        "ExactCheck",
+        "ExactSolution",
+        "ExactSums",
+        "ExactModel",
+        "ExactTotal",
+    }
 )
 
 #: Kinds an honest run writes only sometimes: a dropped trainer, a stop before the

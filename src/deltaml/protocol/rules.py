@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from deltaml.errors import DeltaMLValueError
 from deltaml.protocol.payouts import Payouts, compute_payouts, scale_metric
@@ -31,6 +32,7 @@ __all__ = [
     "Payouts",
     "compute_payouts",
     "contribution_remixer",
+    "evaluates",
     "improvement_percent",
     "is_evaluated",
     "last_round",
@@ -92,6 +94,16 @@ def is_evaluated(k: int, rounds: int, every: int) -> bool:
     """Whether round ``k`` publishes a metric: the initial model (0), every ``every``-th
     round and the last (``rounds``)."""
     return k == 0 or k % every == 0 or k == rounds
+
+
+def evaluates(k: int, spec: Any) -> bool:
+    """Whether a request of ``spec`` (a ``TrainingSpec``) evaluates round ``k``: the exact
+    solve its initial model (0) and its exact model (1), unless it has several classes
+    (no encrypted metric of those yet); the iterative protocol :func:`is_evaluated`
+    rounds up to its last."""
+    if spec.solver == "exact":
+        return k in (0, 1) and not spec.n_classes
+    return 0 <= k <= spec.rounds and is_evaluated(k, spec.rounds, spec.eval_every)
 
 
 def improvement_percent(initial: float | None, metric: float | None) -> float | None:

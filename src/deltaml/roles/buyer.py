@@ -24,7 +24,6 @@ from deltaml.errors import ProtocolError
 from deltaml.evidence.published import (
     denoised_sse,
     gram_from_ints,
-    is_evaluated,
     metric_value,
     shapley_method,
     shapley_values,
@@ -38,6 +37,7 @@ from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import sums_length
 from deltaml.protocol import messages as m
 from deltaml.protocol.exact_messages import ExactModel, ExactSolution, ExactSolveRequest
+from deltaml.protocol.rules import evaluates
 from deltaml.roles import exact
 from deltaml.roles.evidence import message_body, sign_message
 
@@ -294,9 +294,7 @@ class ModelBuyer:
         if self.stats is None:
             raise ProtocolError("no statistics yet")
         spec = self.spec
-        if not (
-            0 <= msg.round <= spec.rounds and is_evaluated(msg.round, spec.rounds, spec.eval_every)
-        ):
+        if not evaluates(msg.round, spec):
             raise ProtocolError(f"round {msg.round} has no evaluation in this request's spec")
         validators = self._seated().validator_ids
         named = metric_remixer(validators, msg.round, spec.eval_every)
@@ -309,9 +307,14 @@ class ModelBuyer:
             raise ProtocolError(
                 f"the metric vector of round {msg.round} does not have the seats' length"
             )
-        (values,), slot_bits, plaintexts, randomness = self._prove_packed((msg.vector,))
+        vector, denominator = msg.vector, 1
+        if spec.solver == "exact" and msg.round == 1:  # residues z/δ: raised to δ, integers
+            vector, denominator = exact.key_holder(self).scaled(msg.vector)
+        (values,), slot_bits, plaintexts, randomness = self._prove_packed((vector,))
         sse = denoised_sse(
-            sse_from_ints(values, msg.vector.exponent), msg.rows, self.spec.metric_noise
+            sse_from_ints(values, msg.vector.exponent, denominator),
+            msg.rows,
+            self.spec.metric_noise,
         )
         self._sse[msg.round] = sse
         value = metric_value(self.model, sse, msg.rows, self.stats)
@@ -325,6 +328,7 @@ class ModelBuyer:
             plaintexts,
             randomness,
             slot_bits,
+            denominator=f"{denominator:x}" if denominator != 1 else "",
         )
         return sign_message(reply, self.account, self.public_key)
 

@@ -14,7 +14,7 @@ from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
 from deltaml.crypto.encoding import encode_array
 from deltaml.crypto.paillier import check_key_size, key_fingerprint
 from deltaml.errors import DeltaMLTypeError, ProtocolError
-from deltaml.evidence.published import is_evaluated, noise_variance, rotation_commitment
+from deltaml.evidence.published import noise_variance, rotation_commitment
 from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
 from deltaml.learning.contributions import remix_columns, validator_columns
@@ -28,6 +28,7 @@ from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import impute_with, local_sums
 from deltaml.protocol import messages as m
 from deltaml.protocol.exact_messages import ExactReply, ExactRequest
+from deltaml.protocol.rules import evaluates
 from deltaml.roles import exact
 from deltaml.roles.evidence import sign_message
 
@@ -294,7 +295,7 @@ class DataOwner:
         assert self._spec is not None
         if msg.vector.public_key != self._key:
             raise ProtocolError("a vector under another key")
-        if not is_evaluated(msg.round, self._spec.rounds, self._spec.eval_every):
+        if not evaluates(msg.round, self._spec):
             raise ProtocolError(f"round {msg.round} has no evaluation in this request's spec")
         rng, commitment = self._commit_rotation(f"metric-{msg.round}")
         remixed = remix_vector(msg.vector, self._spec.precision_bits, rng)

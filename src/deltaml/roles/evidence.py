@@ -107,6 +107,7 @@ def _metric(msg: m.MetricValue) -> records.Record:
         plaintexts=list(msg.plaintexts),
         randomness=list(msg.randomness),
         value=float(msg.value),
+        denominator=msg.denominator,
     )
 
 

@@ -24,6 +24,7 @@ with ``solver: exact``.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +33,7 @@ import gmpy2
 
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.errors import ProtocolError
+from deltaml.evidence.published import denominator_scaled
 from deltaml.evidence.signatures import hex_ints, key_id, sign_body, vector_digest, vector_ref
 from deltaml.learning.exact_solve import (
     EncryptedSystem,
@@ -45,6 +47,7 @@ from deltaml.learning.exact_solve import (
     precision_for,
     random_check,
     random_mask,
+    rational_reconstruction,
     residual,
     split_masked,
     sum_ciphertexts,
@@ -150,6 +153,8 @@ class ExactKeyHolder:
         #: ``Enc(u)`` it returned and ``Enc(w)`` it received (for a disclosure).
         self.encrypted_u: tuple[int, ...] = ()
         self.encrypted_w: tuple[int, ...] = ()
+        #: The model's common denominator ``δ`` (``w = a/δ``), once it has the model.
+        self.denominator = 0
 
     def solve(self, msg: ExactSolveRequest) -> ExactSolution:
         buyer, key = self.buyer, self.buyer.public_key
@@ -188,11 +193,25 @@ class ExactKeyHolder:
             [[int(c) for c in v.check.ciphertexts] for v in msg.checks], key
         )
         self.encrypted_w = tuple(int(c) for c in msg.model.ciphertexts)
-        weights, _ = self.solver.final_weights(self.encrypted_w, check_sum, k)
+        weights, w_mod = self.solver.final_weights(self.encrypted_w, check_sum, k)
+        self.denominator = math.lcm(*(rational_reconstruction(v, key.n).denominator for v in w_mod))
         finish = getattr(self.buyer.model, "finish", None)  # more than two classes
         assert self.buyer.stats is not None
         self.buyer.weights = weights if finish is None else finish(weights, self.buyer.stats)
         return m.Ack("exact model received and checked")
+
+    def scaled(self, vector: EncryptedVector) -> tuple[EncryptedVector, int]:
+        """The exact model's remixed residual vector raised to ``δ``: residues ``z/δ``
+        become the integers ``z``, decrypted packed like any metric vector (the
+        magnitude bound at the exponent ``e + bits(δ)``); and ``δ``."""
+        if not self.denominator:
+            raise ProtocolError("no exact model to evaluate yet")
+        key = self.buyer.public_key
+        cts, exponent = denominator_scaled(
+            [int(c) for c in vector.ciphertexts], vector.exponent, self.denominator, key.nsquare
+        )
+        scaled = EncryptedVector(key, [gmpy2.mpz(c) for c in cts], exponent, 0)
+        return scaled, self.denominator
 
     def opened(self) -> tuple[list[int], list[int]]:
         """``w`` and ``u`` mod n, as the buyer would disclose them."""
@@ -252,6 +271,39 @@ def _expect(reply: m.Message, kind: type[_M]) -> _M:
     return reply
 
 
+def exact_total(enc_w: EncryptedVector, multiplier: int) -> EncryptedVector:
+    """``Enc(m·w)``: what the validators evaluate as they evaluate a round's total."""
+    key = enc_w.public_key
+    nsq = gmpy2.mpz(key.nsquare)
+    return ring_vector(key, [int(gmpy2.powmod(c, multiplier, nsq)) for c in enc_w.ciphertexts])
+
+
+def _evaluate_exact(
+    agg: Aggregator, spec: m.TrainingSpec, record: TrainingRecord, enc_w: EncryptedVector
+) -> None:
+    """The exact model's metric as round 1, then the payment split.
+
+    The validators evaluate ``Enc(m·w)`` as they evaluate a round's total (their
+    residuals, mixed and remixed as usual, are then residues ``z/δ``); the buyer raises
+    the remixed vector to the model's denominator ``δ`` and decrypts the integers ``z``
+    packed, with proofs, publishing ``δ`` (see docs/exactness.md)."""
+    from deltaml.roles.training_state import RoundRecord
+
+    t0 = time.perf_counter()
+    multiplier = len(record.trainers)
+    total = exact_total(enc_w, multiplier)
+    agg.evidence.record(
+        records.ExactTotal(
+            model=vector_digest(enc_w), multiplier=multiplier, total=vector_ref(total)
+        ),
+        sealed=[total],
+    )
+    with agg.clock.phase(record, "metrics"):
+        metric = agg._evaluate(1, total, record.validators, spec)
+    record.rounds.append(RoundRecord(1, time.perf_counter() - t0, metric=metric))
+    agg._settle(spec, record)
+
+
 def train_exact(
     agg: Aggregator,
     spec: m.TrainingSpec,
@@ -280,6 +332,17 @@ def train_exact(
             for oid in trainers + validators
         ]
     )  # fmt: skip
+    metrics = not spec.n_classes  # no encrypted metric of several classes yet
+    if metrics:  # the initial model's metric, as the iterative protocol's set-up has it
+        total0 = initial_model.mul_int(len(trainers))
+        ev.record(
+            records.InitialTotal(
+                model=vector_ref(initial_model), multiplier=len(trainers), total=vector_ref(total0)
+            ),
+            public=[initial_model, total0],
+        )
+        with agg.clock.phase(record, "metrics"):
+            record.initial_metric = agg._evaluate(0, total0, validators, spec)
     d = n_features + 1
     p = precision_for(public_key.key_bits, d)
     mask, check = random_mask(public_key, d), random_check(public_key, d)
@@ -338,6 +401,8 @@ def train_exact(
     delivery = ExactModel(enc_w, tuple(trainers), tuple(checks))
     _expect(agg.transport.request(agg.buyer_id, delivery), m.Ack)
     record.training_seconds = time.perf_counter() - t1
+    if metrics:
+        _evaluate_exact(agg, spec, record, enc_w)
     record.transcript_head = ev.head
     log.info("exact solve done: %d trainers, %d weights", len(trainers), d)
     return record

@@ -64,6 +64,7 @@ ROLE_OF = {
     "ExactSums": "aggregator",
     "ExactSolution": "buyer",
     "ExactModel": "aggregator",
+    "ExactTotal": "aggregator",
     "ExactDisclosure": "buyer",
 }
 
@@ -348,7 +349,10 @@ class Verifier:
 
     # -- completeness -------------------------------------------------------------------------
     def _last_round(self) -> int:
-        """The round training must end after, by the spec's rounds and stopping rule."""
+        """The round training must end after, by the spec's rounds and stopping rule
+        (the exact solve: round 1)."""
+        if self.spec.get("solver") == "exact":
+            return 1
         rounds = self.spec.get("rounds", 0)
         target = self.spec.get("target_improvement", 0.0)
         if type(rounds) is not int or not _is_number(target):

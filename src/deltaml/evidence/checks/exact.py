@@ -178,6 +178,30 @@ def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
     )
 
 
+def check_total(v: Any, body: Mapping[str, Any]) -> None:
+    """The exact model times the number of trainers, evaluated as round 1 (its metric
+    and the payouts then follow as in a run of one round)."""
+    rec = records.ExactTotal.from_body(body)
+    model = _state(v).get("model")
+    v.require(
+        model is not None and rec.model == model and rec.multiplier == len(v.trainers),
+        "link",
+        "the evaluated total is not the exact model times the number of trainers",
+    )
+    v.ok("link")
+    total = v.declare(rec.total)
+    w, t = v.vector(model, sealed=True), v.vector(total, sealed=True)
+    if w is not None and t is not None:
+        n2 = v.key.nsquare
+        v.expect(
+            [pow(c, rec.multiplier, n2) for c in w] == list(t),
+            "link",
+            "the evaluated total does not encrypt the exact model times the trainers",
+        )
+    v.current_total = total
+    v.summed.add((1, "round"))
+
+
 EXACT_CHECKS = {
     "ExactSystem": check_system,
     "ExactMasked": check_masked,
@@ -185,6 +209,7 @@ EXACT_CHECKS = {
     "ExactSums": check_sums,
     "ExactSolution": check_solution,
     "ExactModel": check_model,
+    "ExactTotal": check_total,
     "ExactDisclosure": check_disclosure,
 }
 
@@ -206,6 +231,10 @@ def exact_missing(v: Any) -> list[str]:
         missing.append("the buyer's solution")
     if state.get("model") is None:
         missing.append("the exact model")
+    if not v.spec.get("n_classes"):  # the metrics and the split, as a run of one round
+        missing += [f"the metric of round {k}" for k in (0, 1) if k not in v.report.metrics]
+        if not v.payouts_seen:
+            missing.append("the payouts")
     if not state.get("disclosed"):
         v.report.skipped.append(
             "the exact model's residual H·w = g: it needs the buyer's disclosure of w"

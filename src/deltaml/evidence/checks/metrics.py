@@ -10,9 +10,10 @@ from deltaml.evidence.checks.base import (
     _is_hex,
     _is_number,
 )
-from deltaml.evidence.checks.proofs import proven_packed
+from deltaml.evidence.checks.proofs import proven_packed, proven_packed_ciphertexts
 from deltaml.evidence.published import (
     denoised_sse,
+    denominator_scaled,
     metric_value,
     sse_from_ints,
 )
@@ -101,9 +102,20 @@ def on_metric_value(vr: Verifier, body: Mapping[str, Any]) -> None:
     published = rec.value
     vr.require(_is_number(published), "format", "the metric is not a number")
     vr.report.metrics[k] = float(published)
-    (values,) = proven_packed(vr, [decrypted], body)
+    denominator = _denominator(vr, rec, k)
+    if denominator == 1:
+        (values,) = proven_packed(vr, [decrypted], body)
+    else:  # the exact model's residues z/δ, raised to δ: the integers z were decrypted
+        vector = vr.vector(decrypted, sealed=False) or []
+        assert vr.key is not None
+        scaled, exponent = denominator_scaled(
+            vector, vr.exponent(decrypted), denominator, vr.key.nsquare
+        )
+        (values,) = proven_packed_ciphertexts(vr, [scaled], [exponent], body)
     noise = float(vr.spec.get("metric_noise", 0.0))
-    sse = denoised_sse(sse_from_ints(values, vr.exponent(decrypted)), mix["rows"], noise)
+    sse = denoised_sse(
+        sse_from_ints(values, vr.exponent(decrypted), denominator), mix["rows"], noise
+    )
     recomputed = metric_value(vr.model, sse, mix["rows"], vr.stats)
     vr.sse[k] = sse
     vr.expect(
@@ -111,3 +123,21 @@ def on_metric_value(vr: Verifier, body: Mapping[str, Any]) -> None:
         "metric",
         f"round {k}: published {published!r}, the proven plaintexts give {recomputed!r}",
     )
+
+
+def _denominator(vr: Verifier, rec: records.MetricValue, k: int) -> int:
+    """``δ`` of the exact model's evaluation (round 1 of ``solver: exact``), else 1."""
+    exact = vr.spec.get("solver") == "exact" and k == 1
+    vr.require(
+        bool(rec.denominator) == exact,
+        "format",
+        f"round {k}: a denominator only comes with the exact model's metric",
+    )
+    if not exact:
+        return 1
+    try:
+        value = int(rec.denominator, 16)
+    except ValueError:
+        value = 0
+    vr.require(value > 0, "format", f"round {k}: the denominator is not a positive hex integer")
+    return value

@@ -59,10 +59,21 @@ def proven_packed(vr: Verifier, digests: Sequence[str], body: Mapping[str, Any])
     public layout (:class:`~deltaml.crypto.packing.PackingLayout`), never taken from
     the buyer; the body's ``slot_bits`` must be the layout's.
     """
-    assert vr.key is not None
     vectors = [vr.vector(d, sealed=False) or [] for d in digests]  # public: never None
+    return proven_packed_ciphertexts(vr, vectors, [vr.exponent(d) for d in digests], body)
+
+
+def proven_packed_ciphertexts(
+    vr: Verifier,
+    vectors: Sequence[Sequence[int]],
+    exponents: Sequence[int],
+    body: Mapping[str, Any],
+) -> list[list[int]]:
+    """:func:`proven_packed` of vectors given by their ciphertexts and exponents (a
+    metric vector of the exact model, raised to its denominator)."""
+    assert vr.key is not None
     ciphertexts = [c for v in vectors for c in v]
-    layout = PackingLayout.of(vr.key, [len(v) for v in vectors], [vr.exponent(d) for d in digests])
+    layout = PackingLayout.of(vr.key, [len(v) for v in vectors], list(exponents))
     vr.require(
         body.get("slot_bits") == layout.slot_bits,
         "packing",
