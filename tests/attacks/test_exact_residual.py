@@ -122,10 +122,34 @@ def test_verify_blames_a_buyer_that_returns_a_wrong_solution(
 
     monkeypatch.setattr(exact_solve.ExactBuyer, "solve_masked", wrong)
     _buyer_accepts_anything(monkeypatch)
+    # A wrong model's residuals are no small integers: the exact model's metric, before
+    # delivery, already stops this run (the packed decryption refuses them). Without the
+    # metric, here is what verify says of the solve itself.
+    from deltaml.roles import exact
+
+    monkeypatch.setattr(exact, "_evaluate_exact", lambda *args: None)
     failures = _failures(_run())
     assert any(
         f.startswith("exact residual: the buyer's solution does not solve") for f in failures
     )
+
+
+def test_a_wrong_solution_stops_the_run_at_the_exact_models_metric(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deltaml.errors import ProtocolError
+
+    real = exact_solve.ExactBuyer.solve_masked
+
+    def wrong(self: Any, masked: Any) -> tuple[int, ...]:
+        out = list(real(self, masked))
+        key = self.public_key
+        out[1] = int(gmpy2.mpz(out[1]) * (1 + key.n) % key.nsquare)  # u_1 + 1
+        return tuple(out)
+
+    monkeypatch.setattr(exact_solve.ExactBuyer, "solve_masked", wrong)
+    with pytest.raises(ProtocolError, match="refusing to publish a packed decryption"):
+        _run()
 
 
 def test_the_buyer_solves_once_per_request() -> None:

@@ -21,6 +21,7 @@ from deltaml.learning.exact_solve import (
     exact_solve,
     mask_system,
     precision_for,
+    random_mask,
     rational_reconstruction,
     residual,
     split_masked,
@@ -184,3 +185,20 @@ def test_several_models_are_solved_together(keys) -> None:
     encrypted = [int(public.raw_encrypt(v)) for v in wrong]
     with pytest.raises(DeltaMLValueError, match="fails its check"):
         ExactBuyer(public, private).final_weights(encrypted, check_part, 3)
+
+
+def test_the_buyer_has_det_h_from_the_masked_system_and_the_masks_determinant(keys) -> None:
+    """``det(M) / (det(L)·det(D)) = det(H)`` mod n: a multiple of the model's denominator
+    the buyer has before the model (docs/exactness.md, the exact model's metric)."""
+    from deltaml.learning.exact_solve import det_mod, mask_determinant
+
+    public, _ = keys
+    n = public.n
+    h = [[4, 1, 0], [1, 3, 1], [0, 1, 2]]
+    assert det_mod(h, n) == round(np.linalg.det(np.array(h, dtype=float)))  # 18
+    assert det_mod([[0, 1], [1, 0]], n) == n - 1  # a row swap changes the sign
+    mask = random_mask(public, 3)
+    left = [list(row) for row in mask.matrix]
+    lh = [[sum(left[i][k] * h[k][j] for k in range(3)) % n for j in range(3)] for i in range(3)]
+    masked = [[lh[i][j] * mask.scale[j] % n for j in range(3)] for i in range(3)]
+    assert det_mod(masked, n) * pow(mask_determinant(mask, n), -1, n) % n == 18

@@ -373,6 +373,34 @@ def _solve_mod(a: list[list[int]], b: list[int], n: int, columns: int = 1) -> li
     return [v for row in m for v in row[d:]]
 
 
+def det_mod(a: Sequence[Sequence[int]], n: int) -> int:
+    """``det(a) mod n`` by Gaussian elimination over ℤₙ (0 if no invertible pivot is
+    found: for a uniform ``a`` mod an RSA modulus, only if it is singular)."""
+    m = [[v % n for v in row] for row in a]
+    d, det = len(m), 1
+    for col in range(d):
+        pivot = next((r for r in range(col, d) if math.gcd(m[r][col], n) == 1), None)
+        if pivot is None:
+            return 0
+        if pivot != col:
+            m[col], m[pivot] = m[pivot], m[col]
+            det = -det
+        det = det * m[col][col] % n
+        inv = pow(m[col][col], -1, n)
+        for r in range(col + 1, d):
+            if m[r][col]:
+                f = m[r][col] * inv % n
+                m[r] = [(v - f * pv) % n for v, pv in zip(m[r], m[col], strict=True)]
+    return det % n
+
+
+def mask_determinant(mask: Mask, n: int) -> int:
+    """``det(L)·det(D) mod n``: what the buyer needs, with ``det(M)`` of the masked system
+    it decrypts, to have ``det(H)`` — a multiple of the model's denominator, so it can
+    evaluate the model before receiving it (one scalar; ``L`` and ``D`` stay hidden)."""
+    return det_mod(mask.matrix, n) * math.prod(mask.scale) % n
+
+
 def _release_gil() -> None:
     gmpy2.set_context(gmpy2.context(gmpy2.get_context(), allow_release_gil=True))
 
@@ -406,6 +434,7 @@ class ExactBuyer:
         self.public_key = public_key
         self._private_key = private_key
         self.decrypted: list[tuple[str, tuple[int, ...]]] = []
+        self.masked_det = 0
 
     def solve_masked(self, masked: MaskedSystem) -> tuple[int, ...]:
         n, d = self.public_key.n, len(masked.matrix)
@@ -417,6 +446,8 @@ class ExactBuyer:
         for row in a:
             self.decrypted.append(("masked_matrix", tuple(row)))
         self.decrypted.append(("masked_vector", tuple(b)))
+        #: ``det(M)`` mod n (with the aggregator's ``det(L)·det(D)``, ``det(H)``).
+        self.masked_det = det_mod(a, n)
         u = _solve_mod(a, b, n, len(b) // d)
         if u is None:
             raise DeltaMLValueError(

@@ -94,6 +94,9 @@ class ExactSolveRequest(Message):
     trainers: tuple[str, ...]
     masked: tuple[ExactMasked, ...]
     n_weights: int
+    #: ``det(L)·det(D) mod n`` (hex): with ``det(M)`` the buyer has ``det(H)``, a multiple
+    #: of the model's denominator, to evaluate the model before it is delivered.
+    mask_det: str = ""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ with ``solver: exact``.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,11 +42,11 @@ from deltaml.learning.exact_solve import (
     columns_of,
     draw_factors,
     encrypt_system,
+    mask_determinant,
     masked_length,
     precision_for,
     random_check,
     random_mask,
-    rational_reconstruction,
     residual,
     split_masked,
     sum_ciphertexts,
@@ -153,7 +152,8 @@ class ExactKeyHolder:
         #: ``Enc(u)`` it returned and ``Enc(w)`` it received (for a disclosure).
         self.encrypted_u: tuple[int, ...] = ()
         self.encrypted_w: tuple[int, ...] = ()
-        #: The model's common denominator ``δ`` (``w = a/δ``), once it has the model.
+        #: ``|det(H)|`` of the trainers' integer system, a multiple of the model's common
+        #: denominator (``w = a/δ``): known from the solve, before the model arrives.
         self.denominator = 0
 
     def solve(self, msg: ExactSolveRequest) -> ExactSolution:
@@ -174,6 +174,7 @@ class ExactKeyHolder:
         solve_part, _ = split_masked(total, d, k)
         self._d = d
         enc_u = self.encrypted_u = self.solver.solve_masked(solve_part)
+        self.denominator = _det_h(self.solver.masked_det, msg.mask_det, key.n)
         reply = ExactSolution(ring_vector(key, enc_u), vector_digest(ring_vector(key, total)))
         return sign_message(reply, buyer.account, key)
 
@@ -193,19 +194,18 @@ class ExactKeyHolder:
             [[int(c) for c in v.check.ciphertexts] for v in msg.checks], key
         )
         self.encrypted_w = tuple(int(c) for c in msg.model.ciphertexts)
-        weights, w_mod = self.solver.final_weights(self.encrypted_w, check_sum, k)
-        self.denominator = math.lcm(*(rational_reconstruction(v, key.n).denominator for v in w_mod))
+        weights, _ = self.solver.final_weights(self.encrypted_w, check_sum, k)
         finish = getattr(self.buyer.model, "finish", None)  # more than two classes
         assert self.buyer.stats is not None
         self.buyer.weights = weights if finish is None else finish(weights, self.buyer.stats)
         return m.Ack("exact model received and checked")
 
     def scaled(self, vector: EncryptedVector) -> tuple[EncryptedVector, int]:
-        """The exact model's remixed residual vector raised to ``δ``: residues ``z/δ``
-        become the integers ``z``, decrypted packed like any metric vector (the
-        magnitude bound at the exponent ``e + bits(δ)``); and ``δ``."""
+        """The exact model's remixed residual vector raised to ``det(H)``: residues
+        ``z/δ`` become integers, decrypted packed like any metric vector (the magnitude
+        bound at the exponent ``e + bits(det H)``); and ``det(H)``."""
         if not self.denominator:
-            raise ProtocolError("no exact model to evaluate yet")
+            raise ProtocolError("no exact solve to evaluate yet")
         key = self.buyer.public_key
         cts, exponent = denominator_scaled(
             [int(c) for c in vector.ciphertexts], vector.exponent, self.denominator, key.nsquare
@@ -239,6 +239,22 @@ class ExactKeyHolder:
         rec = records.ExactDisclosure(**fields)
         body = {"kind": rec.KIND, "key": key_id(key), **rec.to_body()}
         return body, sign_body(self.buyer.account, body)
+
+
+def _det_h(masked_det: int, mask_det: str, n: int) -> int:
+    """``|det(H)|`` from ``det(M) = det(L)·det(H)·det(D)`` and the aggregator's
+    ``det(L)·det(D)``: an integer below ``2^{pd}`` (``det H ≤ 1`` in real units), read
+    as the signed residue. A wrong ``det(L)·det(D)`` gives a residue no evaluation can
+    use (the packed decryption refuses its values), never a wrong metric."""
+    try:
+        mask = int(mask_det, 16) % n
+        det = masked_det * pow(mask, -1, n) % n
+    except (ValueError, ZeroDivisionError):
+        raise ProtocolError("the masked system's determinant does not fit its mask") from None
+    det = det - n if det > n // 2 else det
+    if det == 0:
+        raise ProtocolError("the masked system's determinant does not fit its mask")
+    return abs(det)
 
 
 def key_holder(buyer: ModelBuyer) -> ExactKeyHolder:
@@ -385,7 +401,8 @@ def train_exact(
         ),
         sealed=[system_total, masked_total],
     )
-    request = ExactSolveRequest(tuple(trainers), tuple(masked), d)
+    mask_det = f"{mask_determinant(mask, public_key.n):x}"
+    request = ExactSolveRequest(tuple(trainers), tuple(masked), d, mask_det)
     solution = ev.accept(
         agg.buyer_id, agg.transport.request(agg.buyer_id, request), ExactSolution, sealed=True
     )
@@ -398,11 +415,11 @@ def train_exact(
         records.ExactModel(solution=vector_digest(solution.solution), model=vector_ref(enc_w)),
         sealed=[enc_w],
     )
+    record.training_seconds = time.perf_counter() - t1
+    if metrics:  # evaluated and split before the buyer has the model, as in the rounds
+        _evaluate_exact(agg, spec, record, enc_w)
     delivery = ExactModel(enc_w, tuple(trainers), tuple(checks))
     _expect(agg.transport.request(agg.buyer_id, delivery), m.Ack)
-    record.training_seconds = time.perf_counter() - t1
-    if metrics:
-        _evaluate_exact(agg, spec, record, enc_w)
     record.transcript_head = ev.head
     log.info("exact solve done: %d trainers, %d weights", len(trainers), d)
     return record
