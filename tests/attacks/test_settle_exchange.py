@@ -379,3 +379,25 @@ def test_a_final_model_other_than_the_committed_one_is_not_decrypted(market: Mar
     with pytest.raises(ProtocolError, match="not the one the evidence on chain commits to"):
         buyer.handle(rid, m.FinalModel(other, 2, 2))
     assert buyer.store.get("models", str(rid)) == honest
+
+
+def test_an_exact_model_other_than_the_committed_one_is_not_decrypted(market: Market) -> None:
+    """The same for the exact solve (``solver: exact``): the delivered ``ExactModel`` must
+    be the one the transcript's ``ExactModel`` record names, which the evidence on chain
+    commits to; another vector is not decrypted."""
+    import numpy as np
+
+    from deltaml.crypto import EncryptedVector
+    from deltaml.errors import ProtocolError
+    from deltaml.protocol.exact_messages import ExactModel, ring_vector
+
+    rid, _ = market.request(solver="exact", contributions=False)
+    buyer = market.buyer
+    honest = market.wait(lambda: buyer.store.get("models", str(rid)))
+    role = buyer._role(rid)
+    n = len(market.features) + 1
+    other = EncryptedVector.encrypt(role.public_key, np.arange(n, dtype=float), 40)
+    forged = ExactModel(ring_vector(role.public_key, [int(c) for c in other.ciphertexts]), (), ())
+    with pytest.raises(ProtocolError, match="not the one the evidence on chain commits to"):
+        buyer.handle(rid, forged)
+    assert buyer.store.get("models", str(rid)) == honest

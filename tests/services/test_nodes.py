@@ -154,25 +154,3 @@ def test_an_owner_reads_its_csv_as_the_request_s_model_type_needs(
     assert ds.feature_names == tuple(features)
     np.testing.assert_array_equal(ds.X[:, 1], source.X[:, 0])
     np.testing.assert_array_equal(ds.y, source.y)
-
-
-def test_the_buyer_node_refuses_the_exact_solver_by_field_name(tmp_path: Path) -> None:
-    """The services do not run ``solver: exact`` yet: a clear, field-named refusal rather
-    than an iterative run the buyer did not ask for (docs/exactness.md)."""
-    from eth_account import Account
-
-    from deltaml.protocol.spec import SpecError
-    from deltaml.services.buyer import BuyerConfig, BuyerNode
-
-    node = BuyerNode(
-        BuyerConfig(
-            account=Account.create(),
-            aggregator_url="http://127.0.0.1:9",
-            database_url=f"sqlite:///{tmp_path / 'b.sqlite'}",
-            work_dir=tmp_path,
-            key_password="pw",
-        )
-    )
-    with pytest.raises(SpecError) as caught:
-        node.create_request({**SPEC, "solver": "exact", "contributions": False})
-    assert caught.value.field == "solver"

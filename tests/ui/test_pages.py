@@ -647,3 +647,16 @@ def test_the_contracts_record_reads_as_sentences() -> None:
         "You (the buyer) withdrew 0.1 ETH",
     ]
     assert rows[0]["block"] == 3 and rows[0]["tx"] == "0x" + "ab" * 32
+
+
+def test_an_exact_solve_shows_as_one_round_not_the_specs_rounds() -> None:
+    """``solver: exact`` trains in one step: its progress reads 1 of 1, not 1 of 12."""
+    from deltaml.services.ui.format import progress
+
+    view = {"id": 1, "status": "FINISHED", "rounds_done": 1,
+            "spec": {"rounds": 12, "solver": "exact"},
+            "metrics": [{"round": 1, "mse": 2.0}], "initial_metric": 4.0}  # fmt: skip
+    live = progress(view)
+    assert (live["rounds_done"], live["rounds"]) == (1, 1)
+    assert live["improvement_text"] and [p["round"] for p in live["points"]] == [0, 1]
+    assert progress({**view, "spec": {"rounds": 12}})["rounds"] == 12

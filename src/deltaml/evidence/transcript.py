@@ -315,16 +315,19 @@ def read_sealed(path: str | Path) -> dict[str, bytes]:
 
 
 def final_model_digest(records: list[dict[str, Any]]) -> str | None:
-    """The digest of the final model a transcript commits to (its final broadcast),
-    or ``None`` if it names none. The ciphertexts themselves are sealed."""
+    """The digest of the final model a transcript commits to (its final broadcast, or
+    the exact solve's ``ExactModel``), or ``None`` if it names none. The ciphertexts
+    themselves are sealed."""
     for record in reversed(records):
         body = record.get("body")
-        if (
-            isinstance(body, dict)
-            and body.get("kind") == "Broadcast"
-            and body.get("purpose") == "final"
-            and isinstance(body.get("outgoing"), dict)
-        ):
-            digest = body["outgoing"].get("sha256")
+        if not isinstance(body, dict):
+            continue
+        ref = None
+        if body.get("kind") == "Broadcast" and body.get("purpose") == "final":
+            ref = body.get("outgoing")
+        elif body.get("kind") == "ExactModel":
+            ref = body.get("model")
+        if isinstance(ref, dict):
+            digest = ref.get("sha256")
             return digest if isinstance(digest, str) else None
     return None

@@ -394,6 +394,7 @@ class ModelBuyer:
             "metrics": {str(k): v for k, v in self.metrics.items()},
             "sse": {str(k): v for k, v in self._sse.items()},
             "weights": None if self.weights is None else [float(v) for v in self.weights],
+            **exact.holder_snapshot(self),
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -403,3 +404,4 @@ class ModelBuyer:
         self._sse = {int(k): float(v) for k, v in snapshot.get("sse", {}).items()}
         if snapshot.get("weights") is not None:
             self.weights = np.array(snapshot["weights"], dtype=np.float64)
+        exact.restore_holder(self, snapshot)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gmpy2
@@ -264,6 +264,22 @@ def key_holder(buyer: ModelBuyer) -> ExactKeyHolder:
         holder = ExactKeyHolder(buyer, ExactBuyer(buyer.public_key, buyer._private_key))
         buyer._exact_holder = holder  # type: ignore[attr-defined]
     return holder
+
+
+def holder_snapshot(buyer: ModelBuyer) -> dict[str, object]:
+    """The exact solve's state a buyer node keeps across a restart: that it solved (one
+    solve per request) and ``|det(H)|`` for the exact model's metric."""
+    holder = getattr(buyer, "_exact_holder", None)
+    if holder is None or not holder._d:
+        return {}
+    return {"exact": {"weights": holder._d, "denominator": f"{holder.denominator:x}"}}
+
+
+def restore_holder(buyer: ModelBuyer, snapshot: Mapping[str, Any]) -> None:
+    saved = snapshot.get("exact")
+    if isinstance(saved, dict):
+        holder = key_holder(buyer)
+        holder._d, holder.denominator = int(saved["weights"]), int(saved["denominator"], 16)
 
 
 # -- the aggregator ----------------------------------------------------------------------

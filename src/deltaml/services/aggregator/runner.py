@@ -28,6 +28,7 @@ from deltaml.evidence.transcript import ChainBinding, TranscriptWriter, sealed_p
 from deltaml.ledger.base import RequestStatus
 from deltaml.ledger.payouts import scale_metric
 from deltaml.protocol import messages as m
+from deltaml.protocol.exact_messages import ExactModel
 from deltaml.protocol.merkle import SeatBook
 from deltaml.protocol.messages import TrainingSpec
 from deltaml.protocol.spec import requirement_features
@@ -50,13 +51,14 @@ log = logging.getLogger(__name__)
 
 
 class HoldFinalModel(Transport):
-    """Passes every message on but the buyer's ``FinalModel``, which it keeps: the
-    service sends it only once the result is final on chain (fair exchange)."""
+    """Passes every message on but the buyer's ``FinalModel`` (or the exact solve's
+    ``ExactModel``), which it keeps: the service sends it only once the result is final
+    on chain (fair exchange)."""
 
     def __init__(self, inner: Transport, buyer: str) -> None:
         self.inner = inner
         self.buyer = buyer
-        self.held: m.FinalModel | None = None
+        self.held: m.FinalModel | ExactModel | None = None
 
     def request(self, party_id: str, message: m.Message) -> m.Message:
         return self.request_all([(party_id, message)])[0]
@@ -65,7 +67,7 @@ class HoldFinalModel(Transport):
         finals = [
             i
             for i, (party, msg) in enumerate(requests)
-            if isinstance(msg, m.FinalModel) and party.lower() == self.buyer.lower()
+            if isinstance(msg, m.FinalModel | ExactModel) and party.lower() == self.buyer.lower()
         ]
         if not finals:
             return self.inner.request_all(requests)

@@ -38,7 +38,6 @@ from deltaml.errors import (
     UnsupportedError,
 )
 from deltaml.estimator import DEFAULT_CLASSES, TrainedModel
-from deltaml.evidence.published import is_evaluated
 from deltaml.evidence.signatures import vector_digest
 from deltaml.evidence.transcript import final_model_digest, read_records, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_against_chain, verify_transcript
@@ -46,8 +45,9 @@ from deltaml.learning.models import raw_coefficients
 from deltaml.ledger.base import Ledger, Role
 from deltaml.protocol import messages as m
 from deltaml.protocol import spec as protocol_spec
+from deltaml.protocol.exact_messages import ExactModel
 from deltaml.protocol.merkle import SeatBook
-from deltaml.protocol.rules import request_hash
+from deltaml.protocol.rules import evaluates, request_hash
 from deltaml.protocol.spec import REQUEST_DEFAULTS, REQUEST_FIELDS
 from deltaml.protocol.status import SeatRole
 from deltaml.roles import ModelBuyer
@@ -137,10 +137,6 @@ class BuyerNode:
     # -- requests -------------------------------------------------------------------
     def create_request(self, doc: Any) -> dict[str, Any]:
         req_spec = parse_request_spec(doc)
-        if req_spec["solver"] != "admm":  # the services run the iterative protocol only
-            raise protocol_spec.SpecError(
-                "solver", "solver exact runs in `deltaml simulate --solver exact` only, for now"
-            )
         spec = m.TrainingSpec(
             model=req_spec["model"],
             rounds=req_spec["rounds"],
@@ -153,6 +149,7 @@ class BuyerNode:
             deposit_wei=req_spec["deposit_wei"],
             min_trainers=req_spec["min_trainers"],
             impute=protocol_spec.imputes(req_spec),
+            solver=req_spec["solver"],
         )
         requirements = {
             "features": list(req_spec["features"]),
@@ -306,18 +303,20 @@ class BuyerNode:
     def handle(self, rid: int, message: m.Message) -> m.Message:
         role = self._role(rid)
         self._allow(rid, role.spec, message)
+        final = isinstance(message, m.FinalModel | ExactModel)
         if role.seats is None and not isinstance(message, m.FinalModel):
-            role.seats = self._seats(rid)
-        if isinstance(message, m.FinalModel):
-            self._check_final_model(rid, message)
+            role.seats = self._seats(rid)  # the exact model's check parts are the seats'
+        if final:
+            self._check_final_model(rid, message)  # type: ignore[arg-type]
         reply = role.handle(message)
         self.store.put("progress", str(rid), role.snapshot())
-        if isinstance(message, m.FinalModel):
-            self.store.put("models", str(rid), self._model_json(rid, role, message.rounds))
+        if final:
+            rounds = message.rounds if isinstance(message, m.FinalModel) else 1
+            self.store.put("models", str(rid), self._model_json(rid, role, rounds))
             log.info("request %d: final model received", rid)
         return reply
 
-    def _check_final_model(self, rid: int, message: m.FinalModel) -> None:
+    def _check_final_model(self, rid: int, message: m.FinalModel | ExactModel) -> None:
         """The delivered model must be the one the request's evidence commits to.
 
         The public transcript names the final model by its digest only (its
@@ -339,7 +338,8 @@ class BuyerNode:
         if (
             record_hash(records[-1]) != evidence
             or committed is None
-            or committed != vector_digest(message.total)
+            or committed
+            != vector_digest(message.total if isinstance(message, m.FinalModel) else message.model)
         ):
             raise ProtocolError(
                 f"request {rid}: the final model is not the one the evidence on chain "
@@ -382,10 +382,8 @@ class BuyerNode:
     def _allow(self, rid: int, spec: m.TrainingSpec, message: m.Message) -> None:
         """Decrypt only what the protocol of this request asks for, and not over and over."""
         round_ = int(getattr(message, "round", 0))
-        if isinstance(message, m.MetricRequest):
-            evaluated = is_evaluated(round_, spec.rounds, spec.eval_every)
-            if not 0 <= round_ <= spec.rounds or not evaluated:
-                raise ProtocolError(f"round {round_} has no evaluation in this request's spec")
+        if isinstance(message, m.MetricRequest) and not evaluates(round_, spec):
+            raise ProtocolError(f"round {round_} has no evaluation in this request's spec")
         if isinstance(message, m.GramRequest) and not spec.contributions:
             raise ProtocolError("this request did not ask for contributions")
         if isinstance(message, m.RefreshRequest | m.MetricRequest | m.DecryptStats | m.GramRequest):

@@ -42,6 +42,13 @@ def add_demo_parser(sub: Any) -> None:
     d.add_argument("--owners", type=int, default=5, help="data owners (default 5)")
     d.add_argument("--rounds", type=int, default=12, help="training rounds (default 12)")
     d.add_argument("--eval-every", type=int, default=3, help="evaluate every N rounds (default 3)")
+    d.add_argument(
+        "--solver",
+        choices=("admm", "exact"),
+        default="admm",
+        help="admm: training rounds (default); exact: one masked solve to the optimum, "
+        "its metric and settlement, no contributions (docs/exactness.md)",
+    )
     d.add_argument("--seed", type=int, default=0, help="seed of the data split and roles")
     d.add_argument(
         "--key-bits",
@@ -91,6 +98,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         owners=args.owners,
         rounds=args.rounds,
         eval_every=args.eval_every,
+        solver=args.solver,
         seed=args.seed,
         key_bits=args.key_bits,
         deposit_wei=args.deposit_wei,

@@ -141,11 +141,13 @@ def _run(
         key_bits=config.key_bits,
         seed=config.seed,
         arbiter=str(accounts["arbiter"].address),
+        solver=config.solver,
     )
     rid = steps.create_request(buyer_client, spec)
     say(
         f"request {rid} created: {model_type} model of {data.target_name!r}, "
-        f"{config.rounds} rounds, deposit {config.deposit_wei} wei"
+        + ("one exact solve" if config.solver == "exact" else f"{config.rounds} rounds")
+        + f", deposit {config.deposit_wei} wei"
     )
     owner_addresses = [str(accounts[name].address) for name in owner_names]
     faults = _Faults(market, config, aggregator, owners, owner_addresses, say, agg_client)

@@ -58,9 +58,13 @@ def request_spec(
     key_bits: int,
     seed: int,
     arbiter: str,
+    solver: str = "admm",
 ) -> dict[str, Any]:
-    """The demo's request: every owner's columns, its own arbiter, the shortest window."""
+    """The demo's request: every owner's columns, its own arbiter, the shortest window
+    (``solver: exact``: one solve, no contributions: docs/exactness.md)."""
+    exact = {"solver": "exact", "contributions": False} if solver == "exact" else {}
     return {
+        **exact,
         "model": model,
         "features": list(share.feature_names),
         "target": share.target_name,

@@ -99,7 +99,8 @@ def progress(view: dict[str, Any]) -> dict[str, Any]:
         "status": view.get("status", "UNKNOWN"),
         "status_text": status_word(view.get("status", "UNKNOWN")),
         "error": view.get("error") or "",
-        "rounds": int(spec.get("rounds", 0)),
+        # the exact solve is one step, shown as one round (docs/exactness.md)
+        "rounds": 1 if spec.get("solver") == "exact" else int(spec.get("rounds", 0)),
         "rounds_done": int(view.get("rounds_done", 0)),
         "points": points,
         "initial_mse": initial,

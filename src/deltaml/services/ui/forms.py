@@ -158,6 +158,13 @@ FIELDS = [
         wrong="Choose " + " or ".join(s.MODELS) + ".",
     ),
     Field(
+        "solver",
+        "Training",
+        "Rounds of federated training, or one exact solve: the optimum itself, in one "
+        "step (no contributions are measured then: untick them below).",
+        wrong="Choose " + " or ".join(s.SOLVERS) + ".",
+    ),
+    Field(
         "features",
         "Feature columns",
         "Column names, separated by commas (for example: age, bmi). Names the owners "
