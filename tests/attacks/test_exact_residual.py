@@ -109,9 +109,8 @@ def test_verify_catches_a_substituted_system(monkeypatch: pytest.MonkeyPatch) ->
     assert any(f.startswith("exact residual: the model does not solve") for f in failures)
 
 
-def test_verify_blames_a_buyer_that_returns_a_wrong_solution(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _wrong_solution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The buyer returns ``Enc(u)`` with ``u_1 + 1``."""
     real = exact_solve.ExactBuyer.solve_masked
 
     def wrong(self: Any, masked: Any) -> tuple[int, ...]:
@@ -121,6 +120,12 @@ def test_verify_blames_a_buyer_that_returns_a_wrong_solution(
         return tuple(out)
 
     monkeypatch.setattr(exact_solve.ExactBuyer, "solve_masked", wrong)
+
+
+def test_verify_blames_a_buyer_that_returns_a_wrong_solution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _wrong_solution(monkeypatch)
     _buyer_accepts_anything(monkeypatch)
     # A wrong model's residuals are no small integers: the exact model's metric, before
     # delivery, already stops this run (the packed decryption refuses them). Without the
@@ -139,15 +144,7 @@ def test_a_wrong_solution_stops_the_run_at_the_exact_models_metric(
 ) -> None:
     from deltaml.errors import ProtocolError
 
-    real = exact_solve.ExactBuyer.solve_masked
-
-    def wrong(self: Any, masked: Any) -> tuple[int, ...]:
-        out = list(real(self, masked))
-        key = self.public_key
-        out[1] = int(gmpy2.mpz(out[1]) * (1 + key.n) % key.nsquare)  # u_1 + 1
-        return tuple(out)
-
-    monkeypatch.setattr(exact_solve.ExactBuyer, "solve_masked", wrong)
+    _wrong_solution(monkeypatch)
     with pytest.raises(ProtocolError, match="refusing to publish a packed decryption"):
         _run()
 
