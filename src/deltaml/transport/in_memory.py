@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deltaml.errors import ProtocolError
@@ -71,6 +71,19 @@ class RecordingTransport(Transport):
         reply = self.inner.request(party_id, message)
         self.deliveries.append(Delivery(self.aggregator_id, party_id, reply))
         return reply
+
+    def request_all(self, requests: Sequence[tuple[str, Message]]) -> list[Message]:
+        """The inner transport's ``request_all`` (concurrent if it is), recorded in the
+        order one ``request`` after the other would have recorded it."""
+        try:
+            replies = self.inner.request_all(requests)
+        except BaseException:
+            self.deliveries.extend(Delivery(p, self.aggregator_id, msg) for p, msg in requests)
+            raise
+        for (party_id, message), reply in zip(requests, replies, strict=True):
+            self.deliveries.append(Delivery(party_id, self.aggregator_id, message))
+            self.deliveries.append(Delivery(self.aggregator_id, party_id, reply))
+        return replies
 
     def cpu_seconds(self) -> Mapping[str, float] | None:
         return self.inner.cpu_seconds()
