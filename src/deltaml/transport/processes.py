@@ -112,6 +112,7 @@ def _serve(conn: Connection, parties: dict[str, Party]) -> None:
     the pipe closes; each reply carries its party's CPU seconds, and the batch the
     worker's whole CPU time (its randomizer threads included)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process shuts us down
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # The workers keep the cores busy: a randomizer thread per worker would only take
     # CPU from them (it spends a full exponentiation where the table spends ~1/8 of one).
     paillier.RANDOMIZER_POOL_CAPACITY = 0
@@ -198,6 +199,9 @@ class ProcessTransport(Transport):
         # The parties' objects go to the permanent generation first: a worker's garbage
         # collections then leave them alone instead of copying every page they sit on.
         gc.freeze()
+        # Ctrl-C goes to the whole process group: a worker ignores it (this process stops
+        # the workers), so it must not arrive before the worker can say so.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for number, (group, (mine, theirs)) in enumerate(zip(groups, pipes, strict=True)):
                 process = ctx.Process(
@@ -215,6 +219,7 @@ class ProcessTransport(Transport):
             self.close()
             raise
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             gc.unfreeze()
             for _, theirs in pipes:
                 theirs.close()
