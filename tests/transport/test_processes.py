@@ -209,6 +209,10 @@ def test_the_first_failing_request_wins_and_unknown_parties_are_refused() -> Non
             transport.request("owner-9", m.Ack())
     with pytest.raises(ProtocolError, match="'owner-0' is already connected"):
         ProcessTransport([Stub("owner-0")], [Stub("owner-0")], 1)
+    with ProcessTransport([Stub("buyer")], [], 2) as alone:
+        assert alone.pids == [] and isinstance(alone.request("buyer", m.Ack()), m.Ack)
+    with pytest.raises(ProtocolError, match="have been shut down"):
+        alone.request("buyer", m.Ack())
 
 
 def test_owners_cpu_is_counted_in_their_worker_not_as_central() -> None:

@@ -110,7 +110,7 @@ def _unpack_error(data: bytes) -> Exception:
 def _serve(conn: Connection, parties: dict[str, Party]) -> None:
     """Answer batches of ``(index, party id, message)`` until told to stop (``None``) or
     the pipe closes; each reply carries its party's CPU seconds, and the batch the
-    worker's whole CPU time (its randomizer threads included)."""
+    worker's whole CPU time so far."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process shuts us down
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # The workers keep the cores busy: a randomizer thread per worker would only take
@@ -190,7 +190,7 @@ class ProcessTransport(Transport):
         self._local_ids = {p.party_id for p in local}
         self._home: dict[str, _Worker] = {}
         self._cpu: dict[str, float] = {}
-        self._broken = False
+        self._broken = self._closed = False
         groups = [list(remote[i::workers]) for i in range(workers)]
         groups = [g for g in groups if g]
         pipes = [multiprocessing.Pipe(duplex=True) for _ in groups]
@@ -234,7 +234,7 @@ class ProcessTransport(Transport):
         The error raised is the first failing request's, in request order (after every
         worker has answered, so the transport stays usable).
         """
-        if self._broken or not self._workers:
+        if self._broken or self._closed:
             raise ProtocolError("the owners' worker processes have been shut down")
         batches: dict[int, list[tuple[int, str, Message]]] = {}
         local: list[tuple[int, str, Message]] = []
@@ -277,7 +277,7 @@ class ProcessTransport(Transport):
                 replies[index] = value
             else:
                 errors[index] = _unpack_error(value)
-        # The worker's other CPU (its randomizer threads, pickling) is owners' work too.
+        # The worker's other CPU (reading and writing the pickles) is owners' work too.
         rest = max(process_cpu - worker.cpu_reported - counted, 0.0)
         worker.cpu_reported = process_cpu
         self._cpu[worker.label] = self._cpu.get(worker.label, 0.0) + rest
@@ -308,6 +308,7 @@ class ProcessTransport(Transport):
             worker.conn.close()
         self._workers = []
         self._home = {}
+        self._closed = True
 
     def __enter__(self) -> ProcessTransport:
         return self
