@@ -172,7 +172,7 @@ def add_parser(sub: Any) -> None:
         type=positive_int,
         metavar="N",
         help="answer the owners in N processes, one core each (1: all in one process; "
-        "default: one per core from 16 owners on, docs/performance.md)",
+        "default: one per core while each gets 8 owners or more, else 1)",
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
 
