@@ -17,7 +17,8 @@ class InMemoryTransport(Transport):
 
     (Answering the owners on two threads was measured and dropped: the owners' work
     is mostly Python-level multi-exponentiation that holds the GIL — 30 owners,
-    1,024-bit keys, two runs each: 7.9/9.0 s on one thread, 8.9/8.5 s on two.)
+    1,024-bit keys, two runs each: 7.9/9.0 s on one thread, 8.9/8.5 s on two;
+    :class:`~deltaml.transport.processes.ProcessTransport` uses processes instead.)
     """
 
     def __init__(self, parties: list[Party] | None = None) -> None:
