@@ -6,7 +6,8 @@ regression, ``--rounds`` rounds, the metric on the initial and the last model,
 contributions on), printing the wall time of training, metrics and contributions
 and the growth exponent ``log(t₂/t₁) / log(n₂/n₁)`` between consecutive sizes, then
 each phase's CPU split between the central parties (aggregator and buyer) and the
-owners (their time answering, counted per party by the in-process transport).
+owners (their time answering, counted per party by the in-process transport, or
+in the owners' worker processes with ``--workers``: a size is run once per count).
 Transcript verification and the chain are off (they are measured elsewhere); the
 contributions are exact Shapley values in closed form at every size.
 
@@ -14,6 +15,7 @@ Usage::
 
     python bench/scale.py --test-keys --key-bits 1024            # 10, 30, 100 owners
     python bench/scale.py --owners 10 30 --key-bits 2048 --json
+    python bench/scale.py --test-keys --key-bits 1024 --workers 1 2  # both, each size
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from common import format_table, load_average, machine_facts, machine_line
 from deltaml.learning.data import make_synthetic
 from deltaml.ledger import connect
 from deltaml.simulation import SimulationConfig, simulate_shares
+from deltaml.transport.processes import auto_workers
 from gas import SEAT_CALLS, measure_seats
 
 PHASES = ("training", "metrics", "contributions", "total")
@@ -41,6 +44,8 @@ PHASES = ("training", "metrics", "contributions", "total")
 @dataclass
 class SizeResult:
     owners: int
+    #: Owners' worker processes (1: every party in the simulation's process).
+    workers: int
     trainers: int
     validators: int
     key_bits: int
@@ -61,7 +66,7 @@ class SizeResult:
     cpu: dict[str, dict[str, float]]
 
 
-def run_size(owners: int, args: argparse.Namespace) -> SizeResult:
+def run_size(owners: int, args: argparse.Namespace, workers: int | None = None) -> SizeResult:
     config = SimulationConfig(
         dataset="synthetic",
         owners=owners,
@@ -73,6 +78,7 @@ def run_size(owners: int, args: argparse.Namespace) -> SizeResult:
         verify=False,
         chain=False,
         allow_test_keys=args.test_keys,
+        workers=workers,
     )
     data = make_synthetic(owners + 1, args.rows, args.features, seed=args.seed)
     shares, test = data[:owners], data[owners]
@@ -86,6 +92,7 @@ def run_size(owners: int, args: argparse.Namespace) -> SizeResult:
         raise SystemExit(f"{owners} owners: contributions missing")
     return SizeResult(
         owners=owners,
+        workers=auto_workers(owners) if workers is None else workers,
         trainers=len(result.trainers),
         validators=len(result.validators),
         key_bits=config.key_bits,
@@ -104,7 +111,7 @@ def run_size(owners: int, args: argparse.Namespace) -> SizeResult:
 
 def exponent(a: SizeResult, b: SizeResult, phase: str) -> float | None:
     ta, tb = getattr(a, phase), getattr(b, phase)
-    if ta <= 0 or tb <= 0 or a.owners == b.owners:
+    if ta <= 0 or tb <= 0 or a.owners == b.owners or a.workers != b.workers:
         return None
     return math.log(tb / ta) / math.log(b.owners / a.owners)
 
@@ -112,7 +119,7 @@ def exponent(a: SizeResult, b: SizeResult, phase: str) -> float | None:
 def table(results: Sequence[SizeResult]) -> str:
     rows = []
     for i, r in enumerate(results):
-        cells = [f"{r.owners} ({r.trainers} + {r.validators})"]
+        cells = [f"{r.owners} ({r.trainers} + {r.validators})", str(r.workers)]
         for phase in PHASES:
             cell = f"{getattr(r, phase):.1f} s"
             if i > 0:
@@ -120,7 +127,7 @@ def table(results: Sequence[SizeResult]) -> str:
                 cell += f" (^{e:.2f})" if e is not None else ""
             cells.append(cell)
         rows.append(cells)
-    head = ["owners (trainers + validators)", "training", "metrics (2 evaluations)"]
+    head = ["owners (trainers + validators)", "workers", "training", "metrics (2 evaluations)"]
     return format_table([*head, "contributions", "whole run"], rows)
 
 
@@ -132,19 +139,20 @@ def cpu_table(results: Sequence[SizeResult]) -> str:
     growth exponent from the previous size."""
     rows = []
     for i, r in enumerate(results):
-        cells = [str(r.owners)]
+        cells = [str(r.owners), str(r.workers)]
         for phase in CPU_PHASES:
             split = r.cpu.get(phase, {"central": 0.0, "owners": 0.0})
             cells.append(f"{split['central']:.1f} / {split['owners']:.1f} s")
         central = sum(s["central"] for s in r.cpu.values())
         cell = f"{central:.1f} s"
-        if i > 0:
+        if i > 0 and results[i - 1].workers == r.workers:
             before = sum(s["central"] for s in results[i - 1].cpu.values())
             if before > 0 and central > 0:
                 grow = math.log(central / before) / math.log(r.owners / results[i - 1].owners)
                 cell += f" (^{grow:.2f})"
         rows.append([*cells, cell])
-    head = ["owners", *(f"{p} central / owners" for p in CPU_PHASES), "central CPU, all"]
+    head = ["owners", "workers", *(f"{p} central / owners" for p in CPU_PHASES)]
+    head.append("central CPU, all")
     return format_table(head, rows)
 
 
@@ -174,7 +182,7 @@ def mix_table(results: Sequence[SizeResult]) -> str:
             f"{r.mix_products_per_evaluation:,}",
             f"{r.mix_products_contributions:,}",
         ]
-        for r in results
+        for r in {r.owners: r for r in results}.values()
     ]
     head = ["owners", "dense-mix products per evaluation", "dense-mix products, contributions"]
     return format_table(head, rows)
@@ -188,6 +196,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--features", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="owners' worker processes, each size run with each count (default: by the "
+        "cores and owners, as deltaml simulate; 1: every party in one process)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--no-gas",
@@ -204,13 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_start = load_average()
     results = []
-    for owners in args.owners:
+    for workers, owners in ((w, n) for w in args.workers for n in args.owners):
         print(f"running {owners} owners ...", file=sys.stderr, flush=True)
-        results.append(run_size(owners, args))
+        results.append(run_size(owners, args, workers))
         r = results[-1]
         print(
-            f"  {owners} owners: training {r.training:.1f} s, metrics {r.metrics:.1f} s, "
-            f"contributions {r.contributions:.1f} s, whole run {r.total:.1f} s",
+            f"  {owners} owners, {r.workers} worker(s): training {r.training:.1f} s, "
+            f"metrics {r.metrics:.1f} s, contributions {r.contributions:.1f} s, "
+            f"whole run {r.total:.1f} s (load average {load_average()})",
             file=sys.stderr,
             flush=True,
         )

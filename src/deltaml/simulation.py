@@ -52,7 +52,8 @@ from deltaml.simulation_multiclass import (
     multiclass_test_metrics,
 )
 from deltaml.simulation_result import SimulationResult as SimulationResult
-from deltaml.transport import InMemoryTransport, Transport
+from deltaml.transport import Transport
+from deltaml.transport.processes import party_transport
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -102,6 +103,9 @@ class SimulationConfig:
     #: ``solver="exact"``: the buyer then publishes its model in the transcript (what a
     #: dispute does), so that verification checks ``H·w = g`` itself.
     disclose_model: bool = False
+    #: Processes answering the owners: 1 keeps them in this process; ``None`` picks by
+    #: the cores and the owners (:func:`deltaml.transport.processes.auto_workers`).
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -113,6 +117,8 @@ class SimulationConfig:
                 "contributions": self.contributions,
             }
         )
+        if self.workers is not None and self.workers < 1:
+            raise DeltaMLValueError("--workers must be at least 1")
         if self.owners < 2:
             raise DeltaMLValueError("--owners must be at least 2 (one trainer and one validator)")
         # The training fields' types and ranges are the request spec's (a SpecError).
@@ -223,9 +229,6 @@ def simulate_shares(
     # the contract's): the public split of the owners, with their addresses.
     seated = split_roles(ids, spec.trainer_fraction, spec.split_seed)
     buyer.seats = Seats.of(*seated, {pid: str(a.address) for pid, a in account.items()})
-    transport: Transport = InMemoryTransport([buyer, *owners.values()])
-    if transport_wrapper is not None:
-        transport = transport_wrapper(transport)
     addresses = {pid: str(a.address) for pid, a in account.items()}
     n_features = shares[0].n_features
 
@@ -243,7 +246,12 @@ def simulate_shares(
             key_hash=key_fingerprint(buyer.public_key),
         )
 
-    with _transcript_writer(config.transcript) as writer:
+    with (
+        party_transport(
+            [buyer], list(owners.values()), config.workers, transport_wrapper
+        ) as transport,
+        _transcript_writer(config.transcript) as writer,
+    ):
         writer.chain = on_chain.binding() if on_chain is not None else None
         aggregator = Aggregator(
             transport,

@@ -174,6 +174,13 @@ def add_parser(sub: Any) -> None:
         help="CSV only: a categorical column and its levels, the first the reference "
         "(one-hot; another level counts as the first); repeat for more columns",
     )
+    sim.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="answer the owners in N processes, one core each (1: all in one process; "
+        "default: one per core while each gets 8 owners or more, else 1)",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -201,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         solver=args.solver,
         contributions=args.solver != "exact",  # not measured by the exact solve yet
         disclose_model=args.disclose_model,
+        workers=args.workers,
     )
     if args.model_out:
         _check_model_out(Path(args.model_out))

@@ -49,8 +49,8 @@ TEST_KEYS_ENV = settings.TEST_KEYS_ENV
 _WINDOW_BITS = 8
 #: Direct exponentiations before the fixed-base table pays for its construction.
 _TABLE_AFTER_USES = 48
-#: Randomizers a busy key keeps ready (each ~0.5 KB at 2048 bits).
-_POOL_CAPACITY = 256
+#: Randomizers a busy key keeps ready (each ~0.5 KB at 2048 bits; 0 where cores are busy).
+RANDOMIZER_POOL_CAPACITY = 256
 
 
 class WeakKeyError(DeltaMLValueError):
@@ -109,7 +109,7 @@ class _RandomizerPool:
         gmpy2.set_context(gmpy2.context(gmpy2.get_context(), allow_release_gil=True))
         while True:
             with self._room:
-                while len(self._items) >= _POOL_CAPACITY and not self._closed:
+                while len(self._items) >= RANDOMIZER_POOL_CAPACITY and not self._closed:
                     self._room.wait()
                 if self._closed:
                     return

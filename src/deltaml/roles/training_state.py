@@ -15,6 +15,7 @@ from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.protocol import messages as m
 from deltaml.protocol.rules import Payouts
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
+from deltaml.transport.base import OutOfProcessCpu
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,10 @@ class PhaseClock:
         cpu = self._cpu()
         return None if cpu is None else sum(v for k, v in cpu.items() if k != self._buyer)
 
+    def _owners_here(self) -> bool:
+        """Whether the owners' CPU is part of this process's (not in worker processes)."""
+        return not isinstance(self._cpu(), OutOfProcessCpu)
+
     @contextlib.contextmanager
     def phase(self, record: TrainingRecord, name: str) -> Iterator[None]:
         w0, c0, o0 = time.perf_counter(), time.process_time(), self._owners()
@@ -112,7 +117,8 @@ class PhaseClock:
             if o0 is not None and o1 is not None:
                 owners = o1 - o0
                 split = record.cpu.setdefault(name, {"central": 0.0, "owners": 0.0})
-                split["central"] += max(time.process_time() - c0 - owners, 0.0)
+                here = owners if self._owners_here() else 0.0
+                split["central"] += max(time.process_time() - c0 - here, 0.0)
                 split["owners"] += owners
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from deltaml.errors import PartyTimeout
 from deltaml.protocol.messages import Message
 
-__all__ = ["Party", "PartyTimeout", "Transport"]
+__all__ = ["OutOfProcessCpu", "Party", "PartyTimeout", "Transport"]
 
 
 class Party(Protocol):
@@ -24,6 +24,11 @@ class Party(Protocol):
     party_id: str
 
     def handle(self, message: Message) -> Message: ...
+
+
+class OutOfProcessCpu(dict[str, float]):
+    """CPU seconds of parties that ran in other processes: unlike a plain mapping from
+    :meth:`Transport.cpu_seconds`, none of it is in this process's CPU time."""
 
 
 class Transport(ABC):
