@@ -33,7 +33,6 @@ import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import gmpy2
 import numpy as np
@@ -42,6 +41,7 @@ from deltaml.crypto.multiexp import multi_exp
 from deltaml.crypto.paillier import PrivateKey, PublicKey
 from deltaml.errors import DeltaMLValueError
 from deltaml.learning.models import QuadraticTerms
+from deltaml.learning.ring import det_mod, rational_reconstruction, solve_mod
 
 #: Bits kept for ``log₂ max|w|`` and the sign when sizing the precision.
 WEIGHT_MARGIN_BITS = 80
@@ -200,7 +200,7 @@ def random_mask(public_key: PublicKey, d: int) -> Mask:
     n = public_key.n
     while True:
         left = tuple(tuple(secrets.randbelow(n) for _ in range(d)) for _ in range(d))
-        if _solve_mod([list(row) for row in left], [0] * d, n) is not None:
+        if solve_mod([list(row) for row in left], [0] * d, n) is not None:
             break
     scale: list[int] = []
     while len(scale) < d:
@@ -354,46 +354,6 @@ def residual(
     return tuple(out)
 
 
-def _solve_mod(a: list[list[int]], b: list[int], n: int, columns: int = 1) -> list[int] | None:
-    """Gaussian elimination over ℤₙ for ``columns`` right-hand sides (``b`` row-major,
-    ``d × columns``; the solution likewise); ``None`` when no pivot is invertible."""
-    d = len(a)
-    m = [[*row, *b[i * columns : (i + 1) * columns]] for i, row in enumerate(a)]
-    for col in range(d):
-        pivot = next((r for r in range(col, d) if math.gcd(m[r][col], n) == 1), None)
-        if pivot is None:
-            return None
-        m[col], m[pivot] = m[pivot], m[col]
-        inv = pow(m[col][col], -1, n)
-        m[col] = [v * inv % n for v in m[col]]
-        for r in range(d):
-            if r != col and m[r][col]:
-                f = m[r][col]
-                m[r] = [(v - f * pv) % n for v, pv in zip(m[r], m[col], strict=True)]
-    return [v for row in m for v in row[d:]]
-
-
-def det_mod(a: Sequence[Sequence[int]], n: int) -> int:
-    """``det(a) mod n`` by Gaussian elimination over ℤₙ (0 if no invertible pivot is
-    found: for a uniform ``a`` mod an RSA modulus, only if it is singular)."""
-    m = [[v % n for v in row] for row in a]
-    d, det = len(m), 1
-    for col in range(d):
-        pivot = next((r for r in range(col, d) if math.gcd(m[r][col], n) == 1), None)
-        if pivot is None:
-            return 0
-        if pivot != col:
-            m[col], m[pivot] = m[pivot], m[col]
-            det = -det
-        det = det * m[col][col] % n
-        inv = pow(m[col][col], -1, n)
-        for r in range(col + 1, d):
-            if m[r][col]:
-                f = m[r][col] * inv % n
-                m[r] = [(v - f * pv) % n for v, pv in zip(m[r], m[col], strict=True)]
-    return det % n
-
-
 def mask_determinant(mask: Mask, n: int) -> int:
     """``det(L)·det(D) mod n``: what the buyer needs, with ``det(M)`` of the masked system
     it decrypts, to have ``det(H)`` — a multiple of the model's denominator, so it can
@@ -412,19 +372,6 @@ def decrypt_many(private_key: PrivateKey, ciphertexts: Sequence[int]) -> list[in
         return [private_key.raw_decrypt(c) for c in ciphertexts]
     with ThreadPoolExecutor(DECRYPT_THREADS, initializer=_release_gil) as pool:
         return list(pool.map(private_key.raw_decrypt, ciphertexts, chunksize=8))
-
-
-def rational_reconstruction(value: int, n: int) -> Fraction:
-    """The fraction ``a/b ≡ value (mod n)`` with ``|a|, b < √(n/2)`` (extended Euclid)."""
-    bound = math.isqrt(n // 2)
-    r0, r1, t0, t1 = n, value % n, 0, 1
-    while r1 > bound:
-        q = r0 // r1
-        r0, r1 = r1, r0 - q * r1
-        t0, t1 = t1, t0 - q * t1
-    if t1 == 0 or abs(t1) > bound or math.gcd(r1, abs(t1)) != 1:
-        raise DeltaMLValueError("the exact solution cannot be reconstructed: key too small")
-    return Fraction(r1, t1)
 
 
 class ExactBuyer:
@@ -448,7 +395,7 @@ class ExactBuyer:
         self.decrypted.append(("masked_vector", tuple(b)))
         #: ``det(M)`` mod n (with the aggregator's ``det(L)·det(D)``, ``det(H)``).
         self.masked_det = det_mod(a, n)
-        u = _solve_mod(a, b, n, len(b) // d)
+        u = solve_mod(a, b, n, len(b) // d)
         if u is None:
             raise DeltaMLValueError(
                 "the masked system is singular: the trainers' data is degenerate"
