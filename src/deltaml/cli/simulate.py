@@ -123,8 +123,8 @@ def add_parser(sub: Any) -> None:
         default=None,
         help=(
             "admm: rounds (the default for one model); exact: one masked solve to the "
-            "optimum (docs/exactness.md; with --no-chain, no contributions; the default, "
-            "and the only solver, for a target of more than two classes)"
+            "optimum, its metric and settlement, no contributions (docs/exactness.md; the "
+            "default, and the only solver, for a target of more than two classes)"
         ),
     )
     sim.add_argument(
