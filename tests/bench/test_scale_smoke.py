@@ -6,21 +6,28 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def test_scale_reports_every_phase_and_the_mix_products(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def _scale() -> ModuleType:
+    """bench/scale.py as a module."""
     sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location("deltaml_bench_scale", BENCH / "scale.py")
     assert spec is not None and spec.loader is not None
     scale = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = scale
     spec.loader.exec_module(scale)
+    return scale
+
+
+def test_scale_reports_every_phase_and_the_mix_products(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scale = _scale()
     argv = ["--owners", "3", "5", "--rounds", "1", "--rows", "40", "--features", "3"]
     assert scale.main([*argv, "--key-bits", "512", "--test-keys", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -38,12 +45,7 @@ def test_scale_reports_every_phase_and_the_mix_products(
 
 
 def test_scale_runs_each_size_on_each_worker_count(capsys: pytest.CaptureFixture[str]) -> None:
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("deltaml_bench_scale", BENCH / "scale.py")
-    assert spec is not None and spec.loader is not None
-    scale = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = scale
-    spec.loader.exec_module(scale)
+    scale = _scale()
     argv = ["--owners", "4", "--rounds", "1", "--rows", "40", "--features", "3", "--no-gas"]
     assert scale.main([*argv, "--workers", "1", "2", "--key-bits", "512", "--test-keys"]) == 0
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines()]
