@@ -213,3 +213,19 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
             screenshot(page, "21-phone-owner-training-screen", full_page=False)
             break
         assert i == 0, "neither seated owner's page shows the trainer role"
+
+
+def test_choosing_the_exact_solve_unticks_the_contributions_it_does_not_measure(
+    market: Any, guarded: Any
+) -> None:
+    buyer = guarded()
+    log_in(buyer, market.buyer, market.password)
+    buyer.goto(market.buyer + "/ui/requests/new")
+    box = buyer.get_by_label("Measure each trainer's contribution")
+    expect(box).to_be_checked()
+    buyer.get_by_label("Training", exact=True).select_option("exact")
+    expect(box).not_to_be_checked()
+    expect(box).to_be_disabled()
+    buyer.get_by_label("Training", exact=True).select_option("admm")
+    expect(box).to_be_checked()
+    expect(box).to_be_enabled()
