@@ -195,6 +195,11 @@ class ModelType(ABC):
         constant = (self.loss_weight * float(r @ r) + self.loss_offset * len(a)) / n_total
         return QuadraticTerms(hessian, linear, constant)
 
+    def finish(self, solution: np.ndarray, stats: Standardization) -> np.ndarray:
+        """The weights the buyer keeps from the exact solve's solution (itself, but for a
+        model of several classes, which writes its intercepts in)."""
+        return solution
+
     @abstractmethod
     def metric_from_sse(self, sse: float, rows: int, stats: Standardization) -> float:
         """Turn a sum of squared transformed residuals into the published metric."""

@@ -27,6 +27,7 @@ from deltaml.errors import DeltaMLValueError
 from deltaml.protocol.payouts import Payouts, compute_payouts, scale_metric
 
 __all__ = [
+    "EXACT_ROUND",
     "SHAPLEY_SEED_DOMAIN",
     "SPLIT_DOMAIN",
     "Payouts",
@@ -96,13 +97,17 @@ def is_evaluated(k: int, rounds: int, every: int) -> bool:
     return k == 0 or k % every == 0 or k == rounds
 
 
+#: The round the exact solve's model is evaluated and paid as (the initial model is 0).
+EXACT_ROUND = 1
+
+
 def evaluates(k: int, spec: Any) -> bool:
     """Whether a request of ``spec`` (a ``TrainingSpec``) evaluates round ``k``: the exact
     solve its initial model (0) and its exact model (1), unless it has several classes
     (no encrypted metric of those yet); the iterative protocol :func:`is_evaluated`
     rounds up to its last."""
     if spec.solver == "exact":
-        return k in (0, 1) and not spec.n_classes
+        return k in (0, EXACT_ROUND) and not spec.n_classes
     return 0 <= k <= spec.rounds and is_evaluated(k, spec.rounds, spec.eval_every)
 
 

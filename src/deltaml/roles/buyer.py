@@ -37,7 +37,7 @@ from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import sums_length
 from deltaml.protocol import messages as m
 from deltaml.protocol.exact_messages import ExactModel, ExactSolution, ExactSolveRequest
-from deltaml.protocol.rules import evaluates
+from deltaml.protocol.rules import EXACT_ROUND, evaluates
 from deltaml.roles import exact
 from deltaml.roles.evidence import message_body, sign_message
 
@@ -308,7 +308,7 @@ class ModelBuyer:
                 f"the metric vector of round {msg.round} does not have the seats' length"
             )
         vector, denominator = msg.vector, 1
-        if spec.solver == "exact" and msg.round == 1:  # residues z/δ: raised to δ, integers
+        if spec.solver == "exact" and msg.round == EXACT_ROUND:  # residues z/δ: to integers
             vector, denominator = exact.key_holder(self).scaled(msg.vector)
         (values,), slot_bits, plaintexts, randomness = self._prove_packed((vector,))
         sse = denoised_sse(

@@ -69,6 +69,7 @@ from deltaml.protocol.exact_messages import (
     ExactSystem,
     ring_vector,
 )
+from deltaml.protocol.rules import EXACT_ROUND
 from deltaml.roles.evidence import sign_message
 
 if TYPE_CHECKING:
@@ -195,9 +196,8 @@ class ExactKeyHolder:
         )
         self.encrypted_w = tuple(int(c) for c in msg.model.ciphertexts)
         weights, _ = self.solver.final_weights(self.encrypted_w, check_sum, k)
-        finish = getattr(self.buyer.model, "finish", None)  # more than two classes
         assert self.buyer.stats is not None
-        self.buyer.weights = weights if finish is None else finish(weights, self.buyer.stats)
+        self.buyer.weights = self.buyer.model.finish(weights, self.buyer.stats)
         return m.Ack("exact model received and checked")
 
     def scaled(self, vector: EncryptedVector) -> tuple[EncryptedVector, int]:
@@ -272,14 +272,14 @@ def holder_snapshot(buyer: ModelBuyer) -> dict[str, object]:
     holder = getattr(buyer, "_exact_holder", None)
     if holder is None or not holder._d:
         return {}
-    return {"exact": {"weights": holder._d, "denominator": f"{holder.denominator:x}"}}
+    return {"exact": {"n_weights": holder._d, "denominator": f"{holder.denominator:x}"}}
 
 
 def restore_holder(buyer: ModelBuyer, snapshot: Mapping[str, Any]) -> None:
     saved = snapshot.get("exact")
     if isinstance(saved, dict):
         holder = key_holder(buyer)
-        holder._d, holder.denominator = int(saved["weights"]), int(saved["denominator"], 16)
+        holder._d, holder.denominator = int(saved["n_weights"]), int(saved["denominator"], 16)
 
 
 # -- the aggregator ----------------------------------------------------------------------
@@ -305,20 +305,18 @@ def _expect(reply: m.Message, kind: type[_M]) -> _M:
 
 def exact_total(enc_w: EncryptedVector, multiplier: int) -> EncryptedVector:
     """``Enc(m·w)``: what the validators evaluate as they evaluate a round's total."""
-    key = enc_w.public_key
-    nsq = gmpy2.mpz(key.nsquare)
-    return ring_vector(key, [int(gmpy2.powmod(c, multiplier, nsq)) for c in enc_w.ciphertexts])
+    return enc_w.mul_int(multiplier)
 
 
 def _evaluate_exact(
     agg: Aggregator, spec: m.TrainingSpec, record: TrainingRecord, enc_w: EncryptedVector
 ) -> None:
-    """The exact model's metric as round 1, then the payment split.
+    """The exact model's metric as round :data:`EXACT_ROUND`, then the payment split.
 
     The validators evaluate ``Enc(m·w)`` as they evaluate a round's total (their
     residuals, mixed and remixed as usual, are then residues ``z/δ``); the buyer raises
-    the remixed vector to the model's denominator ``δ`` and decrypts the integers ``z``
-    packed, with proofs, publishing ``δ`` (see docs/exactness.md)."""
+    the remixed vector to ``|det(H)|``, a multiple of ``δ``, and decrypts the integers
+    packed, with proofs, publishing that determinant (see docs/exactness.md)."""
     from deltaml.roles.training_state import RoundRecord
 
     t0 = time.perf_counter()
@@ -331,8 +329,8 @@ def _evaluate_exact(
         sealed=[total],
     )
     with agg.clock.phase(record, "metrics"):
-        metric = agg._evaluate(1, total, record.validators, spec)
-    record.rounds.append(RoundRecord(1, time.perf_counter() - t0, metric=metric))
+        metric = agg._evaluate(EXACT_ROUND, total, record.validators, spec)
+    record.rounds.append(RoundRecord(EXACT_ROUND, time.perf_counter() - t0, metric=metric))
     agg._settle(spec, record)
 
 

@@ -31,6 +31,7 @@ from deltaml.evidence.transcript import (
 )
 from deltaml.learning.models import ModelType, Standardization
 from deltaml.protocol.records import DeadlineStop
+from deltaml.protocol.rules import EXACT_ROUND
 
 Handler = Callable[["Verifier", Mapping[str, Any]], None]
 
@@ -350,9 +351,9 @@ class Verifier:
     # -- completeness -------------------------------------------------------------------------
     def _last_round(self) -> int:
         """The round training must end after, by the spec's rounds and stopping rule
-        (the exact solve: round 1)."""
+        (the exact solve: its one round)."""
         if self.spec.get("solver") == "exact":
-            return 1
+            return EXACT_ROUND
         rounds = self.spec.get("rounds", 0)
         target = self.spec.get("target_improvement", 0.0)
         if type(rounds) is not int or not _is_number(target):

@@ -32,6 +32,7 @@ from deltaml.evidence.checks.proofs import check_sum
 from deltaml.evidence.signatures import parse_hex_ints
 from deltaml.learning.exact_solve import EncryptedSystem, residual, split_masked
 from deltaml.protocol import records
+from deltaml.protocol.rules import EXACT_ROUND
 
 
 #: Which role may produce each kind of exact-solve record.
@@ -179,8 +180,8 @@ def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
 
 
 def check_total(v: Any, body: Mapping[str, Any]) -> None:
-    """The exact model times the number of trainers, evaluated as round 1 (its metric
-    and the payouts then follow as in a run of one round)."""
+    """The exact model times the number of trainers, evaluated as round
+    :data:`EXACT_ROUND` (its metric and the payouts then follow as in a run of one round)."""
     rec = records.ExactTotal.from_body(body)
     model = _state(v).get("model")
     v.require(
@@ -199,7 +200,7 @@ def check_total(v: Any, body: Mapping[str, Any]) -> None:
             "the evaluated total does not encrypt the exact model times the trainers",
         )
     v.current_total = total
-    v.summed.add((1, "round"))
+    v.summed.add((EXACT_ROUND, "round"))
 
 
 EXACT_CHECKS = {
@@ -232,7 +233,9 @@ def exact_missing(v: Any) -> list[str]:
     if state.get("model") is None:
         missing.append("the exact model")
     if not v.spec.get("n_classes"):  # the metrics and the split, as a run of one round
-        missing += [f"the metric of round {k}" for k in (0, 1) if k not in v.report.metrics]
+        missing += [
+            f"the metric of round {k}" for k in (0, EXACT_ROUND) if k not in v.report.metrics
+        ]
         if not v.payouts_seen:
             missing.append("the payouts")
     if not state.get("disclosed"):

@@ -19,6 +19,7 @@ from deltaml.evidence.published import (
 )
 from deltaml.protocol import records
 from deltaml.protocol.rules import (
+    EXACT_ROUND,
     metric_remixer,
 )
 
@@ -126,8 +127,9 @@ def on_metric_value(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 
 def _denominator(vr: Verifier, rec: records.MetricValue, k: int) -> int:
-    """``δ`` of the exact model's evaluation (round 1 of ``solver: exact``), else 1."""
-    exact = vr.spec.get("solver") == "exact" and k == 1
+    """The multiple of ``δ`` the exact model's evaluation was raised to (``solver:
+    exact``, its :data:`EXACT_ROUND`), else 1."""
+    exact = vr.spec.get("solver") == "exact" and k == EXACT_ROUND
     vr.require(
         bool(rec.denominator) == exact,
         "format",
