@@ -78,16 +78,14 @@ def _src_modified() -> bool | None:
 
 def machine_facts() -> dict[str, object]:
     """What a reader needs to compare our numbers with theirs."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count() or 0
     import gmpy2
+
+    from deltaml.transport.processes import usable_cores
 
     return {
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "implementation": sys.implementation.name,

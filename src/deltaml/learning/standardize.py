@@ -143,12 +143,11 @@ def _imputed_sums(total: np.ndarray, n_features: int) -> tuple[np.ndarray, np.nd
 def imputed_stats_from_sums(
     sums: np.ndarray, n_features: int
 ) -> tuple[np.ndarray, Standardization]:
-    """The public column means μ (to fill gaps) and the standardization of the imputed data."""
-    total = np.asarray(sums, dtype=np.float64)
-    if len(total) != missing_sums_length(n_features):
-        raise DeltaMLValueError("the statistics vector has the wrong length")
-    mu, filled = _imputed_sums(total, n_features)
-    return mu, stats_from_sums(filled, n_features, include_target=False)
+    """The public column means μ (to fill gaps) and the standardization of the imputed
+    data (:func:`stats_from_sums` with ``impute``, no target)."""
+    stats = stats_from_sums(sums, n_features, include_target=False, impute=True)
+    assert stats.impute_means is not None
+    return stats.impute_means, stats
 
 
 def impute_with(x: np.ndarray, means: np.ndarray) -> np.ndarray:
