@@ -149,14 +149,21 @@ def owner_ids(n: int) -> list[str]:
     return [f"owner-{i + 1:0{width}d}" for i in range(n)]
 
 
+def load_data(config: SimulationConfig) -> Dataset:
+    """The data set ``config`` names, as :func:`run_simulation` reads it."""
+    task = "classification" if config.model == "logistic" else None
+    return load_dataset(config.dataset, target=config.target, task=task, multiclass=True)
+
+
 def run_simulation(
     config: SimulationConfig,
     progress: Callable[[RoundRecord], None] | None = None,
     transport_wrapper: Callable[[Transport], Transport] | None = None,
+    data: Dataset | None = None,
 ) -> SimulationResult:
-    """Run the encrypted protocol on ``config`` and measure it against the centralized optimum."""
-    task = "classification" if config.model == "logistic" else None
-    dataset = load_dataset(config.dataset, target=config.target, task=task, multiclass=True)
+    """Run the encrypted protocol on ``config`` and measure it against the centralized
+    optimum (``data``: the data set already read by :func:`load_data`)."""
+    dataset = load_data(config) if data is None else data
     model_name = config.model or TASK_MODELS[dataset.task]
     train, test = train_test_split(dataset, config.test_fraction, config.seed)
     shares = split_owners(train, config.owners, seed=config.seed, by=config.split_by)

@@ -185,9 +185,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deltaml.simulation import DEFAULT_ROUNDS, SimulationConfig, run_simulation
+    import dataclasses
 
-    no_chain = _choose_solver(args)
+    from deltaml.simulation import DEFAULT_ROUNDS, SimulationConfig, load_data, run_simulation
+
     config = SimulationConfig(
         dataset=args.dataset,
         target=args.target,
@@ -201,15 +202,26 @@ def run(args: argparse.Namespace) -> int:
         l2=args.l2,
         deposit_wei=args.deposit_wei,
         transcript=args.transcript or str(_default_transcript(args.seed)),
-        chain=not no_chain,
+        chain=not args.no_chain,
         metric_noise=args.metric_noise,
         target_improvement=args.target_improvement,
         chain_url=args.chain_url,
-        solver=args.solver,
+        solver=args.solver or "admm",
         contributions=args.solver != "exact",  # not measured by the exact solve yet
         disclose_model=args.disclose_model,
         workers=args.workers,
     )
+    table = bool(args.missing or args.categorical)
+    data = None if table else load_data(config)
+    classes = len(data.classes or ()) if data is not None and config.model != "linear" else 0
+    if args.solver is None and classes > 2 and args.chain_url is None:
+        # more than two classes: one exact solve, without a chain (nothing to pay by yet)
+        config = dataclasses.replace(config, solver="exact", chain=False, contributions=False)
+        print(
+            f"{args.dataset}: {classes} classes, fitted together by one exact solve "
+            "(no chain: a model of several classes has no metric to pay by yet)",
+            file=sys.stderr,
+        )
     if args.model_out:
         _check_model_out(Path(args.model_out))
     bar = None
@@ -234,10 +246,10 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        if args.missing or args.categorical:
+        if table:
             result = _run_table(config, args, progress)
         else:
-            result = run_simulation(config, progress=progress)
+            result = run_simulation(config, progress=progress, data=data)
     finally:
         if bar is not None:
             bar.close()
@@ -250,35 +262,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_report(result)
     return 0
-
-
-def _choose_solver(args: argparse.Namespace) -> bool:
-    """Set ``args.solver`` when not given (exact for more than two classes, which then
-    runs without a chain); whether to run without a chain."""
-    if args.solver is not None:
-        return bool(args.no_chain)
-    args.solver = "admm"
-    classes = _classes_of(args)
-    if classes <= 2 or args.chain_url is not None:
-        return bool(args.no_chain)
-    args.solver = "exact"
-    print(
-        f"{args.dataset}: {classes} classes, fitted together by one exact solve "
-        "(no chain: a model of several classes has no metric to pay by yet)",
-        file=sys.stderr,
-    )
-    return True
-
-
-def _classes_of(args: argparse.Namespace) -> int:
-    """How many classes the data set's target has (0: a regression target)."""
-    if args.missing or args.categorical or args.model == "linear":
-        return 0
-    from deltaml.learning.data import load_dataset
-
-    task = "classification" if args.model == "logistic" else None
-    dataset = load_dataset(args.dataset, target=args.target, task=task, multiclass=True)
-    return len(dataset.classes or ())
 
 
 def _run_table(config: Any, args: argparse.Namespace, progress: Any) -> Any:
