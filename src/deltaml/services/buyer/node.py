@@ -47,7 +47,7 @@ from deltaml.protocol import messages as m
 from deltaml.protocol import spec as protocol_spec
 from deltaml.protocol.exact_messages import ExactModel
 from deltaml.protocol.merkle import SeatBook
-from deltaml.protocol.rules import evaluates, request_hash
+from deltaml.protocol.rules import EXACT_ROUND, evaluates, request_hash
 from deltaml.protocol.spec import REQUEST_DEFAULTS, REQUEST_FIELDS
 from deltaml.protocol.status import SeatRole
 from deltaml.roles import ModelBuyer
@@ -303,15 +303,15 @@ class BuyerNode:
     def handle(self, rid: int, message: m.Message) -> m.Message:
         role = self._role(rid)
         self._allow(rid, role.spec, message)
-        final = isinstance(message, m.FinalModel | ExactModel)
+        final = message if isinstance(message, m.FinalModel | ExactModel) else None
         if role.seats is None and not isinstance(message, m.FinalModel):
             role.seats = self._seats(rid)  # the exact model's check parts are the seats'
-        if final:
-            self._check_final_model(rid, message)  # type: ignore[arg-type]
+        if final is not None:
+            self._check_final_model(rid, final)
         reply = role.handle(message)
         self.store.put("progress", str(rid), role.snapshot())
-        if final:
-            rounds = message.rounds if isinstance(message, m.FinalModel) else 1
+        if final is not None:
+            rounds = final.rounds if isinstance(final, m.FinalModel) else EXACT_ROUND
             self.store.put("models", str(rid), self._model_json(rid, role, rounds))
             log.info("request %d: final model received", rid)
         return reply
