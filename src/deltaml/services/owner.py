@@ -22,14 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deltaml.crypto import PublicKey
-from deltaml.crypto.paillier import key_fingerprint
 from deltaml.errors import DataError, DeltaMLError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.verify import verify_against_chain, verify_transcript
 from deltaml.learning.data import Dataset
 from deltaml.ledger.base import Ledger, RequestStatus, Role
 from deltaml.protocol.messages import Message
-from deltaml.protocol.rules import request_hash
 from deltaml.protocol.status import OfferStatus, Status
 from deltaml.roles import DataOwner
 from deltaml.services.owner_data import (  # select_columns: re-exported
@@ -38,6 +35,7 @@ from deltaml.services.owner_data import (  # select_columns: re-exported
     request_dataset,
     select_columns,  # noqa: F401
 )
+from deltaml.services.owner_join import join_offer
 from deltaml.services.party import (
     AggregatorClient,
     AggregatorError,
@@ -260,23 +258,8 @@ class OwnerNode:
         offer = self._offer(rid)
         if self.ledger is None:
             return {}
+        state, spec_hash, key_hash = join_offer(self.ledger, rid, offer, self.aggregator_address)
         cid = int(offer["chain_request_id"])
-        state = self.ledger.request(cid)
-        spec_hash = request_hash(offer["spec"], offer["requirements"])
-        key_hash = key_fingerprint(PublicKey.from_dict(offer["public_key"]))
-        problems = []
-        if state.status != RequestStatus.OPEN:
-            problems.append(f"it is {state.status.name} on chain, not OPEN")
-        if state.spec_hash != spec_hash:
-            problems.append("the offered spec is not the one committed on chain")
-        if state.key_hash != key_hash:
-            problems.append("the offered Paillier key is not the one committed on chain")
-        if self.aggregator_address and state.aggregator.lower() != self.aggregator_address.lower():
-            problems.append("the request on chain names another aggregator")
-        if problems:
-            raise ProtocolError(f"request {rid} (on chain {cid}) refused: " + "; ".join(problems))
-        if not self.ledger.has_joined(cid):
-            self.ledger.join(cid, spec_hash, key_hash)
         joined = {
             "chain_request_id": cid,
             "spec_hash": spec_hash.hex(),
