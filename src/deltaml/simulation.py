@@ -98,7 +98,7 @@ class SimulationConfig:
     chain: bool = True
     chain_url: str | None = None
     #: ``"admm"``: the iterative protocol; ``"exact"``: the one-shot exact solve over ℤₙ
-    #: with the key holder (:mod:`deltaml.roles.exact`; without contributions for now).
+    #: with the key holder (:mod:`deltaml.roles.exact`).
     solver: str = FIELDS["solver"].default
     #: ``solver="exact"``: the buyer then publishes its model in the transcript (what a
     #: dispute does), so that verification checks ``H·w = g`` itself.
@@ -114,7 +114,6 @@ class SimulationConfig:
             {
                 "solver": self.solver,
                 "target_improvement": self.target_improvement,
-                "contributions": self.contributions,
             }
         )
         if self.workers is not None and self.workers < 1:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deltaml.evidence.transcript import TranscriptWriter
-from deltaml.roles.exact import key_holder, residuals
+from deltaml.roles.exact import key_holder
+from deltaml.roles.exact_aggregator import residuals
 
 if TYPE_CHECKING:
     from deltaml.roles import Aggregator, ModelBuyer

@@ -31,7 +31,7 @@ def _run() -> Any:
 def test_an_inflated_model_evaluated_as_the_exact_one_fails_verification(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from deltaml.roles import exact
+    from deltaml.roles import exact_aggregator as exact
 
     honest = _run()
     assert honest.verified is True

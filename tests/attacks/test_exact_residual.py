@@ -67,7 +67,7 @@ def _wrong_unmasking(monkeypatch: pytest.MonkeyPatch) -> None:
         out[0] = int(gmpy2.mpz(out[0]) * (1 + public_key.n) % nsq)  # w_0 + 1
         return tuple(out)
 
-    monkeypatch.setattr("deltaml.roles.exact.unmask", off_by_one)
+    monkeypatch.setattr("deltaml.roles.exact_aggregator.unmask", off_by_one)
 
 
 def _failures(result: Any) -> list[str]:
@@ -130,7 +130,7 @@ def test_verify_blames_a_buyer_that_returns_a_wrong_solution(
     # A wrong model's residuals are no small integers: the exact model's metric, before
     # delivery, already stops this run (the packed decryption refuses them). Without the
     # metric, here is what verify says of the solve itself.
-    from deltaml.roles import exact
+    from deltaml.roles import exact_aggregator as exact
 
     monkeypatch.setattr(exact, "_evaluate_exact", lambda *args: None)
     failures = _failures(_run())

@@ -148,8 +148,8 @@ def test_simulation_option_is_refused_where_it_does_not_run_yet() -> None:
     from deltaml.protocol.spec import SpecError
     from deltaml.simulation import SimulationConfig
 
-    with pytest.raises(SpecError, match="contributions"):
-        SimulationConfig(solver="exact")  # contributions are on by default
+    with pytest.raises(SpecError, match="target_improvement"):
+        SimulationConfig(solver="exact", target_improvement=5)
     with pytest.raises(DeltaMLValueError, match="--solver"):
         SimulationConfig(solver="newton", chain=False)
 

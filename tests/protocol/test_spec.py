@@ -12,7 +12,13 @@ import pytest
 from deltaml.errors import DeltaMLValueError
 from deltaml.protocol import spec as s
 from deltaml.protocol.messages import TrainingSpec
-from deltaml.protocol.spec import FIELDS, SpecError, check_training_spec, parse_request_spec
+from deltaml.protocol.spec import (
+    FIELDS,
+    SpecError,
+    check_solver,
+    check_training_spec,
+    parse_request_spec,
+)
 
 BASE = {"features": ["age", "bmi"], "target": "y", "owners": 3}
 
@@ -110,9 +116,14 @@ def test_each_field_takes_its_range_and_its_errors_name_it(name: str) -> None:
 def test_cross_field_rules_name_their_field() -> None:
     exact = {**BASE, "solver": "exact", "contributions": False}
     assert parse_request_spec(exact)["solver"] == "exact"
+    # the exact solve measures contributions, but not for a model of several classes
+    assert parse_request_spec({**exact, "contributions": True})["contributions"] is True
+    several = {"solver": "exact", "model": "logistic", "n_classes": 3, "contributions": True}
+    with pytest.raises(SpecError) as refused:
+        check_solver(several)
+    assert refused.value.field == "contributions"
     cases = [
         ({**exact, "target_improvement": 5}, "target_improvement"),
-        ({**exact, "contributions": True}, "contributions"),
         ({**BASE, "target": "age"}, "target"),
         ({**BASE, "classes": ["a", "b"]}, "classes"),  # a linear model has no classes
         ({**BASE, "model": "logistic", "classes": ["a", "a"]}, "classes"),

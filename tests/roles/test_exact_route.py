@@ -164,7 +164,7 @@ def test_the_recording_catches_a_missing_mask(monkeypatch: pytest.MonkeyPatch) -
         rows = tuple(tuple(int(i == j) for j in range(d)) for i in range(d))
         return exact_solve.Mask(rows, (1,) * d)
 
-    monkeypatch.setattr("deltaml.roles.exact.random_mask", identity)
+    monkeypatch.setattr("deltaml.roles.exact_aggregator.random_mask", identity)
     _, held = run_exact(disclose=False)
     buyer = held["buyer"]
     decrypted = key_holder(buyer).solver.decrypted
@@ -199,12 +199,6 @@ def test_degenerate_data_fails_the_request_in_one_line() -> None:
     shares = split_owners(twin, 3, seed=0)
     with pytest.raises(DeltaMLValueError, match="singular"):
         simulate_shares(config, "linear", "regression", shares, None)
-
-
-def test_contributions_are_refused_by_field_name() -> None:
-    with pytest.raises(SpecError) as caught:
-        SimulationConfig(solver="exact", chain=False)
-    assert caught.value.field == "contributions"
 
 
 def test_the_route_runs_over_the_services_http(tmp_path: Any) -> None:

@@ -123,7 +123,7 @@ def add_parser(sub: Any) -> None:
         default=None,
         help=(
             "admm: rounds (the default for one model); exact: one masked solve to the "
-            "optimum, its metric and settlement, no contributions (docs/exactness.md; the "
+            "optimum, its metric, contributions and settlement (docs/exactness.md; the "
             "default, and the only solver, for a target of more than two classes)"
         ),
     )
@@ -207,7 +207,6 @@ def run(args: argparse.Namespace) -> int:
         target_improvement=args.target_improvement,
         chain_url=args.chain_url,
         solver=args.solver or "admm",
-        contributions=args.solver != "exact",  # not measured by the exact solve yet
         disclose_model=args.disclose_model,
         workers=args.workers,
     )

@@ -63,14 +63,22 @@ def denominator_scaled(
     return scaled, exponent + denominator.bit_length()
 
 
-def gram_from_ints(columns: Sequence[Sequence[int]], exponents: Sequence[int]) -> np.ndarray:
-    """``G_ij = Σ_k y_ki y_kj``, each entry summed exactly and rounded once."""
+def gram_from_ints(
+    columns: Sequence[Sequence[int]], exponents: Sequence[int], denominator: int = 1
+) -> np.ndarray:
+    """``G_ij = Σ_k y_ki y_kj``, each entry summed exactly and rounded once (``δ``: the
+    exact model's denominator the columns were raised to; 1 for fixed-point columns)."""
     k = len(columns)
     gram = np.zeros((k, k))
     for i in range(k):
         for j in range(i, k):
             dot = sum(a * b for a, b in zip(columns[i], columns[j], strict=True))
-            gram[i, j] = gram[j, i] = _ratio(dot, exponents[i] + exponents[j])
+            shift = exponents[i] + exponents[j]
+            gram[i, j] = gram[j, i] = (
+                _ratio(dot, shift)
+                if denominator == 1
+                else float(Fraction(dot, denominator * denominator) / Fraction(2) ** shift)
+            )
     return gram
 
 

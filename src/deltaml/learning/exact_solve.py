@@ -33,6 +33,7 @@ import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import gmpy2
 import numpy as np
@@ -42,6 +43,9 @@ from deltaml.crypto.paillier import PrivateKey, PublicKey
 from deltaml.errors import DeltaMLValueError
 from deltaml.learning.models import QuadraticTerms
 from deltaml.learning.ring import det_mod, rational_reconstruction, solve_mod
+
+if TYPE_CHECKING:
+    from deltaml.learning.exact_parts import TrainerParts
 
 #: Bits kept for ``log₂ max|w|`` and the sign when sizing the precision.
 WEIGHT_MARGIN_BITS = 80
@@ -248,12 +252,15 @@ class TrainerMask:
     mask: Mask = field(repr=False)
     check: tuple[int, ...] = field(repr=False)
     share: tuple[int, ...] = field(repr=False)
+    #: The extra right-hand sides of each trainer's part of the model and their check
+    #: column (``contributions``; :mod:`deltaml.learning.exact_parts`), or None.
+    parts: TrainerParts | None = field(default=None, repr=False)
 
 
-def masked_length(d: int, columns: int = 1) -> int:
-    """``LHD`` (d², row-major), ``LG`` (``d × K``), then the check part ``Hc`` (d) and
-    ``cᵀG`` (``K``)."""
-    return d * d + d * columns + d + columns
+def masked_length(d: int, columns: int = 1, extra: int = 0) -> int:
+    """``LHD`` (d², row-major), ``L[G | E]`` (``d × (K + extra)``: the models' right-hand
+    sides and the parts' extra ones), then the check part ``Hc`` (d) and ``cᵀG`` (``K``)."""
+    return d * d + d * (columns + extra) + d + columns
 
 
 def random_check(public_key: PublicKey, d: int) -> tuple[int, ...]:
@@ -270,12 +277,18 @@ def zero_sum_shares(public_key: PublicKey, trainers: int, length: int) -> list[t
 
 def masked_residues(h: list[list[int]], g: list[list[int]], tm: TrainerMask, n: int) -> list[int]:
     """A trainer's masked vector in the clear (it knows ``H_i``, ``g_i`` and the mask):
-    ``[L H_i D; L g_i; H_i c; cᵀg_i] + z_i mod n`` — integer products, no ciphertexts."""
+    ``[L H_i D; L [g_i | e_i]; H_i c; cᵀg_i] + z_i mod n`` — integer products, no
+    ciphertexts (``e_i``: the parts' extra right-hand sides, when asked for)."""
     d, cols = len(g), range(len(g[0]))
     left, scale, c = tm.mask.matrix, tm.mask.scale, tm.check
     lh = [[sum(left[i][k] * h[k][j] for k in range(d)) for j in range(d)] for i in range(d)]
     lhd = [lh[i][j] * scale[j] for i in range(d) for j in range(d)]
-    lg = [sum(left[i][k] * g[k][col] for k in range(d)) for i in range(d) for col in cols]
+    rhs = g
+    if tm.parts is not None:
+        extra = tm.parts.columns(h, g, scale, n)
+        rhs = [[*row, *more] for row, more in zip(g, extra, strict=True)]
+    width = range(len(rhs[0]))
+    lg = [sum(left[i][k] * rhs[k][col] for k in range(d)) for i in range(d) for col in width]
     checked = [sum(h[i][k] * c[k] for k in range(d)) for i in range(d)]
     cg = [sum(c[i] * g[i][col] for i in range(d)) for col in cols]
     values = [*lhd, *lg, *checked, *cg]
@@ -305,11 +318,11 @@ def trainer_masked_system(
 
 
 def split_masked(
-    flat: Sequence[int], d: int, columns: int = 1
+    flat: Sequence[int], d: int, columns: int = 1, extra: int = 0
 ) -> tuple[MaskedSystem, tuple[int, ...]]:
-    """The solve part (``LHD``, ``LG``) and the check part (``Hc``, ``cᵀG``)."""
+    """The solve part (``LHD``, ``L[G | E]``) and the check part (``Hc``, ``cᵀG``)."""
     matrix = tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d))
-    end = d * d + d * columns
+    end = d * d + d * (columns + extra)
     return MaskedSystem(matrix, tuple(flat[d * d : end])), tuple(flat[end:])
 
 

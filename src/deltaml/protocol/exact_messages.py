@@ -13,6 +13,8 @@ ExactCheck             trainer     its check part ``Enc([H_i c; cᵀg_i] + z'_i)
                                    ``z'_i``: its zero-sum share), shown to the buyer
                                    only with the model
 ExactSolution          buyer       ``Enc(u)`` and the digest of the masked sum it solved
+ExactSolveCheck        buyer       with contributions: the proof that its solution's
+                                   check column holds (``learning/exact_parts.py``)
 =====================  ==========  ======================================================
 
 Their transcript records are :mod:`deltaml.protocol.records`' ``Exact*`` kinds.
@@ -29,11 +31,13 @@ from deltaml.protocol.messages import Message
 
 __all__ = [
     "ExactCheck",
+    "ExactCheckRequest",
     "ExactMasked",
     "ExactModel",
     "ExactReply",
     "ExactRequest",
     "ExactSolution",
+    "ExactSolveCheck",
     "ExactSolveRequest",
     "ExactSystem",
     "ring_vector",
@@ -57,6 +61,12 @@ class ExactRequest(Message):
     scale: tuple[str, ...]
     check: tuple[str, ...]
     share: tuple[str, ...]
+    #: With contributions (:mod:`deltaml.learning.exact_parts`): every trainer's offsets
+    #: ``t_1 … t_m`` (row-major), ``σ``, this trainer's check coefficient and its column.
+    offsets: tuple[str, ...] = ()
+    sigma: tuple[str, ...] = ()
+    coefficient: str = ""
+    index: int = -1
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,9 @@ class ExactSystem(Message):
 @dataclass(frozen=True)
 class ExactMasked(Message):
     masked: EncryptedVector
+    #: With contributions: the digest of the ``D`` and offsets it was sent
+    #: (:func:`deltaml.learning.exact_parts.mask_digest`), which the unmasking must use.
+    mask_digest: str = ""
     signature: str = ""
 
 
@@ -103,6 +116,27 @@ class ExactSolveRequest(Message):
 class ExactSolution(Message):
     solution: EncryptedVector
     masked_digest: str
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class ExactCheckRequest(Message):
+    """Aggregator → buyer, after its signed solution (contributions only): the check
+    column's weights ``λ₀ … λ_m`` and shift ``τ`` (hex), secret until then."""
+
+    weights: tuple[str, ...]
+    shift: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExactSolveCheck(Message):
+    """Buyer → aggregator: the randomness proving that ``Enc(x_c − λ₀x₀ − Σλ_i x_i − τ)``
+    of the solution it names decrypts to 0 (hex)."""
+
+    solution_digest: str
+    weights: tuple[str, ...]
+    shift: tuple[str, ...]
+    randomness: tuple[str, ...]
     signature: str = ""
 
 

@@ -404,6 +404,8 @@ class ContributionValues(Message):
     base_sse: float = 0.0
     seed: int = 0
     method: str = "exact"
+    #: The exact model's denominator the columns were raised to (``solver: exact``; hex).
+    denominator: str = ""
     signature: str = ""
 
 

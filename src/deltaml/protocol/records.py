@@ -30,6 +30,18 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from deltaml.protocol.exact_records import (
+    ExactCheck,
+    ExactDisclosure,
+    ExactMasked,
+    ExactModel,
+    ExactParts,
+    ExactSolution,
+    ExactSolveCheck,
+    ExactSums,
+    ExactSystem,
+    ExactTotal,
+)
 from deltaml.protocol.record_base import OPTIONAL, Record, RecordError, VectorRef
 
 __all__ = [
@@ -40,9 +52,16 @@ __all__ = [
     "ContributionRequest",
     "DeadlineStop",
     "Dropped",
+    "ExactCheck",
     "ExactDisclosure",
+    "ExactMasked",
     "ExactModel",
+    "ExactParts",
+    "ExactSolution",
+    "ExactSolveCheck",
     "ExactSums",
+    "ExactSystem",
+    "ExactTotal",
     "Header",
     "InitialTotal",
     "Mix",
@@ -289,94 +308,11 @@ class ContributionValues(Record):
     seed: int
     method: str
     values: list[float]
+    #: The exact model's denominator (hex) the columns were raised to (``solver: exact``).
+    denominator: str = dataclasses.field(default="", metadata=OPTIONAL)
 
 
 # -- The exact solve's signed messages (``solver: exact``, roles/exact.py).
-
-
-@dataclasses.dataclass(frozen=True)
-class ExactSystem(Record):
-    """A trainer's encrypted system ``[H_i | g_i]``."""
-
-    KIND: ClassVar[str] = "ExactSystem"
-    system: VectorRef
-
-
-@dataclasses.dataclass(frozen=True)
-class ExactMasked(Record):
-    """A trainer's masked system, the part the buyer solves."""
-
-    KIND: ClassVar[str] = "ExactMasked"
-    masked: VectorRef
-
-
-@dataclasses.dataclass(frozen=True)
-class ExactCheck(Record):
-    """A trainer's check part, handed to the buyer only with the model."""
-
-    KIND: ClassVar[str] = "ExactCheck"
-    check: VectorRef
-
-
-@dataclasses.dataclass(frozen=True)
-class ExactSolution(Record):
-    """The buyer's encrypted solution of the masked sum it names."""
-
-    KIND: ClassVar[str] = "ExactSolution"
-    solution: VectorRef
-    masked_sum: str
-
-
-@dataclasses.dataclass(frozen=True)
-class ExactSums(Record):
-    """The aggregator's sums of every trainer's system and masked part, in seat order."""
-
-    KIND: ClassVar[str] = "ExactSums"
-    precision_bits: int
-    systems: list[str]
-    masked: list[str]
-    checks: list[str]
-    system_total: VectorRef
-    masked_total: VectorRef
-
-
-@dataclasses.dataclass(frozen=True)
-class ExactModel(Record):
-    """The aggregator's encrypted model, unmasked from the buyer's solution it names."""
-
-    KIND: ClassVar[str] = "ExactModel"
-    solution: str
-    model: VectorRef
-
-
-@dataclasses.dataclass(frozen=True)
-class ExactTotal(Record):
-    """The exact model times the number of trainers: the total the validators evaluate
-    as round 1 (sealed, as the model is)."""
-
-    KIND: ClassVar[str] = "ExactTotal"
-    model: str
-    multiplier: int
-    total: VectorRef
-
-
-@dataclasses.dataclass(frozen=True)
-class ExactDisclosure(Record):
-    """The buyer's opening of its model ``w``, the solution ``u`` and the two residuals,
-    each value with the randomness that proves its decryption (hex integers)."""
-
-    KIND: ClassVar[str] = "ExactDisclosure"
-    model: list[str]
-    model_randomness: list[str]
-    solution: list[str]
-    solution_randomness: list[str]
-    model_residual: list[str]
-    model_residual_randomness: list[str]
-    solve_residual: list[str]
-    solve_residual_randomness: list[str]
-
-
-# -- How a run ends.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -443,6 +379,8 @@ RECORD_TYPES: Mapping[str, type[Record]] = {
         ExactCheck,
         ExactSolution,
         ExactSums,
+        ExactSolveCheck,
+        ExactParts,
         ExactModel,
         ExactTotal,
         ExactDisclosure,
@@ -465,5 +403,8 @@ EXACT_KINDS = frozenset(
 )
 
 #: Kinds an honest run writes only sometimes: a dropped trainer, a stop before the
-#: deadline, the buyer's disclosure of an exact model.
-OPTIONAL_KINDS = frozenset({"Dropped", "DeadlineStop", "ExactDisclosure"})
+#: deadline, the buyer's disclosure of an exact model, the exact route's parts (with
+#: contributions).
+OPTIONAL_KINDS = frozenset(
+    {"Dropped", "DeadlineStop", "ExactDisclosure", "ExactSolveCheck", "ExactParts"}
+)

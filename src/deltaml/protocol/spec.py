@@ -384,8 +384,8 @@ def check_training_spec(doc: Any) -> dict[str, Any]:
 
 def check_solver(spec: dict[str, Any]) -> dict[str, Any]:
     """The fields that mean nothing to the exact solver, refused by name (docs/exactness.md):
-    one solve has no rounds to stop early, and its contributions are not measured yet.
-    More than two classes are fitted by the exact solve only (:mod:`deltaml.learning.lda`)."""
+    one solve has no rounds to stop early. More than two classes are fitted by the exact
+    solve only (:mod:`deltaml.learning.lda`), without contributions (no metric yet)."""
     if spec.get("n_classes") and spec.get("solver") != "exact":
         raise SpecError(
             "solver", "a target of more than two classes is fitted by one exact solve: solver exact"
@@ -405,10 +405,11 @@ def check_solver(spec: dict[str, Any]) -> dict[str, Any]:
             "target_improvement has no meaning with solver exact (one solve, no rounds to "
             "stop early): leave it 0",
         )
-    if spec.get("contributions"):
+    if spec.get("contributions") and spec.get("n_classes"):
         raise SpecError(
             "contributions",
-            "contributions are not measured with solver exact yet: set contributions to false",
+            "contributions are measured on the validators' error, which a model of several "
+            "classes does not have yet: set contributions to false",
         )
     return spec
 

@@ -16,7 +16,7 @@ from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles.aggregator_base import _expect, _metric_growth
 from deltaml.roles.aggregator_base import zero_sum_masks as zero_sum_masks
 from deltaml.roles.aggregator_phases import AggregatorPhases
-from deltaml.roles.exact import train_exact
+from deltaml.roles.exact_aggregator import train_exact
 from deltaml.roles.training_state import Checkpoint as Checkpoint
 from deltaml.roles.training_state import ProgressCallback as ProgressCallback
 from deltaml.roles.training_state import RoundRecord as RoundRecord

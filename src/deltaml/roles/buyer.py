@@ -36,7 +36,13 @@ from deltaml.learning.metrics import metric_remixer
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import sums_length
 from deltaml.protocol import messages as m
-from deltaml.protocol.exact_messages import ExactModel, ExactSolution, ExactSolveRequest
+from deltaml.protocol.exact_messages import (
+    ExactCheckRequest,
+    ExactModel,
+    ExactSolution,
+    ExactSolveCheck,
+    ExactSolveRequest,
+)
 from deltaml.protocol.rules import EXACT_ROUND, evaluates
 from deltaml.roles import exact
 from deltaml.roles.evidence import message_body, sign_message
@@ -356,8 +362,12 @@ class ModelBuyer:
             raise ProtocolError(
                 f"no metric for round {msg.base_round} to measure contributions from"
             )
-        columns, slot_bits, plaintexts, randomness = self._prove_packed(msg.columns)
-        gram = gram_from_ints(columns, [c.exponent for c in msg.columns])
+        vectors, denominator = msg.columns, 1
+        if self.spec.solver == "exact":  # each trainer's part: residues z/δ (roles/exact.py)
+            scaled = [exact.key_holder(self).scaled(c) for c in msg.columns]
+            vectors, denominator = tuple(v for v, _ in scaled), scaled[0][1]
+        columns, slot_bits, plaintexts, randomness = self._prove_packed(vectors)
+        gram = gram_from_ints(columns, [c.exponent for c in msg.columns], denominator)
         base_sse = self._sse[msg.base_round]
         phi = shapley_values(gram, base_sse)
         self.contributions = phi
@@ -373,11 +383,15 @@ class ModelBuyer:
             base_sse,
             msg.shapley_seed,
             self.shapley_method,
+            f"{denominator:x}" if denominator != 1 else "",
         )
         return sign_message(reply, self.account, self.public_key)
 
     def _on_ExactSolveRequest(self, msg: ExactSolveRequest) -> ExactSolution:
         return exact.key_holder(self).solve(msg)  # solver: exact (roles/exact.py)
+
+    def _on_ExactCheckRequest(self, msg: ExactCheckRequest) -> ExactSolveCheck:
+        return exact.key_holder(self).check_parts(msg)
 
     def _on_ExactModel(self, msg: ExactModel) -> m.Ack:
         return exact.key_holder(self).model(msg)

@@ -172,7 +172,10 @@ class DataOwner:
         self._initial_model = msg.initial_model
         if msg.role == "trainer" and msg.spec.solver == "exact":
             self._exact_factors = exact.trainer_factors(
-                msg.public_key, len(s.means) + 1, max(1, msg.spec.n_classes)
+                msg.public_key,
+                len(s.means) + 1,
+                max(1, msg.spec.n_classes),
+                exact.extra_for(msg.spec, msg.n_trainers),
             )
             return m.SetupDone(0)
         if msg.role == "trainer":
@@ -212,7 +215,9 @@ class DataOwner:
         self._require("trainer")
         assert self._model is not None and self._stats is not None
         terms = self._model.local_terms(self._x, self._y, self._stats)
-        return exact.trainer_reply(msg, terms, self._signed, self._exact_factors)
+        assert self._spec is not None
+        extra = exact.extra_for(self._spec, self._n_trainers)
+        return exact.trainer_reply(msg, terms, self._signed, self._exact_factors, extra)
 
     def _require(self, role: str) -> None:
         if self.role != role:
@@ -308,10 +313,13 @@ class DataOwner:
         assert self._initial_model is not None
         if len(msg.first_updates) != self._n_trainers:
             raise ProtocolError("expected one round-one update per trainer")
+        # The exact route's members are models themselves (its parts), not relaxed
+        # round-one updates.
+        exact_route = self._spec.solver == "exact"
         columns = validator_columns(
             msg.first_updates,
             self._initial_model,
-            self._spec.relaxation,
+            1.0 if exact_route else self._spec.relaxation,
             self._factor,
             self._spec.precision_bits,
             self._rng,

@@ -146,6 +146,7 @@ def _contributions(msg: m.ContributionValues) -> records.Record:
         seed=msg.seed,
         method=msg.method,
         values=_floats(msg.values),
+        denominator=msg.denominator,
     )
 
 
@@ -154,7 +155,7 @@ def _system(msg: xm.ExactSystem) -> records.Record:
 
 
 def _exact_masked(msg: xm.ExactMasked) -> records.Record:
-    return records.ExactMasked(masked=vector_ref(msg.masked))
+    return records.ExactMasked(masked=vector_ref(msg.masked), mask_digest=msg.mask_digest)
 
 
 def _check(msg: xm.ExactCheck) -> records.Record:
@@ -163,6 +164,15 @@ def _check(msg: xm.ExactCheck) -> records.Record:
 
 def _solution(msg: xm.ExactSolution) -> records.Record:
     return records.ExactSolution(solution=vector_ref(msg.solution), masked_sum=msg.masked_digest)
+
+
+def _solve_check(msg: xm.ExactSolveCheck) -> records.Record:
+    return records.ExactSolveCheck(
+        solution=msg.solution_digest,
+        weights=list(msg.weights),
+        shift=list(msg.shift),
+        randomness=list(msg.randomness),
+    )
 
 
 _BODIES: dict[str, Callable[[Any], records.Record]] = {
@@ -180,6 +190,7 @@ _BODIES: dict[str, Callable[[Any], records.Record]] = {
     "ExactMasked": _exact_masked,
     "ExactCheck": _check,
     "ExactSolution": _solution,
+    "ExactSolveCheck": _solve_check,
 }
 
 #: The kinds of message a party signs.

@@ -16,15 +16,16 @@ instead of rounds, one masked solve (:mod:`deltaml.learning.exact_solve`):
    buyer with the trainers' signed check parts; the buyer sums those, decrypts, checks
    ``(Hc)ᵀw = cᵀg``, and only then keeps the model.
 
-Not yet in this route: metrics of the final model, contributions and settlement (see
-docs/exactness.md); the request spec refuses ``contributions`` and ``target_improvement``
-with ``solver: exact``.
+Then the validators evaluate ``Enc(m·w)`` as round :data:`EXACT_ROUND`, the buyer having
+``|det H|`` to read it, and the split is recorded before the model is delivered. With
+``contributions`` the same solve also yields each trainer's part of the model (extra
+columns, a hidden check column; :mod:`deltaml.roles.exact_parts`), valued like the
+rounds' round-one models. ``target_improvement`` has no meaning here and is refused.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,47 +34,47 @@ import gmpy2
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import denominator_scaled
-from deltaml.evidence.signatures import hex_ints, key_id, sign_body, vector_digest, vector_ref
+from deltaml.evidence.signatures import hex_ints, key_id, sign_body, vector_digest
+from deltaml.learning.exact_parts import (
+    TrainerParts,
+    check_vector,
+    extra_columns,
+    mask_digest,
+    model_columns,
+)
 from deltaml.learning.exact_solve import (
-    EncryptedSystem,
     ExactBuyer,
     Mask,
     TrainerMask,
     columns_of,
     draw_factors,
     encrypt_system,
-    mask_determinant,
     masked_length,
     precision_for,
-    random_check,
-    random_mask,
-    residual,
     split_masked,
     sum_ciphertexts,
     system_factor_count,
     trainer_masked_system,
-    unmask,
-    zero_sum_shares,
 )
 from deltaml.learning.models import QuadraticTerms
 from deltaml.protocol import messages as m
 from deltaml.protocol import records
 from deltaml.protocol.exact_messages import (
     ExactCheck,
+    ExactCheckRequest,
     ExactMasked,
     ExactModel,
     ExactReply,
     ExactRequest,
     ExactSolution,
+    ExactSolveCheck,
     ExactSolveRequest,
     ExactSystem,
     ring_vector,
 )
-from deltaml.protocol.rules import EXACT_ROUND
 from deltaml.roles.evidence import sign_message
 
 if TYPE_CHECKING:
-    from deltaml.roles.aggregator import Aggregator, TrainingRecord
     from deltaml.roles.buyer import ModelBuyer
 
 log = logging.getLogger(__name__)
@@ -102,21 +103,36 @@ def columns_for(spec: m.TrainingSpec) -> int:
     return max(1, spec.n_classes)
 
 
-def trainer_factors(public_key: PublicKey, d: int, columns: int = 1) -> list[gmpy2.mpz]:
+def extra_for(spec: m.TrainingSpec, trainers: int) -> int:
+    """Right-hand sides beyond the models': each trainer's part and the check column when
+    the request measures contributions (:mod:`deltaml.learning.exact_parts`), else none."""
+    return extra_columns(trainers) if spec.contributions else 0
+
+
+def trainer_factors(
+    public_key: PublicKey, d: int, columns: int = 1, extra: int = 0
+) -> list[gmpy2.mpz]:
     """What a trainer draws at set-up: the randomizers of its messages."""
-    return draw_factors(public_key, system_factor_count(d, columns) + masked_length(d, columns))
+    return draw_factors(
+        public_key, system_factor_count(d, columns) + masked_length(d, columns, extra)
+    )
 
 
 def trainer_reply(
-    msg: ExactRequest, terms: QuadraticTerms, sign: Sign[Any], factors: list[gmpy2.mpz]
+    msg: ExactRequest,
+    terms: QuadraticTerms,
+    sign: Sign[Any],
+    factors: list[gmpy2.mpz],
+    extra: int = 0,
 ) -> ExactReply:
     """A trainer's ``ExactSystem``, ``ExactMasked`` and ``ExactCheck``, signed (uses up
-    ``factors``)."""
+    ``factors``). ``extra``: the parts' columns its own spec asks for (0: none)."""
     key, d, k = msg.public_key, len(terms.linear), columns_of(terms)
     n = key.n
     if not (len(msg.matrix) == d * d and len(msg.scale) == len(msg.check) == d):
         raise ProtocolError("the exact mask does not fit the model")
-    if len(msg.share) != masked_length(d, k) or msg.precision_bits != precision_for(
+    parts = trainer_parts(msg, d, extra)
+    if len(msg.share) != masked_length(d, k, extra) or msg.precision_bits != precision_for(
         key.key_bits, d
     ):
         raise ProtocolError("the exact request's share or precision does not fit the model")
@@ -125,8 +141,10 @@ def trainer_reply(
         tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d)),
         tuple(_ints(msg.scale, n, "scale")),
     )
-    tm = TrainerMask(mask, tuple(_ints(msg.check, n, "check")), tuple(_ints(msg.share, n, "share")))
-    if len(factors) != system_factor_count(d, k) + masked_length(d, k):
+    tm = TrainerMask(
+        mask, tuple(_ints(msg.check, n, "check")), tuple(_ints(msg.share, n, "share")), parts
+    )
+    if len(factors) != system_factor_count(d, k) + masked_length(d, k, extra):
         # One answer per set-up: a second request (another mask, say) gets nothing.
         raise ProtocolError("no exact request expected now: answered already, or no set-up")
     split = system_factor_count(d, k)
@@ -134,10 +152,33 @@ def trainer_reply(
     masked = trainer_masked_system(terms, key, msg.precision_bits, tm, factors[split:])
     factors.clear()  # randomizers are used once
     flat_system = [c for row in system.hessian for c in row] + list(system.linear)
+    solve = d * d + d * (k + extra)
+    digest = "" if parts is None else mask_digest(mask.scale, parts.offsets)
     return ExactReply(
         sign(ExactSystem(ring_vector(key, flat_system)), key),
-        sign(ExactMasked(ring_vector(key, masked[: d * d + d * k])), key),
-        sign(ExactCheck(ring_vector(key, masked[d * d + d * k :])), key),
+        sign(ExactMasked(ring_vector(key, masked[:solve]), digest), key),
+        sign(ExactCheck(ring_vector(key, masked[solve:])), key),
+    )
+
+
+def trainer_parts(msg: ExactRequest, d: int, extra: int) -> TrainerParts | None:
+    """The parts' values of an exact request, in the layout this trainer's spec names:
+    none without contributions, every trainer's offsets with them."""
+    n = msg.public_key.n
+    if not extra:
+        if msg.offsets or msg.sigma or msg.coefficient or msg.index != -1:
+            raise ProtocolError("this request measures no contributions: no parts to solve")
+        return None
+    trainers = extra - 1
+    if not (len(msg.offsets) == trainers * d and len(msg.sigma) == d and 0 <= msg.index < trainers):
+        raise ProtocolError("the parts' offsets do not fit the seated trainers")
+    flat = _ints(msg.offsets, n, "offsets")
+    (coefficient,) = _ints((msg.coefficient,), n, "check coefficient")
+    return TrainerParts(
+        tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(trainers)),
+        tuple(_ints(msg.sigma, n, "sigma")),
+        coefficient,
+        msg.index,
     )
 
 
@@ -156,6 +197,10 @@ class ExactKeyHolder:
         #: ``|det(H)|`` of the trainers' integer system, a multiple of the model's common
         #: denominator (``w = a/δ``): known from the solve, before the model arrives.
         self.denominator = 0
+        #: The parts' extra columns of its solve (contributions), and whether it has
+        #: answered their check.
+        self._extra = 0
+        self.checked = False
 
     def solve(self, msg: ExactSolveRequest) -> ExactSolution:
         buyer, key = self.buyer, self.buyer.public_key
@@ -165,14 +210,16 @@ class ExactKeyHolder:
         if list(msg.trainers) != seats.trainer_ids or len(msg.masked) != len(msg.trainers):
             raise ProtocolError("the masked system is not the seated trainers'")
         d, k = msg.n_weights, self._columns
+        # The parts' columns only in the layout its own request names (contributions).
+        extra = self._extra = extra_for(buyer.spec, len(msg.trainers))
         if buyer.stats is None or d != len(buyer.stats.means) + 1:
             raise ProtocolError("the masked system does not fit the published statistics")
         for party, masked in zip(msg.trainers, msg.masked, strict=True):
             buyer._check_signed(masked, party, seats.owners())
-            if len(masked.masked) != d * d + d * k or masked.masked.public_key != key:
+            if len(masked.masked) != d * d + d * (k + extra) or masked.masked.public_key != key:
                 raise ProtocolError(f"the masked vector of {party} does not fit the model")
         total = sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in msg.masked], key)
-        solve_part, _ = split_masked(total, d, k)
+        solve_part, _ = split_masked(total, d, k, extra)
         self._d = d
         enc_u = self.encrypted_u = self.solver.solve_masked(solve_part)
         self.denominator = _det_h(self.solver.masked_det, msg.mask_det, key.n)
@@ -213,10 +260,40 @@ class ExactKeyHolder:
         scaled = EncryptedVector(key, [gmpy2.mpz(c) for c in cts], exponent, 0)
         return scaled, self.denominator
 
+    def model_columns(self) -> tuple[int, ...]:
+        """``Enc(u)`` of the models' columns of its solution (not the parts')."""
+        return model_columns(self.encrypted_u, self._columns, self._extra)
+
+    def check_parts(self, msg: ExactCheckRequest) -> ExactSolveCheck:
+        """Prove the check column of its solution holds for the weights and shift the
+        aggregator reveals now (:mod:`deltaml.learning.exact_parts`): once, and only
+        for a solve with parts."""
+        key = self.buyer.public_key
+        if not self._extra or self.checked:
+            raise ProtocolError("no solve with parts to check, or checked already")
+        if len(msg.weights) != self._extra or len(msg.shift) != self._d:
+            raise ProtocolError("the check's weights and shift do not fit the solve")
+        weights, shift = _ints(msg.weights, key.n, "weights"), _ints(msg.shift, key.n, "shift")
+        self.checked = True
+        opened = [
+            self.buyer._private_key.decrypt_with_randomness(c)
+            for c in check_vector(self.encrypted_u, weights, shift, key)
+        ]
+        if any(value for value, _ in opened):
+            raise ProtocolError("the solution's check column does not hold for these weights")
+        reply = ExactSolveCheck(
+            vector_digest(ring_vector(key, self.encrypted_u)),
+            msg.weights,
+            msg.shift,
+            _hex(r for _, r in opened),
+        )
+        return sign_message(reply, self.buyer.account, key)
+
     def opened(self) -> tuple[list[int], list[int]]:
-        """``w`` and ``u`` mod n, as the buyer would disclose them."""
+        """``w`` and ``u`` mod n, as the buyer would disclose them (the models' columns
+        only: a part's column with its offset would tell the aggregator that part)."""
         dec = self.buyer._private_key.raw_decrypt
-        return [dec(c) for c in self.encrypted_w], [dec(c) for c in self.encrypted_u]
+        return [dec(c) for c in self.encrypted_w], [dec(c) for c in self.model_columns()]
 
     def disclose(
         self, model_residual: list[int], solve_residual: list[int]
@@ -229,7 +306,7 @@ class ExactKeyHolder:
         fields: dict[str, list[str]] = {}
         for name, cts in (
             ("model", self.encrypted_w),
-            ("solution", self.encrypted_u),
+            ("solution", self.model_columns()),
             ("model_residual", model_residual),
             ("solve_residual", solve_residual),
         ):
@@ -268,11 +345,22 @@ def key_holder(buyer: ModelBuyer) -> ExactKeyHolder:
 
 def holder_snapshot(buyer: ModelBuyer) -> dict[str, object]:
     """The exact solve's state a buyer node keeps across a restart: that it solved (one
-    solve per request) and ``|det(H)|`` for the exact model's metric."""
+    solve per request), ``|det(H)|`` for the exact model's metric and, with parts, its
+    encrypted solution and whether it answered the parts' check."""
     holder = getattr(buyer, "_exact_holder", None)
     if holder is None or not holder._d:
         return {}
-    return {"exact": {"n_weights": holder._d, "denominator": f"{holder.denominator:x}"}}
+    state: dict[str, object] = {
+        "n_weights": holder._d,
+        "denominator": f"{holder.denominator:x}",
+    }
+    if holder._extra:
+        state |= {
+            "extra": holder._extra,
+            "checked": holder.checked,
+            "solution": list(_hex(holder.encrypted_u)),
+        }
+    return {"exact": state}
 
 
 def restore_holder(buyer: ModelBuyer, snapshot: Mapping[str, Any]) -> None:
@@ -280,160 +368,5 @@ def restore_holder(buyer: ModelBuyer, snapshot: Mapping[str, Any]) -> None:
     if isinstance(saved, dict):
         holder = key_holder(buyer)
         holder._d, holder.denominator = int(saved["n_weights"]), int(saved["denominator"], 16)
-
-
-# -- the aggregator ----------------------------------------------------------------------
-def residuals(agg: Aggregator, w_mod: list[int], u: list[int]) -> tuple[list[int], list[int]]:
-    """``Enc(H)·w − Enc(g)`` and ``Enc(LHD)·u − Enc(Lg)`` from the run's sealed sums:
-    deterministic, what a verifier recomputes from a disclosure."""
-    system_total, masked_total, p, k = agg._exact_sums  # type: ignore[attr-defined]
-    key, d = system_total.public_key, len(w_mod) // k
-    flat = [int(c) for c in system_total.ciphertexts]
-    system = EncryptedSystem(
-        tuple(tuple(flat[i * d : (i + 1) * d]) for i in range(d)), tuple(flat[d * d :]), p
-    )
-    solve, _ = split_masked([int(c) for c in masked_total.ciphertexts], d, k)
-    masked = EncryptedSystem(solve.matrix, solve.vector, p)
-    return list(residual(system, w_mod, key)), list(residual(masked, u, key))
-
-
-def _expect(reply: m.Message, kind: type[_M]) -> _M:
-    if not isinstance(reply, kind):
-        raise ProtocolError(f"expected {kind.__name__}, got {type(reply).__name__}")
-    return reply
-
-
-def exact_total(enc_w: EncryptedVector, multiplier: int) -> EncryptedVector:
-    """``Enc(m·w)``: what the validators evaluate as they evaluate a round's total."""
-    return enc_w.mul_int(multiplier)
-
-
-def _evaluate_exact(
-    agg: Aggregator, spec: m.TrainingSpec, record: TrainingRecord, enc_w: EncryptedVector
-) -> None:
-    """The exact model's metric as round :data:`EXACT_ROUND`, then the payment split.
-
-    The validators evaluate ``Enc(m·w)`` as they evaluate a round's total (their
-    residuals, mixed and remixed as usual, are then residues ``z/δ``); the buyer raises
-    the remixed vector to ``|det(H)|``, a multiple of ``δ``, and decrypts the integers
-    packed, with proofs, publishing that determinant (see docs/exactness.md)."""
-    from deltaml.roles.training_state import RoundRecord
-
-    t0 = time.perf_counter()
-    multiplier = len(record.trainers)
-    total = exact_total(enc_w, multiplier)
-    agg.evidence.record(
-        records.ExactTotal(
-            model=vector_digest(enc_w), multiplier=multiplier, total=vector_ref(total)
-        ),
-        sealed=[total],
-    )
-    with agg.clock.phase(record, "metrics"):
-        metric = agg._evaluate(EXACT_ROUND, total, record.validators, spec)
-    record.rounds.append(RoundRecord(EXACT_ROUND, time.perf_counter() - t0, metric=metric))
-    agg._settle(spec, record)
-
-
-def train_exact(
-    agg: Aggregator,
-    spec: m.TrainingSpec,
-    public_key: PublicKey,
-    initial_model: EncryptedVector,
-    n_features: int,
-    include_target: bool,
-) -> TrainingRecord:
-    """The aggregator's side of the exact route (``Aggregator.train`` with ``solver: exact``)."""
-    from deltaml.protocol.rules import split_roles
-    from deltaml.roles.training_state import TrainingRecord
-
-    t0 = time.perf_counter()
-    trainers, validators = split_roles(agg.owner_ids, spec.trainer_fraction, spec.split_seed)
-    record = TrainingRecord(trainers, validators, spec.split_seed)
-    ev = agg._ev = agg._recorder(public_key)
-    ev.record(agg._header(spec, public_key, trainers, validators, n_features))
-    k = columns_for(spec)
-    stats = agg._standardize(
-        public_key, spec.base_exponent, n_features, include_target, spec.n_classes, spec.impute
-    )
-    agg.transport.request_all(
-        [
-            (oid, m.Setup("trainer" if oid in trainers else "validator", spec, stats,
-                          public_key, len(trainers), initial_model))
-            for oid in trainers + validators
-        ]
-    )  # fmt: skip
-    metrics = not spec.n_classes  # no encrypted metric of several classes yet
-    if metrics:  # the initial model's metric, as the iterative protocol's set-up has it
-        total0 = initial_model.mul_int(len(trainers))
-        ev.record(
-            records.InitialTotal(
-                model=vector_ref(initial_model), multiplier=len(trainers), total=vector_ref(total0)
-            ),
-            public=[initial_model, total0],
-        )
-        with agg.clock.phase(record, "metrics"):
-            record.initial_metric = agg._evaluate(0, total0, validators, spec)
-    d = n_features + 1
-    p = precision_for(public_key.key_bits, d)
-    mask, check = random_mask(public_key, d), random_check(public_key, d)
-    shares = zero_sum_shares(public_key, len(trainers), masked_length(d, k))
-    unmask_factors = draw_factors(public_key, d * k)
-    record.setup_seconds = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    rows = _hex(v for row in mask.matrix for v in row)
-    requests = [
-        ExactRequest(public_key, p, rows, _hex(mask.scale), _hex(check), _hex(share))
-        for share in shares
-    ]
-    replies = agg.transport.request_all(list(zip(trainers, requests, strict=True)))
-    systems, masked, checks = [], [], []
-    for oid, reply in zip(trainers, replies, strict=True):
-        three = _expect(reply, ExactReply)
-        systems.append(ev.accept(oid, three.system, ExactSystem, sealed=True))
-        masked.append(ev.accept(oid, three.masked, ExactMasked, sealed=True))
-        checks.append(ev.accept(oid, three.check, ExactCheck, sealed=True))
-    for s, v, c in zip(systems, masked, checks, strict=True):
-        if not (len(s.system) == len(v.masked) == d * d + d * k and len(c.check) == d + k):
-            raise ProtocolError("a trainer's exact system does not fit the model")
-    system_total = ring_vector(
-        public_key,
-        sum_ciphertexts([[int(c) for c in s.system.ciphertexts] for s in systems], public_key),
-    )
-    masked_total = ring_vector(
-        public_key,
-        sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in masked], public_key),
-    )
-    ev.record(
-        records.ExactSums(
-            precision_bits=p,
-            systems=[vector_digest(s.system) for s in systems],
-            masked=[vector_digest(v.masked) for v in masked],
-            checks=[vector_digest(c.check) for c in checks],
-            system_total=vector_ref(system_total),
-            masked_total=vector_ref(masked_total),
-        ),
-        sealed=[system_total, masked_total],
-    )
-    mask_det = f"{mask_determinant(mask, public_key.n):x}"
-    request = ExactSolveRequest(tuple(trainers), tuple(masked), d, mask_det)
-    solution = ev.accept(
-        agg.buyer_id, agg.transport.request(agg.buyer_id, request), ExactSolution, sealed=True
-    )
-    if solution.masked_digest != vector_digest(masked_total) or len(solution.solution) != d * k:
-        raise ProtocolError("the buyer solved another system")
-    enc_u = [int(c) for c in solution.solution.ciphertexts]
-    enc_w = ring_vector(public_key, unmask(enc_u, mask, public_key, unmask_factors))
-    agg._exact_sums = (system_total, masked_total, p, k)  # type: ignore[attr-defined]
-    ev.record(
-        records.ExactModel(solution=vector_digest(solution.solution), model=vector_ref(enc_w)),
-        sealed=[enc_w],
-    )
-    record.training_seconds = time.perf_counter() - t1
-    if metrics:  # evaluated and split before the buyer has the model, as in the rounds
-        _evaluate_exact(agg, spec, record, enc_w)
-    delivery = ExactModel(enc_w, tuple(trainers), tuple(checks))
-    _expect(agg.transport.request(agg.buyer_id, delivery), m.Ack)
-    record.transcript_head = ev.head
-    log.info("exact solve done: %d trainers, %d weights", len(trainers), d)
-    return record
+        holder._extra, holder.checked = int(saved.get("extra", 0)), bool(saved.get("checked"))
+        holder.encrypted_u = tuple(int(v, 16) for v in saved.get("solution", ()))

@@ -9,7 +9,8 @@ of each record goes to the one function :data:`HANDLERS` names for its kind:
 - :mod:`.metrics` — residuals, mix, remix and the published metric;
 - :mod:`.contributions` — the contribution columns, their mixes and Shapley values;
 - :mod:`.settlement` — the payouts, the final record, completeness;
-- :mod:`.exact` — the one-shot exact solve (``solver: exact``);
+- :mod:`.exact` — the one-shot exact solve (``solver: exact``), :mod:`.exact_parts` its
+  trainers' parts (with contributions);
 - :mod:`.proofs` — decryption proofs, sums and re-randomizations the others share.
 
 A new record kind is one dataclass in :mod:`deltaml.protocol.records`, its role in

@@ -64,6 +64,8 @@ ROLE_OF = {
     "ExactCheck": "trainer",
     "ExactSums": "aggregator",
     "ExactSolution": "buyer",
+    "ExactSolveCheck": "buyer",
+    "ExactParts": "aggregator",
     "ExactModel": "aggregator",
     "ExactTotal": "aggregator",
     "ExactDisclosure": "buyer",
@@ -138,6 +140,8 @@ class Verifier:
         #: Hash of the record just before the buyer was asked for contributions.
         self.mix_columns_hash = ""
         self.contributions: list[float] | None = None
+        #: ``solver: exact``: the denominator its model's metric was raised to.
+        self.exact_denominator = 0
         self.payouts_seen = False
         #: The ``DeadlineStop`` record, if any: training ended early at its round.
         self.deadline_stop: DeadlineStop | None = None

@@ -12,8 +12,14 @@ from deltaml.evidence.checks.base import (
     _is_hex,
     _is_number,
 )
-from deltaml.evidence.checks.proofs import check_rerandomization, proven_packed
+from deltaml.evidence.checks.exact_state import exact_state
+from deltaml.evidence.checks.proofs import (
+    check_rerandomization,
+    proven_packed,
+    proven_packed_ciphertexts,
+)
 from deltaml.evidence.published import (
+    denominator_scaled,
     gram_from_ints,
     shapley_method,
     shapley_seed,
@@ -36,10 +42,14 @@ def on_contribution_request(vr: Verifier, body: Mapping[str, Any]) -> None:
     assert vr.key is not None
     first = vr.states.get((1, "round"), {})
     sources = rec.sources
+    if vr.spec.get("solver") == "exact":  # the members are the trainers' checked parts
+        members, what = exact_state(vr).get("parts"), "part of the exact model"
+    else:
+        members, what = [first.get(t) for t in vr.active], "signed round-one state"
     vr.require(
-        sources == [first.get(t) for t in vr.active] and vr.request is None,
+        sources == members and vr.request is None,
         "link",
-        "the contribution request is not over every trainer's signed round-one state",
+        f"the contribution request is not over every trainer's {what}",
     )
     vr.ok("link")
     outgoing = [vr.declare(ref) for ref in rec.outgoing]
@@ -100,6 +110,18 @@ def on_remix_columns(vr: Verifier, body: Mapping[str, Any]) -> None:
     vr.mix_columns_hash = vr.hashes[vr.seq]
 
 
+def _denominator(vr: Verifier, rec: records.ContributionValues) -> int:
+    """The exact route's columns are raised to its model's metric denominator; else 1."""
+    exact = vr.spec.get("solver") == "exact"
+    expected = f"{vr.exact_denominator:x}" if exact else ""
+    vr.require(
+        rec.denominator == expected and (not exact or vr.exact_denominator > 0),
+        "format",
+        "the contributions' denominator is not the exact model's metric's",
+    )
+    return vr.exact_denominator if exact else 1
+
+
 def on_contribution_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = records.ContributionValues.from_body(body)
     what = "remixed"  # by the only validator too
@@ -127,8 +149,20 @@ def on_contribution_values(vr: Verifier, body: Mapping[str, Any]) -> None:
         "contributions must be measured from the round-0 metric",
     )
     vr.ok("link")
-    columns = proven_packed(vr, decrypted, body)
-    gram = gram_from_ints(columns, [vr.exponent(d) for d in decrypted])
+    exponents = [vr.exponent(d) for d in decrypted]
+    denominator = _denominator(vr, rec)
+    if denominator == 1:
+        columns = proven_packed(vr, decrypted, body)
+    else:  # the parts' residues z/δ, raised to the exact model's denominator
+        assert vr.key is not None
+        scaled = [
+            denominator_scaled(vr.vector(d, sealed=False) or [], e, denominator, vr.key.nsquare)
+            for d, e in zip(decrypted, exponents, strict=True)
+        ]
+        columns = proven_packed_ciphertexts(
+            vr, [c for c, _ in scaled], [e for _, e in scaled], body
+        )
+    gram = gram_from_ints(columns, exponents, denominator)
     published_gram = rec.gram
     vr.expect(
         published_gram == [[float(v) for v in row] for row in gram],

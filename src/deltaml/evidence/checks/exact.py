@@ -28,30 +28,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deltaml.crypto.paillier import PublicKey, check_decryption
+from deltaml.evidence.checks.exact_parts import (
+    check_extra,
+    check_parts,
+    check_solve_check,
+    note_digest,
+    parts_missing,
+)
+from deltaml.evidence.checks.exact_state import exact_state
 from deltaml.evidence.checks.proofs import check_sum
 from deltaml.evidence.signatures import parse_hex_ints
+from deltaml.learning.exact_parts import model_columns
 from deltaml.learning.exact_solve import EncryptedSystem, residual, split_masked
 from deltaml.protocol import records
 from deltaml.protocol.rules import EXACT_ROUND
 
 
-#: Which role may produce each kind of exact-solve record.
-def _state(v: Any) -> dict[str, Any]:
-    state = getattr(v, "_exact", None)
-    if state is None:
-        state = v._exact = {
-            "systems": {},
-            "masked": {},
-            "checks": {},
-            "sums": None,
-            "solution": None,
-        }
-    return state
-
-
 def _party_once(v: Any, what: str) -> str:
     party = v.records[v.seq]["party"]
-    seen = _state(v)[what]
+    seen = exact_state(v)[what]
     v.require(party in v.trainers, "exact", f"{party} is not a seated trainer")
     v.require(party not in seen, "exact", f"{party} sent its {what} twice")
     return str(party)
@@ -60,24 +55,25 @@ def _party_once(v: Any, what: str) -> str:
 def check_system(v: Any, body: Mapping[str, Any]) -> None:
     rec = records.ExactSystem.from_body(body)
     party = _party_once(v, "systems")
-    _state(v)["systems"][party] = v.declare(rec.system)
+    exact_state(v)["systems"][party] = v.declare(rec.system)
 
 
 def check_masked(v: Any, body: Mapping[str, Any]) -> None:
     rec = records.ExactMasked.from_body(body)
     party = _party_once(v, "masked")
-    _state(v)["masked"][party] = v.declare(rec.masked)
+    exact_state(v)["masked"][party] = v.declare(rec.masked)
+    note_digest(v, party, rec)
 
 
 def check_part(v: Any, body: Mapping[str, Any]) -> None:
     rec = records.ExactCheck.from_body(body)
     party = _party_once(v, "checks")
-    _state(v)["checks"][party] = v.declare(rec.check)
+    exact_state(v)["checks"][party] = v.declare(rec.check)
 
 
 def check_sums(v: Any, body: Mapping[str, Any]) -> None:
     rec = records.ExactSums.from_body(body)
-    state = _state(v)
+    state = exact_state(v)
     systems, masked, checks = (
         [state[what].get(t) for t in v.trainers] for what in ("systems", "masked", "checks")
     )
@@ -89,6 +85,7 @@ def check_sums(v: Any, body: Mapping[str, Any]) -> None:
     v.ok("link")
     p = rec.precision_bits
     v.require(1 <= p <= 64, "format", "malformed precision_bits")
+    check_extra(v, rec)
     state["sums"] = {
         "system": v.declare(rec.system_total),
         "masked": v.declare(rec.masked_total),
@@ -100,23 +97,23 @@ def check_sums(v: Any, body: Mapping[str, Any]) -> None:
 
 def check_solution(v: Any, body: Mapping[str, Any]) -> None:
     rec = records.ExactSolution.from_body(body)
-    sums = _state(v)["sums"]
+    sums = exact_state(v)["sums"]
     v.require(sums is not None, "link", "a solution before the exact sums")
     v.require(rec.masked_sum == sums["masked"], "link", "the buyer solved another masked system")
     v.ok("link")
-    _state(v)["solution"] = v.declare(rec.solution)
+    exact_state(v)["solution"] = v.declare(rec.solution)
 
 
 def check_model(v: Any, body: Mapping[str, Any]) -> None:
     rec = records.ExactModel.from_body(body)
-    solution = _state(v)["solution"]
+    solution = exact_state(v)["solution"]
     v.require(
         solution is not None and rec.solution == solution,
         "link",
         "the exact model is not unmasked from the buyer's solution",
     )
     v.ok("link")
-    _state(v)["model"] = v.declare(rec.model)
+    exact_state(v)["model"] = v.declare(rec.model)
 
 
 def _proven(
@@ -138,7 +135,7 @@ def _proven(
 
 def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
     rec = records.ExactDisclosure.from_body(body)
-    state, key = _state(v), v.key
+    state, key = exact_state(v), v.key
     state["disclosed"] = True
     sums, model = state["sums"], state.get("model")
     v.require(sums is not None and model is not None, "link", "a disclosure before the model")
@@ -149,20 +146,24 @@ def check_disclosure(v: Any, body: Mapping[str, Any]) -> None:
         v.report.skipped.append("the exact model's residual (no sealed ciphertexts)")
         return
     k = max(1, int(v.spec.get("n_classes") or 0))  # one model per class
-    d = len(w_cts) // k
+    extra, d = state.get("extra", 0), len(w_cts) // k
     v.require(
-        len(w_cts) == d * k and len(system_cts) == len(masked_cts) == d * d + d * k,
+        len(w_cts) == d * k
+        and len(system_cts) == d * d + d * k
+        and len(masked_cts) == d * d + d * (k + extra)
+        and len(u_cts) == d * (k + extra),
         "format",
         "the exact sums do not fit the model",
     )
+    u_cts = model_columns(u_cts, k, extra)
     p = sums["precision_bits"]
     system = EncryptedSystem(
         tuple(tuple(system_cts[i * d : (i + 1) * d]) for i in range(d)),
         tuple(system_cts[d * d :]),
         p,
     )
-    solve, _ = split_masked(masked_cts, d, k)
-    masked_system = EncryptedSystem(solve.matrix, solve.vector, p)
+    solve, _ = split_masked(masked_cts, d, k, extra)
+    masked_system = EncryptedSystem(solve.matrix, model_columns(solve.vector, k, extra), p)
     w = _proven(v, key, w_cts, rec, "model")
     u = _proven(v, key, u_cts, rec, "solution")
     solve_residual = _proven(v, key, residual(masked_system, u, key), rec, "solve_residual")
@@ -183,7 +184,7 @@ def check_total(v: Any, body: Mapping[str, Any]) -> None:
     """The exact model times the number of trainers, evaluated as round
     :data:`EXACT_ROUND` (its metric and the payouts then follow as in a run of one round)."""
     rec = records.ExactTotal.from_body(body)
-    model = _state(v).get("model")
+    model = exact_state(v).get("model")
     v.require(
         model is not None and rec.model == model and rec.multiplier == len(v.trainers),
         "link",
@@ -212,12 +213,14 @@ EXACT_CHECKS = {
     "ExactModel": check_model,
     "ExactTotal": check_total,
     "ExactDisclosure": check_disclosure,
+    "ExactSolveCheck": check_solve_check,
+    "ExactParts": check_parts,
 }
 
 
 def exact_missing(v: Any) -> list[str]:
     """What an exact-solve transcript lacks (the verifier's completeness check)."""
-    state = _state(v)
+    state = exact_state(v)
     missing = []
     if set(v.sums) != set(v.owners):
         missing.append("an owner's statistics")
@@ -232,6 +235,7 @@ def exact_missing(v: Any) -> list[str]:
         missing.append("the buyer's solution")
     if state.get("model") is None:
         missing.append("the exact model")
+    missing += parts_missing(v)
     if not v.spec.get("n_classes"):  # the metrics and the split, as a run of one round
         missing += [
             f"the metric of round {k}" for k in (0, EXACT_ROUND) if k not in v.report.metrics

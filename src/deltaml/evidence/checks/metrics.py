@@ -142,4 +142,5 @@ def _denominator(vr: Verifier, rec: records.MetricValue, k: int) -> int:
     except ValueError:
         value = 0
     vr.require(value > 0, "format", f"round {k}: the denominator is not a positive hex integer")
+    vr.exact_denominator = value
     return value
