@@ -1,7 +1,9 @@
-"""Shapley contributions: bad data earns least, equal data earns equally, useless data nothing."""
+"""Shapley contributions: bad data earns least, equal data earns equally, useless data
+nothing — from the rounds' round-one models and from the exact route's parts alike."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -42,35 +44,43 @@ def _replace(share: Dataset, x: np.ndarray | None = None, y: np.ndarray | None =
     )
 
 
-def _contributions(shares: list[Dataset]) -> dict[str, float]:
-    result = simulate_shares(CONFIG, "linear", "regression", shares, None)
+#: The iterative route, and the exact solve (each trainer's part ``m·H⁻¹g_i``).
+SOLVERS = pytest.mark.parametrize("solver", ["admm", "exact"])
+
+
+def _contributions(shares: list[Dataset], solver: str = "admm") -> dict[str, float]:
+    config = dataclasses.replace(CONFIG, solver=solver)
+    result = simulate_shares(config, "linear", "regression", shares, None)
     return dict(zip(result.trainers, result.contributions, strict=True))
 
 
-def test_a_trainer_with_shuffled_labels_earns_the_least() -> None:
+@SOLVERS
+def test_a_trainer_with_shuffled_labels_earns_the_least(solver: str) -> None:
     shares, trainers = _shares()
     bad = trainers[1]
     rng = np.random.default_rng(3)
     shares[bad] = _replace(shares[bad], y=rng.permutation(shares[bad].y))
-    phi = _contributions(shares)
+    phi = _contributions(shares, solver)
     worst = min(phi, key=phi.__getitem__)
     assert worst == owner_ids(5)[bad]
     assert contribution_weights(np.array(list(phi.values())))[list(phi).index(worst)] == 0
 
 
-def test_trainers_with_identical_data_earn_within_ten_percent() -> None:
+@SOLVERS
+def test_trainers_with_identical_data_earn_within_ten_percent(solver: str) -> None:
     shares, trainers = _shares()
     a, b = trainers[0], trainers[2]
     shares[b] = shares[a]
-    phi = _contributions(shares)
+    phi = _contributions(shares, solver)
     ids = owner_ids(5)
     pa, pb = phi[ids[a]], phi[ids[b]]
     assert pa > 0 and pb > 0
     assert abs(pa - pb) <= 0.1 * max(pa, pb)
 
 
+@SOLVERS
 @pytest.mark.parametrize("kind", ["constant target", "noise features"])
-def test_a_trainer_that_sends_nothing_useful_is_not_paid(kind: str) -> None:
+def test_a_trainer_that_sends_nothing_useful_is_not_paid(kind: str, solver: str) -> None:
     shares, trainers = _shares()
     useless = trainers[3]
     share = shares[useless]
@@ -84,7 +94,7 @@ def test_a_trainer_that_sends_nothing_useful_is_not_paid(kind: str) -> None:
         noise = rng.normal(share.X.mean(0), share.X.std(0), share.X.shape)
         replaced = _replace(share, x=noise)
     shares[useless] = replaced
-    phi = _contributions(shares)
+    phi = _contributions(shares, solver)
     weights = dict(zip(phi, contribution_weights(np.array(list(phi.values()))), strict=True))
     assert weights[owner_ids(5)[useless]] == 0
     assert sum(weights.values()) > 0

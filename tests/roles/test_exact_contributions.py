@@ -16,6 +16,7 @@ from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.metrics import validator_factor
 from deltaml.learning.models import model_type
 from deltaml.learning.standardize import Standardization
+from deltaml.protocol.exact_messages import ExactSolveRequest
 from deltaml.roles.exact import key_holder
 from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
 from deltaml.transport import RecordingTransport
@@ -43,8 +44,8 @@ def run(**overrides: Any) -> tuple[SimulationResult, dict[str, Any]]:
     held: dict[str, Any] = {}
 
     def wrap(inner: Any) -> RecordingTransport:
-        held["inner"] = inner
-        return RecordingTransport(inner)
+        held["inner"], held["recorder"] = inner, RecordingTransport(inner)
+        return held["recorder"]
 
     result = simulate_shares(config, "linear", "regression", shares, test, transport_wrapper=wrap)
     held["buyer"] = held["inner"]._parties["buyer"]
@@ -99,3 +100,35 @@ def test_the_buyer_sees_only_uniform_values_in_the_solve(honest) -> None:
     decrypted = key_holder(held["buyer"]).solver.decrypted
     solve = [values for kind, values in decrypted if kind.startswith("masked")]
     assert solve and all(min(min(v, n - v) for v in values) > n >> 64 for values in solve)
+
+
+def test_each_party_receives_only_what_it_may(honest) -> None:
+    """The buyer gets the masked sum, the check's weights and the mixed columns, never a
+    part; trainers get the mask and offsets (uniform); validators get the parts
+    re-randomized (which they cannot read)."""
+    result, held = honest
+    recorder, buyer = held["recorder"], held["buyer"]
+    n, d, m = buyer.public_key.n, 11, len(result.trainers)
+    for delivery in recorder.deliveries:
+        kind, to = delivery.message.kind, delivery.recipient
+        if to == "buyer":
+            assert kind in {
+                "DecryptStats",
+                "MetricRequest",
+                "ExactSolveRequest",
+                "ExactCheckRequest",
+                "GramRequest",
+                "ExactModel",
+            }, kind
+        elif kind == "ExactRequest":
+            assert to in result.trainers
+            offsets = [int(v, 16) for v in delivery.message.offsets]
+            assert len(offsets) == m * d and min(min(v, n - v) for v in offsets) > n >> 64
+        elif kind in ("ContributionRequest", "RemixColumnsRequest", "EvaluateRequest"):
+            assert to in result.validators
+    for message in recorder.received_by("buyer"):
+        if isinstance(message, ExactSolveRequest):
+            for masked in message.masked:  # model, parts, check: uniform on its own
+                assert len(masked.masked) == d * d + d * (m + 2)
+                opened = [buyer._private_key.raw_decrypt(int(c)) for c in masked.masked.ciphertexts]
+                assert min(min(v, n - v) for v in opened) > n >> 64

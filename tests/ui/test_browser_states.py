@@ -215,17 +215,13 @@ def test_pages_tell_the_truth_explain_the_money_and_fit_a_phone(
         assert i == 0, "neither seated owner's page shows the trainer role"
 
 
-def test_choosing_the_exact_solve_unticks_the_contributions_it_does_not_measure(
-    market: Any, guarded: Any
-) -> None:
+def test_the_exact_solve_keeps_the_contributions_box(market: Any, guarded: Any) -> None:
+    """One exact solve measures contributions too (each trainer's part of the model)."""
     buyer = guarded()
     log_in(buyer, market.buyer, market.password)
     buyer.goto(market.buyer + "/ui/requests/new")
     box = buyer.get_by_label("Measure each trainer's contribution")
     expect(box).to_be_checked()
     buyer.get_by_label("Training", exact=True).select_option("exact")
-    expect(box).not_to_be_checked()
-    expect(box).to_be_disabled()
-    buyer.get_by_label("Training", exact=True).select_option("admm")
     expect(box).to_be_checked()
     expect(box).to_be_enabled()

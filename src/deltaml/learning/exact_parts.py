@@ -23,18 +23,20 @@ The parts come out of the one masked solve, as extra columns (see
   (:func:`unmask_parts`): deterministic, so anyone holding the sealed transcript (where
   ``D`` and the offsets are kept, never shown to the buyer) recomputes it, and every
   trainer signs a digest of the ``D`` and offsets it was sent (:func:`mask_digest`);
-- **one check column**, ``b_c = λ₀b₀ + Σ_i λ_i b_i + M τ`` with ``λ``, ``τ`` the
-  aggregator's secrets (uniform: the buyer cannot tell it from the others or find the
-  relation). After the buyer has signed its solution, the aggregator reveals ``λ``, ``τ``
-  and the buyer proves that ``Enc(x_c − λ₀x₀ − Σλ_i x_i − τ)`` (:func:`check_vector`,
-  recomputable) decrypts to 0. A buyer that answers any column wrongly — to move money
-  between trainers, or a wrong model — cannot: an error ``ε`` passes only if
-  ``ε_c = λ₀ε₀ + Σλ_iε_i`` for ``λ`` it did not know, and a wrong linear map ``A ≠ M⁻¹``
-  only if ``AMτ = τ``: probability about ``1/p`` for ``p`` the smaller factor of ``n``.
+- **one check column**, ``b_c = λ₀b₀ + Σ_i λ_i b_i + M τ`` with ``λ`` (128-bit) and ``τ``
+  (uniform mod n) the aggregator's secrets: ``b_c`` is uniform, so the buyer cannot tell
+  it from the others or find the relation. After the buyer has signed its solution, the
+  aggregator reveals ``λ``, ``τ`` and the buyer proves that
+  ``Enc(x_c − λ₀x₀ − Σλ_i x_i − τ)`` (:func:`check_vector`, recomputable) decrypts to 0.
+  A buyer that answers any column wrongly — to move money between trainers, or a wrong
+  model — cannot: an error ``ε`` passes only if ``ε_c = λ₀ε₀ + Σλ_iε_i`` for ``λ`` it
+  did not know (probability ≤ 2⁻¹²⁸, :data:`CHECK_WEIGHT_BITS`), and a wrong linear map
+  ``A ≠ M⁻¹`` only if ``AMτ = τ`` for a uniform ``τ``.
 
 Cost for ``d`` weights and ``m`` trainers: the trainers ``(m+1)·d`` more encryptions
-each, the buyer ``(m+1)·d`` more decryptions and encryptions, the aggregator
-``(2m+1)·d`` full-size exponentiations (the check and the unmasking).
+each, the buyer ``(m+1)·d`` more decryptions and encryptions and ``(m+1)·d`` 128-bit
+exponentiations (the check), the aggregator as many for the check and ``m·d`` full-size
+ones to unmask (on both cores).
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import gmpy2
 
 from deltaml.crypto.multiexp import multi_exp
 from deltaml.crypto.paillier import PublicKey
+from deltaml.learning.exact_solve import DECRYPT_THREADS, release_gil
 
 
 def extra_columns(trainers: int) -> int:
@@ -103,11 +107,18 @@ class PartsSecret:
         return TrainerParts(self.offsets, self.sigma(n), coefficient, index)
 
 
+#: Bits of the check weights ``λ``: a wrong solve passes with probability ≤ 2⁻¹²⁸ (for
+#: errors ``ε`` fixed before ``λ`` is drawn, ``λ₀ε₀ + Σλ_iε_i ≡ ε_c`` holds mod the prime
+#: ``p | n`` for at most one value of a ``λ_j`` whose ``ε_j ≢ 0 (mod p)``, and the range
+#: is smaller than ``p``); short weights keep the check's exponentiations short.
+CHECK_WEIGHT_BITS = 128
+
+
 def draw_parts(public_key: PublicKey, d: int, trainers: int) -> PartsSecret:
     n = public_key.n
     return PartsSecret(
         tuple(tuple(secrets.randbelow(n) for _ in range(d)) for _ in range(trainers)),
-        tuple(secrets.randbelow(n) for _ in range(trainers + 1)),
+        tuple(1 + secrets.randbelow(2**CHECK_WEIGHT_BITS) for _ in range(trainers + 1)),
         tuple(secrets.randbelow(n) for _ in range(d)),
     )
 
@@ -137,11 +148,11 @@ def check_vector(
     Deterministic, so a verifier recomputes it."""
     n, nsq = public_key.n, gmpy2.mpz(public_key.nsquare)
     width = len(weights) + 1
-    minus = [[(n - lam) % n for lam in weights]]
+    minus = [[-lam for lam in weights]]  # short negative exponents: the bases are units
     out = []
     for j, tau in enumerate(shift):
         row = solution[j * width : (j + 1) * width]
-        (combined,) = multi_exp([gmpy2.mpz(c) for c in row[:-1]], minus, nsq, 8)
+        (combined,) = multi_exp([gmpy2.mpz(c) for c in row[:-1]], minus, nsq)
         out.append(int(combined * row[-1] % nsq * ((1 - tau * n) % nsq) % nsq))
     return out
 
@@ -158,13 +169,13 @@ def unmask_parts(
     contributions request re-randomizes them, recorded, before they leave)."""
     n, nsq = public_key.n, gmpy2.mpz(public_key.nsquare)
     width = len(secret_offsets) + 2
-    parts = []
-    for i, offsets in enumerate(secret_offsets):
-        column = _column(solution, width, 1 + i)
-        parts.append(
-            tuple(
-                int(gmpy2.powmod(gmpy2.mpz(c) * ((1 - t * n) % nsq) % nsq, multiplier * s % n, nsq))
-                for c, t, s in zip(column, offsets, scale, strict=True)
-            )
-        )
-    return parts
+    jobs = [
+        (gmpy2.mpz(c) * ((1 - t * n) % nsq) % nsq, multiplier * s % n)
+        for i, offsets in enumerate(secret_offsets)
+        for c, t, s in zip(_column(solution, width, 1 + i), offsets, scale, strict=True)
+    ]
+    # full-size exponents: on both cores (gmpy2 releases the GIL in these threads)
+    with ThreadPoolExecutor(DECRYPT_THREADS, initializer=release_gil) as pool:
+        powers = [int(v) for v in pool.map(lambda job: gmpy2.powmod(*job, nsq), jobs)]
+    d = len(scale)
+    return [tuple(powers[i * d : (i + 1) * d]) for i in range(len(secret_offsets))]

@@ -374,7 +374,7 @@ def mask_determinant(mask: Mask, n: int) -> int:
     return det_mod(mask.matrix, n) * math.prod(mask.scale) % n
 
 
-def _release_gil() -> None:
+def release_gil() -> None:
     gmpy2.set_context(gmpy2.context(gmpy2.get_context(), allow_release_gil=True))
 
 
@@ -383,7 +383,7 @@ def decrypt_many(private_key: PrivateKey, ciphertexts: Sequence[int]) -> list[in
     in a thread whose gmpy2 context allows it."""
     if len(ciphertexts) < 16:
         return [private_key.raw_decrypt(c) for c in ciphertexts]
-    with ThreadPoolExecutor(DECRYPT_THREADS, initializer=_release_gil) as pool:
+    with ThreadPoolExecutor(DECRYPT_THREADS, initializer=release_gil) as pool:
         return list(pool.map(private_key.raw_decrypt, ciphertexts, chunksize=8))
 
 

@@ -47,7 +47,7 @@ def add_demo_parser(sub: Any) -> None:
         choices=("admm", "exact"),
         default="admm",
         help="admm: training rounds (default); exact: one masked solve to the optimum, "
-        "its metric and settlement, no contributions (docs/exactness.md)",
+        "its metric, contributions and settlement (docs/exactness.md)",
     )
     d.add_argument("--seed", type=int, default=0, help="seed of the data split and roles")
     d.add_argument(

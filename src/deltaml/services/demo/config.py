@@ -26,7 +26,7 @@ class DemoConfig:
     owners: int = 5
     rounds: int = 12
     eval_every: int = 3
-    #: ``admm`` (rounds) or ``exact`` (one masked solve to the optimum, no contributions).
+    #: ``admm`` (rounds) or ``exact`` (one masked solve to the optimum).
     solver: str = "admm"
     seed: int = 0
     key_bits: int = 2048

@@ -61,8 +61,8 @@ def request_spec(
     solver: str = "admm",
 ) -> dict[str, Any]:
     """The demo's request: every owner's columns, its own arbiter, the shortest window
-    (``solver: exact``: one solve, no contributions: docs/exactness.md)."""
-    exact = {"solver": "exact", "contributions": False} if solver == "exact" else {}
+    (``solver: exact``: one solve: docs/exactness.md)."""
+    exact = {"solver": "exact"} if solver == "exact" else {}
     return {
         **exact,
         "model": model,

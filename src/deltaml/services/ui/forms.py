@@ -160,8 +160,7 @@ FIELDS = [
     Field(
         "solver",
         "Training",
-        "Rounds of federated training, or one exact solve: the optimum itself, in one "
-        "step (no contributions are measured then: untick them below).",
+        "Rounds of federated training, or one exact solve: the optimum itself, in one step.",
         wrong="Choose " + " or ".join(s.SOLVERS) + ".",
     ),
     Field(

@@ -244,23 +244,6 @@
     });
   }
 
-  /* One exact solve measures no contributions: untick and disable their box while it is
-   * chosen (the server refuses the pair anyway, naming the field). */
-  function exactSolve() {
-    var solver = document.getElementById("solver");
-    var box = document.getElementById("contributions");
-    if (!solver || !box) { return; }
-    var before = box.checked;
-    function sync() {
-      var exact = solver.value === "exact";
-      if (exact && !box.disabled) { before = box.checked; }
-      box.checked = exact ? false : before;
-      box.disabled = exact;
-    }
-    solver.addEventListener("change", sync);
-    sync();
-  }
-
   /* "N owners have these columns and at least M rows", as the buyer types. */
   function marketCount() {
     var box = document.querySelector("[data-market]");
@@ -313,7 +296,6 @@
     busyForms();
     columnSuggestions();
     marketCount();
-    exactSolve();
     var resizing = 0;
     window.addEventListener("resize", function () {
       window.clearTimeout(resizing);
