@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.errors import ProtocolError
 from deltaml.evidence.signatures import vector_digest, vector_ref
-from deltaml.learning.exact_parts import draw_parts, model_columns
+from deltaml.learning.exact_parts import PartsSecret, draw_parts, model_columns
 from deltaml.learning.exact_solve import (
     EncryptedSystem,
+    Mask,
     draw_factors,
     mask_determinant,
     masked_length,
@@ -84,7 +84,7 @@ def _evaluate_exact(
     spec: m.TrainingSpec,
     record: TrainingRecord,
     enc_w: EncryptedVector,
-    parts: Sequence[EncryptedVector] = (),
+    parts: tuple[ExactSolution, Mask, PartsSecret] | None = None,
 ) -> None:
     """The exact model's metric as round :data:`EXACT_ROUND`, the contributions from
     each trainer's part ``Enc(m·u_i)`` when asked for, then the payment split.
@@ -92,9 +92,10 @@ def _evaluate_exact(
     The validators evaluate ``Enc(m·w)`` as they evaluate a round's total (their
     residuals, mixed and remixed as usual, are then residues ``z/δ``); the buyer raises
     the remixed vector to ``|det(H)|``, a multiple of ``δ``, and decrypts the integers
-    packed, with proofs, publishing that determinant (see docs/exactness.md). The parts
-    go through the rounds' contributions protocol as its members' models, their columns
-    raised to the same determinant."""
+    packed, with proofs, publishing that determinant (see docs/exactness.md). With
+    ``parts`` (the solution, the mask and the parts' secret) the buyer proves the check
+    column, the aggregator unmasks the parts, and they go through the rounds'
+    contributions protocol as its members' models, raised to the same determinant."""
     from deltaml.roles.training_state import RoundRecord
 
     t0 = time.perf_counter()
@@ -109,10 +110,11 @@ def _evaluate_exact(
     with agg.clock.phase(record, "metrics"):
         metric = agg._evaluate(EXACT_ROUND, total, record.validators, spec)
     record.rounds.append(RoundRecord(EXACT_ROUND, time.perf_counter() - t0, metric=metric))
-    if parts:
+    if parts is not None:  # the parts' check and unmasking are the contributions' work
         with agg.clock.phase(record, "contributions"):
+            members = checked_parts(agg, *parts, multiplier)
             record.contributions = agg._contributions(
-                list(parts), record.validators, spec.precision_bits
+                members, record.validators, spec.precision_bits
             )
     agg._settle(spec, record)
 
@@ -218,7 +220,6 @@ def train_exact(
         k + extra
     ):
         raise ProtocolError("the buyer solved another system")
-    parts = checked_parts(agg, solution, mask, secret, len(trainers)) if secret is not None else []
     enc_u = list(model_columns([int(c) for c in solution.solution.ciphertexts], k, extra))
     enc_w = ring_vector(public_key, unmask(enc_u, mask, public_key, unmask_factors))
     agg._exact_sums = (system_total, masked_total, p, k, extra)  # type: ignore[attr-defined]
@@ -228,6 +229,7 @@ def train_exact(
     )
     record.training_seconds = time.perf_counter() - t1
     if metrics:  # evaluated and split before the buyer has the model, as in the rounds
+        parts = (solution, mask, secret) if secret is not None else None
         _evaluate_exact(agg, spec, record, enc_w, parts)
     delivery = ExactModel(enc_w, tuple(trainers), tuple(checks))
     _expect(agg.transport.request(agg.buyer_id, delivery), m.Ack)
