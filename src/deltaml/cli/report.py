@@ -43,10 +43,11 @@ def _rounds(r: SimulationResult) -> None:
             f"  stopped after round {r.rounds[-1].round}: the target of "
             f"{r.config.target_improvement:g} % improvement was reached"
         )
+    contributions = f", contributions {r.contribution_seconds:.2f} s" if r.contributions else ""
     print(
-        f"\n{len(r.rounds)} rounds in {r.seconds:.2f} s "
+        f"\n{plural(len(r.rounds), 'round', 'rounds')} in {r.seconds:.2f} s "
         f"(set-up {r.setup_seconds:.2f} s, training {r.training_seconds:.2f} s, "
-        f"metrics {r.metric_seconds:.2f} s; "
+        f"metrics {r.metric_seconds:.2f} s{contributions}; "
         f"{plural(r.refreshes, 'refresh', 'refreshes')})"
     )
     print(
