@@ -233,3 +233,28 @@ def test_the_verifiers_sparse_multi_exponentiation_is_the_product(
     for b, e in zip(bases, exponents, strict=True):
         expected = expected * gmpy2.powmod(b, e, n2) % n2
     assert _sparse_multi_exp(list(zip(bases, exponents, strict=True)), n2) == expected
+
+
+def test_a_scaled_packing_opens_the_residues_times_the_scale(keys512: Keys) -> None:
+    """Residues ``z/δ`` (the exact model's): packed, the packed ciphertexts raised to a
+    multiple ``Δ`` of ``δ``, they open as the integers ``Δz/δ`` — the same as raising
+    every ciphertext first — and the batch check holds for them and only them."""
+    pk, sk = keys512
+    n, delta = pk.n, 7 * 1009
+    rng = random.Random(5)
+    numerators = [rng.randrange(-(2**30), 2**30) for _ in range(20)]
+    residues = [a * pow(7, -1, n) % n for a in numerators]  # a/7 mod n
+    cts = [int(pk.raw_encrypt(r)) for r in residues]
+    exponent = 8 + delta.bit_length()
+    opening = prove_packed_decryption(sk, [(cts, exponent)], delta)
+    assert opening.values == [[a * 1009 for a in numerators]]
+    one_by_one = [int(gmpy2.powmod(c, delta, pk.nsquare)) for c in cts]
+    assert prove_packed_decryption(sk, [(one_by_one, exponent)]).values == opening.values
+    layout = opening.layout
+    assert layout.scale == delta and layout.packed_count < len(cts)
+    ms, rs = list(opening.plaintexts), list(opening.randomness)
+    assert failed_packed_decryptions(pk, layout, cts, ms, rs) == []
+    unscaled = PackingLayout.of(pk, [len(cts)], [exponent])
+    assert failed_packed_decryptions(pk, unscaled, cts, ms, rs) != []
+    with pytest.raises(DeltaMLValueError):
+        PackingLayout.of(pk, [1], [8], 0)

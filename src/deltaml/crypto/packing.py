@@ -100,18 +100,32 @@ class PackingLayout:
     modulus_bits: int
     lengths: tuple[int, ...]
     exponents: tuple[int, ...]
+    #: Every packed ciphertext is raised to this (the exact model's denominator ``Δ``:
+    #: its residues ``z/δ`` become the integers ``Δz/δ``; packing is linear, so raising
+    #: the few packed ciphertexts equals raising every value's). ``exponents`` are then
+    #: those of the scaled values.
+    scale: int = 1
 
     def __post_init__(self) -> None:
         if len(self.lengths) != len(self.exponents) or not self.lengths:
             raise DeltaMLValueError("one exponent per vector, and at least one vector")
         if any(n < 0 for n in self.lengths):
             raise DeltaMLValueError("vector lengths must be non-negative")
+        if self.scale < 1:
+            raise DeltaMLValueError("the scale of a packing must be a positive integer")
 
     @classmethod
     def of(
-        cls, public_key: PublicKey, lengths: Sequence[int], exponents: Sequence[int]
+        cls,
+        public_key: PublicKey,
+        lengths: Sequence[int],
+        exponents: Sequence[int],
+        scale: int = 1,
     ) -> PackingLayout:
-        return cls(public_key.n.bit_length(), tuple(lengths), tuple(exponents))
+        return cls(public_key.n.bit_length(), tuple(lengths), tuple(exponents), scale)
+
+    def _scaled(self, value: gmpy2.mpz, modulus: gmpy2.mpz) -> gmpy2.mpz:
+        return value if self.scale == 1 else gmpy2.powmod(value, self.scale, modulus)
 
     @property
     def slot_bits(self) -> int:
@@ -145,11 +159,13 @@ class PackingLayout:
     def pack(self, public_key: PublicKey, ciphertexts: Sequence[int]) -> list[gmpy2.mpz]:
         """The packed ciphertexts of ``ciphertexts`` (deterministic; anyone can recompute)."""
         cts = self._checked(public_key, ciphertexts)
-        if self.slots == 0:
-            return cts
         n2 = public_key._nsquare
+        if self.slots == 0:
+            return [self._scaled(c, n2) for c in cts]
         return [
-            _horner(cts, chunk, self.slot_bits, n2) * self._offsets(public_key, len(chunk)) % n2
+            self._scaled(_horner(cts, chunk, self.slot_bits, n2), n2)
+            * self._offsets(public_key, len(chunk))
+            % n2
             for chunk in self._chunks()
         ]
 
@@ -162,14 +178,15 @@ class PackingLayout:
         public_key = private_key.public_key
         cts = self._checked(public_key, ciphertexts)
         if self.slots == 0:
-            return cts
+            return [self._scaled(c, public_key._nsquare) for c in cts]
         n2, w = public_key._nsquare, self.slot_bits
         p2, q2 = gmpy2.mpz(private_key.p) ** 2, gmpy2.mpz(private_key.q) ** 2
         p2_inv = gmpy2.invert(p2, q2)
         cts_p, cts_q = [c % p2 for c in cts], [c % q2 for c in cts]
         packed = []
         for chunk in self._chunks():
-            acc_p, acc_q = _horner(cts_p, chunk, w, p2), _horner(cts_q, chunk, w, q2)
+            acc_p = self._scaled(_horner(cts_p, chunk, w, p2), p2)
+            acc_q = self._scaled(_horner(cts_q, chunk, w, q2), q2)
             acc = acc_p + p2 * ((acc_q - acc_p) * p2_inv % q2)
             packed.append(acc * self._offsets(public_key, len(chunk)) % n2)
         return packed
@@ -288,14 +305,15 @@ class PackedOpening:
 
 
 def prove_packed_decryption(
-    private_key: PrivateKey, vectors: Sequence[tuple[Sequence[int], int]]
+    private_key: PrivateKey, vectors: Sequence[tuple[Sequence[int], int]], scale: int = 1
 ) -> PackedOpening:
-    """Pack ``(ciphertexts, exponent)`` vectors, decrypt the packed ones with proofs, unpack.
+    """Pack ``(ciphertexts, exponent)`` vectors, decrypt the packed ones with proofs, unpack
+    (``scale``: see :attr:`PackingLayout.scale`).
 
     Raises :class:`PackingError` when a value lies outside the magnitude bound.
     """
     key = private_key.public_key
-    layout = PackingLayout.of(key, [len(c) for c, _ in vectors], [e for _, e in vectors])
+    layout = PackingLayout.of(key, [len(c) for c, _ in vectors], [e for _, e in vectors], scale)
     packed = layout.pack_with_key(private_key, [c for cts, _ in vectors for c in cts])
     plaintexts, randomness = prove_decryption(private_key, packed)
     return PackedOpening(layout, layout.unpack(key, plaintexts), plaintexts, randomness)
@@ -329,7 +347,8 @@ def failed_packed_decryptions(
         raise DeltaMLValueError("one plaintext and one randomness per packed ciphertext")
     cts = layout._checked(public_key, ciphertexts)
     if layout.slots == 0:
-        return failed_decryptions(public_key, cts, plaintexts, randomness)
+        scaled = [layout._scaled(c, public_key._nsquare) for c in cts]
+        return failed_decryptions(public_key, scaled, plaintexts, randomness)
     n, n2 = public_key._n, public_key._nsquare
     chunks = layout._chunks()
     in_range = all(0 < c < n2 for c in cts) and all(
@@ -342,7 +361,7 @@ def failed_packed_decryptions(
         terms = [
             (cts[i], weights[k] << (j * w)) for k, ch in enumerate(chunks) for j, i in enumerate(ch)
         ]
-        acc = _sparse_multi_exp(terms, n2)
+        acc = layout._scaled(_sparse_multi_exp(terms, n2), n2)  # (∏ H_k^{λ_k})^Δ
         opened = sum(
             w * (layout._offset_sum(len(chunk)) - m)
             for w, chunk, m in zip(weights, chunks, plaintexts, strict=True)

@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 from fractions import Fraction
 
-import gmpy2
 import numpy as np
 
 from deltaml.crypto import PublicKey, decode_int
@@ -52,15 +51,12 @@ def sse_from_ints(values: Sequence[int], exponent: int, denominator: int = 1) ->
     return float(Fraction(total, denominator * denominator) / Fraction(2) ** (2 * exponent))
 
 
-def denominator_scaled(
-    ciphertexts: Sequence[int], exponent: int, denominator: int, nsquare: int
-) -> tuple[list[int], int]:
-    """The exact model's evaluation (``solver: exact``): a vector of residues ``z_i/δ``
-    mod n raised to ``δ`` encrypts the integers ``z_i``; they are decrypted packed at
-    the exponent ``e + bits(δ)`` (so their magnitude bound is the fixed-point one).
-    Returns the ciphertexts and that exponent."""
-    scaled = [int(gmpy2.powmod(gmpy2.mpz(c), denominator, nsquare)) for c in ciphertexts]
-    return scaled, exponent + denominator.bit_length()
+def denominator_exponent(exponent: int, denominator: int) -> int:
+    """The exact model's evaluation (``solver: exact``): residues ``z_i/δ`` mod n times
+    ``Δ`` (a multiple of ``δ``) are integers; they are decrypted packed at the exponent
+    ``e + bits(Δ)`` (so their magnitude bound is the fixed-point one), the packed
+    ciphertexts raised to ``Δ`` (:attr:`deltaml.crypto.packing.PackingLayout.scale`)."""
+    return exponent + denominator.bit_length()
 
 
 def gram_from_ints(

@@ -23,6 +23,7 @@ from deltaml.crypto.paillier import check_key_size
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import (
     denoised_sse,
+    denominator_exponent,
     gram_from_ints,
     metric_value,
     shapley_method,
@@ -174,18 +175,25 @@ class ModelBuyer:
         return values, tuple(hex_ints(raw)), tuple(hex_ints(randomness))
 
     def _prove_packed(
-        self, vectors: tuple[EncryptedVector, ...]
+        self, vectors: tuple[EncryptedVector, ...], denominator: int = 1
     ) -> tuple[list[list[int]], int, tuple[str, ...], tuple[str, ...]]:
-        """Signed values of each vector, decrypted packed; the slot width and the proof.
+        """Signed values of each vector, decrypted packed; the slot width and the proof
+        (``denominator``: the exact model's residues, times it, are the values).
 
         Refuses (:class:`ProtocolError`) when a value lies outside the packing's
         magnitude bound: the slots could then have carried into each other.
         """
         if any(v.public_key != self.public_key for v in vectors):
             raise ProtocolError("a vector under another key")
+        exponents = [
+            v.exponent if denominator == 1 else denominator_exponent(v.exponent, denominator)
+            for v in vectors
+        ]
         try:
             opening = prove_packed_decryption(
-                self._private_key, [(v.ciphertexts, v.exponent) for v in vectors]
+                self._private_key,
+                [(v.ciphertexts, e) for v, e in zip(vectors, exponents, strict=True)],
+                denominator,
             )
         except PackingError as exc:
             raise ProtocolError(f"refusing to publish a packed decryption: {exc}") from None
@@ -313,10 +321,12 @@ class ModelBuyer:
             raise ProtocolError(
                 f"the metric vector of round {msg.round} does not have the seats' length"
             )
-        vector, denominator = msg.vector, 1
+        denominator = 1
         if spec.solver == "exact" and msg.round == EXACT_ROUND:  # residues z/δ: to integers
-            vector, denominator = exact.key_holder(self).scaled(msg.vector)
-        (values,), slot_bits, plaintexts, randomness = self._prove_packed((vector,))
+            denominator = exact.key_holder(self).evaluation_denominator()
+        (values,), slot_bits, plaintexts, randomness = self._prove_packed(
+            (msg.vector,), denominator
+        )
         sse = denoised_sse(
             sse_from_ints(values, msg.vector.exponent, denominator),
             msg.rows,
@@ -362,11 +372,10 @@ class ModelBuyer:
             raise ProtocolError(
                 f"no metric for round {msg.base_round} to measure contributions from"
             )
-        vectors, denominator = msg.columns, 1
+        denominator = 1
         if self.spec.solver == "exact":  # each trainer's part: residues z/δ (roles/exact.py)
-            scaled = [exact.key_holder(self).scaled(c) for c in msg.columns]
-            vectors, denominator = tuple(v for v, _ in scaled), scaled[0][1]
-        columns, slot_bits, plaintexts, randomness = self._prove_packed(vectors)
+            denominator = exact.key_holder(self).evaluation_denominator()
+        columns, slot_bits, plaintexts, randomness = self._prove_packed(msg.columns, denominator)
         gram = gram_from_ints(columns, [c.exponent for c in msg.columns], denominator)
         base_sse = self._sse[msg.base_round]
         phi = shapley_values(gram, base_sse)

@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import gmpy2
 
-from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.crypto import PublicKey
 from deltaml.errors import ProtocolError
-from deltaml.evidence.published import denominator_scaled
 from deltaml.evidence.signatures import hex_ints, key_id, sign_body, vector_digest
 from deltaml.learning.exact_parts import (
     TrainerParts,
@@ -247,18 +246,13 @@ class ExactKeyHolder:
         self.buyer.weights = self.buyer.model.finish(weights, self.buyer.stats)
         return m.Ack("exact model received and checked")
 
-    def scaled(self, vector: EncryptedVector) -> tuple[EncryptedVector, int]:
-        """The exact model's remixed residual vector raised to ``det(H)``: residues
-        ``z/δ`` become integers, decrypted packed like any metric vector (the magnitude
-        bound at the exponent ``e + bits(det H)``); and ``det(H)``."""
+    def evaluation_denominator(self) -> int:
+        """``|det(H)|``, a multiple of the model's denominator ``δ``: the exact model's
+        metric vector (and its parts' columns) are residues ``z/δ``, decrypted as the
+        integers ``Δz/δ`` packed at the exponent ``e + bits(Δ)``."""
         if not self.denominator:
             raise ProtocolError("no exact solve to evaluate yet")
-        key = self.buyer.public_key
-        cts, exponent = denominator_scaled(
-            [int(c) for c in vector.ciphertexts], vector.exponent, self.denominator, key.nsquare
-        )
-        scaled = EncryptedVector(key, [gmpy2.mpz(c) for c in cts], exponent, 0)
-        return scaled, self.denominator
+        return self.denominator
 
     def model_columns(self) -> tuple[int, ...]:
         """``Enc(u)`` of the models' columns of its solution (not the parts')."""

@@ -19,7 +19,7 @@ from deltaml.evidence.checks.proofs import (
     proven_packed_ciphertexts,
 )
 from deltaml.evidence.published import (
-    denominator_scaled,
+    denominator_exponent,
     gram_from_ints,
     shapley_method,
     shapley_seed,
@@ -154,13 +154,12 @@ def on_contribution_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     if denominator == 1:
         columns = proven_packed(vr, decrypted, body)
     else:  # the parts' residues z/δ, raised to the exact model's denominator
-        assert vr.key is not None
-        scaled = [
-            denominator_scaled(vr.vector(d, sealed=False) or [], e, denominator, vr.key.nsquare)
-            for d, e in zip(decrypted, exponents, strict=True)
-        ]
         columns = proven_packed_ciphertexts(
-            vr, [c for c, _ in scaled], [e for _, e in scaled], body
+            vr,
+            [vr.vector(d, sealed=False) or [] for d in decrypted],
+            [denominator_exponent(e, denominator) for e in exponents],
+            body,
+            denominator,
         )
     gram = gram_from_ints(columns, exponents, denominator)
     published_gram = rec.gram

@@ -13,7 +13,7 @@ from deltaml.evidence.checks.base import (
 from deltaml.evidence.checks.proofs import proven_packed, proven_packed_ciphertexts
 from deltaml.evidence.published import (
     denoised_sse,
-    denominator_scaled,
+    denominator_exponent,
     metric_value,
     sse_from_ints,
 )
@@ -108,11 +108,8 @@ def on_metric_value(vr: Verifier, body: Mapping[str, Any]) -> None:
         (values,) = proven_packed(vr, [decrypted], body)
     else:  # the exact model's residues z/δ, raised to δ: the integers z were decrypted
         vector = vr.vector(decrypted, sealed=False) or []
-        assert vr.key is not None
-        scaled, exponent = denominator_scaled(
-            vector, vr.exponent(decrypted), denominator, vr.key.nsquare
-        )
-        (values,) = proven_packed_ciphertexts(vr, [scaled], [exponent], body)
+        exponent = denominator_exponent(vr.exponent(decrypted), denominator)
+        (values,) = proven_packed_ciphertexts(vr, [vector], [exponent], body, denominator)
     noise = float(vr.spec.get("metric_noise", 0.0))
     sse = denoised_sse(
         sse_from_ints(values, vr.exponent(decrypted), denominator), mix["rows"], noise

@@ -68,12 +68,14 @@ def proven_packed_ciphertexts(
     vectors: Sequence[Sequence[int]],
     exponents: Sequence[int],
     body: Mapping[str, Any],
+    scale: int = 1,
 ) -> list[list[int]]:
     """:func:`proven_packed` of vectors given by their ciphertexts and exponents (a
-    metric vector of the exact model, raised to its denominator)."""
+    metric vector of the exact model: its packed ciphertexts raised to ``scale``, its
+    denominator)."""
     assert vr.key is not None
     ciphertexts = [c for v in vectors for c in v]
-    layout = PackingLayout.of(vr.key, [len(v) for v in vectors], list(exponents))
+    layout = PackingLayout.of(vr.key, [len(v) for v in vectors], list(exponents), scale)
     vr.require(
         body.get("slot_bits") == layout.slot_bits,
         "packing",
