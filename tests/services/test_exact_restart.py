@@ -1,0 +1,311 @@
+"""The exact route survives an aggregator restart (issue 14, "nothing lost on a crash").
+
+Each trainer answers its ``ExactRequest`` once per set-up and the buyer solves once per
+request, so a restarted aggregator must go on from what it saved
+(:mod:`deltaml.roles.exact_checkpoint`) without asking them again. In one process, the
+aggregator "dies" right after each stage is saved and a fresh one resumes from the
+saved JSON and the transcript cut where the checkpoint says: the same model, the same
+metric and contributions as a run without the crash, a transcript that verifies, and
+no trainer or buyer asked twice. Through the services, an aggregator process killed
+(SIGKILL, by its pid) after the buyer's solution resumes and the request finishes,
+verifies and settles on chain with the optimum's model and contributions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from eth_account import Account
+
+from deltaml.crypto.paillier import key_fingerprint
+from deltaml.errors import ProtocolError
+from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
+from deltaml.evidence.verify import verify_transcript
+from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.protocol.messages import TrainingSpec
+from deltaml.roles import Aggregator, DataOwner, ModelBuyer
+from deltaml.roles.aggregator import TrainingRecord, split_roles
+from deltaml.roles.buyer import Seats
+from deltaml.roles.exact_checkpoint import NOT_RESUMABLE, STAGES, ExactCheckpoint
+from deltaml.transport import RecordingTransport
+from deltaml.transport.in_memory import InMemoryTransport
+
+OWNERS = 5
+SPEC = TrainingSpec(model="linear", rounds=1, solver="exact", contributions=True)
+
+
+class Crash(Exception):
+    """The aggregator's process dies here."""
+
+
+@dataclass
+class _Market:
+    """One request's parties in this process; they keep their state across the crash."""
+
+    buyer: ModelBuyer
+    transport: RecordingTransport
+    ids: list[str]
+    addresses: dict[str, str]
+    account: Any
+    n_features: int
+    path: Path
+
+    def aggregator(self, writer: TranscriptWriter) -> Aggregator:
+        return Aggregator(
+            self.transport,
+            "buyer",
+            self.ids,
+            account=self.account,
+            addresses=self.addresses,
+            transcript=writer,
+        )
+
+    def train(self, writer: TranscriptWriter, **kwargs: Any) -> TrainingRecord:
+        try:
+            return self.aggregator(writer).train(
+                SPEC,
+                self.buyer.public_key,
+                self.buyer.initial_model(self.n_features + 1),
+                self.n_features,
+                include_target=True,
+                **kwargs,
+            )
+        finally:
+            for stream in (writer.public, writer.sealed):
+                assert stream is not None
+                stream.close()
+
+    def asked(self) -> Counter[str]:
+        """How many times each message kind was sent to a party."""
+        return Counter(
+            type(d.message).__name__ for d in self.transport.deliveries if d.sender == "aggregator"
+        )
+
+
+def _market(tmp_path: Path) -> _Market:
+    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    shares = split_owners(train, OWNERS, seed=0)
+    ids = [f"owner-{i + 1}" for i in range(OWNERS)]
+    accounts = {pid: Account.create() for pid in ["buyer", "aggregator", *ids]}
+    addresses = {pid: str(a.address) for pid, a in accounts.items()}
+    buyer = ModelBuyer("buyer", SPEC, 1024, allow_test_keys=True, account=accounts["buyer"])
+    owners = [
+        DataOwner(
+            oid,
+            share.X,
+            share.y,
+            committed_key=key_fingerprint(buyer.public_key),
+            account=accounts[oid],
+            allow_test_keys=True,
+        )
+        for oid, share in zip(ids, shares, strict=True)
+    ]
+    buyer.seats = Seats.of(*split_roles(ids, SPEC.trainer_fraction, SPEC.split_seed), addresses)
+    transport = RecordingTransport(InMemoryTransport([buyer, *owners]))
+    return _Market(
+        buyer,
+        transport,
+        ids,
+        addresses,
+        accounts["aggregator"],
+        shares[0].n_features,
+        tmp_path / "transcript.jsonl",
+    )
+
+
+def _writer(path: Path) -> TranscriptWriter:
+    return TranscriptWriter(
+        public=path.open("w", encoding="ascii"),
+        sealed=sealed_path_for(path).open("w", encoding="ascii"),
+        keep=False,
+    )
+
+
+def _crash_and_resume(market: _Market, stage: str) -> TrainingRecord:
+    """Train, "die" right after ``stage`` is saved, and resume as a restarted service does:
+    from the saved JSON, the transcript reopened where the checkpoint ends."""
+    saved: list[str] = []
+
+    def save(cp: Any) -> None:
+        saved.append(json.dumps(cp.to_json()))
+        if cp.stage == stage and len(saved) == STAGES.index(stage) + 1:
+            raise Crash(stage)
+
+    with pytest.raises(Crash):
+        market.train(_writer(market.path), checkpoint=save)
+    cp = ExactCheckpoint.from_json(json.loads(saved[-1]))
+    assert cp.stage == stage
+    writer = TranscriptWriter.reopen(market.path, cp.transcript_head, cp.transcript_count)
+    return market.train(writer, checkpoint=save, resume=cp)
+
+
+@pytest.fixture(scope="module")
+def uncrashed(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingRecord, np.ndarray]:
+    market = _market(tmp_path_factory.mktemp("uncrashed"))
+    record = market.train(_writer(market.path))
+    assert market.buyer.weights is not None
+    return record, market.buyer.weights
+
+
+# Stages with contributions on: every one the route saves after the buyer's solution.
+@pytest.mark.parametrize("stage", STAGES[1:])
+def test_an_aggregator_restarted_after_a_stage_goes_on_to_the_same_result(
+    tmp_path: Path, stage: str, uncrashed: tuple[TrainingRecord, np.ndarray]
+) -> None:
+    market = _market(tmp_path)
+    record = _crash_and_resume(market, stage)
+    before, weights = uncrashed
+    assert market.buyer.weights is not None
+    np.testing.assert_allclose(market.buyer.weights, weights, rtol=1e-12)
+    assert record.initial_metric is not None and record.initial_metric == pytest.approx(
+        before.initial_metric, rel=1e-9
+    )
+    assert [r.round for r in record.rounds] == [1]
+    assert record.rounds[0].metric == pytest.approx(before.rounds[0].metric, rel=1e-9)
+    assert len(record.contributions) == len(record.trainers) >= 2
+    assert record.contributions == pytest.approx(before.contributions, rel=1e-6)
+    assert record.payouts is not None
+    assert (
+        sum(record.payouts.trainers)
+        + sum(record.payouts.validators)
+        + (record.payouts.aggregator + record.payouts.refund)
+        == SPEC.deposit_wei
+    )
+    report = verify_transcript(market.path)
+    assert report.ok, report.failures
+    assert record.transcript_head == report.head
+    assert report.passed["exact parts"] >= 1 and report.passed["completeness"] == 1
+    # Nothing answered once was asked again: one request per trainer, one solve, one
+    # check of the parts, one delivery.
+    asked = market.asked()
+    assert asked["ExactRequest"] == len(record.trainers)
+    assert (asked["ExactSolveRequest"], asked["ExactCheckRequest"], asked["ExactModel"]) == (
+        1,
+        1,
+        1,
+    )
+
+
+def test_a_restart_before_the_buyers_solution_fails_the_request_in_one_line(
+    tmp_path: Path,
+) -> None:
+    market = _market(tmp_path)
+    with pytest.raises(ProtocolError) as failed:
+        _crash_and_resume(market, "asked")
+    assert str(failed.value) == NOT_RESUMABLE and "\n" not in NOT_RESUMABLE
+    assert market.asked()["ExactSolveRequest"] == 0  # the crash came before the solve
+
+
+# -- through the services: a real process killed by its pid ---------------------------------
+def _query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Read the aggregator's database while it runs (read-only)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return list(conn.execute(sql, args))
+
+
+def _stage(db: Path) -> str:
+    rows = _query(db, "SELECT data FROM checkpoints")
+    return str(json.loads(rows[0][0]).get("exact", "")) if rows else ""
+
+
+def _wait(condition: Any, what: str, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _kill_after_the_solution(faults: Any) -> None:
+    """Freeze the validators once the trainers are about to be asked (they have nothing
+    to do until the exact model's metric), wait for the buyer's solution to be saved and
+    the aggregator to wait for the validators' evaluation, then SIGKILL the aggregator,
+    thaw the validators and start the aggregator again on its port."""
+    db = faults.config.work_dir / "aggregator" / "aggregator.sqlite"
+    _wait(lambda: db.exists() and _stage(db) == "asked", "the exact route's first checkpoint")
+    validators = [
+        o for o, role in _query(db, "SELECT owner, role FROM offers") if role == "validator"
+    ]
+    frozen = [faults.owners[faults.owner_addresses.index(v)] for v in validators]
+    assert frozen
+    for proc in frozen:
+        os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        _wait(
+            lambda: (
+                _stage(db) == "solved"
+                and _query(
+                    db,
+                    "SELECT 1 FROM jobs WHERE kind = 'EvaluateRequest'"
+                    " AND status IN ('queued', 'taken')",
+                )
+            ),
+            "the buyer's solution and the exact model's evaluation",
+        )
+        old = faults.aggregator
+        faults.say(f"killing the aggregator after the buyer's solution (pid {old.pid})")
+        faults.market.kill(old)
+    finally:
+        for proc in frozen:
+            os.kill(proc.pid, signal.SIGCONT)
+    faults.aggregator = faults.market.restart_aggregator(old)
+    faults.client = faults.market.client(faults.aggregator.url)
+    faults.restarts += 1
+
+
+@pytest.mark.slow
+def test_an_aggregator_killed_after_the_buyers_solution_resumes_and_settles(
+    tmp_path: Path, anvil_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deltaml.services.demo import DemoConfig, run_demo
+    from deltaml.services.demo import run as demo_run
+
+    class KillAfterSolution(demo_run._Faults):
+        def on_view(self, view: dict[str, Any]) -> bool:
+            if self.restarts or view["status"] != "IN_PROGRESS":
+                return False
+            _kill_after_the_solution(self)
+            return True
+
+    monkeypatch.setattr(demo_run, "_Faults", KillAfterSolution)
+    lines: list[str] = []
+    config = DemoConfig(
+        work_dir=tmp_path / "demo", solver="exact", key_bits=1024, chain_url=anvil_url, timeout=600
+    )
+    result = run_demo(config, say=lines.append)
+    assert result.restarts == 1, lines
+    assert (result.status, result.verified) == ("FINISHED", True), result.error
+    assert set(result.statuses.values()) == {"FINISHED"}
+    assert sum(result.payouts_wei.values()) + result.refund_wei == result.deposit_wei
+    assert set(result.metrics) == {"1"}
+    # The same model as without the crash: the exact optimum's.
+    assert result.test_mse is not None and result.optimum_test_mse is not None
+    assert abs(result.test_mse / result.optimum_test_mse - 1) <= 1e-6
+    trainers = [o["address"] for o in result.owners if o["role"] == "trainer"]
+    assert sorted(result.contributions) == sorted(trainers)
+    # Resumed from the saved solution: the trainers and the buyer were asked once each;
+    # the exact model's evaluation twice (the first went stale with the killed process).
+    db = config.work_dir / "aggregator" / "aggregator.sqlite"
+    kinds = Counter(kind for (kind,) in _query(db, "SELECT kind FROM jobs"))
+    assert kinds["ExactRequest"] == len(trainers)
+    assert (kinds["ExactSolveRequest"], kinds["ExactCheckRequest"], kinds["ExactModel"]) == (
+        1,
+        1,
+        1,
+    )
+    evaluations = Counter(
+        status for (status,) in _query(db, "SELECT status FROM jobs WHERE kind = 'EvaluateRequest'")
+    )
+    validators = OWNERS - len(trainers)
+    assert evaluations["done"] == 2 * validators  # the initial model's and the exact model's
+    assert evaluations["stale"] >= 1  # killed while it waited for the exact model's
