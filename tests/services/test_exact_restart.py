@@ -226,34 +226,38 @@ def _wait(condition: Any, what: str, timeout: float = 300.0) -> None:
         time.sleep(0.02)
 
 
-def _kill_after_the_solution(faults: Any) -> None:
-    """Freeze the validators once the trainers are about to be asked (they have nothing
-    to do until the exact model's metric), wait for the buyer's solution to be saved and
-    the aggregator to wait for the validators' evaluation, then SIGKILL the aggregator,
-    thaw the validators and start the aggregator again on its port."""
+def _kill_while_waiting(faults: Any, frozen_role: str, stage: str, waits_for: str) -> None:
+    """Freeze the parties of ``frozen_role`` once the trainers are about to be asked,
+    wait until the aggregator has saved ``stage`` and waits for their ``waits_for``
+    answer, then SIGKILL the aggregator (by its pid), thaw them and start the aggregator
+    again on its port."""
     db = faults.config.work_dir / "aggregator" / "aggregator.sqlite"
-    _wait(lambda: db.exists() and _stage(db) == "asked", "the exact route's first checkpoint")
-    validators = [
-        o for o, role in _query(db, "SELECT owner, role FROM offers") if role == "validator"
-    ]
-    frozen = [faults.owners[faults.owner_addresses.index(v)] for v in validators]
+    _wait(lambda: db.exists() and _stage(db) != "", "the exact route's first checkpoint")
+    assert _stage(db) == "asked", "the trainers were asked before the parties froze"
+    if frozen_role == "buyer":
+        frozen = [p for p in faults.market.processes if p.name == "buyer"]
+    else:
+        seats = _query(db, "SELECT owner, role FROM offers")
+        frozen = [
+            faults.owners[faults.owner_addresses.index(o)] for o, r in seats if r == frozen_role
+        ]
     assert frozen
     for proc in frozen:
         os.kill(proc.pid, signal.SIGSTOP)
     try:
         _wait(
             lambda: (
-                _stage(db) == "solved"
+                _stage(db) == stage
                 and _query(
                     db,
-                    "SELECT 1 FROM jobs WHERE kind = 'EvaluateRequest'"
-                    " AND status IN ('queued', 'taken')",
+                    "SELECT 1 FROM jobs WHERE kind = ? AND status IN ('queued', 'taken')",
+                    waits_for,
                 )
             ),
-            "the buyer's solution and the exact model's evaluation",
+            f"the {stage!r} checkpoint and a {waits_for} waiting",
         )
         old = faults.aggregator
-        faults.say(f"killing the aggregator after the buyer's solution (pid {old.pid})")
+        faults.say(f"killing the aggregator at its {stage!r} checkpoint (pid {old.pid})")
         faults.market.kill(old)
     finally:
         for proc in frozen:
@@ -263,27 +267,40 @@ def _kill_after_the_solution(faults: Any) -> None:
     faults.restarts += 1
 
 
-@pytest.mark.slow
-def test_an_aggregator_killed_after_the_buyers_solution_resumes_and_settles(
-    tmp_path: Path, anvil_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _demo_with_a_restart(
+    tmp_path: Path, anvil_url: str, monkeypatch: pytest.MonkeyPatch, *fault: str
+) -> Any:
+    """The demo's exact solve (1024-bit keys, contributions on, the session's anvil) with
+    the aggregator killed and restarted as :func:`_kill_while_waiting` says."""
     from deltaml.services.demo import DemoConfig, run_demo
     from deltaml.services.demo import run as demo_run
 
-    class KillAfterSolution(demo_run._Faults):
+    class KillWhileWaiting(demo_run._Faults):
         def on_view(self, view: dict[str, Any]) -> bool:
             if self.restarts or view["status"] != "IN_PROGRESS":
                 return False
-            _kill_after_the_solution(self)
+            _kill_while_waiting(self, *fault)
             return True
 
-    monkeypatch.setattr(demo_run, "_Faults", KillAfterSolution)
+    monkeypatch.setattr(demo_run, "_Faults", KillWhileWaiting)
     lines: list[str] = []
     config = DemoConfig(
         work_dir=tmp_path / "demo", solver="exact", key_bits=1024, chain_url=anvil_url, timeout=600
     )
     result = run_demo(config, say=lines.append)
     assert result.restarts == 1, lines
+    return result, config.work_dir / "aggregator" / "aggregator.sqlite"
+
+
+@pytest.mark.slow
+def test_an_aggregator_killed_after_the_buyers_solution_resumes_and_settles(
+    tmp_path: Path, anvil_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The validators are idle until the exact model's metric: frozen, the restarted
+    # aggregator finds the buyer's solution saved and them not yet asked.
+    result, db = _demo_with_a_restart(
+        tmp_path, anvil_url, monkeypatch, "validator", "solved", "EvaluateRequest"
+    )
     assert (result.status, result.verified) == ("FINISHED", True), result.error
     assert set(result.statuses.values()) == {"FINISHED"}
     assert sum(result.payouts_wei.values()) + result.refund_wei == result.deposit_wei
@@ -295,7 +312,6 @@ def test_an_aggregator_killed_after_the_buyers_solution_resumes_and_settles(
     assert sorted(result.contributions) == sorted(trainers)
     # Resumed from the saved solution: the trainers and the buyer were asked once each;
     # the exact model's evaluation twice (the first went stale with the killed process).
-    db = config.work_dir / "aggregator" / "aggregator.sqlite"
     kinds = Counter(kind for (kind,) in _query(db, "SELECT kind FROM jobs"))
     assert kinds["ExactRequest"] == len(trainers)
     assert (kinds["ExactSolveRequest"], kinds["ExactCheckRequest"], kinds["ExactModel"]) == (
@@ -309,3 +325,19 @@ def test_an_aggregator_killed_after_the_buyers_solution_resumes_and_settles(
     validators = OWNERS - len(trainers)
     assert evaluations["done"] == 2 * validators  # the initial model's and the exact model's
     assert evaluations["stale"] >= 1  # killed while it waited for the exact model's
+
+
+@pytest.mark.slow
+def test_an_aggregator_killed_before_the_buyers_solution_fails_the_request_in_one_line(
+    tmp_path: Path, anvil_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The buyer frozen while it is asked to solve: the restarted aggregator cannot know
+    # whether it solved (it solves once), nor ask the trainers again.
+    result, db = _demo_with_a_restart(
+        tmp_path, anvil_url, monkeypatch, "buyer", "asked", "ExactSolveRequest"
+    )
+    assert result.status == "FAILED"
+    assert result.error == NOT_RESUMABLE
+    assert result.refund_wei == result.deposit_wei and not result.payouts_wei
+    kinds = Counter(kind for (kind,) in _query(db, "SELECT kind FROM jobs"))
+    assert (kinds["ExactSolveRequest"], kinds["ExactModel"]) == (1, 0)  # nothing asked again

@@ -2,9 +2,9 @@
 
 It runs the protocol of :class:`deltaml.roles.aggregator.Aggregator` over the work
 queue (:class:`~deltaml.services.queue.QueueTransport`), writes the transcript,
-checkpoints each round (the exact solve: each stage from the buyer's solution on,
-:mod:`deltaml.roles.exact_checkpoint`) so that a restarted service goes on from there, stops
-early when the next round could not end before the deadline, and posts the
+checkpoints each round (the exact solve: each of its stages,
+:mod:`deltaml.roles.exact_checkpoint`) so that a restarted service goes on from there,
+stops early when the next round could not end before the deadline, and posts the
 metrics and the result on the contract. The buyer's final model is held back
 (:class:`HoldFinalModel`) until the result is final on chain.
 """
@@ -101,7 +101,11 @@ class _Run:
 
 
 class TrainingRunner:
-    """Starts, resumes and finishes the training of each request on its own thread."""
+    """Starts, resumes and finishes the training of each request on its own thread.
+
+    A request resumed from an exact checkpoint saved before the buyer's solution fails
+    in one line (:data:`~deltaml.roles.exact_checkpoint.NOT_RESUMABLE`): the trainers
+    and the buyer answer the exact solve once."""
 
     def __init__(self, core: ServiceCore, deliver: Callable[[], int]) -> None:
         self.core = core
