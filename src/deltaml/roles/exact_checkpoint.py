@@ -21,11 +21,12 @@ steps the parties answer once (the buyer's check of the parts, a validator's rem
 each the only such question of their step, so only a crash between that answer and the
 next save fails the request.
 
-Secrets: the mask ``L``, ``D``, the parts' offsets and check weights and the rotation
-openings are the aggregator's own. They are kept, like the iterative checkpoint's
-rotation openings, only in the aggregator's database, next to the sealed transcript
-(which holds ``D`` and the offsets anyway, for verification); never sent to the buyer
-and never logged (their ``repr`` hides them).
+Secrets: the mask's ``D``, the parts' offsets and check weights and the rotation
+openings are the aggregator's own (``L`` is not kept: nothing after the solution needs
+it). They are kept, like the iterative checkpoint's rotation openings, only in the
+aggregator's database, next to the sealed transcript (which holds ``D`` and the offsets
+anyway, for verification); never sent to the buyer and never logged (their ``repr``
+hides them).
 """
 
 from __future__ import annotations
