@@ -14,6 +14,7 @@ verifies and settles on chain with the optimum's model and contributions.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -131,10 +132,13 @@ def _writer(path: Path) -> TranscriptWriter:
     )
 
 
-def _crash_and_resume(market: _Market, stage: str) -> TrainingRecord:
+def _crash_and_resume(
+    market: _Market, stage: str, saved: list[str] | None = None
+) -> TrainingRecord:
     """Train, "die" right after ``stage`` is saved, and resume as a restarted service does:
-    from the saved JSON, the transcript reopened where the checkpoint ends."""
-    saved: list[str] = []
+    from the saved JSON (each kept in ``saved``), the transcript reopened where the
+    checkpoint ends."""
+    saved = [] if saved is None else saved
 
     def save(cp: Any) -> None:
         saved.append(json.dumps(cp.to_json()))
@@ -160,10 +164,15 @@ def uncrashed(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingRecord,
 # Stages with contributions on: every one the route saves after the buyer's solution.
 @pytest.mark.parametrize("stage", STAGES[1:])
 def test_an_aggregator_restarted_after_a_stage_goes_on_to_the_same_result(
-    tmp_path: Path, stage: str, uncrashed: tuple[TrainingRecord, np.ndarray]
+    tmp_path: Path,
+    stage: str,
+    uncrashed: tuple[TrainingRecord, np.ndarray],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     market = _market(tmp_path)
-    record = _crash_and_resume(market, stage)
+    saved: list[str] = []
+    record = _crash_and_resume(market, stage, saved)
     before, weights = uncrashed
     assert market.buyer.weights is not None
     np.testing.assert_allclose(market.buyer.weights, weights, rtol=1e-12)
@@ -194,6 +203,20 @@ def test_an_aggregator_restarted_after_a_stage_goes_on_to_the_same_result(
         1,
         1,
     )
+    # The aggregator's secrets in its checkpoints (D, the parts' offsets and check
+    # weights) reach no log, and the buyer receives none of them but the check's
+    # weights and shift, revealed after its solution (ExactCheckRequest).
+    cp = json.loads(saved[-1])
+    assert "matrix" in cp["mask"] and cp["mask"]["matrix"] == []  # L is not kept
+    secrets = {*cp["mask"]["scale"], *(v for t in cp["secret"]["offsets"] for v in t)}
+    assert len(secrets) > 10 and all(len(v) > 64 for v in secrets)
+    to_buyer = " ".join(
+        repr(d.message)
+        for d in market.transport.deliveries
+        if d.recipient == "buyer" and type(d.message).__name__ != "ExactCheckRequest"
+    )
+    for text in (caplog.text, to_buyer):
+        assert not [v for v in secrets if v in text or str(int(v, 16)) in text]
 
 
 def test_a_restart_before_the_buyers_solution_fails_the_request_in_one_line(
