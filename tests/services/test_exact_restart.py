@@ -3,12 +3,13 @@
 Each trainer answers its ``ExactRequest`` once per set-up and the buyer solves once per
 request, so a restarted aggregator must go on from what it saved
 (:mod:`deltaml.roles.exact_checkpoint`) without asking them again. In one process, the
-aggregator "dies" right after each stage is saved and a fresh one resumes from the
+aggregator "dies" as the step after each stage begins and a fresh one resumes from the
 saved JSON and the transcript cut where the checkpoint says: the same model, the same
 metric and contributions as a run without the crash, a transcript that verifies, and
 no trainer or buyer asked twice. Through the services, an aggregator process killed
 (SIGKILL, by its pid) after the buyer's solution resumes and the request finishes,
-verifies and settles on chain with the optimum's model and contributions.
+verifies and settles on chain with the optimum's model and contributions; one killed
+before it fails the request in one line, the buyer refunded in full.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +35,12 @@ from deltaml.errors import ProtocolError
 from deltaml.evidence.transcript import TranscriptWriter, sealed_path_for
 from deltaml.evidence.verify import verify_transcript
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
-from deltaml.protocol.messages import TrainingSpec
+from deltaml.protocol.messages import Message, TrainingSpec
 from deltaml.roles import Aggregator, DataOwner, ModelBuyer
 from deltaml.roles.aggregator import TrainingRecord, split_roles
 from deltaml.roles.buyer import Seats
 from deltaml.roles.exact_checkpoint import NOT_RESUMABLE, STAGES, ExactCheckpoint
-from deltaml.transport import RecordingTransport
+from deltaml.transport import RecordingTransport, Transport
 from deltaml.transport.in_memory import InMemoryTransport
 
 OWNERS = 5
@@ -49,12 +51,31 @@ class Crash(Exception):
     """The aggregator's process dies here."""
 
 
+class _CrashOnNextRequest(Transport):
+    """Passes every request on; once ``armed``, the next one "kills" the aggregator
+    instead (so the step after a checkpoint has begun: its records are written, to be
+    cut off when the transcript is reopened)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner, self.armed = inner, ""
+
+    def request(self, party_id: str, message: Message) -> Message:
+        return self.request_all([(party_id, message)])[0]
+
+    def request_all(self, requests: Sequence[tuple[str, Message]]) -> list[Message]:
+        if self.armed:
+            stage, self.armed = self.armed, ""
+            raise Crash(stage)
+        return self.inner.request_all(requests)
+
+
 @dataclass
 class _Market:
     """One request's parties in this process; they keep their state across the crash."""
 
     buyer: ModelBuyer
     transport: RecordingTransport
+    crashing: _CrashOnNextRequest
     ids: list[str]
     addresses: dict[str, str]
     account: Any
@@ -63,7 +84,7 @@ class _Market:
 
     def aggregator(self, writer: TranscriptWriter) -> Aggregator:
         return Aggregator(
-            self.transport,
+            self.crashing,
             "buyer",
             self.ids,
             account=self.account,
@@ -116,6 +137,7 @@ def _market(tmp_path: Path) -> _Market:
     return _Market(
         buyer,
         transport,
+        _CrashOnNextRequest(transport),
         ids,
         addresses,
         accounts["aggregator"],
@@ -135,20 +157,24 @@ def _writer(path: Path) -> TranscriptWriter:
 def _crash_and_resume(
     market: _Market, stage: str, saved: list[str] | None = None
 ) -> TrainingRecord:
-    """Train, "die" right after ``stage`` is saved, and resume as a restarted service does:
-    from the saved JSON (each kept in ``saved``), the transcript reopened where the
-    checkpoint ends."""
+    """Train, "die" at the first request after ``stage`` is saved, and resume as a
+    restarted service does: from the saved JSON (each kept in ``saved``), the transcript
+    reopened where the checkpoint ends."""
     saved = [] if saved is None else saved
 
     def save(cp: Any) -> None:
         saved.append(json.dumps(cp.to_json()))
         if cp.stage == stage and len(saved) == STAGES.index(stage) + 1:
-            raise Crash(stage)
+            market.crashing.armed = stage
 
     with pytest.raises(Crash):
         market.train(_writer(market.path), checkpoint=save)
     cp = ExactCheckpoint.from_json(json.loads(saved[-1]))
-    assert cp.stage == stage
+    assert cp.stage == stage and not market.crashing.armed
+    # The step after it had begun: its first records (all but the parts' check, whose
+    # first act is its request) are past the checkpoint, cut off by the reopening.
+    written = len(market.path.read_text().splitlines())
+    assert written > cp.transcript_count or stage in ("asked", "measured")
     writer = TranscriptWriter.reopen(market.path, cp.transcript_head, cp.transcript_count)
     return market.train(writer, checkpoint=save, resume=cp)
 
