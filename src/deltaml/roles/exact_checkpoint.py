@@ -37,6 +37,7 @@ from typing import Any
 
 from deltaml.crypto import EncryptedVector
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
+from deltaml.errors import ProtocolError
 from deltaml.learning.exact_parts import PartsSecret
 from deltaml.learning.exact_solve import Mask
 from deltaml.protocol.exact_messages import ExactCheck, ExactSolution
@@ -135,7 +136,7 @@ class ExactCheckpoint:
     def from_json(cls, data: Mapping[str, Any]) -> ExactCheckpoint:
         stage = str(data["exact"])
         if stage not in STAGES:
-            raise ValueError(f"unknown exact stage {stage!r}")
+            raise ProtocolError(f"the saved checkpoint names an unknown exact stage {stage!r}")
         vectors = unpack_vectors(data["vectors"]) if data.get("vectors") else []
         solution = mask = secret = sums = None
         if "solution" in data:
