@@ -17,6 +17,7 @@ from deltaml.roles.aggregator_base import _expect, _metric_growth
 from deltaml.roles.aggregator_base import zero_sum_masks as zero_sum_masks
 from deltaml.roles.aggregator_phases import AggregatorPhases
 from deltaml.roles.exact_aggregator import train_exact
+from deltaml.roles.exact_checkpoint import ExactCheckpoint as ExactCheckpoint
 from deltaml.roles.training_state import Checkpoint as Checkpoint
 from deltaml.roles.training_state import ProgressCallback as ProgressCallback
 from deltaml.roles.training_state import RoundRecord as RoundRecord
@@ -58,8 +59,8 @@ class Aggregator(AggregatorPhases):
         include_target: bool,
         progress: ProgressCallback | None = None,
         *,
-        checkpoint: Callable[[Checkpoint], None] | None = None,
-        resume: Checkpoint | None = None,
+        checkpoint: Callable[[Checkpoint | ExactCheckpoint], None] | None = None,
+        resume: Checkpoint | ExactCheckpoint | None = None,
     ) -> TrainingRecord:
         """Run ``spec`` to the end and return what the aggregator may keep.
 
@@ -67,11 +68,17 @@ class Aggregator(AggregatorPhases):
         after each round; passing the last one back as ``resume`` (with the
         transcript writer reopened where it ended, :meth:`TranscriptWriter.reopen`)
         continues from there to the same final model: a data owner asked a round
-        again recomputes it from the state it kept.
+        again recomputes it from the state it kept. (``solver: exact``: an
+        :class:`ExactCheckpoint` at each stage, see :func:`train_exact`.)
         """
         _check_train_args(spec, initial_model, n_features)
         if spec.solver == "exact":  # one masked solve instead of rounds (roles/exact.py)
-            return train_exact(self, spec, public_key, initial_model, n_features, include_target)
+            return train_exact(
+                self, spec, public_key, initial_model, n_features, include_target,
+                checkpoint=checkpoint, resume=resume,
+            )  # fmt: skip
+        if isinstance(resume, ExactCheckpoint):
+            raise ProtocolError("the saved checkpoint is the exact solve's, not the rounds'")
         if resume is None:
             cp = self._set_up(spec, public_key, initial_model, n_features, include_target)
             if checkpoint is not None:

@@ -1,19 +1,21 @@
 """The aggregator's side of the exact route (``solver: exact``; the steps:
 :mod:`deltaml.roles.exact`): the masks, the sums, the buyer's solve, the unmasking, the
 exact model's metric, each trainer's part with contributions (:mod:`.exact_parts`) and
-the split — all before the model is delivered.
+the split — all before the model is delivered; checkpointed so that a restarted
+aggregator goes on after the buyer's solution (:mod:`.exact_checkpoint`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.errors import ProtocolError
 from deltaml.evidence.signatures import vector_digest, vector_ref
-from deltaml.learning.exact_parts import PartsSecret, draw_parts, model_columns
+from deltaml.learning.exact_parts import draw_parts, model_columns
 from deltaml.learning.exact_solve import (
     EncryptedSystem,
     Mask,
@@ -44,14 +46,25 @@ from deltaml.protocol.exact_messages import (
 )
 from deltaml.protocol.rules import EXACT_ROUND
 from deltaml.roles.exact import _hex, columns_for, extra_for
+from deltaml.roles.exact_checkpoint import (
+    ASKED,
+    CHECKED,
+    MEASURED,
+    NOT_RESUMABLE,
+    SOLVED,
+    VALUED,
+    ExactCheckpoint,
+)
 from deltaml.roles.exact_parts import check_digests, checked_parts, with_parts
 
 if TYPE_CHECKING:
-    from deltaml.roles.aggregator import Aggregator, TrainingRecord
+    from deltaml.roles.aggregator import Aggregator, Checkpoint, TrainingRecord
 
 log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=m.Message)
+#: Called with the exact route's state at each stage (the service saves it).
+SaveCheckpoint = Callable[[ExactCheckpoint], None]
 
 
 def residuals(agg: Aggregator, w_mod: list[int], u: list[int]) -> tuple[list[int], list[int]]:
@@ -79,44 +92,82 @@ def exact_total(enc_w: EncryptedVector, multiplier: int) -> EncryptedVector:
     return enc_w.mul_int(multiplier)
 
 
+def _save(
+    agg: Aggregator, cp: ExactCheckpoint, stage: str, checkpoint: SaveCheckpoint | None
+) -> None:
+    """``cp`` is now at ``stage``, with the transcript where it ends: hand it to ``checkpoint``."""
+    cp.stage = stage
+    cp.transcript_head, cp.transcript_count = agg.evidence.head, agg.evidence.writer.count
+    cp.rotation_openings = dict(agg.rotation_openings)
+    if checkpoint is not None:
+        checkpoint(cp)
+
+
 def _evaluate_exact(
     agg: Aggregator,
     spec: m.TrainingSpec,
-    record: TrainingRecord,
-    enc_w: EncryptedVector,
-    parts: tuple[ExactSolution, Mask, PartsSecret] | None = None,
+    cp: ExactCheckpoint,
+    checkpoint: SaveCheckpoint | None = None,
 ) -> None:
     """The exact model's metric as round :data:`EXACT_ROUND`, the contributions from
-    each trainer's part ``Enc(m·u_i)`` when asked for, then the payment split.
+    each trainer's part ``Enc(m·u_i)`` when asked for, then the payment split — each
+    step from the stage ``cp`` is at, saved after it.
 
     The validators evaluate ``Enc(m·w)`` as they evaluate a round's total (their
     residuals, mixed and remixed as usual, are then residues ``z/δ``); the buyer raises
     the remixed vector to ``|det(H)|``, a multiple of ``δ``, and decrypts the integers
     packed, with proofs, publishing that determinant (see docs/exactness.md). With
-    ``parts`` (the solution, the mask and the parts' secret) the buyer proves the check
-    column, the aggregator unmasks the parts, and they go through the rounds'
-    contributions protocol as its members' models, raised to the same determinant."""
+    the parts' secret the buyer proves the check column, the aggregator unmasks the
+    parts, and they go through the rounds' contributions protocol as its members'
+    models, raised to the same determinant."""
     from deltaml.roles.training_state import RoundRecord
 
-    t0 = time.perf_counter()
-    multiplier = len(record.trainers)
-    total = exact_total(enc_w, multiplier)
-    agg.evidence.record(
-        records.ExactTotal(
-            model=vector_digest(enc_w), multiplier=multiplier, total=vector_ref(total)
-        ),
-        sealed=[total],
-    )
-    with agg.clock.phase(record, "metrics"):
-        metric = agg._evaluate(EXACT_ROUND, total, record.validators, spec)
-    record.rounds.append(RoundRecord(EXACT_ROUND, time.perf_counter() - t0, metric=metric))
-    if parts is not None:  # the parts' check and unmasking are the contributions' work
-        with agg.clock.phase(record, "contributions"):
-            members = checked_parts(agg, *parts, multiplier)
-            record.contributions = agg._contributions(
-                members, record.validators, spec.precision_bits
-            )
+    record, multiplier = cp.record, len(cp.record.trainers)
+    assert cp.model is not None
+    if cp.stage == SOLVED:
+        t0 = time.perf_counter()
+        total = exact_total(cp.model, multiplier)
+        agg.evidence.record(
+            records.ExactTotal(
+                model=vector_digest(cp.model), multiplier=multiplier, total=vector_ref(total)
+            ),
+            sealed=[total],
+        )
+        with agg.clock.phase(record, "metrics"):
+            metric = agg._evaluate(EXACT_ROUND, total, record.validators, spec)
+        record.rounds.append(RoundRecord(EXACT_ROUND, time.perf_counter() - t0, metric=metric))
+        _save(agg, cp, MEASURED, checkpoint)
+    if cp.secret is not None:
+        assert cp.solution is not None and cp.mask is not None
+        if cp.stage == MEASURED:  # the parts' check and unmasking: the contributions' work
+            with agg.clock.phase(record, "contributions"):
+                cp.parts = tuple(checked_parts(agg, cp.solution, cp.mask, cp.secret, multiplier))
+            _save(agg, cp, CHECKED, checkpoint)
+        if cp.stage == CHECKED:
+            with agg.clock.phase(record, "contributions"):
+                record.contributions = agg._contributions(
+                    list(cp.parts), record.validators, spec.precision_bits
+                )
+            _save(agg, cp, VALUED, checkpoint)
     agg._settle(spec, record)
+
+
+def _resume(
+    agg: Aggregator, cp: ExactCheckpoint | Checkpoint, public_key: PublicKey
+) -> ExactCheckpoint:
+    """Take up the exact route where ``cp`` left it, with the transcript where it ended."""
+    if not isinstance(cp, ExactCheckpoint):
+        raise ProtocolError("the saved checkpoint is the rounds', not the exact solve's")
+    if cp.stage == ASKED:
+        raise ProtocolError(NOT_RESUMABLE)
+    agg.rotation_openings = dict(cp.rotation_openings)
+    agg._ev = agg._recorder(public_key)
+    if agg._ev.head != cp.transcript_head:
+        raise ProtocolError("the transcript does not end where the checkpoint does")
+    if cp.sums is not None:
+        agg._exact_sums = cp.sums  # type: ignore[attr-defined]
+    log.info("resuming the exact solve after its %r stage", cp.stage)
+    return cp
 
 
 def train_exact(
@@ -126,8 +177,43 @@ def train_exact(
     initial_model: EncryptedVector,
     n_features: int,
     include_target: bool,
+    *,
+    checkpoint: SaveCheckpoint | None = None,
+    resume: ExactCheckpoint | Checkpoint | None = None,
 ) -> TrainingRecord:
-    """The aggregator's side of the exact route (``Aggregator.train`` with ``solver: exact``)."""
+    """The aggregator's side of the exact route (``Aggregator.train`` with ``solver: exact``).
+
+    ``checkpoint`` is called with an :class:`ExactCheckpoint` before the trainers are
+    asked and after each step from the buyer's solution on; passing the last one back as
+    ``resume`` (the transcript writer reopened where it ended) goes on from there
+    without asking a trainer or the buyer again for what they answered — or, saved
+    before the buyer's solution, fails with one line (:data:`NOT_RESUMABLE`)."""
+    if resume is None:
+        cp = _solve(agg, spec, public_key, initial_model, n_features, include_target, checkpoint)
+    else:
+        cp = _resume(agg, resume, public_key)
+    record = cp.record
+    assert cp.model is not None
+    if not spec.n_classes:  # evaluated and split before the buyer has the model, as in the rounds
+        _evaluate_exact(agg, spec, cp, checkpoint)
+    delivery = ExactModel(cp.model, tuple(record.trainers), cp.checks)
+    _expect(agg.transport.request(agg.buyer_id, delivery), m.Ack)
+    record.transcript_head = agg.evidence.head
+    log.info("exact solve done: %d trainers, %d weights", len(record.trainers), len(cp.model))
+    return record
+
+
+def _solve(
+    agg: Aggregator,
+    spec: m.TrainingSpec,
+    public_key: PublicKey,
+    initial_model: EncryptedVector,
+    n_features: int,
+    include_target: bool,
+    checkpoint: SaveCheckpoint | None,
+) -> ExactCheckpoint:
+    """Set-up, the initial model's metric, the trainers' systems, the buyer's solve and
+    the unmasking: the ``solved`` checkpoint."""
     from deltaml.protocol.rules import split_roles
     from deltaml.roles.training_state import TrainingRecord
 
@@ -147,8 +233,9 @@ def train_exact(
             for oid in trainers + validators
         ]
     )  # fmt: skip
-    metrics = not spec.n_classes  # no encrypted metric of several classes yet
-    if metrics:  # the initial model's metric, as the iterative protocol's set-up has it
+    # The initial model's metric, as the iterative protocol's set-up has it (no encrypted
+    # metric of several classes yet).
+    if not spec.n_classes:
         total0 = initial_model.mul_int(len(trainers))
         ev.record(
             records.InitialTotal(
@@ -166,6 +253,9 @@ def train_exact(
     shares = zero_sum_shares(public_key, len(trainers), masked_length(d, k, extra))
     unmask_factors = draw_factors(public_key, d * k)
     record.setup_seconds = time.perf_counter() - t0
+    # Saved before anything is asked that is answered once: a restart from here fails.
+    cp = ExactCheckpoint(ASKED, record, {}, "", 0)
+    _save(agg, cp, ASKED, checkpoint)
 
     t1 = time.perf_counter()
     rows = _hex(v for row in mask.matrix for v in row)
@@ -228,11 +318,9 @@ def train_exact(
         sealed=[enc_w],
     )
     record.training_seconds = time.perf_counter() - t1
-    if metrics:  # evaluated and split before the buyer has the model, as in the rounds
-        parts = (solution, mask, secret) if secret is not None else None
-        _evaluate_exact(agg, spec, record, enc_w, parts)
-    delivery = ExactModel(enc_w, tuple(trainers), tuple(checks))
-    _expect(agg.transport.request(agg.buyer_id, delivery), m.Ack)
-    record.transcript_head = ev.head
-    log.info("exact solve done: %d trainers, %d weights", len(trainers), d)
-    return record
+    cp.model, cp.checks, cp.solution = enc_w, tuple(checks), solution
+    cp.sums = agg._exact_sums  # type: ignore[attr-defined]
+    if secret is not None:  # the parts' unmasking needs D and the parts' secret, not L
+        cp.mask, cp.secret = Mask((), mask.scale), secret
+    _save(agg, cp, SOLVED, checkpoint)
+    return cp

@@ -78,6 +78,20 @@ class TrainingRecord:
 
 ProgressCallback = Callable[[RoundRecord], None]
 
+
+def record_to_json(record: TrainingRecord) -> dict[str, Any]:
+    """A checkpoint's copy of ``record`` (the split is recomputed on resuming)."""
+    data = dataclasses.asdict(record)
+    data.pop("payouts", None)
+    return data
+
+
+def record_from_json(data: Mapping[str, Any]) -> TrainingRecord:
+    raw = dict(data)
+    rounds = [RoundRecord(**r) for r in raw.pop("rounds")]
+    return TrainingRecord(**raw, rounds=rounds)
+
+
 #: The record's wall-time field of each phase.
 PHASE_SECONDS = {
     "setup": "setup_seconds",
@@ -150,11 +164,9 @@ class Checkpoint:
             *(self.states[t] for t in trainers),
             *(self.first_updates[t] for t in first),
         ]
-        record = dataclasses.asdict(self.record)
-        record.pop("payouts", None)
         return {
             "round": self.round,
-            "record": record,
+            "record": record_to_json(self.record),
             "vectors": pack_vectors(vectors),
             "first_updates": first,
             "next_growth": self.next_growth,
@@ -167,9 +179,7 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
-        raw = dict(data["record"])
-        rounds = [RoundRecord(**r) for r in raw.pop("rounds")]
-        record = TrainingRecord(**raw, rounds=rounds)
+        record = record_from_json(data["record"])
         vectors = unpack_vectors(data["vectors"])
         n = len(record.active)
         return cls(

@@ -29,7 +29,7 @@ from deltaml.settings import DEFAULT_PARTY_TIMEOUT_S
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from deltaml.roles.aggregator import Checkpoint
+    from deltaml.roles.aggregator import Checkpoint, ExactCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,17 @@ class ServiceCore:
         saved = self.store.get("arbiters", str(rid))
         return str(saved["arbiter"]) if saved else ""
 
-    def save_checkpoint(self, rid: int, cp: Checkpoint) -> None:
-        """Save ``cp`` as request ``rid``'s checkpoint (its round 0 publishes the initial MSE)."""
-        if cp.round == 0 and cp.record.initial_metric is not None:
+    def save_checkpoint(self, rid: int, cp: Checkpoint | ExactCheckpoint) -> None:
+        """Save ``cp`` as request ``rid``'s checkpoint (its first publishes the initial MSE).
+
+        The exact solve's checkpoints hold the aggregator's secrets (the mask's ``D``, the
+        parts' offsets and check weights; :mod:`deltaml.roles.exact_checkpoint`), like the
+        rounds' hold its rotation openings: they stay in this database, next to the sealed
+        transcript, and are never sent to a party or logged."""
+        # (The exact solve saves two at round 0: before asking the trainers and after the
+        # buyer's solution.)
+        first = cp.round == 0 and getattr(cp, "stage", "asked") == "asked"
+        if first and cp.record.initial_metric is not None:
             # The initial model's MSE, public from now on (the status pages chart it).
             self.event(rid, "initial", {"metric": cp.record.initial_metric})
         data = json.dumps(cp.to_json(), separators=(",", ":"))

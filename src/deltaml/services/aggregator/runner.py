@@ -2,8 +2,9 @@
 
 It runs the protocol of :class:`deltaml.roles.aggregator.Aggregator` over the work
 queue (:class:`~deltaml.services.queue.QueueTransport`), writes the transcript,
-checkpoints each round so that a restarted service goes on from there, stops
-early when the next round could not end before the deadline, and posts the
+checkpoints each round (the exact solve: each of its stages,
+:mod:`deltaml.roles.exact_checkpoint`) so that a restarted service goes on from there,
+stops early when the next round could not end before the deadline, and posts the
 metrics and the result on the contract. The buyer's final model is held back
 (:class:`HoldFinalModel`) until the result is final on chain.
 """
@@ -36,10 +37,12 @@ from deltaml.protocol.status import OfferStatus, SeatRole, Status
 from deltaml.roles.aggregator import (
     Aggregator,
     Checkpoint,
+    ExactCheckpoint,
     RoundRecord,
     TrainingRecord,
     split_roles,
 )
+from deltaml.roles.exact_checkpoint import is_exact
 from deltaml.services import wire
 from deltaml.services.aggregator.core import ServiceCore
 from deltaml.services.aggregator.deadline import DeadlineStop, stop_for_deadline
@@ -48,6 +51,8 @@ from deltaml.services.store import checkpoints, offers
 from deltaml.transport.base import Transport
 
 log = logging.getLogger(__name__)
+
+AnyCheckpoint = Checkpoint | ExactCheckpoint
 
 
 class HoldFinalModel(Transport):
@@ -96,7 +101,11 @@ class _Run:
 
 
 class TrainingRunner:
-    """Starts, resumes and finishes the training of each request on its own thread."""
+    """Starts, resumes and finishes the training of each request on its own thread.
+
+    A request resumed from an exact checkpoint saved before the buyer's solution fails
+    in one line (:data:`~deltaml.roles.exact_checkpoint.NOT_RESUMABLE`): the trainers
+    and the buyer answer the exact solve once."""
 
     def __init__(self, core: ServiceCore, deliver: Callable[[], int]) -> None:
         self.core = core
@@ -216,7 +225,7 @@ class TrainingRunner:
                 "have joined on chain"
             )
         saved = self._seat(rid, row, trainers, validators)
-        resume = Checkpoint.from_json(json.loads(saved)) if saved else None
+        resume = load_checkpoint(json.loads(saved)) if saved else None
         writer = self._transcript(rid, row, resume)
         queue = QueueTransport(self.core.queue, rid, self.core.config.party_timeout, self.core.stop)
         transport = HoldFinalModel(queue, row.buyer)
@@ -247,7 +256,7 @@ class TrainingRunner:
                     stream.close()
         self._finish(run, record, trainers, validators)
 
-    def _transcript(self, rid: int, row: Any, resume: Checkpoint | None) -> TranscriptWriter:
+    def _transcript(self, rid: int, row: Any, resume: AnyCheckpoint | None) -> TranscriptWriter:
         """The request's transcript: reopened at the checkpoint, or begun."""
         path = self.core.transcript_path(rid)
         if resume is not None:
@@ -267,7 +276,7 @@ class TrainingRunner:
             )
         return writer
 
-    def _rounds(self, run: _Run, resume: Checkpoint | None) -> TrainingRecord:
+    def _rounds(self, run: _Run, resume: AnyCheckpoint | None) -> TrainingRecord:
         """Train (from ``resume``); once more to the round it stopped at for the deadline."""
         if run.stopped is not None:  # stopped for the deadline before a restart
             rounds = int(run.stopped["round"])
@@ -280,12 +289,13 @@ class TrainingRunner:
             return self._train_once(run, shorter, run.latest[0])
 
     def _train_once(
-        self, run: _Run, spec: TrainingSpec, start: Checkpoint | None
+        self, run: _Run, spec: TrainingSpec, start: AnyCheckpoint | None
     ) -> TrainingRecord:
         stopped_before = run.stopped is not None
 
-        def checkpoint(cp: Checkpoint) -> None:
-            run.latest[:] = [cp]
+        def checkpoint(cp: AnyCheckpoint) -> None:
+            if isinstance(cp, Checkpoint):  # the rounds' (the deadline stop reads it)
+                run.latest[:] = [cp]
             if cp.round == 0:
                 run.began = (self.core.clock(), 0)
             self.checkpoint(run.rid, cp)
@@ -354,8 +364,13 @@ class TrainingRunner:
         if rid in self.core.overdue:
             raise ProtocolError(f"the deadline passed during training, after round {rec.round}")
 
-    def checkpoint(self, rid: int, cp: Checkpoint) -> None:
+    def checkpoint(self, rid: int, cp: AnyCheckpoint) -> None:
         self.core.save_checkpoint(rid, cp)
+
+
+def load_checkpoint(data: dict[str, Any]) -> AnyCheckpoint:
+    """A saved checkpoint: the rounds' or the exact solve's."""
+    return ExactCheckpoint.from_json(data) if is_exact(data) else Checkpoint.from_json(data)
 
 
 def _latest(run: _Run) -> tuple[Checkpoint, tuple[float, int]]:
