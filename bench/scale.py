@@ -79,6 +79,7 @@ def run_size(owners: int, args: argparse.Namespace, workers: int | None = None) 
         chain=False,
         allow_test_keys=args.test_keys,
         workers=workers,
+        solver=args.solver,
     )
     data = make_synthetic(owners + 1, args.rows, args.features, seed=args.seed)
     shares, test = data[:owners], data[owners]
@@ -197,6 +198,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--features", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--solver",
+        choices=("admm", "exact"),
+        default="admm",
+        help="admm: --rounds rounds (default); exact: one masked solve, each trainer's "
+        "part valued (docs/exactness.md)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         nargs="+",
@@ -255,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"at end {facts['load_average_end']}"
     )
     print(
-        f"One run per size; {args.key_bits}-bit keys, {args.rounds} rounds, "
+        f"One run per size; {args.key_bits}-bit keys, "
+        f"{'one exact solve' if args.solver == 'exact' else f'{args.rounds} rounds'}, "
         f"{args.rows} rows x {args.features} features per owner; Shapley values exact; "
         "exponent in brackets: growth from the previous size"
     )
