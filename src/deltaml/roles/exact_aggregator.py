@@ -217,107 +217,110 @@ def _solve(
     from deltaml.protocol.rules import split_roles
     from deltaml.roles.training_state import TrainingRecord
 
-    t0 = time.perf_counter()
     trainers, validators = split_roles(agg.owner_ids, spec.trainer_fraction, spec.split_seed)
     record = TrainingRecord(trainers, validators, spec.split_seed)
-    ev = agg._ev = agg._recorder(public_key)
-    ev.record(agg._header(spec, public_key, trainers, validators, n_features))
-    k = columns_for(spec)
-    stats = agg._standardize(
-        public_key, spec.base_exponent, n_features, include_target, spec.n_classes, spec.impute
-    )
-    agg.transport.request_all(
-        [
-            (oid, m.Setup("trainer" if oid in trainers else "validator", spec, stats,
-                          public_key, len(trainers), initial_model))
-            for oid in trainers + validators
-        ]
-    )  # fmt: skip
+    # Wall and CPU time (central / owners) of the set-up and of the solve, as the
+    # rounds' phases are booked.
+    with agg.clock.phase(record, "setup"):
+        ev = agg._ev = agg._recorder(public_key)
+        ev.record(agg._header(spec, public_key, trainers, validators, n_features))
+        k = columns_for(spec)
+        stats = agg._standardize(
+            public_key, spec.base_exponent, n_features, include_target, spec.n_classes, spec.impute
+        )
+        agg.transport.request_all(
+            [
+                (oid, m.Setup("trainer" if oid in trainers else "validator", spec, stats,
+                              public_key, len(trainers), initial_model))
+                for oid in trainers + validators
+            ]
+        )  # fmt: skip
     # The initial model's metric, as the iterative protocol's set-up has it (no encrypted
     # metric of several classes yet).
     if not spec.n_classes:
         total0 = initial_model.mul_int(len(trainers))
         ev.record(
             records.InitialTotal(
-                model=vector_ref(initial_model), multiplier=len(trainers), total=vector_ref(total0)
+                model=vector_ref(initial_model),
+                multiplier=len(trainers),
+                total=vector_ref(total0),
             ),
             public=[initial_model, total0],
         )
         with agg.clock.phase(record, "metrics"):
             record.initial_metric = agg._evaluate(0, total0, validators, spec)
-    d = n_features + 1
-    p = precision_for(public_key.key_bits, d)
-    mask, check = random_mask(public_key, d), random_check(public_key, d)
-    extra = extra_for(spec, len(trainers))
-    secret = draw_parts(public_key, d, len(trainers)) if extra else None
-    shares = zero_sum_shares(public_key, len(trainers), masked_length(d, k, extra))
-    unmask_factors = draw_factors(public_key, d * k)
-    record.setup_seconds = time.perf_counter() - t0
+    with agg.clock.phase(record, "setup"):  # the mask and randomizers
+        d = n_features + 1
+        p = precision_for(public_key.key_bits, d)
+        mask, check = random_mask(public_key, d), random_check(public_key, d)
+        extra = extra_for(spec, len(trainers))
+        secret = draw_parts(public_key, d, len(trainers)) if extra else None
+        shares = zero_sum_shares(public_key, len(trainers), masked_length(d, k, extra))
+        unmask_factors = draw_factors(public_key, d * k)
     # Saved before anything is asked that is answered once: a restart from here fails.
     cp = ExactCheckpoint(ASKED, record, {}, "", 0)
     _save(agg, cp, ASKED, checkpoint)
 
-    t1 = time.perf_counter()
-    rows = _hex(v for row in mask.matrix for v in row)
-    requests = [
-        ExactRequest(public_key, p, rows, _hex(mask.scale), _hex(check), _hex(share))
-        for share in shares
-    ]
-    if secret is not None:
-        requests = with_parts(requests, secret)
-    replies = agg.transport.request_all(list(zip(trainers, requests, strict=True)))
-    systems, masked, checks = [], [], []
-    for oid, reply in zip(trainers, replies, strict=True):
-        three = _expect(reply, ExactReply)
-        systems.append(ev.accept(oid, three.system, ExactSystem, sealed=True))
-        masked.append(ev.accept(oid, three.masked, ExactMasked, sealed=True))
-        checks.append(ev.accept(oid, three.check, ExactCheck, sealed=True))
-    for s, v, c in zip(systems, masked, checks, strict=True):
-        if not (
-            len(s.system) == d * d + d * k
-            and len(v.masked) == d * d + d * (k + extra)
-            and len(c.check) == d + k
+    with agg.clock.phase(record, "training"):
+        rows = _hex(v for row in mask.matrix for v in row)
+        requests = [
+            ExactRequest(public_key, p, rows, _hex(mask.scale), _hex(check), _hex(share))
+            for share in shares
+        ]
+        if secret is not None:
+            requests = with_parts(requests, secret)
+        replies = agg.transport.request_all(list(zip(trainers, requests, strict=True)))
+        systems, masked, checks = [], [], []
+        for oid, reply in zip(trainers, replies, strict=True):
+            three = _expect(reply, ExactReply)
+            systems.append(ev.accept(oid, three.system, ExactSystem, sealed=True))
+            masked.append(ev.accept(oid, three.masked, ExactMasked, sealed=True))
+            checks.append(ev.accept(oid, three.check, ExactCheck, sealed=True))
+        for s, v, c in zip(systems, masked, checks, strict=True):
+            if not (
+                len(s.system) == d * d + d * k
+                and len(v.masked) == d * d + d * (k + extra)
+                and len(c.check) == d + k
+            ):
+                raise ProtocolError("a trainer's exact system does not fit the model")
+        if secret is not None:
+            check_digests(trainers, masked, mask, secret)
+        system_total = ring_vector(
+            public_key,
+            sum_ciphertexts([[int(c) for c in s.system.ciphertexts] for s in systems], public_key),
+        )
+        masked_total = ring_vector(
+            public_key,
+            sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in masked], public_key),
+        )
+        ev.record(
+            records.ExactSums(
+                precision_bits=p,
+                systems=[vector_digest(s.system) for s in systems],
+                masked=[vector_digest(v.masked) for v in masked],
+                checks=[vector_digest(c.check) for c in checks],
+                system_total=vector_ref(system_total),
+                masked_total=vector_ref(masked_total),
+                extra_columns=extra,
+            ),
+            sealed=[system_total, masked_total],
+        )
+        mask_det = f"{mask_determinant(mask, public_key.n):x}"
+        request = ExactSolveRequest(tuple(trainers), tuple(masked), d, mask_det)
+        solution = ev.accept(
+            agg.buyer_id, agg.transport.request(agg.buyer_id, request), ExactSolution, sealed=True
+        )
+        if solution.masked_digest != vector_digest(masked_total) or len(solution.solution) != d * (
+            k + extra
         ):
-            raise ProtocolError("a trainer's exact system does not fit the model")
-    if secret is not None:
-        check_digests(trainers, masked, mask, secret)
-    system_total = ring_vector(
-        public_key,
-        sum_ciphertexts([[int(c) for c in s.system.ciphertexts] for s in systems], public_key),
-    )
-    masked_total = ring_vector(
-        public_key,
-        sum_ciphertexts([[int(c) for c in v.masked.ciphertexts] for v in masked], public_key),
-    )
-    ev.record(
-        records.ExactSums(
-            precision_bits=p,
-            systems=[vector_digest(s.system) for s in systems],
-            masked=[vector_digest(v.masked) for v in masked],
-            checks=[vector_digest(c.check) for c in checks],
-            system_total=vector_ref(system_total),
-            masked_total=vector_ref(masked_total),
-            extra_columns=extra,
-        ),
-        sealed=[system_total, masked_total],
-    )
-    mask_det = f"{mask_determinant(mask, public_key.n):x}"
-    request = ExactSolveRequest(tuple(trainers), tuple(masked), d, mask_det)
-    solution = ev.accept(
-        agg.buyer_id, agg.transport.request(agg.buyer_id, request), ExactSolution, sealed=True
-    )
-    if solution.masked_digest != vector_digest(masked_total) or len(solution.solution) != d * (
-        k + extra
-    ):
-        raise ProtocolError("the buyer solved another system")
-    enc_u = list(model_columns([int(c) for c in solution.solution.ciphertexts], k, extra))
-    enc_w = ring_vector(public_key, unmask(enc_u, mask, public_key, unmask_factors))
-    agg._exact_sums = (system_total, masked_total, p, k, extra)  # type: ignore[attr-defined]
-    ev.record(
-        records.ExactModel(solution=vector_digest(solution.solution), model=vector_ref(enc_w)),
-        sealed=[enc_w],
-    )
-    record.training_seconds = time.perf_counter() - t1
+            raise ProtocolError("the buyer solved another system")
+        enc_u = list(model_columns([int(c) for c in solution.solution.ciphertexts], k, extra))
+        enc_w = ring_vector(public_key, unmask(enc_u, mask, public_key, unmask_factors))
+        agg._exact_sums = (system_total, masked_total, p, k, extra)  # type: ignore[attr-defined]
+        ev.record(
+            records.ExactModel(solution=vector_digest(solution.solution), model=vector_ref(enc_w)),
+            sealed=[enc_w],
+        )
     cp.model, cp.checks, cp.solution = enc_w, tuple(checks), solution
     cp.sums = agg._exact_sums  # type: ignore[attr-defined]
     if secret is not None:  # the parts' unmasking needs D and the parts' secret, not L
