@@ -8,9 +8,7 @@ from collections.abc import Callable
 
 from deltaml.crypto import EncryptedVector, PublicKey, needs_refresh
 from deltaml.errors import DeltaMLValueError, PartyTimeout, ProtocolError
-from deltaml.evidence.signatures import vector_ref
 from deltaml.protocol import messages as m
-from deltaml.protocol import records
 from deltaml.protocol.rules import is_evaluated, last_round
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles.aggregator_base import _expect, _metric_growth
@@ -225,17 +223,7 @@ class Aggregator(AggregatorPhases):
             next_growth = growth + max(len(trainers), 1).bit_length() + metric_growth
 
             states = {oid: initial_model for oid in trainers}
-            total = initial_model.mul_int(len(trainers))
-            ev.record(
-                records.InitialTotal(
-                    model=vector_ref(initial_model),
-                    multiplier=len(trainers),
-                    total=vector_ref(total),
-                ),
-                public=[initial_model, total],
-            )
-        with self.clock.phase(record, "metrics"):
-            record.initial_metric = self._evaluate(0, total, validators, spec)
+        total = self._initial_metric(record, initial_model, validators, spec)
         return Checkpoint(
             round=0,
             record=record,

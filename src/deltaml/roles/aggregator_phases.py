@@ -259,6 +259,28 @@ class AggregatorPhases(AggregatorBase):
         )
         return self._accept_states(k, "refresh", trainers, done, fresh.vectors)
 
+    def _initial_metric(
+        self,
+        record: TrainingRecord,
+        initial_model: EncryptedVector,
+        validators: list[str],
+        spec: m.TrainingSpec,
+    ) -> EncryptedVector:
+        """Round 0: the initial model times the trainers (public, recorded) evaluated by
+        the validators, into ``record.initial_metric``; returns that total."""
+        total = initial_model.mul_int(len(record.trainers))
+        self.evidence.record(
+            records.InitialTotal(
+                model=vector_ref(initial_model),
+                multiplier=len(record.trainers),
+                total=vector_ref(total),
+            ),
+            public=[initial_model, total],
+        )
+        with self.clock.phase(record, "metrics"):
+            record.initial_metric = self._evaluate(0, total, validators, spec)
+        return total
+
     def _evaluate(
         self, k: int, total: EncryptedVector, validators: list[str], spec: m.TrainingSpec
     ) -> float:

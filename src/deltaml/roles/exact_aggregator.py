@@ -238,17 +238,7 @@ def _solve(
     # The initial model's metric, as the iterative protocol's set-up has it (no encrypted
     # metric of several classes yet).
     if not spec.n_classes:
-        total0 = initial_model.mul_int(len(trainers))
-        ev.record(
-            records.InitialTotal(
-                model=vector_ref(initial_model),
-                multiplier=len(trainers),
-                total=vector_ref(total0),
-            ),
-            public=[initial_model, total0],
-        )
-        with agg.clock.phase(record, "metrics"):
-            record.initial_metric = agg._evaluate(0, total0, validators, spec)
+        agg._initial_metric(record, initial_model, validators, spec)
     with agg.clock.phase(record, "setup"):  # the mask and randomizers
         d = n_features + 1
         p = precision_for(public_key.key_bits, d)

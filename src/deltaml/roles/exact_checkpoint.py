@@ -38,11 +38,18 @@ from typing import Any
 from deltaml.crypto import EncryptedVector
 from deltaml.crypto.serialization import pack_vectors, unpack_vectors
 from deltaml.errors import ProtocolError
+from deltaml.evidence.signatures import hex_ints
 from deltaml.learning.exact_parts import PartsSecret
 from deltaml.learning.exact_solve import Mask
 from deltaml.protocol.exact_messages import ExactCheck, ExactSolution
 from deltaml.protocol.rules import EXACT_ROUND
-from deltaml.roles.training_state import TrainingRecord, record_from_json, record_to_json
+from deltaml.roles.training_state import (
+    TrainingRecord,
+    openings_from_json,
+    openings_to_json,
+    record_from_json,
+    record_to_json,
+)
 
 ASKED, SOLVED, MEASURED, CHECKED, VALUED = "asked", "solved", "measured", "checked", "valued"
 STAGES = (ASKED, SOLVED, MEASURED, CHECKED, VALUED)
@@ -54,10 +61,6 @@ NOT_RESUMABLE = (
     "buyer solves once per request, so the solve cannot be asked again; the request "
     "fails and the deposit is refundable"
 )
-
-
-def _hex(values: Any) -> list[str]:
-    return [f"{int(v):x}" for v in values]
 
 
 def _ints(values: Any) -> tuple[int, ...]:
@@ -102,9 +105,7 @@ class ExactCheckpoint:
             "exact": self.stage,
             "round": self.round,
             "record": record_to_json(self.record),
-            "rotation_openings": {
-                label: [seed, salt.hex()] for label, (seed, salt) in self.rotation_openings.items()
-            },
+            "rotation_openings": openings_to_json(self.rotation_openings),
             "transcript_head": self.transcript_head,
             "transcript_count": self.transcript_count,
             "checks": [[put(c.check), c.signature] for c in self.checks],
@@ -117,14 +118,14 @@ class ExactCheckpoint:
             data["solution"] = [put(s.solution), s.masked_digest, s.signature]
         if self.mask is not None:
             data["mask"] = {
-                "matrix": [_hex(row) for row in self.mask.matrix],
-                "scale": _hex(self.mask.scale),
+                "matrix": [hex_ints(row) for row in self.mask.matrix],
+                "scale": hex_ints(self.mask.scale),
             }
         if self.secret is not None:
             data["secret"] = {
-                "offsets": [_hex(t) for t in self.secret.offsets],
-                "weights": _hex(self.secret.weights),
-                "shift": _hex(self.secret.shift),
+                "offsets": [hex_ints(t) for t in self.secret.offsets],
+                "weights": hex_ints(self.secret.weights),
+                "shift": hex_ints(self.secret.shift),
             }
         if self.sums is not None:
             system, masked, p, k, extra = self.sums
@@ -157,10 +158,7 @@ class ExactCheckpoint:
         return cls(
             stage=stage,
             record=record_from_json(data["record"]),
-            rotation_openings={
-                label: (int(seed), bytes.fromhex(salt))
-                for label, (seed, salt) in data["rotation_openings"].items()
-            },
+            rotation_openings=openings_from_json(data["rotation_openings"]),
             transcript_head=str(data["transcript_head"]),
             transcript_count=int(data["transcript_count"]),
             model=vectors[data["model"]] if "model" in data else None,

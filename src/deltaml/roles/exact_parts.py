@@ -18,11 +18,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import gmpy2
-
-from deltaml.crypto import EncryptedVector
+from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.crypto.paillier import check_decryption
 from deltaml.errors import ProtocolError
-from deltaml.evidence.signatures import hex_ints, vector_digest, vector_ref
+from deltaml.evidence.signatures import vector_digest, vector_ref
 from deltaml.learning.exact_parts import (
     PartsSecret,
     check_vector,
@@ -39,13 +38,10 @@ from deltaml.protocol.exact_messages import (
     ExactSolveCheck,
     ring_vector,
 )
+from deltaml.roles.exact import _hex
 
 if TYPE_CHECKING:
     from deltaml.roles.aggregator import Aggregator
-
-
-def _hex(values: Sequence[int]) -> tuple[str, ...]:
-    return tuple(hex_ints(list(values)))
 
 
 def with_parts(requests: Sequence[ExactRequest], secret: PartsSecret) -> list[ExactRequest]:
@@ -93,7 +89,7 @@ def checked_parts(
     if (proof.solution_digest, proof.weights, proof.shift) != (digest, weights, shift):
         raise ProtocolError("the buyer's check answers another solution or check")
     enc_x = [int(c) for c in solution.solution.ciphertexts]
-    if not proves_zero(check_vector(enc_x, secret.weights, secret.shift, key), proof, key.n):
+    if not proves_zero(check_vector(enc_x, secret.weights, secret.shift, key), proof, key):
         raise ProtocolError("the buyer's solution fails its check column")
     parts = [
         ring_vector(key, part)
@@ -112,16 +108,12 @@ def checked_parts(
     return parts
 
 
-def proves_zero(combined: Sequence[int], proof: ExactSolveCheck, n: int) -> bool:
-    """Every ciphertext of the check is ``r^n mod n²`` for the proof's ``r``: an
-    encryption of 0."""
+def proves_zero(combined: Sequence[int], proof: ExactSolveCheck, key: PublicKey) -> bool:
+    """Every ciphertext of the check is proven (its randomness) to decrypt to 0."""
     if len(proof.randomness) != len(combined):
         return False
-    nsq = gmpy2.mpz(n) * n
     try:
         rs = [int(r, 16) for r in proof.randomness]
     except ValueError:
         return False
-    return all(
-        0 < r < n and int(gmpy2.powmod(r, n, nsq)) == c for r, c in zip(rs, combined, strict=True)
-    )
+    return all(check_decryption(key, c, 0, r) for r, c in zip(rs, combined, strict=True))

@@ -136,6 +136,15 @@ class PhaseClock:
                 split["owners"] += owners
 
 
+def openings_to_json(openings: Mapping[str, tuple[int, bytes]]) -> dict[str, list[Any]]:
+    """The aggregator's rotation openings (seed, salt) as a checkpoint keeps them."""
+    return {label: [seed, salt.hex()] for label, (seed, salt) in openings.items()}
+
+
+def openings_from_json(data: Mapping[str, Any]) -> dict[str, tuple[int, bytes]]:
+    return {label: (int(seed), bytes.fromhex(salt)) for label, (seed, salt) in data.items()}
+
+
 @dataclass
 class Checkpoint:
     """The aggregator's whole training state after a completed round (0: after set-up).
@@ -170,9 +179,7 @@ class Checkpoint:
             "vectors": pack_vectors(vectors),
             "first_updates": first,
             "next_growth": self.next_growth,
-            "rotation_openings": {
-                label: [seed, salt.hex()] for label, (seed, salt) in self.rotation_openings.items()
-            },
+            "rotation_openings": openings_to_json(self.rotation_openings),
             "transcript_head": self.transcript_head,
             "transcript_count": self.transcript_count,
         }
@@ -189,10 +196,7 @@ class Checkpoint:
             total=vectors[0],
             first_updates=dict(zip(data["first_updates"], vectors[1 + n :], strict=True)),
             next_growth=int(data["next_growth"]),
-            rotation_openings={
-                label: (int(seed), bytes.fromhex(salt))
-                for label, (seed, salt) in data["rotation_openings"].items()
-            },
+            rotation_openings=openings_from_json(data["rotation_openings"]),
             transcript_head=str(data["transcript_head"]),
             transcript_count=int(data["transcript_count"]),
         )

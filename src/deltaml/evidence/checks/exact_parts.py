@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from deltaml.crypto.paillier import check_decryption
 from deltaml.evidence.checks.exact_state import exact_state as _state
 from deltaml.evidence.signatures import parse_hex_ints
 from deltaml.learning.exact_parts import check_vector, extra_columns, mask_digest, unmask_parts
@@ -82,7 +83,7 @@ def check_solve_check(v: Any, body: Mapping[str, Any]) -> None:
     bad = [
         j
         for j, (c, r) in enumerate(zip(combined, randomness, strict=True))
-        if not 0 < r < key.n or pow(r, key.n, key.nsquare) != c
+        if not check_decryption(key, c, 0, r)
     ]
     v.require(
         not bad,
