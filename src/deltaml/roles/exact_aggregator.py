@@ -164,8 +164,6 @@ def _resume(
     agg._ev = agg._recorder(public_key)
     if agg._ev.head != cp.transcript_head:
         raise ProtocolError("the transcript does not end where the checkpoint does")
-    if cp.sums is not None:
-        agg._exact_sums = cp.sums  # type: ignore[attr-defined]
     log.info("resuming the exact solve after its %r stage", cp.stage)
     return cp
 
@@ -194,6 +192,7 @@ def train_exact(
         cp = _resume(agg, resume, public_key)
     record = cp.record
     assert cp.model is not None
+    agg._exact_sums = cp.sums  # type: ignore[attr-defined]  # for residuals (a disclosure)
     if not spec.n_classes:  # evaluated and split before the buyer has the model, as in the rounds
         _evaluate_exact(agg, spec, cp, checkpoint)
     delivery = ExactModel(cp.model, tuple(record.trainers), cp.checks)
@@ -306,13 +305,12 @@ def _solve(
             raise ProtocolError("the buyer solved another system")
         enc_u = list(model_columns([int(c) for c in solution.solution.ciphertexts], k, extra))
         enc_w = ring_vector(public_key, unmask(enc_u, mask, public_key, unmask_factors))
-        agg._exact_sums = (system_total, masked_total, p, k, extra)  # type: ignore[attr-defined]
         ev.record(
             records.ExactModel(solution=vector_digest(solution.solution), model=vector_ref(enc_w)),
             sealed=[enc_w],
         )
     cp.model, cp.checks, cp.solution = enc_w, tuple(checks), solution
-    cp.sums = agg._exact_sums  # type: ignore[attr-defined]
+    cp.sums = (system_total, masked_total, p, k, extra)
     if secret is not None:  # the parts' unmasking needs D and the parts' secret, not L
         cp.mask, cp.secret = Mask((), mask.scale), secret
     _save(agg, cp, SOLVED, checkpoint)
