@@ -94,6 +94,13 @@ class ExactCheckpoint:
         """Rounds done, as the status pages count them: the exact model's once measured."""
         return EXACT_ROUND if STAGES.index(self.stage) >= STAGES.index(MEASURED) else 0
 
+    @property
+    def first(self) -> bool:
+        """The first checkpoint of a run (set-up and the initial model's metric done);
+        the exact solve saves two at round 0, before the trainers are asked and after the
+        buyer's solution."""
+        return self.stage == ASKED
+
     def to_json(self) -> dict[str, Any]:
         vectors: list[EncryptedVector] = []
 

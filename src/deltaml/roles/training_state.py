@@ -165,6 +165,11 @@ class Checkpoint:
     transcript_head: str
     transcript_count: int
 
+    @property
+    def first(self) -> bool:
+        """The first checkpoint of a run (set-up and the initial model's metric done)."""
+        return self.round == 0
+
     def to_json(self) -> dict[str, Any]:
         trainers = self.record.active
         first = sorted(self.first_updates)

@@ -157,10 +157,7 @@ class ServiceCore:
         parts' offsets and check weights; :mod:`deltaml.roles.exact_checkpoint`), like the
         rounds' hold its rotation openings: they stay in this database, next to the sealed
         transcript, and are never sent to a party or logged."""
-        # (The exact solve saves two at round 0: before asking the trainers and after the
-        # buyer's solution.)
-        first = cp.round == 0 and getattr(cp, "stage", "asked") == "asked"
-        if first and cp.record.initial_metric is not None:
+        if cp.first and cp.record.initial_metric is not None:
             # The initial model's MSE, public from now on (the status pages chart it).
             self.event(rid, "initial", {"metric": cp.record.initial_metric})
         data = json.dumps(cp.to_json(), separators=(",", ":"))
