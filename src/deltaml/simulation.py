@@ -82,6 +82,8 @@ class SimulationConfig:
     precision_bits: int = FIELDS["precision_bits"].default
     contributions: bool = FIELDS["contributions"].default
     metric_noise: float = FIELDS["metric_noise"].default
+    #: ``"rotation"`` or ``"gram"`` (:mod:`deltaml.roles.forms`).
+    metric_protocol: str = FIELDS["metric_protocol"].default
     #: Stop once the validation metric is this many percent below the initial one (0: off).
     target_improvement: float = FIELDS["target_improvement"].default
     #: Go on without a silent trainer while this many remain (see ``TrainingSpec``).
@@ -114,6 +116,8 @@ class SimulationConfig:
             {
                 "solver": self.solver,
                 "target_improvement": self.target_improvement,
+                "metric_protocol": self.metric_protocol,
+                "metric_noise": self.metric_noise,
             }
         )
         if self.workers is not None and self.workers < 1:
@@ -129,6 +133,7 @@ class SimulationConfig:
             "relaxation",
             "precision_bits",
             "metric_noise",
+            "metric_protocol",
             "target_improvement",
         ):
             check_field(name, getattr(self, name))
@@ -200,6 +205,7 @@ def simulate_shares(
         split_seed=config.seed,
         contributions=config.contributions,
         metric_noise=config.metric_noise,
+        metric_protocol=config.metric_protocol,
         target_improvement=config.target_improvement,
         min_trainers=config.min_trainers,
         deposit_wei=config.deposit_wei,

@@ -39,6 +39,7 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "contributions": ([True, False], [1, "yes", None]),
     "solver": (["admm"], ["newton", "", None, 1]),
     "metric_noise": ([0, 1e3], [-0.1, 1000.1, math.inf]),
+    "metric_protocol": (["rotation", "gram"], ["mixed", "", None, 1]),
     "split_seed": ([0, 2**64 - 1], [-1, 2**64]),
     "min_trainers": ([1, 2], [0, 3, 65]),  # with owners=3: 1 to owners - 1
     "missing": ([[], ["age"]], [["age", "age"], ["height"], "age", [1], ["x" * 201]]),

@@ -107,6 +107,17 @@ def add_parser(sub: Any) -> None:
         ),
     )
     sim.add_argument(
+        "--metric-protocol",
+        choices=("rotation", "gram"),
+        default="rotation",
+        help=(
+            "rotation: each evaluation mixes every validator's residual vector (the "
+            "default); gram: the validators send their encrypted Gram matrices once, and "
+            "each evaluation and the contributions are masked products with the buyer, "
+            "whatever the number of validators (docs/performance.md)"
+        ),
+    )
+    sim.add_argument(
         "--target-improvement",
         type=float,
         default=0.0,
@@ -204,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         transcript=args.transcript or str(_default_transcript(args.seed)),
         chain=not args.no_chain,
         metric_noise=args.metric_noise,
+        metric_protocol=args.metric_protocol,
         target_improvement=args.target_improvement,
         chain_url=args.chain_url,
         solver=args.solver or "admm",

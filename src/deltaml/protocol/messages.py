@@ -101,6 +101,8 @@ class TrainingSpec(Message):
     #: Calibrated noise on published metrics: the standard deviation it adds to a
     #: single validator's mean squared error, in standardized target units (0: none).
     metric_noise: float = _default("metric_noise")
+    #: ``"rotation"`` or ``"gram"`` (:mod:`deltaml.roles.forms`).
+    metric_protocol: str = _default("metric_protocol")
     #: The buyer's escrowed payment, split by :func:`deltaml.ledger.payouts.compute_payouts`.
     deposit_wei: int = _default("deposit_wei")
     #: Training goes on without a trainer that stops answering while at least this

@@ -42,6 +42,7 @@ from deltaml.protocol.exact_records import (
     ExactSystem,
     ExactTotal,
 )
+from deltaml.protocol.form_records import FORM_RECORDS
 from deltaml.protocol.record_base import OPTIONAL, Record, RecordError, VectorRef
 
 __all__ = [
@@ -387,7 +388,7 @@ RECORD_TYPES: Mapping[str, type[Record]] = {
         DeadlineStop,
         Payouts,
     )
-}
+} | {cls.KIND: cls for cls in FORM_RECORDS}
 
 #: The kinds only a ``solver: exact`` run writes.
 EXACT_KINDS = frozenset(

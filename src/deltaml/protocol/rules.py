@@ -161,6 +161,35 @@ def contribution_remixer(validators: Sequence[str]) -> str | None:
     return validators[0] if validators else None
 
 
+#: The label of the contributions' batch of Gram forms (``metric_protocol: gram``).
+FORM_CONTRIBUTIONS = "contributions"
+
+
+def form_label(round_: int) -> str:
+    """The label of round ``round_``'s evaluation as a batch of Gram forms."""
+    return f"metric-{round_}"
+
+
+def form_round(label: str) -> int | None:
+    """The evaluated round a batch's label names; ``None`` for the contributions.
+
+    Raises :class:`DeltaMLValueError` for any other label."""
+    if label == FORM_CONTRIBUTIONS:
+        return None
+    head, _, tail = label.partition("-")
+    if head != "metric" or not tail.isdigit() or len(tail) > 6 or form_label(int(tail)) != label:
+        raise DeltaMLValueError(f"no batch of forms is labelled {label[:40]!r}")
+    return int(tail)
+
+
+def form_remixer(validators: Sequence[str], label: str, eval_every: int) -> str | None:
+    """Who adds the second mask to a batch: the metric's or the contributions' remixer."""
+    k = form_round(label)
+    if k is None:
+        return contribution_remixer(validators)
+    return metric_remixer(validators, k, eval_every)
+
+
 def shapley_seed(previous_record_hash: str) -> int:
     """The sampling seed, fixed by the transcript up to the mixed columns (128 bits):
     the first 16 bytes, big-endian, of ``SHA-256(b"deltaml-shapley-seed/1\\x00" ‖

@@ -91,6 +91,10 @@ MISSING_SUFFIX = "__missing"
 MODELS = ("linear", "logistic")
 #: ``admm``: the iterative protocol; ``exact``: the one-shot exact solve (docs/exactness.md).
 SOLVERS = ("admm", "exact")
+#: How validation errors are measured: each evaluation's residual vectors mixed over
+#: every validator (``rotation``), or the validators' summed Gram matrix sent once and
+#: a masked product with the key holder per evaluation (``gram``: docs/performance.md).
+METRIC_PROTOCOLS = ("rotation", "gram")
 
 
 class SpecError(DeltaMLValueError):
@@ -205,6 +209,8 @@ _FIELDS = [
               f"solver must be one of {', '.join(SOLVERS)}", training=True),
     SpecField("metric_noise", _NUMBER, 0.0, lambda v: 0 <= v <= 1e3,
               "metric_noise must be 0 to 1000", training=True, low=0, high=1e3),
+    SpecField("metric_protocol", (str,), "rotation", lambda v: v in METRIC_PROTOCOLS,
+              f"metric_protocol must be one of {', '.join(METRIC_PROTOCOLS)}", training=True),
     SpecField("split_seed", (int,), 0, lambda v: 0 <= v < 2**64,
               "split_seed must be 0 to 2**64 - 1", training=True, low=0, high=2**64 - 1),
     SpecField("min_trainers", (int,), 1, lambda v: 1 <= v <= MAX_PARTICIPANTS,
@@ -397,6 +403,14 @@ def check_solver(spec: dict[str, Any]) -> dict[str, Any]:
         )
     if spec.get("n_classes") and spec.get("model") != "logistic":
         raise SpecError("n_classes", "classes only apply to a logistic model")
+    if spec.get("metric_protocol") == "gram" and spec.get("metric_noise"):
+        raise SpecError(
+            "metric_noise", "metric_noise is not offered with metric_protocol gram yet: leave it 0"
+        )
+    if spec.get("metric_protocol") == "gram" and spec.get("solver") == "exact":
+        raise SpecError(
+            "metric_protocol", "metric_protocol gram is not offered with solver exact yet"
+        )
     if spec.get("solver") != "exact":
         return spec
     if spec.get("target_improvement"):

@@ -70,6 +70,9 @@ class Aggregator(AggregatorPhases):
         :class:`ExactCheckpoint` at each stage, see :func:`train_exact`.)
         """
         _check_train_args(spec, initial_model, n_features)
+        # metric_protocol gram: Enc(H) is collected afresh by each run (and after a
+        # restart); the contributions' vectors need the initial model.
+        self._gram, self._initial_model = None, initial_model
         if spec.solver == "exact":  # one masked solve instead of rounds (roles/exact.py)
             return train_exact(
                 self, spec, public_key, initial_model, n_features, include_target,
@@ -136,7 +139,7 @@ class Aggregator(AggregatorPhases):
         rec = RoundRecord(k, 0.0, refreshed)
         if is_evaluated(k, spec.rounds, spec.eval_every):
             with self.clock.phase(record, "metrics"):
-                rec.metric = self._evaluate(k, total, record.validators, spec)
+                rec.metric = self._evaluate(k, total, record.validators, spec, len(record.active))
         rec.seconds = time.perf_counter() - r0
         record.rounds.append(rec)
         cp.round, cp.states, cp.total = k, states, total
@@ -150,7 +153,7 @@ class Aggregator(AggregatorPhases):
         active = record.active
         with self.clock.phase(record, "contributions"):
             values = self._contributions(
-                [cp.first_updates[t] for t in active], record.validators, spec.precision_bits
+                [cp.first_updates[t] for t in active], record.validators, spec
             )
         # A dropped trainer's model is not in the result: it is measured as nothing.
         by_trainer = dict(zip(active, values, strict=True))

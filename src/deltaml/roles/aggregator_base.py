@@ -12,6 +12,7 @@ import numpy as np
 from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.crypto.quadform import EncryptedGram
 from deltaml.errors import PartyTimeout, ProtocolError
 from deltaml.evidence.published import (
     rotation_commitment,
@@ -59,6 +60,10 @@ class AggregatorBase:
         self.transcript = transcript
         self.rotation_openings: dict[str, tuple[int, bytes]] = {}
         self._ev: EvidenceRecorder | None = None
+        #: metric_protocol gram: the validators' summed Gram matrix and the initial
+        #: model, for the run in progress (roles/forms.py).
+        self._gram: EncryptedGram | None = None
+        self._initial_model: EncryptedVector | None = None
         #: Wall and CPU time of each phase, into the training's record.
         self.clock = PhaseClock(transport.cpu_seconds, buyer_id)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.crypto.quadform import EncryptedGram
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import (
     shapley_seed,
@@ -19,11 +20,24 @@ from deltaml.learning.contributions import (
     contribution_weights,
     mix_columns,
 )
+from deltaml.learning.gram_metric import (
+    contribution_pairs,
+    contribution_vectors,
+    encoded_relaxation,
+    metric_pairs,
+    metric_vector,
+)
 from deltaml.learning.metrics import metric_remixer, mix_residual_vectors
 from deltaml.learning.standardize import sums_length
 from deltaml.protocol import messages as m
 from deltaml.protocol import records
-from deltaml.protocol.rules import compute_payouts, scale_metric
+from deltaml.protocol.rules import (
+    FORM_CONTRIBUTIONS,
+    compute_payouts,
+    form_label,
+    form_remixer,
+    scale_metric,
+)
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles.aggregator_base import (
     AggregatorBase,
@@ -32,6 +46,7 @@ from deltaml.roles.aggregator_base import (
     _require,
     zero_sum_masks,
 )
+from deltaml.roles.forms import collect_gram, evaluate_forms
 from deltaml.roles.training_state import TrainingRecord
 
 if TYPE_CHECKING:
@@ -83,8 +98,11 @@ class AggregatorPhases(AggregatorBase):
 
     # -- protocol steps -----------------------------------------------------------------
     def _contributions(
-        self, first_updates: list[EncryptedVector], validators: list[str], precision_bits: int
+        self, first_updates: list[EncryptedVector], validators: list[str], spec: m.TrainingSpec
     ) -> list[float]:
+        if spec.metric_protocol == "gram":
+            return self._gram_contributions(first_updates, validators, spec)
+        precision_bits = spec.precision_bits
         ev = self.evidence
         sent = [u.rerandomize_with_exponents() for u in first_updates]
         outgoing = tuple(v for v, _ in sent)
@@ -278,12 +296,58 @@ class AggregatorPhases(AggregatorBase):
             public=[initial_model, total],
         )
         with self.clock.phase(record, "metrics"):
-            record.initial_metric = self._evaluate(0, total, validators, spec)
+            record.initial_metric = self._evaluate(0, total, validators, spec, len(record.trainers))
         return total
 
+    # -- the Gram metric (metric_protocol: gram; roles/forms.py) ---------------------------
+    def _gram_total(self, validators: list[str]) -> EncryptedGram:
+        """The validators' summed ``Enc(H)``, collected at the first batch of a run."""
+        if self._gram is None:
+            self._gram = collect_gram(self, validators, self.buyer_id)[0]
+        return self._gram
+
+    def _gram_metric(
+        self, k: int, total: EncryptedVector, validators: list[str], spec: m.TrainingSpec,
+        n_trainers: int,
+    ) -> float:  # fmt: skip
+        gram = self._gram_total(validators)
+        label = form_label(k)
+        remixer = form_remixer(validators, label, spec.eval_every)
+        _require(remixer is not None, "no validator to remix the metric")
+        assert remixer is not None
+        values = evaluate_forms(
+            self, gram, spec.precision_bits, label, [metric_vector(total, n_trainers)],
+            metric_pairs(), n_trainers, remixer,
+        )  # fmt: skip
+        _require(len(values.results) == 1, "the buyer's metric is not one number")
+        return values.results[0]
+
+    def _gram_contributions(
+        self, first_updates: list[EncryptedVector], validators: list[str], spec: m.TrainingSpec
+    ) -> list[float]:
+        if self._initial_model is None:
+            raise ProtocolError("the contributions need the initial model of this run")
+        gram = self._gram_total(validators)
+        vectors = contribution_vectors(
+            first_updates, self._initial_model, spec.relaxation, spec.precision_bits
+        )
+        remixer = form_remixer(validators, FORM_CONTRIBUTIONS, spec.eval_every)
+        assert remixer is not None
+        values = evaluate_forms(
+            self, gram, spec.precision_bits, FORM_CONTRIBUTIONS, vectors,
+            contribution_pairs(len(vectors)),
+            encoded_relaxation(spec.relaxation, spec.precision_bits), remixer,
+        )  # fmt: skip
+        if len(values.results) != len(first_updates):
+            raise ProtocolError("the buyer returned the wrong number of contributions")
+        return list(values.results)
+
     def _evaluate(
-        self, k: int, total: EncryptedVector, validators: list[str], spec: m.TrainingSpec
-    ) -> float:
+        self, k: int, total: EncryptedVector, validators: list[str], spec: m.TrainingSpec,
+        n_trainers: int,
+    ) -> float:  # fmt: skip
+        if spec.metric_protocol == "gram":
+            return self._gram_metric(k, total, validators, spec, n_trainers)
         ev = self.evidence
         precision_bits = spec.precision_bits
         outgoing = self._broadcast(k, "evaluate", total, sealed=True)

@@ -36,6 +36,7 @@ from deltaml.learning.contributions import contribution_remixer
 from deltaml.learning.metrics import metric_remixer
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import sums_length
+from deltaml.protocol import form_messages as fm
 from deltaml.protocol import messages as m
 from deltaml.protocol.exact_messages import (
     ExactCheckRequest,
@@ -47,6 +48,7 @@ from deltaml.protocol.exact_messages import (
 from deltaml.protocol.rules import EXACT_ROUND, evaluates
 from deltaml.roles import exact
 from deltaml.roles.evidence import message_body, sign_message
+from deltaml.roles.form_holder import form_holder
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -395,6 +397,16 @@ class ModelBuyer:
             f"{denominator:x}" if denominator != 1 else "",
         )
         return sign_message(reply, self.account, self.public_key)
+
+    def _on_GramTotalRequest(self, msg: fm.GramTotalRequest) -> m.Ack:
+        form_holder(self).total(msg)  # metric_protocol: gram (roles/form_holder.py)
+        return m.Ack("Gram matrices summed")
+
+    def _on_FormRequest(self, msg: fm.FormRequest) -> fm.FormProducts:
+        return form_holder(self).products(msg)
+
+    def _on_FormOpenRequest(self, msg: fm.FormOpenRequest) -> fm.FormValues:
+        return form_holder(self).open(msg)
 
     def _on_ExactSolveRequest(self, msg: ExactSolveRequest) -> ExactSolution:
         return exact.key_holder(self).solve(msg)  # solver: exact (roles/exact.py)

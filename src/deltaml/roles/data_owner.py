@@ -26,11 +26,13 @@ from deltaml.learning.metrics import (
 )
 from deltaml.learning.models import ModelType, Standardization, model_type
 from deltaml.learning.standardize import impute_with, local_sums
+from deltaml.protocol import form_messages as fm
 from deltaml.protocol import messages as m
 from deltaml.protocol.exact_messages import ExactReply, ExactRequest
 from deltaml.protocol.rules import evaluates
 from deltaml.roles import exact
 from deltaml.roles.evidence import sign_message
+from deltaml.roles.forms import FormRemixer, gram_share
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -89,6 +91,7 @@ class DataOwner:
         self._rng = secure_generator()
         self.rotation_openings: dict[str, tuple[int, bytes]] = {}
         self._exact_factors: list[Any] = []
+        self._forms = FormRemixer()
 
     @property
     def n_rows(self) -> int:
@@ -306,6 +309,26 @@ class DataOwner:
         remixed = remix_vector(msg.vector, self._spec.precision_bits, rng)
         reply = m.Remix(msg.round, remixed, vector_digest(msg.vector), commitment)
         return self._signed(reply, msg.vector.public_key)
+
+    # -- the Gram metric (metric_protocol: gram; roles/forms.py) -------------------------
+    def _on_GramShareRequest(self, msg: fm.GramShareRequest) -> fm.GramShare:
+        self._require("validator")
+        assert self._factor is not None and self._spec is not None and self._key is not None
+        if self._spec.metric_protocol != "gram":
+            raise ProtocolError("this request measures its metric by rotations, not Gram matrices")
+        share = gram_share(self._key, self._factor, self._spec.precision_bits, self.n_rows)
+        return self._signed(share, self._key)
+
+    def _on_FormMaskRequest(self, msg: fm.FormMaskRequest) -> fm.FormMasked:
+        self._require("validator")
+        assert self._key is not None and self._spec is not None
+        masked = self._forms.mask(msg, self._key, self._spec.base_exponent)
+        return self._signed(masked, self._key)
+
+    def _on_FormCombineRequest(self, msg: fm.FormCombineRequest) -> fm.FormCombined:
+        self._require("validator")
+        assert self._key is not None
+        return self._signed(self._forms.combine(msg, self._key), self._key)
 
     def _on_ContributionRequest(self, msg: m.ContributionRequest) -> m.ContributionColumns:
         self._require("validator")

@@ -26,6 +26,9 @@ RemixColumns           remixer     the remixed columns, the mixed columns it was
 PublicStats            buyer       the decrypted statistics total, with proofs, and the stats
 MetricValue            buyer       the decrypted (re)mixed vector, with proofs, the metric
 ContributionValues     buyer       the decrypted (re)mixed columns, proofs, Gram, Shapley
+GramShare …FormValues  validator,  the Gram metric's steps (``metric_protocol: gram``,
+                       remixer,    :mod:`deltaml.protocol.form_messages`)
+                       buyer
 =====================  ==========  ======================================================
 """
 
@@ -48,6 +51,8 @@ from deltaml.evidence.signatures import (
 )
 from deltaml.evidence.transcript import TranscriptWriter
 from deltaml.protocol import exact_messages as xm
+from deltaml.protocol import form_messages as fm
+from deltaml.protocol import form_records as fr
 from deltaml.protocol import messages as m
 from deltaml.protocol import records
 from deltaml.protocol.records import Record
@@ -175,6 +180,52 @@ def _solve_check(msg: xm.ExactSolveCheck) -> records.Record:
     )
 
 
+def _gram_share(msg: fm.GramShare) -> records.Record:
+    return fr.GramShare(gram=vector_ref(msg.gram), rows=msg.rows)
+
+
+def _form_masked(msg: fm.FormMasked) -> records.Record:
+    return fr.FormMasked(
+        label=msg.label,
+        inputs=list(msg.input_digests),
+        vectors=[vector_ref(v) for v in msg.vectors],
+        gram_masks=[vector_ref(v) for v in msg.gram_masks],
+        proof=list(msg.proof),
+    )
+
+
+def _form_products(msg: fm.FormProducts) -> records.Record:
+    return fr.FormProducts(
+        label=msg.label,
+        masked=list(msg.masked_digests),
+        gram=msg.gram_digest,
+        products=[vector_ref(v) for v in msg.products],
+        terms=vector_ref(msg.terms),
+    )
+
+
+def _form_combined(msg: fm.FormCombined) -> records.Record:
+    return fr.FormCombined(
+        label=msg.label,
+        terms=msg.terms_digest,
+        share=msg.share_digest,
+        values=vector_ref(msg.values),
+    )
+
+
+def _form_values(msg: fm.FormValues) -> records.Record:
+    return fr.FormValues(
+        label=msg.label,
+        results=_floats(msg.results),
+        values=list(msg.values),
+        plaintexts=list(msg.plaintexts),
+        randomness=list(msg.randomness),
+        opened=list(msg.opened),
+        opened_randomness=list(msg.opened_randomness),
+        base_sse=float(msg.base_sse),
+    )
+
+
 _BODIES: dict[str, Callable[[Any], records.Record]] = {
     "EncryptedSums": _sums,
     "PublicStats": _stats,
@@ -191,6 +242,11 @@ _BODIES: dict[str, Callable[[Any], records.Record]] = {
     "ExactCheck": _check,
     "ExactSolution": _solution,
     "ExactSolveCheck": _solve_check,
+    "GramShare": _gram_share,
+    "FormMasked": _form_masked,
+    "FormProducts": _form_products,
+    "FormCombined": _form_combined,
+    "FormValues": _form_values,
 }
 
 #: The kinds of message a party signs.

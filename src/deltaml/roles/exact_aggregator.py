@@ -134,7 +134,8 @@ def _evaluate_exact(
             sealed=[total],
         )
         with agg.clock.phase(record, "metrics"):
-            metric = agg._evaluate(EXACT_ROUND, total, record.validators, spec)
+            trainers = len(record.trainers)
+            metric = agg._evaluate(EXACT_ROUND, total, record.validators, spec, trainers)
         record.rounds.append(RoundRecord(EXACT_ROUND, time.perf_counter() - t0, metric=metric))
         _save(agg, cp, MEASURED, checkpoint)
     if cp.secret is not None:
@@ -145,9 +146,7 @@ def _evaluate_exact(
             _save(agg, cp, CHECKED, checkpoint)
         if cp.stage == CHECKED:
             with agg.clock.phase(record, "contributions"):
-                record.contributions = agg._contributions(
-                    list(cp.parts), record.validators, spec.precision_bits
-                )
+                record.contributions = agg._contributions(list(cp.parts), record.validators, spec)
             _save(agg, cp, VALUED, checkpoint)
     agg._settle(spec, record)
 

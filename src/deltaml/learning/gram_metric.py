@@ -1,0 +1,135 @@
+r"""The validation error and the contributions from the validators' summed Gram matrix
+(``metric_protocol: gram``).
+
+A validator's factor ``R_v`` (:func:`deltaml.learning.metrics.validator_factor`) gives
+``‖A_v w − r_v‖² = [w; −1]ᵀ H_v [w; −1]`` with ``H_v = R_vᵀR_v``; it sends ``H_v`` once,
+encrypted, at ``precision_bits`` of fixed point (:func:`validator_gram`). A batch of
+vectors ``u_k = scale·[w_k; −1]`` at fixed-point exponent ``e`` then gives
+``u_kᵀHu_t = scale²·2^(2e+p)·r_kᵀr_t`` (:mod:`deltaml.crypto.quadform`):
+
+- an evaluation of round ``k``'s total ``t = m·w``: ``u = [t; −m]`` (:func:`metric_vector`),
+  one pair ``(0, 0)``: the SSE;
+- the contributions: trainer ``k``'s round-one local model ``x_k = (s_k − (1 − α)z₀)/α``
+  as ``u_k = [2^q s_k − (2^q − A) z₀; −A]`` with ``A = round(α·2^q)``
+  (:func:`contribution_vectors`), the pairs ``(k, k)`` and ``(k, Σ)``: the ``2m`` numbers
+  ``g_kk = ‖r_k‖²`` and ``r_kᵀr_tot`` that exact Shapley values need
+  (:func:`deltaml.learning.contributions.shapley_from_totals`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+
+from deltaml.crypto import MASK_STATISTICAL_BITS, EncryptedVector, PublicKey
+from deltaml.crypto.quadform import SUM, EncryptedGram, Pair
+from deltaml.errors import DeltaMLValueError
+
+#: The public bound on a model's weights (standardized units) the masks are sized for:
+#: ``|w| < 2^MODEL_MAGNITUDE_BITS``.
+MODEL_MAGNITUDE_BITS = 40
+
+
+def form_mask_bits(exponent: int, scale: int) -> int:
+    """Width of both holders' masks for vectors ``scale·[w; −1]`` at ``exponent``: a public
+    rule, so neither holder's mask depends on a bound the other declares."""
+    return exponent + MODEL_MAGNITUDE_BITS + max(scale, 1).bit_length() + MASK_STATISTICAL_BITS
+
+
+def validator_gram(factor: np.ndarray, precision_bits: int) -> list[list[int]]:
+    """``H_v = RᵀR`` as integers at ``precision_bits`` (symmetric by construction)."""
+    h = np.asarray(factor, dtype=np.float64).T @ np.asarray(factor, dtype=np.float64)
+    size = h.shape[0]
+    scale = float(2**precision_bits)
+    out = [[0] * size for _ in range(size)]
+    for i in range(size):
+        for j in range(i, size):
+            out[i][j] = out[j][i] = round(float(h[i, j]) * scale)
+    return out
+
+
+def gram_vector(gram: EncryptedGram, precision_bits: int) -> EncryptedVector:
+    """An encrypted Gram matrix as a vector (its upper triangle), for messages."""
+    return EncryptedVector(gram.public_key, list(gram.upper), precision_bits, gram.bound)
+
+
+def gram_of(vector: EncryptedVector) -> EncryptedGram:
+    """The encrypted Gram matrix a vector (:func:`gram_vector`) carries."""
+    length = len(vector)
+    size = int((np.sqrt(8 * length + 1) - 1) / 2)
+    if size * (size + 1) // 2 != length:
+        raise DeltaMLValueError("a Gram matrix's upper triangle has D(D+1)/2 entries")
+    return EncryptedGram(vector.public_key, tuple(vector.ciphertexts), size, vector.bound)
+
+
+def constant_entry(key: PublicKey, value: int) -> int:
+    """``Enc(value)`` with randomness 1: deterministic, so anyone can recompute it."""
+    return int((1 + key.encode_signed(value) * key.n) % key.nsquare)
+
+
+def metric_vector(total: EncryptedVector, n_trainers: int) -> EncryptedVector:
+    """``[t; −m]`` at ``t``'s exponent: ``m·[w; −1]``."""
+    key = total.public_key
+    last = -n_trainers << total.exponent
+    cts = [*total.ciphertexts, constant_entry(key, last)]
+    return EncryptedVector(key, cts, total.exponent, max(total.bound, abs(last)))
+
+
+def encoded_relaxation(relaxation: float, precision_bits: int) -> int:
+    """``A = round(α·2^q)``, the relaxation as the contributions' vectors encode it."""
+    a = round(float(relaxation) * float(2**precision_bits))
+    if not 0 < a < 2 ** (precision_bits + 1):
+        raise DeltaMLValueError("the relaxation must lie strictly between 0 and 2")
+    return a
+
+
+def contribution_vectors(
+    first_updates: Sequence[EncryptedVector],
+    initial_model: EncryptedVector,
+    relaxation: float,
+    precision_bits: int,
+) -> list[EncryptedVector]:
+    """``u_k = [2^q s_k − (2^q − A) z₀; −A] = A·[x_k; −1]`` at one exponent (deterministic)."""
+    a = encoded_relaxation(relaxation, precision_bits)
+    exponent = max(initial_model.exponent, *(s.exponent for s in first_updates))
+    z0 = initial_model.align(exponent).mul_int(a - 2**precision_bits)
+    out = []
+    for s in first_updates:
+        v = s.align(exponent).mul_int(2**precision_bits) + z0
+        key = v.public_key
+        last = -a << exponent
+        out.append(
+            EncryptedVector(
+                key,
+                [*v.ciphertexts, constant_entry(key, last)],
+                exponent,
+                max(v.bound, abs(last)),
+            )
+        )
+    return out
+
+
+def metric_pairs() -> list[Pair]:
+    return [(0, 0)]
+
+
+def contribution_pairs(n_trainers: int) -> list[Pair]:
+    """``(k, k)`` for every trainer, then ``(k, Σ)``."""
+    return [(k, k) for k in range(n_trainers)] + [(k, SUM) for k in range(n_trainers)]
+
+
+def flatten_pairs(pairs: Sequence[Pair]) -> tuple[int, ...]:
+    return tuple(i for pair in pairs for i in pair)
+
+
+def unflatten_pairs(flat: Sequence[int]) -> list[Pair]:
+    if len(flat) % 2:
+        raise DeltaMLValueError("pairs travel as an even number of indices")
+    return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def form_real(value: int, scale: int, exponent: int, precision_bits: int) -> float:
+    """``u_kᵀHu_t`` back to ``r_kᵀr_t``: divided by ``scale²·2^(2e+p)``, rounded once."""
+    return float(Fraction(value, scale * scale) / Fraction(2) ** (2 * exponent + precision_bits))

@@ -1,0 +1,226 @@
+"""The buyer's part in the Gram metric (``metric_protocol: gram``, :mod:`deltaml.roles.forms`).
+
+What the buyer decrypts, and only then:
+
+- ``ũ`` of a batch the public rules allow (an evaluated round's ``metric-k`` with one
+  vector of the model's length and the pair ``(0, 0)``, or — if the request measures
+  contributions — ``contributions`` with one vector per seated trainer and the pairs
+  ``(k, k)``, ``(k, Σ)``), once per batch, only as the remixer the public rule names
+  signed it, with a valid proof that the remixer knows what it added to the
+  aggregator's vectors: so every ``ũ`` carries the remixer's fresh uniform mask;
+- the batch's forms, only as that remixer signed their sum over the buyer's own terms,
+  and only if every value lies within what such a form can be.
+
+``Enc(H)`` is the sum the buyer made itself of the validators' signed shares.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.crypto.knowledge import check_added_plaintexts
+from deltaml.crypto.proofs import prove_decryption
+from deltaml.crypto.quadform import EncryptedGram, public_products
+from deltaml.errors import DeltaMLValueError, ProtocolError
+from deltaml.evidence.published import metric_value
+from deltaml.evidence.signatures import hex_ints, vector_digest
+from deltaml.learning.contributions import shapley_from_totals
+from deltaml.learning.gram_metric import (
+    contribution_pairs,
+    encoded_relaxation,
+    form_mask_bits,
+    form_real,
+    gram_of,
+    gram_vector,
+    metric_pairs,
+    unflatten_pairs,
+)
+from deltaml.protocol import form_messages as fm
+from deltaml.protocol.rules import evaluates, form_remixer, form_round
+from deltaml.roles.evidence import sign_message
+from deltaml.roles.forms import context, proof_of
+
+if TYPE_CHECKING:
+    from deltaml.roles.buyer import ModelBuyer
+
+
+class FormKeyHolder:
+    """The buyer's Gram-metric state: ``Enc(H)``, and per batch what it opened."""
+
+    def __init__(self, buyer: ModelBuyer) -> None:
+        self.buyer = buyer
+        self.gram: EncryptedGram | None = None
+        self.rows = 0
+        self.precision = 0
+        #: label → (ũ, their raw plaintexts and randomness, the terms' digest, the batch)
+        self._opened: dict[
+            str, tuple[list[list[int]], list[int], list[int], str, fm.FormRequest]
+        ] = {}
+        self._answered: set[str] = set()
+
+    @property
+    def key(self) -> PublicKey:
+        return self.buyer.public_key
+
+    def total(self, msg: fm.GramTotalRequest) -> fm.FormValues | None:
+        """Sum the validators' signed shares, once; every validator exactly once."""
+        seats = self.buyer._seated()
+        validators = seats.validator_ids
+        if sorted(msg.validators) != sorted(validators) or not (
+            len(msg.validators) == len(msg.shares) == len(msg.rows) == len(msg.signatures)
+        ):
+            raise ProtocolError("not one signed Gram matrix from each seated validator")
+        owners = seats.owners()
+        for party, share, rows, signature in zip(
+            msg.validators, msg.shares, msg.rows, msg.signatures, strict=True
+        ):
+            if share.public_key != self.key or share.exponent != self.buyer.spec.precision_bits:
+                raise ProtocolError(f"the Gram matrix of {party} has another key or precision")
+            self.buyer._check_signed(fm.GramShare(share, rows, signature), party, owners)
+        try:
+            self.gram = EncryptedGram.total([gram_of(s) for s in msg.shares])
+        except DeltaMLValueError as exc:
+            raise ProtocolError(f"the validators' Gram matrices do not add up: {exc}") from None
+        if self.buyer._n_features is None or self.gram.size != self.buyer._n_features + 2:
+            raise ProtocolError("the Gram matrices do not have the model's size")
+        self.rows = sum(msg.rows)
+        self.precision = self.buyer.spec.precision_bits
+        return None
+
+    def _expected(self, label: str, scale: int) -> tuple[int, list[tuple[int, int]]]:
+        """How many vectors, and which pairs, the public rules allow for ``label`` (and
+        that ``scale`` is the trainers' count at most, or the encoded relaxation)."""
+        spec = self.buyer.spec
+        try:
+            k = form_round(label)
+        except DeltaMLValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        if k is None:
+            if not spec.contributions:
+                raise ProtocolError("this request did not ask for contributions")
+            if scale != encoded_relaxation(spec.relaxation, spec.precision_bits):
+                raise ProtocolError("the contributions' vectors are not scaled by the relaxation")
+            m = len(self.buyer._seated().trainer_ids)
+            return m, contribution_pairs(m)
+        if not evaluates(k, spec):
+            raise ProtocolError(f"round {k} has no evaluation in this request's spec")
+        if not 1 <= scale <= len(self.buyer._seated().trainer_ids):
+            raise ProtocolError("the metric's scale is not a count of trainers")
+        return 1, metric_pairs()
+
+    def products(self, msg: fm.FormRequest) -> fm.FormProducts:
+        """Decrypt ``ũ`` of a batch the rules allow, as the named remixer signed and
+        proved it; return ``Enc(Hũ)`` and the terms (``ũ`` is published with the forms)."""
+        if self.gram is None:
+            raise ProtocolError("no Gram matrix yet")
+        if msg.label in self._opened or msg.label in self._answered:
+            raise ProtocolError(f"{msg.label} was already answered")
+        count, pairs = self._expected(msg.label, msg.scale)
+        if unflatten_pairs(msg.pairs) != pairs or len(msg.inputs) != count:
+            raise ProtocolError(f"{msg.label} asks for other vectors or pairs than the rules")
+        buyer, masked = self.buyer, msg.masked
+        named = form_remixer(buyer._seated().validator_ids, msg.label, buyer.spec.eval_every)
+        buyer._check_signed(masked, msg.remixer, buyer._remixer(named, msg.remixer, msg.label))
+        vectors = (*masked.vectors, *msg.inputs)
+        exponent = msg.inputs[0].exponent
+        if (
+            len(masked.vectors) != count
+            or any(len(v) != self.gram.size or v.public_key != self.key for v in vectors)
+            or any(v.exponent != exponent for v in vectors)
+            or exponent < buyer.spec.base_exponent
+            or masked.input_digests != tuple(vector_digest(v) for v in msg.inputs)
+        ):
+            raise ProtocolError(f"the masked vectors of {msg.label} have the wrong shape")
+        proof = proof_of(masked.proof) if len(masked.proof) == 3 else None
+        flat_out = [c for v in masked.vectors for c in v.ciphertexts]
+        if proof is None or not check_added_plaintexts(
+            self.key,
+            context(msg.label, self.key),
+            [c for v in msg.inputs for c in v.ciphertexts],
+            flat_out,
+            proof,
+        ):
+            raise ProtocolError(f"the remixer does not prove what it added to {msg.label}")
+        raw, randomness = prove_decryption(buyer._private_key, flat_out)
+        values = [buyer._private_key.decode_signed(v) for v in raw]
+        # Two masks of the public width and a value far below it: anything wider is not
+        # such a sum, and is not published.
+        if max(abs(v) for v in values) >= 1 << (form_mask_bits(exponent, msg.scale) + 2):
+            raise ProtocolError(f"refusing {msg.label}: a masked value is out of range")
+        size = self.gram.size
+        opened = [values[i * size : (i + 1) * size] for i in range(count)]
+        products, terms = public_products(self.gram, opened, pairs)
+        reply = fm.FormProducts(
+            msg.label,
+            tuple(EncryptedVector(self.key, list(p), 0, 0) for p in products),
+            EncryptedVector(self.key, list(terms), 0, 0),
+            tuple(vector_digest(v) for v in masked.vectors),
+            vector_digest(gram_vector(self.gram, self.precision)),
+        )
+        self._opened[msg.label] = (opened, raw, randomness, vector_digest(reply.terms), msg)
+        return sign_message(reply, buyer.account, self.key)
+
+    def open(self, msg: fm.FormOpenRequest) -> fm.FormValues:
+        held = self._opened.pop(msg.label, None)
+        if held is None:
+            raise ProtocolError(f"{msg.label} has no products of the buyer's, or was opened")
+        opened, raw_u, rand_u, terms_digest, request = held
+        self._answered.add(msg.label)
+        if msg.remixer != request.remixer:
+            raise ProtocolError(f"{msg.label} was combined by another party than its remixer")
+        self.buyer._check_signed(msg.combined, msg.remixer, self.buyer._seated().owners())
+        combined = msg.combined
+        pairs = unflatten_pairs(request.pairs)
+        if combined.terms_digest != terms_digest or len(combined.values) != len(pairs):
+            raise ProtocolError(f"the forms of {msg.label} are not over the buyer's own terms")
+        raw, randomness = prove_decryption(self.buyer._private_key, combined.values.ciphertexts)
+        values = [self.buyer._private_key.decode_signed(v) for v in raw]
+        assert self.gram is not None
+        limit = (self.gram.size * len(opened) * 2 * max(abs(v) for row in opened for v in row)) ** 2
+        if any(abs(v) > limit * max(self.gram.bound, 1) for v in values):
+            raise ProtocolError(f"refusing to publish {msg.label}: a form is out of range")
+        results, base_sse = self._results(msg.label, values, request)
+        reply = fm.FormValues(
+            msg.label,
+            tuple(results),
+            tuple(hex_ints(values)),
+            tuple(hex_ints(raw)),
+            tuple(hex_ints(randomness)),
+            tuple(hex_ints(raw_u)),
+            tuple(hex_ints(rand_u)),
+            base_sse,
+        )
+        return sign_message(reply, self.buyer.account, self.key)
+
+    def _results(
+        self, label: str, values: list[int], request: fm.FormRequest
+    ) -> tuple[list[float], float]:
+        buyer = self.buyer
+        exponent = request.inputs[0].exponent
+        reals = [form_real(v, request.scale, exponent, self.precision) for v in values]
+        k = form_round(label)
+        if k is not None:
+            assert buyer.stats is not None
+            sse = reals[0]
+            buyer._sse[k] = sse
+            value = metric_value(buyer.model, sse, self.rows, buyer.stats)
+            buyer.metrics[k] = value
+            return [value], 0.0
+        base = buyer._sse.get(0)
+        if base is None:
+            raise ProtocolError("no initial metric to measure contributions against")
+        m = len(reals) // 2
+        phi = shapley_from_totals(np.array(reals[:m]), np.array(reals[m:]), sum(reals[m:]), base)
+        return [float(v) for v in phi], base
+
+
+def form_holder(buyer: ModelBuyer) -> FormKeyHolder:
+    """The buyer's Gram-metric state (made on first use)."""
+    holder = getattr(buyer, "_form_holder", None)
+    if holder is None:
+        holder = FormKeyHolder(buyer)
+        buyer._form_holder = holder  # type: ignore[attr-defined]
+    return holder
