@@ -80,6 +80,7 @@ def run_size(owners: int, args: argparse.Namespace, workers: int | None = None) 
         allow_test_keys=args.test_keys,
         workers=workers,
         solver=args.solver,
+        metric_protocol=args.metric_protocol,
     )
     data = make_synthetic(owners + 1, args.rows, args.features, seed=args.seed)
     shares, test = data[:owners], data[owners]
@@ -203,6 +204,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="admm",
         help="admm: --rounds rounds (default); exact: one masked solve, each trainer's "
         "part valued (docs/exactness.md)",
+    )
+    p.add_argument(
+        "--metric-protocol",
+        choices=("rotation", "gram"),
+        default="rotation",
+        help="rotation: dense mixes over every validator (default); gram: the validators' "
+        "summed Gram matrix and masked products with the buyer (roles/forms.py)",
     )
     p.add_argument(
         "--workers",

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.errors import DeltaMLError, DeltaMLTypeError, DeltaMLValueError
 from deltaml.protocol import exact_messages as _exact_messages
+from deltaml.protocol import form_messages as _form_messages
 from deltaml.protocol import messages as _messages
 from deltaml.protocol.json_limits import MAX_JSON_DEPTH, check_json_depth
 from deltaml.protocol.messages import Message
@@ -159,9 +160,10 @@ class _Schema:
 
 def _message_classes() -> dict[str, type[Message]]:
     """Every concrete ``Message`` subclass that :mod:`deltaml.protocol.messages` and
-    :mod:`deltaml.protocol.exact_messages` (``solver: exact``) define."""
+    :mod:`deltaml.protocol.exact_messages` (``solver: exact``) and
+    :mod:`deltaml.protocol.form_messages` (``metric_protocol: gram``) define."""
     found: dict[str, type[Message]] = {}
-    for module in (_messages, _exact_messages):
+    for module in (_messages, _exact_messages, _form_messages):
         for value in vars(module).values():
             if (
                 isinstance(value, type)
