@@ -231,6 +231,24 @@ def key_holder_products(
     return opened, products, terms
 
 
+def _dots(
+    jobs: Sequence[tuple[object, Sequence[Cipher], Sequence[int]]], n2: gmpy2.mpz
+) -> list[Cipher]:
+    """``Enc(xᵀv)`` for every job ``(bases id, Enc(v), x)``, in order: the jobs that share
+    their bases go through one multi-exponentiation (its window tables shared)."""
+    groups: dict[object, list[int]] = {}
+    for i, (ident, _, _) in enumerate(jobs):
+        groups.setdefault(ident, []).append(i)
+    out: list[Cipher] = [gmpy2.mpz(1)] * len(jobs)
+    for members in groups.values():
+        bases = list(jobs[members[0]][1])
+        for i, value in zip(
+            members, multi_exp(bases, [list(jobs[i][2]) for i in members], n2), strict=True
+        ):
+            out[i] = value
+    return out
+
+
 def public_products(
     gram: EncryptedGram, opened: Sequence[Sequence[int]], pairs: Sequence[Pair]
 ) -> tuple[list[list[Cipher]], list[Cipher]]:
@@ -238,8 +256,18 @@ def public_products(
     n2 = gram.public_key._nsquare
     products = gram.times(opened)
     ext, ints = _with_sum(products, n2), _ints_with_sum(opened)
-    terms = [_dot(ext[t], ints[k], n2) for k, t in pairs]
+    terms = _dots([(t, ext[t], ints[k]) for k, t in pairs], n2)
     return products, terms
+
+
+def _quotient(
+    numerators: Sequence[Sequence[Cipher]], denominator: Sequence[Cipher], n2: gmpy2.mpz
+) -> list[Cipher]:
+    """Entrywise ``Π numerators / denominator``: the plaintexts' sum minus one vector's."""
+    out = [gmpy2.invert(c, n2) for c in denominator]
+    for vector in numerators:
+        out = [a * b % n2 for a, b in zip(out, vector, strict=True)]
+    return out
 
 
 def correction(
@@ -256,23 +284,37 @@ def correction(
     ``own_products`` is ``Enc(H·a_k)`` for this holder's masks (``gram.times`` of them),
     ``products`` the key holder's ``Enc(Hũ_k)``; ``other_products`` is the second
     holder's ``Enc(H·a²_k)`` for the first holder (who takes the cross terms) and
-    ``None`` for the second.
+    ``None`` for the second. The share is ``a_kᵀY_t + a_tᵀZ_k`` with
+    ``Y = Enc(H(a + a²) − Hũ)`` and ``Z = Enc(Ha² − Hũ)`` for the first holder,
+    ``Y = Enc(Ha − Hũ)`` and ``Z = Enc(−Hũ)`` for the second; a pair ``(k, k)`` is one
+    product ``a_kᵀ(Y_k + Z_k)``, and the pairs that share ``Y_t`` (every ``(k, Σ)``) one
+    multi-exponentiation.
     """
     n2 = key._nsquare
     masks = _ints_with_sum(share.masks)
     prod, own = _with_sum(products, n2), _with_sum(own_products, n2)
-    other = None if other_products is None else _with_sum(other_products, n2)
-    out = []
+    other = [] if other_products is None else [_with_sum(other_products, n2)]
+    cache: dict[tuple[str, int], list[Cipher]] = {}
+
+    def y(t: int) -> list[Cipher]:
+        if ("y", t) not in cache:
+            cache["y", t] = _quotient([own[t], *(o[t] for o in other)], prod[t], n2)
+        return cache["y", t]
+
+    def z(k: int) -> list[Cipher]:
+        if ("z", k) not in cache:
+            cache["z", k] = _quotient([o[k] for o in other], prod[k], n2)
+        return cache["z", k]
+
+    jobs: list[tuple[object, Sequence[Cipher], Sequence[int]]] = []
     for k, t in pairs:
-        a_k, a_t = masks[k], masks[t]
-        term = _dot(prod[t], [-v for v in a_k], n2)
-        term = term * _dot(prod[k], [-v for v in a_t], n2) % n2
-        term = term * _dot(own[t], a_k, n2) % n2
-        if other is not None:
-            term = term * _dot(other[t], a_k, n2) % n2
-            term = term * _dot(other[k], a_t, n2) % n2
-        out.append(term)
-    return out
+        if k == t:
+            both = [a * b % n2 for a, b in zip(y(t), z(k), strict=True)]
+            jobs += [(("yz", k), both, masks[k]), ("one", [gmpy2.mpz(1)], [0])]
+        else:
+            jobs += [(("y", t), y(t), masks[k]), (("z", k), z(k), masks[t])]
+    values = _dots(jobs, n2)
+    return [values[2 * i] * values[2 * i + 1] % n2 for i in range(len(pairs))]
 
 
 def combine(key: PublicKey, *shares: Sequence[Cipher]) -> list[Cipher]:

@@ -24,6 +24,7 @@ from fractions import Fraction
 import numpy as np
 
 from deltaml.crypto import MASK_STATISTICAL_BITS, EncryptedVector, PublicKey
+from deltaml.crypto.packing import MAGNITUDE_BITS as PACKING_MAGNITUDE_BITS
 from deltaml.crypto.quadform import SUM, EncryptedGram, Pair
 from deltaml.errors import DeltaMLValueError
 
@@ -62,6 +63,12 @@ def gram_of(vector: EncryptedVector) -> EncryptedGram:
     if size * (size + 1) // 2 != length:
         raise DeltaMLValueError("a Gram matrix's upper triangle has D(D+1)/2 entries")
     return EncryptedGram(vector.public_key, tuple(vector.ciphertexts), size, vector.bound)
+
+
+def opened_exponent(exponent: int, scale: int) -> int:
+    """The packing exponent (:mod:`deltaml.crypto.packing`) the buyer decrypts a batch's
+    ``ũ`` at: its magnitude bound is ``2^(w+2)`` for the masks' width ``w``."""
+    return form_mask_bits(exponent, scale) + 2 - PACKING_MAGNITUDE_BITS
 
 
 def constant_entry(key: PublicKey, value: int) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 
 from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.crypto.knowledge import check_added_plaintexts
+from deltaml.crypto.packing import PackingError, prove_packed_decryption
 from deltaml.crypto.proofs import prove_decryption
 from deltaml.crypto.quadform import EncryptedGram, public_products
 from deltaml.errors import DeltaMLValueError, ProtocolError
@@ -31,11 +32,11 @@ from deltaml.learning.contributions import shapley_from_totals
 from deltaml.learning.gram_metric import (
     contribution_pairs,
     encoded_relaxation,
-    form_mask_bits,
     form_real,
     gram_of,
     gram_vector,
     metric_pairs,
+    opened_exponent,
     unflatten_pairs,
 )
 from deltaml.protocol import form_messages as fm
@@ -144,12 +145,16 @@ class FormKeyHolder:
             proof,
         ):
             raise ProtocolError(f"the remixer does not prove what it added to {msg.label}")
-        raw, randomness = prove_decryption(buyer._private_key, flat_out)
-        values = [buyer._private_key.decode_signed(v) for v in raw]
-        # Two masks of the public width and a value far below it: anything wider is not
-        # such a sum, and is not published.
-        if max(abs(v) for v in values) >= 1 << (form_mask_bits(exponent, msg.scale) + 2):
-            raise ProtocolError(f"refusing {msg.label}: a masked value is out of range")
+        # Packed (crypto/packing.py) at the layout exponent whose magnitude bound is
+        # 2^(w+2): two masks of the public width w and a value far below it. Anything
+        # wider is not such a sum, and is not published.
+        try:
+            opening = prove_packed_decryption(
+                buyer._private_key, [(flat_out, opened_exponent(exponent, msg.scale))]
+            )
+        except PackingError:
+            raise ProtocolError(f"refusing {msg.label}: a masked value is out of range") from None
+        values, raw, randomness = opening.values[0], opening.plaintexts, opening.randomness
         size = self.gram.size
         opened = [values[i * size : (i + 1) * size] for i in range(count)]
         products, terms = public_products(self.gram, opened, pairs)
