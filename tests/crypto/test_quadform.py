@@ -121,3 +121,10 @@ def test_shapes_and_overflows_are_refused(keys512: Keys) -> None:
         key_holder_products(sk, gram, [_enc(pk, [1, 2])], [(0, 1)])
     with pytest.raises(DeltaMLValueError, match="2 values"):
         gram.times([[1, 2, 3]])
+
+
+def test_the_key_holders_faster_products_are_the_same_ciphertexts(keys512: Keys) -> None:
+    pk, sk = keys512
+    gram = EncryptedGram.encrypt(pk, _gram(2, 4))
+    columns = [[3, -5, 7, 1 << 100], [0, 1, -(1 << 90), 2]]
+    assert gram.times(columns, sk) == gram.times(columns)

@@ -116,16 +116,29 @@ class EncryptedGram:
             upper = [a * b % n2 for a, b in zip(upper, g.upper, strict=True)]
         return EncryptedGram(first.public_key, tuple(upper), first.size, bound)
 
-    def times(self, columns: Sequence[Sequence[int]]) -> list[list[Cipher]]:
+    def times(
+        self, columns: Sequence[Sequence[int]], private_key: PrivateKey | None = None
+    ) -> list[list[Cipher]]:
         """``Enc(H·x)`` for every integer vector ``x`` in ``columns``; each entry's window
-        table is shared by every column."""
+        table is shared by every column. With the ``private_key`` (the key holder) the
+        same ciphertexts come out faster, computed modulo ``p²`` and ``q²`` and joined."""
         if any(len(x) != self.size for x in columns):
             raise DeltaMLValueError(f"every vector needs {self.size} values")
-        n2 = self.public_key._nsquare
+        rows = [list(x) for x in columns]
         out: list[list[Cipher]] = [[] for _ in columns]
+        if private_key is None:
+            n2 = self.public_key._nsquare
+            for row in self.rows():
+                for k, value in enumerate(multi_exp(row, rows, n2)):
+                    out[k].append(value)
+            return out
+        p2, q2 = gmpy2.mpz(private_key.p) ** 2, gmpy2.mpz(private_key.q) ** 2
+        join = gmpy2.invert(p2, q2)
         for row in self.rows():
-            for k, value in enumerate(multi_exp(row, [list(x) for x in columns], n2)):
-                out[k].append(value)
+            at_p = multi_exp([c % p2 for c in row], rows, p2)
+            at_q = multi_exp([c % q2 for c in row], rows, q2)
+            for k, (a, b) in enumerate(zip(at_p, at_q, strict=True)):
+                out[k].append(a + p2 * ((b - a) * join % q2))
         return out
 
 
@@ -227,7 +240,7 @@ def key_holder_products(
     """
     check_pairs(pairs, len(masked))
     opened = [[private_key.decrypt_signed(c) for c in vector] for vector in masked]
-    products, terms = public_products(gram, opened, pairs)
+    products, terms = public_products(gram, opened, pairs, private_key)
     return opened, products, terms
 
 
@@ -250,11 +263,15 @@ def _dots(
 
 
 def public_products(
-    gram: EncryptedGram, opened: Sequence[Sequence[int]], pairs: Sequence[Pair]
+    gram: EncryptedGram,
+    opened: Sequence[Sequence[int]],
+    pairs: Sequence[Pair],
+    private_key: PrivateKey | None = None,
 ) -> tuple[list[list[Cipher]], list[Cipher]]:
-    """``Enc(Hũ_k)`` and ``Enc(ũ_kᵀHũ_t)`` from ``Enc(H)`` and the plaintexts ``ũ``."""
+    """``Enc(Hũ_k)`` and ``Enc(ũ_kᵀHũ_t)`` from ``Enc(H)`` and the plaintexts ``ũ`` (the
+    key holder passes its ``private_key`` for speed; the ciphertexts are the same)."""
     n2 = gram.public_key._nsquare
-    products = gram.times(opened)
+    products = gram.times(opened, private_key)
     ext, ints = _with_sum(products, n2), _ints_with_sum(opened)
     terms = _dots([(t, ext[t], ints[k]) for k, t in pairs], n2)
     return products, terms

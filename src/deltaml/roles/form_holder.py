@@ -157,7 +157,7 @@ class FormKeyHolder:
         values, raw, randomness = opening.values[0], opening.plaintexts, opening.randomness
         size = self.gram.size
         opened = [values[i * size : (i + 1) * size] for i in range(count)]
-        products, terms = public_products(self.gram, opened, pairs)
+        products, terms = public_products(self.gram, opened, pairs, buyer._private_key)
         reply = fm.FormProducts(
             msg.label,
             tuple(EncryptedVector(self.key, list(p), 0, 0) for p in products),
