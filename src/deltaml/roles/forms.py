@@ -18,6 +18,7 @@ The owner's side is :class:`FormRemixer`, the buyer's :mod:`deltaml.roles.form_h
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from deltaml.crypto import EncryptedVector, PublicKey
@@ -217,31 +218,35 @@ def evaluate_forms(
         sealed=[*vectors, *masked],
     )
     gram_v = gram_vector(gram, precision_bits)
-    reply = agg.transport.request(remixer, fm.FormMaskRequest(label, masked, gram_v, scale))
-    remixed = ev.accept(remixer, reply, fm.FormMasked, sealed=False)
-    if remixed.label != label or remixed.input_digests != tuple(vector_digest(v) for v in masked):
-        raise ProtocolError(f"{remixer} masked other vectors than {label}'s")
-    if len(remixed.vectors) != len(vectors) or len(remixed.gram_masks) != len(vectors):
-        raise ProtocolError(f"{remixer} returned the wrong number of vectors")
-    reply = agg.transport.request(
-        agg.buyer_id, fm.FormRequest(label, masked, remixed, remixer, flat, scale)
-    )
-    products = ev.accept(agg.buyer_id, reply, fm.FormProducts, sealed=False)
-    if products.label != label or len(products.products) != len(vectors):
-        raise ProtocolError(f"the buyer's products answer another batch than {label}")
-    own = gram.times(mine.masks)
-    share_cts = correction(
-        key, gram, mine, own, ciphertexts(products.products), pairs,
-        ciphertexts(remixed.gram_masks),
-    )  # fmt: skip
-    share = EncryptedVector(key, share_cts, 0, 0)
-    ev.record(fr.FormShare(label=label, share=vector_ref(share)), sealed=[share])
-    reply = agg.transport.request(remixer, fm.FormCombineRequest(label, products, share, flat))
-    combined = ev.accept(remixer, reply, fm.FormCombined, sealed=False)
-    if combined.label != label or combined.terms_digest != vector_digest(products.terms):
-        raise ProtocolError(f"{remixer} combined other terms than {label}'s")
-    reply = agg.transport.request(agg.buyer_id, fm.FormOpenRequest(label, combined, remixer))
-    values = ev.accept(agg.buyer_id, reply, fm.FormValues, sealed=False)
-    if values.label != label:
-        raise ProtocolError(f"the buyer's values answer another batch than {label}")
-    return values
+    # Enc(H·a¹) is needed only for the aggregator's share: computed while the remixer and
+    # the buyer work (the wait on them releases the GIL).
+    with ThreadPoolExecutor(1) as pool:
+        own_products = pool.submit(gram.times, mine.masks)
+        reply = agg.transport.request(remixer, fm.FormMaskRequest(label, masked, gram_v, scale))
+        remixed = ev.accept(remixer, reply, fm.FormMasked, sealed=False)
+        sent = tuple(vector_digest(v) for v in masked)
+        if remixed.label != label or remixed.input_digests != sent:
+            raise ProtocolError(f"{remixer} masked other vectors than {label}'s")
+        if len(remixed.vectors) != len(vectors) or len(remixed.gram_masks) != len(vectors):
+            raise ProtocolError(f"{remixer} returned the wrong number of vectors")
+        reply = agg.transport.request(
+            agg.buyer_id, fm.FormRequest(label, masked, remixed, remixer, flat, scale)
+        )
+        products = ev.accept(agg.buyer_id, reply, fm.FormProducts, sealed=False)
+        if products.label != label or len(products.products) != len(vectors):
+            raise ProtocolError(f"the buyer's products answer another batch than {label}")
+        share_cts = correction(
+            key, gram, mine, own_products.result(), ciphertexts(products.products), pairs,
+            ciphertexts(remixed.gram_masks),
+        )  # fmt: skip
+        share = EncryptedVector(key, share_cts, 0, 0)
+        ev.record(fr.FormShare(label=label, share=vector_ref(share)), sealed=[share])
+        reply = agg.transport.request(remixer, fm.FormCombineRequest(label, products, share, flat))
+        combined = ev.accept(remixer, reply, fm.FormCombined, sealed=False)
+        if combined.label != label or combined.terms_digest != vector_digest(products.terms):
+            raise ProtocolError(f"{remixer} combined other terms than {label}'s")
+        reply = agg.transport.request(agg.buyer_id, fm.FormOpenRequest(label, combined, remixer))
+        values = ev.accept(agg.buyer_id, reply, fm.FormValues, sealed=False)
+        if values.label != label:
+            raise ProtocolError(f"the buyer's values answer another batch than {label}")
+        return values
