@@ -190,7 +190,11 @@ def all_subclasses(cls: type[Message]) -> set[type[Message]]:
 
 
 def test_every_message_subclass_is_registered() -> None:
-    modules = {m.__name__, "deltaml.protocol.exact_messages"}  # solver: exact
+    modules = {
+        m.__name__,
+        "deltaml.protocol.exact_messages",  # solver: exact
+        "deltaml.protocol.form_messages",  # metric_protocol: gram
+    }
     defined = {c for c in all_subclasses(Message) if c.__module__ in modules}
     assert defined, "no messages found"
     assert set(MESSAGE_KINDS.values()) == defined

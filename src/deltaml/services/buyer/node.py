@@ -145,6 +145,7 @@ class BuyerNode:
             split_seed=req_spec["split_seed"],
             contributions=req_spec["contributions"],
             metric_noise=float(req_spec["metric_noise"]),
+            metric_protocol=req_spec["metric_protocol"],
             target_improvement=float(req_spec["target_improvement"]),
             deposit_wei=req_spec["deposit_wei"],
             min_trainers=req_spec["min_trainers"],

@@ -49,6 +49,13 @@ def add_demo_parser(sub: Any) -> None:
         help="admm: training rounds (default); exact: one masked solve to the optimum, "
         "its metric, contributions and settlement (docs/exactness.md)",
     )
+    d.add_argument(
+        "--metric-protocol",
+        choices=("rotation", "gram"),
+        default="rotation",
+        help="rotation: each evaluation mixes every validator's vector (default); gram: "
+        "the validators' Gram matrices once, masked products with the buyer after",
+    )
     d.add_argument("--seed", type=int, default=0, help="seed of the data split and roles")
     d.add_argument(
         "--key-bits",
@@ -99,6 +106,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         eval_every=args.eval_every,
         solver=args.solver,
+        metric_protocol=args.metric_protocol,
         seed=args.seed,
         key_bits=args.key_bits,
         deposit_wei=args.deposit_wei,

@@ -28,6 +28,8 @@ class DemoConfig:
     eval_every: int = 3
     #: ``admm`` (rounds) or ``exact`` (one masked solve to the optimum).
     solver: str = "admm"
+    #: ``rotation`` or ``gram`` (the validators' Gram matrices: roles/forms.py).
+    metric_protocol: str = "rotation"
     seed: int = 0
     key_bits: int = 2048
     deposit_wei: int = 10**18

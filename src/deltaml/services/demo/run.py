@@ -142,6 +142,7 @@ def _run(
         seed=config.seed,
         arbiter=str(accounts["arbiter"].address),
         solver=config.solver,
+        metric_protocol=config.metric_protocol,
     )
     rid = steps.create_request(buyer_client, spec)
     say(

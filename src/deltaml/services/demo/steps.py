@@ -59,12 +59,15 @@ def request_spec(
     seed: int,
     arbiter: str,
     solver: str = "admm",
+    metric_protocol: str = "rotation",
 ) -> dict[str, Any]:
     """The demo's request: every owner's columns, its own arbiter, the shortest window
     (``solver: exact``: one solve: docs/exactness.md)."""
     exact = {"solver": "exact"} if solver == "exact" else {}
+    gram = {"metric_protocol": "gram"} if metric_protocol == "gram" else {}
     return {
         **exact,
+        **gram,
         "model": model,
         "features": list(share.feature_names),
         "target": share.target_name,
