@@ -4,7 +4,10 @@ what every party receives — recorded in process and over the services' HTTP.""
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ from deltaml.protocol import messages as m
 from deltaml.protocol.rules import form_remixer
 from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
 from deltaml.transport import RecordingTransport
+from deltaml.transport.base import Transport
 from loopback_testkit import LoopbackHttpTransport
 
 OWNERS = 7  # 5 trainers, 2 validators
@@ -149,3 +153,43 @@ def test_owners_and_the_aggregator_receive_no_plaintext_model_value(run: Run) ->
     for d in run.recorder.deliveries:
         if d.recipient != "buyer":
             assert not ints(d.message) & secrets, d.message.kind
+
+
+class _RestartingBuyer(Transport):
+    """Before each step of a batch the buyer's Gram-metric state is dropped and restored
+    from its snapshot through JSON, as a buyer node that restarted would restore it."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.restarts = 0
+
+    def request(self, party_id: str, message: m.Message) -> m.Message:
+        if party_id == "buyer" and isinstance(message, fm.FormRequest | fm.FormOpenRequest):
+            buyer = self.inner._parties["buyer"]  # type: ignore[attr-defined]
+            saved = json.loads(json.dumps(buyer.snapshot()))
+            del buyer._form_holder
+            buyer.restore(saved)
+            self.restarts += 1
+        return self.inner.request(party_id, message)
+
+    def request_all(self, requests: Sequence[tuple[str, m.Message]]) -> list[m.Message]:
+        return [self.request(p, msg) for p, msg in requests]
+
+    @property
+    def cpu_seconds(self) -> Any:
+        return self.inner.cpu_seconds
+
+
+def test_a_buyer_restarted_between_the_steps_of_a_batch_goes_on(run: Run) -> None:
+    holder: dict[str, _RestartingBuyer] = {}
+
+    def wrap(inner: Transport) -> Transport:
+        holder["t"] = _RestartingBuyer(inner)
+        return holder["t"]
+
+    config = dataclasses.replace(CONFIG, metric_protocol="gram")
+    again = simulate_shares(config, "linear", "regression", _shares(), None, transport_wrapper=wrap)
+    assert holder["t"].restarts == 8  # two steps of 3 evaluations and the contributions
+    assert again.initial_metric == run.result.initial_metric
+    assert [r.metric for r in again.rounds] == [r.metric for r in run.result.rounds]
+    assert again.contributions == run.result.contributions

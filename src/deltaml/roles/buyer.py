@@ -47,6 +47,7 @@ from deltaml.protocol.exact_messages import (
 )
 from deltaml.protocol.rules import EXACT_ROUND, evaluates
 from deltaml.roles import exact
+from deltaml.roles import form_holder as forms
 from deltaml.roles.evidence import message_body, sign_message
 from deltaml.roles.form_holder import form_holder
 
@@ -430,6 +431,7 @@ class ModelBuyer:
             "sse": {str(k): v for k, v in self._sse.items()},
             "weights": None if self.weights is None else [float(v) for v in self.weights],
             **exact.holder_snapshot(self),
+            **forms.holder_snapshot(self),
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -440,3 +442,4 @@ class ModelBuyer:
         if snapshot.get("weights") is not None:
             self.weights = np.array(snapshot["weights"], dtype=np.float64)
         exact.restore_holder(self, snapshot)
+        forms.restore_holder(self, snapshot)

@@ -16,8 +16,11 @@ What the buyer decrypts, and only then:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import gmpy2
 import numpy as np
 
 from deltaml.crypto import EncryptedVector, PublicKey
@@ -48,6 +51,45 @@ if TYPE_CHECKING:
     from deltaml.roles.buyer import ModelBuyer
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """What the buyer keeps of a batch between its products and its forms."""
+
+    opened: list[list[int]]  # ũ
+    raw: list[int]  # their packed plaintexts and randomness: the proof it publishes
+    randomness: list[int]
+    terms: str  # the digest of its terms, which the remixer's sum must be over
+    remixer: str
+    pairs: tuple[int, ...]
+    exponent: int
+    scale: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "opened": [hex_ints(row) for row in self.opened],
+            "raw": hex_ints(self.raw),
+            "randomness": hex_ints(self.randomness),
+            "terms": self.terms,
+            "remixer": self.remixer,
+            "pairs": list(self.pairs),
+            "exponent": self.exponent,
+            "scale": self.scale,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> _Batch:
+        return cls(
+            [[int(v, 16) for v in row] for row in data["opened"]],
+            [int(v, 16) for v in data["raw"]],
+            [int(v, 16) for v in data["randomness"]],
+            str(data["terms"]),
+            str(data["remixer"]),
+            tuple(int(v) for v in data["pairs"]),
+            int(data["exponent"]),
+            int(data["scale"]),
+        )
+
+
 class FormKeyHolder:
     """The buyer's Gram-metric state: ``Enc(H)``, and per batch what it opened."""
 
@@ -56,10 +98,7 @@ class FormKeyHolder:
         self.gram: EncryptedGram | None = None
         self.rows = 0
         self.precision = 0
-        #: label → (ũ, their raw plaintexts and randomness, the terms' digest, the batch)
-        self._opened: dict[
-            str, tuple[list[list[int]], list[int], list[int], str, fm.FormRequest]
-        ] = {}
+        self._opened: dict[str, _Batch] = {}
         self._answered: set[str] = set()
 
     @property
@@ -165,47 +204,47 @@ class FormKeyHolder:
             tuple(vector_digest(v) for v in masked.vectors),
             vector_digest(gram_vector(self.gram, self.precision)),
         )
-        self._opened[msg.label] = (opened, raw, randomness, vector_digest(reply.terms), msg)
+        self._opened[msg.label] = _Batch(
+            opened, raw, randomness, vector_digest(reply.terms), msg.remixer, msg.pairs,
+            exponent, msg.scale,
+        )  # fmt: skip
         return sign_message(reply, buyer.account, self.key)
 
     def open(self, msg: fm.FormOpenRequest) -> fm.FormValues:
-        held = self._opened.pop(msg.label, None)
-        if held is None:
+        batch = self._opened.pop(msg.label, None)
+        if batch is None:
             raise ProtocolError(f"{msg.label} has no products of the buyer's, or was opened")
-        opened, raw_u, rand_u, terms_digest, request = held
         self._answered.add(msg.label)
-        if msg.remixer != request.remixer:
+        if msg.remixer != batch.remixer:
             raise ProtocolError(f"{msg.label} was combined by another party than its remixer")
         self.buyer._check_signed(msg.combined, msg.remixer, self.buyer._seated().owners())
         combined = msg.combined
-        pairs = unflatten_pairs(request.pairs)
-        if combined.terms_digest != terms_digest or len(combined.values) != len(pairs):
+        pairs = unflatten_pairs(batch.pairs)
+        if combined.terms_digest != batch.terms or len(combined.values) != len(pairs):
             raise ProtocolError(f"the forms of {msg.label} are not over the buyer's own terms")
         raw, randomness = prove_decryption(self.buyer._private_key, combined.values.ciphertexts)
         values = [self.buyer._private_key.decode_signed(v) for v in raw]
         assert self.gram is not None
-        limit = (self.gram.size * len(opened) * 2 * max(abs(v) for row in opened for v in row)) ** 2
-        if any(abs(v) > limit * max(self.gram.bound, 1) for v in values):
+        largest = max(abs(v) for row in batch.opened for v in row)
+        limit = (self.gram.size * len(batch.opened) * 2 * largest) ** 2 * max(self.gram.bound, 1)
+        if any(abs(v) > limit for v in values):
             raise ProtocolError(f"refusing to publish {msg.label}: a form is out of range")
-        results, base_sse = self._results(msg.label, values, request)
+        results, base_sse = self._results(msg.label, values, batch)
         reply = fm.FormValues(
             msg.label,
             tuple(results),
             tuple(hex_ints(values)),
             tuple(hex_ints(raw)),
             tuple(hex_ints(randomness)),
-            tuple(hex_ints(raw_u)),
-            tuple(hex_ints(rand_u)),
+            tuple(hex_ints(batch.raw)),
+            tuple(hex_ints(batch.randomness)),
             base_sse,
         )
         return sign_message(reply, self.buyer.account, self.key)
 
-    def _results(
-        self, label: str, values: list[int], request: fm.FormRequest
-    ) -> tuple[list[float], float]:
+    def _results(self, label: str, values: list[int], batch: _Batch) -> tuple[list[float], float]:
         buyer = self.buyer
-        exponent = request.inputs[0].exponent
-        reals = [form_real(v, request.scale, exponent, self.precision) for v in values]
+        reals = [form_real(v, batch.scale, batch.exponent, self.precision) for v in values]
         k = form_round(label)
         if k is not None:
             assert buyer.stats is not None
@@ -220,6 +259,42 @@ class FormKeyHolder:
         m = len(reals) // 2
         phi = shapley_from_totals(np.array(reals[:m]), np.array(reals[m:]), sum(reals[m:]), base)
         return [float(v) for v in phi], base
+
+
+def holder_snapshot(buyer: ModelBuyer) -> dict[str, object]:
+    """What a buyer node keeps across a restart: its summed ``Enc(H)``, the batches it
+    answered, and those it opened but has not decrypted the forms of."""
+    holder = getattr(buyer, "_form_holder", None)
+    if holder is None or holder.gram is None:
+        return {}
+    gram = holder.gram
+    return {
+        "forms": {
+            "gram": hex_ints(gram.upper),
+            "size": gram.size,
+            "bound": f"{gram.bound:x}",
+            "rows": holder.rows,
+            "precision": holder.precision,
+            "answered": sorted(holder._answered),
+            "opened": {label: batch.to_json() for label, batch in holder._opened.items()},
+        }
+    }
+
+
+def restore_holder(buyer: ModelBuyer, snapshot: Mapping[str, Any]) -> None:
+    saved = snapshot.get("forms")
+    if not isinstance(saved, dict):
+        return
+    holder = form_holder(buyer)
+    holder.gram = EncryptedGram(
+        buyer.public_key,
+        tuple(gmpy2.mpz(int(v, 16)) for v in saved["gram"]),
+        int(saved["size"]),
+        int(saved["bound"], 16),
+    )
+    holder.rows, holder.precision = int(saved["rows"]), int(saved["precision"])
+    holder._answered = {str(label) for label in saved["answered"]}
+    holder._opened = {str(k): _Batch.from_json(v) for k, v in saved["opened"].items()}
 
 
 def form_holder(buyer: ModelBuyer) -> FormKeyHolder:
