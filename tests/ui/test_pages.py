@@ -82,6 +82,16 @@ def test_a_good_form_is_the_spec_the_cli_would_send() -> None:
     )
 
 
+def test_the_form_chooses_the_metric_protocol_and_names_a_refused_combination() -> None:
+    spec, errors = validate_request_form(form(metric_protocol="gram"))
+    assert errors == {} and spec["metric_protocol"] == "gram"
+    assert validate_request_form(form())[0]["metric_protocol"] == "rotation"
+    _, errors = validate_request_form(form(metric_protocol="gram", solver="exact"))
+    assert "not offered with solver exact" in errors["metric_protocol"]
+    _, errors = validate_request_form(form(metric_protocol="mixed"))
+    assert errors["metric_protocol"] == "Choose rotation or gram."
+
+
 def test_the_form_names_columns_that_may_be_empty_and_categorical_levels() -> None:
     spec, errors = validate_request_form(
         form(

@@ -164,6 +164,14 @@ FIELDS = [
         wrong="Choose " + " or ".join(s.SOLVERS) + ".",
     ),
     Field(
+        "metric_protocol",
+        "Validation metric",
+        "How the validators' error is measured: mixing every validator's residuals at each "
+        "evaluation, or each validator's encrypted Gram matrix once and a masked product "
+        "with your node after — its cost does not grow with the validators (for many owners).",
+        wrong="Choose " + " or ".join(s.METRIC_PROTOCOLS) + ".",
+    ),
+    Field(
         "features",
         "Feature columns",
         "Column names, separated by commas (for example: age, bmi). Names the owners "
