@@ -7,10 +7,16 @@ roles/form_holder.py): it must never become a decryption oracle.
   for contributions the request did not ask for;
 - an aggregator that has the remixer combine other terms than the buyer's (a chosen
   ciphertext to decrypt), or shifts its share (so the published value would carry it):
-  the buyer decrypts only forms over its own terms, and publishes none out of range.
+  the buyer decrypts only forms over its own terms, and publishes none out of range;
+- an aggregator that hands the remixer forged products ``Enc(Hũ)·Enc(c·e_j)``, so that
+  the remixer's share carries ``c`` times its own mask entry and the published metric
+  would give that mask away (and with it the model): beyond the honest forms' limit, so
+  never published.
 
 Each test was run with its defence removed (the buyer's proof check, answer-once guard,
-schedule and contributions checks, terms-digest check and range check) and failed.
+schedule and contributions checks, terms-digest check and range check — the last
+also with the looser limit it had before, ``(D·K·2·max|ũ|)²`` times ``H``'s bound,
+under which the forged products' metric was published) and failed.
 """
 
 from __future__ import annotations
@@ -139,6 +145,26 @@ def test_a_shifted_share_is_not_published() -> None:
             shift = key.raw_encrypt(1 << 700)
             shifted = [c * shift % key.nsquare for c in msg.share.ciphertexts]
             msg = dataclasses.replace(msg, share=EncryptedVector(key, shifted, 0, 0))
+        return inner.request(party, msg)
+
+    with pytest.raises(ProtocolError, match="out of range"):
+        _run(tamper)
+
+
+def test_forged_products_cannot_read_the_remixers_mask() -> None:
+    """``c = 2^200``: the published value would be ``SSE − 2c·a²_0``, far above any honest
+    form but well within the earlier limit; ``a²_0`` would follow to the last bit."""
+
+    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, fm.FormCombineRequest) and msg.label == "metric-0":
+            first = msg.products.products[0]
+            key = first.public_key
+            shift = key.raw_encrypt(1 << 200)
+            forged = [first.ciphertexts[0] * shift % key.nsquare, *first.ciphertexts[1:]]
+            products = (EncryptedVector(key, forged, 0, 0), *msg.products.products[1:])
+            msg = dataclasses.replace(
+                msg, products=dataclasses.replace(msg.products, products=products)
+            )
         return inner.request(party, msg)
 
     with pytest.raises(ProtocolError, match="out of range"):

@@ -65,6 +65,25 @@ def gram_of(vector: EncryptedVector) -> EncryptedGram:
     return EncryptedGram(vector.public_key, tuple(vector.ciphertexts), size, vector.bound)
 
 
+def form_limit(
+    pair: Pair, count: int, size: int, exponent: int, scale: int, gram_bound: int
+) -> int:
+    """The largest ``|u_kᵀHu_t|`` honest vectors can give: every entry below
+    ``2^(w−80)`` (the model bound the masks are sized for; ``count`` times that for the
+    sum), ``D`` entries, ``H``'s entries below ``gram_bound``.
+
+    The buyer publishes no form beyond it. That is what makes a shifted share useless:
+    to stay within the limit, a shift that is a multiple ``c·a`` of a holder's mask entry
+    needs ``a ≤ 2·limit/c``, and a ``c`` large enough to read ``a`` to the model's
+    precision leaves that with probability ``2^−80``."""
+    entry = 1 << (form_mask_bits(exponent, scale) - MASK_STATISTICAL_BITS)
+    k, t = pair
+    return (
+        size * size * entry * entry * (count if k == SUM else 1) * (count if t == SUM else 1)
+        * max(gram_bound, 1)
+    )  # fmt: skip
+
+
 def opened_exponent(exponent: int, scale: int) -> int:
     """The packing exponent (:mod:`deltaml.crypto.packing`) the buyer decrypts a batch's
     ``ũ`` at: its magnitude bound is ``2^(w+2)`` for the masks' width ``w``."""

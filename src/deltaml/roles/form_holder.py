@@ -35,6 +35,7 @@ from deltaml.learning.contributions import shapley_from_totals
 from deltaml.learning.gram_metric import (
     contribution_pairs,
     encoded_relaxation,
+    form_limit,
     form_real,
     gram_of,
     gram_vector,
@@ -225,10 +226,12 @@ class FormKeyHolder:
         raw, randomness = prove_decryption(self.buyer._private_key, combined.values.ciphertexts)
         values = [self.buyer._private_key.decode_signed(v) for v in raw]
         assert self.gram is not None
-        largest = max(abs(v) for row in batch.opened for v in row)
-        limit = (self.gram.size * len(batch.opened) * 2 * largest) ** 2 * max(self.gram.bound, 1)
-        if any(abs(v) > limit for v in values):
-            raise ProtocolError(f"refusing to publish {msg.label}: a form is out of range")
+        count, size = len(batch.opened), self.gram.size
+        for pair, value in zip(pairs, values, strict=True):
+            if abs(value) > form_limit(
+                pair, count, size, batch.exponent, batch.scale, self.gram.bound
+            ):
+                raise ProtocolError(f"refusing to publish {msg.label}: a form is out of range")
         results, base_sse = self._results(msg.label, values, batch)
         reply = fm.FormValues(
             msg.label,
