@@ -117,21 +117,27 @@ def contribution_vectors(
     relaxation: float,
     precision_bits: int,
 ) -> list[EncryptedVector]:
-    """``u_k = [2^q s_k − (2^q − A) z₀; −A] = A·[x_k; −1]`` at one exponent (deterministic)."""
-    a = encoded_relaxation(relaxation, precision_bits)
-    exponent = max(initial_model.exponent, *(s.exponent for s in first_updates))
-    z0 = initial_model.align(exponent).mul_int(a - 2**precision_bits)
+    """``u_k = A·[x_k; −1]`` at exponent ``E − q`` (deterministic), ``E`` the updates'.
+
+    As integers: ``s_k·2^E + (A − 2^q)·z₀·2^(E−q) = 2^(E−q)·(2^q s_k − (2^q − A) z₀)``,
+    and ``2^q s_k − (2^q − A) z₀ = A·x_k`` for ``s_k = (A/2^q) x_k + (1 − A/2^q) z₀``.
+    Written at ``E − q`` rather than ``E`` the entries are ``q`` bits narrower, and so
+    are the masks that hide them (:func:`form_mask_bits`)."""
+    q = precision_bits
+    a = encoded_relaxation(relaxation, q)
+    exponent = max(initial_model.exponent + q, *(s.exponent for s in first_updates))
+    z0 = initial_model.align(exponent - q).mul_int(a - 2**q)
+    key = initial_model.public_key
+    n2 = key._nsquare
+    last = -a << (exponent - q)
     out = []
     for s in first_updates:
-        v = s.align(exponent).mul_int(2**precision_bits) + z0
-        key = v.public_key
-        last = -a << exponent
+        v = s.align(exponent)
+        cts = [x * y % n2 for x, y in zip(v.ciphertexts, z0.ciphertexts, strict=True)]
+        bound = v.bound + z0.bound
         out.append(
             EncryptedVector(
-                key,
-                [*v.ciphertexts, constant_entry(key, last)],
-                exponent,
-                max(v.bound, abs(last)),
+                key, [*cts, constant_entry(key, last)], exponent - q, max(bound, abs(last))
             )
         )
     return out
