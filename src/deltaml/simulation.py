@@ -234,6 +234,7 @@ def simulate_shares(
             committed_key=key_fingerprint(buyer.public_key),
             account=account[oid],
             allow_test_keys=config.allow_test_keys,
+            buyer=buyer.address,
         )
         for oid, share in zip(ids, shares, strict=True)
     }

@@ -16,7 +16,8 @@ from deltaml.evidence.transcript import (
 NOT_PUBLICLY_CHECKABLE = (
     "what owners computed from their own data: signed, provable only by revealing the data",
     "the mixing rotations of the aggregator and the remixer: only committed to "
-    "(opening both would expose each validator's own error)",
+    "(opening both would expose each validator's own error); with metric_protocol gram, "
+    "their shares of each batch's correction, signed (opening them would unmask the model)",
     "the buyer's re-encryptions in refreshes: trainers sign the states they continue from",
     "when a deadline stop happened: the aggregator's word (only after an evaluated round,"
     " for the deadline on chain)",

@@ -24,6 +24,7 @@ from fractions import Fraction
 import numpy as np
 
 from deltaml.crypto import MASK_STATISTICAL_BITS, EncryptedVector, PublicKey
+from deltaml.crypto.knowledge import AddedPlaintextProof
 from deltaml.crypto.packing import MAGNITUDE_BITS as PACKING_MAGNITUDE_BITS
 from deltaml.crypto.quadform import SUM, EncryptedGram, Pair
 from deltaml.errors import DeltaMLValueError
@@ -37,6 +38,24 @@ def form_mask_bits(exponent: int, scale: int) -> int:
     """Width of both holders' masks for vectors ``scale·[w; −1]`` at ``exponent``: a public
     rule, so neither holder's mask depends on a bound the other declares."""
     return exponent + MODEL_MAGNITUDE_BITS + max(scale, 1).bit_length() + MASK_STATISTICAL_BITS
+
+
+def proof_fields(proof: AddedPlaintextProof) -> tuple[str, ...]:
+    return (f"{proof.commitment:x}", f"{proof.z:x}", f"{proof.w:x}")
+
+
+def proof_of(fields: Sequence[str]) -> AddedPlaintextProof | None:
+    """The proof three hex fields carry, or ``None`` when they are malformed."""
+    try:
+        commitment, z, w = (int(f, 16) for f in fields)
+    except ValueError:
+        return None
+    return AddedPlaintextProof(commitment, z, w)
+
+
+def proof_context(label: str, key: PublicKey) -> bytes:
+    """What a batch's proof of added plaintexts is bound to."""
+    return f"{key.fingerprint}:{label}".encode()
 
 
 def validator_gram(factor: np.ndarray, precision_bits: int) -> list[list[int]]:

@@ -64,6 +64,7 @@ class DataOwner:
         committed_key: bytes,
         account: LocalAccount | None = None,
         allow_test_keys: bool = False,
+        buyer: str | None = None,
     ) -> None:
         self.party_id = party_id
         self.account: LocalAccount = account if account is not None else Account.create()
@@ -91,7 +92,9 @@ class DataOwner:
         self._rng = secure_generator()
         self.rotation_openings: dict[str, tuple[int, bytes]] = {}
         self._exact_factors: list[Any] = []
-        self._forms = FormRemixer()
+        #: The request's buyer's address (from the chain, in a marketplace): as the
+        #: remixer of the Gram metric, it combines only products the buyer signed.
+        self._forms = FormRemixer(buyer)
 
     @property
     def n_rows(self) -> int:

@@ -41,12 +41,13 @@ from deltaml.learning.gram_metric import (
     gram_vector,
     metric_pairs,
     opened_exponent,
+    proof_context,
+    proof_of,
     unflatten_pairs,
 )
 from deltaml.protocol import form_messages as fm
 from deltaml.protocol.rules import evaluates, form_remixer, form_round
 from deltaml.roles.evidence import sign_message
-from deltaml.roles.forms import context, proof_of
 
 if TYPE_CHECKING:
     from deltaml.roles.buyer import ModelBuyer
@@ -179,7 +180,7 @@ class FormKeyHolder:
         flat_out = [c for v in masked.vectors for c in v.ciphertexts]
         if proof is None or not check_added_plaintexts(
             self.key,
-            context(msg.label, self.key),
+            proof_context(msg.label, self.key),
             [c for v in msg.inputs for c in v.ciphertexts],
             flat_out,
             proof,

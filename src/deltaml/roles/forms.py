@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from deltaml.crypto import EncryptedVector, PublicKey
-from deltaml.crypto.knowledge import AddedPlaintextProof
 from deltaml.crypto.quadform import (
     EncryptedGram,
     MaskShare,
@@ -33,41 +32,26 @@ from deltaml.crypto.quadform import (
     correction,
 )
 from deltaml.errors import ProtocolError
-from deltaml.evidence.signatures import vector_digest, vector_ref
+from deltaml.evidence.signatures import key_id, recover_signer, vector_digest, vector_ref
 from deltaml.learning.gram_metric import (
     flatten_pairs,
     form_mask_bits,
     gram_of,
     gram_vector,
+    proof_context,
+    proof_fields,
     unflatten_pairs,
     validator_gram,
 )
 from deltaml.protocol import form_messages as fm
 from deltaml.protocol import form_records as fr
 from deltaml.protocol.rules import form_round
+from deltaml.roles.evidence import message_body
 
 if TYPE_CHECKING:
     import numpy as np
 
     from deltaml.roles.aggregator_base import AggregatorBase
-
-
-def proof_fields(proof: AddedPlaintextProof) -> tuple[str, ...]:
-    return (f"{proof.commitment:x}", f"{proof.z:x}", f"{proof.w:x}")
-
-
-def proof_of(fields: Sequence[str]) -> AddedPlaintextProof | None:
-    """The proof three hex fields carry, or ``None`` when they are malformed."""
-    try:
-        commitment, z, w = (int(f, 16) for f in fields)
-    except ValueError:
-        return None
-    return AddedPlaintextProof(commitment, z, w)
-
-
-def context(label: str, key: PublicKey) -> bytes:
-    """What a batch's proof of added plaintexts is bound to."""
-    return f"{key.fingerprint}:{label}".encode()
 
 
 def ciphertexts(vectors: Sequence[EncryptedVector]) -> list[list[int]]:
@@ -94,7 +78,8 @@ class FormRemixer:
     """A validator's part as the remixer of batches: one mask per label, kept from the
     masking to the combining, then dropped."""
 
-    def __init__(self) -> None:
+    def __init__(self, buyer: str | None = None) -> None:
+        self.buyer = buyer
         self._shares: dict[str, tuple[MaskShare, EncryptedGram, list[list[int]]]] = {}
         self._done: set[str] = set()
 
@@ -116,7 +101,7 @@ class FormRemixer:
         bits = form_mask_bits(exponent, msg.scale)
         share = MaskShare.draw(len(msg.vectors), size, bits)
         masked, proof = add_masks_with_proof(
-            key, context(msg.label, key), ciphertexts(msg.vectors), share
+            key, proof_context(msg.label, key), ciphertexts(msg.vectors), share
         )
         own = gram.times(share.masks)
         self._shares[msg.label] = (share, gram, own)
@@ -130,6 +115,11 @@ class FormRemixer:
         )
 
     def combine(self, msg: fm.FormCombineRequest, key: PublicKey) -> fm.FormCombined:
+        # Products other than the buyer's would have this holder's share carry a chosen
+        # multiple of its own mask into a published value: only the buyer's signed ones.
+        signer = recover_signer(message_body(msg.products, key_id(key)), msg.products.signature)
+        if self.buyer is None or signer is None or signer.lower() != self.buyer.lower():
+            raise ProtocolError(f"the products of {msg.label} are not signed by the buyer")
         held = self._shares.pop(msg.label, None)
         if held is None:
             raise ProtocolError(f"nothing masked for {msg.label}, or already combined")
@@ -215,7 +205,10 @@ def evaluate_forms(
             vectors=[vector_ref(v) for v in vectors],
             masked=[vector_ref(v) for v in masked],
         ),
-        sealed=[*vectors, *masked],
+        # The masked vectors are public: the buyer receives them (to check the remixer's
+        # proof), and so can anyone; the vectors themselves are sealed.
+        public=masked,
+        sealed=vectors,
     )
     gram_v = gram_vector(gram, precision_bits)
     # Enc(H·a¹) is needed only for the aggregator's share: computed while the remixer and

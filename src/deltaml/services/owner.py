@@ -447,7 +447,19 @@ class OwnerNode:
             raise ProtocolError(f"request {rid} was not accepted by this owner")
         ds = self.dataset_for(rid, offer)
         key = self._committed_key(rid, offer)
-        return DataOwner(self.address, ds.X, ds.y, committed_key=key, account=self.account)
+        return DataOwner(
+            self.address, ds.X, ds.y, committed_key=key, account=self.account,
+            buyer=self._buyer_of(rid),
+        )  # fmt: skip
+
+    def _buyer_of(self, rid: int) -> str | None:
+        """The address of request ``rid``'s buyer: the contract's when there is one, else
+        the aggregator's word (a run without a chain trusts it for the rest too)."""
+        view = self.client.get(f"/requests/{rid}")
+        if self.ledger is not None and view.get("chain_request_id") is not None:
+            return str(self.ledger.request(int(view["chain_request_id"])).buyer)
+        buyer = view.get("buyer")
+        return str(buyer) if isinstance(buyer, str) else None
 
     def dataset_for(self, rid: int, offer: dict[str, Any]) -> Dataset:
         """The offered dataset as request ``rid`` needs it (read once; notes kept)."""

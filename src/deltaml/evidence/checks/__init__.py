@@ -11,6 +11,8 @@ of each record goes to the one function :data:`HANDLERS` names for its kind:
 - :mod:`.settlement` — the payouts, the final record, completeness;
 - :mod:`.exact` — the one-shot exact solve (``solver: exact``), :mod:`.exact_parts` its
   trainers' parts (with contributions);
+- :mod:`.forms` — the Gram metric (``metric_protocol: gram``): the validators' Gram
+  matrices, each batch of forms, the metric or contributions from them;
 - :mod:`.proofs` — decryption proofs, sums and re-randomizations the others share.
 
 A new record kind is one dataclass in :mod:`deltaml.protocol.records`, its role in
@@ -22,7 +24,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from deltaml.evidence.checks import contributions, exact, header, metrics, rounds, settlement
+from deltaml.evidence.checks import (
+    contributions,
+    exact,
+    forms,
+    header,
+    metrics,
+    rounds,
+    settlement,
+)
 from deltaml.evidence.checks.base import Handler, Registry, Verifier
 from deltaml.evidence.report import VerificationReport
 
@@ -49,6 +59,7 @@ HANDLERS: Mapping[str, Handler] = {
     "ContributionValues": contributions.on_contribution_values,
     "Payouts": settlement.on_payouts,
     **exact.EXACT_CHECKS,  # solver: exact
+    **forms.FORM_CHECKS,  # metric_protocol: gram
 }
 
 REGISTRY = Registry(

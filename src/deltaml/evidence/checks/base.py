@@ -69,6 +69,15 @@ ROLE_OF = {
     "ExactModel": "aggregator",
     "ExactTotal": "aggregator",
     "ExactDisclosure": "buyer",
+    # metric_protocol: gram (checks/forms.py); the remixer is a validator
+    "GramShare": "validator",
+    "GramTotal": "aggregator",
+    "FormMask": "aggregator",
+    "FormMasked": "validator",
+    "FormProducts": "buyer",
+    "FormShare": "aggregator",
+    "FormCombined": "validator",
+    "FormValues": "buyer",
 }
 
 
@@ -143,6 +152,10 @@ class Verifier:
         #: ``solver: exact``: the denominator its model's metric was raised to.
         self.exact_denominator = 0
         self.payouts_seen = False
+        #: The initial model's digest (``InitialTotal``).
+        self.initial_model = ""
+        #: ``metric_protocol: gram``: the validators' shares, ``Enc(H)`` and each batch.
+        self.forms: dict[str, Any] = {}
         #: The ``DeadlineStop`` record, if any: training ended early at its round.
         self.deadline_stop: DeadlineStop | None = None
 

@@ -39,6 +39,11 @@ SHAPLEY_RTOL = 1e-9
 # -- contributions ----------------------------------------------------------------------
 def on_contribution_request(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = records.ContributionRequest.from_body(body)
+    vr.require(
+        vr.spec.get("metric_protocol", "rotation") == "rotation",
+        "format",
+        "contribution columns in a request whose metric_protocol is gram",
+    )
     assert vr.key is not None
     first = vr.states.get((1, "round"), {})
     sources = rec.sources

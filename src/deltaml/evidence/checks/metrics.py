@@ -26,6 +26,11 @@ from deltaml.protocol.rules import (
 
 def on_encrypted_residuals(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = records.EncryptedResiduals.from_body(body)
+    vr.require(
+        vr.spec.get("metric_protocol", "rotation") == "rotation",
+        "format",
+        "residual vectors in a request whose metric_protocol is gram",
+    )
     k = rec.round
     party = vr.records[vr.seq]["party"]
     vr.require(

@@ -32,7 +32,7 @@ def on_initial_total(vr: Verifier, body: Mapping[str, Any]) -> None:
         "link",
         "the initial total is not the initial model times the number of trainers",
     )
-    vr.current_total = total
+    vr.current_total, vr.initial_model = total, model
     a, b = vr.vector(model, sealed=False), vr.vector(total, sealed=False)
     assert a is not None and b is not None
     n2 = vr.key.nsquare

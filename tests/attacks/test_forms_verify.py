@@ -1,0 +1,124 @@
+"""What ``deltaml verify`` recomputes of the Gram metric (``metric_protocol: gram``;
+evidence/checks/forms.py), and the attacks it catches:
+
+- an aggregator that has the buyer and the remixer evaluate another vector than the
+  round's model (twice its total: a better-looking model to pay for) — the batch's
+  vectors are recomputed from the round's total;
+- an aggregator that values other members than the trainers' round-one models;
+- a buyer that publishes a metric other than its proven forms give;
+- a buyer whose ``Enc(Hũ)`` is not the deterministic product of ``Enc(H)`` and the ``ũ``
+  it proves (here the same plaintexts, re-randomized: nothing else could pass);
+- a remixer whose proof of added plaintexts does not hold (with a buyer that did not
+  check it).
+
+Each test was run with its check removed from evidence/checks/forms.py and failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
+
+CONFIG = SimulationConfig(
+    rounds=3,
+    eval_every=3,
+    key_bits=1024,
+    allow_test_keys=True,
+    chain=False,
+    metric_protocol="gram",
+)
+
+
+def _run() -> SimulationResult:
+    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    return simulate_shares(CONFIG, "linear", "regression", split_owners(train, 5, seed=0), None)
+
+
+def _failures(result: SimulationResult) -> list[str]:
+    assert result.verification is not None
+    return [f"{f.check}: {f.detail}" for f in result.verification.failures]
+
+
+def test_an_honest_gram_run_verifies_with_its_numbers() -> None:
+    result = _run()
+    assert _failures(result) == []
+    report = result.verification
+    assert report is not None
+    assert report.metrics[0] == pytest.approx(result.initial_metric, rel=0, abs=0)
+    assert list(report.contributions.values()) == result.contributions
+    for check in ("products", "proof of added plaintexts", "metric", "shapley"):
+        assert report.passed[check] > 0
+
+
+def test_evaluating_another_vector_than_the_rounds_model_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deltaml.roles import aggregator_phases
+
+    honest = aggregator_phases.metric_vector
+    monkeypatch.setattr(
+        aggregator_phases, "metric_vector", lambda total, m: honest(total.mul_int(2), m)
+    )
+    assert any("not the evaluated model's" in f for f in _failures(_run()))
+
+
+def test_valuing_other_members_than_the_round_one_models_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deltaml.roles import aggregator_phases
+
+    honest = aggregator_phases.contribution_vectors
+
+    def swapped(updates: Any, *args: Any) -> Any:
+        return honest([updates[1], updates[0], *updates[2:]], *args)
+
+    monkeypatch.setattr(aggregator_phases, "contribution_vectors", swapped)
+    assert any("round-one models" in f for f in _failures(_run()))
+
+
+def test_a_metric_other_than_the_proven_forms_give_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltaml.roles.form_holder import FormKeyHolder
+
+    honest = FormKeyHolder._results
+
+    def flattering(self: Any, label: str, values: Any, batch: Any) -> Any:
+        results, base = honest(self, label, values, batch)
+        return ([r * 0.9 for r in results] if label.startswith("metric") else results), base
+
+    monkeypatch.setattr(FormKeyHolder, "_results", flattering)
+    assert any(f.startswith("metric:") for f in _failures(_run()))
+
+
+def test_products_that_are_not_the_deterministic_ones_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deltaml.roles import form_holder
+
+    honest = form_holder.public_products
+
+    def rerandomized(gram: Any, opened: Any, pairs: Any, key: Any = None) -> Any:
+        products, terms = honest(gram, opened, pairs, key)
+        first = [c * gram.public_key.random_factor() % gram.public_key.nsquare for c in products[0]]
+        return [first, *products[1:]], terms
+
+    monkeypatch.setattr(form_holder, "public_products", rerandomized)
+    assert any(f.startswith("products:") for f in _failures(_run()))
+
+
+def test_a_remixer_proof_that_does_not_hold_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltaml.roles import form_holder, forms
+
+    honest = forms.add_masks_with_proof
+
+    def bent(key: Any, context: bytes, vectors: Any, share: Any) -> Any:
+        out, proof = honest(key, context, vectors, share)
+        return out, dataclasses.replace(proof, z=proof.z + 1)
+
+    monkeypatch.setattr(forms, "add_masks_with_proof", bent)
+    monkeypatch.setattr(form_holder, "check_added_plaintexts", lambda *args: True)
+    assert any(f.startswith("proof of added plaintexts") for f in _failures(_run()))
