@@ -118,9 +118,16 @@ def test_contributions_are_refused_where_the_request_has_none() -> None:
         _run(_relabel("contributions"), contributions=False)
 
 
-def test_forms_over_other_terms_than_the_buyers_are_not_decrypted() -> None:
+def test_forms_over_other_terms_than_the_buyers_are_not_decrypted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The aggregator swaps the buyer's terms for a ciphertext of its choosing (here the
-    masked vector's first entry) before the remixer sums them."""
+    masked vector's first entry) before the remixer sums them. The remixer refuses
+    products the buyer did not sign; set that aside, the buyer still refuses to decrypt
+    sums over other terms than its own."""
+    from deltaml.roles import forms
+
+    monkeypatch.setattr(forms.FormRemixer, "signed_by_buyer", lambda *args: True)
 
     def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
         if isinstance(msg, fm.FormCombineRequest):
@@ -151,21 +158,34 @@ def test_a_shifted_share_is_not_published() -> None:
         _run(tamper)
 
 
-def test_forged_products_cannot_read_the_remixers_mask() -> None:
-    """``c = 2^200``: the published value would be ``SSE − 2c·a²_0``, far above any honest
-    form but well within the earlier limit; ``a²_0`` would follow to the last bit."""
+def _forged_products(inner: Transport, party: str, msg: m.Message) -> m.Message:
+    """``Enc(Hũ_0)`` times ``Enc(2^200)`` in its first entry: the remixer's share would
+    then carry ``2^200`` times its own mask entry ``a²_0`` into the published metric,
+    far above the honest forms, and ``a²_0`` would follow to the last bit."""
+    if isinstance(msg, fm.FormCombineRequest) and msg.label == "metric-0":
+        first = msg.products.products[0]
+        key = first.public_key
+        shift = key.raw_encrypt(1 << 200)
+        forged = [first.ciphertexts[0] * shift % key.nsquare, *first.ciphertexts[1:]]
+        products = (EncryptedVector(key, forged, 0, 0), *msg.products.products[1:])
+        msg = dataclasses.replace(
+            msg, products=dataclasses.replace(msg.products, products=products)
+        )
+    return inner.request(party, msg)
 
-    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
-        if isinstance(msg, fm.FormCombineRequest) and msg.label == "metric-0":
-            first = msg.products.products[0]
-            key = first.public_key
-            shift = key.raw_encrypt(1 << 200)
-            forged = [first.ciphertexts[0] * shift % key.nsquare, *first.ciphertexts[1:]]
-            products = (EncryptedVector(key, forged, 0, 0), *msg.products.products[1:])
-            msg = dataclasses.replace(
-                msg, products=dataclasses.replace(msg.products, products=products)
-            )
-        return inner.request(party, msg)
 
+def test_forged_products_are_refused_by_the_remixer() -> None:
+    with pytest.raises(ProtocolError, match="not signed by the buyer"):
+        _run(_forged_products)
+
+
+def test_forged_products_the_remixer_took_are_not_published(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second line: a remixer that did not check the buyer's signature — the buyer
+    publishes no form beyond what honest vectors give (here ``2^200·a²_0`` is)."""
+    from deltaml.roles import forms
+
+    monkeypatch.setattr(forms.FormRemixer, "signed_by_buyer", lambda *args: True)
     with pytest.raises(ProtocolError, match="out of range"):
-        _run(tamper)
+        _run(_forged_products)

@@ -114,11 +114,16 @@ class FormRemixer:
             proof_fields(proof),
         )
 
+    def signed_by_buyer(self, products: fm.FormProducts, key: PublicKey) -> bool:
+        """Products other than the buyer's would have this holder's share carry a chosen
+        multiple of its own mask into a published value: it takes only the buyer's."""
+        signer = recover_signer(message_body(products, key_id(key)), products.signature)
+        return (
+            self.buyer is not None and signer is not None and signer.lower() == self.buyer.lower()
+        )
+
     def combine(self, msg: fm.FormCombineRequest, key: PublicKey) -> fm.FormCombined:
-        # Products other than the buyer's would have this holder's share carry a chosen
-        # multiple of its own mask into a published value: only the buyer's signed ones.
-        signer = recover_signer(message_body(msg.products, key_id(key)), msg.products.signature)
-        if self.buyer is None or signer is None or signer.lower() != self.buyer.lower():
+        if not self.signed_by_buyer(msg.products, key):
             raise ProtocolError(f"the products of {msg.label} are not signed by the buyer")
         held = self._shares.pop(msg.label, None)
         if held is None:
