@@ -17,11 +17,14 @@ Each test was run with its check removed from evidence/checks/forms.py and faile
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deltaml.evidence.transcript import read_records
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
+from deltaml.protocol.records import FORM_KINDS, RECORD_TYPES
 from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
 
 CONFIG = SimulationConfig(
@@ -34,9 +37,10 @@ CONFIG = SimulationConfig(
 )
 
 
-def _run() -> SimulationResult:
+def _run(**changes: Any) -> SimulationResult:
     train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
-    return simulate_shares(CONFIG, "linear", "regression", split_owners(train, 5, seed=0), None)
+    config = dataclasses.replace(CONFIG, **changes)
+    return simulate_shares(config, "linear", "regression", split_owners(train, 5, seed=0), None)
 
 
 def _failures(result: SimulationResult) -> list[str]:
@@ -44,8 +48,8 @@ def _failures(result: SimulationResult) -> list[str]:
     return [f"{f.check}: {f.detail}" for f in result.verification.failures]
 
 
-def test_an_honest_gram_run_verifies_with_its_numbers() -> None:
-    result = _run()
+def test_an_honest_gram_run_verifies_with_its_numbers(tmp_path: Path) -> None:
+    result = _run(transcript=str(tmp_path / "gram.jsonl"))
     assert _failures(result) == []
     report = result.verification
     assert report is not None
@@ -53,6 +57,16 @@ def test_an_honest_gram_run_verifies_with_its_numbers() -> None:
     assert list(report.contributions.values()) == result.contributions
     for check in ("products", "proof of added plaintexts", "metric", "shapley"):
         assert report.passed[check] > 0
+    # every Gram-metric kind is written, and each body reads back to what was written
+    assert result.transcript is not None
+    kinds = set()
+    for record in read_records(result.transcript):
+        body = record["body"]
+        if body["kind"] in FORM_KINDS:
+            kinds.add(body["kind"])
+            fields = {k: v for k, v in body.items() if k not in ("kind", "key")}
+            assert RECORD_TYPES[body["kind"]].from_body(body).to_body() == fields
+    assert kinds == FORM_KINDS
 
 
 def test_evaluating_another_vector_than_the_rounds_model_fails(

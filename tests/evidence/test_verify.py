@@ -25,7 +25,7 @@ from deltaml.evidence.signatures import canonical_json, sign_body
 from deltaml.evidence.transcript import GENESIS, read_records, read_sealed, record_hash
 from deltaml.evidence.verify import VerificationReport, verify_records, verify_transcript
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
-from deltaml.protocol.records import EXACT_KINDS, OPTIONAL_KINDS, RECORD_TYPES
+from deltaml.protocol.records import EXACT_KINDS, FORM_KINDS, OPTIONAL_KINDS, RECORD_TYPES
 from deltaml.simulation import SimulationConfig, SimulationResult, owner_ids, simulate_shares
 
 Records = list[dict[str, Any]]
@@ -136,8 +136,9 @@ def test_every_typed_record_of_a_run_reads_back_to_its_written_body(run: Run) ->
         fields = {k: v for k, v in body.items() if k not in ("kind", "key")}
         assert cls.from_body(body).to_body() == fields, body["kind"]
     # An honest run with metrics and contributions writes every typed kind but the
-    # optional ones and those of the exact route (tests/roles/test_exact_route.py).
-    assert kinds == set(RECORD_TYPES) - OPTIONAL_KINDS - EXACT_KINDS
+    # optional ones, those of the exact route (tests/roles/test_exact_route.py) and those
+    # of the Gram metric (tests/attacks/test_forms_verify.py).
+    assert kinds == set(RECORD_TYPES) - OPTIONAL_KINDS - EXACT_KINDS - FORM_KINDS
 
 
 def test_the_public_transcript_alone_verifies_what_the_public_can(run: Run) -> None:

@@ -47,6 +47,7 @@ from deltaml.protocol.record_base import OPTIONAL, Record, RecordError, VectorRe
 
 __all__ = [
     "EXACT_KINDS",
+    "FORM_KINDS",
     "OPTIONAL_KINDS",
     "RECORD_TYPES",
     "Broadcast",
@@ -402,6 +403,9 @@ EXACT_KINDS = frozenset(
         "ExactTotal",
     }
 )
+
+#: The kinds only a ``metric_protocol: gram`` run writes.
+FORM_KINDS = frozenset(cls.KIND for cls in FORM_RECORDS)
 
 #: Kinds an honest run writes only sometimes: a dropped trainer, a stop before the
 #: deadline, the buyer's disclosure of an exact model, the exact route's parts (with
