@@ -107,8 +107,9 @@ class FormKeyHolder:
     def key(self) -> PublicKey:
         return self.buyer.public_key
 
-    def total(self, msg: fm.GramTotalRequest) -> fm.FormValues | None:
-        """Sum the validators' signed shares, once; every validator exactly once."""
+    def total(self, msg: fm.GramTotalRequest) -> None:
+        """Sum the validators' signed shares: every seated validator's, each once. (An
+        aggregator that restarts asks again: the validators' same matrices, the same sum.)"""
         seats = self.buyer._seated()
         validators = seats.validator_ids
         if sorted(msg.validators) != sorted(validators) or not (
@@ -126,11 +127,11 @@ class FormKeyHolder:
             self.gram = EncryptedGram.total([gram_of(s) for s in msg.shares])
         except DeltaMLValueError as exc:
             raise ProtocolError(f"the validators' Gram matrices do not add up: {exc}") from None
-        if self.buyer._n_features is None or self.gram.size != self.buyer._n_features + 2:
+        stats = self.buyer.stats
+        if stats is None or self.gram.size != len(stats.means) + 2:
             raise ProtocolError("the Gram matrices do not have the model's size")
         self.rows = sum(msg.rows)
         self.precision = self.buyer.spec.precision_bits
-        return None
 
     def _expected(self, label: str, scale: int) -> tuple[int, list[tuple[int, int]]]:
         """How many vectors, and which pairs, the public rules allow for ``label`` (and

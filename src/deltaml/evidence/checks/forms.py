@@ -64,6 +64,14 @@ def _batch(vr: Verifier, label: str) -> dict[str, Any]:
     return batch
 
 
+def _remixers_batch(vr: Verifier, label: str) -> dict[str, Any]:
+    """The batch ``label`` names, of a record the remixer the public rule names signed."""
+    batch = _batch(vr, label)
+    named = form_remixer(vr.validators, label, int(vr.spec["eval_every"]))
+    vr._remixer(_party(vr), named, label)
+    return batch
+
+
 def _vector(vr: Verifier, digest: str, ciphertexts: list[int]) -> EncryptedVector:
     assert vr.key is not None
     return EncryptedVector(vr.key, [gmpy2.mpz(c) for c in ciphertexts], vr.exponent(digest), 0)
@@ -187,10 +195,7 @@ def _check_vectors(vr: Verifier, k: int | None, vectors: list[str], precision: i
 
 def on_form_masked(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormMasked.from_body(body)
-    batch = _batch(vr, rec.label)
-    vr._remixer(
-        _party(vr), form_remixer(vr.validators, rec.label, int(vr.spec["eval_every"])), rec.label
-    )
+    batch = _remixers_batch(vr, rec.label)
     vr.require(
         rec.inputs == batch["masked"] and "remixed" not in batch,
         "link",
@@ -233,10 +238,7 @@ def on_form_share(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 def on_form_combined(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormCombined.from_body(body)
-    batch = _batch(vr, rec.label)
-    vr._remixer(
-        _party(vr), form_remixer(vr.validators, rec.label, int(vr.spec["eval_every"])), rec.label
-    )
+    batch = _remixers_batch(vr, rec.label)
     vr.require(
         rec.terms == batch.get("terms") and rec.share == batch.get("share")
         and "combined" not in batch,
