@@ -8,12 +8,15 @@ roles/form_holder.py): it must never become a decryption oracle.
 - an aggregator that has the remixer combine other terms than the buyer's (a chosen
   ciphertext to decrypt), or shifts its share (so the published value would carry it):
   the buyer decrypts only forms over its own terms, and publishes none out of range;
+- an aggregator that names the remixer a smaller scale than the rules give, to narrow the
+  mask that hides the vectors from it;
 - an aggregator that hands the remixer forged products ``Enc(Hũ)·Enc(c·e_j)``, so that
   the remixer's share carries ``c`` times its own mask entry and the published metric
   would give that mask away (and with it the model): beyond the honest forms' limit, so
   never published.
 
-Each test was run with its defence removed (the buyer's proof check, answer-once guard,
+Each test was run with its defence removed (the remixer's scale check, the buyer's proof
+check, answer-once guard,
 schedule and contributions checks, terms-digest check and range check — the last
 also with the looser limit it had before, ``(D·K·2·max|ũ|)²`` times ``H``'s bound,
 under which the forged products' metric was published) and failed.
@@ -189,3 +192,17 @@ def test_forged_products_the_remixer_took_are_not_published(
     monkeypatch.setattr(forms.FormRemixer, "signed_by_buyer", lambda *args: True)
     with pytest.raises(ProtocolError, match="out of range"):
         _run(_forged_products)
+
+
+def test_a_smaller_scale_named_to_the_remixer_is_refused() -> None:
+    """Named scale 1 for the contributions (the rules give the encoded relaxation,
+    about 2^33), the remixer's mask would be 33 bits narrower than the vectors it must
+    hide from the aggregator: it sizes its mask by the rules' scale and refuses."""
+
+    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, fm.FormMaskRequest) and msg.label == "contributions":
+            msg = dataclasses.replace(msg, scale=1)
+        return inner.request(party, msg)
+
+    with pytest.raises(ProtocolError, match="named at scale 1"):
+        _run(tamper)

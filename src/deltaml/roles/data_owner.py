@@ -13,11 +13,12 @@ from eth_account import Account
 from deltaml.crypto import EncryptedVector, PublicKey, mask_for_refresh
 from deltaml.crypto.encoding import encode_array
 from deltaml.crypto.paillier import check_key_size, key_fingerprint
-from deltaml.errors import DeltaMLTypeError, ProtocolError
+from deltaml.errors import DeltaMLTypeError, DeltaMLValueError, ProtocolError
 from deltaml.evidence.published import noise_variance, rotation_commitment
 from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.admm import AdmmParams, EncodedUpdate, trainer_update
 from deltaml.learning.contributions import remix_columns, validator_columns
+from deltaml.learning.gram_metric import encoded_relaxation
 from deltaml.learning.metrics import (
     encrypted_residual_vector,
     remix_vector,
@@ -29,7 +30,7 @@ from deltaml.learning.standardize import impute_with, local_sums
 from deltaml.protocol import form_messages as fm
 from deltaml.protocol import messages as m
 from deltaml.protocol.exact_messages import ExactReply, ExactRequest
-from deltaml.protocol.rules import evaluates
+from deltaml.protocol.rules import evaluates, form_round
 from deltaml.roles import exact
 from deltaml.roles.evidence import sign_message
 from deltaml.roles.forms import FormRemixer, gram_share
@@ -325,7 +326,19 @@ class DataOwner:
     def _on_FormMaskRequest(self, msg: fm.FormMaskRequest) -> fm.FormMasked:
         self._require("validator")
         assert self._key is not None and self._spec is not None
-        masked = self._forms.mask(msg, self._key, self._spec.base_exponent)
+        spec = self._spec
+        # The scale the rules give the batch, never the aggregator's word: it sizes the
+        # mask that hides the vectors from the aggregator.
+        try:
+            contributions = form_round(msg.label) is None
+        except DeltaMLValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        scale = (
+            encoded_relaxation(spec.relaxation, spec.precision_bits)
+            if contributions
+            else self._n_trainers
+        )
+        masked = self._forms.mask(msg, self._key, spec.base_exponent, scale)
         return self._signed(masked, self._key)
 
     def _on_FormCombineRequest(self, msg: fm.FormCombineRequest) -> fm.FormCombined:

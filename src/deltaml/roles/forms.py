@@ -45,7 +45,6 @@ from deltaml.learning.gram_metric import (
 )
 from deltaml.protocol import form_messages as fm
 from deltaml.protocol import form_records as fr
-from deltaml.protocol.rules import form_round
 from deltaml.roles.evidence import message_body
 
 if TYPE_CHECKING:
@@ -83,8 +82,14 @@ class FormRemixer:
         self._shares: dict[str, tuple[MaskShare, EncryptedGram, list[list[int]]]] = {}
         self._done: set[str] = set()
 
-    def mask(self, msg: fm.FormMaskRequest, key: PublicKey, base_exponent: int) -> fm.FormMasked:
-        form_round(msg.label)  # refuses an unknown label
+    def mask(
+        self, msg: fm.FormMaskRequest, key: PublicKey, base_exponent: int, scale: int
+    ) -> fm.FormMasked:
+        """Add this holder's masks to a batch the aggregator masked, with the proof.
+
+        ``scale`` is the one the rules give the batch (the trainers' count, the encoded
+        relaxation): a smaller one named by the aggregator would narrow the mask that
+        hides the vectors from it."""
         if msg.label in self._done or msg.label in self._shares:
             raise ProtocolError(f"already masked {msg.label}")
         if not msg.vectors or any(v.public_key != key for v in msg.vectors):
@@ -96,8 +101,10 @@ class FormRemixer:
         exponent = msg.vectors[0].exponent
         if exponent < base_exponent or any(v.exponent != exponent for v in msg.vectors):
             raise ProtocolError("vectors below the base exponent, or at different exponents")
-        if msg.scale < 1:
-            raise ProtocolError("the vectors' scale must be positive")
+        if msg.scale != scale:
+            raise ProtocolError(
+                f"{msg.label} is named at scale {msg.scale}; the rules give {scale}"
+            )
         bits = form_mask_bits(exponent, msg.scale)
         share = MaskShare.draw(len(msg.vectors), size, bits)
         masked, proof = add_masks_with_proof(
