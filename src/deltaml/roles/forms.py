@@ -105,7 +105,7 @@ class FormRemixer:
             raise ProtocolError(
                 f"{msg.label} is named at scale {msg.scale}; the rules give {scale}"
             )
-        bits = form_mask_bits(exponent, msg.scale)
+        bits = form_mask_bits(exponent, scale)
         share = MaskShare.draw(len(msg.vectors), size, bits)
         masked, proof = add_masks_with_proof(
             key, proof_context(msg.label, key), ciphertexts(msg.vectors), share
