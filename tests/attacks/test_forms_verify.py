@@ -111,16 +111,16 @@ def test_a_metric_other_than_the_proven_forms_give_fails(monkeypatch: pytest.Mon
 def test_products_that_are_not_the_deterministic_ones_fail(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from deltaml.roles import form_holder
+    from deltaml.crypto import quadform
 
-    honest = form_holder.public_products
+    honest = quadform.public_products
 
     def rerandomized(gram: Any, opened: Any, pairs: Any, key: Any = None) -> Any:
         products, terms = honest(gram, opened, pairs, key)
         first = [c * gram.public_key.random_factor() % gram.public_key.nsquare for c in products[0]]
         return [first, *products[1:]], terms
 
-    monkeypatch.setattr(form_holder, "public_products", rerandomized)
+    monkeypatch.setattr(quadform, "public_products", rerandomized)
     assert any(f.startswith("products:") for f in _failures(_run()))
 
 

@@ -25,6 +25,9 @@ from deltaml.errors import DeltaMLValueError
 
 Keys = tuple[PublicKey, PrivateKey]
 VALUE = 10**12
+#: The packing exponent the key holder decrypts ``ũ`` at: its magnitude bound
+#: (``2^(e+48)``) is above two masks of ``mask_bits(VALUE)``.
+PACKING = 76
 
 
 def _enc(pk: PublicKey, values: list[int]) -> list:
@@ -49,7 +52,7 @@ def _run(pk: PublicKey, sk: PrivateKey, grams, vectors, pairs):
         pk, b"test", [c for v in masked for c in v], [c for v in remasked for c in v], proof
     )
     second_products = gram.times(second.masks)
-    opened, products, terms = key_holder_products(sk, gram, remasked, pairs)
+    _, opened, products, terms = key_holder_products(sk, gram, remasked, pairs, PACKING)
     first_share = correction(pk, gram, first, gram.times(first.masks), products, pairs,
                              second_products)  # fmt: skip
     second_share = correction(pk, gram, second, second_products, products, pairs, None)
@@ -118,7 +121,7 @@ def test_shapes_and_overflows_are_refused(keys512: Keys) -> None:
         EncryptedGram.encrypt(pk, [[pk.max_int + 1]])
     gram = EncryptedGram.encrypt(pk, [[1, 0], [0, 1]])
     with pytest.raises(DeltaMLValueError, match="names no vector"):
-        key_holder_products(sk, gram, [_enc(pk, [1, 2])], [(0, 1)])
+        key_holder_products(sk, gram, [_enc(pk, [1, 2])], [(0, 1)], PACKING)
     with pytest.raises(DeltaMLValueError, match="2 values"):
         gram.times([[1, 2, 3]])
 

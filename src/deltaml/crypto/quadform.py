@@ -49,6 +49,7 @@ import gmpy2
 
 from deltaml.crypto.knowledge import AddedPlaintextProof, prove_added_plaintexts
 from deltaml.crypto.multiexp import multi_exp
+from deltaml.crypto.packing import PackedOpening, prove_packed_decryption
 from deltaml.crypto.paillier import PrivateKey, PublicKey
 from deltaml.crypto.vector import MASK_STATISTICAL_BITS
 from deltaml.errors import DeltaMLValueError
@@ -231,17 +232,25 @@ def key_holder_products(
     gram: EncryptedGram,
     masked: Sequence[Sequence[Cipher]],
     pairs: Sequence[Pair],
-) -> tuple[list[list[int]], list[list[Cipher]], list[Cipher]]:
-    """The key holder's step: ``(ũ, Enc(Hũ_k) for every k, Enc(ũ_kᵀHũ_t) per pair)``.
+    packing_exponent: int,
+) -> tuple[PackedOpening, list[list[int]], list[list[Cipher]], list[Cipher]]:
+    """The key holder's step: ``ũ`` decrypted packed at ``packing_exponent``, with its
+    proof (:mod:`deltaml.crypto.packing`: a value beyond that exponent's magnitude bound
+    raises :class:`PackingError`), then ``Enc(Hũ_k)`` for every ``k`` and
+    ``Enc(ũ_kᵀHũ_t)`` per pair.
 
-    Everything returned is a deterministic function of ``gram`` and the decrypted
-    ``ũ``, so publishing ``ũ`` with decryption proofs lets anyone recompute it
-    (:func:`public_products`).
+    The products are a deterministic function of ``gram`` and ``ũ``, so publishing the
+    opening lets anyone recompute them (:func:`public_products`).
     """
     check_pairs(pairs, len(masked))
-    opened = [[private_key.decrypt_signed(c) for c in vector] for vector in masked]
+    opening = prove_packed_decryption(
+        private_key, [([c for v in masked for c in v], packing_exponent)]
+    )
+    size = len(masked[0])
+    values = opening.values[0]
+    opened = [values[i * size : (i + 1) * size] for i in range(len(masked))]
     products, terms = public_products(gram, opened, pairs, private_key)
-    return opened, products, terms
+    return opening, opened, products, terms
 
 
 def _dots(

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import gmpy2
 import numpy as np
 
-from deltaml.crypto import EncryptedVector, PublicKey
+from deltaml.crypto import PublicKey
 from deltaml.crypto.knowledge import check_added_plaintexts
-from deltaml.crypto.packing import PackingError, prove_packed_decryption
+from deltaml.crypto.packing import PackingError
 from deltaml.crypto.proofs import prove_decryption
-from deltaml.crypto.quadform import EncryptedGram, public_products
+from deltaml.crypto.quadform import EncryptedGram, key_holder_products
 from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.evidence.published import metric_value
 from deltaml.evidence.signatures import hex_ints, vector_digest
@@ -46,6 +46,7 @@ from deltaml.learning.gram_metric import (
     unflatten_pairs,
 )
 from deltaml.protocol import form_messages as fm
+from deltaml.protocol.exact_messages import ring_vector
 from deltaml.protocol.rules import evaluates, form_remixer, form_round
 from deltaml.roles.evidence import sign_message
 
@@ -187,23 +188,24 @@ class FormKeyHolder:
             proof,
         ):
             raise ProtocolError(f"the remixer does not prove what it added to {msg.label}")
-        # Packed (crypto/packing.py) at the layout exponent whose magnitude bound is
-        # 2^(w+2): two masks of the public width w and a value far below it. Anything
-        # wider is not such a sum, and is not published.
+        # Packed at the layout exponent whose magnitude bound is 2^(w+2): two masks of
+        # the public width w and a value far below it. Anything wider is not such a
+        # sum, and is not published.
         try:
-            opening = prove_packed_decryption(
-                buyer._private_key, [(flat_out, opened_exponent(exponent, msg.scale))]
+            opening, opened, products, terms = key_holder_products(
+                buyer._private_key,
+                self.gram,
+                [v.ciphertexts for v in masked.vectors],
+                pairs,
+                opened_exponent(exponent, msg.scale),
             )
         except PackingError:
             raise ProtocolError(f"refusing {msg.label}: a masked value is out of range") from None
-        values, raw, randomness = opening.values[0], opening.plaintexts, opening.randomness
-        size = self.gram.size
-        opened = [values[i * size : (i + 1) * size] for i in range(count)]
-        products, terms = public_products(self.gram, opened, pairs, buyer._private_key)
+        raw, randomness = opening.plaintexts, opening.randomness
         reply = fm.FormProducts(
             msg.label,
-            tuple(EncryptedVector(self.key, list(p), 0, 0) for p in products),
-            EncryptedVector(self.key, list(terms), 0, 0),
+            tuple(ring_vector(self.key, p) for p in products),
+            ring_vector(self.key, terms),
             tuple(vector_digest(v) for v in masked.vectors),
             vector_digest(gram_vector(self.gram, self.precision)),
         )
