@@ -23,10 +23,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from deltaml.crypto import MASK_STATISTICAL_BITS, EncryptedVector, PublicKey
+from deltaml.crypto import EncryptedVector, PublicKey
 from deltaml.crypto.knowledge import AddedPlaintextProof
 from deltaml.crypto.packing import MAGNITUDE_BITS as PACKING_MAGNITUDE_BITS
-from deltaml.crypto.quadform import SUM, EncryptedGram, Pair
+from deltaml.crypto.quadform import SUM, EncryptedGram, Pair, mask_bits
 from deltaml.errors import DeltaMLValueError
 
 #: The public bound on a model's weights (standardized units) the masks are sized for:
@@ -34,10 +34,16 @@ from deltaml.errors import DeltaMLValueError
 MODEL_MAGNITUDE_BITS = 40
 
 
+def _entry_bound(exponent: int, scale: int) -> int:
+    """Above every entry of honest vectors ``scale·[w; −1]`` at ``exponent``: the public
+    bound ``|w| < 2^MODEL_MAGNITUDE_BITS``, a power of two."""
+    return 1 << (exponent + MODEL_MAGNITUDE_BITS + max(scale, 1).bit_length())
+
+
 def form_mask_bits(exponent: int, scale: int) -> int:
     """Width of both holders' masks for vectors ``scale·[w; −1]`` at ``exponent``: a public
     rule, so neither holder's mask depends on a bound the other declares."""
-    return exponent + MODEL_MAGNITUDE_BITS + max(scale, 1).bit_length() + MASK_STATISTICAL_BITS
+    return mask_bits(_entry_bound(exponent, scale) - 1)
 
 
 def proof_fields(proof: AddedPlaintextProof) -> tuple[str, ...]:
@@ -95,7 +101,7 @@ def form_limit(
     to stay within the limit, a shift that is a multiple ``c·a`` of a holder's mask entry
     needs ``a ≤ 2·limit/c``, and a ``c`` large enough to read ``a`` to the model's
     precision leaves that with probability ``2^−80``."""
-    entry = 1 << (form_mask_bits(exponent, scale) - MASK_STATISTICAL_BITS)
+    entry = _entry_bound(exponent, scale)
     k, t = pair
     return (
         size * size * entry * entry * (count if k == SUM else 1) * (count if t == SUM else 1)
