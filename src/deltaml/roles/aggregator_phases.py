@@ -35,7 +35,6 @@ from deltaml.protocol.rules import (
     FORM_CONTRIBUTIONS,
     compute_payouts,
     form_label,
-    form_remixer,
     scale_metric,
 )
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
@@ -303,21 +302,16 @@ class AggregatorPhases(AggregatorBase):
     def _gram_total(self, validators: list[str]) -> EncryptedGram:
         """The validators' summed ``Enc(H)``, collected at the first batch of a run."""
         if self._gram is None:
-            self._gram = collect_gram(self, validators, self.buyer_id)[0]
+            self._gram = collect_gram(self, validators)
         return self._gram
 
     def _gram_metric(
         self, k: int, total: EncryptedVector, validators: list[str], spec: m.TrainingSpec,
         n_trainers: int,
     ) -> float:  # fmt: skip
-        gram = self._gram_total(validators)
-        label = form_label(k)
-        remixer = form_remixer(validators, label, spec.eval_every)
-        _require(remixer is not None, "no validator to remix the metric")
-        assert remixer is not None
         values = evaluate_forms(
-            self, gram, spec.precision_bits, label, [metric_vector(total, n_trainers)],
-            metric_pairs(), n_trainers, remixer,
+            self, self._gram_total(validators), spec, validators, form_label(k),
+            [metric_vector(total, n_trainers)], metric_pairs(), n_trainers,
         )  # fmt: skip
         _require(len(values.results) == 1, "the buyer's metric is not one number")
         return values.results[0]
@@ -327,16 +321,13 @@ class AggregatorPhases(AggregatorBase):
     ) -> list[float]:
         if self._initial_model is None:
             raise ProtocolError("the contributions need the initial model of this run")
-        gram = self._gram_total(validators)
         vectors = contribution_vectors(
             first_updates, self._initial_model, spec.relaxation, spec.precision_bits
         )
-        remixer = form_remixer(validators, FORM_CONTRIBUTIONS, spec.eval_every)
-        assert remixer is not None
         values = evaluate_forms(
-            self, gram, spec.precision_bits, FORM_CONTRIBUTIONS, vectors,
+            self, self._gram_total(validators), spec, validators, FORM_CONTRIBUTIONS, vectors,
             contribution_pairs(len(vectors)),
-            encoded_relaxation(spec.relaxation, spec.precision_bits), remixer,
+            encoded_relaxation(spec.relaxation, spec.precision_bits),
         )  # fmt: skip
         if len(values.results) != len(first_updates):
             raise ProtocolError("the buyer returned the wrong number of contributions")

@@ -45,6 +45,9 @@ from deltaml.learning.gram_metric import (
 )
 from deltaml.protocol import form_messages as fm
 from deltaml.protocol import form_records as fr
+from deltaml.protocol.exact_messages import ring_vector
+from deltaml.protocol.messages import TrainingSpec
+from deltaml.protocol.rules import form_remixer
 from deltaml.roles.evidence import message_body
 
 if TYPE_CHECKING:
@@ -116,7 +119,7 @@ class FormRemixer:
         return fm.FormMasked(
             msg.label,
             vectors_like(masked, msg.vectors, bits + 1),
-            tuple(EncryptedVector(key, list(c), 0, 0) for c in own),
+            tuple(ring_vector(key, c) for c in own),
             tuple(vector_digest(v) for v in msg.vectors),
             proof_fields(proof),
         )
@@ -146,18 +149,16 @@ class FormRemixer:
         values = combine(key, msg.products.terms.ciphertexts, msg.share.ciphertexts, mine)
         return fm.FormCombined(
             msg.label,
-            EncryptedVector(key, values, 0, 0),
+            ring_vector(key, values),
             vector_digest(msg.products.terms),
             vector_digest(msg.share),
         )
 
 
 # -- the aggregator's side ------------------------------------------------------------
-def collect_gram(
-    agg: AggregatorBase, validators: list[str], buyer_id: str
-) -> tuple[EncryptedGram, int]:
-    """Every validator's ``Enc(H_v)``, checked and recorded; their sum, also handed to the
-    buyer with the signed shares (it sums them itself). Returns the sum and the rows."""
+def collect_gram(agg: AggregatorBase, validators: list[str]) -> EncryptedGram:
+    """Every validator's ``Enc(H_v)``, checked and recorded; their sum, which the buyer
+    makes itself from the signed shares it is handed too."""
     ev = agg.evidence
     replies = agg.transport.request_all([(v, fm.GramShareRequest()) for v in validators])
     shares = [
@@ -181,7 +182,7 @@ def collect_gram(
         public=[total_vector],
     )
     agg.transport.request(
-        buyer_id,
+        agg.buyer_id,
         fm.GramTotalRequest(
             tuple(validators),
             tuple(s.gram for s in shares),
@@ -189,21 +190,26 @@ def collect_gram(
             tuple(s.signature for s in shares),
         ),
     )
-    return total, rows
+    return total
 
 
 def evaluate_forms(
     agg: AggregatorBase,
     gram: EncryptedGram,
-    precision_bits: int,
+    spec: TrainingSpec,
+    validators: list[str],
     label: str,
     vectors: list[EncryptedVector],
     pairs: list[Pair],
     scale: int,
-    remixer: str,
 ) -> fm.FormValues:
-    """One batch of forms through the remixer and the buyer; every step recorded."""
+    """One batch of forms through the remixer the rule names and the buyer; every step
+    recorded."""
     ev, key = agg.evidence, gram.public_key
+    remixer = form_remixer(validators, label, spec.eval_every)
+    if remixer is None:
+        raise ProtocolError(f"no validator to remix {label}")
+    precision_bits = spec.precision_bits
     bits = form_mask_bits(vectors[0].exponent, scale)
     mine = MaskShare.draw(len(vectors), len(vectors[0]), bits)
     masked_cts, _ = add_masks(key, ciphertexts(vectors), mine)
@@ -244,7 +250,7 @@ def evaluate_forms(
             key, gram, mine, own_products.result(), ciphertexts(products.products), pairs,
             ciphertexts(remixed.gram_masks),
         )  # fmt: skip
-        share = EncryptedVector(key, share_cts, 0, 0)
+        share = ring_vector(key, share_cts)
         ev.record(fr.FormShare(label=label, share=vector_ref(share)), sealed=[share])
         reply = agg.transport.request(remixer, fm.FormCombineRequest(label, products, share, flat))
         combined = ev.accept(remixer, reply, fm.FormCombined, sealed=False)

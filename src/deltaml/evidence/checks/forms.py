@@ -19,7 +19,7 @@ import numpy as np
 
 from deltaml.crypto import EncryptedVector
 from deltaml.crypto.knowledge import check_added_plaintexts
-from deltaml.crypto.packing import PackingLayout
+from deltaml.crypto.packing import slot_bits
 from deltaml.crypto.quadform import EncryptedGram, public_products
 from deltaml.errors import DeltaMLValueError
 from deltaml.evidence.checks.base import Skip, Verifier, _indices, _is_number
@@ -33,6 +33,7 @@ from deltaml.learning.gram_metric import (
     encoded_relaxation,
     flatten_pairs,
     form_real,
+    gram_of,
     metric_pairs,
     metric_vector,
     opened_exponent,
@@ -40,6 +41,7 @@ from deltaml.learning.gram_metric import (
     proof_of,
 )
 from deltaml.protocol import form_records as fr
+from deltaml.protocol.exact_messages import ring_vector
 from deltaml.protocol.rules import form_remixer, form_round
 
 SHAPLEY_RTOL = 1e-9
@@ -125,8 +127,11 @@ def _gram(vr: Verifier) -> EncryptedGram:
     assert digest is not None
     cts = vr.vector(digest, sealed=False)
     assert cts is not None
-    size = int((np.sqrt(8 * len(cts) + 1) - 1) / 2)
-    return EncryptedGram(vr.key, tuple(gmpy2.mpz(c) for c in cts), size, 0)
+    try:
+        return gram_of(ring_vector(vr.key, cts))
+    except DeltaMLValueError as exc:
+        vr.fail("format", str(exc))
+        raise Skip from None
 
 
 # -- a batch --------------------------------------------------------------------------------
@@ -264,8 +269,8 @@ def on_form_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     gram = _gram(vr)
     products, terms = public_products(gram, opened, batch["pairs"])
     vr.expect(
-        [vector_digest(_raw(vr, p)) for p in products] == batch["products"]
-        and vector_digest(_raw(vr, terms)) == batch["terms"],
+        [vector_digest(ring_vector(vr.key, p)) for p in products] == batch["products"]
+        and vector_digest(ring_vector(vr.key, terms)) == batch["terms"],
         "products",
         f"the buyer's Enc(Hũ) or terms of {rec.label} do not recompute from Enc(H) and ũ",
     )
@@ -274,21 +279,14 @@ def on_form_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     _results(vr, rec, batch, reals)
 
 
-def _raw(vr: Verifier, ciphertexts: list[Any]) -> EncryptedVector:
-    assert vr.key is not None
-    return EncryptedVector(vr.key, list(ciphertexts), 0, 0)
-
-
 def _opened(vr: Verifier, batch: dict[str, Any], body: Mapping[str, Any]) -> list[list[int]]:
     """``ũ``: the remixer's vectors decrypted packed, with the proof the buyer published."""
     remixed = batch["remixed"]
     vectors = [vr.vector(d, sealed=False) or [] for d in remixed]
     flat = [c for v in vectors for c in v]
     exponent = opened_exponent(vr.exponent(remixed[0]), batch["scale"])
-    assert vr.key is not None
-    layout = PackingLayout.of(vr.key, [len(flat)], [exponent])
-    opening = {
-        "slot_bits": layout.slot_bits,
+    opening = {  # the layout is the public rule's: its slots are not the buyer's to name
+        "slot_bits": slot_bits(exponent),
         "plaintexts": body.get("opened"),
         "randomness": body.get("opened_randomness"),
     }
