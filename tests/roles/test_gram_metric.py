@@ -17,7 +17,7 @@ from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.gram_metric import form_mask_bits
 from deltaml.protocol import form_messages as fm
 from deltaml.protocol import messages as m
-from deltaml.protocol.rules import form_remixer
+from deltaml.protocol.rules import form_holders
 from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
 from deltaml.transport import RecordingTransport
 from deltaml.transport.base import Transport
@@ -90,9 +90,13 @@ def test_validators_send_their_gram_once_and_only_the_named_remixer_masks(run: R
     for oid in validators:
         assert kinds[oid].count("GramShareRequest") == 1
         assert "EvaluateRequest" not in kinds[oid] and "ContributionRequest" not in kinds[oid]
+    steps = {fm.FormMaskRequest: (0, 1), fm.FormShareRequest: (0,), fm.FormCrossRequest: (1,),
+             fm.FormCombineRequest: (1,)}  # fmt: skip
     for d in run.recorder.deliveries:
-        if isinstance(d.message, fm.FormMaskRequest | fm.FormCombineRequest):
-            assert d.recipient == form_remixer(validators, d.message.label, CONFIG.eval_every)
+        if type(d.message) in steps:
+            holders = form_holders(validators, d.message.label, CONFIG.eval_every)
+            assert holders is not None and holders[0] is not None
+            assert d.recipient in {holders[i] for i in steps[type(d.message)]}
 
 
 def _true_vectors(run: Run, request: fm.FormRequest) -> list[np.ndarray]:
@@ -108,16 +112,16 @@ def _true_vectors(run: Run, request: fm.FormRequest) -> list[np.ndarray]:
 
 
 def test_every_value_the_buyer_decrypts_is_masked_wider_than_the_model(run: Run) -> None:
-    """The buyer decrypts the aggregator's masked inputs (``u + a¹``) and the remixer's
-    vectors (``u + a¹ + a²``): each value is the model's plus at least 80 bits of mask it
-    does not know; nothing it receives decrypts to a model value."""
+    """The buyer can decrypt the first holder's vectors (``u + a¹``) and the second's
+    (``u + a¹ + a²``): each value is the model's plus at least 80 bits of mask it does
+    not know; nothing it receives decrypts to a model value."""
     received = run.recorder.received_by("buyer")
     requests = [msg for msg in received if isinstance(msg, fm.FormRequest)]
     assert len(requests) == 4  # rounds 0, 3 and 6, the contributions
     secrets = {int(v) for t in _true_vectors(run, requests[0]) for v in t if v}
     for req in requests:
-        bits = form_mask_bits(req.inputs[0].exponent, req.scale)
-        for vectors in (req.inputs, req.masked.vectors):
+        bits = form_mask_bits(req.first.vectors[0].exponent, req.scale)
+        for vectors in (req.first.vectors, req.masked.vectors):
             for vector in vectors:
                 values = vector.decrypt_ints(run.key)
                 assert not secrets & set(values)
@@ -127,10 +131,10 @@ def test_every_value_the_buyer_decrypts_is_masked_wider_than_the_model(run: Run)
     assert "MetricRequest" not in kinds and "GramRequest" not in kinds
 
 
-def test_the_buyer_receives_every_validators_signed_gram_once(run: Run) -> None:
+def test_the_buyer_receives_every_validators_signed_note_once(run: Run) -> None:
     received = run.recorder.received_by("buyer")
-    (total,) = [msg for msg in received if isinstance(msg, fm.GramTotalRequest)]
-    assert sorted(total.validators) == sorted(run.result.validators)
+    (notes,) = [msg for msg in received if isinstance(msg, fm.GramNotesRequest)]
+    assert list(notes.validators) == run.result.validators
 
 
 def test_owners_and_the_aggregator_receive_no_plaintext_model_value(run: Run) -> None:

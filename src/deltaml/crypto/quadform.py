@@ -5,37 +5,37 @@ Validation error without the validators in every evaluation
 A validator's rows enter a model's squared error only through its Gram matrix
 ``H_v = R_vᵀR_v`` (``R_v`` its triangular factor of ``[X 1 y]``): ``SSE(w) = uᵀHu``
 with ``u = [w; −1]`` and ``H = Σ_v H_v``. Each validator sends ``Enc(H_v)`` once per
-request (:class:`EncryptedGram`); their sum is one ``D × D`` encrypted matrix
-whatever the number of validators. What is left is a product of two encrypted
+request (:class:`EncryptedGram`) — to the aggregator and the mask holders, never to the
+key holder; their sum is one ``D × D`` encrypted matrix whatever the number of
+validators. What is left is a product of two encrypted
 things, ``H`` and ``u``: the key holder helps, seeing only uniformly masked values.
 
 The masked product, with two mask holders
 -----------------------------------------
 For vectors ``u_1 … u_K`` (encrypted, integers) and a list of index pairs ``(k, t)``
 — an index may be :data:`SUM`, ``Σ_k u_k`` — the parties compute every
-``B(k, t) = u_kᵀHu_t`` as follows. The **first holder** (the aggregator) and the
-**second holder** (a validator named by a public rule) each draw a uniform mask per
-vector, :data:`~deltaml.crypto.vector.MASK_STATISTICAL_BITS` wider than the values:
-``a = a¹ + a²``.
+``B(k, t) = u_kᵀHu_t``. Two **mask holders** (two validators a public rule names; the
+aggregator is the first when there is only one) each draw a uniform mask per vector,
+:data:`~deltaml.crypto.vector.MASK_STATISTICAL_BITS` wider than the values. The key
+holder never receives ``Enc(H)`` or anything computed from it but the finished forms:
+it could decrypt them.
 
-1. The first holder adds ``a¹_k`` and re-randomizes (:func:`add_masks`); the second
-   adds ``a²_k``, re-randomizes and proves it knows what it added
-   (:mod:`deltaml.crypto.knowledge`), and sends ``Enc(H a²_k)``.
-2. The key holder decrypts ``ũ_k = u_k + a_k`` — statistically nothing without both
-   masks — and returns ``Enc(Hũ_k) = Enc(H)·ũ_k`` and ``Enc(ũ_kᵀHũ_t)``, computed from
-   public ciphertexts and ``ũ`` alone (so, once it publishes ``ũ`` with decryption
-   proofs, anyone can recompute them) (:func:`key_holder_products`).
-3. Since ``u = ũ − a``,
-   ``B(k, t) = ũ_kᵀHũ_t − a_kᵀ(Hũ_t) − a_tᵀ(Hũ_k) + a_kᵀHa_t``; the last term splits
-   into ``a¹_kᵀHa¹_t + a¹_kᵀHa²_t + a¹_tᵀHa²_k + a²_kᵀHa²_t``. Each holder computes its
-   share from ciphertexts and its own masks (:func:`correction`): the first takes the
-   cross terms (it has ``Enc(Ha²)``), the second only its own.
-4. The second holder adds the key holder's terms and both shares, re-randomizes and
-   signs ``Enc(B(k, t))``; the key holder decrypts those and nothing else.
+1. The first holder adds ``a¹_k`` (:func:`add_masks_with_proof`); the second adds
+   ``a²_k`` and computes ``Q_k = Enc(H a²_k)``. Each re-randomizes and proves it knows
+   what it added (:mod:`deltaml.crypto.knowledge`).
+2. The key holder decrypts ``ũ_k = u_k + a¹_k + a²_k`` — statistically nothing without
+   both masks — and publishes it with its proof (:func:`open_masked`).
+3. The first holder knows ``v_k = ũ_k − a¹_k = u_k + a²_k`` and computes
+   ``V_k = Enc(H v_k)``. Since ``u = v − a²``,
+   ``B(k, t) = v_kᵀHv_t − v_tᵀHa²_k − v_kᵀHa²_t + a²_kᵀHa²_t``: the first holder's share
+   is the first three terms (from ``V`` and ``Q``), the second's the last (from ``Q``)
+   (:func:`first_share`, :func:`second_share`).
+4. The second holder adds both shares, re-randomizes (:func:`combine`) and signs
+   ``Enc(B(k, t))``; the key holder decrypts those and nothing else.
 
-Cost: ``K·D²`` exponentiations with exponents of the masks' width for each holder
-and for the key holder (``Enc(H·x)`` for ``K`` vectors, sharing one window table per
-entry of ``Enc(H)``), ``O(D)`` more per pair — independent of the validators.
+Cost: one ``Enc(H·x)`` per vector for each holder (``K·D²`` exponentiations with
+exponents of the masks' width, sharing one window table per entry of ``Enc(H)``) and
+``O(D)`` more per pair — independent of the validators; the key holder only decrypts.
 """
 
 from __future__ import annotations
@@ -117,29 +117,17 @@ class EncryptedGram:
             upper = [a * b % n2 for a, b in zip(upper, g.upper, strict=True)]
         return EncryptedGram(first.public_key, tuple(upper), first.size, bound)
 
-    def times(
-        self, columns: Sequence[Sequence[int]], private_key: PrivateKey | None = None
-    ) -> list[list[Cipher]]:
+    def times(self, columns: Sequence[Sequence[int]]) -> list[list[Cipher]]:
         """``Enc(H·x)`` for every integer vector ``x`` in ``columns``; each entry's window
-        table is shared by every column. With the ``private_key`` (the key holder) the
-        same ciphertexts come out faster, computed modulo ``p²`` and ``q²`` and joined."""
+        table is shared by every column."""
         if any(len(x) != self.size for x in columns):
             raise DeltaMLValueError(f"every vector needs {self.size} values")
         rows = [list(x) for x in columns]
         out: list[list[Cipher]] = [[] for _ in columns]
-        if private_key is None:
-            n2 = self.public_key._nsquare
-            for row in self.rows():
-                for k, value in enumerate(multi_exp(row, rows, n2)):
-                    out[k].append(value)
-            return out
-        p2, q2 = gmpy2.mpz(private_key.p) ** 2, gmpy2.mpz(private_key.q) ** 2
-        join = gmpy2.invert(p2, q2)
+        n2 = self.public_key._nsquare
         for row in self.rows():
-            at_p = multi_exp([c % p2 for c in row], rows, p2)
-            at_q = multi_exp([c % q2 for c in row], rows, q2)
-            for k, (a, b) in enumerate(zip(at_p, at_q, strict=True)):
-                out[k].append(a + p2 * ((b - a) * join % q2))
+            for k, value in enumerate(multi_exp(row, rows, n2)):
+                out[k].append(value)
         return out
 
 
@@ -227,30 +215,18 @@ def add_masks_with_proof(
     return out, proof
 
 
-def key_holder_products(
-    private_key: PrivateKey,
-    gram: EncryptedGram,
-    masked: Sequence[Sequence[Cipher]],
-    pairs: Sequence[Pair],
-    packing_exponent: int,
-) -> tuple[PackedOpening, list[list[int]], list[list[Cipher]], list[Cipher]]:
+def open_masked(
+    private_key: PrivateKey, masked: Sequence[Sequence[Cipher]], packing_exponent: int
+) -> tuple[PackedOpening, list[list[int]]]:
     """The key holder's step: ``ũ`` decrypted packed at ``packing_exponent``, with its
     proof (:mod:`deltaml.crypto.packing`: a value beyond that exponent's magnitude bound
-    raises :class:`PackingError`), then ``Enc(Hũ_k)`` for every ``k`` and
-    ``Enc(ũ_kᵀHũ_t)`` per pair.
-
-    The products are a deterministic function of ``gram`` and ``ũ``, so publishing the
-    opening lets anyone recompute them (:func:`public_products`).
-    """
-    check_pairs(pairs, len(masked))
+    raises :class:`PackingError`)."""
     opening = prove_packed_decryption(
         private_key, [([c for v in masked for c in v], packing_exponent)]
     )
     size = len(masked[0])
     values = opening.values[0]
-    opened = [values[i * size : (i + 1) * size] for i in range(len(masked))]
-    products, terms = public_products(gram, opened, pairs, private_key)
-    return opening, opened, products, terms
+    return opening, [values[i * size : (i + 1) * size] for i in range(len(masked))]
 
 
 def _dots(
@@ -271,76 +247,68 @@ def _dots(
     return out
 
 
-def public_products(
-    gram: EncryptedGram,
-    opened: Sequence[Sequence[int]],
-    pairs: Sequence[Pair],
-    private_key: PrivateKey | None = None,
-) -> tuple[list[list[Cipher]], list[Cipher]]:
-    """``Enc(Hũ_k)`` and ``Enc(ũ_kᵀHũ_t)`` from ``Enc(H)`` and the plaintexts ``ũ`` (the
-    key holder passes its ``private_key`` for speed; the ciphertexts are the same)."""
-    n2 = gram.public_key._nsquare
-    products = gram.times(opened, private_key)
-    ext, ints = _with_sum(products, n2), _ints_with_sum(opened)
-    terms = _dots([(t, ext[t], ints[k]) for k, t in pairs], n2)
-    return products, terms
-
-
-def _quotient(
-    numerators: Sequence[Sequence[Cipher]], denominator: Sequence[Cipher], n2: gmpy2.mpz
+def _sums(
+    jobs: list[tuple[object, Sequence[Cipher], Sequence[int]]], per: int, n2: gmpy2.mpz
 ) -> list[Cipher]:
-    """Entrywise ``Π numerators / denominator``: the plaintexts' sum minus one vector's."""
-    out = [gmpy2.invert(c, n2) for c in denominator]
-    for vector in numerators:
-        out = [a * b % n2 for a, b in zip(out, vector, strict=True)]
+    """The jobs' dots, ``per`` consecutive ones added into each result."""
+    values = _dots(jobs, n2)
+    out = []
+    for i in range(0, len(values), per):
+        acc = gmpy2.mpz(1)
+        for c in values[i : i + per]:
+            acc = acc * c % n2
+        out.append(acc)
     return out
 
 
-def correction(
-    key: PublicKey,
+def second_share(
+    key: PublicKey, share: MaskShare, products: Sequence[Sequence[Cipher]], pairs: Sequence[Pair]
+) -> list[Cipher]:
+    """The second holder's share of every pair, ``a²_kᵀQ_t`` with ``Q = Enc(H a²)``
+    (``products``, :meth:`EncryptedGram.times` of its masks)."""
+    check_pairs(pairs, len(share.masks))
+    n2 = key._nsquare
+    masks, q = _ints_with_sum(share.masks), _with_sum(products, n2)
+    return _dots([(t, q[t], masks[k]) for k, t in pairs], n2)
+
+
+def first_share(
     gram: EncryptedGram,
     share: MaskShare,
-    own_products: Sequence[Sequence[Cipher]],
-    products: Sequence[Sequence[Cipher]],
+    opened: Sequence[Sequence[int]],
+    second_products: Sequence[Sequence[Cipher]],
     pairs: Sequence[Pair],
-    other_products: Sequence[Sequence[Cipher]] | None,
 ) -> list[Cipher]:
-    """One holder's share of every ``B(k, t)`` minus the key holder's term.
+    """The first holder's share of every pair, ``v_kᵀV_t − v_tᵀQ_k − v_kᵀQ_t`` with
+    ``v = ũ − a¹`` (``opened`` is ``ũ``), ``V = Enc(Hv)`` and ``Q`` the second holder's
+    ``Enc(H a²)``. A pair ``(k, k)`` is one product ``v_kᵀ(V_k − 2Q_k)``; the pairs that
+    share ``t`` (every ``(k, Σ)``) share one multi-exponentiation."""
+    check_pairs(pairs, len(share.masks))
+    if len(opened) != len(share.masks) or len(second_products) != len(share.masks):
+        raise DeltaMLValueError("one opened vector and one product per mask")
+    n2 = gram.public_key._nsquare
+    v = [
+        [x - a for x, a in zip(u, m, strict=True)] for u, m in zip(opened, share.masks, strict=True)
+    ]
+    ints = _ints_with_sum(v)
+    big_v, q = _with_sum(gram.times(v), n2), _with_sum(second_products, n2)
+    cache: dict[tuple[int, int], list[Cipher]] = {}
 
-    ``own_products`` is ``Enc(H·a_k)`` for this holder's masks (``gram.times`` of them),
-    ``products`` the key holder's ``Enc(Hũ_k)``; ``other_products`` is the second
-    holder's ``Enc(H·a²_k)`` for the first holder (who takes the cross terms) and
-    ``None`` for the second. The share is ``a_kᵀY_t + a_tᵀZ_k`` with
-    ``Y = Enc(H(a + a²) − Hũ)`` and ``Z = Enc(Ha² − Hũ)`` for the first holder,
-    ``Y = Enc(Ha − Hũ)`` and ``Z = Enc(−Hũ)`` for the second; a pair ``(k, k)`` is one
-    product ``a_kᵀ(Y_k + Z_k)``, and the pairs that share ``Y_t`` (every ``(k, Σ)``) one
-    multi-exponentiation.
-    """
-    n2 = key._nsquare
-    masks = _ints_with_sum(share.masks)
-    prod, own = _with_sum(products, n2), _with_sum(own_products, n2)
-    other = [] if other_products is None else [_with_sum(other_products, n2)]
-    cache: dict[tuple[str, int], list[Cipher]] = {}
-
-    def y(t: int) -> list[Cipher]:
-        if ("y", t) not in cache:
-            cache["y", t] = _quotient([own[t], *(o[t] for o in other)], prod[t], n2)
-        return cache["y", t]
-
-    def z(k: int) -> list[Cipher]:
-        if ("z", k) not in cache:
-            cache["z", k] = _quotient([o[k] for o in other], prod[k], n2)
-        return cache["z", k]
+    def minus_q(i: int, times: int) -> list[Cipher]:
+        """``Enc(V_i − times·Q_i)``."""
+        if (i, times) not in cache:
+            cache[i, times] = [
+                a * gmpy2.powmod(b, -times, n2) % n2 for a, b in zip(big_v[i], q[i], strict=True)
+            ]
+        return cache[i, times]
 
     jobs: list[tuple[object, Sequence[Cipher], Sequence[int]]] = []
     for k, t in pairs:
         if k == t:
-            both = [a * b % n2 for a, b in zip(y(t), z(k), strict=True)]
-            jobs += [(("yz", k), both, masks[k]), ("one", [gmpy2.mpz(1)], [0])]
+            jobs += [(("vq2", k), minus_q(k, 2), ints[k]), ("one", [gmpy2.mpz(1)], [0])]
         else:
-            jobs += [(("y", t), y(t), masks[k]), (("z", k), z(k), masks[t])]
-    values = _dots(jobs, n2)
-    return [values[2 * i] * values[2 * i + 1] % n2 for i in range(len(pairs))]
+            jobs += [(("vq1", t), minus_q(t, 1), ints[k]), (("q", k), q[k], [-x for x in ints[t]])]
+    return _sums(jobs, 2, n2)
 
 
 def combine(key: PublicKey, *shares: Sequence[Cipher]) -> list[Cipher]:

@@ -18,6 +18,8 @@ vectors ``u_k = scale·[w_k; −1]`` at fixed-point exponent ``e`` then gives
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -28,6 +30,7 @@ from deltaml.crypto.knowledge import AddedPlaintextProof
 from deltaml.crypto.packing import MAGNITUDE_BITS as PACKING_MAGNITUDE_BITS
 from deltaml.crypto.quadform import SUM, EncryptedGram, Pair, mask_bits
 from deltaml.errors import DeltaMLValueError
+from deltaml.protocol.form_messages import FormOpened
 
 #: The public bound on a model's weights (standardized units) the masks are sized for:
 #: ``|w| < 2^MODEL_MAGNITUDE_BITS``.
@@ -57,6 +60,30 @@ def proof_of(fields: Sequence[str]) -> AddedPlaintextProof | None:
     except ValueError:
         return None
     return AddedPlaintextProof(commitment, z, w)
+
+
+def shares_digest(digests: Sequence[str]) -> str:
+    """What a mask holder signs to say which validators' shares its ``Enc(H)`` sums:
+    SHA-256 of their digests, in seat order, one per line."""
+    return hashlib.sha256("\n".join(digests).encode("ascii")).hexdigest()
+
+
+def opened_values(opened: Sequence[str], count: int, size: int) -> list[list[int]]:
+    """``ũ`` as the buyer publishes it (hex, every vector's entries concatenated)."""
+    if size < 1 or len(opened) != count * size:
+        raise DeltaMLValueError(f"ũ needs {count} vectors of {size} values")
+    try:
+        values = [int(v, 16) for v in opened]
+    except (TypeError, ValueError):
+        raise DeltaMLValueError("ũ must be hex integers") from None
+    return [values[i * size : (i + 1) * size] for i in range(count)]
+
+
+def opened_digest(opened: FormOpened) -> str:
+    """How the holders' shares and sums name the buyer's ``ũ`` of a batch."""
+    body = [opened.label, list(opened.opened), list(opened.masked_digests),
+            list(opened.first_digests)]  # fmt: skip
+    return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
 
 
 def proof_context(label: str, key: PublicKey) -> bytes:

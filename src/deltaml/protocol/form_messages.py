@@ -7,20 +7,26 @@ An evaluation — or the contributions' ``2m`` numbers — is a batch of bilinea
 upper triangle, row by row, at the fixed-point exponent ``precision_bits``. Index pairs
 travel flattened, ``(k₀, t₀, k₁, t₁, …)``; ``-1`` is the sum of every vector.
 
-=====================  ==========  ======================================================
-message                signer      what the signature binds
-=====================  ==========  ======================================================
-GramShare              validator   its ``Enc(H_v)`` and row count, once per request
-FormMasked             remixer     the masked vectors it was given, what it made of them
-                                   (its own mask added, re-randomized), ``Enc(H·a²)`` and
-                                   the proof that it knows what it added
-FormProducts           buyer       ``Enc(Hũ_k)`` and ``Enc(ũ_kᵀHũ_t)`` for the remixer's
-                                   vectors: deterministic in ``Enc(H)`` and ``ũ``
-FormCombined           remixer     every pair's ``Enc(u_kᵀHu_t)``: the buyer's terms, the
-                                   aggregator's share and its own, re-randomized
-FormValues             buyer       the decrypted forms and ``ũ`` with proofs, and what they
-                                   give (a metric, or every trainer's contribution)
-=====================  ==========  ======================================================
+The buyer never receives ``Enc(H_v)``, ``Enc(H)`` or a ciphertext computed from them
+but the finished forms: it holds the key. It gets the validators' signed *notes* of
+their shares (digest, rows, bound) instead, and checks that both mask holders summed
+exactly those shares.
+
+=====================  ============  ====================================================
+message                signer        what the signature binds
+=====================  ============  ====================================================
+GramShare              validator     its ``Enc(H_v)``, row count and bound, once
+FormMasked             mask holder   the vectors it was given, what it made of them (its
+                                     mask added, re-randomized), the proof that it knows
+                                     what it added, and the digest of the shares it summed
+FormCross              2nd holder    ``Enc(H a²_k)`` for the first holder's cross terms
+FormOpened             buyer         ``ũ``, decrypted packed with its proof
+FormShare              1st holder    its share of every pair
+FormCombined           2nd holder    every pair's ``Enc(u_kᵀHu_t)``: both shares added,
+                                     re-randomized
+FormValues             buyer         the decrypted forms with proofs, and what they give
+                                     (a metric, or every trainer's contribution)
+=====================  ============  ====================================================
 """
 
 from __future__ import annotations
@@ -40,54 +46,75 @@ class GramShareRequest(Message):
 class GramShare(Message):
     gram: EncryptedVector
     rows: int
+    #: Above every entry's magnitude, hex: the validator's claim, which sizes the
+    #: largest form the buyer publishes.
+    bound: str = "0"
     signature: str = ""
 
 
 @dataclass(frozen=True)
-class GramTotalRequest(Message):
-    """Aggregator → buyer: every validator's signed share, once per request; the buyer
-    sums them itself and uses that sum in every later batch."""
+class GramNotesRequest(Message):
+    """Aggregator → buyer: every validator's signed share, without its ciphertexts (the
+    digest, rows and bound its signature covers), once per request."""
 
     validators: tuple[str, ...]
-    shares: tuple[EncryptedVector, ...]
+    digests: tuple[str, ...]
     rows: tuple[int, ...]
+    bounds: tuple[str, ...]
     signatures: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class FormMaskRequest(Message):
-    """Aggregator → the remixer: a batch's vectors, masked by the aggregator."""
+    """Aggregator → a mask holder: a batch's vectors (the aggregator's for the first
+    holder, the first holder's signed output for the second)."""
 
     label: str
     vectors: tuple[EncryptedVector, ...]
-    #: ``Enc(H)``'s upper triangle (the sum of the validators' shares).
-    gram: EncryptedVector
     #: The vectors' scale (see :class:`FormRequest`): with their exponent it fixes the
     #: masks' width by a public rule (:func:`deltaml.learning.gram_metric.form_mask_bits`).
     scale: int
+    #: Every validator's signed share, in seat order, to a holder that has not summed
+    #: them yet (empty afterwards).
+    shares: tuple[GramShare, ...] = ()
 
 
 @dataclass(frozen=True)
 class FormMasked(Message):
     label: str
     vectors: tuple[EncryptedVector, ...]
-    #: ``Enc(H·a²_k)``, one per vector, for the aggregator's cross terms.
-    gram_masks: tuple[EncryptedVector, ...]
     input_digests: tuple[str, ...] = ()
     #: The proof of added plaintexts (:mod:`deltaml.crypto.knowledge`), hex.
     proof: tuple[str, ...] = ()
+    #: :func:`deltaml.learning.gram_metric.shares_digest` of the shares it summed.
+    gram: str = ""
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class FormCrossRequest(Message):
+    """Aggregator → the second holder: ``Enc(H a²)`` of a batch, for the first holder."""
+
+    label: str
+
+
+@dataclass(frozen=True)
+class FormCross(Message):
+    label: str
+    products: tuple[EncryptedVector, ...]
     signature: str = ""
 
 
 @dataclass(frozen=True)
 class FormRequest(Message):
-    """Aggregator → buyer: the remixer's signed vectors of a batch, the aggregator's
-    masked vectors they were made from, and the pairs to evaluate."""
+    """Aggregator → buyer: both holders' signed outputs of a batch, to open."""
 
     label: str
-    inputs: tuple[EncryptedVector, ...]
+    first: FormMasked
     masked: FormMasked
-    remixer: str
+    #: The first holder (a validator, or the aggregator when there is one validator)
+    #: and the second (the remixer).
+    holders: tuple[str, ...]
     pairs: tuple[int, ...]
     #: Every vector is ``scale·[w; −1]`` at its exponent (the trainers' count for a
     #: metric's total, the encoded relaxation for the contributions' local models).
@@ -95,23 +122,45 @@ class FormRequest(Message):
 
 
 @dataclass(frozen=True)
-class FormProducts(Message):
+class FormOpened(Message):
     label: str
-    products: tuple[EncryptedVector, ...]
-    terms: EncryptedVector
-    #: Digests of the remixer's vectors, and of ``Enc(H)``.
+    #: ``ũ``, every vector's entries concatenated (signed integers, hex).
+    opened: tuple[str, ...]
+    #: Their packed plaintexts and randomness: the proof of decryption.
+    plaintexts: tuple[str, ...] = ()
+    randomness: tuple[str, ...] = ()
+    #: Digests of the second holder's vectors (what was decrypted) and the first's.
     masked_digests: tuple[str, ...] = ()
-    gram_digest: str = ""
+    first_digests: tuple[str, ...] = ()
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class FormShareRequest(Message):
+    """Aggregator → the first holder: the buyer's ``ũ`` and the second holder's
+    ``Enc(H a²)``."""
+
+    label: str
+    opened: FormOpened
+    cross: FormCross
+    pairs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FormShare(Message):
+    label: str
+    share: EncryptedVector
+    opened_digest: str = ""
     signature: str = ""
 
 
 @dataclass(frozen=True)
 class FormCombineRequest(Message):
-    """Aggregator → the remixer: the buyer's products and the aggregator's share."""
+    """Aggregator → the second holder: the buyer's ``ũ`` and the first holder's share."""
 
     label: str
-    products: FormProducts
-    share: EncryptedVector
+    opened: FormOpened
+    share: FormShare
     pairs: tuple[int, ...]
 
 
@@ -119,8 +168,8 @@ class FormCombineRequest(Message):
 class FormCombined(Message):
     label: str
     values: EncryptedVector
-    #: Digests of the buyer's terms and of the aggregator's share.
-    terms_digest: str = ""
+    #: Digests of the buyer's ``ũ`` (its signed body) and of the first holder's share.
+    opened_digest: str = ""
     share_digest: str = ""
     signature: str = ""
 
@@ -144,9 +193,6 @@ class FormValues(Message):
     values: tuple[str, ...] = ()
     plaintexts: tuple[str, ...] = ()
     randomness: tuple[str, ...] = ()
-    #: ``ũ``, every vector's entries concatenated, with their proof of decryption.
-    opened: tuple[str, ...] = ()
-    opened_randomness: tuple[str, ...] = ()
     #: The SSE of the contributions' empty coalition (the initial model's).
     base_sse: float = 0.0
     signature: str = ""

@@ -190,6 +190,20 @@ def form_remixer(validators: Sequence[str], label: str, eval_every: int) -> str 
     return metric_remixer(validators, k, eval_every)
 
 
+def form_holders(
+    validators: Sequence[str], label: str, eval_every: int
+) -> tuple[str | None, str] | None:
+    """A batch's two mask holders: the first, the validator after the remixer in seat
+    order (``None``: the aggregator, when there is one validator), and the second, the
+    remixer (:func:`form_remixer`). The buyer never holds a mask: it holds the key."""
+    remixer = form_remixer(validators, label, eval_every)
+    if remixer is None:
+        return None
+    if len(validators) < 2:
+        return None, remixer
+    return validators[(validators.index(remixer) + 1) % len(validators)], remixer
+
+
 def shapley_seed(previous_record_hash: str) -> int:
     """The sampling seed, fixed by the transcript up to the mixed columns (128 bits):
     the first 16 bytes, big-endian, of ``SHA-256(b"deltaml-shapley-seed/1\\x00" ‖

@@ -16,6 +16,7 @@ from deltaml.roles.aggregator_base import zero_sum_masks as zero_sum_masks
 from deltaml.roles.aggregator_phases import AggregatorPhases
 from deltaml.roles.exact_aggregator import train_exact
 from deltaml.roles.exact_checkpoint import ExactCheckpoint as ExactCheckpoint
+from deltaml.roles.forms import MaskHolder
 from deltaml.roles.training_state import Checkpoint as Checkpoint
 from deltaml.roles.training_state import ProgressCallback as ProgressCallback
 from deltaml.roles.training_state import RoundRecord as RoundRecord
@@ -73,6 +74,7 @@ class Aggregator(AggregatorPhases):
         # metric_protocol gram: Enc(H) is collected afresh by each run (and after a
         # restart); the contributions' vectors need the initial model.
         self._gram, self._initial_model = None, initial_model
+        self.form_holder = MaskHolder()
         if spec.solver == "exact":  # one masked solve instead of rounds (roles/exact.py)
             return train_exact(
                 self, spec, public_key, initial_model, n_features, include_target,

@@ -12,7 +12,6 @@ import numpy as np
 from eth_account import Account
 
 from deltaml.crypto import EncryptedVector, PublicKey
-from deltaml.crypto.quadform import EncryptedGram
 from deltaml.errors import PartyTimeout, ProtocolError
 from deltaml.evidence.published import (
     rotation_commitment,
@@ -22,8 +21,10 @@ from deltaml.evidence.transcript import FORMAT, TranscriptWriter
 from deltaml.learning.metrics import rotation_growth_bits
 from deltaml.protocol import messages as m
 from deltaml.protocol import records
+from deltaml.protocol.form_messages import GramShare
 from deltaml.protocol.rules import split_roles as split_roles  # a public rule
 from deltaml.roles.evidence import EvidenceRecorder
+from deltaml.roles.forms import MaskHolder
 from deltaml.roles.training_state import Checkpoint, PhaseClock
 
 if TYPE_CHECKING:
@@ -60,9 +61,11 @@ class AggregatorBase:
         self.transcript = transcript
         self.rotation_openings: dict[str, tuple[int, bytes]] = {}
         self._ev: EvidenceRecorder | None = None
-        #: metric_protocol gram: the validators' summed Gram matrix and the initial
-        #: model, for the run in progress (roles/forms.py).
-        self._gram: EncryptedGram | None = None
+        #: metric_protocol gram: the validators' signed Gram matrices, the first mask
+        #: when there is one validator, and the initial model, for the run in progress
+        #: (roles/forms.py).
+        self._gram: tuple[GramShare, ...] | None = None
+        self.form_holder = MaskHolder()
         self._initial_model: EncryptedVector | None = None
         #: Wall and CPU time of each phase, into the training's record.
         self.clock = PhaseClock(transport.cpu_seconds, buyer_id)

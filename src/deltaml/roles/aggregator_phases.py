@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from deltaml.crypto import EncryptedVector, PublicKey
-from deltaml.crypto.quadform import EncryptedGram
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import (
     shapley_seed,
@@ -31,6 +30,7 @@ from deltaml.learning.metrics import metric_remixer, mix_residual_vectors
 from deltaml.learning.standardize import sums_length
 from deltaml.protocol import messages as m
 from deltaml.protocol import records
+from deltaml.protocol.form_messages import GramShare
 from deltaml.protocol.rules import (
     FORM_CONTRIBUTIONS,
     compute_payouts,
@@ -299,8 +299,8 @@ class AggregatorPhases(AggregatorBase):
         return total
 
     # -- the Gram metric (metric_protocol: gram; roles/forms.py) ---------------------------
-    def _gram_total(self, validators: list[str]) -> EncryptedGram:
-        """The validators' summed ``Enc(H)``, collected at the first batch of a run."""
+    def _gram_total(self, validators: list[str]) -> tuple[GramShare, ...]:
+        """The validators' signed ``Enc(H_v)``, collected at the first batch of a run."""
         if self._gram is None:
             self._gram = collect_gram(self, validators)
         return self._gram

@@ -399,12 +399,12 @@ class ModelBuyer:
         )
         return sign_message(reply, self.account, self.public_key)
 
-    def _on_GramTotalRequest(self, msg: fm.GramTotalRequest) -> m.Ack:
-        form_holder(self).total(msg)  # metric_protocol: gram (roles/form_holder.py)
-        return m.Ack("Gram matrices summed")
+    def _on_GramNotesRequest(self, msg: fm.GramNotesRequest) -> m.Ack:
+        form_holder(self).notes(msg)  # metric_protocol: gram (roles/form_holder.py)
+        return m.Ack("Gram notes checked")
 
-    def _on_FormRequest(self, msg: fm.FormRequest) -> fm.FormProducts:
-        return form_holder(self).products(msg)
+    def _on_FormRequest(self, msg: fm.FormRequest) -> fm.FormOpened:
+        return form_holder(self).opened(msg)
 
     def _on_FormOpenRequest(self, msg: fm.FormOpenRequest) -> fm.FormValues:
         return form_holder(self).open(msg)

@@ -33,7 +33,7 @@ from deltaml.protocol.exact_messages import ExactReply, ExactRequest
 from deltaml.protocol.rules import evaluates, form_round
 from deltaml.roles import exact
 from deltaml.roles.evidence import sign_message
-from deltaml.roles.forms import FormRemixer, gram_share
+from deltaml.roles.forms import MaskHolder, gram_share
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -93,9 +93,9 @@ class DataOwner:
         self._rng = secure_generator()
         self.rotation_openings: dict[str, tuple[int, bytes]] = {}
         self._exact_factors: list[Any] = []
-        #: The request's buyer's address (from the chain, in a marketplace): as the
-        #: remixer of the Gram metric, it combines only products the buyer signed.
-        self._forms = FormRemixer(buyer)
+        #: The request's buyer's address (from the chain, in a marketplace): as a mask
+        #: holder of the Gram metric, it works only on a ũ the buyer signed.
+        self._forms = MaskHolder(buyer)
 
     @property
     def n_rows(self) -> int:
@@ -338,8 +338,17 @@ class DataOwner:
             if contributions
             else self._n_trainers
         )
-        masked = self._forms.mask(msg, self._key, spec.base_exponent, scale)
-        return self._signed(masked, self._key)
+        return self._signed(self._forms.mask(msg, self._key, spec, scale), self._key)
+
+    def _on_FormCrossRequest(self, msg: fm.FormCrossRequest) -> fm.FormCross:
+        self._require("validator")
+        assert self._key is not None
+        return self._signed(self._forms.cross(msg, self._key), self._key)
+
+    def _on_FormShareRequest(self, msg: fm.FormShareRequest) -> fm.FormShare:
+        self._require("validator")
+        assert self._key is not None
+        return self._signed(self._forms.first_share(msg, self._key), self._key)
 
     def _on_FormCombineRequest(self, msg: fm.FormCombineRequest) -> fm.FormCombined:
         self._require("validator")

@@ -27,7 +27,7 @@ PublicStats            buyer       the decrypted statistics total, with proofs, 
 MetricValue            buyer       the decrypted (re)mixed vector, with proofs, the metric
 ContributionValues     buyer       the decrypted (re)mixed columns, proofs, Gram, Shapley
 GramShare …FormValues  validator,  the Gram metric's steps (``metric_protocol: gram``,
-                       remixer,    :mod:`deltaml.protocol.form_messages`)
+                       holders,    :mod:`deltaml.protocol.form_messages`)
                        buyer
 =====================  ==========  ======================================================
 """
@@ -181,7 +181,7 @@ def _solve_check(msg: xm.ExactSolveCheck) -> records.Record:
 
 
 def _gram_share(msg: fm.GramShare) -> records.Record:
-    return fr.GramShare(gram=vector_ref(msg.gram), rows=msg.rows)
+    return fr.GramShare(gram=vector_ref(msg.gram), rows=msg.rows, bound=msg.bound)
 
 
 def _form_masked(msg: fm.FormMasked) -> records.Record:
@@ -189,25 +189,34 @@ def _form_masked(msg: fm.FormMasked) -> records.Record:
         label=msg.label,
         inputs=list(msg.input_digests),
         vectors=[vector_ref(v) for v in msg.vectors],
-        gram_masks=[vector_ref(v) for v in msg.gram_masks],
         proof=list(msg.proof),
+        gram=msg.gram,
     )
 
 
-def _form_products(msg: fm.FormProducts) -> records.Record:
-    return fr.FormProducts(
+def _form_cross(msg: fm.FormCross) -> records.Record:
+    return fr.FormCross(label=msg.label, products=[vector_ref(v) for v in msg.products])
+
+
+def _form_opened(msg: fm.FormOpened) -> records.Record:
+    return fr.FormOpened(
         label=msg.label,
+        opened=list(msg.opened),
+        plaintexts=list(msg.plaintexts),
+        randomness=list(msg.randomness),
         masked=list(msg.masked_digests),
-        gram=msg.gram_digest,
-        products=[vector_ref(v) for v in msg.products],
-        terms=vector_ref(msg.terms),
+        first=list(msg.first_digests),
     )
+
+
+def _form_share(msg: fm.FormShare) -> records.Record:
+    return fr.FormShare(label=msg.label, opened=msg.opened_digest, share=vector_ref(msg.share))
 
 
 def _form_combined(msg: fm.FormCombined) -> records.Record:
     return fr.FormCombined(
         label=msg.label,
-        terms=msg.terms_digest,
+        opened=msg.opened_digest,
         share=msg.share_digest,
         values=vector_ref(msg.values),
     )
@@ -220,8 +229,6 @@ def _form_values(msg: fm.FormValues) -> records.Record:
         values=list(msg.values),
         plaintexts=list(msg.plaintexts),
         randomness=list(msg.randomness),
-        opened=list(msg.opened),
-        opened_randomness=list(msg.opened_randomness),
         base_sse=float(msg.base_sse),
     )
 
@@ -244,7 +251,9 @@ _BODIES: dict[str, Callable[[Any], records.Record]] = {
     "ExactSolveCheck": _solve_check,
     "GramShare": _gram_share,
     "FormMasked": _form_masked,
-    "FormProducts": _form_products,
+    "FormCross": _form_cross,
+    "FormOpened": _form_opened,
+    "FormShare": _form_share,
     "FormCombined": _form_combined,
     "FormValues": _form_values,
 }
@@ -253,12 +262,22 @@ _BODIES: dict[str, Callable[[Any], records.Record]] = {
 SIGNED_KINDS = frozenset(_BODIES)
 
 
-def message_body(msg: m.Message, key: str) -> dict[str, Any]:
-    """The evidence body of a signed message kind (``key`` is :func:`key_id` of the request)."""
+def message_record(msg: m.Message) -> records.Record:
+    """The record of a signed message kind."""
     builder = _BODIES.get(msg.kind)
     if builder is None:
         raise ProtocolError(f"{msg.kind} is not a signed message")
-    return {"kind": msg.kind, "key": key, **builder(msg).to_body()}
+    return builder(msg)
+
+
+def record_body(rec: records.Record, key: str) -> dict[str, Any]:
+    """What a party signs for a record (``key`` is :func:`key_id` of the request)."""
+    return {"kind": rec.KIND, "key": key, **rec.to_body()}
+
+
+def message_body(msg: m.Message, key: str) -> dict[str, Any]:
+    """The evidence body of a signed message kind (``key`` is :func:`key_id` of the request)."""
+    return record_body(message_record(msg), key)
 
 
 def message_vectors(msg: m.Message) -> list[EncryptedVector]:
@@ -365,7 +384,7 @@ class EvidenceRecorder:
         sealed: Iterable[EncryptedVector] = (),
     ) -> dict[str, Any]:
         """Sign and record one of the aggregator's own typed records."""
-        body = {"kind": rec.KIND, "key": self.key, **rec.to_body()}
+        body = record_body(rec, self.key)
         return self.writer.append(
             party=self.party_id,
             signer=self.account.address,

@@ -1,17 +1,18 @@
 """The buyer's part in the Gram metric (``metric_protocol: gram``, :mod:`deltaml.roles.forms`).
 
-What the buyer decrypts, and only then:
+The buyer holds the key, so it never receives a validator's ``Enc(H_v)``, their sum or
+anything computed from them but the finished forms: it gets the validators' signed
+notes of their shares (digest, rows, bound) and checks that each batch's two mask
+holders signed that they summed exactly those shares. What it decrypts, and only then:
 
 - ``ũ`` of a batch the public rules allow (an evaluated round's ``metric-k`` with one
   vector of the model's length and the pair ``(0, 0)``, or — if the request measures
   contributions — ``contributions`` with one vector per seated trainer and the pairs
-  ``(k, k)``, ``(k, Σ)``), once per batch, only as the remixer the public rule names
-  signed it, with a valid proof that the remixer knows what it added to the
-  aggregator's vectors: so every ``ũ`` carries the remixer's fresh uniform mask;
-- the batch's forms, only as that remixer signed their sum over the buyer's own terms,
+  ``(k, k)``, ``(k, Σ)``), once per batch, only as the second holder the public rule
+  names signed it, with a valid proof that it knows what it added to the first
+  holder's signed vectors: so every ``ũ`` carries its fresh uniform mask;
+- the batch's forms, only as that holder signed their sum over the buyer's own ``ũ``,
   and only if every value lies within what such a form can be.
-
-``Enc(H)`` is the sum the buyer made itself of the validators' signed shares.
 """
 
 from __future__ import annotations
@@ -20,35 +21,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import gmpy2
 import numpy as np
 
 from deltaml.crypto import PublicKey
 from deltaml.crypto.knowledge import check_added_plaintexts
 from deltaml.crypto.packing import PackingError
 from deltaml.crypto.proofs import prove_decryption
-from deltaml.crypto.quadform import EncryptedGram, key_holder_products
-from deltaml.errors import DeltaMLValueError, ProtocolError
+from deltaml.crypto.quadform import open_masked
+from deltaml.errors import ProtocolError
 from deltaml.evidence.published import metric_value
-from deltaml.evidence.signatures import hex_ints, vector_digest
+from deltaml.evidence.signatures import hex_ints, key_id, recover_signer, vector_digest
 from deltaml.learning.contributions import shapley_from_totals
 from deltaml.learning.gram_metric import (
     contribution_pairs,
     encoded_relaxation,
     form_limit,
     form_real,
-    gram_of,
-    gram_vector,
     metric_pairs,
+    opened_digest,
     opened_exponent,
     proof_context,
     proof_of,
+    shares_digest,
     unflatten_pairs,
 )
 from deltaml.protocol import form_messages as fm
-from deltaml.protocol.exact_messages import ring_vector
-from deltaml.protocol.rules import evaluates, form_remixer, form_round
-from deltaml.roles.evidence import sign_message
+from deltaml.protocol import form_records as fr
+from deltaml.protocol.rules import evaluates, form_holders, form_round
+from deltaml.roles.evidence import record_body, sign_message
 
 if TYPE_CHECKING:
     from deltaml.roles.buyer import ModelBuyer
@@ -56,12 +56,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class _Batch:
-    """What the buyer keeps of a batch between its products and its forms."""
+    """What the buyer keeps of a batch between its ``ũ`` and its forms."""
 
-    opened: list[list[int]]  # ũ
-    raw: list[int]  # their packed plaintexts and randomness: the proof it publishes
-    randomness: list[int]
-    terms: str  # the digest of its terms, which the remixer's sum must be over
+    opened: str  # the digest of its signed ũ, which the holders' sums must be over
+    count: int
     remixer: str
     pairs: tuple[int, ...]
     exponent: int
@@ -69,10 +67,8 @@ class _Batch:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "opened": [hex_ints(row) for row in self.opened],
-            "raw": hex_ints(self.raw),
-            "randomness": hex_ints(self.randomness),
-            "terms": self.terms,
+            "opened": self.opened,
+            "count": self.count,
             "remixer": self.remixer,
             "pairs": list(self.pairs),
             "exponent": self.exponent,
@@ -82,10 +78,8 @@ class _Batch:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> _Batch:
         return cls(
-            [[int(v, 16) for v in row] for row in data["opened"]],
-            [int(v, 16) for v in data["raw"]],
-            [int(v, 16) for v in data["randomness"]],
-            str(data["terms"]),
+            str(data["opened"]),
+            int(data["count"]),
             str(data["remixer"]),
             tuple(int(v) for v in data["pairs"]),
             int(data["exponent"]),
@@ -94,12 +88,14 @@ class _Batch:
 
 
 class FormKeyHolder:
-    """The buyer's Gram-metric state: ``Enc(H)``, and per batch what it opened."""
+    """The buyer's Gram-metric state: the validators' notes, and per batch what it opened."""
 
     def __init__(self, buyer: ModelBuyer) -> None:
         self.buyer = buyer
-        self.gram: EncryptedGram | None = None
+        self.gram = ""  # shares_digest of the validators' shares, once their notes check
+        self.size = 0
         self.rows = 0
+        self.bound = 0
         self.precision = 0
         self._opened: dict[str, _Batch] = {}
         self._answered: set[str] = set()
@@ -108,31 +104,40 @@ class FormKeyHolder:
     def key(self) -> PublicKey:
         return self.buyer.public_key
 
-    def total(self, msg: fm.GramTotalRequest) -> None:
-        """Sum the validators' signed shares: every seated validator's, each once. (An
-        aggregator that restarts asks again: the validators' same matrices, the same sum.)"""
+    def notes(self, msg: fm.GramNotesRequest) -> None:
+        """Check every seated validator signed its note, each once. (An aggregator that
+        restarts sends them again: the validators' same matrices, the same notes.)"""
         seats = self.buyer._seated()
         validators = seats.validator_ids
-        if sorted(msg.validators) != sorted(validators) or not (
-            len(msg.validators) == len(msg.shares) == len(msg.rows) == len(msg.signatures)
+        count = len(msg.validators)
+        if list(msg.validators) != list(validators) or not (
+            count == len(msg.digests) == len(msg.rows) == len(msg.bounds) == len(msg.signatures)
         ):
-            raise ProtocolError("not one signed Gram matrix from each seated validator")
-        owners = seats.owners()
-        for party, share, rows, signature in zip(
-            msg.validators, msg.shares, msg.rows, msg.signatures, strict=True
-        ):
-            if share.public_key != self.key or share.exponent != self.buyer.spec.precision_bits:
-                raise ProtocolError(f"the Gram matrix of {party} has another key or precision")
-            self.buyer._check_signed(fm.GramShare(share, rows, signature), party, owners)
-        try:
-            self.gram = EncryptedGram.total([gram_of(s) for s in msg.shares])
-        except DeltaMLValueError as exc:
-            raise ProtocolError(f"the validators' Gram matrices do not add up: {exc}") from None
+            raise ProtocolError("not one signed Gram matrix from each seated validator, in order")
         stats = self.buyer.stats
-        if stats is None or self.gram.size != len(stats.means) + 2:
-            raise ProtocolError("the Gram matrices do not have the model's size")
-        self.rows = sum(msg.rows)
-        self.precision = self.buyer.spec.precision_bits
+        if stats is None:
+            raise ProtocolError("no statistics yet")
+        size = len(stats.means) + 2
+        precision = self.buyer.spec.precision_bits
+        owners, key = seats.owners(), key_id(self.key)
+        bound = 0
+        for party, digest, rows, note, signature in zip(
+            msg.validators, msg.digests, msg.rows, msg.bounds, msg.signatures, strict=True
+        ):
+            try:
+                claimed = int(note, 16)
+            except ValueError:
+                claimed = -1
+            if rows < 1 or not 0 <= claimed <= self.key.max_int:
+                raise ProtocolError(f"the Gram note of {party} has no rows or no bound")
+            ref = {"exponent": precision, "length": size * (size + 1) // 2, "sha256": digest}
+            body = record_body(fr.GramShare(gram=ref, rows=rows, bound=note), key)
+            signer = recover_signer(body, signature)
+            if signer is None or signer.lower() != owners.get(party, "").lower():
+                raise ProtocolError(f"the Gram note of {party} does not carry its signature")
+            bound += claimed
+        self.gram, self.size, self.precision = shares_digest(msg.digests), size, precision
+        self.rows, self.bound = sum(msg.rows), bound
 
     def _expected(self, label: str, scale: int) -> tuple[int, list[tuple[int, int]]]:
         """How many vectors, and which pairs, the public rules allow for ``label`` (and
@@ -140,7 +145,7 @@ class FormKeyHolder:
         spec = self.buyer.spec
         try:
             k = form_round(label)
-        except DeltaMLValueError as exc:
+        except ValueError as exc:
             raise ProtocolError(str(exc)) from None
         if k is None:
             if not spec.contributions:
@@ -155,86 +160,95 @@ class FormKeyHolder:
             raise ProtocolError("the metric's scale is not a count of trainers")
         return 1, metric_pairs()
 
-    def products(self, msg: fm.FormRequest) -> fm.FormProducts:
-        """Decrypt ``ũ`` of a batch the rules allow, as the named remixer signed and
-        proved it; return ``Enc(Hũ)`` and the terms (``ũ`` is published with the forms)."""
-        if self.gram is None:
-            raise ProtocolError("no Gram matrix yet")
-        if msg.label in self._opened or msg.label in self._answered:
-            raise ProtocolError(f"{msg.label} was already answered")
-        count, pairs = self._expected(msg.label, msg.scale)
-        if unflatten_pairs(msg.pairs) != pairs or len(msg.inputs) != count:
-            raise ProtocolError(f"{msg.label} asks for other vectors or pairs than the rules")
-        buyer, masked = self.buyer, msg.masked
-        named = form_remixer(buyer._seated().validator_ids, msg.label, buyer.spec.eval_every)
-        buyer._check_signed(masked, msg.remixer, buyer._remixer(named, msg.remixer, msg.label))
-        vectors = (*masked.vectors, *msg.inputs)
-        exponent = msg.inputs[0].exponent
-        if (
-            len(masked.vectors) != count
-            or any(len(v) != self.gram.size or v.public_key != self.key for v in vectors)
-            or any(v.exponent != exponent for v in vectors)
-            or exponent < buyer.spec.base_exponent
-            or masked.input_digests != tuple(vector_digest(v) for v in msg.inputs)
-        ):
-            raise ProtocolError(f"the masked vectors of {msg.label} have the wrong shape")
-        proof = proof_of(masked.proof) if len(masked.proof) == 3 else None
-        flat_out = [c for v in masked.vectors for c in v.ciphertexts]
+    def _check_holders(self, msg: fm.FormRequest) -> None:
+        """Both holders are the rule's, signed, over the validators' shares; the second's
+        vectors are the first's plus what it proves it added."""
+        buyer = self.buyer
+        seats = buyer._seated()
+        named = form_holders(seats.validator_ids, msg.label, buyer.spec.eval_every)
+        if named is None or msg.holders != (named[0] or "", named[1]):
+            raise ProtocolError(f"{msg.label} was not masked by the holders the rule names")
+        first, second = msg.first, msg.masked
+        if named[0] is not None:
+            buyer._check_signed(first, named[0], seats.owners())
+        buyer._check_signed(second, named[1], seats.owners())
+        if first.gram != self.gram or second.gram != self.gram:
+            raise ProtocolError(f"the holders of {msg.label} did not sum the validators' shares")
+        if second.input_digests != tuple(vector_digest(v) for v in first.vectors):
+            raise ProtocolError(f"the second holder of {msg.label} masked other vectors")
+        proof = proof_of(second.proof) if len(second.proof) == 3 else None
         if proof is None or not check_added_plaintexts(
             self.key,
             proof_context(msg.label, self.key),
-            [c for v in msg.inputs for c in v.ciphertexts],
-            flat_out,
+            [c for v in first.vectors for c in v.ciphertexts],
+            [c for v in second.vectors for c in v.ciphertexts],
             proof,
         ):
             raise ProtocolError(f"the remixer does not prove what it added to {msg.label}")
+
+    def opened(self, msg: fm.FormRequest) -> fm.FormOpened:
+        """Decrypt ``ũ`` of a batch the rules allow, as the named holders signed and
+        proved it, and publish it with the proof."""
+        if not self.gram:
+            raise ProtocolError("no validators' Gram notes yet")
+        if msg.label in self._opened or msg.label in self._answered:
+            raise ProtocolError(f"{msg.label} was already answered")
+        count, pairs = self._expected(msg.label, msg.scale)
+        if unflatten_pairs(msg.pairs) != pairs or len(msg.first.vectors) != count:
+            raise ProtocolError(f"{msg.label} asks for other vectors or pairs than the rules")
+        vectors = (*msg.masked.vectors, *msg.first.vectors)
+        exponent = vectors[0].exponent
+        if (
+            len(msg.masked.vectors) != count
+            or any(len(v) != self.size or v.public_key != self.key for v in vectors)
+            or any(v.exponent != exponent for v in vectors)
+            or exponent < self.buyer.spec.base_exponent
+        ):
+            raise ProtocolError(f"the masked vectors of {msg.label} have the wrong shape")
+        self._check_holders(msg)
         # Packed at the layout exponent whose magnitude bound is 2^(w+2): two masks of
         # the public width w and a value far below it. Anything wider is not such a
         # sum, and is not published.
         try:
-            opening, opened, products, terms = key_holder_products(
-                buyer._private_key,
-                self.gram,
-                [v.ciphertexts for v in masked.vectors],
-                pairs,
+            opening, opened = open_masked(
+                self.buyer._private_key,
+                [v.ciphertexts for v in msg.masked.vectors],
                 opened_exponent(exponent, msg.scale),
             )
         except PackingError:
             raise ProtocolError(f"refusing {msg.label}: a masked value is out of range") from None
-        raw, randomness = opening.plaintexts, opening.randomness
-        reply = fm.FormProducts(
+        reply = fm.FormOpened(
             msg.label,
-            tuple(ring_vector(self.key, p) for p in products),
-            ring_vector(self.key, terms),
-            tuple(vector_digest(v) for v in masked.vectors),
-            vector_digest(gram_vector(self.gram, self.precision)),
+            tuple(hex_ints([x for row in opened for x in row])),
+            tuple(hex_ints(opening.plaintexts)),
+            tuple(hex_ints(opening.randomness)),
+            tuple(vector_digest(v) for v in msg.masked.vectors),
+            tuple(vector_digest(v) for v in msg.first.vectors),
         )
         self._opened[msg.label] = _Batch(
-            opened, raw, randomness, vector_digest(reply.terms), msg.remixer, msg.pairs,
-            exponent, msg.scale,
-        )  # fmt: skip
-        return sign_message(reply, buyer.account, self.key)
+            opened_digest(reply), count, msg.holders[1], msg.pairs, exponent, msg.scale
+        )
+        return sign_message(reply, self.buyer.account, self.key)
 
     def open(self, msg: fm.FormOpenRequest) -> fm.FormValues:
         batch = self._opened.pop(msg.label, None)
         if batch is None:
-            raise ProtocolError(f"{msg.label} has no products of the buyer's, or was opened")
+            raise ProtocolError(f"{msg.label} has no ũ of the buyer's, or was opened")
         self._answered.add(msg.label)
         if msg.remixer != batch.remixer:
             raise ProtocolError(f"{msg.label} was combined by another party than its remixer")
         self.buyer._check_signed(msg.combined, msg.remixer, self.buyer._seated().owners())
         combined = msg.combined
         pairs = unflatten_pairs(batch.pairs)
-        if combined.terms_digest != batch.terms or len(combined.values) != len(pairs):
-            raise ProtocolError(f"the forms of {msg.label} are not over the buyer's own terms")
+        if combined.opened_digest != batch.opened or len(combined.values) != len(pairs):
+            raise ProtocolError(f"the forms of {msg.label} are not over the buyer's own ũ")
         raw, randomness = prove_decryption(self.buyer._private_key, combined.values.ciphertexts)
         values = [self.buyer._private_key.decode_signed(v) for v in raw]
-        assert self.gram is not None
-        count, size = len(batch.opened), self.gram.size
         for pair, value in zip(pairs, values, strict=True):
-            if abs(value) > form_limit(
-                pair, count, size, batch.exponent, batch.scale, self.gram.bound
-            ):
+            limit = form_limit(
+                pair, batch.count, self.size, batch.exponent, batch.scale, self.bound
+            )
+            if abs(value) > limit:
                 raise ProtocolError(f"refusing to publish {msg.label}: a form is out of range")
         results, base_sse = self._results(msg.label, values, batch)
         reply = fm.FormValues(
@@ -243,8 +257,6 @@ class FormKeyHolder:
             tuple(hex_ints(values)),
             tuple(hex_ints(raw)),
             tuple(hex_ints(randomness)),
-            tuple(hex_ints(batch.raw)),
-            tuple(hex_ints(batch.randomness)),
             base_sse,
         )
         return sign_message(reply, self.buyer.account, self.key)
@@ -268,20 +280,18 @@ class FormKeyHolder:
         return [float(v) for v in phi], base
 
 
+_SAVED = ("gram", "size", "rows", "bound", "precision")
+
+
 def holder_snapshot(buyer: ModelBuyer) -> dict[str, object]:
-    """What a buyer node keeps across a restart: its summed ``Enc(H)``, the batches it
+    """What a buyer node keeps across a restart: the validators' notes, the batches it
     answered, and those it opened but has not decrypted the forms of."""
     holder = getattr(buyer, "_form_holder", None)
-    if holder is None or holder.gram is None:
+    if holder is None or not holder.gram:
         return {}
-    gram = holder.gram
     return {
         "forms": {
-            "gram": hex_ints(gram.upper),
-            "size": gram.size,
-            "bound": f"{gram.bound:x}",
-            "rows": holder.rows,
-            "precision": holder.precision,
+            **{name: getattr(holder, name) for name in _SAVED},
             "answered": sorted(holder._answered),
             "opened": {label: batch.to_json() for label, batch in holder._opened.items()},
         }
@@ -293,13 +303,9 @@ def restore_holder(buyer: ModelBuyer, snapshot: Mapping[str, Any]) -> None:
     if not isinstance(saved, dict):
         return
     holder = form_holder(buyer)
-    holder.gram = EncryptedGram(
-        buyer.public_key,
-        tuple(gmpy2.mpz(int(v, 16)) for v in saved["gram"]),
-        int(saved["size"]),
-        int(saved["bound"], 16),
-    )
-    holder.rows, holder.precision = int(saved["rows"]), int(saved["precision"])
+    holder.gram = str(saved["gram"])
+    holder.size, holder.rows = int(saved["size"]), int(saved["rows"])
+    holder.bound, holder.precision = int(saved["bound"]), int(saved["precision"])
     holder._answered = {str(label) for label in saved["answered"]}
     holder._opened = {str(k): _Batch.from_json(v) for k, v in saved["opened"].items()}
 

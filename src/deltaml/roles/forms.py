@@ -1,45 +1,44 @@
 """The Gram metric between the parties (``metric_protocol: gram``).
 
-The validators each send ``Enc(H_v)`` once (:func:`collect_gram`); every later batch of
-forms — an evaluation, or the contributions' ``2m`` numbers — costs the aggregator, the
-remixer and the buyer ``O(K·D²)`` exponentiations for ``K`` vectors of ``D`` entries,
-whatever the number of validators (:mod:`deltaml.crypto.quadform`):
+The validators each send ``Enc(H_v)`` once (:func:`collect_gram`): to the aggregator,
+which hands them to each batch's two mask holders and hands the buyer only their signed
+notes. Every later batch of forms — an evaluation, or the contributions' ``2m``
+numbers — costs each mask holder one ``Enc(H·x)`` per vector and the aggregator and
+the buyer ``O(D)`` per vector, whatever the number of validators
+(:mod:`deltaml.crypto.quadform`):
 
-1. the aggregator masks the vectors (``FormMask``, its masks secret) and the remixer
-   the validator the public rule names — adds its own, with a proof (``FormMasked``);
-2. the buyer decrypts ``ũ`` and returns ``Enc(Hũ)`` and its terms (``FormProducts``);
-3. the aggregator adds its share (``FormShare``), the remixer its own and sums
-   (``FormCombined``);
-4. the buyer decrypts the sums and ``ũ`` with proofs (``FormValues``).
+1. the first holder (the validator after the remixer, or the aggregator when there is
+   one validator) and the second (the remixer) each add their masks, with a proof
+   (``FormMasked``); the second computes ``Enc(H a²)`` (``FormCross``);
+2. the buyer decrypts ``ũ`` and publishes it with its proof (``FormOpened``);
+3. the first holder computes its share from ``ũ``, ``Enc(H)`` and ``Enc(H a²)``
+   (``FormShare``), the second adds its own and re-randomizes (``FormCombined``);
+4. the buyer decrypts the sums with proofs (``FormValues``).
 
-The owner's side is :class:`FormRemixer`, the buyer's :mod:`deltaml.roles.form_holder`.
+The holders' side is :class:`MaskHolder`, the buyer's :mod:`deltaml.roles.form_holder`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from deltaml.crypto import EncryptedVector, PublicKey
-from deltaml.crypto.quadform import (
-    EncryptedGram,
-    MaskShare,
-    Pair,
-    add_masks,
-    add_masks_with_proof,
-    combine,
-    correction,
-)
-from deltaml.errors import ProtocolError
+from deltaml.crypto import quadform as qf
+from deltaml.crypto.quadform import EncryptedGram, MaskShare, Pair
+from deltaml.errors import DeltaMLValueError, ProtocolError
 from deltaml.evidence.signatures import key_id, recover_signer, vector_digest, vector_ref
 from deltaml.learning.gram_metric import (
     flatten_pairs,
     form_mask_bits,
     gram_of,
     gram_vector,
+    opened_digest,
+    opened_values,
     proof_context,
     proof_fields,
+    shares_digest,
     unflatten_pairs,
     validator_gram,
 )
@@ -47,8 +46,8 @@ from deltaml.protocol import form_messages as fm
 from deltaml.protocol import form_records as fr
 from deltaml.protocol.exact_messages import ring_vector
 from deltaml.protocol.messages import TrainingSpec
-from deltaml.protocol.rules import form_remixer
-from deltaml.roles.evidence import message_body
+from deltaml.protocol.rules import form_holders
+from deltaml.roles.evidence import message_body, message_record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,36 +72,70 @@ def vectors_like(
 # -- the validator's side -----------------------------------------------------------
 def gram_share(key: PublicKey, factor: np.ndarray, precision_bits: int, rows: int) -> fm.GramShare:
     gram = EncryptedGram.encrypt(key, validator_gram(factor, precision_bits))
-    return fm.GramShare(gram_vector(gram, precision_bits), rows)
+    return fm.GramShare(gram_vector(gram, precision_bits), rows, f"{gram.bound:x}")
 
 
-class FormRemixer:
-    """A validator's part as the remixer of batches: one mask per label, kept from the
-    masking to the combining, then dropped."""
+def summed_shares(
+    shares: Sequence[fm.GramShare], key: PublicKey, precision: int
+) -> tuple[EncryptedGram, str]:
+    """``Enc(H)``, the sum of ``shares``, and the digest a holder signs to name them."""
+    if not shares:
+        raise ProtocolError("no validator's Gram matrix to sum")
+    if any(s.gram.public_key != key or s.gram.exponent != precision for s in shares):
+        raise ProtocolError("a Gram matrix under another key or at another precision")
+    try:
+        total = EncryptedGram.total([gram_of(s.gram) for s in shares])
+    except DeltaMLValueError as exc:
+        raise ProtocolError(f"the validators' Gram matrices do not add up: {exc}") from None
+    return total, shares_digest([vector_digest(s.gram) for s in shares])
+
+
+@dataclass
+class _Held:
+    """What a holder keeps of a batch from its masking to its share."""
+
+    share: MaskShare
+    outputs: tuple[str, ...]  # digests of the vectors it returned
+    cross: list[list[int]] | None = None  # Enc(H a), once asked for
+
+
+class MaskHolder:
+    """A mask holder's part in a batch: one mask per label, kept from the masking to its
+    share, then dropped. ``buyer`` is the request's buyer's address (from the chain, in
+    a marketplace): a holder works only on a ``ũ`` the buyer signed — a ``ũ`` of the
+    aggregator's choosing would have the forms publish ``H`` at chosen points. The
+    aggregator, holding the first mask when there is one validator, passes ``None``."""
 
     def __init__(self, buyer: str | None = None) -> None:
         self.buyer = buyer
-        self._shares: dict[str, tuple[MaskShare, EncryptedGram, list[list[int]]]] = {}
+        self.gram: EncryptedGram | None = None
+        self.gram_digest = ""
+        self._held: dict[str, _Held] = {}
         self._done: set[str] = set()
 
     def mask(
-        self, msg: fm.FormMaskRequest, key: PublicKey, base_exponent: int, scale: int
+        self, msg: fm.FormMaskRequest, key: PublicKey, spec: TrainingSpec, scale: int
     ) -> fm.FormMasked:
-        """Add this holder's masks to a batch the aggregator masked, with the proof.
+        """Add this holder's masks to a batch, with the proof.
 
         ``scale`` is the one the rules give the batch (the trainers' count, the encoded
-        relaxation): a smaller one named by the aggregator would narrow the mask that
-        hides the vectors from it."""
-        if msg.label in self._done or msg.label in self._shares:
+        relaxation): a smaller one named by the aggregator would narrow the mask."""
+        if msg.label in self._done:
             raise ProtocolError(f"already masked {msg.label}")
         if not msg.vectors or any(v.public_key != key for v in msg.vectors):
             raise ProtocolError("no vectors to mask, or vectors under another key")
-        gram = gram_of(msg.gram)
+        if msg.shares:
+            gram, digest = summed_shares(msg.shares, key, spec.precision_bits)
+            if self.gram is not None and digest != self.gram_digest:
+                raise ProtocolError("other Gram matrices than this holder summed before")
+            self.gram, self.gram_digest = gram, digest
+        if self.gram is None:
+            raise ProtocolError("no validator's Gram matrix to evaluate the forms with")
         size = len(msg.vectors[0])
-        if any(len(v) != size for v in msg.vectors) or gram.size != size:
+        if any(len(v) != size for v in msg.vectors) or self.gram.size != size:
             raise ProtocolError("the vectors and the Gram matrix differ in size")
         exponent = msg.vectors[0].exponent
-        if exponent < base_exponent or any(v.exponent != exponent for v in msg.vectors):
+        if exponent < spec.base_exponent or any(v.exponent != exponent for v in msg.vectors):
             raise ProtocolError("vectors below the base exponent, or at different exponents")
         if msg.scale != scale:
             raise ProtocolError(
@@ -110,92 +143,129 @@ class FormRemixer:
             )
         bits = form_mask_bits(exponent, scale)
         share = MaskShare.draw(len(msg.vectors), size, bits)
-        masked, proof = add_masks_with_proof(
+        masked, proof = qf.add_masks_with_proof(
             key, proof_context(msg.label, key), ciphertexts(msg.vectors), share
         )
-        own = gram.times(share.masks)
-        self._shares[msg.label] = (share, gram, own)
+        out = vectors_like(masked, msg.vectors, bits + 1)
+        self._held[msg.label] = _Held(share, tuple(vector_digest(v) for v in out))
         self._done.add(msg.label)
         return fm.FormMasked(
             msg.label,
-            vectors_like(masked, msg.vectors, bits + 1),
-            tuple(ring_vector(key, c) for c in own),
+            out,
             tuple(vector_digest(v) for v in msg.vectors),
             proof_fields(proof),
+            self.gram_digest,
         )
 
-    def signed_by_buyer(self, products: fm.FormProducts, key: PublicKey) -> bool:
-        """Products other than the buyer's would have this holder's share carry a chosen
-        multiple of its own mask into a published value: it takes only the buyer's."""
-        signer = recover_signer(message_body(products, key_id(key)), products.signature)
-        return (
-            self.buyer is not None and signer is not None and signer.lower() == self.buyer.lower()
-        )
+    def _batch(self, label: str) -> _Held:
+        held = self._held.get(label)
+        if held is None:
+            raise ProtocolError(f"nothing masked for {label}, or its share already given")
+        return held
+
+    def _products(self, held: _Held) -> list[list[int]]:
+        assert self.gram is not None
+        if held.cross is None:
+            held.cross = self.gram.times(held.share.masks)
+        return held.cross
+
+    def cross(self, msg: fm.FormCrossRequest, key: PublicKey) -> fm.FormCross:
+        """As the second holder: ``Enc(H a²_k)`` for the first holder's cross terms."""
+        products = self._products(self._batch(msg.label))
+        return fm.FormCross(msg.label, tuple(ring_vector(key, c) for c in products))
+
+    def _opened(self, opened: fm.FormOpened, held: _Held, key: PublicKey, first: bool) -> list:
+        """``ũ`` as the buyer signed it, of this holder's own vectors."""
+        if self.buyer is not None:
+            signer = recover_signer(message_body(opened, key_id(key)), opened.signature)
+            if signer is None or signer.lower() != self.buyer.lower():
+                raise ProtocolError(f"the ũ of {opened.label} is not signed by the buyer")
+        mine = opened.first_digests if first else opened.masked_digests
+        if tuple(mine) != held.outputs:
+            raise ProtocolError(f"the buyer's ũ of {opened.label} is not of this holder's vectors")
+        size = self.gram.size if self.gram is not None else 0
+        try:
+            return opened_values(opened.opened, len(held.outputs), size)
+        except DeltaMLValueError as exc:
+            raise ProtocolError(str(exc)) from None
+
+    def first_share(self, msg: fm.FormShareRequest, key: PublicKey) -> fm.FormShare:
+        """As the first holder: its share of every pair."""
+        held = self._batch(msg.label)
+        opened = self._opened(msg.opened, held, key, first=True)
+        pairs = unflatten_pairs(msg.pairs)
+        cross = ciphertexts(msg.cross.products)
+        if msg.cross.label != msg.label or len(cross) != len(held.share.masks):
+            raise ProtocolError(f"the second holder's products are not of {msg.label}")
+        assert self.gram is not None
+        try:
+            values = qf.first_share(self.gram, held.share, opened, cross, pairs)
+        except DeltaMLValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        del self._held[msg.label]
+        return fm.FormShare(msg.label, ring_vector(key, values), opened_digest(msg.opened))
 
     def combine(self, msg: fm.FormCombineRequest, key: PublicKey) -> fm.FormCombined:
-        if not self.signed_by_buyer(msg.products, key):
-            raise ProtocolError(f"the products of {msg.label} are not signed by the buyer")
-        held = self._shares.pop(msg.label, None)
-        if held is None:
-            raise ProtocolError(f"nothing masked for {msg.label}, or already combined")
-        share, gram, own = held
+        """As the second holder: both shares added, re-randomized."""
+        held = self._batch(msg.label)
+        self._opened(msg.opened, held, key, first=False)
         pairs = unflatten_pairs(msg.pairs)
-        products = ciphertexts(msg.products.products)
-        if len(products) != len(share.masks) or len(msg.products.terms) != len(pairs):
-            raise ProtocolError("the buyer's products do not match the masked vectors")
-        if len(msg.share) != len(pairs):
-            raise ProtocolError("the aggregator's share does not match the pairs")
-        mine = correction(key, gram, share, own, products, pairs, None)
-        values = combine(key, msg.products.terms.ciphertexts, msg.share.ciphertexts, mine)
+        if (
+            msg.share.label != msg.label
+            or msg.share.opened_digest != opened_digest(msg.opened)
+            or len(msg.share.share) != len(pairs)
+        ):
+            raise ProtocolError(f"the first holder's share is not of {msg.label}'s ũ")
+        try:
+            mine = qf.second_share(key, held.share, self._products(held), pairs)
+        except DeltaMLValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        del self._held[msg.label]
+        values = qf.combine(key, msg.share.share.ciphertexts, mine)
         return fm.FormCombined(
             msg.label,
             ring_vector(key, values),
-            vector_digest(msg.products.terms),
-            vector_digest(msg.share),
+            opened_digest(msg.opened),
+            vector_digest(msg.share.share),
         )
 
 
 # -- the aggregator's side ------------------------------------------------------------
-def collect_gram(agg: AggregatorBase, validators: list[str]) -> EncryptedGram:
-    """Every validator's ``Enc(H_v)``, checked and recorded; their sum, which the buyer
-    makes itself from the signed shares it is handed too."""
+def collect_gram(agg: AggregatorBase, validators: list[str]) -> tuple[fm.GramShare, ...]:
+    """Every validator's ``Enc(H_v)``, checked and recorded sealed; the buyer gets only
+    their signed notes (digest, rows, bound)."""
     ev = agg.evidence
     replies = agg.transport.request_all([(v, fm.GramShareRequest()) for v in validators])
-    shares = [
+    shares = tuple(
         ev.accept(v, r, fm.GramShare, sealed=True) for v, r in zip(validators, replies, strict=True)
-    ]
-    try:
-        total = EncryptedGram.total([gram_of(s.gram) for s in shares])
-    except ValueError as exc:
-        raise ProtocolError(f"the validators' Gram matrices do not add up: {exc}") from None
-    precision = shares[0].gram.exponent
-    if any(s.gram.exponent != precision or s.rows < 1 for s in shares):
-        raise ProtocolError("a validator's Gram matrix has another precision, or no rows")
-    rows = sum(s.rows for s in shares)
-    total_vector = gram_vector(total, precision)
-    ev.record(
-        fr.GramTotal(
-            inputs=[vector_digest(s.gram) for s in shares],
-            rows=rows,
-            total=vector_ref(total_vector),
-        ),
-        public=[total_vector],
     )
+    if any(s.rows < 1 for s in shares):
+        raise ProtocolError("a validator's Gram matrix has no rows")
     agg.transport.request(
         agg.buyer_id,
-        fm.GramTotalRequest(
+        fm.GramNotesRequest(
             tuple(validators),
-            tuple(s.gram for s in shares),
+            tuple(vector_digest(s.gram) for s in shares),
             tuple(s.rows for s in shares),
+            tuple(s.bound for s in shares),
             tuple(s.signature for s in shares),
         ),
     )
-    return total
+    return shares
+
+
+def _own(agg: AggregatorBase, msg: fm.FormMasked | fm.FormShare, sealed: bool) -> None:
+    """Record a step the aggregator took as the first holder, as its own record."""
+    vectors = list(msg.vectors) if isinstance(msg, fm.FormMasked) else [msg.share]
+    if sealed:
+        agg.evidence.record(message_record(msg), sealed=vectors)
+    else:
+        agg.evidence.record(message_record(msg), public=vectors)
 
 
 def evaluate_forms(
     agg: AggregatorBase,
-    gram: EncryptedGram,
+    shares: tuple[fm.GramShare, ...],
     spec: TrainingSpec,
     validators: list[str],
     label: str,
@@ -203,61 +273,68 @@ def evaluate_forms(
     pairs: list[Pair],
     scale: int,
 ) -> fm.FormValues:
-    """One batch of forms through the remixer the rule names and the buyer; every step
-    recorded."""
-    ev, key = agg.evidence, gram.public_key
-    remixer = form_remixer(validators, label, spec.eval_every)
-    if remixer is None:
-        raise ProtocolError(f"no validator to remix {label}")
-    precision_bits = spec.precision_bits
-    bits = form_mask_bits(vectors[0].exponent, scale)
-    mine = MaskShare.draw(len(vectors), len(vectors[0]), bits)
-    masked_cts, _ = add_masks(key, ciphertexts(vectors), mine)
-    masked = vectors_like(masked_cts, vectors, bits + 1)
+    """One batch of forms through the two holders the rule names and the buyer; every
+    step recorded."""
+    ev, key = agg.evidence, vectors[0].public_key
+    holders = form_holders(validators, label, spec.eval_every)
+    if holders is None:
+        raise ProtocolError(f"no validator to hold a mask of {label}")
+    first, second = holders
     flat = flatten_pairs(pairs)
     ev.record(
         fr.FormMask(
             label=label,
             scale=scale,
             pairs=list(flat),
+            holders=[first or "", second],
             vectors=[vector_ref(v) for v in vectors],
-            masked=[vector_ref(v) for v in masked],
         ),
-        # The masked vectors are public: the buyer receives them (to check the remixer's
-        # proof), and so can anyone; the vectors themselves are sealed.
-        public=masked,
         sealed=vectors,
     )
-    gram_v = gram_vector(gram, precision_bits)
-    # Enc(H·a¹) is needed only for the aggregator's share: computed while the remixer and
-    # the buyer work (the wait on them releases the GIL).
-    with ThreadPoolExecutor(1) as pool:
-        own_products = pool.submit(gram.times, mine.masks)
-        reply = agg.transport.request(remixer, fm.FormMaskRequest(label, masked, gram_v, scale))
-        remixed = ev.accept(remixer, reply, fm.FormMasked, sealed=False)
-        sent = tuple(vector_digest(v) for v in masked)
-        if remixed.label != label or remixed.input_digests != sent:
-            raise ProtocolError(f"{remixer} masked other vectors than {label}'s")
-        if len(remixed.vectors) != len(vectors) or len(remixed.gram_masks) != len(vectors):
-            raise ProtocolError(f"{remixer} returned the wrong number of vectors")
-        reply = agg.transport.request(
-            agg.buyer_id, fm.FormRequest(label, masked, remixed, remixer, flat, scale)
+    request = fm.FormMaskRequest(label, tuple(vectors), scale, shares)
+    if first is None:
+        masked1 = agg.form_holder.mask(request, key, spec, scale)
+        _own(agg, masked1, sealed=False)
+    else:
+        reply = agg.transport.request(first, request)
+        masked1 = ev.accept(first, reply, fm.FormMasked, sealed=False)
+    _check_masked(masked1, label, vectors, first or "the aggregator")
+    reply = agg.transport.request(second, fm.FormMaskRequest(label, masked1.vectors, scale, shares))
+    masked2 = ev.accept(second, reply, fm.FormMasked, sealed=False)
+    _check_masked(masked2, label, masked1.vectors, second)
+    reply = agg.transport.request(second, fm.FormCrossRequest(label))
+    cross = ev.accept(second, reply, fm.FormCross, sealed=True)
+    if cross.label != label or len(cross.products) != len(vectors):
+        raise ProtocolError(f"{second} returned other products than {label}'s")
+    reply = agg.transport.request(
+        agg.buyer_id, fm.FormRequest(label, masked1, masked2, (first or "", second), flat, scale)
+    )
+    opened = ev.accept(agg.buyer_id, reply, fm.FormOpened, sealed=False)
+    if opened.label != label:
+        raise ProtocolError(f"the buyer opened another batch than {label}")
+    share_request = fm.FormShareRequest(label, opened, cross, flat)
+    if first is None:
+        share = agg.form_holder.first_share(share_request, key)
+        _own(agg, share, sealed=True)
+    else:
+        share = ev.accept(
+            first, agg.transport.request(first, share_request), fm.FormShare, sealed=True
         )
-        products = ev.accept(agg.buyer_id, reply, fm.FormProducts, sealed=False)
-        if products.label != label or len(products.products) != len(vectors):
-            raise ProtocolError(f"the buyer's products answer another batch than {label}")
-        share_cts = correction(
-            key, gram, mine, own_products.result(), ciphertexts(products.products), pairs,
-            ciphertexts(remixed.gram_masks),
-        )  # fmt: skip
-        share = ring_vector(key, share_cts)
-        ev.record(fr.FormShare(label=label, share=vector_ref(share)), sealed=[share])
-        reply = agg.transport.request(remixer, fm.FormCombineRequest(label, products, share, flat))
-        combined = ev.accept(remixer, reply, fm.FormCombined, sealed=False)
-        if combined.label != label or combined.terms_digest != vector_digest(products.terms):
-            raise ProtocolError(f"{remixer} combined other terms than {label}'s")
-        reply = agg.transport.request(agg.buyer_id, fm.FormOpenRequest(label, combined, remixer))
-        values = ev.accept(agg.buyer_id, reply, fm.FormValues, sealed=False)
-        if values.label != label:
-            raise ProtocolError(f"the buyer's values answer another batch than {label}")
-        return values
+    reply = agg.transport.request(second, fm.FormCombineRequest(label, opened, share, flat))
+    combined = ev.accept(second, reply, fm.FormCombined, sealed=False)
+    if combined.label != label or combined.share_digest != vector_digest(share.share):
+        raise ProtocolError(f"{second} combined another share than {label}'s")
+    reply = agg.transport.request(agg.buyer_id, fm.FormOpenRequest(label, combined, second))
+    values = ev.accept(agg.buyer_id, reply, fm.FormValues, sealed=False)
+    if values.label != label:
+        raise ProtocolError(f"the buyer's values answer another batch than {label}")
+    return values
+
+
+def _check_masked(
+    masked: fm.FormMasked, label: str, inputs: Sequence[EncryptedVector], holder: str
+) -> None:
+    if masked.label != label or masked.input_digests != tuple(vector_digest(v) for v in inputs):
+        raise ProtocolError(f"{holder} masked other vectors than {label}'s")
+    if len(masked.vectors) != len(inputs):
+        raise ProtocolError(f"{holder} returned the wrong number of vectors")

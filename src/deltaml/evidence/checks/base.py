@@ -69,13 +69,14 @@ ROLE_OF = {
     "ExactModel": "aggregator",
     "ExactTotal": "aggregator",
     "ExactDisclosure": "buyer",
-    # metric_protocol: gram (checks/forms.py); the remixer is a validator
+    # metric_protocol: gram (checks/forms.py); the holders are validators (the first is
+    # the aggregator when there is one validator), the second is the remixer
     "GramShare": "validator",
-    "GramTotal": "aggregator",
     "FormMask": "aggregator",
-    "FormMasked": "validator",
-    "FormProducts": "buyer",
-    "FormShare": "aggregator",
+    "FormMasked": "holder",
+    "FormCross": "validator",
+    "FormOpened": "buyer",
+    "FormShare": "holder",
     "FormCombined": "validator",
     "FormValues": "buyer",
 }
@@ -260,7 +261,9 @@ class Verifier:
         self.require(declared is not None, "participant", f"unknown party {str(party)[:40]!r}")
         assert declared is not None
         declared_role, declared_address = declared
-        allowed = {"owner": ("trainer", "validator")}.get(role, (role,))
+        allowed = {"owner": ("trainer", "validator"), "holder": ("validator", "aggregator")}.get(
+            role, (role,)
+        )
         self.require(
             declared_role in allowed,
             "participant",

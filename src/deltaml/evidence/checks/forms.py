@@ -1,12 +1,13 @@
 """The Gram metric (``metric_protocol: gram``): the validators' Gram matrices, each batch
 of forms, and the metric or contributions published from it (roles/forms.py).
 
-What is recomputed: the summed ``Enc(H)``; each batch's vectors from the round's total or
-the round-one states and the initial model (with the sealed file); the remixer's proof
-of added plaintexts; the buyer's ``ũ`` (packed decryption proofs), its ``Enc(Hũ)`` and
-terms from ``Enc(H)`` and ``ũ``; the forms' decryption proofs; the published metric or
-Shapley values from the forms. Not recomputable: the two mask holders' shares (that
-would reveal their masks) — committed to by their signatures, as the rotations were.
+What is recomputed: that both mask holders summed every validator's signed share; each
+batch's vectors from the round's total or the round-one states and the initial model,
+and the first holder's proof of added plaintexts (with the sealed file); the second
+holder's proof; the buyer's ``ũ`` (packed decryption proofs); the forms' decryption
+proofs; the published metric or Shapley values from the forms. Not recomputable: the
+two holders' shares (that would reveal their masks) — committed to by their signatures,
+as the rotations were.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import numpy as np
 from deltaml.crypto import EncryptedVector
 from deltaml.crypto.knowledge import check_added_plaintexts
 from deltaml.crypto.packing import slot_bits
-from deltaml.crypto.quadform import EncryptedGram, public_products
 from deltaml.errors import DeltaMLValueError
-from deltaml.evidence.checks.base import Skip, Verifier, _indices, _is_number
+from deltaml.evidence.checks.base import Skip, Verifier, _is_number
 from deltaml.evidence.checks.proofs import proven, proven_packed_ciphertexts
 from deltaml.evidence.published import metric_value
 from deltaml.evidence.signatures import vector_digest
@@ -33,16 +33,17 @@ from deltaml.learning.gram_metric import (
     encoded_relaxation,
     flatten_pairs,
     form_real,
-    gram_of,
     metric_pairs,
     metric_vector,
+    opened_digest,
     opened_exponent,
     proof_context,
     proof_of,
+    shares_digest,
 )
+from deltaml.protocol import form_messages as fm
 from deltaml.protocol import form_records as fr
-from deltaml.protocol.exact_messages import ring_vector
-from deltaml.protocol.rules import form_remixer, form_round
+from deltaml.protocol.rules import form_holders, form_round
 
 SHAPLEY_RTOL = 1e-9
 
@@ -59,19 +60,25 @@ def _party(vr: Verifier) -> str:
     return str(vr.records[vr.seq]["party"])
 
 
-def _batch(vr: Verifier, label: str) -> dict[str, Any]:
+def _batch(vr: Verifier, label: str, step: str, after: str) -> dict[str, Any]:
+    """The batch ``label`` names, whose ``after`` step is recorded and ``step`` not yet."""
     batch = vr.forms.get(label)
     vr.require(batch is not None, "link", f"no batch {label[:40]!r} was asked for")
     assert batch is not None
+    vr.require(after in batch and step not in batch, "link", f"{label}: a {step} out of order")
     return batch
 
 
-def _remixers_batch(vr: Verifier, label: str) -> dict[str, Any]:
-    """The batch ``label`` names, of a record the remixer the public rule names signed."""
-    batch = _batch(vr, label)
-    named = form_remixer(vr.validators, label, int(vr.spec["eval_every"]))
-    vr._remixer(_party(vr), named, label)
-    return batch
+def _holder(vr: Verifier, batch: dict[str, Any], which: int, label: str) -> None:
+    """The record comes from the batch's first (0) or second (1) holder by the rule; the
+    first is the aggregator when there is one validator."""
+    named = batch["holders"][which]
+    party = _party(vr)
+    if named is None:
+        role = vr.participants.get(party, ("", ""))[0]
+        vr.require(role == "aggregator", "remixer", f"{party} holds no mask of {label}")
+    else:
+        vr._remixer(party, named, label)
 
 
 def _vector(vr: Verifier, digest: str, ciphertexts: list[int]) -> EncryptedVector:
@@ -87,51 +94,26 @@ def on_gram_share(vr: Verifier, body: Mapping[str, Any]) -> None:
     shares = vr.forms.setdefault("shares", {})
     vr.require(party not in shares, "completeness", f"{party} sent its Gram matrix twice")
     vr.require(type(rec.rows) is int and rec.rows > 0, "format", "rows must be positive")
+    try:
+        bound = int(rec.bound, 16)
+    except (TypeError, ValueError):
+        bound = -1
+    vr.require(bound >= 0, "format", f"{party}'s Gram bound is not a hex number")
     shares[party] = (vr.declare(rec.gram), rec.rows)
 
 
-def on_gram_total(vr: Verifier, body: Mapping[str, Any]) -> None:
-    rec = fr.GramTotal.from_body(body)
-    _gram_only(vr)
-    assert vr.key is not None
-    shares = vr.forms.get("shares", {})
-    vr.require(
-        "gram" not in vr.forms
-        and rec.inputs == [shares.get(v, ("", 0))[0] for v in vr.validators]
-        and rec.rows == sum(shares.get(v, ("", 0))[1] for v in vr.validators),
-        "link",
-        "the Gram total is not over every validator's signed share",
-    )
-    vr.ok("link")
-    total = vr.declare(rec.total)
-    vr.forms["gram"], vr.forms["rows"] = total, rec.rows
-    parts = [vr.vector(d, sealed=True) for d in rec.inputs]
-    summed = vr.vector(total, sealed=False)
-    assert summed is not None
-    if any(p is None for p in parts):
-        return
-    n2 = vr.key.nsquare
-    expected = [1] * len(summed)
-    for part in parts:
-        assert part is not None
-        vr.require(len(part) == len(summed), "sum", "a Gram matrix of another size")
-        expected = [e * c % n2 for e, c in zip(expected, part, strict=True)]
-    bad = [i for i, (e, c) in enumerate(zip(expected, summed, strict=True)) if e != c]
-    vr.expect(not bad, "sum", f"Gram entries {_indices(bad)} are not the shares' product")
-
-
-def _gram(vr: Verifier) -> EncryptedGram:
-    assert vr.key is not None
-    digest = vr.forms.get("gram")
-    vr.require(digest is not None, "link", "a batch before the validators' Gram total")
-    assert digest is not None
-    cts = vr.vector(digest, sealed=False)
-    assert cts is not None
-    try:
-        return gram_of(ring_vector(vr.key, cts))
-    except DeltaMLValueError as exc:
-        vr.fail("format", str(exc))
-        raise Skip from None
+def _gram(vr: Verifier) -> str:
+    """What both holders of every batch must have summed: every validator's share."""
+    if "gram" not in vr.forms:
+        shares = vr.forms.get("shares", {})
+        vr.require(
+            all(v in shares for v in vr.validators),
+            "completeness",
+            "a batch before every validator's Gram matrix",
+        )
+        vr.forms["gram"] = shares_digest([shares[v][0] for v in vr.validators])
+        vr.forms["rows"] = sum(shares[v][1] for v in vr.validators)
+    return str(vr.forms["gram"])
 
 
 # -- a batch --------------------------------------------------------------------------------
@@ -153,15 +135,20 @@ def on_form_mask(vr: Verifier, body: Mapping[str, Any]) -> None:
     else:
         vr.require(k == vr._rounds_done(), "link", f"{rec.label} is not the last round's")
         scale, pairs = m, metric_pairs()
+    holders = form_holders(vr.validators, rec.label, int(vr.spec["eval_every"]))
     vr.require(
-        rec.scale == scale and rec.pairs == list(flatten_pairs(pairs)),
+        rec.scale == scale
+        and rec.pairs == list(flatten_pairs(pairs))
+        and holders is not None
+        and rec.holders == [holders[0] or "", holders[1]],
         "link",
-        f"{rec.label} is not of the scale and pairs the rules give",
+        f"{rec.label} is not of the scale, pairs and holders the rules give",
     )
     vectors = [vr.declare(ref) for ref in rec.vectors]
-    masked = [vr.declare(ref) for ref in rec.masked]
-    vr.require(len(vectors) == len(masked) == (m if k is None else 1), "format", "sizes differ")
-    vr.forms[rec.label] = {"scale": scale, "pairs": pairs, "masked": masked, "round": k}
+    vr.require(len(vectors) == (m if k is None else 1), "format", "sizes differ")
+    vr.forms[rec.label] = {
+        "scale": scale, "pairs": pairs, "vectors": vectors, "round": k, "holders": holders,
+    }  # fmt: skip
     _check_vectors(vr, k, vectors, precision)
 
 
@@ -200,64 +187,92 @@ def _check_vectors(vr: Verifier, k: int | None, vectors: list[str], precision: i
 
 def on_form_masked(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormMasked.from_body(body)
-    batch = _remixers_batch(vr, rec.label)
+    batch = _batch(vr, rec.label, "second", "vectors")
+    which, source = (0, "vectors") if "first" not in batch else (1, "first")
+    _holder(vr, batch, which, rec.label)
     vr.require(
-        rec.inputs == batch["masked"] and "remixed" not in batch,
+        rec.inputs == batch[source] and rec.gram == _gram(vr),
         "link",
-        f"the remixer's vectors of {rec.label} are not of the aggregator's, once",
+        f"a holder's vectors of {rec.label} are not over its input and every Gram matrix",
     )
-    remixed = [vr.declare(ref) for ref in rec.vectors]
-    batch["remixed"] = remixed
-    batch["gram_masks"] = [vr.declare(ref) for ref in rec.gram_masks]
+    out = [vr.declare(ref) for ref in rec.vectors]
+    batch["second" if which else "first"] = out
     assert vr.key is not None
-    before = [c for d in rec.inputs for c in (vr.vector(d, sealed=False) or [])]
-    after = [c for d in remixed for c in (vr.vector(d, sealed=False) or [])]
+    before = [vr.vector(d, sealed=which == 0) for d in rec.inputs]
+    if any(v is None for v in before):  # the evaluated vectors are sealed
+        return
+    flat_before = [c for v in before for c in v or []]
+    after = [c for d in out for c in (vr.vector(d, sealed=False) or [])]
     proof = proof_of(rec.proof) if len(rec.proof) == 3 else None
     vr.expect(
         proof is not None
-        and check_added_plaintexts(vr.key, proof_context(rec.label, vr.key), before, after, proof),
+        and check_added_plaintexts(
+            vr.key, proof_context(rec.label, vr.key), flat_before, after, proof
+        ),
         "proof of added plaintexts",
-        f"the remixer does not prove what it added to {rec.label}",
+        f"a holder does not prove what it added to {rec.label}",
     )
 
 
-def on_form_products(vr: Verifier, body: Mapping[str, Any]) -> None:
-    rec = fr.FormProducts.from_body(body)
-    batch = _batch(vr, rec.label)
+def on_form_cross(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = fr.FormCross.from_body(body)
+    batch = _batch(vr, rec.label, "cross", "second")
+    _holder(vr, batch, 1, rec.label)
+    batch["cross"] = [vr.declare(ref) for ref in rec.products]
+
+
+def on_form_opened(vr: Verifier, body: Mapping[str, Any]) -> None:
+    rec = fr.FormOpened.from_body(body)
+    batch = _batch(vr, rec.label, "opened", "cross")
     vr.require(
-        rec.masked == batch.get("remixed") and rec.gram == vr.forms.get("gram")
-        and "products" not in batch,
+        rec.masked == batch["second"] and rec.first == batch["first"],
         "link",
-        f"the buyer's products of {rec.label} are not over the remixer's vectors and Enc(H)",
-    )  # fmt: skip
-    batch["products"] = [vr.declare(ref) for ref in rec.products]
-    batch["terms"] = vr.declare(rec.terms)
+        f"the buyer's ũ of {rec.label} is not of the holders' vectors",
+    )
+    second = batch["second"]
+    vectors = [vr.vector(d, sealed=False) or [] for d in second]
+    exponent = opened_exponent(vr.exponent(second[0]), batch["scale"])
+    opening = {  # the layout is the public rule's: its slots are not the buyer's to name
+        "slot_bits": slot_bits(exponent),
+        "plaintexts": body.get("plaintexts"),
+        "randomness": body.get("randomness"),
+    }
+    (values,) = proven_packed_ciphertexts(
+        vr, [[c for v in vectors for c in v]], [exponent], opening
+    )
+    try:
+        published = [int(v, 16) for v in rec.opened]
+    except (TypeError, ValueError):
+        published = []
+    vr.require(published == values, "decryption proof", f"ũ of {rec.label} is not proven")
+    batch["opened"] = opened_digest(
+        fm.FormOpened(rec.label, tuple(rec.opened), (), (), tuple(rec.masked), tuple(rec.first))
+    )
 
 
 def on_form_share(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormShare.from_body(body)
-    batch = _batch(vr, rec.label)
-    vr.require("terms" in batch and "share" not in batch, "link", "a share out of order")
+    batch = _batch(vr, rec.label, "share", "opened")
+    _holder(vr, batch, 0, rec.label)
+    vr.require(rec.opened == batch["opened"], "link", f"a share of {rec.label} not over ũ")
     batch["share"] = vr.declare(rec.share)
 
 
 def on_form_combined(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormCombined.from_body(body)
-    batch = _remixers_batch(vr, rec.label)
+    batch = _batch(vr, rec.label, "combined", "share")
+    _holder(vr, batch, 1, rec.label)
     vr.require(
-        rec.terms == batch.get("terms") and rec.share == batch.get("share")
-        and "combined" not in batch,
+        rec.opened == batch["opened"] and rec.share == batch["share"],
         "link",
-        f"the remixer's sums of {rec.label} are not over the buyer's terms and the share",
-    )  # fmt: skip
+        f"the remixer's sums of {rec.label} are not over the buyer's ũ and the first share",
+    )
     batch["combined"] = vr.declare(rec.values)
 
 
 def on_form_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormValues.from_body(body)
-    batch = _batch(vr, rec.label)
-    vr.require("combined" in batch and "values" not in batch, "link", "forms out of order")
-    assert vr.key is not None
+    batch = _batch(vr, rec.label, "values", "combined")
     batch["values"] = True
     forms = proven(vr, batch["combined"], rec.plaintexts, rec.randomness)
     try:
@@ -265,34 +280,9 @@ def on_form_values(vr: Verifier, body: Mapping[str, Any]) -> None:
     except (TypeError, ValueError):
         published = []
     vr.require(published == forms, "decryption proof", "the forms are not the proven values")
-    opened = _opened(vr, batch, body)
-    gram = _gram(vr)
-    products, terms = public_products(gram, opened, batch["pairs"])
-    vr.expect(
-        [vector_digest(ring_vector(vr.key, p)) for p in products] == batch["products"]
-        and vector_digest(ring_vector(vr.key, terms)) == batch["terms"],
-        "products",
-        f"the buyer's Enc(Hũ) or terms of {rec.label} do not recompute from Enc(H) and ũ",
-    )
-    exponent, scale = vr.exponent(batch["masked"][0]), batch["scale"]
+    exponent, scale = vr.exponent(batch["vectors"][0]), batch["scale"]
     reals = [form_real(v, scale, exponent, int(vr.spec["precision_bits"])) for v in forms]
     _results(vr, rec, batch, reals)
-
-
-def _opened(vr: Verifier, batch: dict[str, Any], body: Mapping[str, Any]) -> list[list[int]]:
-    """``ũ``: the remixer's vectors decrypted packed, with the proof the buyer published."""
-    remixed = batch["remixed"]
-    vectors = [vr.vector(d, sealed=False) or [] for d in remixed]
-    flat = [c for v in vectors for c in v]
-    exponent = opened_exponent(vr.exponent(remixed[0]), batch["scale"])
-    opening = {  # the layout is the public rule's: its slots are not the buyer's to name
-        "slot_bits": slot_bits(exponent),
-        "plaintexts": body.get("opened"),
-        "randomness": body.get("opened_randomness"),
-    }
-    (values,) = proven_packed_ciphertexts(vr, [flat], [exponent], opening)
-    size = len(vectors[0]) if vectors else 0
-    return [values[i * size : (i + 1) * size] for i in range(len(vectors))]
 
 
 def _results(vr: Verifier, rec: fr.FormValues, batch: dict[str, Any], reals: list[float]) -> None:
@@ -333,10 +323,10 @@ def _results(vr: Verifier, rec: fr.FormValues, batch: dict[str, Any], reals: lis
 #: Record kind → check (``metric_protocol: gram``).
 FORM_CHECKS = {
     "GramShare": on_gram_share,
-    "GramTotal": on_gram_total,
     "FormMask": on_form_mask,
     "FormMasked": on_form_masked,
-    "FormProducts": on_form_products,
+    "FormCross": on_form_cross,
+    "FormOpened": on_form_opened,
     "FormShare": on_form_share,
     "FormCombined": on_form_combined,
     "FormValues": on_form_values,
