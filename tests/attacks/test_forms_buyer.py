@@ -1,25 +1,24 @@
 """Attacks on what the buyer decrypts in the Gram metric (``metric_protocol: gram``;
-roles/form_holder.py): it must never become a decryption oracle.
+roles/form_holder.py, roles/forms.py): it must never become a decryption oracle.
 
 - a remixer that passes on a ciphertext of its choosing (another validator's Gram entry,
   a model) instead of its input plus its mask: it cannot prove it knows what it added;
 - an aggregator asking for a batch twice, for a round the spec does not evaluate, or
   for contributions the request did not ask for;
-- an aggregator that has the remixer combine other terms than the buyer's (a chosen
-  ciphertext to decrypt), or shifts its share (so the published value would carry it):
-  the buyer decrypts only forms over its own terms, and publishes none out of range;
-- an aggregator that names the remixer a smaller scale than the rules give, to narrow the
-  mask that hides the vectors from it;
-- an aggregator that hands the remixer forged products ``Enc(Hũ)·Enc(c·e_j)``, so that
-  the remixer's share carries ``c`` times its own mask entry and the published metric
-  would give that mask away (and with it the model): beyond the honest forms' limit, so
-  never published.
+- an aggregator that names other mask holders than the rule's (itself, say), or hands
+  the holders other Gram matrices than the validators signed (its own ``Enc(X)``, so
+  that the published forms would be ``uᵀXu`` at its choice of ``X``);
+- an aggregator that hands the holders a ``ũ`` of its choosing (the forms would then
+  publish ``H`` at chosen points), or has the remixer sum over one: the holders take
+  only the buyer's signed ``ũ``, and the buyer decrypts only forms over its own;
+- an aggregator that shifts the first share (so the published value would carry it):
+  the buyer publishes no form out of range;
+- an aggregator that names the holders a smaller scale than the rules give, to narrow
+  the mask that hides the vectors from it.
 
-Each test was run with its defence removed (the remixer's scale check, the buyer's proof
-check, answer-once guard,
-schedule and contributions checks, terms-digest check and range check — the last
-also with the looser limit it had before, ``(D·K·2·max|ũ|)²`` times ``H``'s bound,
-under which the forged products' metric was published) and failed.
+Each test was run with its defence removed (the holders' scale check and buyer-signature
+check, the buyer's holder, Gram-digest and proof checks, answer-once guard, schedule and
+contributions checks, ũ-digest check and range check) and failed.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from typing import Any
 
 import pytest
 
-from deltaml.crypto import EncryptedVector
 from deltaml.errors import ProtocolError
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.protocol import form_messages as fm
@@ -74,21 +72,101 @@ def _run(tamper: Any = None, **changes: Any) -> SimulationResult:
     return simulate_shares(config, "linear", "regression", shares, None, **wrap)
 
 
+def _run_two(tamper: Any = None) -> SimulationResult:
+    """Seven owners: two validators, so both mask holders are validators."""
+    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
+    wrap = {"transport_wrapper": lambda inner: _Tamper(inner, tamper)} if tamper else {}
+    shares = split_owners(train, 7, seed=0)
+    return simulate_shares(CONFIG, "linear", "regression", shares, None, **wrap)
+
+
 def test_a_remixer_passing_on_a_ciphertext_of_its_choosing_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from deltaml.roles import forms
+    from deltaml.crypto import quadform
 
-    honest = forms.add_masks_with_proof
+    honest = quadform.add_masks_with_proof
+    calls: dict[bytes, int] = {}
 
     def substitute(key: Any, context: bytes, vectors: Any, share: Any) -> Any:
         out, proof = honest(key, context, vectors, share)
-        out[0][0] = key.raw_encrypt(42)  # a ciphertext it wants the buyer to open
+        calls[context] = calls.get(context, 0) + 1
+        if calls[context] == 2:  # the second holder, the remixer
+            out[0][0] = key.raw_encrypt(42)  # a ciphertext it wants the buyer to open
         return out, proof
 
-    monkeypatch.setattr(forms, "add_masks_with_proof", substitute)
+    monkeypatch.setattr(quadform, "add_masks_with_proof", substitute)
     with pytest.raises(ProtocolError, match="does not prove what it added"):
         _run()
+
+
+def test_other_holders_than_the_rules_are_refused() -> None:
+    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, fm.FormRequest):  # the aggregator claims the first mask
+            msg = dataclasses.replace(msg, holders=("", msg.holders[1]))
+        return inner.request(party, msg)
+
+    with pytest.raises(ProtocolError, match="not masked by the holders the rule names"):
+        _run_two(tamper)
+
+
+def test_holders_handed_another_gram_matrix_are_refused() -> None:
+    """The aggregator swaps one validator's share for ``Enc(X)`` of its own (keeping the
+    validator's signature): the holders sum what they get, but sign its digest, and the
+    buyer opens nothing whose holders summed other shares than the validators signed."""
+
+    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, fm.FormMaskRequest):
+            share = msg.shares[0]
+            key = share.gram.public_key
+            mine = [key.raw_encrypt(key.encode_signed(1 << 40)) for _ in share.gram.ciphertexts]
+            forged = dataclasses.replace(share.gram, ciphertexts=mine)
+            msg = dataclasses.replace(
+                msg, shares=(dataclasses.replace(share, gram=forged), *msg.shares[1:])
+            )
+        return inner.request(party, msg)
+
+    with pytest.raises(ProtocolError, match="did not sum the validators' shares"):
+        _run_two(tamper)
+
+
+def _chosen_opened(opened: fm.FormOpened) -> fm.FormOpened:
+    """The buyer's ``ũ`` with its first value replaced (its signature kept)."""
+    return dataclasses.replace(opened, opened=("1", *opened.opened[1:]))
+
+
+def test_a_u_tilde_of_the_aggregators_choosing_is_refused_by_the_holders() -> None:
+    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, fm.FormShareRequest | fm.FormCombineRequest):
+            msg = dataclasses.replace(msg, opened=_chosen_opened(msg.opened))
+        return inner.request(party, msg)
+
+    with pytest.raises(ProtocolError, match="not signed by the buyer"):
+        _run_two(tamper)
+
+
+def test_forms_over_another_u_tilde_than_the_buyers_are_not_decrypted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Set aside the holders' signature check: the buyer still refuses to decrypt forms
+    over another ``ũ`` than its own."""
+    from deltaml.roles import forms
+
+    monkeypatch.setattr(forms.MaskHolder, "signed_by_buyer", lambda *args: True)
+
+    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, fm.FormShareRequest):
+            msg = dataclasses.replace(msg, opened=_chosen_opened(msg.opened))
+        if isinstance(msg, fm.FormCombineRequest):
+            msg = dataclasses.replace(msg, opened=_chosen_opened(msg.opened))
+            combined = inner.request(party, msg)  # the remixer signs the sum it made
+            assert isinstance(combined, fm.FormCombined)
+            # … and the aggregator has the buyer open it, as if it were over its ũ
+            return inner.request("buyer", fm.FormOpenRequest(msg.label, combined, party))
+        return inner.request(party, msg)
+
+    with pytest.raises(ProtocolError, match="not over the buyer's own"):
+        _run_two(tamper)
 
 
 def _twice(inner: Transport, party: str, msg: m.Message) -> m.Message:
@@ -121,83 +199,29 @@ def test_contributions_are_refused_where_the_request_has_none() -> None:
         _run(_relabel("contributions"), contributions=False)
 
 
-def test_forms_over_other_terms_than_the_buyers_are_not_decrypted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The aggregator swaps the buyer's terms for a ciphertext of its choosing (here the
-    masked vector's first entry) before the remixer sums them. The remixer refuses
-    products the buyer did not sign; set that aside, the buyer still refuses to decrypt
-    sums over other terms than its own."""
-    from deltaml.roles import forms
-
-    monkeypatch.setattr(forms.FormRemixer, "signed_by_buyer", lambda *args: True)
-
-    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
-        if isinstance(msg, fm.FormCombineRequest):
-            chosen = EncryptedVector(
-                msg.share.public_key, [msg.products.products[0].ciphertexts[0]], 0, 0
-            )
-            msg = dataclasses.replace(msg, products=dataclasses.replace(msg.products, terms=chosen))
-            combined = inner.request(party, msg)  # the remixer signs the sum it made
-            assert isinstance(combined, fm.FormCombined)
-            # … and the aggregator has the buyer open it, as if the sum were honest
-            return inner.request("buyer", fm.FormOpenRequest(msg.label, combined, party))
-        return inner.request(party, msg)
-
-    with pytest.raises(ProtocolError, match="not over the buyer's own terms"):
-        _run(tamper)
-
-
 def test_a_shifted_share_is_not_published() -> None:
     def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
         if isinstance(msg, fm.FormCombineRequest):
-            key = msg.share.public_key
+            share = msg.share.share
+            key = share.public_key
             shift = key.raw_encrypt(1 << 700)
-            shifted = [c * shift % key.nsquare for c in msg.share.ciphertexts]
-            msg = dataclasses.replace(msg, share=EncryptedVector(key, shifted, 0, 0))
+            shifted = dataclasses.replace(
+                share, ciphertexts=[c * shift % key.nsquare for c in share.ciphertexts]
+            )
+            msg = dataclasses.replace(msg, share=dataclasses.replace(msg.share, share=shifted))
+            combined = inner.request(party, msg)
+            assert isinstance(combined, fm.FormCombined)
+            return inner.request("buyer", fm.FormOpenRequest(msg.label, combined, party))
         return inner.request(party, msg)
 
     with pytest.raises(ProtocolError, match="out of range"):
         _run(tamper)
 
 
-def _forged_products(inner: Transport, party: str, msg: m.Message) -> m.Message:
-    """``Enc(Hũ_0)`` times ``Enc(2^200)`` in its first entry: the remixer's share would
-    then carry ``2^200`` times its own mask entry ``a²_0`` into the published metric,
-    far above the honest forms, and ``a²_0`` would follow to the last bit."""
-    if isinstance(msg, fm.FormCombineRequest) and msg.label == "metric-0":
-        first = msg.products.products[0]
-        key = first.public_key
-        shift = key.raw_encrypt(1 << 200)
-        forged = [first.ciphertexts[0] * shift % key.nsquare, *first.ciphertexts[1:]]
-        products = (EncryptedVector(key, forged, 0, 0), *msg.products.products[1:])
-        msg = dataclasses.replace(
-            msg, products=dataclasses.replace(msg.products, products=products)
-        )
-    return inner.request(party, msg)
-
-
-def test_forged_products_are_refused_by_the_remixer() -> None:
-    with pytest.raises(ProtocolError, match="not signed by the buyer"):
-        _run(_forged_products)
-
-
-def test_forged_products_the_remixer_took_are_not_published(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The second line: a remixer that did not check the buyer's signature — the buyer
-    publishes no form beyond what honest vectors give (here ``2^200·a²_0`` is)."""
-    from deltaml.roles import forms
-
-    monkeypatch.setattr(forms.FormRemixer, "signed_by_buyer", lambda *args: True)
-    with pytest.raises(ProtocolError, match="out of range"):
-        _run(_forged_products)
-
-
-def test_a_smaller_scale_named_to_the_remixer_is_refused() -> None:
+def test_a_smaller_scale_named_to_a_holder_is_refused() -> None:
     """Named scale 1 for the contributions (the rules give the encoded relaxation,
-    about 2^33), the remixer's mask would be 33 bits narrower than the vectors it must
-    hide from the aggregator: it sizes its mask by the rules' scale and refuses."""
+    about 2^33), a holder's mask would be 33 bits narrower than the vectors it must
+    hide: it sizes its mask by the rules' scale and refuses."""
 
     def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
         if isinstance(msg, fm.FormMaskRequest) and msg.label == "contributions":
@@ -205,4 +229,4 @@ def test_a_smaller_scale_named_to_the_remixer_is_refused() -> None:
         return inner.request(party, msg)
 
     with pytest.raises(ProtocolError, match="named at scale 1"):
-        _run(tamper)
+        _run_two(tamper)

@@ -6,8 +6,9 @@ evidence/checks/forms.py), and the attacks it catches:
   vectors are recomputed from the round's total;
 - an aggregator that values other members than the trainers' round-one models;
 - a buyer that publishes a metric other than its proven forms give;
-- a buyer whose ``Enc(Hũ)`` is not the deterministic product of ``Enc(H)`` and the ``ũ``
-  it proves (here the same plaintexts, re-randomized: nothing else could pass);
+- a first mask holder whose proof of added plaintexts does not hold (the buyer checks
+  only the second's: the first's input is sealed, so verify checks it with the sealed
+  file);
 - a remixer whose proof of added plaintexts does not hold (with a buyer that did not
   check it).
 
@@ -55,7 +56,7 @@ def test_an_honest_gram_run_verifies_with_its_numbers(tmp_path: Path) -> None:
     assert report is not None
     assert report.metrics[0] == pytest.approx(result.initial_metric, rel=0, abs=0)
     assert list(report.contributions.values()) == result.contributions
-    for check in ("products", "proof of added plaintexts", "metric", "shapley"):
+    for check in ("decryption proof", "proof of added plaintexts", "metric", "shapley"):
         assert report.passed[check] > 0
     # every Gram-metric kind is written, and each body reads back to what was written
     assert result.transcript is not None
@@ -108,31 +109,34 @@ def test_a_metric_other_than_the_proven_forms_give_fails(monkeypatch: pytest.Mon
     assert any(f.startswith("metric:") for f in _failures(_run()))
 
 
-def test_products_that_are_not_the_deterministic_ones_fail(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_first_holders_proof_that_does_not_hold_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     from deltaml.crypto import quadform
 
-    honest = quadform.public_products
+    honest = quadform.add_masks_with_proof
+    calls: dict[bytes, int] = {}
 
-    def rerandomized(gram: Any, opened: Any, pairs: Any, key: Any = None) -> Any:
-        products, terms = honest(gram, opened, pairs, key)
-        first = [c * gram.public_key.random_factor() % gram.public_key.nsquare for c in products[0]]
-        return [first, *products[1:]], terms
+    def bent_first(key: Any, context: bytes, vectors: Any, share: Any) -> Any:
+        out, proof = honest(key, context, vectors, share)
+        calls[context] = calls.get(context, 0) + 1
+        if calls[context] == 1:  # the first holder masks a batch first
+            proof = dataclasses.replace(proof, z=proof.z + 1)
+        return out, proof
 
-    monkeypatch.setattr(quadform, "public_products", rerandomized)
-    assert any(f.startswith("products:") for f in _failures(_run()))
+    monkeypatch.setattr(quadform, "add_masks_with_proof", bent_first)
+    failures = _failures(_run())
+    assert failures and all(f.startswith("proof of added plaintexts") for f in failures)
 
 
 def test_a_remixer_proof_that_does_not_hold_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    from deltaml.roles import form_holder, forms
+    from deltaml.crypto import quadform
+    from deltaml.roles import form_holder
 
-    honest = forms.add_masks_with_proof
+    honest = quadform.add_masks_with_proof
 
     def bent(key: Any, context: bytes, vectors: Any, share: Any) -> Any:
         out, proof = honest(key, context, vectors, share)
         return out, dataclasses.replace(proof, z=proof.z + 1)
 
-    monkeypatch.setattr(forms, "add_masks_with_proof", bent)
+    monkeypatch.setattr(quadform, "add_masks_with_proof", bent)
     monkeypatch.setattr(form_holder, "check_added_plaintexts", lambda *args: True)
     assert any(f.startswith("proof of added plaintexts") for f in _failures(_run()))

@@ -174,12 +174,17 @@ class MaskHolder:
         products = self._products(self._batch(msg.label))
         return fm.FormCross(msg.label, tuple(ring_vector(key, c) for c in products))
 
+    def signed_by_buyer(self, opened: fm.FormOpened, key: PublicKey) -> bool:
+        """(The aggregator, as the first holder, takes its own routing's word.)"""
+        if self.buyer is None:
+            return True
+        signer = recover_signer(message_body(opened, key_id(key)), opened.signature)
+        return signer is not None and signer.lower() == self.buyer.lower()
+
     def _opened(self, opened: fm.FormOpened, held: _Held, key: PublicKey, first: bool) -> list:
         """``ũ`` as the buyer signed it, of this holder's own vectors."""
-        if self.buyer is not None:
-            signer = recover_signer(message_body(opened, key_id(key)), opened.signature)
-            if signer is None or signer.lower() != self.buyer.lower():
-                raise ProtocolError(f"the ũ of {opened.label} is not signed by the buyer")
+        if not self.signed_by_buyer(opened, key):
+            raise ProtocolError(f"the ũ of {opened.label} is not signed by the buyer")
         mine = opened.first_digests if first else opened.masked_digests
         if tuple(mine) != held.outputs:
             raise ProtocolError(f"the buyer's ũ of {opened.label} is not of this holder's vectors")
