@@ -2,9 +2,10 @@
 
 Times every party's steps of one contributions batch — ``K`` vectors of ``D`` entries,
 the pairs ``(k, k)`` and ``(k, Σ)`` — with the library calls the roles make
-(``roles/forms.py``, ``roles/form_holder.py``): what each trainer adds to the
-aggregator's, the buyer's and the remixer's CPU (the calling thread's: the key's
-randomizer thread is left out). Random vectors of the width the masks are sized for,
+(``roles/forms.py``, ``roles/form_holder.py``): what each trainer adds to the CPU of
+the first mask holder, the second (the remixer) — two validators — and the buyer (the
+calling thread's: the key's randomizer thread is left out). The aggregator only routes
+and records. Random vectors of the width the masks are sized for,
 and a random Gram matrix, of the sizes ``bench/scale.py`` uses (20 features: ``D = 22``).
 
     python bench/forms.py --trainers 70 --runs 3
@@ -17,24 +18,25 @@ import secrets
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from deltaml.crypto import generate_keypair
 from deltaml.crypto.knowledge import check_added_plaintexts
-from deltaml.crypto.packing import prove_packed_decryption
 from deltaml.crypto.proofs import prove_decryption
 from deltaml.crypto.quadform import (
     EncryptedGram,
     MaskShare,
-    add_masks,
     add_masks_with_proof,
     combine,
-    correction,
-    public_products,
+    first_share,
+    open_masked,
+    second_share,
 )
 from deltaml.learning.gram_metric import contribution_pairs, form_mask_bits, opened_exponent
 
+T = TypeVar("T")
 EXPONENT, SCALE = 40, 1 << 33  # the contributions' vectors: exponent and encoded relaxation
 
 
@@ -55,7 +57,7 @@ def one_batch(trainers: int, size: int, key_bits: int) -> dict[str, float]:
     bits = form_mask_bits(EXPONENT, SCALE)
     times: dict[str, float] = {}
 
-    def step(name: str, work: Callable[[], object]) -> object:
+    def step(name: str, work: Callable[[], T]) -> T:
         t0 = time.thread_time()
         out = work()
         times[name] = time.thread_time() - t0
@@ -63,37 +65,31 @@ def one_batch(trainers: int, size: int, key_bits: int) -> dict[str, float]:
 
     first = MaskShare.draw(trainers, size, bits)
     second = MaskShare.draw(trainers, size, bits)
-    masked = step("aggregator: mask", lambda: add_masks(pk, vectors, first)[0])
-    remixed, proof = step(  # type: ignore[misc]
+    masked, _ = step(
+        "first holder: mask and prove", lambda: add_masks_with_proof(pk, b"b", vectors, first)
+    )
+    remixed, proof = step(
         "remixer: mask and prove", lambda: add_masks_with_proof(pk, b"b", masked, second)
     )
-    second_products = step("remixer: Enc(H·a²)", lambda: gram.times(second.masks))
-    flat_in = [c for v in masked for c in v]  # type: ignore[attr-defined]
+    cross = step("remixer: Enc(H·a²)", lambda: gram.times(second.masks))
+    flat_in = [c for v in masked for c in v]
     flat_out = [c for v in remixed for c in v]
     step(
         "buyer: check the proof", lambda: check_added_plaintexts(pk, b"b", flat_in, flat_out, proof)
     )
-    opening = step(
+    _, opened = step(
         "buyer: decrypt ũ (packed)",
-        lambda: prove_packed_decryption(sk, [(flat_out, opened_exponent(EXPONENT, SCALE))]),
+        lambda: open_masked(sk, remixed, opened_exponent(EXPONENT, SCALE)),
     )
-    values = opening.values[0]  # type: ignore[attr-defined]
-    opened = [values[i * size : (i + 1) * size] for i in range(trainers)]
-    products, terms = step(  # type: ignore[misc]
-        "buyer: Enc(H·ũ) and terms", lambda: public_products(gram, opened, pairs, sk)
-    )
-    first_products = step("aggregator: Enc(H·a¹)", lambda: gram.times(first.masks))
     share = step(
-        "aggregator: its share",
-        lambda: correction(pk, gram, first, first_products, products, pairs, second_products),  # type: ignore[arg-type]
+        "first holder: Enc(H·v), its share",
+        lambda: first_share(gram, first, opened, cross, pairs),
     )
-    mine = step(
+    forms = step(
         "remixer: its share and the sum",
-        lambda: combine(
-            pk, terms, share, correction(pk, gram, second, second_products, products, pairs, None)
-        ),  # type: ignore[arg-type]
+        lambda: combine(pk, share, second_share(pk, second, cross, pairs)),
     )
-    step("buyer: decrypt the forms", lambda: prove_decryption(sk, mine))  # type: ignore[arg-type]
+    step("buyer: decrypt the forms", lambda: prove_decryption(sk, forms))
     return times
 
 
@@ -113,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in runs[0]:
             median = statistics.median(r[name] for r in runs)
             print(f"  {name:34s} {median:8.2f} s  {1000 * median / trainers:7.1f}")
-        for party in ("aggregator", "buyer", "remixer"):
+        for party in ("first holder", "remixer", "buyer"):
             total = statistics.median(
                 sum(v for k, v in r.items() if k.startswith(party)) for r in runs
             )

@@ -34,5 +34,5 @@ def test_the_gram_metric_through_the_services_verifies_and_settles(
     assert set(result.metrics) == {"3", "6"}  # after the initial model's
     assert len(result.contributions) == 4 and sum(result.contributions.values()) > 0
     kinds = {r["type"] for r in read_records(result.transcript)}
-    assert {"GramShare", "GramTotal", "FormValues"} <= kinds
+    assert {"GramShare", "FormCross", "FormOpened", "FormValues"} <= kinds
     assert not kinds & {"Mix", "Remix", "EncryptedResiduals", "ContributionColumns"}
