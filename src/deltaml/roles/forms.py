@@ -75,19 +75,14 @@ def gram_share(key: PublicKey, factor: np.ndarray, precision_bits: int, rows: in
     return fm.GramShare(gram_vector(gram, precision_bits), rows, f"{gram.bound:x}")
 
 
-def summed_shares(
-    shares: Sequence[fm.GramShare], key: PublicKey, precision: int
-) -> tuple[EncryptedGram, str]:
-    """``Enc(H)``, the sum of ``shares``, and the digest a holder signs to name them."""
-    if not shares:
-        raise ProtocolError("no validator's Gram matrix to sum")
+def summed_shares(shares: Sequence[fm.GramShare], key: PublicKey, precision: int) -> EncryptedGram:
+    """``Enc(H)``, the sum of ``shares``."""
     if any(s.gram.public_key != key or s.gram.exponent != precision for s in shares):
         raise ProtocolError("a Gram matrix under another key or at another precision")
     try:
-        total = EncryptedGram.total([gram_of(s.gram) for s in shares])
+        return EncryptedGram.total([gram_of(s.gram) for s in shares])
     except DeltaMLValueError as exc:
         raise ProtocolError(f"the validators' Gram matrices do not add up: {exc}") from None
-    return total, shares_digest([vector_digest(s.gram) for s in shares])
 
 
 @dataclass
@@ -125,10 +120,12 @@ class MaskHolder:
         if not msg.vectors or any(v.public_key != key for v in msg.vectors):
             raise ProtocolError("no vectors to mask, or vectors under another key")
         if msg.shares:
-            gram, digest = summed_shares(msg.shares, key, spec.precision_bits)
+            digest = shares_digest([vector_digest(s.gram) for s in msg.shares])
             if self.gram is not None and digest != self.gram_digest:
                 raise ProtocolError("other Gram matrices than this holder summed before")
-            self.gram, self.gram_digest = gram, digest
+            if self.gram is None:
+                self.gram = summed_shares(msg.shares, key, spec.precision_bits)
+                self.gram_digest = digest
         if self.gram is None:
             raise ProtocolError("no validator's Gram matrix to evaluate the forms with")
         size = len(msg.vectors[0])
