@@ -29,7 +29,9 @@ from typing import Any
 
 import pytest
 
+from deltaml.crypto import EncryptedVector
 from deltaml.errors import ProtocolError
+from deltaml.evidence.signatures import vector_digest
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.protocol import form_messages as fm
 from deltaml.protocol import messages as m
@@ -211,7 +213,9 @@ def test_a_shifted_share_is_not_published() -> None:
             msg = dataclasses.replace(msg, share=dataclasses.replace(msg.share, share=shifted))
             combined = inner.request(party, msg)
             assert isinstance(combined, fm.FormCombined)
-            return inner.request("buyer", fm.FormOpenRequest(msg.label, combined, party))
+            # (the aggregator holds the first mask here: the share is its own to name)
+            opening = fm.FormOpenRequest(msg.label, combined, party, vector_digest(shifted))
+            return inner.request("buyer", opening)
         return inner.request(party, msg)
 
     with pytest.raises(ProtocolError, match="out of range"):
@@ -229,4 +233,57 @@ def test_a_smaller_scale_named_to_a_holder_is_refused() -> None:
         return inner.request(party, msg)
 
     with pytest.raises(ProtocolError, match="named at scale 1"):
+        _run_two(tamper)
+
+
+def _bent(vector: EncryptedVector) -> EncryptedVector:
+    """``vector`` with ``Enc(2^60)`` added to its first ciphertext."""
+    key = vector.public_key
+    first = vector.ciphertexts[0] * key.raw_encrypt(1 << 60) % key.nsquare
+    return dataclasses.replace(vector, ciphertexts=[first, *vector.ciphertexts[1:]])
+
+
+def test_a_first_share_changed_in_transit_is_not_decrypted() -> None:
+    """The aggregator adds a ciphertext of its own to the first holder's share on its
+    way to the remixer, and names the buyer the share it changed: the first holder did
+    not sign that one."""
+    crosses: dict[str, fm.FormCross] = {}
+
+    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
+        reply = None
+        if isinstance(msg, fm.FormCombineRequest):
+            share = dataclasses.replace(msg.share, share=_bent(msg.share.share))
+            combined = inner.request(party, dataclasses.replace(msg, share=share))
+            assert isinstance(combined, fm.FormCombined)
+            cross = crosses[msg.label]
+            return inner.request(
+                "buyer",
+                fm.FormOpenRequest(
+                    msg.label, combined, party, vector_digest(share.share), share.cross_digests,
+                    share.signature, tuple(vector_digest(v) for v in cross.products),
+                    cross.signature,
+                ),
+            )  # fmt: skip
+        reply = inner.request(party, msg)
+        if isinstance(reply, fm.FormCross):
+            crosses[reply.label] = reply
+        return reply
+
+    with pytest.raises(
+        ProtocolError, match=r"FormShare of .* does not carry owner-\d+'s signature"
+    ):
+        _run_two(tamper)
+
+
+def test_the_remixers_products_changed_in_transit_are_not_decrypted() -> None:
+    """The aggregator hands the first holder the remixer's ``Enc(H a²)`` with a ciphertext
+    of its own added: the first holder signs what it used, not what the remixer signed."""
+
+    def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
+        if isinstance(msg, fm.FormShareRequest):
+            products = (_bent(msg.cross.products[0]), *msg.cross.products[1:])
+            msg = dataclasses.replace(msg, cross=dataclasses.replace(msg.cross, products=products))
+        return inner.request(party, msg)
+
+    with pytest.raises(ProtocolError, match="not over the remixer's products"):
         _run_two(tamper)

@@ -19,7 +19,6 @@ from deltaml.crypto.serialization import ciphertexts_from_bytes
 from deltaml.evidence.signatures import decode_blob
 from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.gram_metric import validator_gram
-from deltaml.protocol import form_messages as fm
 from deltaml.simulation import SimulationConfig, simulate_shares
 from deltaml.transport import RecordingTransport
 

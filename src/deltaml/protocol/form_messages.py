@@ -21,7 +21,7 @@ FormMasked             mask holder   the vectors it was given, what it made of t
                                      what it added, and the digest of the shares it summed
 FormCross              2nd holder    ``Enc(H a²_k)`` for the first holder's cross terms
 FormOpened             buyer         ``ũ``, decrypted packed with its proof
-FormShare              1st holder    its share of every pair
+FormShare              1st holder    its share of every pair, and the ``Enc(H a²)`` it used
 FormCombined           2nd holder    every pair's ``Enc(u_kᵀHu_t)``: both shares added,
                                      re-randomized
 FormValues             buyer         the decrypted forms with proofs, and what they give
@@ -151,6 +151,8 @@ class FormShare(Message):
     label: str
     share: EncryptedVector
     opened_digest: str = ""
+    #: Digests of the second holder's ``Enc(H a²)`` it was computed with.
+    cross_digests: tuple[str, ...] = ()
     signature: str = ""
 
 
@@ -176,11 +178,19 @@ class FormCombined(Message):
 
 @dataclass(frozen=True)
 class FormOpenRequest(Message):
-    """Aggregator → buyer: the remixer's signed forms of a batch, to decrypt."""
+    """Aggregator → buyer: the remixer's signed forms of a batch, to decrypt, with the
+    holders' signatures on what passed between them through the aggregator — without
+    the ciphertexts, which the buyer could decrypt: the first holder's share (its digest
+    and the digests of the ``Enc(H a²)`` it used) and the second's ``Enc(H a²)``."""
 
     label: str
     combined: FormCombined
     remixer: str
+    share_digest: str = ""
+    share_cross: tuple[str, ...] = ()
+    share_signature: str = ""
+    cross_digests: tuple[str, ...] = ()
+    cross_signature: str = ""
 
 
 @dataclass(frozen=True)

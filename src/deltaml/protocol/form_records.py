@@ -79,6 +79,7 @@ class FormShare(Record):
     KIND: ClassVar[str] = "FormShare"
     label: str
     opened: str
+    cross: list[str]
     share: VectorRef
 
 

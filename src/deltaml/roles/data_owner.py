@@ -96,6 +96,7 @@ class DataOwner:
         #: The request's buyer's address (from the chain, in a marketplace): as a mask
         #: holder of the Gram metric, it works only on a ũ the buyer signed.
         self._forms = MaskHolder(buyer)
+        self._gram_share: fm.GramShare | None = None
 
     @property
     def n_rows(self) -> int:
@@ -320,8 +321,10 @@ class DataOwner:
         assert self._factor is not None and self._spec is not None and self._key is not None
         if self._spec.metric_protocol != "gram":
             raise ProtocolError("this request measures its metric by rotations, not Gram matrices")
-        share = gram_share(self._key, self._factor, self._spec.precision_bits, self.n_rows)
-        return self._signed(share, self._key)
+        if self._gram_share is None:  # the same share to an aggregator that asks again
+            share = gram_share(self._key, self._factor, self._spec.precision_bits, self.n_rows)
+            self._gram_share = self._signed(share, self._key)
+        return self._gram_share
 
     def _on_FormMaskRequest(self, msg: fm.FormMaskRequest) -> fm.FormMasked:
         self._require("validator")

@@ -210,7 +210,12 @@ def _form_opened(msg: fm.FormOpened) -> records.Record:
 
 
 def _form_share(msg: fm.FormShare) -> records.Record:
-    return fr.FormShare(label=msg.label, opened=msg.opened_digest, share=vector_ref(msg.share))
+    return fr.FormShare(
+        label=msg.label,
+        opened=msg.opened_digest,
+        cross=list(msg.cross_digests),
+        share=vector_ref(msg.share),
+    )
 
 
 def _form_combined(msg: fm.FormCombined) -> records.Record:

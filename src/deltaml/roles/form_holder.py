@@ -60,6 +60,7 @@ class _Batch:
 
     opened: str  # the digest of its signed ũ, which the holders' sums must be over
     count: int
+    first: str  # the first holder ("": the aggregator)
     remixer: str
     pairs: tuple[int, ...]
     exponent: int
@@ -69,6 +70,7 @@ class _Batch:
         return {
             "opened": self.opened,
             "count": self.count,
+            "first": self.first,
             "remixer": self.remixer,
             "pairs": list(self.pairs),
             "exponent": self.exponent,
@@ -80,6 +82,7 @@ class _Batch:
         return cls(
             str(data["opened"]),
             int(data["count"]),
+            str(data["first"]),
             str(data["remixer"]),
             tuple(int(v) for v in data["pairs"]),
             int(data["exponent"]),
@@ -226,7 +229,13 @@ class FormKeyHolder:
             tuple(vector_digest(v) for v in msg.first.vectors),
         )
         self._opened[msg.label] = _Batch(
-            opened_digest(reply), count, msg.holders[1], msg.pairs, exponent, msg.scale
+            opened_digest(reply),
+            count,
+            msg.holders[0],
+            msg.holders[1],
+            msg.pairs,
+            exponent,
+            msg.scale,
         )
         return sign_message(reply, self.buyer.account, self.key)
 
@@ -242,6 +251,7 @@ class FormKeyHolder:
         pairs = unflatten_pairs(batch.pairs)
         if combined.opened_digest != batch.opened or len(combined.values) != len(pairs):
             raise ProtocolError(f"the forms of {msg.label} are not over the buyer's own ũ")
+        self._check_exchange(msg, batch, len(pairs))
         raw, randomness = prove_decryption(self.buyer._private_key, combined.values.ciphertexts)
         values = [self.buyer._private_key.decode_signed(v) for v in raw]
         for pair, value in zip(pairs, values, strict=True):
@@ -260,6 +270,40 @@ class FormKeyHolder:
             base_sse,
         )
         return sign_message(reply, self.buyer.account, self.key)
+
+    def _check_exchange(self, msg: fm.FormOpenRequest, batch: _Batch, pairs: int) -> None:
+        """What passed between the holders through the aggregator is what they signed:
+        the remixer's sums are over the first holder's share, computed with the
+        remixer's ``Enc(H a²)`` — else the aggregator could add a ciphertext of its own
+        to either in transit, and a form would carry it."""
+        if msg.combined.share_digest != msg.share_digest:
+            raise ProtocolError(f"the forms of {msg.label} are not over the first holder's share")
+        if not batch.first:  # the aggregator holds the first mask: its share is its own
+            return
+        owners, key = self.buyer._seated().owners(), key_id(self.key)
+
+        def ref(digest: str, length: int) -> dict[str, Any]:
+            return {"exponent": 0, "length": length, "sha256": digest}
+
+        signed = [
+            (fr.FormCross(msg.label, [ref(d, self.size) for d in msg.cross_digests]),
+             batch.remixer, msg.cross_signature),
+            (fr.FormShare(msg.label, batch.opened, list(msg.share_cross),
+                          ref(msg.share_digest, pairs)), batch.first, msg.share_signature),
+        ]  # fmt: skip
+        for rec, party, signature in signed:
+            signer = recover_signer(record_body(rec, key), signature)
+            if signer is None or signer.lower() != owners.get(party, "").lower():
+                raise ProtocolError(
+                    f"the {rec.KIND} of {msg.label} does not carry {party}'s signature"
+                )
+        if (
+            tuple(msg.share_cross) != tuple(msg.cross_digests)
+            or len(msg.cross_digests) != batch.count
+        ):
+            raise ProtocolError(
+                f"the first share of {msg.label} is not over the remixer's products"
+            )
 
     def _results(self, label: str, values: list[int], batch: _Batch) -> tuple[list[float], float]:
         buyer = self.buyer

@@ -119,11 +119,9 @@ class MaskHolder:
             raise ProtocolError(f"already masked {msg.label}")
         if not msg.vectors or any(v.public_key != key for v in msg.vectors):
             raise ProtocolError("no vectors to mask, or vectors under another key")
-        if msg.shares:
+        if msg.shares:  # (the buyer checks which shares each holder summed)
             digest = shares_digest([vector_digest(s.gram) for s in msg.shares])
-            if self.gram is not None and digest != self.gram_digest:
-                raise ProtocolError("other Gram matrices than this holder summed before")
-            if self.gram is None:
+            if digest != self.gram_digest:
                 self.gram = summed_shares(msg.shares, key, spec.precision_bits)
                 self.gram_digest = digest
         if self.gram is None:
@@ -205,7 +203,12 @@ class MaskHolder:
         except DeltaMLValueError as exc:
             raise ProtocolError(str(exc)) from None
         del self._held[msg.label]
-        return fm.FormShare(msg.label, ring_vector(key, values), opened_digest(msg.opened))
+        return fm.FormShare(
+            msg.label,
+            ring_vector(key, values),
+            opened_digest(msg.opened),
+            tuple(vector_digest(v) for v in msg.cross.products),
+        )
 
     def combine(self, msg: fm.FormCombineRequest, key: PublicKey) -> fm.FormCombined:
         """As the second holder: both shares added, re-randomized."""
@@ -326,7 +329,13 @@ def evaluate_forms(
     combined = ev.accept(second, reply, fm.FormCombined, sealed=False)
     if combined.label != label or combined.share_digest != vector_digest(share.share):
         raise ProtocolError(f"{second} combined another share than {label}'s")
-    reply = agg.transport.request(agg.buyer_id, fm.FormOpenRequest(label, combined, second))
+    reply = agg.transport.request(
+        agg.buyer_id,
+        fm.FormOpenRequest(
+            label, combined, second, vector_digest(share.share), share.cross_digests,
+            share.signature, tuple(vector_digest(v) for v in cross.products), cross.signature,
+        ),
+    )  # fmt: skip
     values = ev.accept(agg.buyer_id, reply, fm.FormValues, sealed=False)
     if values.label != label:
         raise ProtocolError(f"the buyer's values answer another batch than {label}")

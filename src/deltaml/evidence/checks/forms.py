@@ -254,7 +254,11 @@ def on_form_share(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormShare.from_body(body)
     batch = _batch(vr, rec.label, "share", "opened")
     _holder(vr, batch, 0, rec.label)
-    vr.require(rec.opened == batch["opened"], "link", f"a share of {rec.label} not over ũ")
+    vr.require(
+        rec.opened == batch["opened"] and rec.cross == batch["cross"],
+        "link",
+        f"the first share of {rec.label} is not over ũ and the remixer's products",
+    )
     batch["share"] = vr.declare(rec.share)
 
 
