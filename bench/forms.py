@@ -30,6 +30,7 @@ from deltaml.crypto.quadform import (
     MaskShare,
     add_masks_with_proof,
     combine,
+    first_products,
     first_share,
     open_masked,
     second_share,
@@ -81,10 +82,8 @@ def one_batch(trainers: int, size: int, key_bits: int) -> dict[str, float]:
         "buyer: decrypt ũ (packed)",
         lambda: open_masked(sk, remixed, opened_exponent(EXPONENT, SCALE)),
     )
-    share = step(
-        "first holder: Enc(H·v), its share",
-        lambda: first_share(gram, first, opened, cross, pairs),
-    )
+    v, products = step("first holder: Enc(H·v)", lambda: first_products(gram, first, opened))
+    share = step("first holder: its share", lambda: first_share(pk, v, products, cross, pairs))
     forms = step(
         "remixer: its share and the sum",
         lambda: combine(pk, share, second_share(pk, second, cross, pairs)),

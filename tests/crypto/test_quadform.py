@@ -15,6 +15,7 @@ from deltaml.crypto.quadform import (
     MaskShare,
     add_masks_with_proof,
     combine,
+    first_products,
     first_share,
     mask_bits,
     open_masked,
@@ -52,7 +53,8 @@ def _run(pk: PublicKey, sk: PrivateKey, grams, vectors, pairs):
     )
     second_products = gram.times(second.masks)
     _, opened = open_masked(sk, remasked, PACKING)
-    mine = first_share(gram, first, opened, second_products, pairs)
+    v, products = first_products(gram, first, opened)
+    mine = first_share(pk, v, products, second_products, pairs)
     theirs = second_share(pk, second, second_products, pairs)
     out = combine(pk, mine, theirs)
     return [sk.decrypt_signed(c) for c in out], opened, gram, (first, second)
@@ -116,6 +118,8 @@ def test_shapes_and_overflows_are_refused(keys512: Keys) -> None:
     with pytest.raises(DeltaMLValueError, match="names no vector"):
         second_share(pk, share, [_enc(pk, [1, 2])], [(0, 1)])
     with pytest.raises(DeltaMLValueError, match="one opened vector"):
-        first_share(gram, share, [], [_enc(pk, [1, 2])], [(0, 0)])
+        first_products(gram, share, [])
+    with pytest.raises(DeltaMLValueError, match="one product"):
+        first_share(pk, [[1, 2]], [], [_enc(pk, [1, 2])], [(0, 0)])
     with pytest.raises(DeltaMLValueError, match="2 values"):
         gram.times([[1, 2, 3]])

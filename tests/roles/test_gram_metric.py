@@ -90,8 +90,8 @@ def test_validators_send_their_gram_once_and_only_the_named_remixer_masks(run: R
     for oid in validators:
         assert kinds[oid].count("GramShareRequest") == 1
         assert "EvaluateRequest" not in kinds[oid] and "ContributionRequest" not in kinds[oid]
-    steps = {fm.FormMaskRequest: (0, 1), fm.FormShareRequest: (0,), fm.FormCrossRequest: (1,),
-             fm.FormCombineRequest: (1,)}  # fmt: skip
+    steps = {fm.FormMaskRequest: (0, 1), fm.FormPrepareRequest: (0,), fm.FormShareRequest: (0,),
+             fm.FormCrossRequest: (1,), fm.FormCombineRequest: (1,)}  # fmt: skip
     for d in run.recorder.deliveries:
         if type(d.message) in steps:
             holders = form_holders(validators, d.message.label, CONFIG.eval_every)

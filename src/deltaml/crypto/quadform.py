@@ -21,15 +21,16 @@ holder never receives ``Enc(H)`` or anything computed from it but the finished f
 it could decrypt them.
 
 1. The first holder adds ``a¹_k`` (:func:`add_masks_with_proof`); the second adds
-   ``a²_k`` and computes ``Q_k = Enc(H a²_k)``. Each re-randomizes and proves it knows
-   what it added (:mod:`deltaml.crypto.knowledge`).
+   ``a²_k``. Each re-randomizes and proves it knows what it added
+   (:mod:`deltaml.crypto.knowledge`); the second computes ``Q_k = Enc(H a²_k)``.
 2. The key holder decrypts ``ũ_k = u_k + a¹_k + a²_k`` — statistically nothing without
    both masks — and publishes it with its proof (:func:`open_masked`).
 3. The first holder knows ``v_k = ũ_k − a¹_k = u_k + a²_k`` and computes
    ``V_k = Enc(H v_k)``. Since ``u = v − a²``,
    ``B(k, t) = v_kᵀHv_t − v_tᵀHa²_k − v_kᵀHa²_t + a²_kᵀHa²_t``: the first holder's share
    is the first three terms (from ``V`` and ``Q``), the second's the last (from ``Q``)
-   (:func:`first_share`, :func:`second_share`).
+   (:func:`first_share`, :func:`second_share`). ``V`` and ``Q`` need nothing of each
+   other: the two holders compute them at once (:func:`first_products`).
 4. The second holder adds both shares, re-randomizes (:func:`combine`) and signs
    ``Enc(B(k, t))``; the key holder decrypts those and nothing else.
 
@@ -272,26 +273,36 @@ def second_share(
     return _dots([(t, q[t], masks[k]) for k, t in pairs], n2)
 
 
-def first_share(
-    gram: EncryptedGram,
-    share: MaskShare,
-    opened: Sequence[Sequence[int]],
-    second_products: Sequence[Sequence[Cipher]],
-    pairs: Sequence[Pair],
-) -> list[Cipher]:
-    """The first holder's share of every pair, ``v_kᵀV_t − v_tᵀQ_k − v_kᵀQ_t`` with
-    ``v = ũ − a¹`` (``opened`` is ``ũ``), ``V = Enc(Hv)`` and ``Q`` the second holder's
-    ``Enc(H a²)``. A pair ``(k, k)`` is one product ``v_kᵀ(V_k − 2Q_k)``; the pairs that
-    share ``t`` (every ``(k, Σ)``) share one multi-exponentiation."""
-    check_pairs(pairs, len(share.masks))
-    if len(opened) != len(share.masks) or len(second_products) != len(share.masks):
-        raise DeltaMLValueError("one opened vector and one product per mask")
-    n2 = gram.public_key._nsquare
+def first_products(
+    gram: EncryptedGram, share: MaskShare, opened: Sequence[Sequence[int]]
+) -> tuple[list[list[int]], list[list[Cipher]]]:
+    """The first holder's ``v = ũ − a¹`` (``opened`` is ``ũ``) and ``V = Enc(Hv)``: its one
+    ``Enc(H·x)`` per vector, which needs nothing of the second holder's."""
+    if len(opened) != len(share.masks):
+        raise DeltaMLValueError("one opened vector per mask")
     v = [
         [x - a for x, a in zip(u, m, strict=True)] for u, m in zip(opened, share.masks, strict=True)
     ]
+    return v, gram.times(v)
+
+
+def first_share(
+    key: PublicKey,
+    v: Sequence[Sequence[int]],
+    products: Sequence[Sequence[Cipher]],
+    second_products: Sequence[Sequence[Cipher]],
+    pairs: Sequence[Pair],
+) -> list[Cipher]:
+    """The first holder's share of every pair, ``v_kᵀV_t − v_tᵀQ_k − v_kᵀQ_t`` with ``v``
+    and ``V = Enc(Hv)`` from :func:`first_products` and ``Q`` the second holder's
+    ``Enc(H a²)``. A pair ``(k, k)`` is one product ``v_kᵀ(V_k − 2Q_k)``; the pairs that
+    share ``t`` (every ``(k, Σ)``) share one multi-exponentiation."""
+    check_pairs(pairs, len(v))
+    if len(products) != len(v) or len(second_products) != len(v):
+        raise DeltaMLValueError("one product of each holder's per vector")
+    n2 = key._nsquare
     ints = _ints_with_sum(v)
-    big_v, q = _with_sum(gram.times(v), n2), _with_sum(second_products, n2)
+    big_v, q = _with_sum(products, n2), _with_sum(second_products, n2)
     cache: dict[tuple[int, int], list[Cipher]] = {}
 
     def minus_q(i: int, times: int) -> list[Cipher]:

@@ -136,6 +136,15 @@ class FormOpened(Message):
 
 
 @dataclass(frozen=True)
+class FormPrepareRequest(Message):
+    """Aggregator → the first holder: the buyer's ``ũ``, to compute ``Enc(H(ũ − a¹))``
+    while the second holder computes its ``Enc(H a²)``."""
+
+    label: str
+    opened: FormOpened
+
+
+@dataclass(frozen=True)
 class FormShareRequest(Message):
     """Aggregator → the first holder: the buyer's ``ũ`` and the second holder's
     ``Enc(H a²)``."""

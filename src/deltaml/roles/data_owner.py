@@ -348,6 +348,12 @@ class DataOwner:
         assert self._key is not None
         return self._signed(self._forms.cross(msg, self._key), self._key)
 
+    def _on_FormPrepareRequest(self, msg: fm.FormPrepareRequest) -> m.Ack:
+        self._require("validator")
+        assert self._key is not None
+        self._forms.prepare(msg, self._key)
+        return m.Ack(f"prepared {msg.label}")
+
     def _on_FormShareRequest(self, msg: fm.FormShareRequest) -> fm.FormShare:
         self._require("validator")
         assert self._key is not None

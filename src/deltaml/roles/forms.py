@@ -9,10 +9,11 @@ the buyer ``O(D)`` per vector, whatever the number of validators
 
 1. the first holder (the validator after the remixer, or the aggregator when there is
    one validator) and the second (the remixer) each add their masks, with a proof
-   (``FormMasked``); the second computes ``Enc(H a²)`` (``FormCross``);
+   (``FormMasked``);
 2. the buyer decrypts ``ũ`` and publishes it with its proof (``FormOpened``);
-3. the first holder computes its share from ``ũ``, ``Enc(H)`` and ``Enc(H a²)``
-   (``FormShare``), the second adds its own and re-randomizes (``FormCombined``);
+3. the first holder computes ``Enc(H(ũ − a¹))`` while the second computes ``Enc(H a²)``
+   (``FormCross``); the first computes its share (``FormShare``), the second adds its
+   own and re-randomizes (``FormCombined``);
 4. the buyer decrypts the sums with proofs (``FormValues``).
 
 The holders' side is :class:`MaskHolder`, the buyer's :mod:`deltaml.roles.form_holder`.
@@ -91,7 +92,9 @@ class _Held:
 
     share: MaskShare
     outputs: tuple[str, ...]  # digests of the vectors it returned
-    cross: list[list[int]] | None = None  # Enc(H a), once asked for
+    cross: list[list[int]] | None = None  # the second holder's Enc(H a), once asked for
+    #: The first holder's v = ũ − a and Enc(Hv), once it has the buyer's ũ.
+    first: tuple[list[list[int]], list[list[int]]] | None = None
 
 
 class MaskHolder:
@@ -189,17 +192,26 @@ class MaskHolder:
         except DeltaMLValueError as exc:
             raise ProtocolError(str(exc)) from None
 
+    def prepare(self, msg: fm.FormPrepareRequest, key: PublicKey) -> None:
+        """As the first holder: ``v = ũ − a¹`` and ``Enc(Hv)``, from the buyer's ``ũ``."""
+        held = self._batch(msg.label)
+        if held.first is None:
+            opened = self._opened(msg.opened, held, key, first=True)
+            assert self.gram is not None
+            held.first = qf.first_products(self.gram, held.share, opened)
+
     def first_share(self, msg: fm.FormShareRequest, key: PublicKey) -> fm.FormShare:
         """As the first holder: its share of every pair."""
+        self.prepare(fm.FormPrepareRequest(msg.label, msg.opened), key)
         held = self._batch(msg.label)
-        opened = self._opened(msg.opened, held, key, first=True)
+        self._opened(msg.opened, held, key, first=True)  # the ũ it prepared with
+        assert held.first is not None
         pairs = unflatten_pairs(msg.pairs)
         cross = ciphertexts(msg.cross.products)
         if msg.cross.label != msg.label or len(cross) != len(held.share.masks):
             raise ProtocolError(f"the second holder's products are not of {msg.label}")
-        assert self.gram is not None
         try:
-            values = qf.first_share(self.gram, held.share, opened, cross, pairs)
+            values = qf.first_share(key, *held.first, cross, pairs)
         except DeltaMLValueError as exc:
             raise ProtocolError(str(exc)) from None
         del self._held[msg.label]
@@ -307,16 +319,24 @@ def evaluate_forms(
     reply = agg.transport.request(second, fm.FormMaskRequest(label, masked1.vectors, scale, shares))
     masked2 = ev.accept(second, reply, fm.FormMasked, sealed=False)
     _check_masked(masked2, label, masked1.vectors, second)
-    reply = agg.transport.request(second, fm.FormCrossRequest(label))
-    cross = ev.accept(second, reply, fm.FormCross, sealed=True)
-    if cross.label != label or len(cross.products) != len(vectors):
-        raise ProtocolError(f"{second} returned other products than {label}'s")
     reply = agg.transport.request(
         agg.buyer_id, fm.FormRequest(label, masked1, masked2, (first or "", second), flat, scale)
     )
     opened = ev.accept(agg.buyer_id, reply, fm.FormOpened, sealed=False)
     if opened.label != label:
         raise ProtocolError(f"the buyer opened another batch than {label}")
+    # Enc(H(ũ − a¹)) and Enc(H a²), each holder's one product per vector, at once.
+    prepare = fm.FormPrepareRequest(label, opened)
+    if first is None:
+        agg.form_holder.prepare(prepare, key)
+        reply = agg.transport.request(second, fm.FormCrossRequest(label))
+    else:
+        _, reply = agg.transport.request_all(
+            [(first, prepare), (second, fm.FormCrossRequest(label))]
+        )
+    cross = ev.accept(second, reply, fm.FormCross, sealed=True)
+    if cross.label != label or len(cross.products) != len(vectors):
+        raise ProtocolError(f"{second} returned other products than {label}'s")
     share_request = fm.FormShareRequest(label, opened, cross, flat)
     if first is None:
         share = agg.form_holder.first_share(share_request, key)

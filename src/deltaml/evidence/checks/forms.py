@@ -216,14 +216,14 @@ def on_form_masked(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 def on_form_cross(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormCross.from_body(body)
-    batch = _batch(vr, rec.label, "cross", "second")
+    batch = _batch(vr, rec.label, "cross", "opened")
     _holder(vr, batch, 1, rec.label)
     batch["cross"] = [vr.declare(ref) for ref in rec.products]
 
 
 def on_form_opened(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormOpened.from_body(body)
-    batch = _batch(vr, rec.label, "opened", "cross")
+    batch = _batch(vr, rec.label, "opened", "second")
     vr.require(
         rec.masked == batch["second"] and rec.first == batch["first"],
         "link",
@@ -252,7 +252,7 @@ def on_form_opened(vr: Verifier, body: Mapping[str, Any]) -> None:
 
 def on_form_share(vr: Verifier, body: Mapping[str, Any]) -> None:
     rec = fr.FormShare.from_body(body)
-    batch = _batch(vr, rec.label, "share", "opened")
+    batch = _batch(vr, rec.label, "share", "cross")
     _holder(vr, batch, 0, rec.label)
     vr.require(
         rec.opened == batch["opened"] and rec.cross == batch["cross"],

@@ -167,8 +167,9 @@ FIELDS = [
         "metric_protocol",
         "Validation metric",
         "How the validators' error is measured: mixing every validator's residuals at each "
-        "evaluation, or each validator's encrypted Gram matrix once and a masked product "
-        "with your node after — its cost does not grow with the validators (for many owners).",
+        "evaluation, or each validator's encrypted Gram matrix once — held by two "
+        "validators, never sent to your node — and masked forms that your node only "
+        "decrypts: its cost does not grow with the validators (for many owners).",
         wrong="Choose " + " or ".join(s.METRIC_PROTOCOLS) + ".",
     ),
     Field(
