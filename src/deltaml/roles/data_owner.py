@@ -343,26 +343,27 @@ class DataOwner:
         )
         return self._signed(self._forms.mask(msg, self._key, spec, scale), self._key)
 
-    def _on_FormCrossRequest(self, msg: fm.FormCrossRequest) -> fm.FormCross:
+    def _holder_key(self) -> PublicKey:
+        """The request's key, for a validator holding a mask of the Gram metric."""
         self._require("validator")
         assert self._key is not None
-        return self._signed(self._forms.cross(msg, self._key), self._key)
+        return self._key
+
+    def _on_FormCrossRequest(self, msg: fm.FormCrossRequest) -> fm.FormCross:
+        key = self._holder_key()
+        return self._signed(self._forms.cross(msg, key), key)
 
     def _on_FormPrepareRequest(self, msg: fm.FormPrepareRequest) -> m.Ack:
-        self._require("validator")
-        assert self._key is not None
-        self._forms.prepare(msg, self._key)
+        self._forms.prepare(msg, self._holder_key())
         return m.Ack(f"prepared {msg.label}")
 
     def _on_FormShareRequest(self, msg: fm.FormShareRequest) -> fm.FormShare:
-        self._require("validator")
-        assert self._key is not None
-        return self._signed(self._forms.first_share(msg, self._key), self._key)
+        key = self._holder_key()
+        return self._signed(self._forms.first_share(msg, key), key)
 
     def _on_FormCombineRequest(self, msg: fm.FormCombineRequest) -> fm.FormCombined:
-        self._require("validator")
-        assert self._key is not None
-        return self._signed(self._forms.combine(msg, self._key), self._key)
+        key = self._holder_key()
+        return self._signed(self._forms.combine(msg, key), key)
 
     def _on_ContributionRequest(self, msg: m.ContributionRequest) -> m.ContributionColumns:
         self._require("validator")

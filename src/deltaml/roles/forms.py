@@ -93,8 +93,9 @@ class _Held:
     share: MaskShare
     outputs: tuple[str, ...]  # digests of the vectors it returned
     cross: list[list[int]] | None = None  # the second holder's Enc(H a), once asked for
-    #: The first holder's v = ũ − a and Enc(Hv), once it has the buyer's ũ.
+    #: The first holder's v = ũ − a and Enc(Hv), once it has the buyer's ũ (its digest).
     first: tuple[list[list[int]], list[list[int]]] | None = None
+    opened: str = ""
 
 
 class MaskHolder:
@@ -199,12 +200,14 @@ class MaskHolder:
             opened = self._opened(msg.opened, held, key, first=True)
             assert self.gram is not None
             held.first = qf.first_products(self.gram, held.share, opened)
+            held.opened = opened_digest(msg.opened)
 
     def first_share(self, msg: fm.FormShareRequest, key: PublicKey) -> fm.FormShare:
         """As the first holder: its share of every pair."""
         self.prepare(fm.FormPrepareRequest(msg.label, msg.opened), key)
         held = self._batch(msg.label)
-        self._opened(msg.opened, held, key, first=True)  # the ũ it prepared with
+        if held.opened != opened_digest(msg.opened):
+            raise ProtocolError(f"another ũ of {msg.label} than the one prepared with")
         assert held.first is not None
         pairs = unflatten_pairs(msg.pairs)
         cross = ciphertexts(msg.cross.products)
