@@ -64,6 +64,10 @@ class SizeResult:
     #: CPU seconds by phase: ``{"central": …, "owners": …}`` (aggregator and buyer
     #: against the owners; see ``TrainingRecord.cpu``).
     cpu: dict[str, dict[str, float]]
+    #: With ``--verify``: ``deltaml verify``'s wall seconds on the run's transcript (and
+    #: its sealed ciphertexts), and whether every check passed.
+    verify_seconds: float | None = None
+    verified: bool | None = None
 
 
 def run_size(owners: int, args: argparse.Namespace, workers: int | None = None) -> SizeResult:
@@ -75,7 +79,7 @@ def run_size(owners: int, args: argparse.Namespace, workers: int | None = None) 
         seed=args.seed,
         eval_every=args.eval_every or args.rounds,
         contributions=True,
-        verify=False,
+        verify=args.verify,
         chain=False,
         allow_test_keys=args.test_keys,
         workers=workers,
@@ -108,6 +112,8 @@ def run_size(owners: int, args: argparse.Namespace, workers: int | None = None) 
         mix_products_per_evaluation=2 * height**2,
         mix_products_contributions=2 * (len(result.trainers) + 1) * height**2,
         cpu=result.record.cpu,
+        verify_seconds=result.verify_seconds if args.verify else None,
+        verified=result.verified,
     )
 
 
@@ -231,6 +237,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
+        "--verify",
+        action="store_true",
+        help="verify each run's transcript (with its sealed ciphertexts) and time it",
+    )
+    p.add_argument(
         "--no-gas",
         action="store_true",
         help="skip the contract's gas per call at each size (embedded chain)",
@@ -252,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  {owners} owners, {r.workers} worker(s): training {r.training:.1f} s, "
             f"metrics {r.metrics:.1f} s, contributions {r.contributions:.1f} s, "
-            f"whole run {r.total:.1f} s (load average {load_average()})",
+            f"whole run {r.total:.1f} s"
+            + (f", then verified in {r.verify_seconds:.1f} s: {r.verified}" if args.verify else "")
+            + f" (load average {load_average()})",
             file=sys.stderr,
             flush=True,
         )
@@ -291,6 +304,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("CPU seconds, central (aggregator and buyer) / owners:")
     print(cpu_table(results))
     print()
+    if args.verify:
+        print("deltaml verify on each run's transcript, with its sealed ciphertexts:")
+        print(format_table(
+            ["owners", "verify", "every check passed"],
+            [[str(r.owners), f"{r.verify_seconds:.1f} s", str(r.verified)] for r in results],
+        ))  # fmt: skip
+        print()
     if args.metric_protocol == "rotation":
         print(mix_table(results))
     if gas:

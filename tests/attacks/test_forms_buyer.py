@@ -139,7 +139,7 @@ def _chosen_opened(opened: fm.FormOpened) -> fm.FormOpened:
 
 def test_a_u_tilde_of_the_aggregators_choosing_is_refused_by_the_holders() -> None:
     def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
-        if isinstance(msg, fm.FormShareRequest | fm.FormCombineRequest):
+        if isinstance(msg, fm.FormPrepareRequest | fm.FormShareRequest | fm.FormCombineRequest):
             msg = dataclasses.replace(msg, opened=_chosen_opened(msg.opened))
         return inner.request(party, msg)
 
@@ -157,7 +157,7 @@ def test_forms_over_another_u_tilde_than_the_buyers_are_not_decrypted(
     monkeypatch.setattr(forms.MaskHolder, "signed_by_buyer", lambda *args: True)
 
     def tamper(inner: Transport, party: str, msg: m.Message) -> m.Message:
-        if isinstance(msg, fm.FormShareRequest):
+        if isinstance(msg, fm.FormPrepareRequest | fm.FormShareRequest):
             msg = dataclasses.replace(msg, opened=_chosen_opened(msg.opened))
         if isinstance(msg, fm.FormCombineRequest):
             msg = dataclasses.replace(msg, opened=_chosen_opened(msg.opened))
