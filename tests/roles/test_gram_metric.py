@@ -99,11 +99,9 @@ def test_validators_send_their_gram_once_and_only_the_named_remixer_masks(run: R
             assert d.recipient in {holders[i] for i in steps[type(d.message)]}
 
 
-def _true_vectors(run: Run, request: fm.FormRequest) -> list[np.ndarray]:
-    """What the masked vectors of a batch hide: the aggregator's masks removed by
-    decrypting its own inputs would still leave them masked, so take the evaluated
-    totals from the round requests (the test holds the key)."""
-    del request
+def _true_vectors(run: Run) -> list[np.ndarray]:
+    """What the masked vectors of a batch hide: the evaluated totals, from the round
+    requests (the test holds the key)."""
     return [
         np.array(d.message.total.decrypt_ints(run.key), dtype=object)
         for d in run.recorder.deliveries
@@ -118,7 +116,7 @@ def test_every_value_the_buyer_decrypts_is_masked_wider_than_the_model(run: Run)
     received = run.recorder.received_by("buyer")
     requests = [msg for msg in received if isinstance(msg, fm.FormRequest)]
     assert len(requests) == 4  # rounds 0, 3 and 6, the contributions
-    secrets = {int(v) for t in _true_vectors(run, requests[0]) for v in t if v}
+    secrets = {int(v) for t in _true_vectors(run) for v in t if v}
     for req in requests:
         bits = form_mask_bits(req.first.vectors[0].exponent, req.scale)
         for vectors in (req.first.vectors, req.masked.vectors):
@@ -138,7 +136,7 @@ def test_the_buyer_receives_every_validators_signed_note_once(run: Run) -> None:
 
 
 def test_owners_and_the_aggregator_receive_no_plaintext_model_value(run: Run) -> None:
-    secrets = {int(v) for t in _true_vectors(run, None) for v in t if v}  # type: ignore[arg-type]
+    secrets = {int(v) for t in _true_vectors(run) for v in t if v}
 
     def ints(obj: object) -> set[int]:
         out: set[int] = set()
