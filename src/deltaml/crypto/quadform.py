@@ -60,6 +60,8 @@ SUM = -1
 
 Pair = tuple[int, int]
 Cipher: TypeAlias = gmpy2.mpz
+#: A dot product to compute: ``(bases id, Enc(v), x)`` for ``Enc(xᵀv)``.
+Job: TypeAlias = tuple[object, Sequence[Cipher], Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ def add_masks(
 def add_masks_with_proof(
     key: PublicKey, context: bytes, vectors: Sequence[Sequence[Cipher]], share: MaskShare
 ) -> tuple[list[list[Cipher]], AddedPlaintextProof]:
-    """The second holder's :func:`add_masks`, with the proof that it knows what it added."""
+    """A holder's :func:`add_masks`, with the proof that it knows what it added."""
     out, alphas = add_masks(key, vectors, share)
     proof = prove_added_plaintexts(
         key,
@@ -230,9 +232,7 @@ def open_masked(
     return opening, [values[i * size : (i + 1) * size] for i in range(len(masked))]
 
 
-def _dots(
-    jobs: Sequence[tuple[object, Sequence[Cipher], Sequence[int]]], n2: gmpy2.mpz
-) -> list[Cipher]:
+def _dots(jobs: Sequence[Job], n2: gmpy2.mpz) -> list[Cipher]:
     """``Enc(xᵀv)`` for every job ``(bases id, Enc(v), x)``, in order: the jobs that share
     their bases go through one multi-exponentiation (its window tables shared)."""
     groups: dict[object, list[int]] = {}
@@ -248,16 +248,14 @@ def _dots(
     return out
 
 
-def _sums(
-    jobs: list[tuple[object, Sequence[Cipher], Sequence[int]]], per: int, n2: gmpy2.mpz
-) -> list[Cipher]:
-    """The jobs' dots, ``per`` consecutive ones added into each result."""
-    values = _dots(jobs, n2)
+def _sums(groups: Sequence[Sequence[Job]], n2: gmpy2.mpz) -> list[Cipher]:
+    """Per group of jobs, the sum of their dots (:func:`_dots`, all at once)."""
+    values = iter(_dots([job for group in groups for job in group], n2))
     out = []
-    for i in range(0, len(values), per):
+    for group in groups:
         acc = gmpy2.mpz(1)
-        for c in values[i : i + per]:
-            acc = acc * c % n2
+        for _ in group:
+            acc = acc * next(values) % n2
         out.append(acc)
     return out
 
@@ -313,13 +311,13 @@ def first_share(
             ]
         return cache[i, times]
 
-    jobs: list[tuple[object, Sequence[Cipher], Sequence[int]]] = []
-    for k, t in pairs:
-        if k == t:
-            jobs += [(("vq2", k), minus_q(k, 2), ints[k]), ("one", [gmpy2.mpz(1)], [0])]
-        else:
-            jobs += [(("vq1", t), minus_q(t, 1), ints[k]), (("q", k), q[k], [-x for x in ints[t]])]
-    return _sums(jobs, 2, n2)
+    groups: list[list[Job]] = [
+        [(("vq2", k), minus_q(k, 2), ints[k])]
+        if k == t
+        else [(("vq1", t), minus_q(t, 1), ints[k]), (("q", k), q[k], [-x for x in ints[t]])]
+        for k, t in pairs
+    ]
+    return _sums(groups, n2)
 
 
 def combine(key: PublicKey, *shares: Sequence[Cipher]) -> list[Cipher]:
