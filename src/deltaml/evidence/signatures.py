@@ -105,7 +105,13 @@ def vector_ref(vector: EncryptedVector) -> dict[str, Any]:
     The bound is the sender's claim about plaintext sizes, checkable by nobody and a
     function of its data, so it stays out of the evidence.
     """
-    return {"exponent": vector.exponent, "length": len(vector), "sha256": vector_digest(vector)}
+    return digest_ref(vector_digest(vector), len(vector), vector.exponent)
+
+
+def digest_ref(digest: str, length: int, exponent: int = 0) -> dict[str, Any]:
+    """A body's name for a vector known only by its digest (:func:`vector_ref`): what a
+    party that must not hold the ciphertexts checks a signature over."""
+    return {"exponent": exponent, "length": length, "sha256": digest}
 
 
 def encode_blob(blob: bytes) -> str:

@@ -17,6 +17,7 @@ holders signed that they summed exactly those shares. What it decrypts, and only
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,13 @@ from deltaml.crypto.proofs import prove_decryption
 from deltaml.crypto.quadform import open_masked
 from deltaml.errors import ProtocolError
 from deltaml.evidence.published import metric_value
-from deltaml.evidence.signatures import hex_ints, key_id, recover_signer, vector_digest
+from deltaml.evidence.signatures import (
+    digest_ref,
+    hex_ints,
+    key_id,
+    recover_signer,
+    vector_digest,
+)
 from deltaml.learning.contributions import shapley_from_totals
 from deltaml.learning.gram_metric import (
     contribution_pairs,
@@ -67,27 +74,11 @@ class _Batch:
     scale: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "opened": self.opened,
-            "count": self.count,
-            "first": self.first,
-            "remixer": self.remixer,
-            "pairs": list(self.pairs),
-            "exponent": self.exponent,
-            "scale": self.scale,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> _Batch:
-        return cls(
-            str(data["opened"]),
-            int(data["count"]),
-            str(data["first"]),
-            str(data["remixer"]),
-            tuple(int(v) for v in data["pairs"]),
-            int(data["exponent"]),
-            int(data["scale"]),
-        )
+        return cls(**{**data, "pairs": tuple(data["pairs"])})
 
 
 class FormKeyHolder:
@@ -133,7 +124,7 @@ class FormKeyHolder:
                 claimed = -1
             if rows < 1 or not 0 <= claimed <= self.key.max_int:
                 raise ProtocolError(f"the Gram note of {party} has no rows or no bound")
-            ref = {"exponent": precision, "length": size * (size + 1) // 2, "sha256": digest}
+            ref = digest_ref(digest, size * (size + 1) // 2, precision)
             body = record_body(fr.GramShare(gram=ref, rows=rows, bound=note), key)
             signer = recover_signer(body, signature)
             if signer is None or signer.lower() != owners.get(party, "").lower():
@@ -281,15 +272,11 @@ class FormKeyHolder:
         if not batch.first:  # the aggregator holds the first mask: its share is its own
             return
         owners, key = self.buyer._seated().owners(), key_id(self.key)
-
-        def ref(digest: str, length: int) -> dict[str, Any]:
-            return {"exponent": 0, "length": length, "sha256": digest}
-
         signed = [
-            (fr.FormCross(msg.label, [ref(d, self.size) for d in msg.cross_digests]),
+            (fr.FormCross(msg.label, [digest_ref(d, self.size) for d in msg.cross_digests]),
              batch.remixer, msg.cross_signature),
             (fr.FormShare(msg.label, batch.opened, list(msg.share_cross),
-                          ref(msg.share_digest, pairs)), batch.first, msg.share_signature),
+                          digest_ref(msg.share_digest, pairs)), batch.first, msg.share_signature),
         ]  # fmt: skip
         for rec, party, signature in signed:
             signer = recover_signer(record_body(rec, key), signature)
