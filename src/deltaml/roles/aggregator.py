@@ -74,7 +74,7 @@ class Aggregator(AggregatorPhases):
         # metric_protocol gram: Enc(H) is collected afresh by each run (and after a
         # restart); the contributions' vectors need the initial model.
         self._gram, self._initial_model = None, initial_model
-        self.form_holder = MaskHolder()
+        self.form_holder, self.gram_holders = MaskHolder(), set()
         if spec.solver == "exact":  # one masked solve instead of rounds (roles/exact.py)
             return train_exact(
                 self, spec, public_key, initial_model, n_features, include_target,

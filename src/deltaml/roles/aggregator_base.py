@@ -66,6 +66,7 @@ class AggregatorBase:
         #: (roles/forms.py).
         self._gram: tuple[GramShare, ...] | None = None
         self.form_holder = MaskHolder()
+        self.gram_holders: set[str] = set()  # the holders the shares went to ("": itself)
         self._initial_model: EncryptedVector | None = None
         #: Wall and CPU time of each phase, into the training's record.
         self.clock = PhaseClock(transport.cpu_seconds, buyer_id)

@@ -180,25 +180,26 @@ class MaskHolder:
         signer = recover_signer(message_body(opened, key_id(key)), opened.signature)
         return signer is not None and signer.lower() == self.buyer.lower()
 
-    def _opened(self, opened: fm.FormOpened, held: _Held, key: PublicKey, first: bool) -> list:
-        """``ũ`` as the buyer signed it, of this holder's own vectors."""
+    def _check_opened(
+        self, opened: fm.FormOpened, held: _Held, key: PublicKey, first: bool
+    ) -> None:
+        """``ũ`` is as the buyer signed it, of this holder's own vectors."""
         if not self.signed_by_buyer(opened, key):
             raise ProtocolError(f"the ũ of {opened.label} is not signed by the buyer")
         mine = opened.first_digests if first else opened.masked_digests
         if tuple(mine) != held.outputs:
             raise ProtocolError(f"the buyer's ũ of {opened.label} is not of this holder's vectors")
-        size = self.gram.size if self.gram is not None else 0
-        try:
-            return opened_values(opened.opened, len(held.outputs), size)
-        except DeltaMLValueError as exc:
-            raise ProtocolError(str(exc)) from None
 
     def prepare(self, msg: fm.FormPrepareRequest, key: PublicKey) -> None:
         """As the first holder: ``v = ũ − a¹`` and ``Enc(Hv)``, from the buyer's ``ũ``."""
         held = self._batch(msg.label)
         if held.first is None:
-            opened = self._opened(msg.opened, held, key, first=True)
+            self._check_opened(msg.opened, held, key, first=True)
             assert self.gram is not None
+            try:
+                opened = opened_values(msg.opened.opened, len(held.outputs), self.gram.size)
+            except DeltaMLValueError as exc:
+                raise ProtocolError(str(exc)) from None
             held.first = qf.first_products(self.gram, held.share, opened)
             held.opened = opened_digest(msg.opened)
 
@@ -228,7 +229,7 @@ class MaskHolder:
     def combine(self, msg: fm.FormCombineRequest, key: PublicKey) -> fm.FormCombined:
         """As the second holder: both shares added, re-randomized."""
         held = self._batch(msg.label)
-        self._opened(msg.opened, held, key, first=False)
+        self._check_opened(msg.opened, held, key, first=False)
         pairs = unflatten_pairs(msg.pairs)
         if (
             msg.share.label != msg.label
@@ -311,15 +312,21 @@ def evaluate_forms(
         ),
         sealed=vectors,
     )
-    request = fm.FormMaskRequest(label, tuple(vectors), scale, shares)
+
+    # The Gram shares go to a holder once per run (a holder keeps their sum).
+    def mask_request(holder: str, inputs: Sequence[EncryptedVector]) -> fm.FormMaskRequest:
+        sent = holder in agg.gram_holders
+        agg.gram_holders.add(holder)
+        return fm.FormMaskRequest(label, tuple(inputs), scale, () if sent else shares)
+
     if first is None:
-        masked1 = agg.form_holder.mask(request, key, spec, scale)
+        masked1 = agg.form_holder.mask(mask_request("", vectors), key, spec, scale)
         _own(agg, masked1, sealed=False)
     else:
-        reply = agg.transport.request(first, request)
+        reply = agg.transport.request(first, mask_request(first, vectors))
         masked1 = ev.accept(first, reply, fm.FormMasked, sealed=False)
     _check_masked(masked1, label, vectors, first or "the aggregator")
-    reply = agg.transport.request(second, fm.FormMaskRequest(label, masked1.vectors, scale, shares))
+    reply = agg.transport.request(second, mask_request(second, masked1.vectors))
     masked2 = ev.accept(second, reply, fm.FormMasked, sealed=False)
     _check_masked(masked2, label, masked1.vectors, second)
     reply = agg.transport.request(
