@@ -32,20 +32,11 @@ import pytest
 from deltaml.crypto import EncryptedVector
 from deltaml.errors import ProtocolError
 from deltaml.evidence.signatures import vector_digest
-from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.protocol import form_messages as fm
 from deltaml.protocol import messages as m
-from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
+from deltaml.simulation import SimulationResult
 from deltaml.transport.base import Transport
-
-CONFIG = SimulationConfig(
-    rounds=3,
-    eval_every=3,
-    key_bits=1024,
-    allow_test_keys=True,
-    chain=False,
-    metric_protocol="gram",
-)
+from gram_testkit import run_gram
 
 
 class _Tamper(Transport):
@@ -66,20 +57,14 @@ class _Tamper(Transport):
         return self.inner.cpu_seconds
 
 
-def _run(tamper: Any = None, **changes: Any) -> SimulationResult:
-    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
-    shares = split_owners(train, 5, seed=0)
-    wrap = {"transport_wrapper": lambda inner: _Tamper(inner, tamper)} if tamper else {}
-    config = dataclasses.replace(CONFIG, **changes)
-    return simulate_shares(config, "linear", "regression", shares, None, **wrap)
+def _run(tamper: Any = None, owners: int = 5, **changes: Any) -> SimulationResult:
+    wrapper = (lambda inner: _Tamper(inner, tamper)) if tamper else None
+    return run_gram(owners, wrapper, **changes)
 
 
 def _run_two(tamper: Any = None) -> SimulationResult:
     """Seven owners: two validators, so both mask holders are validators."""
-    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
-    wrap = {"transport_wrapper": lambda inner: _Tamper(inner, tamper)} if tamper else {}
-    shares = split_owners(train, 7, seed=0)
-    return simulate_shares(CONFIG, "linear", "regression", shares, None, **wrap)
+    return _run(tamper, owners=7)
 
 
 def test_a_remixer_passing_on_a_ciphertext_of_its_choosing_is_refused(

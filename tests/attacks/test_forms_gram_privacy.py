@@ -17,15 +17,9 @@ import pytest
 from deltaml.crypto import EncryptedVector
 from deltaml.crypto.serialization import ciphertexts_from_bytes
 from deltaml.evidence.signatures import decode_blob
-from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.learning.gram_metric import validator_gram
-from deltaml.simulation import SimulationConfig, simulate_shares
 from deltaml.transport import RecordingTransport
-
-CONFIG = SimulationConfig(
-    rounds=3, eval_every=3, key_bits=1024, allow_test_keys=True, chain=False,
-    metric_protocol="gram",
-)  # fmt: skip
+from gram_testkit import CONFIG, run_gram
 
 
 def _vectors(obj: object) -> list[EncryptedVector]:
@@ -40,9 +34,6 @@ def _vectors(obj: object) -> list[EncryptedVector]:
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one validator", "two validators"])
 def seen(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    owners = 4 if request.param == 1 else 7
-    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
-    shares = split_owners(train, owners, seed=0)
     holder: dict[str, RecordingTransport] = {}
 
     def wrap(inner):  # type: ignore[no-untyped-def]
@@ -50,8 +41,7 @@ def seen(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         return holder["r"]
 
     path = tmp_path_factory.mktemp("gram") / "run.jsonl"
-    config = dataclasses.replace(CONFIG, transcript=str(path))
-    result = simulate_shares(config, "linear", "regression", shares, None, transport_wrapper=wrap)
+    result = run_gram(4 if request.param == 1 else 7, wrap, transcript=str(path))
     assert len(result.validators) == request.param
     parties = holder["r"].inner._parties  # type: ignore[attr-defined]
     buyer = parties["buyer"]

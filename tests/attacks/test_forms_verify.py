@@ -24,24 +24,13 @@ from typing import Any
 import pytest
 
 from deltaml.evidence.transcript import read_records
-from deltaml.learning.data import load_dataset, split_owners, train_test_split
 from deltaml.protocol.records import FORM_KINDS, RECORD_TYPES
-from deltaml.simulation import SimulationConfig, SimulationResult, simulate_shares
-
-CONFIG = SimulationConfig(
-    rounds=3,
-    eval_every=3,
-    key_bits=1024,
-    allow_test_keys=True,
-    chain=False,
-    metric_protocol="gram",
-)
+from deltaml.simulation import SimulationResult
+from gram_testkit import run_gram
 
 
 def _run(**changes: Any) -> SimulationResult:
-    train, _ = train_test_split(load_dataset("diabetes"), 0.2, 0)
-    config = dataclasses.replace(CONFIG, **changes)
-    return simulate_shares(config, "linear", "regression", split_owners(train, 5, seed=0), None)
+    return run_gram(5, **changes)
 
 
 def _failures(result: SimulationResult) -> list[str]:
